@@ -1,0 +1,65 @@
+"""The ``hetero`` TorchDynamo backend: AOTAutograd with our decompositions, then our compiler
+for the forward, backward and inference graphs.
+
+Registered through the ``torch_dynamo_backends`` entry point (see pyproject.toml), so
+``torch.compile(model, backend="hetero")`` works without importing this package."""
+from __future__ import annotations
+
+import contextlib
+import threading
+import warnings
+
+import torch
+from torch._dynamo.backends.common import aot_autograd
+from torch._functorch.aot_autograd import make_boxed_func
+from torch._functorch.partitioners import min_cut_rematerialization_partition
+
+from . import options as options_mod
+from .compiler import compile_graph
+from .decompositions import decomposition_table
+from .errors import HeteroCompileError
+
+_collectors = threading.local()
+
+
+@contextlib.contextmanager
+def collect_compiled_graphs():
+    """Collects (graph name, CompiledGraph) for every graph compiled inside the block."""
+    previous = getattr(_collectors, "sink", None)
+    sink: list = []
+    _collectors.sink = sink
+    try:
+        yield sink
+    finally:
+        _collectors.sink = previous
+
+
+def hetero_backend(gm: torch.fx.GraphModule, example_inputs, options=None, mode=None):
+    opts = options_mod.resolve(options, mode)
+    sink = getattr(_collectors, "sink", None)
+
+    def compiler_for(kind):
+        def compile_fn(graph_module, _example_inputs):
+            return _compile_or_fall_back(graph_module, kind, opts, sink)
+        return compile_fn
+
+    backend = aot_autograd(fw_compiler=compiler_for("forward"), bw_compiler=compiler_for("backward"),
+                           inference_compiler=compiler_for("inference"),
+                           decompositions=decomposition_table(),
+                           partition_fn=min_cut_rematerialization_partition)
+    return backend(gm, example_inputs)
+
+
+def _compile_or_fall_back(gm, kind: str, opts, sink):
+    try:
+        compiled = compile_graph(gm, name=kind)
+    except Exception as error:  # any failure: eager for this graph, or raise in strict mode
+        if opts.strict:
+            raise HeteroCompileError(f"torch_hetero could not compile the {kind} graph: {error}") from error
+        warnings.warn(f"torch_hetero: could not compile the {kind} graph ({type(error).__name__}: "
+                      f"{str(error).splitlines()[0] if str(error) else ''}); running it eagerly. "
+                      "Pass options={'strict': True} to raise instead.", stacklevel=2)
+        return make_boxed_func(gm.forward)
+    if sink is not None:
+        sink.append((kind, compiled))
+    return compiled

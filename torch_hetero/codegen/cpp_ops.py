@@ -1,0 +1,243 @@
+"""The C++ ``ops`` handler: re-running an IR inner function under it emits C++ statements.
+
+Values are :class:`CVar` (a C expression or temporary, plus its torch dtype).  float16 and
+bfloat16 values live in float32 registers; they are rounded only on an explicit cast and
+when stored, as eager does per op for fp32 math."""
+from __future__ import annotations
+
+import math
+
+import sympy
+import torch
+
+from ..symbolic import simplify_index
+from .printer import cexpr
+
+STORAGE_CTYPE = {
+    torch.float32: "float", torch.float64: "double", torch.float16: "uint16_t",
+    torch.bfloat16: "uint16_t", torch.int8: "int8_t", torch.uint8: "uint8_t",
+    torch.int16: "int16_t", torch.int32: "int32_t", torch.int64: "int64_t", torch.bool: "bool",
+}
+LOW_PRECISION = {torch.float16: ("hetero_h2f", "hetero_f2h", "hetero_round_half"),
+                 torch.bfloat16: ("hetero_b2f", "hetero_f2b", "hetero_round_bf16")}
+
+
+def compute_ctype(dtype: torch.dtype) -> str:
+    if dtype in LOW_PRECISION:
+        return "float"
+    if dtype not in STORAGE_CTYPE:
+        raise NotImplementedError(f"dtype {dtype} has no C++ lowering")
+    return STORAGE_CTYPE[dtype]
+
+
+class CVar:
+    __slots__ = ("name", "dtype")
+
+    def __init__(self, name: str, dtype: torch.dtype):
+        self.name, self.dtype = name, dtype
+
+    def __str__(self):
+        return self.name
+
+
+def literal(value, dtype: torch.dtype) -> str:
+    if dtype == torch.bool:
+        return "true" if value else "false"
+    if dtype.is_floating_point:
+        value = float(value)
+        suffix = "" if dtype == torch.float64 else "f"
+        if math.isnan(value):
+            return f"{'' if suffix else '(double)'}NAN"
+        if math.isinf(value):
+            return ("-" if value < 0 else "") + "INFINITY"
+        return f"{value!r}{suffix}"
+    value = int(value)
+    return f"INT64_C({value})" if dtype == torch.int64 else str(value)
+
+
+_UNARY_FLOAT = {
+    "exp": "std::exp", "exp2": "std::exp2", "expm1": "std::expm1", "log": "std::log", "log2": "std::log2",
+    "log10": "std::log10", "log1p": "std::log1p", "sqrt": "std::sqrt", "sin": "std::sin",
+    "cos": "std::cos", "tan": "std::tan", "asin": "std::asin", "acos": "std::acos", "atan": "std::atan",
+    "sinh": "std::sinh", "cosh": "std::cosh", "tanh": "std::tanh", "asinh": "std::asinh",
+    "acosh": "std::acosh", "atanh": "std::atanh", "erf": "std::erf", "erfc": "std::erfc",
+    "floor": "std::floor", "ceil": "std::ceil", "trunc": "std::trunc", "round": "std::nearbyint",
+    "lgamma": "std::lgamma", "sigmoid": "hetero_sigmoid",
+}
+_BINARY_INFIX = {"add": "+", "sub": "-", "mul": "*", "truediv": "/", "bitwise_and": "&",
+                 "bitwise_or": "|", "bitwise_xor": "^", "lshift": "<<", "rshift": ">>"}
+_COMPARE = {"eq": "==", "ne": "!=", "lt": "<", "le": "<=", "gt": ">", "ge": ">="}
+_BINARY_FLOAT = {"atan2": "std::atan2", "copysign": "std::copysign", "hypot": "std::hypot",
+                 "nextafter": "std::nextafter", "fmod": "std::fmod"}
+
+
+class CppOps:
+    """Collects the statements of one loop body; CSE'd by expression text."""
+
+    def __init__(self, lines: list, counter: list):
+        self.lines = lines
+        self.counter = counter          # shared across scopes so names stay unique
+        self.cse: dict[str, CVar] = {}
+        self.indent = ""
+        self.loads: dict[str, torch.dtype] = {}
+        self.stores: dict[str, torch.dtype] = {}
+        self.symbols: set = set()
+        self.ranges: dict = {}          # loop variable → extent, for index simplification
+
+    # ---------------------------------------------------------------- plumbing
+    def _emit(self, expr: str, dtype: torch.dtype, prefix: str = "tmp") -> CVar:
+        key = f"{expr}:{dtype}"
+        if key in self.cse:
+            return self.cse[key]
+        name = f"{prefix}{self.counter[0]}"
+        self.counter[0] += 1
+        self.lines.append(f"{self.indent}{compute_ctype(dtype)} {name} = {expr};")
+        var = CVar(name, dtype)
+        self.cse[key] = var
+        return var
+
+    def index(self, expr) -> str:
+        expr = simplify_index(expr, self.ranges)
+        self.symbols |= {s for s in expr.free_symbols}
+        return cexpr(expr)
+
+    def _narrow(self, expr: str, dtype) -> str:
+        """C promotes small ints to int; cast results back to the value's dtype."""
+        return f"static_cast<{compute_ctype(dtype)}>({expr})" if dtype in (torch.int8, torch.uint8, torch.int16, torch.bool) else expr
+
+    # ---------------------------------------------------------------- memory
+    def load(self, name: str, index, dtype):
+        self.loads.setdefault(name, dtype)
+        text = f"{name}[{self.index(index)}]"
+        if dtype in LOW_PRECISION:
+            text = f"{LOW_PRECISION[dtype][0]}({text})"
+        return self._emit(text, dtype)
+
+    def store(self, name: str, index, value: CVar, dtype):
+        self.stores.setdefault(name, dtype)
+        text = str(value)
+        if dtype in LOW_PRECISION:
+            text = f"{LOW_PRECISION[dtype][1]}({text})"
+        self.lines.append(f"{self.indent}{name}[{self.index(index)}] = {text};")
+
+    def constant(self, value, dtype):
+        return CVar(literal(value, dtype), dtype)
+
+    def index_expr(self, expr, dtype):
+        return self._emit(f"static_cast<{compute_ctype(dtype)}>({self.index(expr)})", dtype)
+
+    def indirect_indexing(self, value: CVar, size):
+        """A data-dependent index (gather/embedding): wrapped like Python for negatives."""
+        var = self._emit(f"static_cast<int64_t>({value})", torch.int64, prefix="idx")
+        bound = self.index(size)
+        wrapped = self._emit(f"{var} < 0 ? {var} + {bound} : {var}", torch.int64, prefix="idx")
+        return sympy.Symbol(wrapped.name, integer=True)
+
+    def masked(self, mask: CVar, body, other, dtype):
+        """``mask ? body() : other``, evaluating body (and its loads) only where mask holds."""
+        result = self._emit(literal(other, dtype), dtype)
+        self.cse = {k: v for k, v in self.cse.items() if v is not result}
+        self.lines.append(f"{self.indent}if ({mask}) {{")
+        saved_cse, saved_indent = dict(self.cse), self.indent
+        self.indent += "    "
+        value = body()
+        if value.dtype != dtype:
+            value = self.to_dtype(value, dtype)
+        self.lines.append(f"{self.indent}{result} = {value};")
+        self.cse, self.indent = saved_cse, saved_indent
+        self.lines.append(f"{self.indent}}}")
+        return result
+
+    # ---------------------------------------------------------------- casts
+    def to_dtype(self, x: CVar, dtype):
+        if x.dtype == dtype:
+            return x
+        if dtype in LOW_PRECISION:
+            src = x if x.dtype.is_floating_point else self._emit(f"static_cast<float>({x})", torch.float32)
+            return self._emit(f"{LOW_PRECISION[dtype][2]}({src})", dtype)
+        if dtype == torch.bool:
+            return self._emit(f"{x} != 0", dtype)
+        return self._emit(f"static_cast<{compute_ctype(dtype)}>({x})", dtype)
+
+    # ---------------------------------------------------------------- math
+    def __getattr__(self, name):
+        if name in _UNARY_FLOAT:
+            fn = _UNARY_FLOAT[name]
+            return lambda x: self._emit(f"{fn}({x})", x.dtype)
+        if name in _BINARY_INFIX:
+            op = _BINARY_INFIX[name]
+            return lambda a, b: self._emit(self._narrow(f"{a} {op} {b}", a.dtype), a.dtype)
+        if name in _COMPARE:
+            op = _COMPARE[name]
+            return lambda a, b: self._emit(f"{a} {op} {b}", torch.bool)
+        if name in _BINARY_FLOAT:
+            fn = _BINARY_FLOAT[name]
+            if name == "fmod":
+                return lambda a, b: self._emit(f"{a} % {b}" if not a.dtype.is_floating_point else f"{fn}({a}, {b})", a.dtype)
+            return lambda a, b: self._emit(f"{fn}({a}, {b})", a.dtype)
+        raise AttributeError(f"the C++ backend has no op '{name}'")
+
+    def neg(self, x):
+        return self._emit(self._narrow(f"-{x}", x.dtype), x.dtype)
+
+    def abs(self, x):
+        return self._emit(f"std::abs({x})" if x.dtype != torch.bool else str(x), x.dtype)
+
+    def rsqrt(self, x):
+        return self._emit(f"1 / std::sqrt({x})", x.dtype)
+
+    def reciprocal(self, x):
+        return self._emit(f"1 / {x}", x.dtype)
+
+    def sign(self, x):
+        return self._emit(f"hetero_sign({x})", x.dtype)
+
+    def floordiv(self, a, b):
+        if a.dtype.is_floating_point:
+            return self._emit(f"std::floor({a} / {b})", a.dtype)
+        return self._emit(self._narrow(f"hetero_floordiv({a}, {b})", a.dtype), a.dtype)
+
+    def truncdiv(self, a, b):
+        if a.dtype.is_floating_point:
+            return self._emit(f"std::trunc({a} / {b})", a.dtype)
+        return self._emit(self._narrow(f"{a} / {b}", a.dtype), a.dtype)
+
+    def mod(self, a, b):
+        if a.dtype.is_floating_point:
+            return self._emit(f"static_cast<{compute_ctype(a.dtype)}>(hetero_fmod_py({a}, {b}))", a.dtype)
+        return self._emit(self._narrow(f"hetero_mod({a}, {b})", a.dtype), a.dtype)
+
+    def pow(self, a, b):
+        if a.dtype.is_floating_point:
+            return self._emit(f"std::pow({a}, {b})", a.dtype)
+        return self._emit(self._narrow(f"hetero_ipow<int64_t>({a}, {b})", a.dtype), a.dtype)
+
+    def maximum(self, a, b):
+        return self._emit(f"hetero_max<{compute_ctype(a.dtype)}>({a}, {b})", a.dtype)
+
+    def minimum(self, a, b):
+        return self._emit(f"hetero_min<{compute_ctype(a.dtype)}>({a}, {b})", a.dtype)
+
+    def where(self, cond, a, b):
+        return self._emit(f"{cond} ? {a} : {b}", a.dtype)
+
+    def logical_and(self, a, b):
+        return self._emit(f"{a} && {b}", torch.bool)
+
+    def logical_or(self, a, b):
+        return self._emit(f"{a} || {b}", torch.bool)
+
+    def logical_xor(self, a, b):
+        return self._emit(f"(bool){a} != (bool){b}", torch.bool)
+
+    def logical_not(self, x):
+        return self._emit(f"!{x}", torch.bool)
+
+    def bitwise_not(self, x):
+        return self._emit(f"!{x}" if x.dtype == torch.bool else self._narrow(f"~{x}", x.dtype), x.dtype)
+
+    def isnan(self, x):
+        return self._emit(f"std::isnan({x})" if x.dtype.is_floating_point else "false", torch.bool)
+
+    def isinf(self, x):
+        return self._emit(f"std::isinf({x})" if x.dtype.is_floating_point else "false", torch.bool)

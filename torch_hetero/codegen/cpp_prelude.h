@@ -1,0 +1,48 @@
+// torch_hetero C++ kernel prelude: plain C ABI, no torch headers (fast to build).
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <algorithm>
+#include <limits>
+#include <omp.h>
+
+// float16 / bfloat16 are stored as 16-bit words and computed in float32.
+static inline float hetero_h2f(uint16_t h) { _Float16 v; std::memcpy(&v, &h, 2); return (float)v; }
+static inline uint16_t hetero_f2h(float f) { _Float16 v = (_Float16)f; uint16_t h; std::memcpy(&h, &v, 2); return h; }
+static inline float hetero_b2f(uint16_t b) { uint32_t u = (uint32_t)b << 16; float f; std::memcpy(&f, &u, 4); return f; }
+static inline uint16_t hetero_f2b(float f) {
+  uint32_t u; std::memcpy(&u, &f, 4);
+  if (std::isnan(f)) return 0x7fc0;
+  u += 0x7fffu + ((u >> 16) & 1u);  // round to nearest even
+  return (uint16_t)(u >> 16);
+}
+static inline float hetero_round_half(float f) { return hetero_h2f(hetero_f2h(f)); }
+static inline float hetero_round_bf16(float f) { return hetero_b2f(hetero_f2b(f)); }
+
+// NaN-propagating max/min, like torch.maximum/minimum and amax/amin.
+template <typename T> static inline T hetero_max(T a, T b) { return (a != a || a > b) ? a : b; }
+template <typename T> static inline T hetero_min(T a, T b) { return (a != a || a < b) ? a : b; }
+
+// Python-style integer floor division and remainder (sign of the divisor).
+template <typename T> static inline T hetero_floordiv(T a, T b) {
+  T q = a / b;
+  return (a % b != 0 && ((a < 0) != (b < 0))) ? q - 1 : q;
+}
+template <typename T> static inline T hetero_mod(T a, T b) {
+  T r = a % b;
+  return (r != 0 && ((r < 0) != (b < 0))) ? r + b : r;
+}
+static inline double hetero_fmod_py(double a, double b) {
+  double r = std::fmod(a, b);
+  return (r != 0 && ((r < 0) != (b < 0))) ? r + b : r;
+}
+template <typename T> static inline T hetero_ipow(T base, T exp) {
+  if (exp < 0) return base == 1 ? 1 : (base == -1 ? ((exp & 1) ? -1 : 1) : 0);
+  T result = 1;
+  while (exp) { if (exp & 1) result *= base; base *= base; exp >>= 1; }
+  return result;
+}
+template <typename T> static inline T hetero_sign(T x) { return x > 0 ? T(1) : (x < 0 ? T(-1) : x); }
+template <typename T> static inline T hetero_sigmoid(T x) { return T(1) / (T(1) + std::exp(-x)); }
+
+extern "C" void hetero_set_num_threads(int n) { omp_set_num_threads(n); }

@@ -1,0 +1,118 @@
+"""Renders the Python wrapper of a graph: bind size symbols, allocate (or reuse) buffers, call
+kernels and extern ATen ops in order, free dead buffers, return the outputs."""
+from __future__ import annotations
+
+import sympy
+import torch
+
+from .. import ir
+from ..graph import ExternCall, GraphLowering
+from ..scheduler import Kernel, Step
+from .printer import pexpr
+
+
+def render_wrapper(graph: GraphLowering, steps: list) -> str:
+    lines = ["def call(args):"]
+    body = []
+    names = [value.name if kind == "tensor" else f"sym{i}" for i, (kind, value, _) in enumerate(graph.placeholders)]
+    if names:
+        body.append(f"{', '.join(names)}{',' if len(names) == 1 else ''} = args")
+    body += _bind_symbols(graph, names)
+    body.append("sync_threads()")
+    for step in steps:
+        body += _render_step(step)
+        if step.frees:
+            body.append(f"del {', '.join(step.frees)}")
+    outputs = [_output_expr(v) for v in graph.outputs]
+    body.append(f"return ({', '.join(outputs)}{',' if len(outputs) == 1 else ''})")
+    return "\n".join(lines + ["    " + line for line in body]) + "\n"
+
+
+def _bind_symbols(graph: GraphLowering, names: list) -> list:
+    """``s0 = arg1.size(0)``: each size symbol from the first input that carries it."""
+    needed = sorted(graph.size_symbols(), key=lambda s: s.name)
+    bound, lines = set(), []
+    for (kind, value, meta), name in zip(graph.placeholders, names):
+        if kind == "symint" and value.is_Symbol and value not in bound:
+            lines.append(f"{value.name} = {name}")
+            bound.add(value)
+        elif kind == "tensor":
+            for attr, exprs in (("size", value.layout.size), ("stride", value.layout.stride)):
+                for dim, expr in enumerate(exprs):
+                    if expr.is_Symbol and expr not in bound:
+                        lines.append(f"{expr.name} = {name}.{attr}({dim})")
+                        bound.add(expr)
+    missing = [s for s in needed if s not in bound]
+    if missing:
+        raise NotImplementedError(f"size symbols {missing} cannot be read from the graph inputs")
+    return lines
+
+
+def _render_step(step: Step) -> list:
+    work = step.work
+    if isinstance(work, Kernel):
+        buffer = work.buffer
+        if step.reuses:
+            alloc = [f"{buffer.name} = {step.reuses}; del {step.reuses}"]
+        else:
+            layout = buffer.layout
+            alloc = [f"{buffer.name} = empty_strided({_tuple(layout.size)}, {_tuple(layout.stride)}, "
+                     f"dtype={_dtype(layout.dtype)})"]
+        args = [f"{b}.data_ptr()" for b in work.buffer_args] + [pexpr(s) for s in work.symbol_args]
+        return alloc + [f"{work.name}({', '.join(args)})"]
+    return _render_extern(work)
+
+
+def _render_extern(call: ExternCall) -> list:
+    args = [_arg(a) for a in call.args] + [f"{k}={_arg(v)}" for k, v in call.kwargs.items()]
+    target = _op_path(call.op)
+    outs = [b.name if b is not None else "_" for b in call.outputs]
+    lhs = (", ".join(outs) + ("," if len(outs) == 1 else "")) if call.tuple_result else outs[0]
+    return [f"{lhs} = {target}({', '.join(args)})"]
+
+
+def _op_path(op) -> str:
+    namespace, rest = op.name().split("::")
+    return f"torch.ops.{namespace}.{rest.split('.')[0]}.{op._overloadname}"
+
+
+def _arg(value) -> str:
+    if isinstance(value, ir.StridedValue):
+        return _view_expr(value)
+    if isinstance(value, (list, tuple)):
+        inner = ", ".join(_arg(v) for v in value)
+        return f"[{inner}]" if isinstance(value, list) else f"({inner}{',' if len(value) == 1 else ''})"
+    if isinstance(value, sympy.Expr):
+        return pexpr(value) if not value.is_Float else repr(float(value))
+    if isinstance(value, torch.dtype):
+        return _dtype(value)
+    if isinstance(value, (torch.device, torch.layout, torch.memory_format)):
+        return f"torch.{value}" if not isinstance(value, torch.device) else f"torch.device({str(value)!r})"
+    if isinstance(value, float):
+        return f"float({str(value)!r})" if value != value or value in (float("inf"), float("-inf")) else repr(value)
+    if isinstance(value, (bool, int, str, type(None))):
+        return repr(value)
+    raise NotImplementedError(f"cannot pass {type(value).__name__} to an extern call")
+
+
+def _view_expr(value: ir.StridedValue) -> str:
+    if value.is_whole_buffer():
+        return value.buffer.name
+    layout = value.layout
+    return (f"reinterpret({value.buffer.name}, {_tuple(layout.size)}, {_tuple(layout.stride)}, "
+            f"{pexpr(layout.offset)})")
+
+
+def _output_expr(value) -> str:
+    if isinstance(value, ir.StridedValue):
+        return _view_expr(value)
+    return _arg(value)
+
+
+def _tuple(exprs) -> str:
+    items = [pexpr(e) for e in exprs]
+    return f"({', '.join(items)}{',' if len(items) == 1 else ''})"
+
+
+def _dtype(dtype: torch.dtype) -> str:
+    return str(dtype)

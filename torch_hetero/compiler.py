@@ -1,0 +1,88 @@
+"""One ATen graph → a callable: lower, schedule, render C++ and the wrapper, build, load."""
+from __future__ import annotations
+
+import collections
+import ctypes
+import dataclasses
+import hashlib
+import importlib.resources
+import linecache
+
+import torch
+
+from . import scheduler
+from .codegen.cpp import render_kernel
+from .codegen.wrapper import render_wrapper
+from .graph import GraphLowering
+from .runtime import cpp_build
+
+_PRELUDE = importlib.resources.files("torch_hetero.codegen").joinpath("cpp_prelude.h").read_text()
+
+
+@dataclasses.dataclass
+class CompiledGraph:
+    """A compiled graph plus what ``explain()`` reports about it."""
+    call: object
+    kernels: list
+    externs: list                  # ExternCall records (matmul/conv and fallbacks)
+    fallbacks: collections.Counter
+    code: dict                     # "<graph>.cpp" / "<graph>.py" → source
+    _boxed_call = True             # AOTAutograd passes the argument list itself
+
+    def __call__(self, args):
+        return self.call(args)
+
+
+def compile_graph(gm: torch.fx.GraphModule, name: str = "graph") -> CompiledGraph:
+    graph = GraphLowering(gm).run()
+    kernels = scheduler.kernels_of(graph)
+    for kernel in kernels:
+        rendered = render_kernel(kernel.name, kernel.buffer)
+        kernel.source, kernel.origins = rendered.source, rendered.origins
+        kernel.buffer_args, kernel.symbol_args = rendered.buffer_args, rendered.symbol_args
+    steps = scheduler.plan_memory(graph, kernels)
+    cpp_source = _PRELUDE + "\n" + "\n".join(k.source for k in kernels)
+    wrapper_source = render_wrapper(graph, steps)
+    call = _load(cpp_source if kernels else None, wrapper_source, kernels, graph.constants)
+    externs = [s.work for s in steps if not isinstance(s.work, scheduler.Kernel)]
+    code = {f"{name}.py": wrapper_source}
+    if kernels:
+        code[f"{name}.cpp"] = cpp_source
+    return CompiledGraph(call, kernels, externs, graph.fallback_counts, code)
+
+
+def _load(cpp_source, wrapper_source: str, kernels: list, constants: dict):
+    namespace = {"torch": torch, "empty_strided": torch.empty_strided, "reinterpret": _reinterpret,
+                 **constants}
+    if cpp_source is not None:
+        lib = cpp_build.load_library(cpp_source)
+        for kernel in kernels:
+            fn = getattr(lib, kernel.name)
+            fn.argtypes = [ctypes.c_void_p] * len(kernel.buffer_args) + [ctypes.c_int64] * len(kernel.symbol_args)
+            fn.restype = None
+            namespace[kernel.name] = fn
+        namespace["sync_threads"] = _thread_syncer(lib)
+    else:
+        namespace["sync_threads"] = lambda: None
+    filename = f"<torch_hetero wrapper {hashlib.sha256(wrapper_source.encode()).hexdigest()[:12]}>"
+    linecache.cache[filename] = (len(wrapper_source), None, wrapper_source.splitlines(True), filename)
+    exec(compile(wrapper_source, filename, "exec"), namespace)
+    return namespace["call"]
+
+
+def _reinterpret(tensor, size, stride, offset):
+    return tensor.as_strided(size, stride, tensor.storage_offset() + offset)
+
+
+def _thread_syncer(lib):
+    """Keep the library's OpenMP thread count equal to torch's (checked once per call)."""
+    state = [None]
+    set_threads = lib.hetero_set_num_threads
+
+    def sync():
+        n = torch.get_num_threads()
+        if n != state[0]:
+            set_threads(n)
+            state[0] = n
+    return sync
+

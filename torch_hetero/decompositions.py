@@ -1,0 +1,60 @@
+"""Our decomposition table: composite ops AOTAutograd rewrites into ops we lower natively.
+
+Ops with a native lowering (see ``lowering/``) are deliberately absent: decomposing them
+would only make longer graphs."""
+from __future__ import annotations
+
+import functools
+
+import torch
+from torch._decomp import get_decompositions
+
+aten = torch.ops.aten
+
+DECOMPOSED_OPS = [
+    # normalization and softmax: into reductions + pointwise, which we fuse
+    aten._softmax, aten._log_softmax, aten._softmax_backward_data, aten._log_softmax_backward_data,
+    aten._safe_softmax, aten.native_layer_norm, aten.native_layer_norm_backward,
+    aten.native_batch_norm, aten._native_batch_norm_legit_no_training, aten._native_batch_norm_legit,
+    aten._native_batch_norm_legit_functional, aten.native_batch_norm_backward,
+    aten.native_group_norm, aten.native_group_norm_backward, aten._fused_rms_norm,
+    aten._fused_rms_norm_backward, aten.logsumexp.default, aten.std, aten.std_mean, aten.norm,
+    aten.linalg_vector_norm,
+    # activations and their backwards
+    aten.silu, aten.silu_backward, aten.gelu_backward, aten.sigmoid_backward, aten.tanh_backward,
+    aten.softplus, aten.softplus_backward, aten.mish, aten.hardsigmoid, aten.hardswish,
+    aten.hardtanh_backward, aten.leaky_relu_backward, aten.elu_backward, aten.log_sigmoid_forward,
+    aten.glu, aten.celu, aten.logit, aten.hardshrink, aten.softshrink, aten.threshold,
+    aten._prelu_kernel, aten.native_dropout_backward,
+    # arithmetic helpers
+    aten.addcdiv, aten.addcmul, aten.lerp, aten.frac, aten.sgn, aten.nan_to_num, aten.xlogy,
+    aten.logaddexp, aten.logaddexp2, aten.deg2rad, aten.rad2deg, aten.heaviside, aten.sinc,
+    aten.floor_divide, aten.baddbmm, aten.addmv, aten.mv, aten.dot, aten.vdot, aten.addr,
+    aten.masked_fill, aten.where.self_out,
+    # losses
+    aten.mse_loss, aten.mse_loss_backward, aten.l1_loss, aten.smooth_l1_loss,
+    aten.smooth_l1_loss_backward, aten.huber_loss, aten.huber_loss_backward,
+    aten.nll_loss_forward, aten.nll_loss_backward, aten.nll_loss2d_forward,
+    aten.nll_loss2d_backward, aten.binary_cross_entropy, aten.binary_cross_entropy_backward,
+    aten.binary_cross_entropy_with_logits, aten.soft_margin_loss, aten.soft_margin_loss_backward,
+    # views and data movement
+    aten.slice_backward, aten.select_backward, aten.index_select_backward, aten.diagonal_backward,
+    aten.narrow, aten.split.Tensor, aten.split_with_sizes, aten.unbind, aten.stack, aten.hstack,
+    aten.vstack, aten.flip, aten.roll, aten.repeat, aten.tile, aten.expand_as, aten.t,
+    aten._reshape_alias, aten.squeeze_copy, aten.unsqueeze_copy, aten.permute_copy,
+    aten.transpose_copy, aten.expand_copy, aten.alias_copy, aten.t_copy,
+    aten.pixel_shuffle, aten.pixel_unshuffle, aten.reflection_pad1d, aten.reflection_pad2d,
+    aten.replication_pad1d, aten.replication_pad2d, aten.im2col, aten.col2im,
+    aten.embedding_dense_backward,
+    # creation
+    aten.new_empty, aten.new_full, aten.new_ones, aten.new_zeros, aten.ones, aten.zeros,
+    aten.full_like, aten.ones_like, aten.zeros_like, aten.empty_like, aten.fill, aten.eye,
+    aten.linspace, aten.logspace, aten.arange.default, aten.arange.start,
+    # attention: the math path (bmm + softmax), which we lower and fuse
+    aten._scaled_dot_product_flash_attention_for_cpu,
+]
+
+
+@functools.lru_cache(maxsize=None)
+def decomposition_table() -> dict:
+    return get_decompositions(DECOMPOSED_OPS)

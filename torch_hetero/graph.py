@@ -1,0 +1,206 @@
+"""GraphLowering: walks an ATen FX graph, calls the lowering of each node, and records the
+realized buffers and extern calls in execution order — the input to the scheduler."""
+from __future__ import annotations
+
+import collections
+import dataclasses
+import operator
+from typing import Any, Optional
+
+import sympy
+import torch
+import torch.fx
+
+from . import ir, symbolic
+from .lowering import LOWERINGS
+from .virtualized import lowering_graph, lowering_origin
+
+# Pointwise values are inlined into their consumers unless they grow past these sizes.
+MAX_INLINE_OPS = 64          # any value with more inlined ops than this is written to memory
+MAX_SHARED_INLINE_OPS = 4    # ... and one with several consumers above this
+
+
+@dataclasses.dataclass
+class ExternCall:
+    """An ATen op run by the wrapper on realized tensors: a native extern (matmul, conv) or a
+    fallback for an op with no lowering (always correct, always reported)."""
+    op: Any
+    args: tuple
+    kwargs: dict
+    outputs: list            # ExternBuffer or None per output
+    kind: str                # "extern" | "fallback"
+    tuple_result: bool
+
+    @property
+    def name(self) -> str:
+        return str(self.op)
+
+
+class GraphLowering:
+    def __init__(self, gm: torch.fx.GraphModule):
+        self.gm = gm
+        self.placeholders: list = []        # (kind, value, meta) per graph input
+        self.constants: dict[str, torch.Tensor] = {}
+        self.nodes: list = []               # ComputedBuffer | ExternCall, in execution order
+        self.outputs: list = []
+        self.fallback_counts: collections.Counter = collections.Counter()
+        self.current_node: Optional[torch.fx.Node] = None
+        self._buffer_count = 0
+
+    # ------------------------------------------------------------------ driving
+    def run(self) -> "GraphLowering":
+        env: dict[torch.fx.Node, Any] = {}
+        with lowering_graph(self):
+            for node in self.gm.graph.nodes:
+                self.current_node = node
+                args, kwargs = torch.fx.node.map_arg((node.args, node.kwargs), lambda n: env[n])
+                if node.op == "placeholder":
+                    env[node] = self._placeholder(node)
+                elif node.op == "get_attr":
+                    env[node] = self._constant(node)
+                elif node.op == "call_function":
+                    with lowering_origin(_op_name(node.target)):
+                        env[node] = self._call(node, args, kwargs)
+                    self._maybe_realize(node, env[node])
+                elif node.op == "output":
+                    self.outputs = [self._output(value, meta)
+                                    for value, meta in zip(args[0], _output_metas(node))]
+                else:
+                    raise NotImplementedError(f"FX node kind {node.op}")
+        self.current_node = None
+        return self
+
+    def _placeholder(self, node):
+        meta = node.meta.get("val")
+        if isinstance(meta, torch.Tensor):
+            buffer = ir.InputBuffer(f"arg{len(self.placeholders)}", _layout_of(meta))
+            self.placeholders.append(("tensor", buffer, meta))
+            return ir.StridedValue(buffer)
+        if isinstance(meta, torch.SymInt) or isinstance(meta, int):
+            expr = symbolic.sym(meta)
+            self.placeholders.append(("symint", expr, meta))
+            return expr
+        self.placeholders.append(("other", None, meta))
+        return meta
+
+    def _constant(self, node):
+        value = getattr(self.gm, node.target)
+        name = f"const_{len(self.constants)}"
+        self.constants[name] = value
+        return ir.StridedValue(ir.InputBuffer(name, _layout_of(value)))
+
+    def _call(self, node, args, kwargs):
+        meta = node.meta.get("val")
+        if isinstance(meta, (torch.SymInt, int)) and not isinstance(meta, bool) and node.target is not operator.getitem:
+            return symbolic.sym(meta)        # size arithmetic: the ShapeEnv already knows the result
+        if node.target is operator.getitem:
+            return args[0][args[1]]
+        lowering = LOWERINGS.get(node.target)
+        if lowering is not None:
+            try:
+                return lowering(*args, **kwargs)
+            except NotImplementedError:
+                pass                          # this form of the op is not lowered: fall back
+        return self.fallback(node, args, kwargs)
+
+    def fallback(self, node, args, kwargs):
+        self.fallback_counts[_op_name(node.target)] += 1
+        return self.call_aten(node.target, args, kwargs, kind="fallback")
+
+    def _maybe_realize(self, node, value):
+        """Decide whether a pointwise value is computed once into memory or inlined."""
+        if not isinstance(value, ir.Lazy):
+            return
+        users = len(node.users)
+        if value.op_count > MAX_INLINE_OPS or (users > 1 and value.op_count > MAX_SHARED_INLINE_OPS):
+            value.realize()
+
+    # ------------------------------------------------------------------ building
+    def new_buffer_name(self) -> str:
+        self._buffer_count += 1
+        return f"buf{self._buffer_count - 1}"
+
+    def add_computed(self, data, layout: Optional[ir.Layout] = None) -> ir.StridedValue:
+        layout = layout or ir.Layout.contiguous(data.ranges, data.dtype)
+        buffer = ir.ComputedBuffer(self.new_buffer_name(), layout, data)
+        self.nodes.append(buffer)
+        return ir.StridedValue(buffer)
+
+    def realize(self, value, layout: Optional[ir.Layout] = None) -> ir.StridedValue:
+        """``value`` as a stride view of memory, copying it into a new buffer if it is not one."""
+        strided = ir.as_strided(value)
+        if strided is not None:
+            return strided
+        if isinstance(value, ir.Lazy):
+            value.realized = self.add_computed(value.data, layout)
+            return value.realized
+        loader = value.make_loader()
+        copy = ir.Pointwise(value.get_dtype(), tuple(value.get_size()), loader)
+        return self.add_computed(copy, layout)
+
+    def call_aten(self, op, args, kwargs, kind: str):
+        args, kwargs = _map_values((args, kwargs), self.realize)
+        meta = self.current_node.meta["val"]
+        metas = list(meta) if isinstance(meta, (tuple, list)) else [meta]
+        outputs = [ir.ExternBuffer(self.new_buffer_name(), _layout_of(m)) if isinstance(m, torch.Tensor) else None
+                   for m in metas]
+        self.nodes.append(ExternCall(op, args, kwargs, outputs, kind, isinstance(meta, (tuple, list))))
+        values = [ir.StridedValue(b) if b is not None else None for b in outputs]
+        return tuple(values) if isinstance(meta, (tuple, list)) else values[0]
+
+    def _output(self, value, meta):
+        if isinstance(value, ir.TensorValue):
+            layout = _layout_of(meta) if isinstance(meta, torch.Tensor) and _is_dense(meta) else None
+            return self.realize(value, layout)
+        return value
+
+    def size_symbols(self) -> set:
+        symbols = set()
+        for kind, value, _ in self.placeholders:
+            if kind == "tensor":
+                for expr in value.layout.size + value.layout.stride:
+                    symbols |= expr.free_symbols
+            elif kind == "symint":
+                symbols |= value.free_symbols
+        return symbols
+
+
+def _op_name(target) -> str:
+    name = getattr(target, "_name", None) or getattr(target, "__name__", str(target))
+    # "aten::add.Tensor" -> "aten.add"
+    return name.split(".")[0].replace("::", ".")
+
+
+def _layout_of(tensor: torch.Tensor) -> ir.Layout:
+    return ir.Layout(tuple(symbolic.sym(s) for s in tensor.shape),
+                     tuple(symbolic.sym(s) for s in tensor.stride()), tensor.dtype)
+
+
+def _is_dense(tensor: torch.Tensor) -> bool:
+    """Non-overlapping and dense: some permutation of the dims is contiguous."""
+    layout = _layout_of(tensor)
+    if layout.is_contiguous():
+        return True
+    if not all(e.is_number for e in layout.size + layout.stride):
+        return False
+    expected = 1
+    for stride, size in sorted((int(st), int(s)) for s, st in zip(layout.size, layout.stride) if s != 1):
+        if stride != expected:
+            return False
+        expected *= size
+    return True
+
+
+def _output_metas(node):
+    return [a.meta.get("val") if isinstance(a, torch.fx.Node) else a for a in node.args[0]]
+
+
+def _map_values(tree, fn):
+    if isinstance(tree, ir.TensorValue):
+        return fn(tree)
+    if isinstance(tree, (list, tuple)):
+        mapped = [_map_values(x, fn) for x in tree]
+        return type(tree)(mapped) if isinstance(tree, tuple) else mapped
+    if isinstance(tree, dict):
+        return {k: _map_values(v, fn) for k, v in tree.items()}
+    return tree

@@ -1,0 +1,235 @@
+"""The loop-level IR.
+
+A tensor value during lowering is one of:
+
+* :class:`StridedValue` — a realized buffer read through sizes/strides/offset (graph inputs,
+  kernel outputs, extern results, and every view that stays a pure stride change);
+* :class:`Lazy` — a :class:`Pointwise` not yet written to memory; consumers inline its inner
+  function, or :meth:`Lazy.realize` turns it into a :class:`ComputedBuffer`;
+* :class:`IndexView` — any other view: a pure remapping of the index into its base.
+
+Every value offers ``make_loader()``: a function from a list of sympy indices to an ``ops``
+value.  Pointwise and Reduction nodes are defined by such inner functions, so the same IR
+is rendered to C++ or Triton by swapping the ``ops`` handler (see ``virtualized``)."""
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable, Optional, Sequence
+
+import sympy
+import torch
+
+from . import symbolic
+from .virtualized import ops, record_origins
+
+Index = Sequence[sympy.Expr]
+
+
+@dataclasses.dataclass(frozen=True)
+class Layout:
+    size: tuple
+    stride: tuple
+    dtype: torch.dtype
+    offset: sympy.Expr = sympy.Integer(0)
+
+    @staticmethod
+    def contiguous(size, dtype) -> "Layout":
+        size = tuple(size)
+        return Layout(size, tuple(symbolic.contiguous_strides(size)), dtype)
+
+    def index(self, index: Index) -> sympy.Expr:
+        expr = self.offset
+        for idx, size, stride in zip(index, self.size, self.stride):
+            if size != 1:
+                expr = expr + idx * stride
+        return expr
+
+    def numel(self) -> sympy.Expr:
+        return symbolic.product(self.size)
+
+    def is_contiguous(self) -> bool:
+        expected = symbolic.contiguous_strides(self.size)
+        return self.offset == 0 and all(
+            size == 1 or stride == want for size, stride, want in zip(self.size, self.stride, expected))
+
+    def storage_extent(self) -> sympy.Expr:
+        """Elements of storage this layout may touch (what an owning buffer must allocate)."""
+        if any(size == 0 for size in self.size):
+            return sympy.Integer(0)
+        return self.offset + 1 + sum((size - 1) * stride for size, stride in zip(self.size, self.stride))
+
+
+# ---------------------------------------------------------------------------- buffers
+class Buffer:
+    """A named piece of memory the generated wrapper owns or receives."""
+
+    def __init__(self, name: str, layout: Layout):
+        self.name = name
+        self.layout = layout
+
+    def get_dtype(self):
+        return self.layout.dtype
+
+
+class InputBuffer(Buffer):
+    """A tensor argument of the graph (or a constant attribute of the GraphModule)."""
+
+
+class ComputedBuffer(Buffer):
+    """Written by one generated kernel from a Pointwise or Reduction node."""
+
+    def __init__(self, name: str, layout: Layout, data: "Pointwise | Reduction"):
+        super().__init__(name, layout)
+        self.data = data
+
+
+class ExternBuffer(Buffer):
+    """Produced by an ATen call in the wrapper (extern matmul/conv, or a fallback op)."""
+
+
+# ---------------------------------------------------------------------------- node data
+@dataclasses.dataclass
+class Pointwise:
+    dtype: torch.dtype
+    ranges: tuple
+    inner_fn: Callable[[Index], object]
+    origins: tuple = ()
+    op_count: int = 1
+
+    def store_to(self, buffer: ComputedBuffer, index: Index):
+        return ops.store(buffer.name, buffer.layout.index(index), self.inner_fn(index), buffer.get_dtype())
+
+
+@dataclasses.dataclass
+class Reduction:
+    """``out[index] = reduce(inner_fn(index, rindex) for rindex in reduction_ranges)``."""
+
+    dtype: torch.dtype
+    ranges: tuple
+    reduction_ranges: tuple
+    reduction_type: str  # sum, prod, max, min, argmax, argmin, any, all
+    inner_fn: Callable[[Index, Index], object]
+    src_dtype: torch.dtype
+    origins: tuple = ()
+
+
+# ---------------------------------------------------------------------------- values
+class TensorValue:
+    def get_size(self) -> list:
+        raise NotImplementedError
+
+    def get_dtype(self) -> torch.dtype:
+        raise NotImplementedError
+
+    def make_loader(self) -> Callable[[Index], object]:
+        raise NotImplementedError
+
+    def dim(self) -> int:
+        return len(self.get_size())
+
+
+class StridedValue(TensorValue):
+    def __init__(self, buffer: Buffer, layout: Optional[Layout] = None):
+        self.buffer = buffer
+        self.layout = layout or buffer.layout
+
+    def get_size(self):
+        return list(self.layout.size)
+
+    def get_dtype(self):
+        return self.layout.dtype
+
+    def make_loader(self):
+        name, layout = self.buffer.name, self.layout
+
+        def load(index):
+            return ops.load(name, layout.index(index), layout.dtype)
+        return load
+
+    def is_whole_buffer(self) -> bool:
+        return self.layout == self.buffer.layout
+
+
+class Lazy(TensorValue):
+    """A Pointwise that consumers inline until something forces it into memory."""
+
+    def __init__(self, data: Pointwise, graph):
+        self.data = data
+        self.graph = graph
+        self.realized: Optional[StridedValue] = None
+
+    def get_size(self):
+        return list(self.data.ranges)
+
+    def get_dtype(self):
+        return self.data.dtype
+
+    def realize(self) -> StridedValue:
+        if self.realized is None:
+            self.realized = self.graph.add_computed(self.data)
+        return self.realized
+
+    def make_loader(self):
+        if self.realized is not None:
+            return self.realized.make_loader()
+        data = self.data
+
+        def load(index):
+            record_origins(data.origins)
+            return data.inner_fn(index)
+        return load
+
+    @property
+    def op_count(self) -> int:
+        return 0 if self.realized is not None else self.data.op_count
+
+
+class IndexView(TensorValue):
+    """``out[index] = base[reindex(index)]`` for views that are not a stride change of a
+    realized buffer (views of lazy values, or reshapes that need div/mod)."""
+
+    def __init__(self, base: TensorValue, size, reindex: Callable[[Index], Index], origins=()):
+        self.base = base
+        self.size = list(size)
+        self.reindex = reindex
+        self.origins = origins
+
+    def get_size(self):
+        return self.size
+
+    def get_dtype(self):
+        return self.base.get_dtype()
+
+    def make_loader(self):
+        inner, reindex, origins = self.base.make_loader(), self.reindex, self.origins
+
+        def load(index):
+            record_origins(origins)
+            return inner(reindex(index))
+        return load
+
+
+def op_count(value: TensorValue) -> int:
+    """Pointwise ops a consumer would inline by reading ``value``."""
+    while isinstance(value, IndexView):
+        value = value.base
+    return value.op_count if isinstance(value, Lazy) else 0
+
+
+def as_strided(value: TensorValue) -> Optional[StridedValue]:
+    """``value`` as a stride view of a realized buffer, or None when it is not one."""
+    if isinstance(value, StridedValue):
+        return value
+    if isinstance(value, Lazy):
+        return value.realized
+    if isinstance(value, IndexView):
+        base = as_strided(value.base)
+        if base is None:
+            return None
+        variables = symbolic.index_symbols("v", len(value.size))
+        form = symbolic.linear_form(base.layout.index(value.reindex(list(variables))), variables)
+        if form is None:
+            return None
+        offset, strides = form
+        return StridedValue(base.buffer, Layout(tuple(value.size), tuple(strides), base.get_dtype(), offset))
+    return None

@@ -1,0 +1,8 @@
+"""ATen op → IR lowerings, one function per op, registered in :data:`LOWERINGS`.
+
+Look here for where an op is lowered: ``pointwise.py`` (elementwise math), ``reductions.py``,
+``views.py`` (index remapping), ``indexing.py`` (cat, pad, gather, index, embedding),
+``creation.py`` (full, arange...), ``extern.py`` (matmul/conv as ATen calls).  An op with no
+entry runs through the ATen fallback (``GraphLowering.fallback``) and is reported."""
+from .registry import LOWERINGS, register_lowering  # noqa: F401
+from . import creation, extern, indexing, pointwise, reductions, views  # noqa: F401,E402

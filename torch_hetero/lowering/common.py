@@ -1,0 +1,114 @@
+"""Helpers shared by lowerings: broadcasting, dtype promotion, building Pointwise nodes."""
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import sympy
+import torch
+
+from .. import ir, symbolic
+from ..virtualized import current_graph, current_origin, ops
+
+Scalar = (bool, int, float, sympy.Expr)
+
+
+def is_tensor(value) -> bool:
+    return isinstance(value, ir.TensorValue)
+
+
+def meta_val():
+    """The FakeTensor (or tuple of them) the node being lowered produces."""
+    return current_graph().current_node.meta["val"]
+
+
+def broadcast_shapes(*shapes) -> list:
+    ndim = max((len(s) for s in shapes), default=0)
+    out = []
+    for axis in range(ndim):
+        size = sympy.Integer(1)
+        for shape in shapes:
+            pos = axis - (ndim - len(shape))
+            if pos >= 0 and shape[pos] != 1:
+                size = shape[pos]
+        out.append(size)
+    return out
+
+
+def broadcast_loader(value: ir.TensorValue, shape) -> Callable:
+    """Loader of ``value`` indexed in the (larger) broadcast ``shape``."""
+    inner = value.make_loader()
+    own = value.get_size()
+    lead = len(shape) - len(own)
+
+    def load(index):
+        return inner([sympy.Integer(0) if size == 1 else idx
+                      for idx, size in zip(index[lead:], own)])
+    return load
+
+
+def scalar_loader(value, dtype) -> Callable:
+    if isinstance(value, sympy.Expr) and not value.is_number:
+        return lambda index: ops.index_expr(value, dtype)
+    return lambda index: ops.constant(value, dtype)
+
+
+def promote(*args) -> torch.dtype:
+    """torch's type promotion over tensor values and Python scalars."""
+    dummies = []
+    for arg in args:
+        if is_tensor(arg):
+            dummies.append(torch.empty([0] * min(arg.dim(), 1), dtype=arg.get_dtype()))
+        elif isinstance(arg, sympy.Expr):
+            dummies.append(1.0 if arg.is_Float else 1)
+        elif arg is not None:
+            dummies.append(arg)
+    return torch.result_type(*dummies) if len(dummies) > 1 else (
+        dummies[0].dtype if isinstance(dummies[0], torch.Tensor) else torch.tensor(dummies[0]).dtype)
+
+
+def make_pointwise(fn: Callable, inputs: Sequence, compute_dtype: torch.dtype,
+                   out_dtype: torch.dtype | None = None) -> ir.Lazy:
+    """Elementwise ``fn`` over broadcast ``inputs`` (tensor values or scalars), each converted
+    to ``compute_dtype`` first; the result is cast to ``out_dtype`` if given."""
+    shape = broadcast_shapes(*[x.get_size() for x in inputs if is_tensor(x)])
+    loaders = []
+    for x in inputs:
+        if is_tensor(x):
+            load = broadcast_loader(x, shape)
+            if x.get_dtype() != compute_dtype:
+                load = _cast(load, compute_dtype)
+            loaders.append(load)
+        else:
+            loaders.append(scalar_loader(x, compute_dtype))
+
+    def inner(index):
+        result = fn(*[load(index) for load in loaders])
+        if out_dtype is not None and out_dtype != compute_dtype:
+            result = ops.to_dtype(result, out_dtype)
+        return result
+
+    count = 1 + sum(ir.op_count(x) for x in inputs if is_tensor(x))
+    return new_pointwise(inner, shape, out_dtype or compute_dtype, count)
+
+
+def new_pointwise(inner: Callable, shape, dtype: torch.dtype, op_count: int = 1) -> ir.Lazy:
+    graph = current_graph()
+    return ir.Lazy(ir.Pointwise(dtype, tuple(shape), inner, current_origin(), op_count), graph)
+
+
+def _cast(load, dtype):
+    return lambda index: ops.to_dtype(load(index), dtype)
+
+
+def cast_value(value: ir.TensorValue, dtype: torch.dtype) -> ir.TensorValue:
+    if value.get_dtype() == dtype:
+        return value
+    return make_pointwise(lambda x: x, [value], dtype)
+
+
+def size_of(meta) -> list:
+    return [symbolic.sym(s) for s in meta.shape]
+
+
+def canonical_dim(dim: int, ndim: int) -> int:
+    return dim + max(ndim, 1) if dim < 0 else dim

@@ -1,0 +1,154 @@
+"""Reduction lowerings: one Reduction node per result, over any dims, keepdim or not."""
+from __future__ import annotations
+
+import sympy
+import torch
+
+from .. import ir, symbolic
+from ..virtualized import current_graph, current_origin, ops
+from .common import canonical_dim, make_pointwise, meta_val
+from .registry import register_lowering
+
+aten = torch.ops.aten
+
+
+def _dims(x, dims) -> list[int]:
+    if dims is None or (isinstance(dims, (list, tuple)) and len(dims) == 0):
+        return list(range(x.dim()))
+    if isinstance(dims, int):
+        dims = [dims]
+    return sorted({canonical_dim(d, x.dim()) for d in dims})
+
+
+def reduce(x: ir.TensorValue, dims, keepdim: bool, reduction_type: str, dtype: torch.dtype,
+           map_fn=None) -> ir.StridedValue:
+    """Realize ``reduction_type`` of ``map_fn(x)`` over ``dims`` as a new buffer."""
+    dims = _dims(x, dims)
+    size = x.get_size()
+    kept = [i for i in range(len(size)) if i not in dims]
+    out_size = [sympy.Integer(1) if i in dims else s for i, s in enumerate(size)] if keepdim \
+        else [size[i] for i in kept]
+    out_positions = list(range(len(size))) if keepdim else kept
+    loader = x.make_loader()
+    src_dtype = x.get_dtype()
+
+    def inner(index, rindex):
+        full = [None] * len(size)
+        for pos, i in zip(index, out_positions):
+            if i not in dims:
+                full[i] = pos
+        for r, i in zip(rindex, dims):
+            full[i] = r
+        value = loader(full)
+        return map_fn(value) if map_fn is not None else value
+
+    node = ir.Reduction(dtype, tuple(out_size), tuple(size[i] for i in dims), reduction_type,
+                        inner, src_dtype, current_origin())
+    return current_graph().add_computed(node)
+
+
+def _acc_dtype(x, out_dtype):
+    return lambda v: ops.to_dtype(v, out_dtype) if x.get_dtype() != out_dtype else v
+
+
+@register_lowering(aten.sum.dim_IntList, aten.sum.default)
+def sum_(x, dims=None, keepdim=False, dtype=None):
+    out = meta_val().dtype
+    return reduce(x, dims, keepdim, "sum", out, _acc_dtype(x, out))
+
+
+@register_lowering(aten.prod.dim_int, aten.prod.default)
+def prod(x, dim=None, keepdim=False, dtype=None):
+    out = meta_val().dtype
+    return reduce(x, dim, keepdim, "prod", out, _acc_dtype(x, out))
+
+
+@register_lowering(aten.mean.dim, aten.mean.default)
+def mean(x, dims=None, keepdim=False, dtype=None):
+    out = meta_val().dtype
+    total = reduce(x, dims, keepdim, "sum", out, _acc_dtype(x, out))
+    count = symbolic.product([x.get_size()[d] for d in _dims(x, dims)])
+    return make_pointwise(ops.truediv, [total, count], out)
+
+
+@register_lowering(aten.amax, aten.max.default)
+def amax(x, dims=None, keepdim=False):
+    return reduce(x, dims, keepdim, "max", x.get_dtype())
+
+
+@register_lowering(aten.amin, aten.min.default)
+def amin(x, dims=None, keepdim=False):
+    return reduce(x, dims, keepdim, "min", x.get_dtype())
+
+
+@register_lowering(aten.max.dim)
+def max_dim(x, dim, keepdim=False):
+    return amax(x, [dim], keepdim), reduce(x, [dim], keepdim, "argmax", torch.int64)
+
+
+@register_lowering(aten.min.dim)
+def min_dim(x, dim, keepdim=False):
+    return amin(x, [dim], keepdim), reduce(x, [dim], keepdim, "argmin", torch.int64)
+
+
+@register_lowering(aten.argmax)
+def argmax(x, dim=None, keepdim=False):
+    return _arg_reduce(x, dim, keepdim, "argmax")
+
+
+@register_lowering(aten.argmin)
+def argmin(x, dim=None, keepdim=False):
+    return _arg_reduce(x, dim, keepdim, "argmin")
+
+
+def _arg_reduce(x, dim, keepdim, kind):
+    if dim is None:  # index into the flattened tensor
+        from .views import reshape
+        flat = reshape(x, [symbolic.product(x.get_size())])
+        out = reduce(flat, [0], False, kind, torch.int64)
+        if keepdim:
+            return reshape(out, [sympy.Integer(1)] * x.dim())
+        return out
+    return reduce(x, [dim], keepdim, kind, torch.int64)
+
+
+@register_lowering(aten.any, aten.all)
+def any_all(x, dims=None, keepdim=False):
+    kind = "any" if current_graph().current_node.target.overloadpacket == aten.any else "all"
+    to_bool = (lambda v: ops.ne(v, ops.constant(0, x.get_dtype()))) if x.get_dtype() != torch.bool else None
+    return reduce(x, dims, keepdim, kind, torch.bool, to_bool)
+
+
+def _var(x, dims, correction, keepdim, dtype):
+    """Two-pass variance: mean first, then the mean of squared deviations."""
+    dims = _dims(x, dims)
+    count = symbolic.product([x.get_size()[d] for d in dims])
+    to_acc = _acc_dtype(x, dtype)
+    total = reduce(x, dims, True, "sum", dtype, to_acc)
+    mean_keep = make_pointwise(ops.truediv, [total, count], dtype)
+    mean_keep.realize()
+
+    def squared_deviation(v, m):
+        d = ops.sub(v, m)
+        return ops.mul(d, d)
+    deviations = make_pointwise(squared_deviation, [x, mean_keep], dtype)
+    squares = reduce(deviations, dims, keepdim, "sum", dtype)
+    corr = 1 if correction is None else correction
+    denom = sympy.Max(count - corr, 0) if not (count - corr).is_number else max(count - corr, 0)
+    var = make_pointwise(ops.truediv, [squares, denom], dtype)
+    if keepdim:
+        return var, mean_keep
+    from .views import reshape
+    return var, reshape(mean_keep, [s for i, s in enumerate(x.get_size()) if i not in dims])
+
+
+@register_lowering(aten.var.correction, aten.var.dim)
+def var(x, dims=None, unbiased=None, keepdim=False, *, correction=None):
+    if isinstance(unbiased, bool):
+        correction = 1 if unbiased else 0
+    return _var(x, dims, correction, keepdim, meta_val().dtype)[0]
+
+
+@register_lowering(aten.var_mean.correction)
+def var_mean(x, dims=None, *, correction=None, keepdim=False):
+    return _var(x, dims, correction, keepdim, meta_val()[0].dtype)

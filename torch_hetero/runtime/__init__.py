@@ -1,0 +1,1 @@
+"""Running generated code: building and caching C++ libraries, loading wrappers."""

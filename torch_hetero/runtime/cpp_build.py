@@ -1,0 +1,67 @@
+"""Builds one C++ source into a shared library with the system compiler, through the cache."""
+from __future__ import annotations
+
+import ctypes
+import functools
+import hashlib
+import os
+import shutil
+import subprocess
+import tempfile
+
+from ..errors import HeteroCompileError
+from . import cache
+
+FLAGS = ("-O3", "-march=native", "-fopenmp", "-shared", "-fPIC", "-std=c++17",
+         "-fno-math-errno", "-fno-trapping-math", "-w")
+COMPILERS = ("g++", "clang++", "c++")
+
+
+@functools.lru_cache(maxsize=None)
+def find_compiler() -> str:
+    """$CXX if set, else the first of g++, clang++, c++ on PATH."""
+    wanted = os.environ.get("CXX")
+    candidates = [wanted] if wanted else list(COMPILERS)
+    for name in candidates:
+        path = shutil.which(name)
+        if path:
+            return path
+    looked = f"$CXX={wanted!r}" if wanted else ", ".join(COMPILERS)
+    raise HeteroCompileError(
+        f"no C++ compiler found (looked for {looked} on PATH). Install one "
+        f"(e.g. `apt-get install g++`) or point $CXX at it.")
+
+
+@functools.lru_cache(maxsize=None)
+def compiler_version(compiler: str) -> str:
+    out = subprocess.run([compiler, "--version"], capture_output=True, text=True)
+    return out.stdout.splitlines()[0] if out.stdout else compiler
+
+
+def build_key(source: str) -> str:
+    compiler = find_compiler()
+    text = "\0".join([source, compiler, compiler_version(compiler), " ".join(FLAGS)])
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def load_library(source: str) -> ctypes.CDLL:
+    """The library for ``source``: from the cache when a verified entry exists, else built."""
+    key = build_key(source)
+    path = cache.lookup(key)
+    if path is None:
+        path = cache.store(key, _compile(source))
+    return ctypes.CDLL(path)
+
+
+def _compile(source: str) -> bytes:
+    compiler = find_compiler()
+    with tempfile.TemporaryDirectory(prefix="torch_hetero_build_") as tmp:
+        src, out = os.path.join(tmp, "kernels.cpp"), os.path.join(tmp, "kernels.so")
+        with open(src, "w") as f:
+            f.write(source)
+        result = subprocess.run([compiler, *FLAGS, src, "-o", out], capture_output=True, text=True)
+        if result.returncode != 0:
+            raise HeteroCompileError(f"{os.path.basename(compiler)} failed to build generated code:\n"
+                                     f"{result.stderr[-4000:]}")
+        with open(out, "rb") as f:
+            return f.read()
