@@ -10,7 +10,7 @@ import linecache
 
 import torch
 
-from . import scheduler
+from . import scheduler, symbolic
 from .codegen.cpp import render_kernel
 from .codegen.wrapper import render_wrapper
 from .graph import GraphLowering
@@ -27,7 +27,11 @@ class CompiledGraph:
     externs: list                  # ExternCall records (matmul/conv and fallbacks)
     fallbacks: collections.Counter
     code: dict                     # "<graph>.cpp" / "<graph>.py" → source
-    _boxed_call = True             # AOTAutograd passes the argument list itself
+
+    def __post_init__(self):
+        # AOTAutograd passes the argument list itself; an instance attribute survives the
+        # functools.wraps that Dynamo puts around backward graphs
+        self._boxed_call = True
 
     def __call__(self, args):
         return self.call(args)
@@ -58,7 +62,8 @@ def _load(cpp_source, wrapper_source: str, kernels: list, constants: dict):
         lib = cpp_build.load_library(cpp_source)
         for kernel in kernels:
             fn = getattr(lib, kernel.name)
-            fn.argtypes = [ctypes.c_void_p] * len(kernel.buffer_args) + [ctypes.c_int64] * len(kernel.symbol_args)
+            fn.argtypes = [ctypes.c_void_p] * len(kernel.buffer_args) + [
+                ctypes.c_double if symbolic.is_float_symbol(s) else ctypes.c_int64 for s in kernel.symbol_args]
             fn.restype = None
             namespace[kernel.name] = fn
         namespace["sync_threads"] = _thread_syncer(lib)

@@ -50,8 +50,6 @@ DECOMPOSED_OPS = [
     aten.new_empty, aten.new_full, aten.new_ones, aten.new_zeros, aten.ones, aten.zeros,
     aten.full_like, aten.ones_like, aten.zeros_like, aten.empty_like, aten.fill, aten.eye,
     aten.linspace, aten.logspace, aten.arange.default, aten.arange.start,
-    # attention: the math path (bmm + softmax), which we lower and fuse
-    aten._scaled_dot_product_flash_attention_for_cpu,
 ]
 
 

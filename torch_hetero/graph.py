@@ -12,8 +12,15 @@ import torch
 import torch.fx
 
 from . import ir, symbolic
+from .codegen.printer import pexpr
 from .lowering import LOWERINGS
 from .virtualized import lowering_graph, lowering_origin
+
+# Float scalars computed from sizes (e.g. 1 / (n - 1) in var's backward) are evaluated by the
+# wrapper in Python and passed to kernels as ``double`` arguments named fsym<N>.
+SCALAR_OPS = {torch.sym_float: "float({0})", operator.add: "{0} + {1}", operator.sub: "{0} - {1}",
+              operator.mul: "{0} * {1}", operator.truediv: "{0} / {1}", operator.neg: "-{0}",
+              operator.pow: "{0} ** {1}", operator.floordiv: "{0} // {1}"}
 
 # Pointwise values are inlined into their consumers unless they grow past these sizes.
 MAX_INLINE_OPS = 64          # any value with more inlined ops than this is written to memory
@@ -44,6 +51,7 @@ class GraphLowering:
         self.nodes: list = []               # ComputedBuffer | ExternCall, in execution order
         self.outputs: list = []
         self.fallback_counts: collections.Counter = collections.Counter()
+        self.scalar_defs: list = []         # (fsym name, Python expression), in order
         self.current_node: Optional[torch.fx.Node] = None
         self._buffer_count = 0
 
@@ -80,6 +88,9 @@ class GraphLowering:
             expr = symbolic.sym(meta)
             self.placeholders.append(("symint", expr, meta))
             return expr
+        if isinstance(meta, torch.SymFloat):
+            self.placeholders.append(("other", None, meta))
+            return self._define_scalar(f"sym{len(self.placeholders) - 1}")
         self.placeholders.append(("other", None, meta))
         return meta
 
@@ -93,6 +104,8 @@ class GraphLowering:
         meta = node.meta.get("val")
         if isinstance(meta, (torch.SymInt, int)) and not isinstance(meta, bool) and node.target is not operator.getitem:
             return symbolic.sym(meta)        # size arithmetic: the ShapeEnv already knows the result
+        if isinstance(meta, torch.SymFloat) and node.target in SCALAR_OPS:
+            return self._define_scalar(SCALAR_OPS[node.target].format(*[_python_scalar(a) for a in args]))
         if node.target is operator.getitem:
             return args[0][args[1]]
         lowering = LOWERINGS.get(node.target)
@@ -102,6 +115,11 @@ class GraphLowering:
             except NotImplementedError:
                 pass                          # this form of the op is not lowered: fall back
         return self.fallback(node, args, kwargs)
+
+    def _define_scalar(self, code: str) -> sympy.Symbol:
+        name = f"fsym{len(self.scalar_defs)}"
+        self.scalar_defs.append((name, code))
+        return sympy.Symbol(name, real=True)
 
     def fallback(self, node, args, kwargs):
         self.fallback_counts[_op_name(node.target)] += 1
@@ -163,6 +181,14 @@ class GraphLowering:
             elif kind == "symint":
                 symbols |= value.free_symbols
         return symbols
+
+
+def _python_scalar(value) -> str:
+    if isinstance(value, sympy.Expr):
+        return f"({pexpr(value)})"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    raise NotImplementedError(f"scalar argument {value!r}")
 
 
 def _op_name(target) -> str:

@@ -14,7 +14,7 @@ import torch
 from torch.utils._sympy.functions import FloorDiv, ModularIndexing
 
 __all__ = ["FloorDiv", "ModularIndexing", "Expr", "sym", "index_symbols", "contiguous_strides",
-           "product", "linear_form", "simplify_index"]
+           "product", "is_float_symbol", "linear_form", "simplify_index"]
 
 Expr = sympy.Expr
 
@@ -33,6 +33,11 @@ def sym(value) -> sympy.Expr:
 @functools.lru_cache(maxsize=None)
 def index_symbols(prefix: str, count: int) -> tuple[sympy.Symbol, ...]:
     return tuple(sympy.Symbol(f"{prefix}{i}", integer=True, nonnegative=True) for i in range(count))
+
+
+def is_float_symbol(symbol: sympy.Symbol) -> bool:
+    """Float scalars the wrapper computes (see ``GraphLowering._define_scalar``)."""
+    return symbol.name.startswith("fsym")
 
 
 def product(values: Sequence[sympy.Expr]) -> sympy.Expr:

@@ -18,6 +18,7 @@ def render_wrapper(graph: GraphLowering, steps: list) -> str:
     if names:
         body.append(f"{', '.join(names)}{',' if len(names) == 1 else ''} = args")
     body += _bind_symbols(graph, names)
+    body += [f"{name} = {code}" for name, code in graph.scalar_defs]
     body.append("sync_threads()")
     for step in steps:
         body += _render_step(step)

@@ -59,7 +59,7 @@ def promote(*args) -> torch.dtype:
         if is_tensor(arg):
             dummies.append(torch.empty([0] * min(arg.dim(), 1), dtype=arg.get_dtype()))
         elif isinstance(arg, sympy.Expr):
-            dummies.append(1.0 if arg.is_Float else 1)
+            dummies.append(1 if arg.is_integer else 1.0)
         elif arg is not None:
             dummies.append(arg)
     return torch.result_type(*dummies) if len(dummies) > 1 else (

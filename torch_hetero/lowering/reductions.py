@@ -134,6 +134,9 @@ def _var(x, dims, correction, keepdim, dtype):
     deviations = make_pointwise(squared_deviation, [x, mean_keep], dtype)
     squares = reduce(deviations, dims, keepdim, "sum", dtype)
     corr = 1 if correction is None else correction
+    if float(corr) != int(corr):
+        raise NotImplementedError("fractional variance correction")
+    corr = int(corr)
     denom = sympy.Max(count - corr, 0) if not (count - corr).is_number else max(count - corr, 0)
     var = make_pointwise(ops.truediv, [squares, denom], dtype)
     if keepdim:

@@ -1,0 +1,78 @@
+"""Shared helpers for the torch_hetero test suite."""
+
+import torch
+import torch.utils._pytree as pytree
+
+import torch_hetero  # noqa: F401  (registers the "hetero" backend)
+
+
+def compile_hetero(fn, dynamic=False):
+    """torch.compile with the hetero backend in strict mode (errors raise)."""
+    return torch.compile(fn, backend="hetero", dynamic=dynamic, options={"strict": True})
+
+
+def _copy(x, requires_grad):
+    """Copy a tensor keeping its exact size/stride/offset (so transposed,
+    strided and expanded inputs stay non-contiguous); pass other values."""
+    if not isinstance(x, torch.Tensor):
+        return x
+    y = torch.empty(0, dtype=x.dtype).set_(
+        x.untyped_storage().clone(), x.storage_offset(), x.size(), x.stride()
+    )
+    return y.requires_grad_(requires_grad and y.is_floating_point())
+
+
+def _assert_same(actual, expected, atol, rtol, what):
+    actual, actual_spec = pytree.tree_flatten(actual)
+    expected, expected_spec = pytree.tree_flatten(expected)
+    assert actual_spec == expected_spec, f"{what}: structure {actual_spec} != {expected_spec}"
+    for i, (a, e) in enumerate(zip(actual, expected)):
+        msg = f"{what}[{i}]"
+        if not isinstance(e, torch.Tensor):
+            assert a == e, f"{msg}: {a!r} != {e!r}"
+            continue
+        assert isinstance(a, torch.Tensor), f"{msg}: expected a tensor, got {type(a)}"
+        assert a.dtype == e.dtype, f"{msg}: dtype {a.dtype} != {e.dtype}"
+        exact = not (e.is_floating_point() or e.is_complex())
+        torch.testing.assert_close(
+            a.detach(), e.detach(),
+            atol=0 if exact else atol, rtol=0 if exact else rtol,
+            equal_nan=True, msg=lambda m: f"{msg}: {m}",
+        )
+
+
+def check(fn, *args, dynamic=False, grad=False, atol=1e-5, rtol=1e-5):
+    """Compare `fn(*args)` in eager against the hetero backend.
+
+    Outputs may be nested tuples/lists; dtypes must match, floats are compared
+    with atol/rtol and ints/bools exactly.  With grad=True the floating-point
+    tensor args are made leaves requiring grad, the loss
+    sum((out.float() * w).sum()) over differentiable outputs (w: fixed random
+    weights) is backpropagated and the input gradients are compared as well.
+    Returns the compiled outputs.
+    """
+    torch._dynamo.reset()
+
+    def run(f):
+        inputs = [_copy(a, grad) for a in args]
+        out = f(*inputs)
+        return inputs, out
+
+    eager_inputs, expected = run(fn)
+    compiled_inputs, actual = run(compile_hetero(fn, dynamic=dynamic))
+    _assert_same(actual, expected, atol, rtol, "output")
+    if not grad:
+        return actual
+
+    def grads(inputs, out):
+        outs = [o for o in pytree.tree_leaves(out)
+                if isinstance(o, torch.Tensor) and o.requires_grad]
+        leaves = [x for x in inputs if isinstance(x, torch.Tensor) and x.requires_grad]
+        assert outs and leaves, "grad=True but nothing is differentiable"
+        gen = torch.Generator().manual_seed(0)
+        loss = sum((o.float() * torch.randn(o.shape, generator=gen)).sum() for o in outs)
+        return torch.autograd.grad(loss, leaves, allow_unused=True)
+
+    _assert_same(grads(compiled_inputs, actual), grads(eager_inputs, expected),
+                 atol, rtol, "grad")
+    return actual
