@@ -160,8 +160,10 @@ class GraphLowering:
         args, kwargs = _map_values((args, kwargs), self.realize)
         meta = self.current_node.meta["val"]
         metas = list(meta) if isinstance(meta, (tuple, list)) else [meta]
-        outputs = [ir.ExternBuffer(self.new_buffer_name(), _layout_of(m)) if isinstance(m, torch.Tensor) else None
-                   for m in metas]
+        returns = getattr(getattr(op, "_schema", None), "returns", [])
+        fresh = not any(r.alias_info is not None for r in returns)
+        outputs = [ir.ExternBuffer(self.new_buffer_name(), _layout_of(m), fresh) if isinstance(m, torch.Tensor)
+                   else None for m in metas]
         self.nodes.append(ExternCall(op, args, kwargs, outputs, kind, isinstance(meta, (tuple, list))))
         values = [ir.StridedValue(b) if b is not None else None for b in outputs]
         return tuple(values) if isinstance(meta, (tuple, list)) else values[0]

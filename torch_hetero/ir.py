@@ -63,6 +63,8 @@ class Layout:
 class Buffer:
     """A named piece of memory the generated wrapper owns or receives."""
 
+    owns_storage = False  # does storage offset 0 sit at this buffer's data pointer?
+
     def __init__(self, name: str, layout: Layout):
         self.name = name
         self.layout = layout
@@ -78,6 +80,8 @@ class InputBuffer(Buffer):
 class ComputedBuffer(Buffer):
     """Written by one generated kernel from a Pointwise or Reduction node."""
 
+    owns_storage = True
+
     def __init__(self, name: str, layout: Layout, data: "Pointwise | Reduction"):
         super().__init__(name, layout)
         self.data = data
@@ -85,6 +89,10 @@ class ComputedBuffer(Buffer):
 
 class ExternBuffer(Buffer):
     """Produced by an ATen call in the wrapper (extern matmul/conv, or a fallback op)."""
+
+    def __init__(self, name: str, layout: Layout, owns_storage: bool):
+        super().__init__(name, layout)
+        self.owns_storage = owns_storage  # False when the op may return a view of an input
 
 
 # ---------------------------------------------------------------------------- node data
@@ -111,6 +119,7 @@ class Reduction:
     inner_fn: Callable[[Index, Index], object]
     src_dtype: torch.dtype
     origins: tuple = ()
+    epilogue: Optional[Callable[[object], object]] = None  # applied to the result before storing
 
 
 # ---------------------------------------------------------------------------- values

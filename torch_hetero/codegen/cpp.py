@@ -122,6 +122,8 @@ def _reduction_body(ops: CppOps, buffer, index) -> list:
     inner = _loops(ops, data.reduction_ranges, rindex, body_lines, parallel=False, pragma=simd)
     ops.lines = []
     ops.cse = {}
+    if data.epilogue is not None:
+        result = data.epilogue(result)
     ops.store(buffer.name, buffer.layout.index(index), result, buffer.get_dtype())
     return init + inner + ops.lines
 

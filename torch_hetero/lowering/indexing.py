@@ -180,3 +180,24 @@ def index(x, indices):
                 full.append(next(rest))
         return load(full)
     return new_pointwise(inner, size, x.get_dtype(), 2)
+
+
+def _triangle(x, diagonal, lower: bool):
+    """tril/triu: keep elements on one side of ``diagonal`` of the last two dims, zero the rest."""
+    load, dtype, nd = x.make_loader(), x.get_dtype(), x.dim()
+
+    def inner(index):
+        offset = index[nd - 1] - index[nd - 2]
+        keep = ops.le(_idx(offset), _idx(diagonal)) if lower else ops.ge(_idx(offset), _idx(diagonal))
+        return ops.where(keep, load(index), ops.constant(0, dtype))
+    return new_pointwise(inner, x.get_size(), dtype, 2)
+
+
+@register_lowering(aten.tril)
+def tril(x, diagonal=0):
+    return _triangle(x, symbolic.sym(diagonal), lower=True)
+
+
+@register_lowering(aten.triu)
+def triu(x, diagonal=0):
+    return _triangle(x, symbolic.sym(diagonal), lower=False)

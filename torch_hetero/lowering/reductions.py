@@ -8,6 +8,7 @@ from .. import ir, symbolic
 from ..virtualized import current_graph, current_origin, ops
 from .common import canonical_dim, make_pointwise, meta_val
 from .registry import register_lowering
+from .views import reshape
 
 aten = torch.ops.aten
 
@@ -21,8 +22,8 @@ def _dims(x, dims) -> list[int]:
 
 
 def reduce(x: ir.TensorValue, dims, keepdim: bool, reduction_type: str, dtype: torch.dtype,
-           map_fn=None) -> ir.StridedValue:
-    """Realize ``reduction_type`` of ``map_fn(x)`` over ``dims`` as a new buffer."""
+           map_fn=None, epilogue=None) -> ir.StridedValue:
+    """Realize ``epilogue(reduction_type of map_fn(x) over dims)`` as a new buffer."""
     dims = _dims(x, dims)
     size = x.get_size()
     kept = [i for i in range(len(size)) if i not in dims]
@@ -43,7 +44,7 @@ def reduce(x: ir.TensorValue, dims, keepdim: bool, reduction_type: str, dtype: t
         return map_fn(value) if map_fn is not None else value
 
     node = ir.Reduction(dtype, tuple(out_size), tuple(size[i] for i in dims), reduction_type,
-                        inner, src_dtype, current_origin())
+                        inner, src_dtype, current_origin(), epilogue)
     return current_graph().add_computed(node)
 
 
@@ -66,9 +67,12 @@ def prod(x, dim=None, keepdim=False, dtype=None):
 @register_lowering(aten.mean.dim, aten.mean.default)
 def mean(x, dims=None, keepdim=False, dtype=None):
     out = meta_val().dtype
-    total = reduce(x, dims, keepdim, "sum", out, _acc_dtype(x, out))
+    return reduce(x, dims, keepdim, "sum", out, _acc_dtype(x, out), _divide_by_count(x, dims, out))
+
+
+def _divide_by_count(x, dims, dtype):
     count = symbolic.product([x.get_size()[d] for d in _dims(x, dims)])
-    return make_pointwise(ops.truediv, [total, count], out)
+    return lambda total: ops.truediv(total, ops.index_expr(count, dtype))
 
 
 @register_lowering(aten.amax, aten.max.default)
@@ -103,7 +107,6 @@ def argmin(x, dim=None, keepdim=False):
 
 def _arg_reduce(x, dim, keepdim, kind):
     if dim is None:  # index into the flattened tensor
-        from .views import reshape
         flat = reshape(x, [symbolic.product(x.get_size())])
         out = reduce(flat, [0], False, kind, torch.int64)
         if keepdim:
@@ -123,25 +126,20 @@ def _var(x, dims, correction, keepdim, dtype):
     """Two-pass variance: mean first, then the mean of squared deviations."""
     dims = _dims(x, dims)
     count = symbolic.product([x.get_size()[d] for d in dims])
-    to_acc = _acc_dtype(x, dtype)
-    total = reduce(x, dims, True, "sum", dtype, to_acc)
-    mean_keep = make_pointwise(ops.truediv, [total, count], dtype)
-    mean_keep.realize()
+    mean_keep = reduce(x, dims, True, "sum", dtype, _acc_dtype(x, dtype), _divide_by_count(x, dims, dtype))
 
     def squared_deviation(v, m):
         d = ops.sub(v, m)
         return ops.mul(d, d)
     deviations = make_pointwise(squared_deviation, [x, mean_keep], dtype)
-    squares = reduce(deviations, dims, keepdim, "sum", dtype)
     corr = 1 if correction is None else correction
     if float(corr) != int(corr):
         raise NotImplementedError("fractional variance correction")
-    corr = int(corr)
-    denom = sympy.Max(count - corr, 0) if not (count - corr).is_number else max(count - corr, 0)
-    var = make_pointwise(ops.truediv, [squares, denom], dtype)
+    denom = sympy.Max(count - int(corr), 0)
+    var = reduce(deviations, dims, keepdim, "sum", dtype,
+                 epilogue=lambda total: ops.truediv(total, ops.index_expr(denom, dtype)))
     if keepdim:
         return var, mean_keep
-    from .views import reshape
     return var, reshape(mean_keep, [s for i, s in enumerate(x.get_size()) if i not in dims])
 
 

@@ -117,7 +117,7 @@ def select(x, dim, index):
 def as_strided(x, size, stride, storage_offset=None):
     """Only over memory we allocated ourselves, where storage offset 0 is the data pointer."""
     base = ir.as_strided(x)
-    if base is None or not isinstance(base.buffer, ir.ComputedBuffer):
+    if base is None or not base.buffer.owns_storage:
         raise NotImplementedError("as_strided of memory not allocated by this graph")
     offset = base.layout.offset if storage_offset is None else symbolic.sym(storage_offset)
     layout = ir.Layout(tuple(symbolic.sym(s) for s in size), tuple(symbolic.sym(s) for s in stride),
