@@ -1,0 +1,38 @@
+"""A small GPT-2-style model in plain torch (embedding, layer norm, causal attention, MLP),
+used by the demo, the benchmarks and the tests as a real model that needs no downloads."""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+class Block(nn.Module):
+    def __init__(self, dim: int, heads: int):
+        super().__init__()
+        self.heads = heads
+        self.ln1, self.ln2 = nn.LayerNorm(dim), nn.LayerNorm(dim)
+        self.qkv, self.proj = nn.Linear(dim, 3 * dim), nn.Linear(dim, dim)
+        self.fc, self.out = nn.Linear(dim, 4 * dim), nn.Linear(4 * dim, dim)
+
+    def forward(self, x):
+        batch, seq, dim = x.shape
+        q, k, v = self.qkv(self.ln1(x)).split(dim, dim=2)
+        q, k, v = (t.view(batch, seq, self.heads, dim // self.heads).transpose(1, 2) for t in (q, k, v))
+        scores = q @ k.transpose(-2, -1) / (dim // self.heads) ** 0.5
+        causal = torch.tril(torch.ones(seq, seq, dtype=torch.bool, device=x.device))
+        attn = scores.masked_fill(~causal, float("-inf")).softmax(-1)
+        x = x + self.proj((attn @ v).transpose(1, 2).reshape(batch, seq, dim))
+        return x + self.out(F.gelu(self.fc(self.ln2(x)), approximate="tanh"))
+
+
+class TinyGPT(nn.Module):
+    def __init__(self, vocab: int = 512, dim: int = 128, heads: int = 4, layers: int = 2, max_seq: int = 64):
+        super().__init__()
+        self.tok, self.pos = nn.Embedding(vocab, dim), nn.Embedding(max_seq, dim)
+        self.blocks = nn.Sequential(*[Block(dim, heads) for _ in range(layers)])
+        self.ln, self.head = nn.LayerNorm(dim), nn.Linear(dim, vocab, bias=False)
+
+    def forward(self, idx):
+        positions = torch.arange(idx.shape[1], device=idx.device)
+        return self.head(self.ln(self.blocks(self.tok(idx) + self.pos(positions))))
