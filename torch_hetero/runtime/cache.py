@@ -1,14 +1,17 @@
 """On-disk cache of built libraries, keyed by a hash of source, compiler and flags.
 
-Each entry is ``<key>.so`` plus ``<key>.json`` holding the library's sha256 and size.  Both
-are written atomically (temp file + rename), the manifest last, and an entry is loaded only
-if the library matches its manifest — a truncated or corrupt file is rebuilt, never loaded.
+Each entry is a library ``<key>-<random>.so`` plus ``<key>.json`` naming it with its sha256
+and size.  Both are written atomically (temp file + rename), the manifest last, and an entry
+is loaded only if the library matches its manifest — a truncated or corrupt file is rebuilt,
+never loaded.  Every build gets a fresh file name, because the dynamic loader hands back an
+already-loaded library for a path it has seen, even if the file was replaced since.
 An unwritable cache directory degrades to a per-process temporary one, with a warning."""
 from __future__ import annotations
 
 import hashlib
 import json
 import os
+import secrets
 import tempfile
 import warnings
 
@@ -21,29 +24,36 @@ def cache_dir() -> str:
     return os.path.join(base, "torch_hetero")
 
 
-def _paths(key: str):
-    folder = os.path.join(cache_dir(), key[:2])
-    return folder, os.path.join(folder, f"{key}.so"), os.path.join(folder, f"{key}.json")
+def _folder(key: str) -> str:
+    return os.path.join(cache_dir(), key[:2])
 
 
 def lookup(key: str):
     """Path of a verified library for ``key``, or None."""
-    for folder in [_paths(key)[0], *_FALLBACK_DIRS]:
-        lib, manifest = os.path.join(folder, f"{key}.so"), os.path.join(folder, f"{key}.json")
+    for folder in [_folder(key), *_FALLBACK_DIRS]:
         try:
-            with open(manifest) as f:
+            with open(os.path.join(folder, f"{key}.json")) as f:
                 expected = json.load(f)
+            lib = os.path.join(folder, os.path.basename(str(expected["file"])))
             with open(lib, "rb") as f:
                 data = f.read()
-        except (OSError, ValueError):
+        except (OSError, ValueError, TypeError, KeyError):
             continue
         if len(data) == expected.get("size") and hashlib.sha256(data).hexdigest() == expected.get("sha256"):
             return lib
+        _remove_quietly(lib)  # corrupt: it will be rebuilt under a new name
     return None
 
 
+def _remove_quietly(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
 def store(key: str, data: bytes) -> str:
-    folder = _paths(key)[0]
+    folder = _folder(key)
     try:
         return _write_entry(folder, key, data)
     except OSError as error:
@@ -55,9 +65,10 @@ def store(key: str, data: bytes) -> str:
 
 def _write_entry(folder: str, key: str, data: bytes) -> str:
     os.makedirs(folder, exist_ok=True)
-    lib = os.path.join(folder, f"{key}.so")
+    name = f"{key}-{secrets.token_hex(4)}.so"
+    lib = os.path.join(folder, name)
     _atomic_write(lib, data)
-    manifest = json.dumps({"sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}).encode()
+    manifest = json.dumps({"file": name, "sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}).encode()
     _atomic_write(os.path.join(folder, f"{key}.json"), manifest)
     return lib
 

@@ -1,0 +1,333 @@
+"""Runtime behaviour of the hetero backend: the on-disk library cache, compiler discovery,
+eager fallback and strict mode, option validation, entry-point registration, determinism
+and the strides of outputs that are views."""
+
+import ctypes
+import hashlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+import types
+import warnings
+
+import pytest
+import torch
+
+import torch_hetero
+from torch_hetero.runtime import cache, cpp_build
+
+TESTS_DIR = os.path.dirname(os.path.abspath(__file__))
+
+
+def pointwise(x):
+    return x.sin() * 2 + 1
+
+
+def example_input():
+    return torch.randn(3, 5, generator=torch.Generator().manual_seed(0))
+
+
+def run_compiled(fn, *args, **compile_kwargs):
+    """Reset Dynamo, compile ``fn`` with the hetero backend and run it once."""
+    torch._dynamo.reset()
+    return torch.compile(fn, backend="hetero", **compile_kwargs)(*args)
+
+
+def files(folder, pattern):
+    return sorted(folder.rglob(pattern)) if folder.exists() else []
+
+
+def as_tuple(out):
+    return out if isinstance(out, tuple) else (out,)
+
+
+def recorded_warnings(fn, *args, **compile_kwargs):
+    """``run_compiled(fn, *args)``'s output and the messages of every warning it emitted."""
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        out = run_compiled(fn, *args, **compile_kwargs)
+    return out, [str(w.message) for w in record]
+
+
+def run_python(code, tmp_path, **env):
+    """Run ``code`` in a fresh interpreter (cache in ``tmp_path``); return its stdout."""
+    env = {**os.environ, "TORCH_HETERO_CACHE_DIR": str(tmp_path / "cache"), **env}
+    result = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True,
+                            text=True, env=env, cwd=TESTS_DIR, timeout=300)
+    status = (f"killed by {signal.Signals(-result.returncode).name}" if result.returncode < 0
+              else f"exit code {result.returncode}")
+    assert result.returncode == 0, f"subprocess {status}:\n{result.stderr[-4000:]}"
+    return result.stdout
+
+
+@pytest.fixture
+def cache_dir(tmp_path, monkeypatch):
+    """An empty cache directory for this test, and no shared per-process fallback directory."""
+    folder = tmp_path / "cache"
+    monkeypatch.setenv("TORCH_HETERO_CACHE_DIR", str(folder))
+    fallback = []
+    monkeypatch.setattr(cache, "_FALLBACK_DIRS", fallback)
+    yield folder
+    for path in fallback:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def builds(monkeypatch):
+    """The sources passed to ``cpp_build._compile`` (one entry per compiler invocation)."""
+    calls = []
+    real = cpp_build._compile
+
+    def counting(source):
+        calls.append(source)
+        return real(source)
+    monkeypatch.setattr(cpp_build, "_compile", counting)
+    return calls
+
+
+@pytest.fixture
+def loads(monkeypatch):
+    """(path, bytes) of every library handed to ``ctypes.CDLL`` by ``cpp_build``."""
+    calls = []
+
+    def recording_cdll(path, *args, **kwargs):
+        with open(path, "rb") as f:
+            calls.append((path, f.read()))
+        return ctypes.CDLL(path, *args, **kwargs)
+    monkeypatch.setattr(cpp_build, "ctypes", types.SimpleNamespace(CDLL=recording_cdll))
+    return calls
+
+
+@pytest.fixture
+def no_compiler(monkeypatch):
+    """$CXX names a compiler that does not exist (``find_compiler``'s lru_cache cleared around it)."""
+    monkeypatch.setenv("CXX", "definitely-not-a-compiler")
+    cpp_build.find_compiler.cache_clear()
+    yield
+    cpp_build.find_compiler.cache_clear()
+
+
+# --- the library cache --------------------------------------------------------------------
+
+def test_second_compile_hits_cache(cache_dir, builds):
+    x = example_input()
+    run_compiled(pointwise, x)
+    assert len(builds) == 1 and len(files(cache_dir, "*.so")) == 1
+    torch.testing.assert_close(run_compiled(pointwise, x), pointwise(x))
+    assert len(builds) == 1, "second compile invoked the C++ compiler"
+    assert len(files(cache_dir, "*.so")) == 1
+
+
+def _truncate(path):
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+def _garble(path):
+    path.write_bytes(os.urandom(path.stat().st_size))
+
+
+# in place (same inode), as a disk error or another process would
+CORRUPTIONS = {
+    "truncated-so": ("*.so", _truncate),
+    "garbage-so": ("*.so", _garble),
+    "missing-json": ("*.json", lambda path: path.unlink()),
+    "garbled-json": ("*.json", lambda path: path.write_bytes(b'{"sha256": "\xff\x00garbled')),
+    "json-not-an-object": ("*.json", lambda path: path.write_text("null")),
+}
+
+
+@pytest.mark.parametrize("pattern,corrupt", CORRUPTIONS.values(), ids=CORRUPTIONS.keys())
+def test_corrupt_entry_is_rebuilt(pattern, corrupt, cache_dir, builds, loads, monkeypatch):
+    """A cache entry that fails verification is rebuilt, and the bad file is never loaded.
+
+    The first compile stands in for an earlier process: it builds into a separate seed dir
+    whose entry is copied into the cache, so this process has never loaded the file that is
+    corrupted (for that case see test_library_corrupted_while_loaded_is_not_reused)."""
+    x = example_input()
+    seed = cache_dir.parent / "seed"
+    monkeypatch.setenv("TORCH_HETERO_CACHE_DIR", str(seed))
+    run_compiled(pointwise, x)
+    shutil.copytree(seed, cache_dir)
+    monkeypatch.setenv("TORCH_HETERO_CACHE_DIR", str(cache_dir))
+    [target] = files(cache_dir, pattern)
+    corrupt(target)
+    del loads[:]
+
+    out = run_compiled(pointwise, x, options={"strict": True})
+    torch.testing.assert_close(out, pointwise(x))
+    assert len(builds) == 2, "the corrupt entry was not rebuilt"
+    [manifest_path] = files(cache_dir, "*.json")
+    manifest = json.loads(manifest_path.read_text())
+    lib = manifest_path.parent / manifest["file"]
+    assert manifest["sha256"] == hashlib.sha256(lib.read_bytes()).hexdigest()
+    assert loads and all(hashlib.sha256(data).hexdigest() == manifest["sha256"] for _, data in loads), \
+        "loaded a library that does not match the rebuilt entry"
+
+
+@pytest.mark.parametrize("corruption", ["truncated-so", "garbage-so"])
+def test_library_corrupted_while_loaded_is_not_reused(corruption, tmp_path):
+    """Replacing the cached library with a corrupt file after this process loaded it, then
+    recompiling, must rebuild and load the new build, not the loader's stale handle for the old
+    path (run in a subprocess: a crash must not kill pytest).  The corrupt file arrives by
+    rename, as another process would write it: corrupting the mapped inode in place would
+    crash any process using the library, whatever the compiler does."""
+    out = run_python(f"""
+        import torch, torch_hetero
+        from torch_hetero.runtime import cpp_build
+        from test_runtime import CORRUPTIONS, example_input, files, pointwise, run_compiled
+        import os, pathlib
+        builds = []
+        real = cpp_build._compile
+        cpp_build._compile = lambda source: builds.append(source) or real(source)
+        x = example_input()
+        run_compiled(pointwise, x)
+        pattern, corrupt = CORRUPTIONS[{corruption!r}]
+        [target] = files(pathlib.Path(os.environ["TORCH_HETERO_CACHE_DIR"]), pattern)
+        copy = target.with_name("corrupt-copy")
+        copy.write_bytes(target.read_bytes())
+        corrupt(copy)
+        os.replace(copy, target)
+        out = run_compiled(pointwise, x, options={{"strict": True}})
+        print(len(builds), torch.allclose(out, pointwise(x)))
+    """, tmp_path)
+    assert out.split() == ["2", "True"]
+
+
+def test_build_leaves_no_temp_files(cache_dir):
+    run_compiled(pointwise, example_input())
+    assert files(cache_dir, "*.so") and files(cache_dir, "*.json")
+    assert files(cache_dir, ".tmp_*") == []
+
+
+def test_unwritable_cache_dir_falls_back_with_warning(tmp_path, cache_dir, monkeypatch):
+    (tmp_path / "file").write_text("not a directory")
+    monkeypatch.setenv("TORCH_HETERO_CACHE_DIR", str(tmp_path / "file" / "sub"))
+    x = example_input()
+    with pytest.warns(UserWarning, match="cache directory"):
+        out = run_compiled(pointwise, x, options={"strict": True})
+    torch.testing.assert_close(out, pointwise(x))
+
+
+# --- compiler discovery, eager fallback and strict mode ----------------------------------
+
+def test_missing_compiler_error_says_how_to_fix(no_compiler):
+    with pytest.raises(torch_hetero.HeteroCompileError) as excinfo:
+        cpp_build.find_compiler()
+    message = str(excinfo.value)
+    assert "definitely-not-a-compiler" in message
+    assert "install" in message.lower() and "CXX" in message
+
+
+def test_missing_compiler_falls_back_to_eager(cache_dir, no_compiler):
+    x = example_input()
+    out, messages = recorded_warnings(pointwise, x)
+    torch.testing.assert_close(out, pointwise(x))
+    [message] = messages
+    assert "no C++ compiler found" in message and "definitely-not-a-compiler" in message
+
+
+@pytest.mark.parametrize("how", ["option", "env"])
+def test_missing_compiler_raises_in_strict_mode(how, cache_dir, no_compiler, monkeypatch):
+    kwargs = {"options": {"strict": True}} if how == "option" else {}
+    if how == "env":
+        monkeypatch.setenv("TORCH_HETERO_STRICT", "1")
+    with pytest.raises(torch._dynamo.exc.BackendCompilerFailed) as excinfo:
+        run_compiled(pointwise, example_input(), **kwargs)
+    assert "HeteroCompileError" in str(excinfo.value)
+    assert "no C++ compiler found" in str(excinfo.value)
+
+
+@pytest.fixture
+def failing_compiler(monkeypatch):
+    def boom(*args, **kwargs):
+        raise RuntimeError("boom")
+    monkeypatch.setattr(torch_hetero.backend, "compile_graph", boom)
+
+
+def test_compile_failure_falls_back_with_one_warning(failing_compiler):
+    x = example_input()
+    out, messages = recorded_warnings(pointwise, x)
+    torch.testing.assert_close(out, pointwise(x))
+    [message] = messages
+    assert "boom" in message
+
+
+def test_compile_failure_raises_in_strict_mode(failing_compiler):
+    with pytest.raises(torch._dynamo.exc.BackendCompilerFailed, match="boom"):
+        run_compiled(pointwise, example_input(), options={"strict": True})
+
+
+# --- options --------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("options,expected", [
+    ({"bogus": 1}, ["unknown torch_hetero option", "bogus"]),
+    ({"device": "nope"}, ["unknown device profile 'nope'", "known profiles: cpu"]),
+], ids=["unknown-option", "unknown-device"])
+def test_invalid_options_raise(options, expected):
+    with pytest.raises(torch._dynamo.exc.BackendCompilerFailed) as excinfo:
+        run_compiled(pointwise, example_input(), options=options)
+    for text in ["HeteroCompileError", *expected]:
+        assert text in str(excinfo.value)
+
+
+def test_max_autotune_mode_is_accepted(cache_dir, monkeypatch):
+    monkeypatch.setenv("TORCH_HETERO_STRICT", "1")  # mode and options can't be combined
+    x = example_input()
+    torch.testing.assert_close(run_compiled(pointwise, x, mode="max-autotune"), pointwise(x))
+
+
+# --- packaging and determinism -------------------------------------------------------------
+
+def test_backend_registered_through_entry_point(tmp_path):
+    out = run_python("""
+        import sys, torch
+        assert "hetero" in torch._dynamo.list_backends(), torch._dynamo.list_backends()
+        x = torch.randn(4)
+        torch.testing.assert_close(torch.compile(lambda x: x.sin() + 1, backend="hetero")(x), x.sin() + 1)
+        print("torch_hetero" in sys.modules)
+    """, tmp_path, TORCH_HETERO_STRICT="1")
+    assert out.strip() == "True"  # loaded by the entry point, not by us
+
+
+def test_codegen_is_deterministic_across_processes(tmp_path):
+    code = """
+        import hashlib, torch, torch_hetero
+        import torch.nn.functional as F
+        def fn(x):
+            return F.gelu(F.layer_norm(x, (8,)))
+        report = torch_hetero.explain(fn, torch.randn(4, 8))
+        assert any(name.endswith(".cpp") for name in report.code), report.code.keys()
+        print(hashlib.sha256(repr(sorted(report.code.items())).encode()).hexdigest())
+    """
+    digests = [run_python(code, tmp_path / str(seed), PYTHONHASHSEED=str(seed)) for seed in (1, 2)]
+    assert digests[0] == digests[1]
+
+
+# --- outputs that are views -----------------------------------------------------------------
+
+def view_of_reused_buffer(x):
+    y = x + 1
+    return y.t(), (y * 2).sum(0), y[1:]
+
+
+@pytest.mark.parametrize("fn", [
+    pytest.param(lambda x: (x + 1).t(), id="transposed-intermediate"),
+    pytest.param(lambda x: x[1:], id="input-row-slice"),
+    pytest.param(lambda x: x[:, 1:].t(), id="input-column-slice-transposed"),
+    pytest.param(view_of_reused_buffer, id="views-of-one-buffer"),
+])
+def test_view_outputs_match_eager_strides(fn, cache_dir):
+    x = torch.randn(4, 6)
+    expected = fn(x)
+    actual = run_compiled(fn, x, options={"strict": True})
+    torch.testing.assert_close(actual, expected)
+    for a, e in zip(as_tuple(actual), as_tuple(expected)):
+        if e._base is not None:
+            assert a.stride() == e.stride(), f"stride {a.stride()} != eager {e.stride()}"
+        if e._base is x:
+            assert a.untyped_storage().data_ptr() == x.untyped_storage().data_ptr(), "input view copied"
+            assert a.storage_offset() == e.storage_offset()
