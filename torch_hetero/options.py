@@ -1,19 +1,30 @@
-"""Compile options: ``torch.compile(..., options={...})`` over environment variables."""
+"""Compile options: ``torch.compile(..., options={...})`` over environment variables.
+
+The device profile is chosen by ``options["device"]`` > ``TORCH_HETERO_DEVICE`` > the visible
+GPU if a profile matches its name > the host CPU."""
 from __future__ import annotations
 
 import dataclasses
 import os
 
-from .errors import HeteroCompileError
+import torch
 
-KNOWN_DEVICES = ("cpu",)
+from .device_models import HOST, DeviceProfile, get_profile
+from .errors import HeteroCompileError, ProfileError
+
 KNOWN_MODES = (None, "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+GPU_PROFILES = (("H100", "h100"), ("H200", "h200"), ("A100", "a100"), ("MI300", "mi300x"))  # name part → profile
 
 
 @dataclasses.dataclass(frozen=True)
 class Options:
-    device: str = "cpu"
+    device: str = HOST  # a profile name or the path of a profile file
     strict: bool = False
+
+    @property
+    def profile(self) -> DeviceProfile:
+        """The device's profile, loaded on first use (the host's is calibrated once, then cached)."""
+        return get_profile(self.device)
 
 
 def resolve(options: dict | None = None, mode: str | None = None) -> Options:
@@ -25,11 +36,24 @@ def resolve(options: dict | None = None, mode: str | None = None) -> Options:
     if mode not in KNOWN_MODES:
         raise HeteroCompileError(f"unknown mode {mode!r}; torch_hetero accepts {KNOWN_MODES[1:]} "
                                  "(all compile the same way today)")
-    device = options.get("device") or os.environ.get("TORCH_HETERO_DEVICE") or "cpu"
-    if device not in KNOWN_DEVICES:
-        raise HeteroCompileError(f"unknown device profile {device!r}; known profiles: {', '.join(KNOWN_DEVICES)}. "
-                                 "Set options={'device': ...} or TORCH_HETERO_DEVICE to one of them.")
+    device = options.get("device") or os.environ.get("TORCH_HETERO_DEVICE") or auto_device()
+    if device != HOST:  # the host profile is checked when first used: it runs a calibration
+        try:
+            get_profile(device)
+        except ProfileError as error:
+            raise HeteroCompileError(str(error)) from error
+        device = os.fspath(device)
     strict = options.get("strict")
     if strict is None:
         strict = os.environ.get("TORCH_HETERO_STRICT", "0") not in ("", "0", "false", "False")
     return Options(device=device, strict=bool(strict))
+
+
+def auto_device() -> str:
+    """The profile of the visible CUDA/ROCm GPU when one matches by name, else the host."""
+    if torch.cuda.is_available():
+        gpu = torch.cuda.get_device_name()
+        for part, name in GPU_PROFILES:
+            if part in gpu:
+                return name
+    return HOST

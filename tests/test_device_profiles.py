@@ -1,0 +1,316 @@
+"""Device profiles: the shipped files load and make sense, broken files fail with errors that
+name the file and the field, the device is selected by option > environment > auto, the table
+is stable, and the host calibration is measured once and then read from the cache."""
+
+import dataclasses
+import json
+import math
+import os
+import re
+
+import expecttest
+import pytest
+import torch
+
+import torch_hetero
+from torch_hetero import options as options_mod
+from torch_hetero.__main__ import main as cli
+from torch_hetero.device_models import calibrate, get_profile, host, list_devices, list_profiles
+from torch_hetero.device_models.loader import DTYPES, FIELDS
+from torch_hetero.errors import HeteroCompileError, ProfileError
+
+SHIPPED = ["a100", "h100", "h200", "mi300x", "mtia-v1", "mtia-v2", "rivos-sim"]
+PROFILES_DIR = os.path.join(os.path.dirname(torch_hetero.__file__), "device_models", "profiles")
+FAKE_FIGURES = {"dram_gbps": 20.0, "fp32_tflops": 0.5, "bf16_tflops": 2.0}
+REAL_MEASURE = calibrate.measure
+
+
+@pytest.fixture(autouse=True)
+def fake_host(tmp_path, monkeypatch):
+    """A fresh calibration cache, a fake (instant) benchmark counting its runs, and no host
+    profile left over from another test, before or after."""
+    monkeypatch.setenv("TORCH_HETERO_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.delenv("TORCH_HETERO_DEVICE", raising=False)
+    runs = []
+
+    def fake_measure(bf16_matrix):
+        runs.append(bf16_matrix)
+        return {k: v for k, v in FAKE_FIGURES.items() if bf16_matrix or k != "bf16_tflops"}
+
+    monkeypatch.setattr(calibrate, "measure", fake_measure)
+    host.host_profile.cache_clear()
+    yield runs
+    host.host_profile.cache_clear()
+
+
+def check_profile(p):
+    assert p.codegen in ("triton", "cpp")
+    if p.triton_target is not None:
+        assert p.codegen == "triton" and re.fullmatch(r"cuda:\d+|hip:gfx[0-9a-f]+", p.triton_target)
+    for field in ("compute_units", "simd_width", "local_sram_bytes", "llc_bytes", "dram_bytes"):
+        value = getattr(p, field)
+        assert isinstance(value, int) and value > 0, field
+    for field in ("clock_ghz", "local_sram_gbps", "llc_gbps", "dram_gbps", "launch_overhead_us", "tdp_w"):
+        value = getattr(p, field)
+        assert isinstance(value, float) and math.isfinite(value) and value > 0, field
+    assert "fp32" in p.peak_tflops_vector
+    for table in (p.peak_tflops_matrix, p.peak_tflops_vector):
+        assert set(table) <= set(DTYPES) and all(v > 0 for v in table.values())
+    assert set(p.matrix_shapes) == set(p.peak_tflops_matrix)
+    for shape in p.matrix_shapes.values():
+        assert isinstance(shape, tuple) and len(shape) == 3 and all(isinstance(d, int) and d > 0 for d in shape)
+    assert p.sources and set(p.assumed) <= set(FIELDS)
+    hash(p)
+
+
+# --- the shipped profiles and the host -----------------------------------------------------
+
+def test_list_profiles_is_host_then_shipped_files():
+    assert list_profiles() == ["cpu", *SHIPPED]
+    assert sorted(f[:-5] for f in os.listdir(PROFILES_DIR)) == SHIPPED
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_shipped_profile_loads_and_validates(name):
+    p = get_profile(name)
+    assert p.name == name
+    check_profile(p)
+    assert p.codegen == "triton"
+    assert get_profile(name) is p  # parsed once
+
+
+def test_gpu_profiles_have_their_triton_targets():
+    targets = {name: get_profile(name).triton_target for name in SHIPPED}
+    assert targets == {"a100": "cuda:80", "h100": "cuda:90", "h200": "cuda:90", "mi300x": "hip:gfx942",
+                       "mtia-v1": None, "mtia-v2": None, "rivos-sim": None}
+
+
+@pytest.mark.parametrize("name,ridge", [("h100", 295), ("h200", 206), ("a100", 153), ("mi300x", 247),
+                                        ("mtia-v2", 864)])
+def test_ridge_points_match_the_reference(name, ridge):
+    """bf16 peak ÷ DRAM bandwidth, as derived in shared/reference/devices.md."""
+    assert get_profile(name).ridge_point("bf16") == pytest.approx(ridge, rel=0.01)
+
+
+def test_units_are_converted():
+    p = get_profile("h100")
+    assert (p.local_sram_bytes, p.llc_bytes, p.dram_bytes) == (228 * 2**10, 50 * 2**20, 80 * 2**30)
+    assert p.matrix_shapes["bf16"] == (64, 8, 16)
+    assert p.peak_flops("bf16", matrix=True) == pytest.approx(989.4e12)
+    assert p.peak_flops("fp32", matrix=True) == p.peak_flops("bf16", matrix=False) == pytest.approx(66.9e12)
+
+
+def test_rivos_is_an_assumption_set():
+    numbers = {f.name for f in dataclasses.fields(torch_hetero.get_profile("rivos-sim"))} - {
+        "name", "description", "codegen", "triton_target", "sources", "assumed"}
+    assert set(get_profile("rivos-sim").assumed) == numbers
+    assert "assumption set" in get_profile("rivos-sim").description
+
+
+def test_profile_is_frozen():
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        get_profile("h100").tdp_w = 1.0
+
+
+def test_host_profile_uses_detection_and_calibration(fake_host):
+    p = get_profile("cpu")
+    check_profile(p)
+    assert (p.name, p.codegen, p.triton_target) == ("cpu", "cpp", None)
+    assert p.compute_units == len(os.sched_getaffinity(0))
+    assert p.peak_tflops_vector == {"fp32": 0.5} and p.dram_gbps == 20.0
+    assert {"launch_overhead_us", "tdp_w"} <= set(p.assumed) and "dram_gbps" not in p.assumed
+    assert get_profile("cpu") is p and len(fake_host) == 1
+
+
+# --- errors --------------------------------------------------------------------------------
+
+def test_unknown_name_lists_known_profiles():
+    with pytest.raises(ProfileError) as excinfo:
+        get_profile("h900")
+    assert isinstance(excinfo.value, ValueError)
+    assert str(excinfo.value).startswith(
+        "unknown device profile 'h900'; known profiles: cpu, a100, h100, h200, mi300x, mtia-v1, mtia-v2, rivos-sim.")
+
+
+def test_missing_file_is_named(tmp_path):
+    with pytest.raises(ProfileError, match=r"nope\.toml: no such profile file; known profiles: cpu, a100"):
+        get_profile(str(tmp_path / "nope.toml"))
+
+
+H100_TEXT = open(os.path.join(PROFILES_DIR, "h100.toml")).read()
+
+
+def edit(old, new):
+    assert old in H100_TEXT
+    return H100_TEXT.replace(old, new)
+
+
+@pytest.mark.parametrize("text,message", [
+    (edit("dram_gbps = 3350", 'dram_gbps = "fast"'),
+     "mine.toml: memory.dram_gbps must be a positive number (GB/s), got 'fast'"),
+    (edit("clock_ghz = 1.83", "clock_ghz = -1.83"),
+     "mine.toml: compute.clock_ghz must be a positive number (GHz), got -1.83"),
+    (edit("units = 132", "units = 132.5"),
+     "mine.toml: compute.units must be a positive integer (SMs, CUs, PEs or cores), got 132.5"),
+    (edit("llc_mib = 50 ", "# llc_mib = 50 "),
+     "mine.toml: missing memory.llc_mib: expected a positive number (MiB)"),
+    (edit("bf16 = [64, 8, 16]", "bf16 = [64, 8]"),
+     "mine.toml: compute.matrix_shapes.bf16 must be 3 positive integers [m, n, k], got [64, 8]"),
+    (edit("dram_gbps = 3350", "dram_gbs = 3350"),
+     "mine.toml: unknown key memory.dram_gbs; profile keys are name, description"),
+    (edit("fp32 = 66.9", "float32 = 66.9"),
+     "mine.toml: compute.peak_tflops_vector.float32: unknown dtype; dtypes are fp32, tf32, bf16"),
+    (edit("codegen = \"triton\"", "codegen = \"cuda\""),
+     "mine.toml: codegen must be \"triton\" or \"cpp\", got 'cuda'"),
+    (edit("\"cuda:90\"", "\"sm_90\""),
+     "mine.toml: triton_target must be a Triton target such as \"cuda:90\""),
+    (edit("codegen = \"triton\"", "codegen = \"cpp\""),
+     "mine.toml: triton_target is only meaningful with codegen = \"triton\""),
+    (edit("assumed = [\"local_sram_gbps\"", "assumed = [\"shared_mem\""),
+     "mine.toml: assumed must be a list of DeviceProfile field names"),
+    (edit("fp32 = 66.9", "bf16 = 133.8"),
+     "mine.toml: compute.peak_tflops_vector must have an fp32 entry (TFLOP/s)"),
+    (edit("int8 = 1978.9", ""),
+     "mine.toml: compute.matrix_shapes and compute.peak_tflops_matrix must list the same dtypes; "
+     "only in one of them: int8"),
+    (edit("[memory]", "[memory"), "mine.toml: not valid TOML: "),
+], ids=["wrong-type", "negative", "float-count", "missing", "bad-shape", "unknown-key", "unknown-dtype",
+        "bad-codegen", "bad-target", "target-without-triton", "bad-assumed", "no-fp32-vector",
+        "shapes-vs-peaks", "toml-syntax"])
+def test_broken_file_error_names_file_and_field(text, message, tmp_path):
+    path = tmp_path / "mine.toml"
+    path.write_text(text)
+    with pytest.raises(ProfileError) as excinfo:
+        get_profile(str(path))
+    assert str(excinfo.value).startswith(f"{tmp_path}/{message}")
+
+
+def test_user_file_works_and_is_reread_when_edited(tmp_path):
+    path = tmp_path / "mine.toml"
+    path.write_text(edit('name = "h100"', 'name = "mine"'))
+    assert get_profile(str(path)).name == "mine"
+    assert get_profile(str(path)).dram_gbps == 3350.0
+    path.write_text(edit('name = "h100"', 'name = "mine"').replace("dram_gbps = 3350", "dram_gbps = 1000"))
+    os.utime(path, ns=(1, 1))  # a distinct modification time, whatever the file system's resolution
+    assert get_profile(str(path)).dram_gbps == 1000.0
+
+
+# --- selection -----------------------------------------------------------------------------
+
+@pytest.fixture
+def gpu(monkeypatch):
+    """Pretend a GPU named ``gpu(name)`` is visible (None: no GPU)."""
+    def set_gpu(name):
+        monkeypatch.setattr(torch.cuda, "is_available", lambda: name is not None)
+        monkeypatch.setattr(torch.cuda, "get_device_name", lambda *args: name)
+    set_gpu(None)
+    return set_gpu
+
+
+def test_option_beats_environment_beats_auto(monkeypatch, gpu):
+    gpu("NVIDIA H100 80GB HBM3")
+    assert options_mod.resolve().device == "h100"
+    monkeypatch.setenv("TORCH_HETERO_DEVICE", "mi300x")
+    assert options_mod.resolve().device == "mi300x"
+    assert options_mod.resolve({"device": "mtia-v2"}).device == "mtia-v2"
+    assert options_mod.resolve({"device": "mtia-v2"}).profile is get_profile("mtia-v2")
+
+
+@pytest.mark.parametrize("gpu_name,device", [
+    (None, "cpu"), ("NVIDIA H100 80GB HBM3", "h100"), ("NVIDIA H200", "h200"),
+    ("NVIDIA A100-SXM4-80GB", "a100"), ("AMD Instinct MI300X", "mi300x"), ("NVIDIA GeForce RTX 4090", "cpu"),
+])
+def test_auto_matches_the_visible_gpu_by_name(gpu_name, device, gpu):
+    gpu(gpu_name)
+    assert options_mod.resolve().device == device
+
+
+def test_resolving_the_host_does_not_calibrate(fake_host, gpu):
+    opts = options_mod.resolve()
+    assert opts.device == "cpu" and fake_host == []
+    assert opts.profile.name == "cpu" and len(fake_host) == 1
+
+
+def test_profile_file_as_option(tmp_path, monkeypatch):
+    path = tmp_path / "mine.toml"
+    path.write_text(edit('name = "h100"', 'name = "mine"'))
+    monkeypatch.setenv("TORCH_HETERO_DEVICE", str(path))
+    opts = options_mod.resolve()
+    assert opts.device == str(path) and opts.profile.name == "mine"
+
+
+def test_profile_path_object_as_option(tmp_path):
+    path = tmp_path / "mine.toml"
+    path.write_text(edit('name = "h100"', 'name = "mine"'))
+    assert options_mod.resolve({"device": path}).device == str(path)
+
+
+@pytest.mark.parametrize("device,message", [
+    ("nope", "unknown device profile 'nope'; known profiles: cpu, a100, h100"),
+    (3, "a device is a profile name or the path of a profile file, got 3"),
+    ("broken.toml", "broken.toml: not valid TOML"),
+])
+def test_bad_device_option_raises_compile_error(device, message, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "broken.toml").write_text("name = ")
+    with pytest.raises(HeteroCompileError, match=re.escape(message)):
+        options_mod.resolve({"device": device})
+
+
+# --- calibration ---------------------------------------------------------------------------
+
+def test_calibration_is_measured_once_then_read_from_cache(fake_host, tmp_path):
+    first = get_profile("cpu")
+    host.host_profile.cache_clear()  # a new process, as far as the profile is concerned
+    second = get_profile("cpu")
+    assert len(fake_host) == 1 and second == first
+    [cached] = (tmp_path / "cache" / "calibration").glob("cpu-*.json")
+    assert json.loads(cached.read_text())["figures"]["dram_gbps"] == 20.0
+
+
+def test_corrupt_calibration_cache_is_measured_again(fake_host, tmp_path):
+    get_profile("cpu")
+    [cached] = (tmp_path / "cache" / "calibration").glob("cpu-*.json")
+    cached.write_text('{"figures": {"dram_gbps": -1}}')
+    host.host_profile.cache_clear()
+    assert get_profile("cpu").dram_gbps == 20.0 and len(fake_host) == 2
+
+
+def test_calibrate_command_measures_again(fake_host, capsys):
+    get_profile("cpu")
+    assert cli(["calibrate"]) == 0
+    out = capsys.readouterr().out
+    assert len(fake_host) == 2
+    assert "memory bandwidth  20 GB/s" in out and "fp32 matmul       0.5 TFLOP/s" in out and "cached in" in out
+
+
+def test_real_benchmark_returns_positive_figures(monkeypatch):
+    monkeypatch.setattr(calibrate, "COPY_BYTES", 2**20)
+    monkeypatch.setattr(calibrate, "MATMUL_N", 64)
+    figures = REAL_MEASURE(bf16_matrix=True)
+    assert set(figures) == {"dram_gbps", "fp32_tflops", "bf16_tflops"}
+    assert all(math.isfinite(v) and v > 0 for v in figures.values())
+
+
+# --- the table -----------------------------------------------------------------------------
+
+def test_devices_command_prints_the_table_with_the_host(capsys):
+    assert cli(["devices"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("name ") and lines[1].startswith("cpu") and len(lines) == 2 + len(SHIPPED) + 1
+    assert "20 GB/s" in lines[1] and torch_hetero.list_devices() == list_devices()
+
+
+class TestListDevices(expecttest.TestCase):
+    def test_table_without_the_host(self):
+        self.assertExpectedInline(list_devices(include_host=False), """\
+name        codegen  target      units  GHz   matrix bf16/fp16 TFLOP/s  vector fp32 TFLOP/s  local SRAM per unit  LLC                 DRAM                  launch us  TDP W
+a100*       triton   cuda:80     108    1.41  312                       19.5                 164 KiB @ 180 GB/s   40 MiB @ 4.5 TB/s   80 GiB @ 2.039 TB/s   5          400
+h100*       triton   cuda:90     132    1.83  989.4                     66.9                 228 KiB @ 234 GB/s   50 MiB @ 5.5 TB/s   80 GiB @ 3.35 TB/s    5          700
+h200*       triton   cuda:90     132    1.83  989.4                     66.9                 228 KiB @ 234 GB/s   50 MiB @ 5.5 TB/s   141 GiB @ 4.8 TB/s    5          700
+mi300x*     triton   hip:gfx942  304    2.1   1307.4                    163.4                64 KiB @ 269 GB/s    256 MiB @ 17 TB/s   192 GiB @ 5.3 TB/s    5          750
+mtia-v1*    triton   -           64     0.8   51.2                      0.8                  128 KiB @ 400 GB/s   128 MiB @ 800 GB/s  64 GiB @ 176 GB/s     1          25
+mtia-v2*    triton   -           64     1.35  177                       2.76                 384 KiB @ 1 TB/s     256 MiB @ 2.7 TB/s  128 GiB @ 204.8 GB/s  1          90
+rivos-sim*  triton   -           64     1.6   209.7                     13.1                 192 KiB @ 205 GB/s   64 MiB @ 4 TB/s     96 GiB @ 2.4 TB/s     3          350
+* some figures are assumed (estimates or unknown-filled): see get_profile(name).assumed
+""")

@@ -1,0 +1,92 @@
+"""Measured host figures for the ``cpu`` profile: memory bandwidth and matmul FLOP/s.
+
+The host is the one target whose estimates can be checked against real timings, so its peaks
+are measured rather than looked up.  The benchmark takes well under 2 s, runs once per host
+and is cached as JSON in the torch_hetero cache directory, keyed by a fingerprint of the CPU
+model, core and thread counts and the torch version.  ``python -m torch_hetero calibrate``
+re-runs it."""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import time
+
+import torch
+
+from ..runtime.cache import _atomic_write, cache_dir
+
+COPY_BYTES = 256 * 2**20  # far beyond any last-level cache
+MATMUL_N = 1024
+REPEATS = 3
+
+
+def measure(bf16_matrix: bool) -> dict:
+    """Run the micro-benchmark: ``dram_gbps`` (copy, read + write), ``fp32_tflops`` (matmul) and,
+    on hosts with bf16 matrix units, ``bf16_tflops``.  Best of a few runs each."""
+    figures = {"dram_gbps": _copy_gbps(), "fp32_tflops": _matmul_tflops(torch.float32)}
+    if bf16_matrix:
+        figures["bf16_tflops"] = _matmul_tflops(torch.bfloat16)
+    return figures
+
+
+def load(cpu_model: str, cores: int, bf16_matrix: bool, force: bool = False) -> dict:
+    """The cached figures for this host, measuring (and caching) them if missing or ``force``."""
+    path = cache_path(cpu_model, cores, bf16_matrix)
+    if not force:
+        figures = _read(path, bf16_matrix)
+        if figures is not None:
+            return figures
+    figures = measure(bf16_matrix)
+    _write(path, {"host": {"cpu": cpu_model, "cores": cores, "threads": torch.get_num_threads(),
+                           "torch": torch.__version__}, "figures": figures})
+    return figures
+
+
+def cache_path(cpu_model: str, cores: int, bf16_matrix: bool) -> str:
+    key = json.dumps([cpu_model, cores, torch.get_num_threads(), torch.__version__, bf16_matrix])
+    return os.path.join(cache_dir(), "calibration", f"cpu-{hashlib.sha256(key.encode()).hexdigest()[:16]}.json")
+
+
+def _best_seconds(fn) -> float:
+    fn()  # warm-up: page faults, thread pool, library dispatch
+    best = math.inf
+    for _ in range(REPEATS):
+        start = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def _copy_gbps() -> float:
+    src = torch.ones(COPY_BYTES // 4)
+    dst = torch.empty_like(src)
+    return 2 * COPY_BYTES / _best_seconds(lambda: dst.copy_(src)) / 1e9
+
+
+def _matmul_tflops(dtype) -> float:
+    a = torch.rand(MATMUL_N, MATMUL_N).to(dtype)
+    b = torch.rand(MATMUL_N, MATMUL_N).to(dtype)
+    return 2 * MATMUL_N**3 / _best_seconds(lambda: torch.mm(a, b)) / 1e12
+
+
+def _read(path: str, bf16_matrix: bool):
+    """The cached figures, or None when missing, unreadable or incomplete."""
+    try:
+        with open(path) as f:
+            figures = json.load(f)["figures"]
+    except (OSError, ValueError, TypeError, KeyError):
+        return None
+    wanted = ["dram_gbps", "fp32_tflops"] + (["bf16_tflops"] if bf16_matrix else [])
+    ok = isinstance(figures, dict) and all(
+        isinstance(figures.get(k), (int, float)) and math.isfinite(figures[k]) and figures[k] > 0 for k in wanted)
+    return {k: float(figures[k]) for k in wanted} if ok else None
+
+
+def _write(path: str, record: dict) -> None:
+    try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        _atomic_write(path, json.dumps(record, indent=1).encode())
+    except OSError:
+        pass  # an unwritable cache only means measuring again in the next process

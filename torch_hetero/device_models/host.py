@@ -1,0 +1,188 @@
+"""The ``cpu`` profile: this host, detected from /proc and /sys and calibrated by measurement.
+
+Cores, SIMD width, caches, memory and clock are read from the system; DRAM bandwidth and
+matmul FLOP/s come from ``calibrate`` (cached on disk).  What is neither read nor measured
+is an estimate and listed in ``assumed``.  Built once per process."""
+from __future__ import annotations
+
+import functools
+import os
+import platform
+import time
+
+import torch
+
+from . import calibrate
+from .loader import from_table
+from .profile import DeviceProfile
+
+CPUINFO = "/proc/cpuinfo"
+CACHES = "/sys/devices/system/cpu/cpu0/cache"
+MEMINFO = "/proc/meminfo"
+MAX_FREQ = "/sys/devices/system/cpu/cpu0/cpufreq/cpuinfo_max_freq"
+CGROUP_MEMORY = "/sys/fs/cgroup/memory.max"
+
+# Estimates for what is neither detected nor measured.
+L2_BYTES_PER_CYCLE = 32    # sustained L2 bandwidth per core
+LLC_BYTES_PER_CYCLE = 16   # sustained L3 bandwidth per core, all cores together
+LAUNCH_US = 3.0            # OpenMP fork/join of a parallel region: a few µs
+WATTS_PER_CORE = 6.0       # a server socket's share: Xeon 8480+ is 350 W for 56 cores
+DEFAULT_CLOCK_GHZ = 2.0
+DEFAULT_L2_BYTES = 2**20
+DEFAULT_LLC_BYTES = 32 * 2**20
+AMX_BF16_SHAPE = [16, 16, 32]  # C[16x16 fp32] += A[16x32 bf16] · B[32x16]
+
+
+@functools.cache
+def host_profile() -> DeviceProfile:
+    return from_table(host_table(), "cpu (this host)")
+
+
+def host_table() -> dict:
+    """The host as a profile table in the TOML layout (human units)."""
+    info, model, cores, flags = _identity()
+    simd, isa = _simd(flags)
+    amx = "amx_bf16" in flags
+    measured = calibrate.load(model, cores, amx)
+    assumed = ["local_sram_gbps", "llc_gbps", "launch_overhead_us", "tdp_w"]
+
+    clock = _clock_ghz(info)
+    if clock is None:
+        clock = DEFAULT_CLOCK_GHZ
+        assumed.append("clock_ghz")
+    l2, llc = _caches()
+    if l2 is None:
+        l2 = DEFAULT_L2_BYTES
+        assumed.append("local_sram_bytes")
+    if llc is None:
+        llc = DEFAULT_LLC_BYTES
+        assumed.append("llc_bytes")
+    matrix = {"bf16": measured["bf16_tflops"]} if amx else {}
+    return {
+        "name": "cpu",
+        "description": f"this host: {model}, {cores} cores, {isa}",
+        "codegen": "cpp",
+        "sources": [f"detected: {CPUINFO}, {CACHES}, {MEMINFO}",
+                    "measured: torch_hetero.device_models.calibrate (copy bandwidth, matmul FLOP/s)"],
+        "assumed": sorted(assumed),
+        "compute": {
+            "units": cores, "clock_ghz": clock, "simd_width": simd,
+            "matrix_shapes": {"bf16": AMX_BF16_SHAPE} if amx else {},
+            "peak_tflops_matrix": matrix,
+            "peak_tflops_vector": {"fp32": measured["fp32_tflops"]},  # sgemm: the FMA units' best rate
+        },
+        "memory": {
+            "local_sram_kib": l2 / 2**10, "local_sram_gbps": L2_BYTES_PER_CYCLE * clock,
+            "llc_mib": llc / 2**20, "llc_gbps": LLC_BYTES_PER_CYCLE * clock * cores,
+            "dram_gib": _memory_bytes() / 2**30, "dram_gbps": measured["dram_gbps"],
+        },
+        "runtime": {"launch_overhead_us": LAUNCH_US},
+        "power": {"tdp_w": WATTS_PER_CORE * cores},
+    }
+
+
+def recalibrate() -> str:
+    """Measure this host again (``python -m torch_hetero calibrate``); the figures, as text."""
+    _, model, cores, flags = _identity()
+    start = time.perf_counter()
+    figures = calibrate.load(model, cores, "amx_bf16" in flags, force=True)
+    seconds = time.perf_counter() - start
+    host_profile.cache_clear()
+    lines = [f"cpu: {model}, {cores} cores, {_simd(flags)[1]}, {torch.get_num_threads()} torch threads",
+             f"  memory bandwidth  {figures['dram_gbps']:.4g} GB/s  (copy of {calibrate.COPY_BYTES >> 20} MiB)",
+             f"  fp32 matmul       {figures['fp32_tflops']:.4g} TFLOP/s  ({calibrate.MATMUL_N}x{calibrate.MATMUL_N})"]
+    if "bf16_tflops" in figures:
+        lines.append(f"  bf16 matmul       {figures['bf16_tflops']:.4g} TFLOP/s  (AMX)")
+    lines.append(f"measured in {seconds:.2f} s; cached in {calibrate.cache_path(model, cores, 'amx_bf16' in flags)}")
+    return "\n".join(lines)
+
+
+def _identity() -> tuple:
+    """(/proc/cpuinfo fields, CPU model, usable cores, ISA flags)."""
+    info = _cpuinfo()
+    flags = set((info.get("flags") or info.get("Features") or "").split())
+    model = info.get("model name") or info.get("Model") or platform.processor() or platform.machine()
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return info, model, cores, flags
+
+
+def _read(path: str):
+    try:
+        with open(path) as f:
+            return f.read()
+    except OSError:
+        return None
+
+
+def _cpuinfo() -> dict:
+    """The first processor's ``key: value`` lines."""
+    info = {}
+    for line in (_read(CPUINFO) or "").splitlines():
+        if not line.strip() and info:
+            break
+        key, sep, value = line.partition(":")
+        if sep:
+            info.setdefault(key.strip(), value.strip())
+    return info
+
+
+def _simd(flags: set) -> tuple[int, str]:
+    """32-bit lanes per vector instruction, and the ISA's name."""
+    if "avx512f" in flags:
+        return 16, "AVX-512"
+    if "avx2" in flags:
+        return 8, "AVX2"
+    if "asimd" in flags:
+        return 4, "NEON"
+    return 4, "128-bit SIMD"
+
+
+def _clock_ghz(info: dict):
+    max_khz = _read(MAX_FREQ)
+    if max_khz and max_khz.strip().isdigit():
+        return int(max_khz) / 1e6
+    try:
+        return float(info["cpu MHz"]) / 1e3
+    except (KeyError, ValueError):
+        return None
+
+
+def _caches() -> tuple:
+    """(L2 bytes per logical core, last-level cache bytes), None where unknown."""
+    levels = {}
+    for index in sorted(os.listdir(CACHES)) if os.path.isdir(CACHES) else []:
+        folder = os.path.join(CACHES, index)
+        kind, level = _read(os.path.join(folder, "type")), _read(os.path.join(folder, "level"))
+        size = _parse_size(_read(os.path.join(folder, "size")))
+        if not size or not level or (kind or "").strip() == "Instruction":
+            continue
+        sharing = _count_cpus(_read(os.path.join(folder, "shared_cpu_list")) or "0")
+        levels[int(level)] = (size, sharing)
+    l2 = levels[2][0] // levels[2][1] if 2 in levels else None
+    last = max((level for level in levels if level >= 2), default=None)
+    return l2, levels[last][0] if last is not None else None
+
+
+def _parse_size(text):
+    text = (text or "").strip()
+    scale = {"K": 2**10, "M": 2**20, "G": 2**30}.get(text[-1:], 1)
+    digits = text[:-1] if scale > 1 else text
+    return int(digits) * scale if digits.isdigit() else None
+
+
+def _count_cpus(cpu_list: str) -> int:
+    count = 0
+    for part in cpu_list.strip().split(","):
+        low, _, high = part.partition("-")
+        count += int(high or low) - int(low) + 1
+    return max(count, 1)
+
+
+def _memory_bytes() -> int:
+    """Physical memory, or the cgroup limit when smaller."""
+    total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    for line in (_read(MEMINFO) or "").splitlines():
+        if line.startswith("MemTotal:"):
+            total = int(line.split()[1]) * 1024
+    limit = (_read(CGROUP_MEMORY) or "").strip()
+    return min(total, int(limit)) if limit.isdigit() else total

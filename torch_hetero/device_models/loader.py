@@ -1,0 +1,194 @@
+"""Profile files: the TOML layout, its units, and the checks that turn a file into a DeviceProfile.
+
+Files use human units in their key names (``memory.dram_gib``, ``memory.dram_gbps``,
+``compute.peak_tflops_matrix``); this module converts them to the DeviceProfile's fields.
+Every error names the file, the key and the expected type and unit, because profile files are
+written by hand.  The host profile is built as the same nested table and checked here too."""
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+
+from ..errors import ProfileError
+from .profile import DeviceProfile
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib
+
+DTYPES = ("fp32", "tf32", "bf16", "fp16", "fp8", "int8")
+FIELDS = tuple(f.name for f in dataclasses.fields(DeviceProfile))
+_TARGET = re.compile(r"cuda:\d+|hip:gfx[0-9a-f]+")
+
+
+class _Bad(Exception):
+    """A value failed its check; the schema entry says what was expected."""
+
+
+def _require(ok: bool) -> None:
+    if not ok:
+        raise _Bad
+
+
+def _text(value):
+    _require(isinstance(value, str) and bool(value.strip()))
+    return value
+
+
+def _choice(*allowed):
+    def check(value):
+        _require(value in allowed)
+        return value
+    return check
+
+
+def _target(value):
+    _require(isinstance(value, str) and bool(_TARGET.fullmatch(value)))
+    return value
+
+
+def _texts(value):
+    _require(isinstance(value, list) and all(isinstance(v, str) and v for v in value))
+    return tuple(value)
+
+
+def _field_names(value):
+    _require(set(_texts(value)) <= set(FIELDS))
+    return tuple(value)
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _count(value):
+    _require(_is_int(value) and value > 0)
+    return value
+
+
+def _number(value):
+    _require((_is_int(value) or isinstance(value, float)) and math.isfinite(value) and value > 0)
+    return float(value)
+
+
+def _bytes(scale: int):
+    def check(value):
+        return round(_number(value) * scale)
+    return check
+
+
+def _shape(value):
+    _require(isinstance(value, list) and len(value) == 3 and all(_is_int(v) and v > 0 for v in value))
+    return tuple(value)
+
+
+@dataclasses.dataclass(frozen=True)
+class _PerDtype:
+    """A table dtype = value, each entry checked by ``check``."""
+    check: object
+
+
+_REQUIRED = object()
+# TOML key → (DeviceProfile field, check, what the check expects, default when absent)
+SCHEMA = {
+    "name": ("name", _text, "a non-empty string", _REQUIRED),
+    "description": ("description", _text, "a non-empty string", _REQUIRED),
+    "codegen": ("codegen", _choice("triton", "cpp"), '"triton" or "cpp"', _REQUIRED),
+    "triton_target": ("triton_target", _target,
+                      'a Triton target such as "cuda:90" or "hip:gfx942" (leave the key out if none)', None),
+    "sources": ("sources", _texts, "a list of strings", _REQUIRED),
+    "assumed": ("assumed", _field_names, f"a list of DeviceProfile field names ({', '.join(FIELDS)})", ()),
+    "compute.units": ("compute_units", _count, "a positive integer (SMs, CUs, PEs or cores)", _REQUIRED),
+    "compute.clock_ghz": ("clock_ghz", _number, "a positive number (GHz)", _REQUIRED),
+    "compute.simd_width": ("simd_width", _count, "a positive integer (32-bit lanes, or warp size)", _REQUIRED),
+    "compute.matrix_shapes": ("matrix_shapes", _PerDtype(_shape), "3 positive integers [m, n, k]", {}),
+    "compute.peak_tflops_matrix": ("peak_tflops_matrix", _PerDtype(_number), "a positive number (TFLOP/s)", {}),
+    "compute.peak_tflops_vector": ("peak_tflops_vector", _PerDtype(_number), "a positive number (TFLOP/s)",
+                                   _REQUIRED),
+    "memory.local_sram_kib": ("local_sram_bytes", _bytes(2**10), "a positive number (KiB)", _REQUIRED),
+    "memory.local_sram_gbps": ("local_sram_gbps", _number, "a positive number (GB/s)", _REQUIRED),
+    "memory.llc_mib": ("llc_bytes", _bytes(2**20), "a positive number (MiB)", _REQUIRED),
+    "memory.llc_gbps": ("llc_gbps", _number, "a positive number (GB/s)", _REQUIRED),
+    "memory.dram_gib": ("dram_bytes", _bytes(2**30), "a positive number (GiB)", _REQUIRED),
+    "memory.dram_gbps": ("dram_gbps", _number, "a positive number (GB/s)", _REQUIRED),
+    "runtime.launch_overhead_us": ("launch_overhead_us", _number, "a positive number (µs)", _REQUIRED),
+    "power.tdp_w": ("tdp_w", _number, "a positive number (W)", _REQUIRED),
+}
+
+
+def load_file(path: str, label: str) -> DeviceProfile:
+    """Parse and check the TOML file at ``path``; errors start with ``label`` (the file)."""
+    try:
+        with open(path, "rb") as f:
+            table = tomllib.load(f)
+    except OSError as error:
+        raise ProfileError(f"{label}: cannot read the profile file ({error.strerror})") from None
+    except tomllib.TOMLDecodeError as error:
+        raise ProfileError(f"{label}: not valid TOML: {error}") from None
+    return from_table(table, label)
+
+
+def from_table(table: dict, label: str) -> DeviceProfile:
+    """Check a profile given as the nested TOML table (human units) and convert it."""
+    try:
+        return DeviceProfile(**_fields(table))
+    except ProfileError as error:
+        raise ProfileError(f"{label}: {error}") from None
+
+
+def _fields(table: dict) -> dict:
+    values = dict(_flatten(table))
+    unknown = sorted(set(values) - set(SCHEMA))
+    if unknown:
+        raise ProfileError(f"unknown key {', '.join(unknown)}; profile keys are {', '.join(SCHEMA)}")
+    fields = {}
+    for key, (field, check, expected, default) in SCHEMA.items():
+        if key in values:
+            fields[field] = _check(key, values[key], check, expected)
+        elif default is _REQUIRED:
+            kind = f"a table of dtype = {expected}" if isinstance(check, _PerDtype) else expected
+            raise ProfileError(f"missing {key}: expected {kind}")
+        else:
+            fields[field] = default
+    _check_together(fields)
+    return fields
+
+
+def _flatten(table: dict, prefix: str = ""):
+    """(dotted key, value) for every leaf; the per-dtype tables count as leaves."""
+    for key, value in table.items():
+        path = prefix + key
+        if isinstance(value, dict) and path not in SCHEMA:
+            yield from _flatten(value, path + ".")
+        else:
+            yield path, value
+
+
+def _check(key: str, value, check, expected: str):
+    if isinstance(check, _PerDtype):
+        if not isinstance(value, dict):
+            raise ProfileError(f"{key} must be a table of dtype = {expected}, got {value!r}")
+        checked = {}
+        for dtype, entry in value.items():
+            if dtype not in DTYPES:
+                raise ProfileError(f"{key}.{dtype}: unknown dtype; dtypes are {', '.join(DTYPES)}")
+            checked[dtype] = _check(f"{key}.{dtype}", entry, check.check, expected)
+        return checked
+    try:
+        return check(value)
+    except _Bad:
+        raise ProfileError(f"{key} must be {expected}, got {value!r}") from None
+
+
+def _check_together(fields: dict) -> None:
+    """Checks that span several keys."""
+    if "fp32" not in fields["peak_tflops_vector"]:
+        raise ProfileError("compute.peak_tflops_vector must have an fp32 entry (TFLOP/s)")
+    shapes, peaks = set(fields["matrix_shapes"]), set(fields["peak_tflops_matrix"])
+    if shapes != peaks:
+        raise ProfileError("compute.matrix_shapes and compute.peak_tflops_matrix must list the same dtypes; "
+                           f"only in one of them: {', '.join(sorted(shapes ^ peaks))}")
+    if fields["triton_target"] is not None and fields["codegen"] != "triton":
+        raise ProfileError('triton_target is only meaningful with codegen = "triton"')

@@ -1,0 +1,45 @@
+"""DeviceProfile: everything the compiler may ask about a target, as plain numbers.
+
+A profile is data (a TOML file, or the detected host), so a new accelerator is a file, not a
+fork of the compiler.  Field values are in the units their names say; ``assumed`` names the
+fields whose values are estimates or fill-ins for unpublished figures."""
+from __future__ import annotations
+
+import dataclasses
+
+
+@dataclasses.dataclass(frozen=True)
+class DeviceProfile:
+    name: str
+    description: str
+    codegen: str                     # "triton" or "cpp"
+    triton_target: str | None        # "cuda:90", "cuda:80", "hip:gfx942"; None: no public Triton target
+    compute_units: int               # SMs, CUs, PEs or CPU cores
+    clock_ghz: float                 # the clock the peaks are quoted at
+    simd_width: int                  # 32-bit lanes per vector op (CPU), warp/wavefront size (GPU)
+    matrix_shapes: dict[str, tuple[int, int, int]]  # dtype → (m, n, k) of one matrix instruction
+    peak_tflops_matrix: dict[str, float]  # dtype → dense TFLOP/s (TOP/s for int8) on matrix units
+    peak_tflops_vector: dict[str, float]  # dtype → dense TFLOP/s on vector/SIMT units; has "fp32"
+    local_sram_bytes: int            # per unit: shared memory / LDS / PE local memory / CPU L2
+    local_sram_gbps: float           # per unit, GB/s
+    llc_bytes: int                   # last-level on-chip SRAM (L2, Infinity Cache, CPU L3)
+    llc_gbps: float                  # GB/s, whole chip
+    dram_bytes: int                  # off-chip memory capacity
+    dram_gbps: float                 # off-chip bandwidth, GB/s
+    launch_overhead_us: float        # fixed cost per kernel launch, µs
+    tdp_w: float                     # W
+    sources: tuple[str, ...]
+    assumed: tuple[str, ...]         # names of fields holding estimates, not published figures
+
+    def __hash__(self):  # the dict fields are not hashable; equal profiles share these
+        return hash((self.name, self.codegen, self.triton_target, self.compute_units, self.clock_ghz))
+
+    def peak_flops(self, dtype_name: str, matrix: bool) -> float:
+        """Dense peak in FLOP/s for ``dtype_name`` ("bf16", "fp32", …) on matrix or vector
+        units; a dtype without an entry runs at the fp32 vector peak."""
+        table = self.peak_tflops_matrix if matrix else self.peak_tflops_vector
+        return table.get(dtype_name, self.peak_tflops_vector["fp32"]) * 1e12
+
+    def ridge_point(self, dtype_name: str = "bf16", matrix: bool = True) -> float:
+        """FLOP per byte of DRAM traffic above which a kernel is compute-bound."""
+        return self.peak_flops(dtype_name, matrix) / (self.dram_gbps * 1e9)

@@ -1,0 +1,46 @@
+"""``list_devices()``: the profiles side by side, one row each, as plain aligned text."""
+from __future__ import annotations
+
+from .profile import DeviceProfile
+
+COLUMNS = ("name", "codegen", "target", "units", "GHz", "matrix bf16/fp16 TFLOP/s", "vector fp32 TFLOP/s",
+           "local SRAM per unit", "LLC", "DRAM", "launch us", "TDP W")
+FOOTNOTE = "* some figures are assumed (estimates or unknown-filled): see get_profile(name).assumed"
+
+
+def format_table(profiles: list[DeviceProfile]) -> str:
+    rows = [COLUMNS, *(_row(p) for p in profiles)]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(COLUMNS))]
+    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows]
+    return "\n".join([*lines, FOOTNOTE]) + "\n"
+
+
+def _row(p: DeviceProfile) -> tuple[str, ...]:
+    return (p.name + ("*" if p.assumed else ""), p.codegen, p.triton_target or "-", str(p.compute_units),
+            _num(p.clock_ghz), _matrix_16bit(p), _num(p.peak_tflops_vector["fp32"]),
+            _memory(p.local_sram_bytes, p.local_sram_gbps), _memory(p.llc_bytes, p.llc_gbps),
+            _memory(p.dram_bytes, p.dram_gbps), _num(p.launch_overhead_us), _num(p.tdp_w))
+
+
+def _num(value: float) -> str:
+    return f"{value:.4g}" if value < 1000 else f"{value:.1f}".removesuffix(".0")
+
+
+def _matrix_16bit(p: DeviceProfile) -> str:
+    peaks = [p.peak_tflops_matrix[d] for d in ("bf16", "fp16") if d in p.peak_tflops_matrix]
+    return "/".join(_num(v) for v in dict.fromkeys(peaks)) or "-"
+
+
+def _memory(size: int, gbps: float) -> str:
+    return f"{_bytes(size)} @ {_bandwidth(gbps)}"
+
+
+def _bytes(size: int) -> str:
+    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if size >= scale:
+            return f"{_num(size / scale)} {unit}"
+    return f"{size} B"
+
+
+def _bandwidth(gbps: float) -> str:
+    return f"{_num(gbps / 1000)} TB/s" if gbps >= 1000 else f"{_num(gbps)} GB/s"
