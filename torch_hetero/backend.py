@@ -17,6 +17,7 @@ from torch._functorch.partitioners import min_cut_rematerialization_partition
 from . import options as options_mod
 from .compiler import compile_graph
 from .decompositions import decomposition_table
+from .device_models import get_profile
 from .errors import HeteroCompileError
 
 _collectors = threading.local()
@@ -24,7 +25,7 @@ _collectors = threading.local()
 
 @contextlib.contextmanager
 def collect_compiled_graphs():
-    """Collects (graph name, CompiledGraph) for every graph compiled inside the block."""
+    """Collects (graph kind, CompiledGraph, profile name) for every graph compiled inside the block."""
     previous = getattr(_collectors, "sink", None)
     sink: list = []
     _collectors.sink = sink
@@ -37,10 +38,12 @@ def collect_compiled_graphs():
 def hetero_backend(gm: torch.fx.GraphModule, example_inputs, options=None, mode=None):
     opts = options_mod.resolve(options, mode)
     sink = getattr(_collectors, "sink", None)
+    # estimates are for reports; plain compiles skip them (and the host calibration)
+    profile = get_profile(opts.device) if sink is not None else None
 
     def compiler_for(kind):
         def compile_fn(graph_module, _example_inputs):
-            return _compile_or_fall_back(graph_module, kind, opts, sink)
+            return _compile_or_fall_back(graph_module, kind, opts, profile, sink)
         return compile_fn
 
     backend = aot_autograd(fw_compiler=compiler_for("forward"), bw_compiler=compiler_for("backward"),
@@ -50,9 +53,9 @@ def hetero_backend(gm: torch.fx.GraphModule, example_inputs, options=None, mode=
     return backend(gm, example_inputs)
 
 
-def _compile_or_fall_back(gm, kind: str, opts, sink):
+def _compile_or_fall_back(gm, kind: str, opts, profile, sink):
     try:
-        compiled = compile_graph(gm, name=kind)
+        compiled = compile_graph(gm, name=kind, profile=profile)
     except Exception as error:  # any failure: eager for this graph, or raise in strict mode
         if opts.strict:
             raise HeteroCompileError(f"torch_hetero could not compile the {kind} graph: {error}") from error
@@ -61,5 +64,5 @@ def _compile_or_fall_back(gm, kind: str, opts, sink):
                       "Pass options={'strict': True} to raise instead.", stacklevel=2)
         return make_boxed_func(gm.forward)
     if sink is not None:
-        sink.append((kind, compiled))
+        sink.append((kind, compiled, profile.name))  # profile is set whenever sink is
     return compiled

@@ -13,6 +13,7 @@ import torch
 from . import scheduler, symbolic
 from .codegen.cpp import render_kernel
 from .codegen.wrapper import render_wrapper
+from .device_models.estimates import estimate_graph
 from .graph import GraphLowering
 from .runtime import cpp_build
 
@@ -25,6 +26,7 @@ class CompiledGraph:
     call: object
     kernels: list
     externs: list                  # ExternCall records (matmul/conv and fallbacks)
+    estimates: dict                # id(Kernel or ExternCall) → Estimate on the target profile
     fallbacks: collections.Counter
     code: dict                     # "<graph>.cpp" / "<graph>.py" → source
 
@@ -37,7 +39,8 @@ class CompiledGraph:
         return self.call(args)
 
 
-def compile_graph(gm: torch.fx.GraphModule, name: str = "graph") -> CompiledGraph:
+def compile_graph(gm: torch.fx.GraphModule, name: str = "graph", profile=None) -> CompiledGraph:
+    """``profile``: the DeviceProfile whose cost model estimates each step (None: no estimates)."""
     graph = GraphLowering(gm).run()
     kernels = scheduler.kernels_of(graph)
     for kernel in kernels:
@@ -49,10 +52,13 @@ def compile_graph(gm: torch.fx.GraphModule, name: str = "graph") -> CompiledGrap
     wrapper_source = render_wrapper(graph, steps)
     call = _load(cpp_source if kernels else None, wrapper_source, kernels, graph.constants)
     externs = [s.work for s in steps if not isinstance(s.work, scheduler.Kernel)]
+    estimates = {}
+    if profile is not None:
+        estimates = {id(s.work): e for s, e in zip(steps, estimate_graph(graph, steps, profile))}
     code = {f"{name}.py": wrapper_source}
     if kernels:
         code[f"{name}.cpp"] = cpp_source
-    return CompiledGraph(call, kernels, externs, graph.fallback_counts, code)
+    return CompiledGraph(call, kernels, externs, estimates, graph.fallback_counts, code)
 
 
 def _load(cpp_source, wrapper_source: str, kernels: list, constants: dict):

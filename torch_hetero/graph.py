@@ -52,6 +52,7 @@ class GraphLowering:
         self.outputs: list = []
         self.fallback_counts: collections.Counter = collections.Counter()
         self.scalar_defs: list = []         # (fsym name, Python expression), in order
+        self.size_hints: dict = {}          # size symbol → its value in the example inputs
         self.current_node: Optional[torch.fx.Node] = None
         self._buffer_count = 0
 
@@ -80,6 +81,7 @@ class GraphLowering:
 
     def _placeholder(self, node):
         meta = node.meta.get("val")
+        self._record_hints(meta)
         if isinstance(meta, torch.Tensor):
             buffer = ir.InputBuffer(f"arg{len(self.placeholders)}", _layout_of(meta))
             self.placeholders.append(("tensor", buffer, meta))
@@ -93,6 +95,16 @@ class GraphLowering:
             return self._define_scalar(f"sym{len(self.placeholders) - 1}")
         self.placeholders.append(("other", None, meta))
         return meta
+
+    def _record_hints(self, meta) -> None:
+        sizes = []
+        if isinstance(meta, torch.Tensor):
+            sizes = list(meta.shape) + list(meta.stride())
+        elif isinstance(meta, torch.SymInt):
+            sizes = [meta]
+        for size in sizes:
+            if isinstance(size, torch.SymInt) and size.node.expr.is_Symbol and size.node.has_hint():
+                self.size_hints[size.node.expr] = int(size.node.hint)
 
     def _constant(self, node):
         value = getattr(self.gm, node.target)
@@ -150,8 +162,7 @@ class GraphLowering:
         if strided is not None:
             return strided
         if isinstance(value, ir.Lazy):
-            value.realized = self.add_computed(value.data, layout)
-            return value.realized
+            return value.realize(layout)
         loader = value.make_loader()
         copy = ir.Pointwise(value.get_dtype(), tuple(value.get_size()), loader)
         return self.add_computed(copy, layout)

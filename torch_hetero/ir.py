@@ -173,9 +173,10 @@ class Lazy(TensorValue):
     def get_dtype(self):
         return self.data.dtype
 
-    def realize(self) -> StridedValue:
+    def realize(self, layout: Optional[Layout] = None) -> StridedValue:
+        """Write the value to a new buffer (``layout`` defaults to contiguous), once."""
         if self.realized is None:
-            self.realized = self.graph.add_computed(self.data)
+            self.realized = self.graph.add_computed(self.data, layout)
         return self.realized
 
     def make_loader(self):

@@ -1,8 +1,10 @@
-"""``explain()``: compile and run once, then report kernels, fused ops, fallbacks and code."""
+"""``explain()``: compile and run once, then report kernels, fused ops, extern calls,
+fallbacks, generated code and the cost model's estimates on the chosen device profile(s)."""
 from __future__ import annotations
 
 import collections
 import dataclasses
+from typing import Optional
 
 import torch
 
@@ -11,27 +13,53 @@ from .backend import collect_compiled_graphs, hetero_backend
 
 @dataclasses.dataclass(frozen=True)
 class KernelInfo:
-    name: str        # "<graph>.<kernel>", e.g. "forward.kernel0"
-    target: str      # codegen target: "cpp"
-    aten_ops: list   # the ATen ops fused into it, in order of appearance
+    name: str                      # "<graph>.<kernel>", e.g. "forward.kernel0"
+    target: str                    # codegen target: "cpp"
+    aten_ops: list                 # the ATen ops fused into it, in order of appearance
+    estimate_us: Optional[float] = None
+    bytes: Optional[float] = None
+    flops: Optional[float] = None
+    bound: Optional[str] = None    # "compute" | "memory" | "launch"
+
+
+@dataclasses.dataclass(frozen=True)
+class ExternInfo:
+    name: str                      # "<graph>: aten.mm.default"
+    kind: str                      # "extern" (a chosen ATen kernel) or "fallback" (no lowering)
+    estimate_us: Optional[float] = None
+    bytes: Optional[float] = None
+    flops: Optional[float] = None
+    bound: Optional[str] = None
 
 
 @dataclasses.dataclass
 class Report:
     kernels: list
-    externs: list                   # ATen ops called natively (matmul, conv): "<graph>: aten.mm"
-    fallbacks: dict                 # ATen op → times it ran through the fallback
-    code: dict                      # "<graph>.cpp" / "<graph>.py" → generated source
+    externs: list                  # ExternInfo for matmul/conv/attention calls
+    fallbacks: dict                # ATen op → times it ran through the fallback
+    code: dict                     # "<graph>.cpp" / "<graph>.py" → generated source
     device: str = "cpu"
+    fallback_calls: list = dataclasses.field(default_factory=list)  # ExternInfo per fallback call
+
+    @property
+    def estimate_us(self) -> Optional[float]:
+        """Estimated time of every kernel, extern and fallback call on ``device``."""
+        steps = self.kernels + self.externs + self.fallback_calls
+        if not steps or any(s.estimate_us is None for s in steps):
+            return None
+        return sum(s.estimate_us for s in steps)
 
     def __str__(self) -> str:
+        total = self.estimate_us
         lines = [f"torch_hetero report (device: {self.device})",
                  f"  {len(self.kernels)} generated kernel(s), {len(self.externs)} extern call(s), "
-                 f"{sum(self.fallbacks.values())} fallback call(s)"]
+                 f"{sum(self.fallbacks.values())} fallback call(s)"
+                 + (f"; estimated {total:.1f} us" if total is not None else "")]
         for kernel in self.kernels:
-            lines.append(f"  {kernel.name:<24} [{kernel.target}] fuses {', '.join(kernel.aten_ops) or '(copy)'}")
+            lines.append(f"  {kernel.name:<24} [{kernel.target}] {_cost(kernel)}fuses "
+                         f"{', '.join(kernel.aten_ops) or '(copy)'}")
         for extern in self.externs:
-            lines.append(f"  {extern:<24} [extern ATen]")
+            lines.append(f"  {extern.name:<24} [extern ATen] {_cost(extern)}")
         if self.fallbacks:
             lines.append("  fallbacks (no native lowering; ran the ATen op):")
             lines += [f"    {op}: {count}" for op, count in sorted(self.fallbacks.items())]
@@ -40,9 +68,19 @@ class Report:
         return "\n".join(lines)
 
 
-def explain(fn, *args, device=None, **kwargs) -> Report:
-    """Compile ``fn`` (a function or module) with the hetero backend, run it once on ``args``
-    and report what was generated.  Backward graphs appear if the run triggers them."""
+def _cost(step) -> str:
+    if step.estimate_us is None:
+        return ""
+    return f"{step.estimate_us:8.2f} us {step.bound:<7} "
+
+
+def explain(fn, *args, device=None, **kwargs):
+    """Compile ``fn`` (a function or module) with the hetero backend for ``device`` (a profile
+    name or path; default: the usual selection), run it once on ``args`` and report what was
+    generated and what it should cost there.  ``device`` may be a list: then a dict of
+    reports keyed by profile name.  Backward graphs appear if the run triggers them."""
+    if isinstance(device, (list, tuple)):
+        return {str(d): explain(fn, *args, device=d, **kwargs) for d in device}
     options = {"device": device} if device is not None else {}
 
     def backend(gm, example_inputs):
@@ -50,15 +88,27 @@ def explain(fn, *args, device=None, **kwargs) -> Report:
     compiled = torch.compile(fn, backend=backend)
     with collect_compiled_graphs() as graphs:
         compiled(*args, **kwargs)
-    kernels, externs, fallbacks, code = [], [], collections.Counter(), {}
+    kernels, externs, fallback_calls, code = [], [], [], {}
+    fallbacks: collections.Counter = collections.Counter()
     seen: collections.Counter = collections.Counter()
-    for kind, graph in graphs:
+    device_name = None
+    for kind, graph, profile_name in graphs:
+        device_name = profile_name
         prefix = kind if not seen[kind] else f"{kind}_{seen[kind]}"
         seen[kind] += 1
         for kernel in graph.kernels:
-            kernels.append(KernelInfo(f"{prefix}.{kernel.name}", kernel.target, list(kernel.origins)))
-        externs += [f"{prefix}: {call.name}" for call in graph.externs if call.kind == "extern"]
+            kernels.append(KernelInfo(f"{prefix}.{kernel.name}", kernel.target, list(kernel.origins),
+                                      **_estimate_fields(graph.estimates.get(id(kernel)))))
+        for call in graph.externs:
+            info = ExternInfo(f"{prefix}: {call.name}", call.kind, **_estimate_fields(graph.estimates.get(id(call))))
+            (externs if call.kind == "extern" else fallback_calls).append(info)
         fallbacks.update(graph.fallbacks)
         code.update({f"{prefix}{name[len(kind):]}": source for name, source in graph.code.items()})
-    return Report(kernels, externs, dict(fallbacks), code, device or "cpu")
+    return Report(kernels, externs, dict(fallbacks), code, device_name or str(device or "cpu"), fallback_calls)
 
+
+def _estimate_fields(estimate) -> dict:
+    if estimate is None:
+        return {}
+    return {"estimate_us": estimate.time_us, "bytes": estimate.bytes, "flops": estimate.flops,
+            "bound": estimate.bound}

@@ -59,6 +59,15 @@ def _loop_vars(prefix: str, ranges) -> list:
     return [sympy.Integer(0) if size == 1 else var for var, size in zip(names, ranges)]
 
 
+def parallel_iterations(data):
+    """How many iterations the generated OpenMP loop splits across threads (1: serial)."""
+    if not _parallel_ok(data):
+        return sympy.Integer(1)
+    dims = [size for size in data.ranges if size != 1]
+    collapsed = dims[:3] if isinstance(data, ir.Reduction) else dims[:max(len(dims) - 1, 1)][:3]
+    return symbolic.product(collapsed)
+
+
 def _parallel_ok(data) -> bool:
     numel = symbolic.product(list(data.ranges) + list(getattr(data, "reduction_ranges", ())))
     return not numel.is_number or int(numel) >= PARALLEL_MIN_ELEMENTS

@@ -1,0 +1,121 @@
+"""How well does the cost model predict real timings?  Times every generated kernel of a set
+of graphs and model blocks on this machine and compares with the estimate of the profile
+that describes it (``cpu`` here; ``h100``/``h200`` once Triton kernels run natively).
+
+    python benchmarks/cost_model_accuracy.py [--device cpu] [--repeats 20]
+
+Per kernel: median absolute relative error and Spearman rank correlation of estimated vs
+measured time.  Per graph: the whole compiled call (kernels, extern matmuls, wrapper) timed
+end to end vs the sum of the estimates."""
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from torch_hetero.backend import collect_compiled_graphs, hetero_backend
+from torch_hetero.examples import Block, TinyGPT
+
+
+def cases():
+    torch.manual_seed(0)
+    yield "pointwise 1M", lambda x: (x.sin() * 2 + x.cos()).relu(), (torch.randn(1024, 1024),)
+    yield "pointwise 16K", lambda x: torch.tanh(x) * x + 1, (torch.randn(128, 128),)
+    yield "broadcast add 4M", lambda x, b: x + b, (torch.randn(2048, 2048), torch.randn(2048))
+    yield "softmax 512x1024", lambda x: x.softmax(-1), (torch.randn(512, 1024),)
+    yield "softmax 4096x64", lambda x: x.softmax(-1), (torch.randn(4096, 64),)
+    yield "layer_norm 2048x768", lambda x: F.layer_norm(x, (768,)), (torch.randn(2048, 768),)
+    yield "sum dim0 1024x1024", lambda x: x.sum(0), (torch.randn(1024, 1024),)
+    yield "sum all 4M", lambda x: x.sum(), (torch.randn(4 * 1024 * 1024),)
+    yield "transpose copy", lambda x: x.t().contiguous() * 2, (torch.randn(1024, 1024),)
+    yield "gelu mlp", nn.Sequential(nn.Linear(256, 1024), nn.GELU(), nn.Linear(1024, 256)), (torch.randn(512, 256),)
+    yield "attention block", Block(256, 4), (torch.randn(4, 128, 256),)
+    yield "TinyGPT", TinyGPT(), (torch.randint(0, 512, (4, 64)),)
+
+
+def timed(fn, repeats: int, sink: list):
+    """Wrap a kernel: on each call, run it ``repeats`` times and record the median µs."""
+    def run(*args):
+        samples = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            fn(*args)
+            samples.append(time.perf_counter() - start)
+        sink.append(statistics.median(samples) * 1e6)
+    return run
+
+
+def spearman(a: list, b: list) -> float:
+    def ranks(xs):
+        order = sorted(range(len(xs)), key=xs.__getitem__)
+        r = [0.0] * len(xs)
+        for rank, i in enumerate(order):
+            r[i] = float(rank)
+        return r
+    ra, rb = ranks(a), ranks(b)
+    ma, mb = statistics.mean(ra), statistics.mean(rb)
+    cov = sum((x - ma) * (y - mb) for x, y in zip(ra, rb))
+    var = (sum((x - ma) ** 2 for x in ra) * sum((y - mb) ** 2 for y in rb)) ** 0.5
+    return cov / var if var else float("nan")
+
+
+def measure(name, fn, inputs, device: str, repeats: int):
+    compiled = torch.compile(fn, backend=lambda gm, ex: hetero_backend(gm, ex, options={"device": device}))
+    with torch.no_grad(), collect_compiled_graphs() as graphs:
+        compiled(*inputs)
+    rows = []
+    with torch.no_grad():
+        for _, graph, _ in graphs:
+            namespace = graph.call.__globals__
+            for kernel in graph.kernels:
+                measured: list = []
+                original = namespace[kernel.name]
+                namespace[kernel.name] = timed(original, repeats, measured)
+                compiled(*inputs)
+                namespace[kernel.name] = original
+                estimate = graph.estimates[id(kernel)]
+                rows.append((f"{name}: {kernel.name}", estimate.time_us, measured[0], estimate.bound))
+        samples = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            compiled(*inputs)
+            samples.append(time.perf_counter() - start)
+    graph_estimate = sum(e.time_us for _, g, _ in graphs for e in g.estimates.values())
+    return rows, (name, graph_estimate, statistics.median(samples) * 1e6)
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--repeats", type=int, default=20)
+    args = parser.parse_args()
+    kernels, graphs = [], []
+    for name, fn, inputs in cases():
+        torch._dynamo.reset()
+        rows, graph_row = measure(name, fn, inputs, args.device, args.repeats)
+        kernels += rows
+        graphs.append(graph_row)
+
+    print(f"device profile: {args.device}, {torch.get_num_threads()} threads, median of {args.repeats}")
+    print(f"{'kernel':<36}{'est us':>10}{'meas us':>10}{'error':>9}  bound")
+    errors = []
+    for name, est, meas, bound in kernels:
+        errors.append(abs(est - meas) / meas)
+        print(f"{name:<36}{est:>10.1f}{meas:>10.1f}{errors[-1]:>9.0%}  {bound}")
+    print(f"\n{'graph':<36}{'est us':>10}{'meas us':>10}{'error':>9}")
+    graph_errors = []
+    for name, est, meas in graphs:
+        graph_errors.append(abs(est - meas) / meas)
+        print(f"{name:<36}{est:>10.1f}{meas:>10.1f}{graph_errors[-1]:>9.0%}")
+    print(f"\nkernels: {len(kernels)}, median abs error {statistics.median(errors):.0%}, Spearman rho "
+          f"{spearman([k[1] for k in kernels], [k[2] for k in kernels]):.2f}")
+    print(f"graphs: {len(graphs)}, median abs error {statistics.median(graph_errors):.0%}, Spearman rho "
+          f"{spearman([g[1] for g in graphs], [g[2] for g in graphs]):.2f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,146 @@
+"""Estimated time of each kernel and extern call on a device profile.
+
+A roofline per kernel — max(FLOPs / peak, bytes / bandwidth) + launch overhead — refined by:
+
+* two-level memory: buffers touched recently by the graph stay resident in the last-level
+  on-chip SRAM (LRU, the profile's ``llc_bytes``) and are re-read at its bandwidth; the rest
+  come from off-chip memory (what makes MTIA's 256 MB SRAM matter);
+* parallel utilization and wave quantization: ``chunks`` of work over ``compute_units``
+  reach ``chunks / (ceil(chunks / units) * units)`` of peak, and a serial kernel one unit's;
+* matrix-unit padding: a matmul's M, N, K are rounded up to the instruction shape;
+* on the host C++ target, transcendentals are scalar libm calls (the compiler does not
+  vectorize them without fast-math), costing ``kernel_analysis.SCALAR_CALL_CYCLES`` each.
+
+The cost model's job is to rank choices and estimate whole graphs; its error against real
+timings is measured by ``benchmarks/cost_model_accuracy.py``."""
+from __future__ import annotations
+
+import collections
+import dataclasses
+import math
+
+import torch
+
+from .kernel_analysis import TRANSCENDENTAL_FLOPS, KernelCost
+
+_DTYPE_NAMES = {torch.float16: "fp16", torch.bfloat16: "bf16", torch.float32: "fp32",
+                torch.float64: "fp64", torch.int8: "int8"}
+
+
+@dataclasses.dataclass(frozen=True)
+class Estimate:
+    time_us: float
+    compute_us: float
+    memory_us: float
+    launch_us: float
+    flops: float
+    bytes: float
+
+    @property
+    def bound(self) -> str:
+        """What limits the kernel: the largest of compute, memory and launch time."""
+        parts = {"compute": self.compute_us, "memory": self.memory_us, "launch": self.launch_us}
+        return max(parts, key=parts.get)
+
+
+def dtype_name(dtype: torch.dtype) -> str:
+    return _DTYPE_NAMES.get(dtype, "fp32")
+
+
+def parallel_efficiency(chunks: int, units: int) -> float:
+    """Fraction of the device's units kept busy by ``chunks`` equal pieces of work."""
+    chunks = max(int(chunks), 1)
+    waves = math.ceil(chunks / units)
+    return chunks / (waves * units)
+
+
+class MemoryModel:
+    """Residency of graph buffers in the last-level on-chip SRAM (LRU by bytes)."""
+
+    def __init__(self, profile):
+        self.profile = profile
+        self.resident: collections.OrderedDict = collections.OrderedDict()
+
+    def seconds(self, reads: dict, writes: dict, efficiency: float) -> float:
+        p = self.profile
+        total = 0.0
+        for name, nbytes in reads.items():
+            on_chip = name in self.resident
+            total += nbytes / ((p.llc_gbps if on_chip else p.dram_gbps) * 1e9)
+            self._touch(name, nbytes)
+        for name, nbytes in writes.items():
+            fits = nbytes <= p.llc_bytes / 2
+            total += nbytes / ((p.llc_gbps if fits else p.dram_gbps) * 1e9)
+            self._touch(name, nbytes)
+        return total / max(efficiency, 1.0 / p.compute_units)
+
+    def _touch(self, name: str, nbytes: float) -> None:
+        self.resident.pop(name, None)
+        if nbytes > self.profile.llc_bytes:
+            return
+        self.resident[name] = nbytes
+        while sum(self.resident.values()) > self.profile.llc_bytes:
+            self.resident.popitem(last=False)
+
+
+# Elements of a pointwise kernel one block (Triton program) handles on GPU-style targets.
+POINTWISE_BLOCK = 1024
+
+
+def work_chunks(cost: KernelCost, profile) -> int:
+    """Independent pieces of work the target spreads over its units: the host C++ code's
+    OpenMP iterations, or blocks (one per output row of a reduction) on Triton targets."""
+    if profile.codegen == "cpp":
+        return cost.parallel_chunks
+    return max(1, int(cost.outputs if cost.reduction else math.ceil(cost.outputs / POINTWISE_BLOCK)))
+
+
+def estimate_kernel(cost: KernelCost, profile, memory: MemoryModel, dtype: torch.dtype) -> Estimate:
+    """A generated (pointwise / reduction) kernel: vector units, parallel over its work chunks."""
+    chunks = work_chunks(cost, profile)
+    efficiency = parallel_efficiency(chunks, profile.compute_units)
+    if chunks == 1:
+        efficiency = 1.0 / profile.compute_units
+    peak = profile.peak_flops(dtype_name(dtype), matrix=False) * efficiency
+    compute = cost.flops / peak
+    if profile.codegen == "cpp":
+        vector_flops = cost.flops - cost.transcendentals * TRANSCENDENTAL_FLOPS
+        cycles_per_s = profile.compute_units * efficiency * profile.clock_ghz * 1e9
+        compute = vector_flops / peak + cost.scalar_call_cycles / cycles_per_s
+    mem = memory.seconds(cost.reads, cost.writes, efficiency)
+    return _estimate(compute, mem, profile, cost.flops, cost.bytes)
+
+
+def estimate_matmul(batch: int, m: int, n: int, k: int, dtype: torch.dtype, reads: dict, writes: dict,
+                    profile, memory: MemoryModel) -> Estimate:
+    """A matmul on the matrix units: padding to the instruction shape, waves of output tiles."""
+    name = dtype_name(dtype)
+    shape = profile.matrix_shapes.get(name)
+    flops = 2.0 * batch * m * n * k
+    if shape:
+        tm, tn, tk = shape
+        padded = batch * _round_up(m, tm) * _round_up(n, tn) * _round_up(k, tk) * 2.0
+        tiles = batch * math.ceil(m / tm) * math.ceil(n / tn)
+    else:
+        padded, tiles = flops, batch * max(m // 16, 1) * max(n // 16, 1)
+    efficiency = parallel_efficiency(tiles, profile.compute_units)
+    compute = padded / (profile.peak_flops(name, matrix=True) * efficiency)
+    mem = memory.seconds(reads, writes, 1.0)
+    return _estimate(compute, mem, profile, flops, sum(reads.values()) + sum(writes.values()))
+
+
+def estimate_memory_op(reads: dict, writes: dict, flops: float, profile, memory: MemoryModel) -> Estimate:
+    """An op we know only by its operands (fallbacks): memory-bound at full parallelism."""
+    mem = memory.seconds(reads, writes, 1.0)
+    compute = flops / profile.peak_flops("fp32", matrix=False)
+    return _estimate(compute, mem, profile, flops, sum(reads.values()) + sum(writes.values()))
+
+
+def _estimate(compute_s: float, memory_s: float, profile, flops: float, nbytes: float) -> Estimate:
+    launch = profile.launch_overhead_us
+    compute_us, memory_us = compute_s * 1e6, memory_s * 1e6
+    return Estimate(max(compute_us, memory_us) + launch, compute_us, memory_us, launch, flops, nbytes)
+
+
+def _round_up(x: int, multiple: int) -> int:
+    return -(-x // multiple) * multiple

@@ -1,0 +1,71 @@
+"""Estimates for a whole scheduled graph: every kernel and extern call, in execution order
+(the order matters: it decides which buffers are still resident on chip)."""
+from __future__ import annotations
+
+import sympy
+import torch
+
+from .. import ir, symbolic
+from ..graph import ExternCall, GraphLowering
+from ..scheduler import Kernel
+from .cost_model import MemoryModel, estimate_kernel, estimate_matmul, estimate_memory_op
+from .kernel_analysis import analyze
+
+aten = torch.ops.aten
+_MATMULS = {aten.mm.default, aten.addmm.default, aten.bmm.default}
+
+
+def estimate_graph(graph: GraphLowering, steps: list, profile) -> list:
+    """One Estimate per step of ``steps`` (Kernel or ExternCall)."""
+    hints = graph.size_hints
+    storage = _storage(graph)
+    memory = MemoryModel(profile)
+    out = []
+    for step in steps:
+        work = step.work
+        if isinstance(work, Kernel):
+            cost = analyze(work.buffer, storage, hints)
+            out.append(estimate_kernel(cost, profile, memory, work.buffer.get_dtype()))
+        else:
+            out.append(_estimate_extern(work, hints, profile, memory))
+    return out
+
+
+def _storage(graph: GraphLowering) -> dict:
+    buffers = [value for kind, value, _ in graph.placeholders if kind == "tensor"]
+    for node in graph.nodes:
+        buffers += [node] if isinstance(node, ir.ComputedBuffer) else [b for b in node.outputs if b]
+    return {b.name: (b.layout.storage_extent(), b.get_dtype()) for b in buffers}
+
+
+def _value(expr, hints) -> int:
+    return int(sympy.sympify(expr).subs(hints))
+
+
+def _tensor_bytes(value: ir.StridedValue, hints) -> float:
+    return _value(symbolic.product(value.layout.size), hints) * value.get_dtype().itemsize
+
+
+def _estimate_extern(call: ExternCall, hints, profile, memory):
+    tensors = [a for a in call.args if isinstance(a, ir.StridedValue)]
+    reads = {}
+    for t in tensors:
+        reads[t.buffer.name] = reads.get(t.buffer.name, 0) + _tensor_bytes(t, hints)
+    writes = {b.name: _value(symbolic.product(b.layout.size), hints) * b.get_dtype().itemsize
+              for b in call.outputs if b is not None}
+    if call.op in _MATMULS:
+        a, b = tensors[-2], tensors[-1]
+        *batch, m, k = [_value(s, hints) for s in a.layout.size]
+        n = _value(b.layout.size[-1], hints)
+        return estimate_matmul(batch[0] if batch else 1, m, n, k, a.get_dtype(), reads, writes, profile, memory)
+    if call.op == aten.convolution.default:
+        weight = tensors[1]
+        out = call.outputs[0]
+        per_output = _value(symbolic.product(weight.layout.size[1:]), hints)
+        flops = 2.0 * _value(symbolic.product(out.layout.size), hints) * per_output
+        batch_m = _value(symbolic.product(out.layout.size), hints) // max(_value(out.layout.size[1], hints), 1)
+        return estimate_matmul(1, batch_m, _value(out.layout.size[1], hints), per_output, weight.get_dtype(),
+                               reads, writes, profile, memory) if flops else \
+            estimate_memory_op(reads, writes, 0.0, profile, memory)
+    elements = sum(writes.values()) / 4
+    return estimate_memory_op(reads, writes, elements, profile, memory)
