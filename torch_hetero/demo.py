@@ -1,6 +1,7 @@
 """The README's main command: compile a real transformer, compare with eager, explain it."""
 from __future__ import annotations
 
+import collections
 import time
 
 import torch
@@ -24,6 +25,9 @@ def build_model(name: str):
     return TinyGPT().eval(), (torch.randint(0, 512, (2, 32)),), lambda out: out
 
 
+DEMO_DEVICES = ("cpu", "h100", "mi300x", "mtia-v2", "rivos-sim")
+
+
 def run_demo(name: str, show_code: bool = False) -> int:
     model, inputs, logits = build_model(name)
     with torch.no_grad():
@@ -32,12 +36,19 @@ def run_demo(name: str, show_code: bool = False) -> int:
         compiled = torch.compile(model, backend="hetero")
         actual = logits(compiled(*inputs))
         compile_s = time.perf_counter() - start
-        report = explain(model, *inputs)
+        reports = explain(model, *inputs, device=list(DEMO_DEVICES))
     error = (actual - expected).abs().max().item()
     print(f"model: {name} ({sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters), "
           f"input {tuple(inputs[0].shape)}")
-    print(f"first compiled call (compile + run): {compile_s:.2f} s; max |compiled - eager| = {error:.2e}")
+    print(f"first compiled call (compile + run): {compile_s:.2f} s; max |compiled - eager| = {error:.2e}\n")
+    report = reports["cpu"]
     print(report)
+    print("\nwhat-if estimates (compiled for each profile, run on this host; see `python -m torch_hetero devices`):")
+    print(f"  {'device':<11}{'estimate us':>13}{'kernels':>9}{'externs':>9}{'fallbacks':>11}  bound (kernels)")
+    for device, r in reports.items():
+        bounds = collections.Counter(k.bound for k in r.kernels)
+        print(f"  {device:<11}{r.estimate_us:>13.1f}{len(r.kernels):>9}{len(r.externs):>9}"
+              f"{sum(r.fallbacks.values()):>11}  {dict(sorted(bounds.items()))}")
     if show_code:
         for name_, source in report.code.items():
             print(f"\n===== {name_} =====\n{source}")
