@@ -17,7 +17,6 @@ from torch._functorch.partitioners import min_cut_rematerialization_partition
 from . import options as options_mod
 from .compiler import compile_graph
 from .decompositions import decomposition_table
-from .device_models import get_profile
 from .errors import HeteroCompileError
 
 _collectors = threading.local()
@@ -39,7 +38,7 @@ def hetero_backend(gm: torch.fx.GraphModule, example_inputs, options=None, mode=
     opts = options_mod.resolve(options, mode)
     sink = getattr(_collectors, "sink", None)
     # estimates are for reports; plain compiles skip them (and the host calibration)
-    profile = get_profile(opts.device) if sink is not None else None
+    profile = opts.profile if sink is not None else None
 
     def compiler_for(kind):
         def compile_fn(graph_module, _example_inputs):
