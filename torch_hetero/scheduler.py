@@ -3,6 +3,7 @@ computes and which ATen ops it fused) interleaved with extern calls, plus the me
 (when each buffer dies, and which dead buffer a new one reuses)."""
 from __future__ import annotations
 
+import collections
 import dataclasses
 from typing import Optional
 
@@ -58,6 +59,14 @@ def plan_memory(graph: GraphLowering, kernels: list) -> list:
             if view in last_use:
                 last_use[base] = max(last_use.get(base, -1), last_use[view])
 
+    for position, step in enumerate(steps):
+        for name in _writes(step):
+            last_use.setdefault(name, position)   # written, never read: dies at once
+    dying: dict[int, list] = collections.defaultdict(list)
+    for name in sorted(last_use):
+        if name not in pinned and name in owned:
+            dying[last_use[name]].append(name)
+
     free_pool: list = []  # (layout, name) of dead computed buffers
     for position, step in enumerate(steps):
         if isinstance(step.work, Kernel):
@@ -67,14 +76,8 @@ def plan_memory(graph: GraphLowering, kernels: list) -> list:
                     step.reuses = name
                     del free_pool[i]
                     break
-        for name in _writes(step):
-            last_use.setdefault(name, position)   # written, never read: dies at once
-        for name, dies in sorted(last_use.items()):
-            if dies == position and name not in pinned and name in owned:
-                step.frees.append(name)
-                buffer = owned[name]
-                if isinstance(buffer, ir.ComputedBuffer):
-                    free_pool.append((buffer.layout, name))
+        step.frees = dying[position]
+        free_pool += [(owned[n].layout, n) for n in step.frees if isinstance(owned[n], ir.ComputedBuffer)]
     reused = {step.reuses for step in steps if step.reuses}
     for step in steps:  # a reused buffer is handed over, not deleted
         step.frees = [name for name in step.frees if name not in reused]

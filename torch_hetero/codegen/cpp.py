@@ -41,10 +41,11 @@ def render_kernel(name: str, buffer: ir.ComputedBuffer) -> CppKernel:
     params = [f"{STORAGE_CTYPE[d]}* __restrict__ {n}" for n, d in ops.stores.items()]
     params += [f"const {STORAGE_CTYPE[d]}* __restrict__ {n}" for n, d in ops.loads.items() if n not in ops.stores]
     params += [f"{'double' if symbolic.is_float_symbol(s) else 'int64_t'} {s.name}" for s in symbols]
-    header = f'// {", ".join(_in_order(origins, data.origins)) or "copy"}\nextern "C" void {name}({", ".join(params)})'
+    fused = _in_order(origins, data.origins)
+    header = f'// {", ".join(fused) or "copy"}\nextern "C" void {name}({", ".join(params)})'
     source = header + " {\n" + "\n".join("    " + line for line in loops) + "\n}\n"
     buffer_args = list(ops.stores) + [n for n in ops.loads if n not in ops.stores]
-    return CppKernel(name, source, buffer_args, symbols, _in_order(origins, data.origins))
+    return CppKernel(name, source, buffer_args, symbols, fused)
 
 
 def _in_order(inlined: list, own) -> list:

@@ -58,14 +58,11 @@ def _estimate_extern(call: ExternCall, hints, profile, memory):
         *batch, m, k = [_value(s, hints) for s in a.layout.size]
         n = _value(b.layout.size[-1], hints)
         return estimate_matmul(batch[0] if batch else 1, m, n, k, a.get_dtype(), reads, writes, profile, memory)
-    if call.op == aten.convolution.default:
-        weight = tensors[1]
-        out = call.outputs[0]
-        per_output = _value(symbolic.product(weight.layout.size[1:]), hints)
-        flops = 2.0 * _value(symbolic.product(out.layout.size), hints) * per_output
-        batch_m = _value(symbolic.product(out.layout.size), hints) // max(_value(out.layout.size[1], hints), 1)
-        return estimate_matmul(1, batch_m, _value(out.layout.size[1], hints), per_output, weight.get_dtype(),
-                               reads, writes, profile, memory) if flops else \
-            estimate_memory_op(reads, writes, 0.0, profile, memory)
+    if call.op == aten.convolution.default:  # an implicit GEMM: (N·H·W) × Cout × (Cin/groups·kh·kw)
+        out, weight = call.outputs[0], tensors[1]
+        channels = _value(out.layout.size[1], hints)
+        rows = _value(symbolic.product(out.layout.size), hints) // max(channels, 1)
+        depth = _value(symbolic.product(weight.layout.size[1:]), hints)
+        return estimate_matmul(1, rows, channels, depth, weight.get_dtype(), reads, writes, profile, memory)
     elements = sum(writes.values()) / 4
     return estimate_memory_op(reads, writes, elements, profile, memory)

@@ -115,11 +115,15 @@ def _arg_reduce(x, dim, keepdim, kind):
     return reduce(x, [dim], keepdim, kind, torch.int64)
 
 
-@register_lowering(aten.any, aten.all)
-def any_all(x, dims=None, keepdim=False):
-    kind = "any" if current_graph().current_node.target.overloadpacket == aten.any else "all"
-    to_bool = (lambda v: ops.ne(v, ops.constant(0, x.get_dtype()))) if x.get_dtype() != torch.bool else None
-    return reduce(x, dims, keepdim, kind, torch.bool, to_bool)
+def _truth_reduction(kind):
+    def lower(x, dims=None, keepdim=False):
+        to_bool = (lambda v: ops.ne(v, ops.constant(0, x.get_dtype()))) if x.get_dtype() != torch.bool else None
+        return reduce(x, dims, keepdim, kind, torch.bool, to_bool)
+    return lower
+
+
+register_lowering(aten.any)(_truth_reduction("any"))
+register_lowering(aten.all)(_truth_reduction("all"))
 
 
 def _var(x, dims, correction, keepdim, dtype):
