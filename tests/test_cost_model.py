@@ -84,3 +84,43 @@ def test_explain_reports_estimates_for_several_devices():
         assert "estimated" in str(report)
     # launch overhead dominates this small graph: MTIA v2's < 1 µs launches beat a GPU's ~5 µs
     assert reports["mtia-v2"].estimate_us < reports["h100"].estimate_us
+
+
+def kernel_estimates(fn, *inputs, device="cpu"):
+    report = torch_hetero.explain(fn, *inputs, device=device)
+    return [k.estimate_us for k in report.kernels]
+
+
+def test_transposing_copy_costs_more_than_a_contiguous_one():
+    """A load striding along the innermost loop pays a cache line per element."""
+    x = torch.randn(1024, 1024)
+    [transposed] = kernel_estimates(lambda x: x.t().contiguous() * 2, x)
+    [contiguous] = kernel_estimates(lambda x: x * 2, x)
+    assert transposed > 4 * contiguous
+
+
+def test_serial_max_reduction_costs_more_than_a_vectorized_sum_on_the_host():
+    x = torch.randn(512, 1024)
+    [amax] = kernel_estimates(lambda x: x.amax(-1), x)
+    [total] = kernel_estimates(lambda x: x.sum(-1), x)
+    assert amax > 2 * total
+
+
+def test_reuse_distance_decides_the_memory_level():
+    """On the host a buffer just written is re-read from the cores' caches; after more than
+    the last-level cache's worth of other traffic it comes from DRAM."""
+    profile = get_profile("cpu")
+    memory = MemoryModel(profile)
+    small = profile.local_sram_bytes / 4
+    memory.seconds({}, {"a": small}, 1.0)
+    hot = memory.seconds({"a": small}, {}, 1.0)
+    memory.seconds({}, {"big": 2 * profile.llc_bytes}, 1.0)
+    cold = memory.seconds({"a": small}, {}, 1.0)
+    assert cold == pytest.approx(small / (profile.dram_gbps * 1e9))
+    assert hot == pytest.approx(small / (profile.compute_units * profile.local_sram_gbps * 1e9))
+
+
+def test_graph_inputs_start_resident():
+    profile = get_profile("mtia-v2")
+    warm = MemoryModel(profile, {"x": 32 * MB})
+    assert warm.seconds({"x": 32 * MB}, {}, 1.0) < MemoryModel(profile).seconds({"x": 32 * MB}, {}, 1.0) / 2

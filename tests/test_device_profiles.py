@@ -21,7 +21,8 @@ from torch_hetero.errors import HeteroCompileError, ProfileError
 
 SHIPPED = ["a100", "h100", "h200", "mi300x", "mtia-v1", "mtia-v2", "rivos-sim"]
 PROFILES_DIR = os.path.join(os.path.dirname(torch_hetero.__file__), "device_models", "profiles")
-FAKE_FIGURES = {"dram_gbps": 20.0, "fp32_tflops": 0.5, "bf16_tflops": 2.0}
+FAKE_FIGURES = {"dram_gbps": 20.0, "llc_gbps": 50.0, "llc_bytes": 32.0 * 2**20, "local_sram_gbps": 70.0,
+                "fp32_tflops": 0.5, "bf16_tflops": 2.0}
 REAL_MEASURE = calibrate.measure
 
 
@@ -33,7 +34,7 @@ def fake_host(tmp_path, monkeypatch):
     monkeypatch.delenv("TORCH_HETERO_DEVICE", raising=False)
     runs = []
 
-    def fake_measure(bf16_matrix):
+    def fake_measure(bf16_matrix, l2_bytes, llc_bytes):
         runs.append(bf16_matrix)
         return {k: v for k, v in FAKE_FIGURES.items() if bf16_matrix or k != "bf16_tflops"}
 
@@ -287,9 +288,10 @@ def test_calibrate_command_measures_again(fake_host, capsys):
 def test_real_benchmark_returns_positive_figures(monkeypatch):
     monkeypatch.setattr(calibrate, "COPY_BYTES", 2**20)
     monkeypatch.setattr(calibrate, "MATMUL_N", 64)
-    figures = REAL_MEASURE(bf16_matrix=True)
-    assert set(figures) == {"dram_gbps", "fp32_tflops", "bf16_tflops"}
+    figures = REAL_MEASURE(bf16_matrix=True, l2_bytes=2**20, llc_bytes=2**24)
+    assert set(figures) == set(FAKE_FIGURES)
     assert all(math.isfinite(v) and v > 0 for v in figures.values())
+    assert 2**20 <= figures["llc_bytes"] <= 2**24
 
 
 # --- the table -----------------------------------------------------------------------------

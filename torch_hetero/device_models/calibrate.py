@@ -1,4 +1,5 @@
-"""Measured host figures for the ``cpu`` profile: memory bandwidth and matmul FLOP/s.
+"""Measured host figures for the ``cpu`` profile: bandwidth of each memory level, the
+effective last-level cache size, and matmul FLOP/s.
 
 The host is the one target whose estimates can be checked against real timings, so its peaks
 are measured rather than looked up.  The benchmark takes well under 2 s, runs once per host
@@ -19,26 +20,49 @@ from ..runtime.cache import _atomic_write, cache_dir
 
 COPY_BYTES = 256 * 2**20  # far beyond any last-level cache
 MATMUL_N = 1024
-REPEATS = 3
+REPEATS = 5
+FIGURES = ["dram_gbps", "llc_gbps", "llc_bytes", "local_sram_gbps", "fp32_tflops"]
 
 
-def measure(bf16_matrix: bool) -> dict:
-    """Run the micro-benchmark: ``dram_gbps`` (copy, read + write), ``fp32_tflops`` (matmul) and,
-    on hosts with bf16 matrix units, ``bf16_tflops``.  Best of a few runs each."""
-    figures = {"dram_gbps": _copy_gbps(), "fp32_tflops": _matmul_tflops(torch.float32)}
+def measure(bf16_matrix: bool, l2_bytes: int, llc_bytes: int) -> dict:
+    """Run the micro-benchmark, given the detected per-core L2 and last-level cache sizes.
+    Bandwidths are of a copy (read + write), best of a few runs:
+
+    * ``local_sram_gbps``: one thread, working set a quarter of its L2;
+    * ``llc_gbps``: all threads, working set four times all L2s together (within the LLC);
+    * ``llc_bytes``: the largest working set still copied at least halfway (geometrically)
+      between LLC and DRAM speed — a VM's or a busy host's share, not the die's size;
+    * ``dram_gbps``: all threads, ``COPY_BYTES``;
+    * ``fp32_tflops`` and, on hosts with bf16 matrix units, ``bf16_tflops``: a matmul."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        local = _copy_gbps(l2_bytes // 4)
+    finally:
+        torch.set_num_threads(threads)
+    dram = _copy_gbps(COPY_BYTES)
+    within = min(4 * l2_bytes * threads, llc_bytes // 2)
+    llc = _copy_gbps(within)
+    effective, size = within, within
+    while size * 2 <= min(llc_bytes, COPY_BYTES) and _copy_gbps(size * 2) >= math.sqrt(llc * dram):
+        size *= 2
+        effective = size
+    figures = {"dram_gbps": dram, "llc_gbps": llc, "llc_bytes": float(effective), "local_sram_gbps": local,
+               "fp32_tflops": _matmul_tflops(torch.float32)}
     if bf16_matrix:
         figures["bf16_tflops"] = _matmul_tflops(torch.bfloat16)
     return figures
 
 
-def load(cpu_model: str, cores: int, bf16_matrix: bool, force: bool = False) -> dict:
+def load(cpu_model: str, cores: int, bf16_matrix: bool, l2_bytes: int, llc_bytes: int,
+         force: bool = False) -> dict:
     """The cached figures for this host, measuring (and caching) them if missing or ``force``."""
     path = cache_path(cpu_model, cores, bf16_matrix)
     if not force:
         figures = _read(path, bf16_matrix)
         if figures is not None:
             return figures
-    figures = measure(bf16_matrix)
+    figures = measure(bf16_matrix, l2_bytes, llc_bytes)
     _write(path, {"host": {"cpu": cpu_model, "cores": cores, "threads": torch.get_num_threads(),
                            "torch": torch.__version__}, "figures": figures})
     return figures
@@ -49,20 +73,23 @@ def cache_path(cpu_model: str, cores: int, bf16_matrix: bool) -> str:
     return os.path.join(cache_dir(), "calibration", f"cpu-{hashlib.sha256(key.encode()).hexdigest()[:16]}.json")
 
 
-def _best_seconds(fn) -> float:
+def _best_seconds(fn, repeats: int = REPEATS) -> float:
     fn()  # warm-up: page faults, thread pool, library dispatch
     best = math.inf
-    for _ in range(REPEATS):
+    for _ in range(repeats):
         start = time.perf_counter()
         fn()
         best = min(best, time.perf_counter() - start)
     return best
 
 
-def _copy_gbps() -> float:
-    src = torch.ones(COPY_BYTES // 4)
+def _copy_gbps(working_set: int) -> float:
+    """Copy bandwidth (bytes read + written per second) with source and destination together
+    ``working_set`` bytes."""
+    src = torch.ones(max(working_set // 8, 1024))
     dst = torch.empty_like(src)
-    return 2 * COPY_BYTES / _best_seconds(lambda: dst.copy_(src)) / 1e9
+    repeats = max(REPEATS, min(100, COPY_BYTES // max(working_set, 1)))  # small copies are noisy
+    return 2 * src.nbytes / _best_seconds(lambda: dst.copy_(src), repeats) / 1e9
 
 
 def _matmul_tflops(dtype) -> float:
@@ -78,7 +105,7 @@ def _read(path: str, bf16_matrix: bool):
             figures = json.load(f)["figures"]
     except (OSError, ValueError, TypeError, KeyError):
         return None
-    wanted = ["dram_gbps", "fp32_tflops"] + (["bf16_tflops"] if bf16_matrix else [])
+    wanted = FIGURES + (["bf16_tflops"] if bf16_matrix else [])
     ok = isinstance(figures, dict) and all(
         isinstance(figures.get(k), (int, float)) and math.isfinite(figures[k]) and figures[k] > 0 for k in wanted)
     return {k: float(figures[k]) for k in wanted} if ok else None

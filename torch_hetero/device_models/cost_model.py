@@ -2,14 +2,16 @@
 
 A roofline per kernel — max(FLOPs / peak, bytes / bandwidth) + launch overhead — refined by:
 
-* two-level memory: buffers touched recently by the graph stay resident in the last-level
-  on-chip SRAM (LRU, the profile's ``llc_bytes``) and are re-read at its bandwidth; the rest
-  come from off-chip memory (what makes MTIA's 256 MB SRAM matter);
+* levels of memory: a buffer the graph touched recently enough to still fit on chip (by LRU
+  reuse distance) is re-read at that level's bandwidth — the host's private caches, the
+  last-level SRAM — and the rest comes from off-chip memory (what makes MTIA's 256 MB SRAM
+  matter); a load striding along the innermost loop pays a cache line per element;
 * parallel utilization and wave quantization: ``chunks`` of work over ``compute_units``
   reach ``chunks / (ceil(chunks / units) * units)`` of peak, and a serial kernel one unit's;
 * matrix-unit padding: a matmul's M, N, K are rounded up to the instruction shape;
 * on the host C++ target, transcendentals are scalar libm calls (the compiler does not
-  vectorize them without fast-math), costing ``kernel_analysis.SCALAR_CALL_CYCLES`` each.
+  vectorize them without fast-math), costing ``kernel_analysis.SCALAR_CALL_CYCLES`` each,
+  and max/min/arg/any/all reductions are serial chains (``SERIAL_COMBINE_CYCLES``).
 
 The cost model's job is to rank choices and estimate whole graphs; its error against real
 timings is measured by ``benchmarks/cost_model_accuracy.py``."""
@@ -21,7 +23,7 @@ import math
 
 import torch
 
-from .kernel_analysis import TRANSCENDENTAL_FLOPS, KernelCost
+from .kernel_analysis import SERIAL_COMBINE_CYCLES, TRANSCENDENTAL_FLOPS, KernelCost
 
 _DTYPE_NAMES = {torch.float16: "fp16", torch.bfloat16: "bf16", torch.float32: "fp32",
                 torch.float64: "fp64", torch.int8: "int8"}
@@ -55,33 +57,76 @@ def parallel_efficiency(chunks: int, units: int) -> float:
 
 
 class MemoryModel:
-    """Residency of graph buffers in the last-level on-chip SRAM (LRU by bytes)."""
+    """Where each graph buffer is read from, by reuse distance: an LRU stack of the buffers the
+    graph touched; a buffer whose distance (bytes touched since its last use, itself included)
+    fits a level of on-chip memory is read at that level's bandwidth, otherwise from DRAM.
 
-    def __init__(self, profile):
+    Levels: on the host, the cores' private caches (``local_sram``, hardware-managed, so they
+    keep data between kernels) and the last-level cache; on accelerators only the last-level
+    SRAM (their local SRAM is per-kernel scratch).  Graph inputs start resident, most recent
+    last: the steady state of a model called in a loop."""
+
+    def __init__(self, profile, inputs: dict | None = None):
         self.profile = profile
+        self.levels = [(profile.llc_bytes, profile.llc_gbps)]
+        if profile.codegen == "cpp":
+            units = profile.compute_units
+            self.levels.insert(0, (units * profile.local_sram_bytes, units * profile.local_sram_gbps))
         self.resident: collections.OrderedDict = collections.OrderedDict()
+        for name, nbytes in (inputs or {}).items():
+            self._touch(name, nbytes)
 
-    def seconds(self, reads: dict, writes: dict, efficiency: float) -> float:
-        p = self.profile
+    def seconds(self, reads: dict, writes: dict, efficiency: float, strided: dict | None = None) -> float:
+        """Time to move ``reads``/``writes`` (name → bytes) and ``strided`` (name → elements,
+        one line each) with ``efficiency`` of the units active."""
         total = 0.0
+        for name, elements in (strided or {}).items():
+            total += elements * STRIDED_ACCESS_BYTES / self._strided_gbps(name) / 1e9
         for name, nbytes in reads.items():
-            on_chip = name in self.resident
-            total += nbytes / ((p.llc_gbps if on_chip else p.dram_gbps) * 1e9)
+            if name not in (strided or {}):
+                total += nbytes / self._gbps(self._distance(name)) / 1e9
             self._touch(name, nbytes)
         for name, nbytes in writes.items():
-            fits = nbytes <= p.llc_bytes / 2
-            total += nbytes / ((p.llc_gbps if fits else p.dram_gbps) * 1e9)
+            total += nbytes / self._gbps(nbytes) / 1e9
             self._touch(name, nbytes)
-        return total / max(efficiency, 1.0 / p.compute_units)
+        return total / max(efficiency, 1.0 / self.profile.compute_units)
+
+    def _distance(self, name: str) -> float:
+        """Bytes touched since ``name`` was last used, its own included (inf: not resident)."""
+        if name not in self.resident:
+            return math.inf
+        distance = 0.0
+        for other in reversed(self.resident):
+            distance += self.resident[other]
+            if other == name:
+                return distance
+        return math.inf
+
+    def _gbps(self, footprint: float) -> float:
+        return next((gbps for capacity, gbps in self.levels if footprint <= capacity), self.profile.dram_gbps)
+
+    def _strided_gbps(self, name: str) -> float:
+        """A strided walk keeps its lines only if the whole buffer fits one unit's local memory;
+        otherwise (power-of-two strides alias onto few cache sets) each line comes from DRAM."""
+        nbytes = self.resident.get(name, math.inf)
+        fits = nbytes <= self.profile.local_sram_bytes and self._distance(name) <= self.levels[0][0]
+        return self.levels[0][1] if fits else self.profile.dram_gbps
 
     def _touch(self, name: str, nbytes: float) -> None:
         self.resident.pop(name, None)
-        if nbytes > self.profile.llc_bytes:
-            return
         self.resident[name] = nbytes
-        while sum(self.resident.values()) > self.profile.llc_bytes:
+        while sum(self.resident.values()) > self.profile.llc_bytes and len(self.resident) > 1:
             self.resident.popitem(last=False)
+        if nbytes > self.profile.llc_bytes:
+            self.resident.pop(name)
 
+
+# Bytes one strided access moves: a CPU cache line (a GPU moves two 32-byte sectors at best).
+STRIDED_ACCESS_BYTES = 64
+
+# A serial host kernel is one ctypes call (measured ~0.7 µs, plus the wrapper's argument
+# handling); ``launch_overhead_us`` is what a parallel one pays: the call plus OpenMP fork/join.
+HOST_CALL_US = 1.0
 
 # Elements of a pointwise kernel one block (Triton program) handles on GPU-style targets.
 POINTWISE_BLOCK = 1024
@@ -107,8 +152,10 @@ def estimate_kernel(cost: KernelCost, profile, memory: MemoryModel, dtype: torch
         vector_flops = cost.flops - cost.transcendentals * TRANSCENDENTAL_FLOPS
         cycles_per_s = profile.compute_units * efficiency * profile.clock_ghz * 1e9
         compute = vector_flops / peak + cost.scalar_call_cycles / cycles_per_s
-    mem = memory.seconds(cost.reads, cost.writes, efficiency)
-    return _estimate(compute, mem, profile, cost.flops, cost.bytes)
+        compute += cost.serial_combines * SERIAL_COMBINE_CYCLES / cycles_per_s
+    mem = memory.seconds(cost.reads, cost.writes, efficiency, cost.strided)
+    launch = profile.launch_overhead_us if chunks > 1 or profile.codegen != "cpp" else HOST_CALL_US
+    return _estimate(compute, mem, launch, cost.flops, cost.bytes)
 
 
 def estimate_matmul(batch: int, m: int, n: int, k: int, dtype: torch.dtype, reads: dict, writes: dict,
@@ -126,18 +173,17 @@ def estimate_matmul(batch: int, m: int, n: int, k: int, dtype: torch.dtype, read
     efficiency = parallel_efficiency(tiles, profile.compute_units)
     compute = padded / (profile.peak_flops(name, matrix=True) * efficiency)
     mem = memory.seconds(reads, writes, 1.0)
-    return _estimate(compute, mem, profile, flops, sum(reads.values()) + sum(writes.values()))
+    return _estimate(compute, mem, profile.launch_overhead_us, flops, sum(reads.values()) + sum(writes.values()))
 
 
 def estimate_memory_op(reads: dict, writes: dict, flops: float, profile, memory: MemoryModel) -> Estimate:
     """An op we know only by its operands (fallbacks): memory-bound at full parallelism."""
     mem = memory.seconds(reads, writes, 1.0)
     compute = flops / profile.peak_flops("fp32", matrix=False)
-    return _estimate(compute, mem, profile, flops, sum(reads.values()) + sum(writes.values()))
+    return _estimate(compute, mem, profile.launch_overhead_us, flops, sum(reads.values()) + sum(writes.values()))
 
 
-def _estimate(compute_s: float, memory_s: float, profile, flops: float, nbytes: float) -> Estimate:
-    launch = profile.launch_overhead_us
+def _estimate(compute_s: float, memory_s: float, launch: float, flops: float, nbytes: float) -> Estimate:
     compute_us, memory_us = compute_s * 1e6, memory_s * 1e6
     return Estimate(max(compute_us, memory_us) + launch, compute_us, memory_us, launch, flops, nbytes)
 

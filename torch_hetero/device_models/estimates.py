@@ -19,7 +19,9 @@ def estimate_graph(graph: GraphLowering, steps: list, profile) -> list:
     """One Estimate per step of ``steps`` (Kernel or ExternCall)."""
     hints = graph.size_hints
     storage = _storage(graph)
-    memory = MemoryModel(profile)
+    inputs = {value.name: storage[value.name][0] * storage[value.name][1].itemsize
+              for kind, value, _ in graph.placeholders if kind == "tensor"}
+    memory = MemoryModel(profile, {name: _value(n, hints) for name, n in inputs.items()})
     out = []
     for step in steps:
         work = step.work

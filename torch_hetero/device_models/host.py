@@ -23,9 +23,7 @@ MAX_FREQ = "/sys/devices/system/cpu/cpu0/cpufreq/cpuinfo_max_freq"
 CGROUP_MEMORY = "/sys/fs/cgroup/memory.max"
 
 # Estimates for what is neither detected nor measured.
-L2_BYTES_PER_CYCLE = 32    # sustained L2 bandwidth per core
-LLC_BYTES_PER_CYCLE = 16   # sustained L3 bandwidth per core, all cores together
-LAUNCH_US = 3.0            # OpenMP fork/join of a parallel region: a few µs
+LAUNCH_US = 2.5            # a parallel kernel: ctypes call + OpenMP fork/join (measured ~2.5-3 µs, 2 cores)
 WATTS_PER_CORE = 6.0       # a server socket's share: Xeon 8480+ is 350 W for 56 cores
 DEFAULT_CLOCK_GHZ = 2.0
 DEFAULT_L2_BYTES = 2**20
@@ -43,27 +41,22 @@ def host_table() -> dict:
     info, model, cores, flags = _identity()
     simd, isa = _simd(flags)
     amx = "amx_bf16" in flags
-    measured = calibrate.load(model, cores, amx)
-    assumed = ["local_sram_gbps", "llc_gbps", "launch_overhead_us", "tdp_w"]
-
+    assumed = ["launch_overhead_us", "tdp_w"]
     clock = _clock_ghz(info)
     if clock is None:
         clock = DEFAULT_CLOCK_GHZ
         assumed.append("clock_ghz")
-    l2, llc = _caches()
-    if l2 is None:
-        l2 = DEFAULT_L2_BYTES
-        assumed.append("local_sram_bytes")
-    if llc is None:
-        llc = DEFAULT_LLC_BYTES
-        assumed.append("llc_bytes")
+    l2, llc, defaulted = _cache_sizes()
+    assumed += defaulted
+    measured = calibrate.load(model, cores, amx, l2, llc)
     matrix = {"bf16": measured["bf16_tflops"]} if amx else {}
     return {
         "name": "cpu",
         "description": f"this host: {model}, {cores} cores, {isa}",
         "codegen": "cpp",
         "sources": [f"detected: {CPUINFO}, {CACHES}, {MEMINFO}",
-                    "measured: torch_hetero.device_models.calibrate (copy bandwidth, matmul FLOP/s)"],
+                    "measured: torch_hetero.device_models.calibrate (copy bandwidth per cache level, "
+                    "effective LLC size, matmul FLOP/s)"],
         "assumed": sorted(assumed),
         "compute": {
             "units": cores, "clock_ghz": clock, "simd_width": simd,
@@ -72,8 +65,8 @@ def host_table() -> dict:
             "peak_tflops_vector": {"fp32": measured["fp32_tflops"]},  # sgemm: the FMA units' best rate
         },
         "memory": {
-            "local_sram_kib": l2 / 2**10, "local_sram_gbps": L2_BYTES_PER_CYCLE * clock,
-            "llc_mib": llc / 2**20, "llc_gbps": LLC_BYTES_PER_CYCLE * clock * cores,
+            "local_sram_kib": l2 / 2**10, "local_sram_gbps": measured["local_sram_gbps"],
+            "llc_mib": measured["llc_bytes"] / 2**20, "llc_gbps": measured["llc_gbps"],
             "dram_gib": _memory_bytes() / 2**30, "dram_gbps": measured["dram_gbps"],
         },
         "runtime": {"launch_overhead_us": LAUNCH_US},
@@ -85,11 +78,14 @@ def recalibrate() -> str:
     """Measure this host again (``python -m torch_hetero calibrate``); the figures, as text."""
     _, model, cores, flags = _identity()
     start = time.perf_counter()
-    figures = calibrate.load(model, cores, "amx_bf16" in flags, force=True)
+    l2, llc, _ = _cache_sizes()
+    figures = calibrate.load(model, cores, "amx_bf16" in flags, l2, llc, force=True)
     seconds = time.perf_counter() - start
     host_profile.cache_clear()
     lines = [f"cpu: {model}, {cores} cores, {_simd(flags)[1]}, {torch.get_num_threads()} torch threads",
              f"  memory bandwidth  {figures['dram_gbps']:.4g} GB/s  (copy of {calibrate.COPY_BYTES >> 20} MiB)",
+             f"  last-level cache  {figures['llc_gbps']:.4g} GB/s, {figures['llc_bytes'] / 2**20:.4g} MiB effective",
+             f"  L2, one core      {figures['local_sram_gbps']:.4g} GB/s",
              f"  fp32 matmul       {figures['fp32_tflops']:.4g} TFLOP/s  ({calibrate.MATMUL_N}x{calibrate.MATMUL_N})"]
     if "bf16_tflops" in figures:
         lines.append(f"  bf16 matmul       {figures['bf16_tflops']:.4g} TFLOP/s  (AMX)")
@@ -145,6 +141,13 @@ def _clock_ghz(info: dict):
         return float(info["cpu MHz"]) / 1e3
     except (KeyError, ValueError):
         return None
+
+
+def _cache_sizes() -> tuple:
+    """(L2 bytes per core, last-level cache bytes, the profile fields left at a default)."""
+    l2, llc = _caches()
+    defaulted = ["local_sram_bytes"] if l2 is None else []
+    return l2 or DEFAULT_L2_BYTES, llc or DEFAULT_LLC_BYTES, defaulted
 
 
 def _caches() -> tuple:

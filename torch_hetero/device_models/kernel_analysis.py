@@ -3,7 +3,9 @@
 Re-runs a node's inner function under a counting ``ops`` handler (the same trick codegen
 uses), once, on symbolic indices; counts scale by the iteration count.  Bytes are the
 distinct elements each buffer's loads can touch — a broadcast operand is read once, not once
-per output element — capped by the buffer's size."""
+per output element — capped by the buffer's size.  Loads whose index steps by more than one
+element along the innermost loop are counted apart (``strided``): each such access costs a
+whole cache line or memory sector, which is what makes a transposing copy slow."""
 from __future__ import annotations
 
 import dataclasses
@@ -16,12 +18,22 @@ from ..codegen.cpp import parallel_iterations
 from ..virtualized import set_ops_handler
 
 # One transcendental evaluation: its cost in vector FLOPs on vector targets, and in cycles of
-# a scalar libm call on the host C++ target (glibc, measured order of magnitude on x86-64).
+# a scalar libm call on the host C++ target.  The cycles were measured for float arguments
+# drawn from N(0, 1), glibc 2.3x, g++ -O3 -march=native -fno-math-errno, on a Xeon (Sapphire
+# Rapids class) at 2.1 GHz; glibc's cost depends on the argument (erf: 8 cycles near 0, 23 at
+# |x| ~ 2), so these are typical values, not bounds.
 TRANSCENDENTAL_FLOPS = 8
-SCALAR_CALL_CYCLES = {"exp": 8, "exp2": 8, "expm1": 12, "log": 10, "log2": 10, "log10": 12, "log1p": 14,
-                      "sigmoid": 10, "sin": 12, "cos": 12, "tan": 25, "asin": 25, "acos": 25, "atan": 25,
-                      "sinh": 30, "cosh": 30, "tanh": 40, "asinh": 40, "acosh": 40, "atanh": 40,
-                      "erf": 40, "erfc": 40, "pow": 40, "atan2": 40, "lgamma": 60}
+SCALAR_CALL_CYCLES = {"exp": 8, "exp2": 9, "expm1": 25, "log": 11, "log2": 11, "log10": 21, "log1p": 24,
+                      "sigmoid": 10, "sin": 11, "cos": 10, "tan": 33, "asin": 13, "acos": 14, "atan": 19,
+                      "sinh": 39, "cosh": 25, "tanh": 40, "asinh": 37, "acosh": 32, "atanh": 35,
+                      "erf": 23, "erfc": 23, "pow": 19, "atan2": 40, "lgamma": 30}
+# Reductions the host code cannot vectorize (NaN-propagating max/min, arg-reductions, any/all)
+# form one dependency chain per output: cycles per reduced element (measured as above).
+SERIAL_COMBINE_CYCLES = 3
+# A load whose index divides or takes the remainder of the innermost loop variable (a view
+# across a reshape) is computed per element in scalar code: cycles per element.
+DIVMOD_INDEX_CYCLES = 2
+_VECTOR_REDUCTIONS = {"sum", "prod"}
 _TRANSCENDENTAL = set(SCALAR_CALL_CYCLES)  # sqrt/rsqrt are vector instructions
 _FREE = {"load", "store", "constant", "index_expr", "to_dtype", "masked", "indirect_indexing"}
 
@@ -30,12 +42,14 @@ _FREE = {"load", "store", "constant", "index_expr", "to_dtype", "masked", "indir
 class KernelCost:
     flops: float
     transcendentals: float  # evaluations of exp/log/sin/erf/...: their cost depends on the target
-    scalar_call_cycles: float  # their total cost as scalar libm calls, in core cycles
+    scalar_call_cycles: float  # their cost as scalar libm calls (and div/mod indexing), in core cycles
     reads: dict            # buffer name → bytes read
     writes: dict           # buffer name → bytes written
     parallel_chunks: int   # iterations the host's OpenMP loop splits across cores (1: serial)
     outputs: float = 1.0   # elements written: what a GPU-style target splits into blocks
     reduction: bool = False
+    strided: dict = dataclasses.field(default_factory=dict)  # name → elements loaded with a non-unit innermost stride
+    serial_combines: float = 0.0  # reduced elements combined in a serial chain (host: not vectorized)
 
     @property
     def bytes(self) -> float:
@@ -50,8 +64,12 @@ class _Value:
 
 
 class CountingOps:
-    def __init__(self, ranges: dict):
+    def __init__(self, ranges: dict, innermost, hints: dict):
         self.ranges = ranges
+        self.innermost = innermost     # the loop variable of the innermost loop (None: no loop)
+        self.hints = hints
+        self.strided: dict = {}        # name → distinct elements loaded with a non-unit stride
+        self.divmod_loads = 0          # loads per iteration whose index divides the innermost variable
         self.ops = 0
         self.transcendentals = 0
         self.call_cycles = 0
@@ -65,10 +83,24 @@ class CountingOps:
         return count
 
     def load(self, name, index, dtype):
+        index = symbolic.simplify_index(sympy.sympify(index), self.ranges)
         touched = self._touched(index)
         previous = self.loads.get(name, (0, dtype))[0]
         self.loads[name] = (sympy.Max(previous, touched) if previous != 0 else touched, dtype)
+        if abs(self._innermost_stride(index)) > 1:
+            self.strided[name] = touched
+        elif any(self.innermost in f.free_symbols for f in index.atoms(symbolic.FloorDiv, symbolic.ModularIndexing)):
+            self.divmod_loads += 1
         return _Value(dtype)
+
+    def _innermost_stride(self, index) -> int:
+        """How far (in elements) consecutive iterations of the innermost loop move ``index``."""
+        index = sympy.sympify(index)
+        if self.innermost is None or self.innermost not in index.free_symbols:
+            return 0
+        origin = {s: 0 for s in index.free_symbols if s not in self.hints}
+        step = (index.subs({**origin, self.innermost: 1}) - index.subs(origin)).subs(self.hints)
+        return int(step) if step.is_number else 0
 
     def store(self, name, index, value, dtype):
         return None
@@ -109,14 +141,15 @@ def analyze(buffer: ir.ComputedBuffer, storage: dict, hints: dict) -> KernelCost
     data = buffer.data
     index = symbolic.index_symbols("i", len(data.ranges))
     ranges = dict(zip(index, data.ranges))
-    counter = CountingOps(ranges)
+    rindex = symbolic.index_symbols("r", len(getattr(data, "reduction_ranges", ())))
+    ranges.update(zip(rindex, getattr(data, "reduction_ranges", ())))
+    loops = [var for var in list(index) + list(rindex) if ranges[var] != 1]
+    counter = CountingOps(ranges, loops[-1] if loops else None, hints)
     with set_ops_handler(counter):
         if isinstance(data, ir.Pointwise):
             data.inner_fn(list(index))
             iterations = symbolic.product(data.ranges)
         else:
-            rindex = symbolic.index_symbols("r", len(data.reduction_ranges))
-            ranges.update(zip(rindex, data.reduction_ranges))
             data.inner_fn(list(index), list(rindex))
             counter.ops += 1  # the combine step
             iterations = symbolic.product(list(data.ranges) + list(data.reduction_ranges))
@@ -128,6 +161,11 @@ def analyze(buffer: ir.ComputedBuffer, storage: dict, hints: dict) -> KernelCost
         reads[name] = min(evaluate(touched), evaluate(numel), total) * dtype.itemsize
     out_numel = evaluate(symbolic.product(data.ranges))
     writes = {buffer.name: out_numel * buffer.get_dtype().itemsize}
+    strided = {name: min(evaluate(touched), total) for name, touched in counter.strided.items()}
     chunks = int(evaluate(parallel_iterations(data)))
-    return KernelCost(counter.ops * total, counter.transcendentals * total, counter.call_cycles * total,
-                      reads, writes, max(chunks, 1), out_numel, isinstance(data, ir.Reduction))
+    reduction = isinstance(data, ir.Reduction)
+    vector = reduction and data.reduction_type in _VECTOR_REDUCTIONS and data.dtype.is_floating_point
+    scalar_cycles = (counter.call_cycles + counter.divmod_loads * DIVMOD_INDEX_CYCLES) * total
+    return KernelCost(counter.ops * total, counter.transcendentals * total, scalar_cycles,
+                      reads, writes, max(chunks, 1), out_numel, reduction, strided,
+                      total if reduction and not vector else 0.0)
