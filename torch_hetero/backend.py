@@ -37,12 +37,10 @@ def collect_compiled_graphs():
 def hetero_backend(gm: torch.fx.GraphModule, example_inputs, options=None, mode=None):
     opts = options_mod.resolve(options, mode)
     sink = getattr(_collectors, "sink", None)
-    # estimates are for reports; plain compiles skip them (and the host calibration)
-    profile = opts.profile if sink is not None else None
 
     def compiler_for(kind):
         def compile_fn(graph_module, _example_inputs):
-            return _compile_or_fall_back(graph_module, kind, opts, profile, sink)
+            return _compile_or_fall_back(graph_module, kind, opts, sink)
         return compile_fn
 
     backend = aot_autograd(fw_compiler=compiler_for("forward"), bw_compiler=compiler_for("backward"),
@@ -52,9 +50,10 @@ def hetero_backend(gm: torch.fx.GraphModule, example_inputs, options=None, mode=
     return backend(gm, example_inputs)
 
 
-def _compile_or_fall_back(gm, kind: str, opts, profile, sink):
+def _compile_or_fall_back(gm, kind: str, opts, sink):
     try:
-        compiled = compile_graph(gm, name=kind, profile=profile)
+        # whole-graph estimates are for reports: plain compiles skip them
+        compiled = compile_graph(gm, opts.profile, name=kind, estimate=sink is not None)
     except Exception as error:  # any failure: eager for this graph, or raise in strict mode
         if opts.strict:
             raise HeteroCompileError(f"torch_hetero could not compile the {kind} graph: {error}") from error
@@ -63,5 +62,5 @@ def _compile_or_fall_back(gm, kind: str, opts, profile, sink):
                       "Pass options={'strict': True} to raise instead.", stacklevel=2)
         return make_boxed_func(gm.forward)
     if sink is not None:
-        sink.append((kind, compiled, profile.name))  # profile is set whenever sink is
+        sink.append((kind, compiled, opts.profile.name))
     return compiled

@@ -39,12 +39,13 @@ class CompiledGraph:
         return self.call(args)
 
 
-def compile_graph(gm: torch.fx.GraphModule, name: str = "graph", profile=None) -> CompiledGraph:
-    """``profile``: the DeviceProfile whose cost model estimates each step (None: no estimates)."""
+def compile_graph(gm: torch.fx.GraphModule, profile, name: str = "graph", estimate: bool = True) -> CompiledGraph:
+    """``profile``: the target DeviceProfile; its device model plans the kernels and (with
+    ``estimate``) estimates every step."""
     graph = GraphLowering(gm).run()
-    kernels = scheduler.kernels_of(graph)
+    kernels = scheduler.kernels_of(graph, profile)
     for kernel in kernels:
-        rendered = render_kernel(kernel.name, kernel.buffer)
+        rendered = render_kernel(kernel.name, kernel.group)
         kernel.source, kernel.origins = rendered.source, rendered.origins
         kernel.buffer_args, kernel.symbol_args = rendered.buffer_args, rendered.symbol_args
     steps = scheduler.plan_memory(graph, kernels)
@@ -53,7 +54,7 @@ def compile_graph(gm: torch.fx.GraphModule, name: str = "graph", profile=None) -
     call = _load(cpp_source if kernels else None, wrapper_source, kernels, graph.constants)
     externs = [s.work for s in steps if not isinstance(s.work, scheduler.Kernel)]
     estimates = {}
-    if profile is not None:
+    if estimate:
         estimates = {id(s.work): e for s, e in zip(steps, estimate_graph(graph, steps, profile))}
     code = {f"{name}.py": wrapper_source}
     if kernels:

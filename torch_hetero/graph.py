@@ -185,6 +185,13 @@ class GraphLowering:
             return self.realize(value, layout)
         return value
 
+    def storage(self) -> dict:
+        """Buffer name → (elements of storage, dtype) for every buffer the graph knows."""
+        buffers = [value for kind, value, _ in self.placeholders if kind == "tensor"]
+        for node in self.nodes:
+            buffers += [node] if isinstance(node, ir.ComputedBuffer) else [b for b in node.outputs if b]
+        return {b.name: (b.layout.storage_extent(), b.get_dtype()) for b in buffers}
+
     def size_symbols(self) -> set:
         symbols = set()
         for kind, value, _ in self.placeholders:

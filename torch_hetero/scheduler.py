@@ -1,21 +1,21 @@
-"""Turns the lowered graph into an execution plan: Kernel records (what each generated kernel
-computes and which ATen ops it fused) interleaved with extern calls, plus the memory plan
-(when each buffer dies, and which dead buffer a new one reuses)."""
+"""Turns the lowered graph into an execution plan: Kernel records (the nodes each generated
+kernel computes, as grouped by ``fusion``, and which ATen ops it fused) interleaved with
+extern calls, plus the memory plan (when each buffer dies, and which dead buffer a new one
+reuses)."""
 from __future__ import annotations
 
 import collections
 import dataclasses
-from typing import Optional
-
-from . import ir
+from . import fusion, ir
 from .graph import ExternCall, GraphLowering
+from .loop_nest import Group
 
 
 @dataclasses.dataclass
 class Kernel:
     """One generated kernel.  ``origins`` and ``source`` are filled in by codegen."""
     name: str
-    buffer: ir.ComputedBuffer
+    group: Group
     target: str = "cpp"
     origins: list = dataclasses.field(default_factory=list)
     source: str = ""
@@ -23,28 +23,44 @@ class Kernel:
     symbol_args: list = dataclasses.field(default_factory=list)
 
     @property
+    def buffers(self) -> list:
+        """The ComputedBuffers this kernel writes to memory."""
+        return self.group.stored
+
+    @property
     def reads(self) -> list:
-        return [b for b in self.buffer_args if b != self.buffer.name]
+        written = {b.name for b in self.buffers}
+        return [b for b in self.buffer_args if b not in written]
 
 
 @dataclasses.dataclass
 class Step:
     work: "Kernel | ExternCall"
-    reuses: Optional[str] = None                          # allocate by taking this dead buffer
-    frees: list = dataclasses.field(default_factory=list)  # buffers dead after this step
+    reuses: dict = dataclasses.field(default_factory=dict)  # new buffer → the dead buffer it takes
+    frees: list = dataclasses.field(default_factory=list)   # buffers dead after this step
 
 
-def kernels_of(graph: GraphLowering) -> list:
-    return [Kernel(f"kernel{k}", node) for k, node in
-            enumerate(n for n in graph.nodes if isinstance(n, ir.ComputedBuffer))]
+def kernels_of(graph: GraphLowering, profile) -> list:
+    """The graph's ComputedBuffers grouped into kernels, as the device model decides."""
+    pinned = _pinned(graph, _alias_bases(graph))
+    groups = fusion.group_nodes(graph, profile, graph.storage(), _reader_counts(graph), pinned)
+    return [Kernel(f"kernel{k}", group) for k, group in enumerate(groups)]
 
 
 def plan_memory(graph: GraphLowering, kernels: list) -> list:
     """Steps in execution order with frees and reuse.  Needs each kernel's ``reads``."""
-    by_buffer = {k.buffer.name: k for k in kernels}
-    steps = [Step(by_buffer[n.name] if isinstance(n, ir.ComputedBuffer) else n) for n in graph.nodes]
-    pinned = {v.buffer.name for v in graph.outputs if isinstance(v, ir.StridedValue)}
+    by_node = {n.name: k for k in kernels for n in k.group.nodes}
+    steps, placed = [], set()
+    for node in graph.nodes:
+        if isinstance(node, ir.ComputedBuffer):
+            kernel = by_node[node.name]
+            if kernel.name not in placed:
+                placed.add(kernel.name)
+                steps.append(Step(kernel))
+        else:
+            steps.append(Step(node))
     aliases = _alias_bases(graph)
+    pinned = _pinned(graph, aliases)
     owned = _owned(graph)
 
     last_use: dict[str, int] = {}
@@ -54,8 +70,6 @@ def plan_memory(graph: GraphLowering, kernels: list) -> list:
     # a buffer viewed by a fallback output lives as long as that view
     for view, bases in aliases.items():
         for base in bases:
-            if view in pinned:
-                pinned.add(base)
             if view in last_use:
                 last_use[base] = max(last_use.get(base, -1), last_use[view])
 
@@ -70,15 +84,15 @@ def plan_memory(graph: GraphLowering, kernels: list) -> list:
     free_pool: list = []  # (layout, name) of dead computed buffers
     for position, step in enumerate(steps):
         if isinstance(step.work, Kernel):
-            layout = step.work.buffer.layout
-            for i, (pooled_layout, name) in enumerate(free_pool):
-                if pooled_layout == layout:
-                    step.reuses = name
-                    del free_pool[i]
-                    break
+            for buffer in step.work.buffers:
+                for i, (pooled_layout, name) in enumerate(free_pool):
+                    if pooled_layout == buffer.layout:
+                        step.reuses[buffer.name] = name
+                        del free_pool[i]
+                        break
         step.frees = dying[position]
         free_pool += [(owned[n].layout, n) for n in step.frees if isinstance(owned[n], ir.ComputedBuffer)]
-    reused = {step.reuses for step in steps if step.reuses}
+    reused = {name for step in steps for name in step.reuses.values()}
     for step in steps:  # a reused buffer is handed over, not deleted
         step.frees = [name for name in step.frees if name not in reused]
     return steps
@@ -95,8 +109,27 @@ def _reads(step: Step) -> list:
 
 def _writes(step: Step) -> list:
     if isinstance(step.work, Kernel):
-        return [step.work.buffer.name]
+        return [b.name for b in step.work.buffers]
     return [b.name for b in step.work.outputs if b is not None]
+
+
+def _pinned(graph: GraphLowering, aliases: dict) -> set:
+    """Buffers that outlive the graph: its outputs, and what fallback outputs among them view."""
+    pinned = {v.buffer.name for v in graph.outputs if isinstance(v, ir.StridedValue)}
+    return pinned | {base for view, bases in aliases.items() if view in pinned for base in bases}
+
+
+def _reader_counts(graph: GraphLowering) -> dict:
+    """Buffer name → how many nodes (computed or extern) read it."""
+    counts: dict = collections.Counter()
+    for node in graph.nodes:
+        names: list = []
+        if isinstance(node, ir.ComputedBuffer):
+            names = fusion.loaded_buffers(node)
+        else:
+            _collect((node.args, node.kwargs), names)
+        counts.update(set(names))
+    return counts
 
 
 def _collect(tree, out: list) -> None:

@@ -83,6 +83,7 @@ class CppOps:
         self.stores: dict[str, torch.dtype] = {}
         self.symbols: set = set()
         self.ranges: dict = {}          # loop variable → extent, for index simplification
+        self.locals: dict[str, CVar] = {}  # buffers kept in variables (see define_local)
 
     # ---------------------------------------------------------------- plumbing
     def _emit(self, expr: str, dtype: torch.dtype, prefix: str = "tmp") -> CVar:
@@ -107,6 +108,8 @@ class CppOps:
 
     # ---------------------------------------------------------------- memory
     def load(self, name: str, index, dtype):
+        if name in self.locals:
+            return self.locals[name]
         self.loads.setdefault(name, dtype)
         text = f"{name}[{self.index(index)}]"
         if dtype in LOW_PRECISION:
@@ -119,6 +122,17 @@ class CppOps:
         if dtype in LOW_PRECISION:
             text = f"{LOW_PRECISION[dtype][1]}({text})"
         self.lines.append(f"{self.indent}{name}[{self.index(index)}] = {text};")
+
+    def define_local(self, name: str, value: CVar, dtype):
+        """A buffer that never reaches memory: one value per outer iteration, read by the
+        kernel's later nodes.  Rounded to ``dtype`` as a store would be."""
+        text = str(value)
+        if dtype in LOW_PRECISION:
+            text = f"{LOW_PRECISION[dtype][2]}({text})"
+        elif value.dtype != dtype:
+            text = f"static_cast<{compute_ctype(dtype)}>({text})"
+        self.lines.append(f"{self.indent}{compute_ctype(dtype)} {name} = {text};")
+        self.locals[name] = CVar(name, dtype)
 
     def constant(self, value, dtype):
         return CVar(literal(value, dtype), dtype)

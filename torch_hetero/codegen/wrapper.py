@@ -52,13 +52,15 @@ def _bind_symbols(graph: GraphLowering, names: list) -> list:
 def _render_step(step: Step) -> list:
     work = step.work
     if isinstance(work, Kernel):
-        buffer = work.buffer
-        if step.reuses:
-            alloc = [f"{buffer.name} = {step.reuses}; del {step.reuses}"]
-        else:
-            layout = buffer.layout
-            alloc = [f"{buffer.name} = empty_strided({_tuple(layout.size)}, {_tuple(layout.stride)}, "
-                     f"dtype={_dtype(layout.dtype)})"]
+        alloc = []
+        for buffer in work.buffers:
+            if buffer.name in step.reuses:
+                dead = step.reuses[buffer.name]
+                alloc.append(f"{buffer.name} = {dead}; del {dead}")
+            else:
+                layout = buffer.layout
+                alloc.append(f"{buffer.name} = empty_strided({_tuple(layout.size)}, {_tuple(layout.stride)}, "
+                             f"dtype={_dtype(layout.dtype)})")
         args = [f"{b}.data_ptr()" for b in work.buffer_args] + [pexpr(s) for s in work.symbol_args]
         return alloc + [f"{work.name}({', '.join(args)})"]
     return _render_extern(work)

@@ -18,7 +18,7 @@ _MATMULS = {aten.mm.default, aten.addmm.default, aten.bmm.default}
 def estimate_graph(graph: GraphLowering, steps: list, profile) -> list:
     """One Estimate per step of ``steps`` (Kernel or ExternCall)."""
     hints = graph.size_hints
-    storage = _storage(graph)
+    storage = graph.storage()
     inputs = {value.name: storage[value.name][0] * storage[value.name][1].itemsize
               for kind, value, _ in graph.placeholders if kind == "tensor"}
     memory = MemoryModel(profile, {name: _value(n, hints) for name, n in inputs.items()})
@@ -26,18 +26,11 @@ def estimate_graph(graph: GraphLowering, steps: list, profile) -> list:
     for step in steps:
         work = step.work
         if isinstance(work, Kernel):
-            cost = analyze(work.buffer, storage, hints)
-            out.append(estimate_kernel(cost, profile, memory, work.buffer.get_dtype()))
+            cost = analyze(work.group, storage, hints)
+            out.append(estimate_kernel(cost, profile, memory, work.group.nodes[-1].get_dtype()))
         else:
             out.append(_estimate_extern(work, hints, profile, memory))
     return out
-
-
-def _storage(graph: GraphLowering) -> dict:
-    buffers = [value for kind, value, _ in graph.placeholders if kind == "tensor"]
-    for node in graph.nodes:
-        buffers += [node] if isinstance(node, ir.ComputedBuffer) else [b for b in node.outputs if b]
-    return {b.name: (b.layout.storage_extent(), b.get_dtype()) for b in buffers}
 
 
 def _value(expr, hints) -> int:

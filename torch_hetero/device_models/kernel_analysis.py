@@ -14,7 +14,7 @@ import sympy
 import torch
 
 from .. import ir, symbolic
-from ..codegen.cpp import parallel_iterations
+from ..loop_nest import Group, inner_ranges, node_indices
 from ..virtualized import set_ops_handler
 
 # One transcendental evaluation: its cost in vector FLOPs on vector targets, and in cycles of
@@ -135,37 +135,50 @@ class CountingOps:
         return op
 
 
-def analyze(buffer: ir.ComputedBuffer, storage: dict, hints: dict) -> KernelCost:
-    """``storage``: buffer name → (numel, dtype) for every buffer the graph knows;
-    ``hints``: size symbol → example value (for dynamic shapes)."""
-    data = buffer.data
-    index = symbolic.index_symbols("i", len(data.ranges))
-    ranges = dict(zip(index, data.ranges))
-    rindex = symbolic.index_symbols("r", len(getattr(data, "reduction_ranges", ())))
-    ranges.update(zip(rindex, getattr(data, "reduction_ranges", ())))
-    loops = [var for var in list(index) + list(rindex) if ranges[var] != 1]
-    counter = CountingOps(ranges, loops[-1] if loops else None, hints)
-    with set_ops_handler(counter):
-        if isinstance(data, ir.Pointwise):
-            data.inner_fn(list(index))
-            iterations = symbolic.product(data.ranges)
-        else:
-            data.inner_fn(list(index), list(rindex))
-            counter.ops += 1  # the combine step
-            iterations = symbolic.product(list(data.ranges) + list(data.reduction_ranges))
+def analyze(group: Group, storage: dict, hints: dict) -> KernelCost:
+    """Cost of one kernel: a group of nodes in one loop nest (``loop_nest``).  ``storage``:
+    buffer name → (numel, dtype) for every buffer the graph knows; ``hints``: size symbol →
+    example value (for dynamic shapes).  Buffers written inside the kernel are re-read from
+    registers or cache, not memory; ``group.local`` ones are never written."""
     evaluate = lambda e: float(sympy.sympify(e).subs(hints)) if not isinstance(e, (int, float)) else float(e)  # noqa: E731
-    total = evaluate(iterations)
-    reads = {}
-    for name, (touched, dtype) in counter.loads.items():
-        numel, _ = storage.get(name, (touched, dtype))
-        reads[name] = min(evaluate(touched), evaluate(numel), total) * dtype.itemsize
-    out_numel = evaluate(symbolic.product(data.ranges))
-    writes = {buffer.name: out_numel * buffer.get_dtype().itemsize}
-    strided = {name: min(evaluate(touched), total) for name, touched in counter.strided.items()}
-    chunks = int(evaluate(parallel_iterations(data)))
-    reduction = isinstance(data, ir.Reduction)
-    vector = reduction and data.reduction_type in _VECTOR_REDUCTIONS and data.dtype.is_floating_point
-    scalar_cycles = (counter.call_cycles + counter.divmod_loads * DIVMOD_INDEX_CYCLES) * total
-    return KernelCost(counter.ops * total, counter.transcendentals * total, scalar_cycles,
-                      reads, writes, max(chunks, 1), out_numel, reduction, strided,
-                      total if reduction and not vector else 0.0)
+    outer_vars = list(symbolic.index_symbols("o", len(group.outer)))
+    written = set(group.names)
+    flops = transcendentals = scalar_cycles = serial = 0.0
+    reads: dict = {}
+    strided: dict = {}
+    for node in group.nodes:
+        inner = inner_ranges(node, group.outer)
+        inner_vars = list(symbolic.index_symbols("x", len(inner)))
+        ranges = dict(zip(outer_vars + inner_vars, group.outer + inner))
+        loops = outer_vars + inner_vars
+        counter = CountingOps(ranges, loops[-1] if loops else None, hints)
+        index, rindex = node_indices(node, outer_vars, inner_vars)
+        with set_ops_handler(counter):
+            if isinstance(node.data, ir.Pointwise):
+                node.data.inner_fn(index)
+            else:
+                node.data.inner_fn(index, rindex)
+                counter.ops += 1  # the combine step
+        total = evaluate(symbolic.product(group.outer + inner))
+        flops += counter.ops * total
+        transcendentals += counter.transcendentals * total
+        scalar_cycles += (counter.call_cycles + counter.divmod_loads * DIVMOD_INDEX_CYCLES) * total
+        data = node.data
+        if isinstance(data, ir.Reduction) and not (data.reduction_type in _VECTOR_REDUCTIONS
+                                                   and data.dtype.is_floating_point):
+            serial += total
+        for name, (touched, dtype) in counter.loads.items():
+            if name in written:
+                continue
+            numel, _ = storage.get(name, (touched, dtype))
+            reads[name] = max(reads.get(name, 0.0), min(evaluate(touched), evaluate(numel), total) * dtype.itemsize)
+        for name, touched in counter.strided.items():
+            if name not in written:
+                strided[name] = max(strided.get(name, 0.0), min(evaluate(touched), total))
+    writes = {n.name: evaluate(symbolic.product(n.data.ranges)) * n.get_dtype().itemsize for n in group.stored}
+    reduction = any(isinstance(n.data, ir.Reduction) for n in group.nodes)
+    outputs = evaluate(symbolic.product(group.outer)) if reduction else \
+        max(evaluate(symbolic.product(n.data.ranges)) for n in group.nodes)
+    chunks = int(evaluate(group.parallel_iterations()))
+    return KernelCost(flops, transcendentals, scalar_cycles, reads, writes, max(chunks, 1), outputs, reduction,
+                      strided, serial)

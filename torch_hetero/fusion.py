@@ -1,0 +1,168 @@
+"""Which realized nodes run as one kernel, decided by the device model.
+
+Nodes are grouped in execution order (extern calls are barriers).  A group shares one outer
+loop nest — the ``outer`` ranges, run in parallel — and each node runs its own inner loop
+inside it: a reduction over its reduction ranges, a pointwise node over its trailing dims.
+That one shape covers vertical fusion (a pointwise chain; a reduction reading a pointwise
+node's row; softmax's max → sum → normalize, layer norm's mean → var → normalize) and
+horizontal fusion (siblings over the same rows).
+
+A node may join only if everything it reads from the group was written in the same outer
+iteration (no cycles, no change in results), and only if the cost model estimates the fused
+kernel faster than the group and the node apart — launches and bytes saved against
+parallelism lost.  Reductions read only inside their group never reach memory (``local``).
+Every decision, taken or refused, is kept with its reason for ``explain()``."""
+from __future__ import annotations
+
+import collections
+from typing import Optional
+
+import sympy
+
+from . import ir, symbolic
+from .device_models.cost_model import MemoryModel, estimate_kernel
+from .device_models.kernel_analysis import analyze
+from .loop_nest import Group, default_outer, dims, inner_ranges, node_indices, same
+from .virtualized import set_ops_handler
+
+
+def group_nodes(graph, profile, storage: dict, readers: dict, pinned: set) -> list:
+    """Groups of ``graph.nodes``' ComputedBuffers; ``readers``: buffer name → number of
+    nodes reading it; ``pinned``: buffers that must reach memory (graph outputs)."""
+    groups: list = []
+    current: Optional[Group] = None
+    for node in graph.nodes:
+        if not isinstance(node, ir.ComputedBuffer):
+            current = None
+            continue
+        if current is not None:
+            verdict = _try_join(current, node, profile, storage, graph.size_hints)
+            if verdict is None:
+                continue
+            current.decisions.append(f"{node.name} not fused: {verdict}")
+        current = Group([node], default_outer(node), decisions=[])
+        groups.append(current)
+    for group in groups:
+        inside = collections.Counter(name for n in group.nodes for name in set(loaded_buffers(n)))
+        group.local = {n.name for n in group.nodes if isinstance(n.data, ir.Reduction) and n.name not in pinned
+                       and 0 < readers.get(n.name, 0) == inside[n.name]}
+    return groups
+
+
+def _try_join(group: Group, node, profile, storage, hints) -> Optional[str]:
+    """Add ``node`` to ``group`` and return None, or return why not."""
+    outer = _common_outer(group, node)
+    if outer is None:
+        return (f"iterates {_fmt(dims(node.data.ranges))}, the kernel's outer loops are "
+                f"{_fmt(group.outer)}")
+    problem = _dependency_problem(group, node, outer)
+    if problem:
+        return problem
+    apart = _time_us([group.nodes, [node]], group.outer, default_outer(node), profile, storage, hints)
+    fused = _time_us([group.nodes + [node]], outer, None, profile, storage, hints)
+    if fused >= apart:
+        return f"estimated slower fused ({fused:.1f} us vs {apart:.1f} us apart)"
+    shared = _shared_inputs(group, node)
+    how = ("reads " + ", ".join(sorted(shared[1]))) if shared[1] else \
+        ("shares inputs " + ", ".join(sorted(shared[0]))) if shared[0] else "independent"
+    group.nodes.append(node)
+    group.outer = outer
+    group.decisions.append(f"{node.name} fused: {how}; est. {fused:.1f} us vs {apart:.1f} us apart")
+    return None
+
+
+def _common_outer(group: Group, node) -> Optional[tuple]:
+    """Outer ranges every node of the group and ``node`` can share, or None."""
+    candidates = [group.outer]
+    if all(isinstance(n.data, ir.Pointwise) for n in group.nodes):
+        candidates.append(default_outer(node))  # re-split a pointwise group around a reduction
+    for outer in candidates:
+        if all(inner_ranges(n, outer) is not None for n in group.nodes + [node]):
+            return outer
+    return None
+
+
+def _dependency_problem(group: Group, node, outer: tuple) -> Optional[str]:
+    """Why ``node`` reading the group's buffers would see values not yet written, if so."""
+    written = {n.name: n for n in group.nodes}
+    outer_vars = list(symbolic.index_symbols("o", len(outer)))
+    for name, index, ranges in _loads(node, outer, outer_vars):
+        producer = written.get(name)
+        if producer is None:
+            continue
+        inner = inner_ranges(producer, outer)
+        if isinstance(producer.data, ir.Pointwise) and not same(inner, inner_ranges(node, outer)):
+            return f"reads {name} over {_fmt(inner_ranges(node, outer))}, written over {_fmt(inner)}"
+        index_vars, _ = node_indices(producer, outer_vars, list(symbolic.index_symbols("x", len(inner))))
+        stored = producer.layout.index(index_vars)
+        ranges = {**ranges, **dict(zip(outer_vars, outer))}
+        if sympy.expand(symbolic.simplify_index(index, ranges) - symbolic.simplify_index(stored, ranges)) != 0:
+            return f"reads {name} outside the element written in the same iteration"
+    return None
+
+
+class _LoadRecorder:
+    """An ``ops`` handler that only records loads (name, index)."""
+
+    def __init__(self):
+        self.loads: list = []
+        self.indirect = 0
+
+    def load(self, name, index, dtype):
+        self.loads.append((name, sympy.sympify(index)))
+
+    def indirect_indexing(self, value, size):
+        self.indirect += 1
+        return sympy.Symbol(f"indirect{self.indirect}", integer=True)
+
+    def masked(self, mask, body, other, dtype):
+        return body()
+
+    def __getattr__(self, name):
+        return lambda *args: None
+
+
+def _loads(node, outer: tuple, outer_vars: list) -> list:
+    """(buffer, index, inner ranges by variable) of every load of ``node`` in a group."""
+    inner = inner_ranges(node, outer)
+    inner_vars = list(symbolic.index_symbols("x", len(inner)))
+    index, rindex = node_indices(node, outer_vars, inner_vars)
+    recorder = _LoadRecorder()
+    with set_ops_handler(recorder):
+        if isinstance(node.data, ir.Reduction):
+            node.data.inner_fn(index, rindex)
+        else:
+            node.data.inner_fn(index)
+    ranges = dict(zip(inner_vars, inner))
+    return [(name, idx, ranges) for name, idx in recorder.loads]
+
+
+def loaded_buffers(node) -> list:
+    """Names of the buffers ``node`` loads."""
+    outer = default_outer(node)
+    return [name for name, _, _ in _loads(node, outer, list(symbolic.index_symbols("o", len(outer))))]
+
+
+def _time_us(groups: list, outer_first, outer_second, profile, storage, hints) -> float:
+    """Estimated time of ``groups`` (lists of nodes) run one after another as kernels."""
+    memory = MemoryModel(profile)
+    total = 0.0
+    for nodes, outer in zip(groups, [outer_first, outer_second]):
+        group = Group(nodes, outer)
+        group.local = {n.name for n in nodes if isinstance(n.data, ir.Reduction)
+                       and any(n.name in loaded_buffers(m) for m in nodes)}
+        cost = analyze(group, storage, hints)
+        total += estimate_kernel(cost, profile, memory, nodes[-1].get_dtype()).time_us
+    return total
+
+
+def _shared_inputs(group: Group, node) -> tuple:
+    """(inputs both read, group buffers ``node`` reads)."""
+    mine = set(loaded_buffers(node))
+    written = set(group.names)
+    theirs = {name for member in group.nodes for name in loaded_buffers(member)}
+    return (mine & theirs) - written, mine & written
+
+
+def _fmt(ranges) -> str:
+    return "(" + ", ".join(str(r) for r in ranges) + ")"
