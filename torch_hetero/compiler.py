@@ -13,7 +13,7 @@ import torch
 from . import scheduler, symbolic
 from .codegen.cpp import render_kernel
 from .codegen.wrapper import render_wrapper
-from .device_models.estimates import estimate_graph
+from .device_models.estimates import estimate_graph, matmul_tiling, plan_kernels
 from .graph import GraphLowering
 from .runtime import cpp_build
 
@@ -27,6 +27,7 @@ class CompiledGraph:
     kernels: list
     externs: list                  # ExternCall records (matmul/conv and fallbacks)
     estimates: dict                # id(Kernel or ExternCall) → Estimate on the target profile
+    tilings: dict                  # id(Kernel or matmul ExternCall) → its tiling on the target profile
     fallbacks: collections.Counter
     code: dict                     # "<graph>.cpp" / "<graph>.py" → source
 
@@ -44,6 +45,7 @@ def compile_graph(gm: torch.fx.GraphModule, profile, name: str = "graph", estima
     ``estimate``) estimates every step."""
     graph = GraphLowering(gm).run()
     kernels = scheduler.kernels_of(graph, profile)
+    plan_kernels(graph, kernels, profile)
     for kernel in kernels:
         rendered = render_kernel(kernel.name, kernel.group)
         kernel.source, kernel.origins = rendered.source, rendered.origins
@@ -53,13 +55,15 @@ def compile_graph(gm: torch.fx.GraphModule, profile, name: str = "graph", estima
     wrapper_source = render_wrapper(graph, steps)
     call = _load(cpp_source if kernels else None, wrapper_source, kernels, graph.constants)
     externs = [s.work for s in steps if not isinstance(s.work, scheduler.Kernel)]
+    tilings = {id(k): k.tiling for k in kernels}
+    tilings.update((id(call), matmul_tiling(call, graph.size_hints, profile)) for call in externs)
     estimates = {}
     if estimate:
         estimates = {id(s.work): e for s, e in zip(steps, estimate_graph(graph, steps, profile))}
     code = {f"{name}.py": wrapper_source}
     if kernels:
         code[f"{name}.cpp"] = cpp_source
-    return CompiledGraph(call, kernels, externs, estimates, graph.fallback_counts, code)
+    return CompiledGraph(call, kernels, externs, estimates, tilings, graph.fallback_counts, code)
 
 
 def _load(cpp_source, wrapper_source: str, kernels: list, constants: dict):

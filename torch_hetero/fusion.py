@@ -29,6 +29,7 @@ from .virtualized import set_ops_handler
 def group_nodes(graph, profile, storage: dict, readers: dict, pinned: set) -> list:
     """Groups of ``graph.nodes``' ComputedBuffers; ``readers``: buffer name → number of
     nodes reading it; ``pinned``: buffers that must reach memory (graph outputs)."""
+    planner = _Planner(profile, storage, graph.size_hints)
     groups: list = []
     current: Optional[Group] = None
     for node in graph.nodes:
@@ -36,39 +37,71 @@ def group_nodes(graph, profile, storage: dict, readers: dict, pinned: set) -> li
             current = None
             continue
         if current is not None:
-            verdict = _try_join(current, node, profile, storage, graph.size_hints)
+            verdict = planner.try_join(current, node)
             if verdict is None:
                 continue
             current.decisions.append(f"{node.name} not fused: {verdict}")
         current = Group([node], default_outer(node), decisions=[])
         groups.append(current)
     for group in groups:
-        inside = collections.Counter(name for n in group.nodes for name in set(loaded_buffers(n)))
+        inside = collections.Counter(name for n in group.nodes for name in set(planner.loaded(n)))
         group.local = {n.name for n in group.nodes if isinstance(n.data, ir.Reduction) and n.name not in pinned
                        and 0 < readers.get(n.name, 0) == inside[n.name]}
     return groups
 
 
-def _try_join(group: Group, node, profile, storage, hints) -> Optional[str]:
-    """Add ``node`` to ``group`` and return None, or return why not."""
-    outer = _common_outer(group, node)
-    if outer is None:
-        return (f"iterates {_fmt(dims(node.data.ranges))}, the kernel's outer loops are "
-                f"{_fmt(group.outer)}")
-    problem = _dependency_problem(group, node, outer)
-    if problem:
-        return problem
-    apart = _time_us([group.nodes, [node]], group.outer, default_outer(node), profile, storage, hints)
-    fused = _time_us([group.nodes + [node]], outer, None, profile, storage, hints)
-    if fused >= apart:
-        return f"estimated slower fused ({fused:.1f} us vs {apart:.1f} us apart)"
-    shared = _shared_inputs(group, node)
-    how = ("reads " + ", ".join(sorted(shared[1]))) if shared[1] else \
-        ("shares inputs " + ", ".join(sorted(shared[0]))) if shared[0] else "independent"
-    group.nodes.append(node)
-    group.outer = outer
-    group.decisions.append(f"{node.name} fused: {how}; est. {fused:.1f} us vs {apart:.1f} us apart")
-    return None
+class _Planner:
+    """Fusion decisions for one graph on one profile, with the per-node work memoized."""
+
+    def __init__(self, profile, storage: dict, hints: dict):
+        self.profile, self.storage, self.hints = profile, storage, hints
+        self._loaded: dict = {}
+        self._costs: dict = {}
+        self._counts: dict = {}   # per-node analysis, shared by every candidate kernel
+
+    def try_join(self, group: Group, node) -> Optional[str]:
+        """Add ``node`` to ``group`` and return None, or return why not."""
+        outer = _common_outer(group, node)
+        if outer is None:
+            return (f"iterates {_fmt(dims(node.data.ranges))}, the kernel's outer loops are "
+                    f"{_fmt(group.outer)}")
+        problem = _dependency_problem(group, node, outer)
+        if problem:
+            return problem
+        apart = self.time_us([(group.nodes, group.outer), ([node], default_outer(node))])
+        fused = self.time_us([(group.nodes + [node], outer)])
+        if fused >= apart:
+            return f"estimated slower fused ({fused:.1f} us vs {apart:.1f} us apart)"
+        mine, written = set(self.loaded(node)), set(group.names)
+        theirs = {name for member in group.nodes for name in self.loaded(member)}
+        how = ("reads " + ", ".join(sorted(mine & written))) if mine & written else \
+            ("shares inputs " + ", ".join(sorted(mine & theirs))) if mine & theirs else "independent"
+        group.nodes.append(node)
+        group.outer = outer
+        group.decisions.append(f"{node.name} fused: {how}; est. {fused:.1f} us vs {apart:.1f} us apart")
+        return None
+
+    def loaded(self, node) -> list:
+        """Names of the buffers ``node`` loads."""
+        if node.name not in self._loaded:
+            outer = default_outer(node)
+            outer_vars = list(symbolic.index_symbols("o", len(outer)))
+            self._loaded[node.name] = [name for name, _, _ in _loads(node, outer, outer_vars)]
+        return self._loaded[node.name]
+
+    def time_us(self, kernels: list) -> float:
+        """Estimated time of ``kernels`` ((nodes, outer) pairs) run one after another."""
+        memory = MemoryModel(self.profile)
+        total = 0.0
+        for nodes, outer in kernels:
+            key = (tuple(n.name for n in nodes), outer)
+            if key not in self._costs:
+                group = Group(list(nodes), outer)
+                group.local = {n.name for n in nodes if isinstance(n.data, ir.Reduction)
+                               and any(n.name in self.loaded(m) for m in nodes)}
+                self._costs[key] = analyze(group, self.storage, self.hints, self._counts)
+            total += estimate_kernel(self._costs[key], self.profile, memory, nodes[-1].get_dtype()).time_us
+        return total
 
 
 def _common_outer(group: Group, node) -> Optional[tuple]:
@@ -93,7 +126,7 @@ def _dependency_problem(group: Group, node, outer: tuple) -> Optional[str]:
         inner = inner_ranges(producer, outer)
         if isinstance(producer.data, ir.Pointwise) and not same(inner, inner_ranges(node, outer)):
             return f"reads {name} over {_fmt(inner_ranges(node, outer))}, written over {_fmt(inner)}"
-        index_vars, _ = node_indices(producer, outer_vars, list(symbolic.index_symbols("x", len(inner))))
+        index_vars, _ = node_indices(producer, outer_vars, outer, list(symbolic.index_symbols("x", len(inner))))
         stored = producer.layout.index(index_vars)
         ranges = {**ranges, **dict(zip(outer_vars, outer))}
         if sympy.expand(symbolic.simplify_index(index, ranges) - symbolic.simplify_index(stored, ranges)) != 0:
@@ -126,7 +159,7 @@ def _loads(node, outer: tuple, outer_vars: list) -> list:
     """(buffer, index, inner ranges by variable) of every load of ``node`` in a group."""
     inner = inner_ranges(node, outer)
     inner_vars = list(symbolic.index_symbols("x", len(inner)))
-    index, rindex = node_indices(node, outer_vars, inner_vars)
+    index, rindex = node_indices(node, outer_vars, outer, inner_vars)
     recorder = _LoadRecorder()
     with set_ops_handler(recorder):
         if isinstance(node.data, ir.Reduction):
@@ -141,27 +174,6 @@ def loaded_buffers(node) -> list:
     """Names of the buffers ``node`` loads."""
     outer = default_outer(node)
     return [name for name, _, _ in _loads(node, outer, list(symbolic.index_symbols("o", len(outer))))]
-
-
-def _time_us(groups: list, outer_first, outer_second, profile, storage, hints) -> float:
-    """Estimated time of ``groups`` (lists of nodes) run one after another as kernels."""
-    memory = MemoryModel(profile)
-    total = 0.0
-    for nodes, outer in zip(groups, [outer_first, outer_second]):
-        group = Group(nodes, outer)
-        group.local = {n.name for n in nodes if isinstance(n.data, ir.Reduction)
-                       and any(n.name in loaded_buffers(m) for m in nodes)}
-        cost = analyze(group, storage, hints)
-        total += estimate_kernel(cost, profile, memory, nodes[-1].get_dtype()).time_us
-    return total
-
-
-def _shared_inputs(group: Group, node) -> tuple:
-    """(inputs both read, group buffers ``node`` reads)."""
-    mine = set(loaded_buffers(node))
-    written = set(group.names)
-    theirs = {name for member in group.nodes for name in loaded_buffers(member)}
-    return (mine & theirs) - written, mine & written
 
 
 def _fmt(ranges) -> str:

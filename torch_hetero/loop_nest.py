@@ -62,25 +62,55 @@ def default_outer(node: ir.ComputedBuffer) -> tuple:
 
 
 def inner_ranges(node: ir.ComputedBuffer, outer: tuple) -> Optional[tuple]:
-    """The node's inner loop ranges under ``outer``, or None if it does not iterate ``outer``
-    first."""
+    """The node's inner loop ranges under ``outer``, or None if its leading dims do not
+    iterate ``outer`` (each leading dim may span several outer dims: a reshape)."""
     data = node.data
     own = dims(data.ranges)
+    blocks = _cover(own, outer)
+    if blocks is None:
+        return None
     if isinstance(data, ir.Reduction):
-        return dims(data.reduction_ranges) if same(own, outer) else None
-    return own[len(outer):] if len(own) >= len(outer) and same(own[:len(outer)], outer) else None
+        return dims(data.reduction_ranges) if len(blocks) == len(own) else None
+    return own[len(blocks):]
 
 
-def node_indices(node: ir.ComputedBuffer, outer_vars: list, inner_vars: list) -> tuple:
-    """(index, reduction index) of ``node`` with its outer dims on ``outer_vars`` and its
-    inner dims on ``inner_vars``; size-1 dims index 0."""
+def node_indices(node: ir.ComputedBuffer, outer_vars: list, outer: tuple, inner_vars: list) -> tuple:
+    """(index, reduction index) of ``node`` with its leading dims on ``outer_vars`` (a dim
+    spanning several outer dims is their row-major combination) and its inner dims on
+    ``inner_vars``; size-1 dims index 0."""
     data = node.data
-    variables = iter(list(outer_vars) + list(inner_vars))
+    blocks = _cover(dims(data.ranges), outer) or []
+    leading, start = [], 0
+    for count in blocks:
+        combined = sympy.Integer(0)
+        for position in range(start, start + count):
+            combined = combined * outer[position] + outer_vars[position]
+        leading.append(combined)
+        start += count
+    variables = iter(leading + list(inner_vars))
     index = [sympy.Integer(0) if size == 1 else next(variables) for size in data.ranges]
     if not isinstance(data, ir.Reduction):
         return index, []
     variables = iter(inner_vars)
     return index, [sympy.Integer(0) if size == 1 else next(variables) for size in data.reduction_ranges]
+
+
+def _cover(own: tuple, outer: tuple) -> Optional[list]:
+    """How many consecutive ``outer`` dims each leading dim of ``own`` spans, until ``outer``
+    is covered; None when the sizes do not line up."""
+    blocks, j = [], 0
+    for size in own:
+        if j == len(outer):
+            break
+        start, extent = j, sympy.Integer(1)
+        while j < len(outer):
+            extent, j = extent * outer[j], j + 1
+            if sympy.expand(extent - size) == 0:
+                break
+        else:
+            return None
+        blocks.append(j - start)
+    return blocks if j == len(outer) else None
 
 
 def same(a, b) -> bool:

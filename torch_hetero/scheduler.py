@@ -21,6 +21,8 @@ class Kernel:
     source: str = ""
     buffer_args: list = dataclasses.field(default_factory=list)
     symbol_args: list = dataclasses.field(default_factory=list)
+    cost: object = None        # KernelCost, from the device model
+    tiling: object = None      # KernelTiling on the target profile
 
     @property
     def buffers(self) -> list:

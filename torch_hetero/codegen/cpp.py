@@ -39,7 +39,7 @@ def render_kernel(name: str, group: Group) -> CppKernel:
             inner_vars = _loop_vars("x", len(inner))
             ops.ranges.update(zip(inner_vars, inner))
             ops.lines, ops.cse = [], {}
-            index, rindex = node_indices(node, outer_vars, inner_vars)
+            index, rindex = node_indices(node, outer_vars, group.outer, inner_vars)
             if isinstance(node.data, ir.Pointwise):
                 node.data.store_to(node, index)
                 body += _loops(ops, inner, inner_vars, ops.lines)

@@ -140,6 +140,12 @@ def work_chunks(cost: KernelCost, profile) -> int:
     return max(1, int(cost.outputs if cost.reduction else math.ceil(cost.outputs / POINTWISE_BLOCK)))
 
 
+def row_fits(cost: KernelCost, profile) -> bool:
+    """One-pass or looped: does one outer iteration's working set fit a unit's local SRAM?
+    If not, every pass over a row reads it again from the next level."""
+    return cost.row_bytes <= profile.local_sram_bytes
+
+
 def estimate_kernel(cost: KernelCost, profile, memory: MemoryModel, dtype: torch.dtype) -> Estimate:
     """A generated (pointwise / reduction) kernel: vector units, parallel over its work chunks."""
     chunks = work_chunks(cost, profile)
@@ -153,7 +159,9 @@ def estimate_kernel(cost: KernelCost, profile, memory: MemoryModel, dtype: torch
         cycles_per_s = profile.compute_units * efficiency * profile.clock_ghz * 1e9
         compute = vector_flops / peak + cost.scalar_call_cycles / cycles_per_s
         compute += cost.serial_combines * SERIAL_COMBINE_CYCLES / cycles_per_s
-    mem = memory.seconds(cost.reads, cost.writes, efficiency, cost.strided)
+    reads = cost.reads if row_fits(cost, profile) else {
+        name: nbytes + cost.reread.get(name, 0.0) for name, nbytes in cost.reads.items()}
+    mem = memory.seconds(reads, cost.writes, efficiency, cost.strided)
     launch = profile.launch_overhead_us if chunks > 1 or profile.codegen != "cpp" else HOST_CALL_US
     return _estimate(compute, mem, launch, cost.flops, cost.bytes)
 

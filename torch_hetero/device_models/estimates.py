@@ -1,5 +1,6 @@
-"""Estimates for a whole scheduled graph: every kernel and extern call, in execution order
-(the order matters: it decides which buffers are still resident on chip)."""
+"""The device model applied to a scheduled graph: each kernel's cost analysis and tiling,
+each matmul's tile, and estimates for every kernel and extern call in execution order (the
+order matters: it decides which buffers are still resident on chip)."""
 from __future__ import annotations
 
 import sympy
@@ -10,9 +11,25 @@ from ..graph import ExternCall, GraphLowering
 from ..scheduler import Kernel
 from .cost_model import MemoryModel, estimate_kernel, estimate_matmul, estimate_memory_op
 from .kernel_analysis import analyze
+from .tiling import plan_kernel, plan_matmul
 
 aten = torch.ops.aten
 _MATMULS = {aten.mm.default, aten.addmm.default, aten.bmm.default}
+
+
+def plan_kernels(graph: GraphLowering, kernels: list, profile) -> None:
+    """Fill in each kernel's ``cost`` (KernelCost) and ``tiling`` on ``profile``."""
+    storage, memo = graph.storage(), {}
+    for kernel in kernels:
+        kernel.cost = analyze(kernel.group, storage, graph.size_hints, memo)
+        kernel.tiling = plan_kernel(kernel.cost, profile, kernel.cost.reduction)
+
+
+def matmul_tiling(call: ExternCall, hints: dict, profile):
+    """The tile ``profile`` would run this extern matmul with (None: not a matmul, or the
+    host, whose GEMM is ATen's)."""
+    shape = _matmul_shape(call, hints)
+    return plan_matmul(*shape, profile) if shape else None
 
 
 def estimate_graph(graph: GraphLowering, steps: list, profile) -> list:
@@ -26,11 +43,19 @@ def estimate_graph(graph: GraphLowering, steps: list, profile) -> list:
     for step in steps:
         work = step.work
         if isinstance(work, Kernel):
-            cost = analyze(work.group, storage, hints)
-            out.append(estimate_kernel(cost, profile, memory, work.group.nodes[-1].get_dtype()))
+            out.append(estimate_kernel(work.cost, profile, memory, work.group.nodes[-1].get_dtype()))
         else:
             out.append(_estimate_extern(work, hints, profile, memory))
     return out
+
+
+def _matmul_shape(call: ExternCall, hints: dict):
+    """(batch, m, n, k, dtype) of an mm/addmm/bmm call, else None."""
+    if call.op not in _MATMULS:
+        return None
+    a, b = [t for t in call.args if isinstance(t, ir.StridedValue)][-2:]
+    *batch, m, k = [_value(s, hints) for s in a.layout.size]
+    return batch[0] if batch else 1, m, _value(b.layout.size[-1], hints), k, a.get_dtype()
 
 
 def _value(expr, hints) -> int:
@@ -48,11 +73,9 @@ def _estimate_extern(call: ExternCall, hints, profile, memory):
         reads[t.buffer.name] = reads.get(t.buffer.name, 0) + _tensor_bytes(t, hints)
     writes = {b.name: _value(symbolic.product(b.layout.size), hints) * b.get_dtype().itemsize
               for b in call.outputs if b is not None}
-    if call.op in _MATMULS:
-        a, b = tensors[-2], tensors[-1]
-        *batch, m, k = [_value(s, hints) for s in a.layout.size]
-        n = _value(b.layout.size[-1], hints)
-        return estimate_matmul(batch[0] if batch else 1, m, n, k, a.get_dtype(), reads, writes, profile, memory)
+    shape = _matmul_shape(call, hints)
+    if shape:
+        return estimate_matmul(*shape, reads, writes, profile, memory)
     if call.op == aten.convolution.default:  # an implicit GEMM: (N·H·W) × Cout × (Cin/groups·kh·kw)
         out, weight = call.outputs[0], tensors[1]
         channels = _value(out.layout.size[1], hints)

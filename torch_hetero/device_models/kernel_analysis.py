@@ -50,6 +50,10 @@ class KernelCost:
     reduction: bool = False
     strided: dict = dataclasses.field(default_factory=dict)  # name → elements loaded with a non-unit innermost stride
     serial_combines: float = 0.0  # reduced elements combined in a serial chain (host: not vectorized)
+    rows: float = 1.0             # iterations of the kernel's outer loops
+    row_elements: float = 1.0     # the longest inner loop
+    row_bytes: float = 0.0        # what one outer iteration's inner loops touch: the working set
+    reread: dict = dataclasses.field(default_factory=dict)  # name → bytes read again by later passes
 
     @property
     def bytes(self) -> float:
@@ -70,6 +74,7 @@ class CountingOps:
         self.hints = hints
         self.strided: dict = {}        # name → distinct elements loaded with a non-unit stride
         self.divmod_loads = 0          # loads per iteration whose index divides the innermost variable
+        self.moving: set = set()       # buffers whose loads move with the innermost loop
         self.ops = 0
         self.transcendentals = 0
         self.call_cycles = 0
@@ -85,6 +90,8 @@ class CountingOps:
     def load(self, name, index, dtype):
         index = symbolic.simplify_index(sympy.sympify(index), self.ranges)
         touched = self._touched(index)
+        if self.innermost in index.free_symbols:
+            self.moving.add(name)
         previous = self.loads.get(name, (0, dtype))[0]
         self.loads[name] = (sympy.Max(previous, touched) if previous != 0 else touched, dtype)
         if abs(self._innermost_stride(index)) > 1:
@@ -98,6 +105,10 @@ class CountingOps:
         index = sympy.sympify(index)
         if self.innermost is None or self.innermost not in index.free_symbols:
             return 0
+        terms = index.as_coefficients_dict()
+        if all(term == self.innermost or self.innermost not in term.free_symbols for term in terms):
+            step = sympy.sympify(terms.get(self.innermost, 0)).subs(self.hints)
+            return int(step) if step.is_number else 0
         origin = {s: 0 for s in index.free_symbols if s not in self.hints}
         step = (index.subs({**origin, self.innermost: 1}) - index.subs(origin)).subs(self.hints)
         return int(step) if step.is_number else 0
@@ -135,50 +146,94 @@ class CountingOps:
         return op
 
 
-def analyze(group: Group, storage: dict, hints: dict) -> KernelCost:
+@dataclasses.dataclass(frozen=True)
+class _NodeCounts:
+    """One node's share of a kernel: per-iteration counts, its iterations, what it loads."""
+    ops: int
+    transcendentals: int
+    scalar_cycles: float
+    serial: bool
+    iterations: float
+    inner: float     # iterations of its inner loop
+    loads: dict      # name → (bytes it can touch, capped by the buffer)
+    strided: dict    # name → elements loaded with a non-unit innermost stride
+    row_loads: dict  # name → bytes per element, for loads that move with the inner loop
+
+
+def analyze(group: Group, storage: dict, hints: dict, memo: dict | None = None) -> KernelCost:
     """Cost of one kernel: a group of nodes in one loop nest (``loop_nest``).  ``storage``:
     buffer name → (numel, dtype) for every buffer the graph knows; ``hints``: size symbol →
-    example value (for dynamic shapes).  Buffers written inside the kernel are re-read from
-    registers or cache, not memory; ``group.local`` ones are never written."""
-    evaluate = lambda e: float(sympy.sympify(e).subs(hints)) if not isinstance(e, (int, float)) else float(e)  # noqa: E731
-    outer_vars = list(symbolic.index_symbols("o", len(group.outer)))
+    example value (for dynamic shapes); ``memo``: per-node counts kept between calls.
+    Buffers written inside the kernel are re-read from registers or cache, not memory;
+    ``group.local`` ones are never written."""
+    memo = {} if memo is None else memo
     written = set(group.names)
     flops = transcendentals = scalar_cycles = serial = 0.0
     reads: dict = {}
+    passes: dict = {}
     strided: dict = {}
+    row: dict = {}       # buffer → bytes per inner element, for everything a row iteration touches
+    row_elements = 1.0
     for node in group.nodes:
-        inner = inner_ranges(node, group.outer)
-        inner_vars = list(symbolic.index_symbols("x", len(inner)))
-        ranges = dict(zip(outer_vars + inner_vars, group.outer + inner))
-        loops = outer_vars + inner_vars
-        counter = CountingOps(ranges, loops[-1] if loops else None, hints)
-        index, rindex = node_indices(node, outer_vars, inner_vars)
-        with set_ops_handler(counter):
-            if isinstance(node.data, ir.Pointwise):
-                node.data.inner_fn(index)
-            else:
-                node.data.inner_fn(index, rindex)
-                counter.ops += 1  # the combine step
-        total = evaluate(symbolic.product(group.outer + inner))
-        flops += counter.ops * total
-        transcendentals += counter.transcendentals * total
-        scalar_cycles += (counter.call_cycles + counter.divmod_loads * DIVMOD_INDEX_CYCLES) * total
-        data = node.data
-        if isinstance(data, ir.Reduction) and not (data.reduction_type in _VECTOR_REDUCTIONS
-                                                   and data.dtype.is_floating_point):
-            serial += total
-        for name, (touched, dtype) in counter.loads.items():
-            if name in written:
-                continue
-            numel, _ = storage.get(name, (touched, dtype))
-            reads[name] = max(reads.get(name, 0.0), min(evaluate(touched), evaluate(numel), total) * dtype.itemsize)
-        for name, touched in counter.strided.items():
+        key = (node.name, group.outer)
+        if key not in memo:
+            memo[key] = _count(node, group.outer, storage, hints)
+        counts = memo[key]
+        flops += counts.ops * counts.iterations
+        transcendentals += counts.transcendentals * counts.iterations
+        scalar_cycles += counts.scalar_cycles
+        serial += counts.iterations if counts.serial else 0.0
+        row_elements = max(row_elements, counts.inner)
+        row.update(counts.row_loads)
+        if node.name not in group.local and counts.inner > 1:
+            row[node.name] = node.get_dtype().itemsize
+        for name, nbytes in counts.loads.items():
             if name not in written:
-                strided[name] = max(strided.get(name, 0.0), min(evaluate(touched), total))
-    writes = {n.name: evaluate(symbolic.product(n.data.ranges)) * n.get_dtype().itemsize for n in group.stored}
+                reads[name] = max(reads.get(name, 0.0), nbytes)
+                passes[name] = passes.get(name, 0.0) + nbytes
+        for name, elements in counts.strided.items():
+            if name not in written:
+                strided[name] = max(strided.get(name, 0.0), elements)
+    writes = {n.name: _evaluate(symbolic.product(n.data.ranges), hints) * n.get_dtype().itemsize
+              for n in group.stored}
     reduction = any(isinstance(n.data, ir.Reduction) for n in group.nodes)
-    outputs = evaluate(symbolic.product(group.outer)) if reduction else \
-        max(evaluate(symbolic.product(n.data.ranges)) for n in group.nodes)
-    chunks = int(evaluate(group.parallel_iterations()))
+    outputs = _evaluate(symbolic.product(group.outer), hints) if reduction else \
+        max(_evaluate(symbolic.product(n.data.ranges), hints) for n in group.nodes)
+    chunks = int(_evaluate(group.parallel_iterations(), hints))
+    reread = {name: passes[name] - reads[name] for name in reads if passes[name] > reads[name]}
+    rows = _evaluate(symbolic.product(group.outer), hints)
     return KernelCost(flops, transcendentals, scalar_cycles, reads, writes, max(chunks, 1), outputs, reduction,
-                      strided, serial)
+                      strided, serial, rows, row_elements, row_elements * sum(row.values()), reread)
+
+
+def _count(node, outer: tuple, storage: dict, hints: dict) -> _NodeCounts:
+    outer_vars = list(symbolic.index_symbols("o", len(outer)))
+    inner = inner_ranges(node, outer)
+    inner_vars = list(symbolic.index_symbols("x", len(inner)))
+    loops = outer_vars + inner_vars
+    counter = CountingOps(dict(zip(loops, outer + inner)), loops[-1] if loops else None, hints)
+    index, rindex = node_indices(node, outer_vars, outer, inner_vars)
+    data = node.data
+    with set_ops_handler(counter):
+        if isinstance(data, ir.Pointwise):
+            data.inner_fn(index)
+        else:
+            data.inner_fn(index, rindex)
+            counter.ops += 1  # the combine step
+    total = _evaluate(symbolic.product(outer + inner), hints)
+    row_loads = {name: dtype.itemsize for name, (_, dtype) in counter.loads.items()
+                 if name in counter.moving} if inner_vars else {}
+    loads = {}
+    for name, (touched, dtype) in counter.loads.items():
+        numel, _ = storage.get(name, (touched, dtype))
+        loads[name] = min(_evaluate(touched, hints), _evaluate(numel, hints), total) * dtype.itemsize
+    serial = isinstance(data, ir.Reduction) and not (data.reduction_type in _VECTOR_REDUCTIONS
+                                                     and data.dtype.is_floating_point)
+    return _NodeCounts(counter.ops, counter.transcendentals,
+                       (counter.call_cycles + counter.divmod_loads * DIVMOD_INDEX_CYCLES) * total, serial, total,
+                       _evaluate(symbolic.product(inner), hints), loads,
+                       {name: min(_evaluate(t, hints), total) for name, t in counter.strided.items()}, row_loads)
+
+
+def _evaluate(expr, hints: dict) -> float:
+    return float(expr) if isinstance(expr, (int, float)) else float(sympy.sympify(expr).subs(hints))

@@ -1,0 +1,126 @@
+"""Block and tile sizes from the device profile — analytically, in microseconds, with no
+benchmarking.
+
+* A generated kernel (a group of nodes, see ``loop_nest``) gets a reduction strategy from
+  local SRAM: **one-pass** when one outer iteration's working set (``row_bytes``) fits a
+  unit's local SRAM, so later passes over the row re-read it on chip; **looped** when it
+  does not, so each pass streams the row again.  Triton targets also get ``XBLOCK`` (outer
+  iterations per program) and ``RBLOCK`` (row elements per step), powers of two whose tile
+  fits local SRAM and leaves enough programs for every unit; the host C++ target steps
+  through rows one SIMD vector at a time.
+* A matmul gets (BM, BN, BK, stages): multiples of the profile's matrix-instruction shape,
+  staged operand tiles (BM·BK + BK·BN)·bytes·stages within local SRAM, chosen to minimise
+  estimated time including padding waste, wave quantization over the units and pipelining.
+"""
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import math
+from typing import Optional
+
+import torch
+
+from .cost_model import dtype_name, parallel_efficiency, row_fits
+from .kernel_analysis import KernelCost
+
+MAX_PROGRAM_ELEMENTS = 4096    # XBLOCK·RBLOCK a Triton program keeps in registers
+VECTOR_MATMUL_TILE = (16, 16, 8)  # matmuls without a matrix instruction for the dtype: FMA tiles
+MAX_TILE = (256, 256, 128)
+STAGES = (2, 3, 4)
+
+
+@dataclasses.dataclass(frozen=True)
+class KernelTiling:
+    strategy: str        # "pointwise" | "one-pass" | "looped"
+    xblock: int
+    rblock: int
+    working_set: int     # bytes of local SRAM one program's tile needs
+
+    def __str__(self) -> str:
+        return f"{self.strategy} XBLOCK={self.xblock} RBLOCK={self.rblock} tile {_kib(self.working_set)}"
+
+
+@dataclasses.dataclass(frozen=True)
+class MatmulTiling:
+    bm: int
+    bn: int
+    bk: int
+    stages: int
+    smem: int            # bytes of staged operand tiles
+    waves: float         # output tiles / units
+    padding: float       # fraction of the padded work that is waste
+
+    def __str__(self) -> str:
+        return (f"BM={self.bm} BN={self.bn} BK={self.bk} stages={self.stages} smem {_kib(self.smem)}, "
+                f"{self.waves:.2f} waves, {self.padding:.0%} padding")
+
+
+def plan_kernel(cost: KernelCost, profile, reduction: bool) -> KernelTiling:
+    bytes_per_element = max(int(cost.row_bytes / max(cost.row_elements, 1)), 1)
+    one_pass = row_fits(cost, profile)
+    strategy = "pointwise" if not reduction else ("one-pass" if one_pass else "looped")
+    if profile.codegen == "cpp":
+        rblock = profile.simd_width
+        working_set = int(cost.row_bytes) if one_pass else rblock * bytes_per_element
+        return KernelTiling(strategy, 1, rblock, working_set)
+    sram = profile.local_sram_bytes
+    if one_pass:
+        rblock = _pow2_at_least(cost.row_elements)
+    else:
+        rblock = _pow2_at_most(min(sram // bytes_per_element, MAX_PROGRAM_ELEMENTS))
+    rblock = max(min(rblock, MAX_PROGRAM_ELEMENTS), 1)
+    xblock = 1
+    rows_per_unit = max(int(cost.rows // profile.compute_units), 1)
+    while (xblock * 2 <= rows_per_unit and xblock * 2 * rblock <= MAX_PROGRAM_ELEMENTS
+           and xblock * 2 * rblock * bytes_per_element <= sram):
+        xblock *= 2
+    return KernelTiling(strategy, xblock, rblock, xblock * rblock * bytes_per_element)
+
+
+def plan_matmul(batch: int, m: int, n: int, k: int, dtype: torch.dtype, profile) -> Optional[MatmulTiling]:
+    """The best tile for ``profile``, or None on the host (its GEMM is ATen's)."""
+    if profile.codegen == "cpp":
+        return None
+    name = dtype_name(dtype)
+    matrix = name in profile.matrix_shapes  # fp32 stays IEEE (as eager): vector FMAs, not TF32
+    base = tuple(profile.matrix_shapes[name]) if matrix else VECTOR_MATMUL_TILE
+    peak = profile.peak_flops(name if matrix else "fp32", matrix=matrix)
+    itemsize = dtype.itemsize
+    best = None
+    for bm, bn, bk in itertools.product(*(_multiples(b, top) for b, top in zip(base, MAX_TILE))):
+        for stages in STAGES:
+            smem = (bm * bk + bk * bn) * itemsize * stages
+            if smem > profile.local_sram_bytes:
+                continue
+            tiles = batch * math.ceil(m / bm) * math.ceil(n / bn)
+            padded_k = math.ceil(k / bk) * bk
+            padded = 2.0 * tiles * bm * bn * padded_k
+            # a pipeline of ``stages`` hides all but 1 / (2 * stages) of each step's load latency
+            compute = padded / (peak * parallel_efficiency(tiles, profile.compute_units)) / (1 - 0.5 / stages)
+            memory = tiles * (bm + bn) * padded_k * itemsize / (profile.llc_gbps * 1e9)
+            key = (max(compute, memory), stages, -bm * bn, -bk, bm, bn)
+            if best is None or key < best[0]:
+                waste = 1 - 2.0 * batch * m * n * k / padded
+                best = (key, MatmulTiling(bm, bn, bk, stages, smem, tiles / profile.compute_units, waste))
+    return best[1] if best else None
+
+
+def _multiples(base: int, top: int) -> list:
+    out, value = [], base
+    while value <= max(top, base):
+        out.append(value)
+        value *= 2
+    return out
+
+
+def _pow2_at_least(n: float) -> int:
+    return 1 << max(math.ceil(math.log2(max(n, 1))), 0)
+
+
+def _pow2_at_most(n: float) -> int:
+    return 1 << max(int(math.floor(math.log2(max(n, 1)))), 0)
+
+
+def _kib(nbytes: float) -> str:
+    return f"{nbytes / 1024:.4g} KiB"
