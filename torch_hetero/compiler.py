@@ -28,6 +28,7 @@ class CompiledGraph:
     externs: list                  # ExternCall records (matmul/conv and fallbacks)
     estimates: dict                # id(Kernel or ExternCall) → Estimate on the target profile
     tilings: dict                  # id(Kernel or matmul ExternCall) → its tiling on the target profile
+    steps: list                    # scheduler.Step, in execution order
     fallbacks: collections.Counter
     code: dict                     # "<graph>.cpp" / "<graph>.py" → source
 
@@ -63,7 +64,7 @@ def compile_graph(gm: torch.fx.GraphModule, profile, name: str = "graph", estima
     code = {f"{name}.py": wrapper_source}
     if kernels:
         code[f"{name}.cpp"] = cpp_source
-    return CompiledGraph(call, kernels, externs, estimates, tilings, graph.fallback_counts, code)
+    return CompiledGraph(call, kernels, externs, estimates, tilings, steps, graph.fallback_counts, code)
 
 
 def _load(cpp_source, wrapper_source: str, kernels: list, constants: dict):

@@ -71,14 +71,14 @@ class _Planner:
         apart = self.time_us([(group.nodes, group.outer), ([node], default_outer(node))])
         fused = self.time_us([(group.nodes + [node], outer)])
         if fused >= apart:
-            return f"estimated slower fused ({fused:.1f} us vs {apart:.1f} us apart)"
+            return f"estimated slower fused ({fused:.3g} us vs {apart:.3g} us apart)"
         mine, written = set(self.loaded(node)), set(group.names)
         theirs = {name for member in group.nodes for name in self.loaded(member)}
         how = ("reads " + ", ".join(sorted(mine & written))) if mine & written else \
             ("shares inputs " + ", ".join(sorted(mine & theirs))) if mine & theirs else "independent"
         group.nodes.append(node)
         group.outer = outer
-        group.decisions.append(f"{node.name} fused: {how}; est. {fused:.1f} us vs {apart:.1f} us apart")
+        group.decisions.append(f"{node.name} fused: {how}; est. {fused:.3g} us vs {apart:.3g} us apart")
         return None
 
     def loaded(self, node) -> list:

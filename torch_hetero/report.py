@@ -20,6 +20,8 @@ class KernelInfo:
     bytes: Optional[float] = None
     flops: Optional[float] = None
     bound: Optional[str] = None    # "compute" | "memory" | "launch"
+    tiling: str = ""               # strategy and block sizes on the device
+    fusion: tuple = ()             # each fusion decision taken or refused, with its reason
 
 
 @dataclasses.dataclass(frozen=True)
@@ -30,6 +32,7 @@ class ExternInfo:
     bytes: Optional[float] = None
     flops: Optional[float] = None
     bound: Optional[str] = None
+    tiling: str = ""               # a matmul's tile on the device ("" on the host: ATen's GEMM)
 
 
 @dataclasses.dataclass
@@ -40,6 +43,7 @@ class Report:
     code: dict                     # "<graph>.cpp" / "<graph>.py" → generated source
     device: str = "cpu"
     fallback_calls: list = dataclasses.field(default_factory=list)  # ExternInfo per fallback call
+    schedule: str = ""             # the plan as stable text: kernels, nodes, tiling, fusion reasons
 
     @property
     def estimate_us(self) -> Optional[float]:
@@ -58,8 +62,10 @@ class Report:
         for kernel in self.kernels:
             lines.append(f"  {kernel.name:<24} [{kernel.target}] {_cost(kernel)}fuses "
                          f"{', '.join(kernel.aten_ops) or '(copy)'}")
+            lines.append(f"  {'':<24} {kernel.tiling}")
+            lines += [f"  {'':<24} {decision}" for decision in kernel.fusion]
         for extern in self.externs:
-            lines.append(f"  {extern.name:<24} [extern ATen] {_cost(extern)}")
+            lines.append(f"  {extern.name:<24} [extern ATen] {_cost(extern)}{extern.tiling}")
         if self.fallbacks:
             lines.append("  fallbacks (no native lowering; ran the ATen op):")
             lines += [f"    {op}: {count}" for op, count in sorted(self.fallbacks.items())]
@@ -88,7 +94,7 @@ def explain(fn, *args, device=None, **kwargs):
     compiled = torch.compile(fn, backend=backend)
     with collect_compiled_graphs() as graphs:
         compiled(*args, **kwargs)
-    kernels, externs, fallback_calls, code = [], [], [], {}
+    kernels, externs, fallback_calls, code, schedule = [], [], [], {}, []
     fallbacks: collections.Counter = collections.Counter()
     seen: collections.Counter = collections.Counter()
     device_name = None
@@ -98,13 +104,37 @@ def explain(fn, *args, device=None, **kwargs):
         seen[kind] += 1
         for kernel in graph.kernels:
             kernels.append(KernelInfo(f"{prefix}.{kernel.name}", kernel.target, list(kernel.origins),
-                                      **_estimate_fields(graph.estimates.get(id(kernel)))))
+                                      **_estimate_fields(graph.estimates.get(id(kernel))),
+                                      tiling=str(kernel.tiling), fusion=tuple(kernel.group.decisions)))
         for call in graph.externs:
-            info = ExternInfo(f"{prefix}: {call.name}", call.kind, **_estimate_fields(graph.estimates.get(id(call))))
+            tiling = graph.tilings.get(id(call))
+            info = ExternInfo(f"{prefix}: {call.name}", call.kind, **_estimate_fields(graph.estimates.get(id(call))),
+                              tiling=str(tiling) if tiling else "")
             (externs if call.kind == "extern" else fallback_calls).append(info)
+        schedule.append(f"{prefix}:\n{schedule_text(graph)}")
         fallbacks.update(graph.fallbacks)
         code.update({f"{prefix}{name[len(kind):]}": source for name, source in graph.code.items()})
-    return Report(kernels, externs, dict(fallbacks), code, device_name or str(device or "cpu"), fallback_calls)
+    return Report(kernels, externs, dict(fallbacks), code, device_name or str(device or "cpu"), fallback_calls,
+                  "\n".join(schedule))
+
+
+def schedule_text(graph) -> str:
+    """A compiled graph's plan as stable text (the golden tests' form): per kernel its nodes
+    (local ones marked), outer loops, tiling, fused ATen ops and fusion decisions; per
+    extern call its op and, for matmuls, the tile."""
+    lines = []
+    for step in graph.steps:
+        work = step.work
+        tiling = graph.tilings.get(id(work))
+        if hasattr(work, "group"):
+            group = work.group
+            nodes = ", ".join(f"{n.name}{' (local)' if n.name in group.local else ''}" for n in group.nodes)
+            lines.append(f"{work.name}: {nodes}; outer ({', '.join(str(r) for r in group.outer)}); {tiling}")
+            lines.append(f"  fuses {', '.join(work.origins) or '(copy)'}")
+            lines += [f"  {decision}" for decision in group.decisions]
+        else:
+            lines.append(f"{work.kind} {work.name}" + (f": {tiling}" if tiling else ""))
+    return "\n".join(lines)
 
 
 def _estimate_fields(estimate) -> dict:

@@ -185,8 +185,8 @@ def analyze(group: Group, storage: dict, hints: dict, memo: dict | None = None) 
         serial += counts.iterations if counts.serial else 0.0
         row_elements = max(row_elements, counts.inner)
         row.update(counts.row_loads)
-        if node.name not in group.local and counts.inner > 1:
-            row[node.name] = node.get_dtype().itemsize
+        if isinstance(node.data, ir.Pointwise) and counts.inner > 1:
+            row[node.name] = node.get_dtype().itemsize  # it stores a row
         for name, nbytes in counts.loads.items():
             if name not in written:
                 reads[name] = max(reads.get(name, 0.0), nbytes)

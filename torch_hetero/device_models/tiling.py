@@ -24,7 +24,7 @@ import torch
 from .cost_model import dtype_name, parallel_efficiency, row_fits
 from .kernel_analysis import KernelCost
 
-MAX_PROGRAM_ELEMENTS = 4096    # XBLOCK·RBLOCK a Triton program keeps in registers
+MAX_PROGRAM_ELEMENTS = 4096    # XBLOCK·RBLOCK a Triton program steps through at once, if not a whole row
 VECTOR_MATMUL_TILE = (16, 16, 8)  # matmuls without a matrix instruction for the dtype: FMA tiles
 MAX_TILE = (256, 256, 128)
 STAGES = (2, 3, 4)
@@ -65,11 +65,11 @@ def plan_kernel(cost: KernelCost, profile, reduction: bool) -> KernelTiling:
         working_set = int(cost.row_bytes) if one_pass else rblock * bytes_per_element
         return KernelTiling(strategy, 1, rblock, working_set)
     sram = profile.local_sram_bytes
-    if one_pass:
+    if reduction and one_pass:  # the whole row at once: it stays in local SRAM for every pass
         rblock = _pow2_at_least(cost.row_elements)
-    else:
-        rblock = _pow2_at_most(min(sram // bytes_per_element, MAX_PROGRAM_ELEMENTS))
-    rblock = max(min(rblock, MAX_PROGRAM_ELEMENTS), 1)
+    else:  # blocks of a row (pointwise programs split rows; looped reductions step through them)
+        rblock = min(_pow2_at_least(cost.row_elements),
+                     _pow2_at_most(min(sram // bytes_per_element, MAX_PROGRAM_ELEMENTS)))
     xblock = 1
     rows_per_unit = max(int(cost.rows // profile.compute_units), 1)
     while (xblock * 2 <= rows_per_unit and xblock * 2 * rblock <= MAX_PROGRAM_ELEMENTS
