@@ -49,7 +49,8 @@ def compile_graph(gm: torch.fx.GraphModule, profile, name: str = "graph", estima
     plan_kernels(graph, kernels, profile)
     for kernel in kernels:
         rendered = render_kernel(kernel.name, kernel.group)
-        kernel.source, kernel.origins = rendered.source, rendered.origins
+        matmul = [kernel.group.matmul.name.split(".default")[0]] if kernel.group.matmul is not None else []
+        kernel.source, kernel.origins = rendered.source, matmul + rendered.origins
         kernel.buffer_args, kernel.symbol_args = rendered.buffer_args, rendered.symbol_args
     steps = scheduler.plan_memory(graph, kernels)
     cpp_source = _PRELUDE + "\n" + "\n".join(k.source for k in kernels)
@@ -57,7 +58,8 @@ def compile_graph(gm: torch.fx.GraphModule, profile, name: str = "graph", estima
     call = _load(cpp_source if kernels else None, wrapper_source, kernels, graph.constants)
     externs = [s.work for s in steps if not isinstance(s.work, scheduler.Kernel)]
     tilings = {id(k): k.tiling for k in kernels}
-    tilings.update((id(call), matmul_tiling(call, graph.size_hints, profile)) for call in externs)
+    matmuls = externs + [k.group.matmul for k in kernels if k.group.matmul is not None]
+    tilings.update((id(call), matmul_tiling(call, graph.size_hints, profile)) for call in matmuls)
     estimates = {}
     if estimate:
         estimates = {id(s.work): e for s, e in zip(steps, estimate_graph(graph, steps, profile))}

@@ -22,19 +22,24 @@ import sympy
 from . import ir, symbolic
 from .device_models.cost_model import MemoryModel, estimate_kernel
 from .device_models.kernel_analysis import analyze
+from .device_models.tiling import plan_matmul
+from .graph import MATMULS
 from .loop_nest import Group, default_outer, dims, inner_ranges, node_indices, same
 from .virtualized import set_ops_handler
 
 
 def group_nodes(graph, profile, storage: dict, readers: dict, pinned: set) -> list:
     """Groups of ``graph.nodes``' ComputedBuffers; ``readers``: buffer name → number of
-    nodes reading it; ``pinned``: buffers that must reach memory (graph outputs)."""
+    nodes reading it; ``pinned``: buffers that must reach memory (graph outputs).  ``local``:
+    buffers that never reach memory — reductions read only inside their kernel, and a fused
+    matmul's output when only its epilogue reads it (on the host, ATen still writes it)."""
     planner = _Planner(profile, storage, graph.size_hints)
     groups: list = []
     current: Optional[Group] = None
+    matmul = None  # the extern matmul just before, whose epilogue the next node may become
     for node in graph.nodes:
         if not isinstance(node, ir.ComputedBuffer):
-            current = None
+            current, matmul = None, node if node.op in MATMULS else None
             continue
         if current is not None:
             verdict = planner.try_join(current, node)
@@ -43,10 +48,18 @@ def group_nodes(graph, profile, storage: dict, readers: dict, pinned: set) -> li
             current.decisions.append(f"{node.name} not fused: {verdict}")
         current = Group([node], default_outer(node), decisions=[])
         groups.append(current)
+        if matmul is not None:
+            verdict = planner.try_epilogue(current, matmul, readers)
+            current.decisions.append(f"{node.name} {'fused' if verdict is None else 'not fused'} into the "
+                                     f"{matmul.name} output tile{': ' + verdict if verdict else ''}")
+            matmul = None
     for group in groups:
         inside = collections.Counter(name for n in group.nodes for name in set(planner.loaded(n)))
         group.local = {n.name for n in group.nodes if isinstance(n.data, ir.Reduction) and n.name not in pinned
                        and 0 < readers.get(n.name, 0) == inside[n.name]}
+        if group.matmul is not None:  # on its target, the matmul output tile never leaves the kernel
+            out = group.matmul.outputs[0].name
+            group.local |= {out} if out not in pinned and readers.get(out, 0) == inside[out] else set()
     return groups
 
 
@@ -61,6 +74,9 @@ class _Planner:
 
     def try_join(self, group: Group, node) -> Optional[str]:
         """Add ``node`` to ``group`` and return None, or return why not."""
+        if group.matmul is not None and not (isinstance(node.data, ir.Pointwise) and same(
+                dims(node.data.ranges), dims(group.nodes[0].data.ranges))):
+            return "the kernel is a matmul epilogue: only elementwise ops over its output tile join"
         outer = _common_outer(group, node)
         if outer is None:
             return (f"iterates {_fmt(dims(node.data.ranges))}, the kernel's outer loops are "
@@ -80,6 +96,34 @@ class _Planner:
         group.outer = outer
         group.decisions.append(f"{node.name} fused: {how}; est. {fused:.3g} us vs {apart:.3g} us apart")
         return None
+
+    def try_epilogue(self, group: Group, call, readers: dict) -> Optional[str]:
+        """Make ``group`` (one pointwise node) the epilogue of the matmul ``call`` — applied to
+        each output tile before it is stored — and return None, or return why not."""
+        node, out = group.nodes[0], call.outputs[0]
+        if self.profile.codegen == "cpp":
+            return "the host GEMM is an ATen call"
+        if not isinstance(node.data, ir.Pointwise) or not same(dims(node.data.ranges), dims(out.layout.size)):
+            return f"iterates {_fmt(dims(node.data.ranges))}, the matmul output is {_fmt(dims(out.layout.size))}"
+        outer = default_outer(node)
+        outer_vars = list(symbolic.index_symbols("o", len(outer)))
+        inner_vars = list(symbolic.index_symbols("x", len(inner_ranges(node, outer))))
+        index, _ = node_indices(node, outer_vars, outer, inner_vars)
+        for name, load_index, ranges in _loads(node, outer, outer_vars):
+            ranges = {**ranges, **dict(zip(outer_vars, outer))}
+            if name == out.name and sympy.expand(symbolic.simplify_index(load_index, ranges)
+                                                 - symbolic.simplify_index(out.layout.index(index), ranges)) != 0:
+                return f"reads {name} outside its own output element"
+        if out.name not in self.loaded(node):
+            return f"does not read {out.name}"
+        tile = plan_matmul(*call.matmul_shape(self.hints), self.profile)
+        extra = sum(self.storage[n][1].itemsize for n in self.loaded(node) if n != out.name)
+        epilogue_bytes = tile.bm * tile.bn * (4 + extra)  # the fp32 accumulator tile and the other operands
+        if tile.smem + epilogue_bytes > self.profile.local_sram_bytes:
+            return (f"the output tile's epilogue ({epilogue_bytes} B) and the staged operands "
+                    f"({tile.smem} B) exceed local SRAM")
+        group.matmul = call
+        return None  # always faster: it saves a launch and the output's trip through memory
 
     def loaded(self, node) -> list:
         """Names of the buffers ``node`` loads."""

@@ -27,6 +27,9 @@ MAX_INLINE_OPS = 64          # any value with more inlined ops than this is writ
 MAX_SHARED_INLINE_OPS = 4    # ... and one with several consumers above this
 
 
+MATMULS = {torch.ops.aten.mm.default, torch.ops.aten.addmm.default, torch.ops.aten.bmm.default}
+
+
 @dataclasses.dataclass
 class ExternCall:
     """An ATen op run by the wrapper on realized tensors: a native extern (matmul, conv) or a
@@ -41,6 +44,15 @@ class ExternCall:
     @property
     def name(self) -> str:
         return str(self.op)
+
+    def matmul_shape(self, hints: dict):
+        """(batch, m, n, k, dtype) of an mm/addmm/bmm call, else None."""
+        if self.op not in MATMULS:
+            return None
+        a, b = [t for t in self.args if isinstance(t, ir.StridedValue)][-2:]
+        *batch, m, k = [int(sympy.sympify(s).subs(hints)) for s in a.layout.size]
+        n = int(sympy.sympify(b.layout.size[-1]).subs(hints))
+        return batch[0] if batch else 1, m, n, k, a.get_dtype()
 
 
 class GraphLowering:

@@ -23,6 +23,7 @@ class Group:
     outer: tuple                # ranges of the shared outer loops
     local: set = dataclasses.field(default_factory=set)       # reductions kept in registers
     decisions: list = dataclasses.field(default_factory=list)  # why each node joined or not
+    matmul: object = None       # the ExternCall matmul this group is the epilogue of, if fused
 
     @property
     def names(self) -> list:

@@ -105,7 +105,7 @@ def explain(fn, *args, device=None, **kwargs):
         for kernel in graph.kernels:
             kernels.append(KernelInfo(f"{prefix}.{kernel.name}", kernel.target, list(kernel.origins),
                                       **_estimate_fields(graph.estimates.get(id(kernel))),
-                                      tiling=str(kernel.tiling), fusion=tuple(kernel.group.decisions)))
+                                      tiling=_kernel_tiling(graph, kernel), fusion=tuple(kernel.group.decisions)))
         for call in graph.externs:
             tiling = graph.tilings.get(id(call))
             info = ExternInfo(f"{prefix}: {call.name}", call.kind, **_estimate_fields(graph.estimates.get(id(call))),
@@ -130,11 +130,18 @@ def schedule_text(graph) -> str:
             group = work.group
             nodes = ", ".join(f"{n.name}{' (local)' if n.name in group.local else ''}" for n in group.nodes)
             lines.append(f"{work.name}: {nodes}; outer ({', '.join(str(r) for r in group.outer)}); {tiling}")
+            if group.matmul is not None:
+                lines.append(f"  epilogue of {group.matmul.name}: {graph.tilings.get(id(group.matmul))}")
             lines.append(f"  fuses {', '.join(work.origins) or '(copy)'}")
             lines += [f"  {decision}" for decision in group.decisions]
         else:
             lines.append(f"{work.kind} {work.name}" + (f": {tiling}" if tiling else ""))
     return "\n".join(lines)
+
+
+def _kernel_tiling(graph, kernel) -> str:
+    matmul = kernel.group.matmul
+    return str(kernel.tiling) + (f"; epilogue of {matmul.name} {graph.tilings.get(id(matmul))}" if matmul else "")
 
 
 def _estimate_fields(estimate) -> dict:

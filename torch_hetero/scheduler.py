@@ -52,6 +52,7 @@ def kernels_of(graph: GraphLowering, profile) -> list:
 def plan_memory(graph: GraphLowering, kernels: list) -> list:
     """Steps in execution order with frees and reuse.  Needs each kernel's ``reads``."""
     by_node = {n.name: k for k in kernels for n in k.group.nodes}
+    absorbed = {id(k.group.matmul) for k in kernels if k.group.matmul is not None}
     steps, placed = [], set()
     for node in graph.nodes:
         if isinstance(node, ir.ComputedBuffer):
@@ -59,7 +60,7 @@ def plan_memory(graph: GraphLowering, kernels: list) -> list:
             if kernel.name not in placed:
                 placed.add(kernel.name)
                 steps.append(Step(kernel))
-        else:
+        elif id(node) not in absorbed:  # a fused matmul runs as part of its epilogue's step
             steps.append(Step(node))
     aliases = _alias_bases(graph)
     pinned = _pinned(graph, aliases)
@@ -101,18 +102,23 @@ def plan_memory(graph: GraphLowering, kernels: list) -> list:
 
 
 def _reads(step: Step) -> list:
-    if isinstance(step.work, Kernel):
-        return step.work.reads
-    names = []
-    _collect(step.work.args, names)
-    _collect(step.work.kwargs, names)
+    names: list = []
+    work = step.work
+    if isinstance(work, Kernel):
+        names += work.reads
+        work = work.group.matmul
+    if work is not None:
+        _collect((work.args, work.kwargs), names)
     return names
 
 
 def _writes(step: Step) -> list:
-    if isinstance(step.work, Kernel):
-        return [b.name for b in step.work.buffers]
-    return [b.name for b in step.work.outputs if b is not None]
+    work = step.work
+    names = []
+    if isinstance(work, Kernel):
+        names += [b.name for b in work.buffers]
+        work = work.group.matmul
+    return names + ([b.name for b in work.outputs if b is not None] if work is not None else [])
 
 
 def _pinned(graph: GraphLowering, aliases: dict) -> set:

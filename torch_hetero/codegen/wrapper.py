@@ -52,7 +52,7 @@ def _bind_symbols(graph: GraphLowering, names: list) -> list:
 def _render_step(step: Step) -> list:
     work = step.work
     if isinstance(work, Kernel):
-        alloc = []
+        alloc = _render_extern(work.group.matmul) if work.group.matmul is not None else []
         for buffer in work.buffers:
             if buffer.name in step.reuses:
                 dead = step.reuses[buffer.name]

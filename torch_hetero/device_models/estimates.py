@@ -3,18 +3,19 @@ each matmul's tile, and estimates for every kernel and extern call in execution 
 order matters: it decides which buffers are still resident on chip)."""
 from __future__ import annotations
 
+import dataclasses
+
 import sympy
 import torch
 
 from .. import ir, symbolic
 from ..graph import ExternCall, GraphLowering
 from ..scheduler import Kernel
-from .cost_model import MemoryModel, estimate_kernel, estimate_matmul, estimate_memory_op
+from .cost_model import Estimate, MemoryModel, estimate_kernel, estimate_matmul, estimate_memory_op
 from .kernel_analysis import analyze
 from .tiling import plan_kernel, plan_matmul
 
 aten = torch.ops.aten
-_MATMULS = {aten.mm.default, aten.addmm.default, aten.bmm.default}
 
 
 def plan_kernels(graph: GraphLowering, kernels: list, profile) -> None:
@@ -28,7 +29,7 @@ def plan_kernels(graph: GraphLowering, kernels: list, profile) -> None:
 def matmul_tiling(call: ExternCall, hints: dict, profile):
     """The tile ``profile`` would run this extern matmul with (None: not a matmul, or the
     host, whose GEMM is ATen's)."""
-    shape = _matmul_shape(call, hints)
+    shape = call.matmul_shape(hints)
     return plan_matmul(*shape, profile) if shape else None
 
 
@@ -42,20 +43,26 @@ def estimate_graph(graph: GraphLowering, steps: list, profile) -> list:
     out = []
     for step in steps:
         work = step.work
-        if isinstance(work, Kernel):
+        if isinstance(work, Kernel) and work.group.matmul is not None:
+            out.append(_estimate_epilogue_kernel(work, hints, profile, memory))
+        elif isinstance(work, Kernel):
             out.append(estimate_kernel(work.cost, profile, memory, work.group.nodes[-1].get_dtype()))
         else:
             out.append(_estimate_extern(work, hints, profile, memory))
     return out
 
 
-def _matmul_shape(call: ExternCall, hints: dict):
-    """(batch, m, n, k, dtype) of an mm/addmm/bmm call, else None."""
-    if call.op not in _MATMULS:
-        return None
-    a, b = [t for t in call.args if isinstance(t, ir.StridedValue)][-2:]
-    *batch, m, k = [_value(s, hints) for s in a.layout.size]
-    return batch[0] if batch else 1, m, _value(b.layout.size[-1], hints), k, a.get_dtype()
+def _estimate_epilogue_kernel(kernel: Kernel, hints, profile, memory) -> Estimate:
+    """A matmul with its epilogue applied to each output tile: one launch; the matmul output
+    reaches memory only if something else reads it."""
+    call = kernel.group.matmul
+    out = call.outputs[0].name
+    matmul = _estimate_extern(call, hints, profile, memory, keep_output=out not in kernel.group.local)
+    cost = dataclasses.replace(kernel.cost, reads={n: b for n, b in kernel.cost.reads.items() if n != out})
+    epilogue = estimate_kernel(cost, profile, memory, kernel.group.nodes[-1].get_dtype())
+    compute, mem = matmul.compute_us + epilogue.compute_us, matmul.memory_us + epilogue.memory_us
+    return Estimate(max(compute, mem) + matmul.launch_us, compute, mem, matmul.launch_us,
+                    matmul.flops + epilogue.flops, matmul.bytes + epilogue.bytes)
 
 
 def _value(expr, hints) -> int:
@@ -66,14 +73,14 @@ def _tensor_bytes(value: ir.StridedValue, hints) -> float:
     return _value(symbolic.product(value.layout.size), hints) * value.get_dtype().itemsize
 
 
-def _estimate_extern(call: ExternCall, hints, profile, memory):
+def _estimate_extern(call: ExternCall, hints, profile, memory, keep_output: bool = True):
     tensors = [a for a in call.args if isinstance(a, ir.StridedValue)]
     reads = {}
     for t in tensors:
         reads[t.buffer.name] = reads.get(t.buffer.name, 0) + _tensor_bytes(t, hints)
     writes = {b.name: _value(symbolic.product(b.layout.size), hints) * b.get_dtype().itemsize
-              for b in call.outputs if b is not None}
-    shape = _matmul_shape(call, hints)
+              for b in call.outputs if b is not None and keep_output}
+    shape = call.matmul_shape(hints)
     if shape:
         return estimate_matmul(*shape, reads, writes, profile, memory)
     if call.op == aten.convolution.default:  # an implicit GEMM: (N·H·W) × Cout × (Cin/groups·kh·kw)
