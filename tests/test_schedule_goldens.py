@@ -4,8 +4,8 @@ against ``tests/goldens/<graph>.<profile>.txt``.  ``EXPECTTEST_ACCEPT=1`` rewrit
 
 The set shows that the profile, not a fixed heuristic, decides: a long softmax row is
 one-pass on mtia-v2 (384 KiB local SRAM) but looped on h100 (228 KiB) and mi300x (64 KiB);
-bf16 matmul tiles differ across h100, a100, mi300x and mtia-v2; mi300x's small LDS refuses an
-epilogue the others fuse."""
+bf16 matmul tiles differ across h100, a100, mi300x and mtia-v2; a user profile differing in
+one field plans differently."""
 import os
 
 import pytest

@@ -41,11 +41,12 @@ class CompiledGraph:
         return self.call(args)
 
 
-def compile_graph(gm: torch.fx.GraphModule, profile, name: str = "graph", estimate: bool = True) -> CompiledGraph:
-    """``profile``: the target DeviceProfile; its device model plans the kernels and (with
-    ``estimate``) estimates every step."""
+def compile_graph(gm: torch.fx.GraphModule, profile, name: str = "graph", estimate: bool = True,
+                  fusion: bool = True) -> CompiledGraph:
+    """``profile``: the target DeviceProfile; its device model plans the kernels (fusing them
+    unless ``fusion`` is False) and, with ``estimate``, estimates every step."""
     graph = GraphLowering(gm).run()
-    kernels = scheduler.kernels_of(graph, profile)
+    kernels = scheduler.kernels_of(graph, profile, fusion)
     plan_kernels(graph, kernels, profile)
     for kernel in kernels:
         rendered = render_kernel(kernel.name, kernel.group)

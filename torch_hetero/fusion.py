@@ -28,7 +28,7 @@ from .loop_nest import Group, default_outer, dims, inner_ranges, node_indices, s
 from .virtualized import set_ops_handler
 
 
-def group_nodes(graph, profile, storage: dict, readers: dict, pinned: set) -> list:
+def group_nodes(graph, profile, storage: dict, readers: dict, pinned: set, enabled: bool = True) -> list:
     """Groups of ``graph.nodes``' ComputedBuffers; ``readers``: buffer name → number of
     nodes reading it; ``pinned``: buffers that must reach memory (graph outputs).  ``local``:
     buffers that never reach memory — reductions read only inside their kernel, and a fused
@@ -41,14 +41,14 @@ def group_nodes(graph, profile, storage: dict, readers: dict, pinned: set) -> li
         if not isinstance(node, ir.ComputedBuffer):
             current, matmul = None, node if node.op in MATMULS else None
             continue
-        if current is not None:
+        if current is not None and enabled:
             verdict = planner.try_join(current, node)
             if verdict is None:
                 continue
             current.decisions.append(f"{node.name} not fused: {verdict}")
         current = Group([node], default_outer(node), decisions=[])
         groups.append(current)
-        if matmul is not None:
+        if matmul is not None and enabled:
             verdict = planner.try_epilogue(current, matmul, readers)
             current.decisions.append(f"{node.name} {'fused' if verdict is None else 'not fused'} into the "
                                      f"{matmul.name} output tile{': ' + verdict if verdict else ''}")

@@ -20,6 +20,7 @@ GPU_PROFILES = (("H100", "h100"), ("H200", "h200"), ("A100", "a100"), ("MI300", 
 class Options:
     device: str = HOST  # a profile name or the path of a profile file
     strict: bool = False
+    fusion: bool = True  # False: one kernel per realized node (to debug, or to measure what fusion buys)
 
     @property
     def profile(self) -> DeviceProfile:
@@ -43,10 +44,16 @@ def resolve(options: dict | None = None, mode: str | None = None) -> Options:
         except ProfileError as error:
             raise HeteroCompileError(str(error)) from error
         device = os.fspath(device)
-    strict = options.get("strict")
-    if strict is None:
-        strict = os.environ.get("TORCH_HETERO_STRICT", "0") not in ("", "0", "false", "False")
-    return Options(device=device, strict=bool(strict))
+    return Options(device=device, strict=_flag(options, "strict", "TORCH_HETERO_STRICT", False),
+                   fusion=_flag(options, "fusion", "TORCH_HETERO_FUSION", True))
+
+
+def _flag(options: dict, key: str, variable: str, default: bool) -> bool:
+    value = options.get(key)
+    if value is None:
+        text = os.environ.get(variable)
+        return default if text is None else text not in ("", "0", "false", "False")
+    return bool(value)
 
 
 def auto_device() -> str:

@@ -42,10 +42,11 @@ class Step:
     frees: list = dataclasses.field(default_factory=list)   # buffers dead after this step
 
 
-def kernels_of(graph: GraphLowering, profile) -> list:
-    """The graph's ComputedBuffers grouped into kernels, as the device model decides."""
+def kernels_of(graph: GraphLowering, profile, fuse: bool = True) -> list:
+    """The graph's ComputedBuffers grouped into kernels, as the device model decides (one
+    kernel per node when ``fuse`` is False)."""
     pinned = _pinned(graph, _alias_bases(graph))
-    groups = fusion.group_nodes(graph, profile, graph.storage(), _reader_counts(graph), pinned)
+    groups = fusion.group_nodes(graph, profile, graph.storage(), _reader_counts(graph), pinned, fuse)
     return [Kernel(f"kernel{k}", group) for k, group in enumerate(groups)]
 
 

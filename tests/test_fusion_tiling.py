@@ -1,0 +1,96 @@
+"""Fusion and tiling: properties over every profile and a sweep of shapes, plus what fusion
+buys on real blocks."""
+import itertools
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import torch_hetero
+from torch_hetero.backend import collect_compiled_graphs, hetero_backend
+from torch_hetero.device_models import get_profile
+from torch_hetero.device_models.tiling import VECTOR_MATMUL_TILE, plan_matmul
+from torch_hetero.examples import Block, TinyGPT
+
+PROFILES = ["a100", "h100", "h200", "mi300x", "mtia-v1", "mtia-v2", "rivos-sim", "cpu"]
+SIZES = [1, 7, 64, 100, 512, 4096]
+
+
+@pytest.mark.parametrize("name", PROFILES)
+def test_matmul_tiles_are_instruction_multiples_that_fit_local_sram(name):
+    profile = get_profile(name)
+    for (m, n, k), dtype in itertools.product(itertools.product(SIZES, repeat=3),
+                                              [torch.bfloat16, torch.float16, torch.float32]):
+        tile = plan_matmul(1, m, n, k, dtype, profile)
+        if profile.codegen == "cpp":
+            assert tile is None  # the host runs ATen's GEMM
+            continue
+        shape = profile.matrix_shapes.get({torch.bfloat16: "bf16", torch.float16: "fp16"}.get(dtype), VECTOR_MATMUL_TILE)
+        assert (tile.bm % shape[0], tile.bn % shape[1], tile.bk % shape[2]) == (0, 0, 0), (m, n, k, dtype, tile)
+        assert tile.smem == (tile.bm * tile.bk + tile.bk * tile.bn) * dtype.itemsize * tile.stages
+        assert tile.smem <= profile.local_sram_bytes
+        assert 0 <= tile.padding < 1
+
+
+def kernels_for(fn, inputs, device):
+    torch._dynamo.reset()
+    compiled = torch.compile(fn, backend=lambda gm, ex: hetero_backend(gm, ex, options={"device": device}))
+    with torch.no_grad(), collect_compiled_graphs() as graphs:
+        out = compiled(*inputs)
+    with torch.no_grad():
+        torch.testing.assert_close(out, fn(*inputs), rtol=1e-4, atol=1e-4)
+    return [k for _, graph, _ in graphs for k in graph.kernels]
+
+
+CASES = [
+    ("softmax", lambda x: x.softmax(-1), [(256, 64), (16, 4096), (4, 100000), (3, 5, 77)]),
+    ("layer_norm", lambda x: F.layer_norm(x, x.shape[-1:]), [(128, 768), (8, 30000), (2, 3, 5)]),
+    ("sum_then_scale", lambda x: x * x.sum(-1, keepdim=True) + x.amax(0), [(64, 33), (512, 512)]),
+    ("chain", lambda x: (x.exp() + 1).log().relu() * 2, [(4096,), (33, 65), (2, 3, 4, 5)]),
+]
+
+
+@pytest.mark.parametrize("name", PROFILES)
+@pytest.mark.parametrize("case", [c[0] for c in CASES])
+def test_every_fused_kernel_fits_and_matches_eager(name, case):
+    """Results match eager for every profile's plan, and each kernel's tile fits local SRAM
+    (looped reductions step through rows that do not)."""
+    _, fn, shapes = next(c for c in CASES if c[0] == case)
+    profile = get_profile(name)
+    torch.manual_seed(0)
+    for shape in shapes:
+        for kernel in kernels_for(fn, (torch.randn(shape),), name):
+            assert kernel.tiling.working_set <= profile.local_sram_bytes, (shape, kernel.tiling)
+            one_pass = kernel.cost.row_bytes <= profile.local_sram_bytes
+            if kernel.tiling.strategy != "pointwise":
+                assert kernel.tiling.strategy == ("one-pass" if one_pass else "looped")
+
+
+def test_fusion_refuses_to_read_other_rows():
+    """A column sum after a row-wise op cannot share the row loop: kept apart, with the reason."""
+    kernels = kernels_for(lambda x: (x.softmax(-1) * 2).sum(0), (torch.randn(64, 48),), "cpu")
+    reasons = [d for k in kernels for d in k.group.decisions if "not fused" in d]
+    assert len(kernels) >= 2 and reasons
+
+
+def test_softmax_and_layer_norm_are_one_kernel_each():
+    for fn, shape in ((lambda x: x.softmax(-1), (512, 1024)), (lambda x: F.layer_norm(x, (768,)), (512, 768))):
+        for name in ("cpu", "h100", "mtia-v2"):
+            [kernel] = kernels_for(fn, (torch.randn(shape),), name)
+            assert kernel.group.local  # the row statistics stay in registers
+
+
+@pytest.mark.parametrize("model, example", [(Block(128, 4), torch.randn(2, 32, 128)),
+                                            (TinyGPT(), torch.randint(0, 512, (2, 32)))])
+def test_fusion_reduces_kernel_count_of_transformer_blocks(model, example):
+    kernels = kernels_for(model, (example,), "cpu")
+    nodes = sum(len(k.group.nodes) for k in kernels)
+    assert len(kernels) <= 0.6 * nodes, (len(kernels), nodes)
+
+
+def test_explain_shows_tiling_and_fusion_reasons():
+    report = torch_hetero.explain(lambda x: x.softmax(-1), torch.randn(64, 128), device="h100")
+    [kernel] = report.kernels
+    assert kernel.tiling.startswith("one-pass XBLOCK=")
+    assert any("fused: reads" in d for d in kernel.fusion)
+    assert "one-pass" in str(report) and "kernel0: buf0 (local)" in report.schedule
