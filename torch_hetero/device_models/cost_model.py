@@ -73,22 +73,31 @@ class MemoryModel:
             units = profile.compute_units
             self.levels.insert(0, (units * profile.local_sram_bytes, units * profile.local_sram_gbps))
         self.resident: collections.OrderedDict = collections.OrderedDict()
+        self.shared: set = set()  # written outside our kernels: not in the cores' private caches
         for name, nbytes in (inputs or {}).items():
             self._touch(name, nbytes)
+            self.shared.add(name)
 
-    def seconds(self, reads: dict, writes: dict, efficiency: float, strided: dict | None = None) -> float:
+    def seconds(self, reads: dict, writes: dict, efficiency: float, strided: dict | None = None,
+                ours: bool = True) -> float:
         """Time to move ``reads``/``writes`` (name → bytes) and ``strided`` (name → elements,
-        one line each) with ``efficiency`` of the units active."""
+        one line each) with ``efficiency`` of the units active.  ``ours``: a generated kernel,
+        whose work split matches the next kernel's; an ATen call (False) leaves what it writes
+        in other cores' caches, so it is re-read no faster than from the last level."""
         total = 0.0
         for name, elements in (strided or {}).items():
             total += elements * STRIDED_ACCESS_BYTES / self._strided_gbps(name) / 1e9
         for name, nbytes in reads.items():
             if name not in (strided or {}):
-                total += nbytes / self._gbps(self._distance(name)) / 1e9
+                total += nbytes / self._gbps(self._distance(name), name in self.shared) / 1e9
             self._touch(name, nbytes)
         for name, nbytes in writes.items():
-            total += nbytes / self._gbps(nbytes) / 1e9
+            total += nbytes / self._gbps(nbytes, not ours) / 1e9
             self._touch(name, nbytes)
+            if ours:
+                self.shared.discard(name)
+            else:
+                self.shared.add(name)
         return total / max(efficiency, 1.0 / self.profile.compute_units)
 
     def _distance(self, name: str) -> float:
@@ -102,8 +111,9 @@ class MemoryModel:
                 return distance
         return math.inf
 
-    def _gbps(self, footprint: float) -> float:
-        return next((gbps for capacity, gbps in self.levels if footprint <= capacity), self.profile.dram_gbps)
+    def _gbps(self, footprint: float, shared: bool = False) -> float:
+        levels = self.levels[1:] if shared and len(self.levels) > 1 else self.levels
+        return next((gbps for capacity, gbps in levels if footprint <= capacity), self.profile.dram_gbps)
 
     def _strided_gbps(self, name: str) -> float:
         """A strided walk keeps its lines only if the whole buffer fits one unit's local memory;
@@ -180,13 +190,13 @@ def estimate_matmul(batch: int, m: int, n: int, k: int, dtype: torch.dtype, read
         padded, tiles = flops, batch * max(m // 16, 1) * max(n // 16, 1)
     efficiency = parallel_efficiency(tiles, profile.compute_units)
     compute = padded / (profile.peak_flops(name, matrix=True) * efficiency)
-    mem = memory.seconds(reads, writes, 1.0)
+    mem = memory.seconds(reads, writes, 1.0, ours=False)
     return _estimate(compute, mem, profile.launch_overhead_us, flops, sum(reads.values()) + sum(writes.values()))
 
 
 def estimate_memory_op(reads: dict, writes: dict, flops: float, profile, memory: MemoryModel) -> Estimate:
     """An op we know only by its operands (fallbacks): memory-bound at full parallelism."""
-    mem = memory.seconds(reads, writes, 1.0)
+    mem = memory.seconds(reads, writes, 1.0, ours=False)
     compute = flops / profile.peak_flops("fp32", matrix=False)
     return _estimate(compute, mem, profile.launch_overhead_us, flops, sum(reads.values()) + sum(writes.values()))
 
