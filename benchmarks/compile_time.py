@@ -66,7 +66,7 @@ def main():
     for name, cold, warm, error in rows:
         print(f"{name:<15}{cold:>16.2f}{warm:>16.2f}{error:>14.1e}")
     print(f"inference report: {len(report.kernels)} generated kernels, {len(report.externs)} extern calls "
-          f"({sorted({e.split(': ')[1] for e in report.externs})}), fallbacks: {report.fallbacks or 'none'}")
+          f"({sorted({e.name.split(': ')[1] for e in report.externs})}), fallbacks: {report.fallbacks or 'none'}")
 
 
 if __name__ == "__main__":
