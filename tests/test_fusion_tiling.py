@@ -94,3 +94,25 @@ def test_explain_shows_tiling_and_fusion_reasons():
     assert kernel.tiling.startswith("one-pass XBLOCK=")
     assert any("fused: reads" in d for d in kernel.fusion)
     assert "one-pass" in str(report) and "kernel0: buf0 (local)" in report.schedule
+
+
+def _peak_bytes(fn, *args) -> int:
+    """Peak of live CPU allocations during one call, from the profiler's memory events."""
+    from torch.profiler import ProfilerActivity, profile
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        fn(*args)
+    events = sorted((e for e in prof.events() if e.cpu_memory_usage), key=lambda e: e.time_range.start)
+    live = peak = 0
+    for event in events:
+        live += event.cpu_memory_usage
+        peak = max(peak, live)
+    return peak
+
+
+@pytest.mark.parametrize("model, example", [(Block(256, 4).eval(), torch.randn(4, 128, 256)),
+                                            (TinyGPT().eval(), torch.randint(0, 512, (4, 64)))])
+def test_peak_memory_not_worse_than_eager(model, example):
+    compiled = torch.compile(model, backend="hetero")
+    with torch.no_grad():
+        compiled(example)
+        assert 0 < _peak_bytes(compiled, example) <= _peak_bytes(model, example)
