@@ -53,7 +53,8 @@ def hetero_backend(gm: torch.fx.GraphModule, example_inputs, options=None, mode=
 def _compile_or_fall_back(gm, kind: str, opts, sink):
     try:
         # whole-graph estimates are for reports: plain compiles skip them
-        compiled = compile_graph(gm, opts.profile, name=kind, estimate=sink is not None, fusion=opts.fusion)
+        compiled = compile_graph(gm, opts.profile, name=kind, estimate=sink is not None, fusion=opts.fusion,
+                                 executor=opts.executor)
     except Exception as error:  # any failure: eager for this graph, or raise in strict mode
         if opts.strict:
             raise HeteroCompileError(f"torch_hetero could not compile the {kind} graph: {error}") from error

@@ -12,10 +12,13 @@ import torch
 
 from . import scheduler, symbolic
 from .codegen.cpp import render_kernel
+from .codegen.triton import PRELUDE as TRITON_PRELUDE
+from .codegen.triton import render_kernel as render_triton
 from .codegen.wrapper import render_wrapper
+from .errors import HeteroCompileError
 from .device_models.estimates import estimate_graph, matmul_tiling, plan_kernels
 from .graph import GraphLowering
-from .runtime import cpp_build
+from .runtime import cpp_build, triton_run
 
 _PRELUDE = importlib.resources.files("torch_hetero.codegen").joinpath("cpp_prelude.h").read_text()
 
@@ -42,21 +45,39 @@ class CompiledGraph:
 
 
 def compile_graph(gm: torch.fx.GraphModule, profile, name: str = "graph", estimate: bool = True,
-                  fusion: bool = True) -> CompiledGraph:
+                  fusion: bool = True, executor: str = "auto") -> CompiledGraph:
     """``profile``: the target DeviceProfile; its device model plans the kernels (fusing them
-    unless ``fusion`` is False) and, with ``estimate``, estimates every step."""
+    unless ``fusion`` is False) and, with ``estimate``, estimates every step.  ``executor``
+    (see ``options.EXECUTORS``) decides what runs here; the target's code is rendered either way."""
     graph = GraphLowering(gm).run()
     kernels = scheduler.kernels_of(graph, profile, fusion)
     plan_kernels(graph, kernels, profile)
+    runs = choose_executor(executor, profile, graph)
+    code: dict = {}
+    if profile.codegen == "triton":
+        rendered = [render_triton(k.name, k.group) for k in kernels]
+        if kernels:
+            code[f"{name}.triton.py"] = TRITON_PRELUDE + "\n\n" + "\n\n".join(r.source for r in rendered)
+        if runs != "host":
+            for kernel, triton_kernel in zip(kernels, rendered):
+                kernel.triton = triton_kernel
+                kernel.target = "triton"
+                kernel.buffer_args, kernel.symbol_args = triton_kernel.buffer_args, triton_kernel.symbol_args
     for kernel in kernels:
-        rendered = render_kernel(kernel.name, kernel.group)
+        cpp = render_kernel(kernel.name, kernel.group)  # also names the fused ATen ops
         matmul = [kernel.group.matmul.name.split(".default")[0]] if kernel.group.matmul is not None else []
-        kernel.source, kernel.origins = rendered.source, matmul + rendered.origins
-        kernel.buffer_args, kernel.symbol_args = rendered.buffer_args, rendered.symbol_args
+        kernel.source, kernel.origins = cpp.source, matmul + cpp.origins
+        if kernel.target == "cpp":
+            kernel.buffer_args, kernel.symbol_args = cpp.buffer_args, cpp.symbol_args
     steps = scheduler.plan_memory(graph, kernels)
-    cpp_source = _PRELUDE + "\n" + "\n".join(k.source for k in kernels)
-    wrapper_source = render_wrapper(graph, steps)
-    call = _load(cpp_source if kernels else None, wrapper_source, kernels, graph.constants)
+    wrapper_source = render_wrapper(graph, steps, device=_device(graph) if runs == "native" else None)
+    code[f"{name}.py"] = wrapper_source
+    host_kernels = [k for k in kernels if k.target == "cpp"]
+    cpp_source = _PRELUDE + "\n" + "\n".join(k.source for k in host_kernels) if host_kernels else None
+    if cpp_source:
+        code[f"{name}.cpp"] = cpp_source
+    triton_source = code.get(f"{name}.triton.py") if runs != "host" else None
+    call = _load(cpp_source, triton_source, runs == "interpret", wrapper_source, kernels, graph.constants)
     externs = [s.work for s in steps if not isinstance(s.work, scheduler.Kernel)]
     tilings = {id(k): k.tiling for k in kernels}
     matmuls = externs + [k.group.matmul for k in kernels if k.group.matmul is not None]
@@ -64,26 +85,53 @@ def compile_graph(gm: torch.fx.GraphModule, profile, name: str = "graph", estima
     estimates = {}
     if estimate:
         estimates = {id(s.work): e for s, e in zip(steps, estimate_graph(graph, steps, profile))}
-    code = {f"{name}.py": wrapper_source}
-    if kernels:
-        code[f"{name}.cpp"] = cpp_source
     return CompiledGraph(call, kernels, externs, estimates, tilings, steps, graph.fallback_counts, code)
 
 
-def _load(cpp_source, wrapper_source: str, kernels: list, constants: dict):
+def choose_executor(option: str, profile, graph: GraphLowering) -> str:
+    """"host" (generated C++), "interpret" (Triton's CPU interpreter) or "native" (Triton on a
+    GPU) for this graph: Triton runs only for Triton-target profiles."""
+    device = _device(graph)
+    if profile.codegen != "triton" or option == "host" or (option == "auto" and device.type == "cpu"):
+        if device.type != "cpu":
+            raise HeteroCompileError(
+                f"inputs are on {device} but the {profile.name!r} profile runs generated C++ on the host: "
+                "pick a GPU profile (e.g. options={'device': 'h100'}) or move the model to the CPU")
+        return "host"
+    if option == "interpret":
+        if device.type != "cpu":
+            raise HeteroCompileError("TORCH_HETERO_EXEC=interpret runs on the CPU: move the inputs there")
+        return "interpret"
+    if not torch.cuda.is_available() or device.type != "cuda":
+        raise HeteroCompileError(f"TORCH_HETERO_EXEC={option} needs the inputs on a visible GPU (they are on "
+                                 f"{device}); use 'interpret' or 'host' to run here")
+    return "native"
+
+
+def _device(graph: GraphLowering) -> torch.device:
+    devices = {meta.device for kind, _, meta in graph.placeholders if kind == "tensor"}
+    return next(iter(sorted(devices, key=str)), torch.device("cpu")) if len(devices) <= 1 else \
+        next(d for d in sorted(devices, key=str) if d.type != "cpu")
+
+
+def _load(cpp_source, triton_source, interpret: bool, wrapper_source: str, kernels: list, constants: dict):
     namespace = {"torch": torch, "empty_strided": torch.empty_strided, "reinterpret": _reinterpret,
-                 **constants}
+                 "cdiv": lambda a, b: -(-a // b), **constants}
+    namespace["sync_threads"] = lambda: None
     if cpp_source is not None:
         lib = cpp_build.load_library(cpp_source)
         for kernel in kernels:
+            if kernel.target != "cpp":
+                continue
             fn = getattr(lib, kernel.name)
             fn.argtypes = [ctypes.c_void_p] * len(kernel.buffer_args) + [
                 ctypes.c_double if symbolic.is_float_symbol(s) else ctypes.c_int64 for s in kernel.symbol_args]
             fn.restype = None
             namespace[kernel.name] = fn
         namespace["sync_threads"] = _thread_syncer(lib)
-    else:
-        namespace["sync_threads"] = lambda: None
+    if triton_source is not None:
+        module = triton_run.load_module(triton_source, interpret)
+        namespace.update({k.name: getattr(module, k.name) for k in kernels if k.target == "triton"})
     filename = f"<torch_hetero wrapper {hashlib.sha256(wrapper_source.encode()).hexdigest()[:12]}>"
     linecache.cache[filename] = (len(wrapper_source), None, wrapper_source.splitlines(True), filename)
     exec(compile(wrapper_source, filename, "exec"), namespace)

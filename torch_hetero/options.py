@@ -12,6 +12,9 @@ import torch
 from .device_models import HOST, DeviceProfile, get_profile
 from .errors import HeteroCompileError, ProfileError
 
+# auto: Triton on a visible GPU when the inputs are there, else generated C++ on the host;
+# native: Triton on the GPU (an error without one); interpret: Triton's CPU interpreter; host: C++
+EXECUTORS = ("auto", "native", "interpret", "host")
 KNOWN_MODES = (None, "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 GPU_PROFILES = (("H100", "h100"), ("H200", "h200"), ("A100", "a100"), ("MI300", "mi300x"))  # name part → profile
 
@@ -21,6 +24,7 @@ class Options:
     device: str = HOST  # a profile name or the path of a profile file
     strict: bool = False
     fusion: bool = True  # False: one kernel per realized node (to debug, or to measure what fusion buys)
+    executor: str = "auto"  # what runs the kernels of a Triton-target profile: see EXECUTORS
 
     @property
     def profile(self) -> DeviceProfile:
@@ -44,8 +48,12 @@ def resolve(options: dict | None = None, mode: str | None = None) -> Options:
         except ProfileError as error:
             raise HeteroCompileError(str(error)) from error
         device = os.fspath(device)
+    executor = options.get("executor") or os.environ.get("TORCH_HETERO_EXEC") or "auto"
+    if executor not in EXECUTORS:
+        raise HeteroCompileError(f"unknown executor {executor!r} (option 'executor' / TORCH_HETERO_EXEC); "
+                                 f"choose one of {list(EXECUTORS)}")
     return Options(device=device, strict=_flag(options, "strict", "TORCH_HETERO_STRICT", False),
-                   fusion=_flag(options, "fusion", "TORCH_HETERO_FUSION", True))
+                   fusion=_flag(options, "fusion", "TORCH_HETERO_FUSION", True), executor=executor)
 
 
 def _flag(options: dict, key: str, variable: str, default: bool) -> bool:

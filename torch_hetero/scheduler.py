@@ -23,6 +23,7 @@ class Kernel:
     symbol_args: list = dataclasses.field(default_factory=list)
     cost: object = None        # KernelCost, from the device model
     tiling: object = None      # KernelTiling on the target profile
+    triton: object = None      # the TritonKernel, when this kernel runs as Triton
 
     @property
     def buffers(self) -> list:

@@ -11,7 +11,8 @@ from ..scheduler import Kernel, Step
 from .printer import pexpr
 
 
-def render_wrapper(graph: GraphLowering, steps: list) -> str:
+def render_wrapper(graph: GraphLowering, steps: list, device=None) -> str:
+    """``device``: where buffers are allocated (None: the CPU)."""
     lines = ["def call(args):"]
     body = []
     names = [value.name if kind == "tensor" else f"sym{i}" for i, (kind, value, _) in enumerate(graph.placeholders)]
@@ -21,7 +22,7 @@ def render_wrapper(graph: GraphLowering, steps: list) -> str:
     body += [f"{name} = {code}" for name, code in graph.scalar_defs]
     body.append("sync_threads()")
     for step in steps:
-        body += _render_step(step)
+        body += _render_step(step, device)
         if step.frees:
             body.append(f"del {', '.join(step.frees)}")
     outputs = [_output_expr(v) for v in graph.outputs]
@@ -49,7 +50,7 @@ def _bind_symbols(graph: GraphLowering, names: list) -> list:
     return lines
 
 
-def _render_step(step: Step) -> list:
+def _render_step(step: Step, device) -> list:
     work = step.work
     if isinstance(work, Kernel):
         alloc = _render_extern(work.group.matmul) if work.group.matmul is not None else []
@@ -59,8 +60,14 @@ def _render_step(step: Step) -> list:
                 alloc.append(f"{buffer.name} = {dead}; del {dead}")
             else:
                 layout = buffer.layout
+                where = f", device={str(device)!r}" if device is not None else ""
                 alloc.append(f"{buffer.name} = empty_strided({_tuple(layout.size)}, {_tuple(layout.stride)}, "
-                             f"dtype={_dtype(layout.dtype)})")
+                             f"dtype={_dtype(layout.dtype)}{where})")
+        if work.target == "triton":
+            tiling = work.tiling
+            args = list(work.buffer_args) + [pexpr(s) for s in work.symbol_args]
+            grid = f"(cdiv({pexpr(work.triton.xnumel)}, {tiling.xblock}),)"
+            return alloc + [f"{work.name}[{grid}]({', '.join(args)}, XBLOCK={tiling.xblock}, RBLOCK={tiling.rblock})"]
         args = [f"{b}.data_ptr()" for b in work.buffer_args] + [pexpr(s) for s in work.symbol_args]
         return alloc + [f"{work.name}({', '.join(args)})"]
     return _render_extern(work)

@@ -1,0 +1,271 @@
+"""The Triton ``ops`` handler: re-running an IR inner function under it emits Triton (Python)
+statements over blocks.
+
+Values are :class:`TVar` (an expression or temporary, plus its torch dtype).  float16 and
+bfloat16 are loaded and computed as float32 and rounded on explicit casts and stores, as on
+the host.  Every load and store is masked by the current mask (``xmask & rmask`` inside an
+inner loop, plus any ``ops.masked`` condition); masked-off lanes load 0."""
+from __future__ import annotations
+
+import math
+
+import sympy
+import torch
+
+from ..symbolic import simplify_index
+from .printer import PythonPrinter
+
+TL_DTYPE = {
+    torch.float32: "tl.float32", torch.float64: "tl.float64", torch.float16: "tl.float16",
+    torch.bfloat16: "tl.bfloat16", torch.int8: "tl.int8", torch.uint8: "tl.uint8", torch.int16: "tl.int16",
+    torch.int32: "tl.int32", torch.int64: "tl.int64", torch.bool: "tl.int1",
+}
+LOW_PRECISION = (torch.float16, torch.bfloat16)
+
+
+def compute_dtype(dtype: torch.dtype) -> torch.dtype:
+    if dtype not in TL_DTYPE:
+        raise NotImplementedError(f"dtype {dtype} has no Triton lowering")
+    return torch.float32 if dtype in LOW_PRECISION else dtype
+
+
+class TritonPrinter(PythonPrinter):
+    """Index expressions over Triton integer blocks (non-negative, so ``//`` and ``%`` are exact)."""
+
+    def minmax(self, which: str, args: list) -> str:
+        out = args[0]
+        for arg in args[1:]:
+            out = f"tl.{which}imum({out}, {arg})"
+        return out
+
+
+texpr = TritonPrinter()
+
+
+class TVar:
+    __slots__ = ("name", "dtype")
+
+    def __init__(self, name: str, dtype: torch.dtype):
+        self.name, self.dtype = name, dtype
+
+    def __str__(self):
+        return self.name
+
+
+def literal(value, dtype: torch.dtype) -> str:
+    if dtype == torch.bool:
+        return "True" if value else "False"
+    if dtype.is_floating_point:
+        value = float(value)
+        if math.isnan(value) or math.isinf(value):
+            return f'float("{value}")'
+        return repr(value)
+    return str(int(value))
+
+
+# float → float functions: tl.math where it has them, else libdevice (``hmath`` in the source;
+# the runtime binds it to libdevice on GPUs and to an interpreter shim on the CPU)
+_TL_MATH = {"exp": "tl.exp", "exp2": "tl.exp2", "log": "tl.log", "log2": "tl.log2", "sqrt": "tl.sqrt",
+            "sin": "tl.sin", "cos": "tl.cos", "erf": "tl.math.erf", "floor": "tl.floor", "ceil": "tl.ceil"}
+_LIBDEVICE = {"expm1", "log10", "log1p", "tan", "asin", "acos", "atan", "sinh", "cosh", "tanh", "asinh",
+              "acosh", "atanh", "erfc", "trunc", "lgamma"}
+_BINARY_LIBDEVICE = {"atan2", "copysign", "hypot", "nextafter"}
+_BINARY_INFIX = {"add": "+", "sub": "-", "mul": "*", "bitwise_and": "&", "bitwise_or": "|",
+                 "bitwise_xor": "^", "lshift": "<<", "rshift": ">>"}
+_COMPARE = {"eq": "==", "ne": "!=", "lt": "<", "le": "<=", "gt": ">", "ge": ">="}
+
+
+class TritonOps:
+    """Collects the statements of one block body; CSE'd by expression text."""
+
+    def __init__(self, counter: list):
+        self.lines: list = []
+        self.counter = counter
+        self.cse: dict[str, TVar] = {}
+        self.loads: dict[str, torch.dtype] = {}
+        self.stores: dict[str, torch.dtype] = {}
+        self.symbols: set = set()
+        self.ranges: dict = {}
+        self.locals: dict[str, TVar] = {}
+        self.masks: list = ["xmask"]      # the current mask is their conjunction
+        self.constants: dict = {}         # literal text → its Python value
+
+    # ---------------------------------------------------------------- plumbing
+    def _emit(self, expr: str, dtype: torch.dtype) -> TVar:
+        key = f"{expr}:{dtype}:{self.mask}"
+        if key in self.cse:
+            return self.cse[key]
+        name = f"tmp{self.counter[0]}"
+        self.counter[0] += 1
+        self.lines.append(f"{name} = {expr}")
+        var = TVar(name, dtype)
+        self.cse[key] = var
+        return var
+
+    @property
+    def mask(self) -> str:
+        return " & ".join(self.masks)
+
+    def index(self, expr) -> str:
+        expr = simplify_index(sympy.sympify(expr), self.ranges)
+        self.symbols |= set(expr.free_symbols)
+        return texpr(expr)
+
+    # ---------------------------------------------------------------- memory
+    def load(self, name: str, index, dtype):
+        if name in self.locals:
+            return self.locals[name]
+        self.loads.setdefault(name, dtype)
+        text = f"tl.load({name} + ({self.index(index)}), mask={self.mask}, other=0)"
+        if dtype in LOW_PRECISION:
+            text += ".to(tl.float32)"
+        return self._emit(text, compute_dtype(dtype))
+
+    def store(self, name: str, index, value: TVar, dtype):
+        self.stores.setdefault(name, dtype)
+        self.lines.append(f"tl.store({name} + ({self.index(index)}), {self._cast(value, dtype)}, mask={self.mask})")
+
+    def define_local(self, name: str, value: TVar, dtype):
+        """A reduction result kept in registers (one value per row), rounded as a store would."""
+        self.lines.append(f"{name} = {self._cast(value, dtype)}" + (".to(tl.float32)" if dtype in LOW_PRECISION else ""))
+        self.locals[name] = TVar(name, compute_dtype(dtype))
+
+    def _cast(self, value: TVar, dtype) -> str:
+        return f"({value}).to({TL_DTYPE[dtype]})" if value.dtype != dtype else str(value)
+
+    def constant(self, value, dtype):
+        text = literal(value, compute_dtype(dtype))
+        self.constants[text] = value
+        return TVar(text, compute_dtype(dtype))
+
+    def index_expr(self, expr, dtype):
+        expr = sympy.sympify(expr)
+        if expr.is_number:
+            return self.constant(int(expr), dtype)
+        return self._emit(f"({self.index(expr)}).to({TL_DTYPE[compute_dtype(dtype)]})", compute_dtype(dtype))
+
+    def indirect_indexing(self, value: TVar, size):
+        """A data-dependent index (gather/embedding): wrapped like Python for negatives."""
+        var = self._emit(f"({value}).to(tl.int64)", torch.int64)
+        wrapped = self._emit(f"tl.where({var} < 0, {var} + {self.index(size)}, {var})", torch.int64)
+        return sympy.Symbol(wrapped.name, integer=True)
+
+    def masked(self, mask: TVar, body, other, dtype):
+        """``where(mask, body(), other)``, with body's loads masked too."""
+        self.masks.append(f"({mask})")
+        value = body()
+        self.masks.pop()
+        value = self.to_dtype(value, dtype) if value.dtype != dtype else value
+        return self._emit(f"tl.where({mask}, {value}, {literal(other, compute_dtype(dtype))})", compute_dtype(dtype))
+
+    # ---------------------------------------------------------------- casts and math
+    def to_dtype(self, x: TVar, dtype):
+        if x.dtype == dtype:
+            return x
+        if x.name in self.constants:  # a Python literal: convert it here (rounded like a cast)
+            value = torch.tensor(self.constants[x.name]).to(dtype).item()
+            return self.constant(value, dtype)
+        if dtype in LOW_PRECISION:  # round through the 16-bit type, keep computing in fp32
+            return self._emit(f"({x}).to({TL_DTYPE[dtype]}).to(tl.float32)", torch.float32)
+        if dtype == torch.bool:
+            return self._emit(f"({x}) != 0", dtype)
+        return self._emit(f"({x}).to({TL_DTYPE[dtype]})", dtype)
+
+    def __getattr__(self, name):
+        if name in _TL_MATH:
+            return lambda x: self._emit(f"{_TL_MATH[name]}({self._float(x)})", x.dtype)
+        if name in _LIBDEVICE:
+            return lambda x: self._emit(f"hmath.{name}({self._float(x)})", x.dtype)
+        if name in _BINARY_LIBDEVICE:
+            return lambda a, b: self._emit(f"hmath.{name}({a}, {b})", a.dtype)
+        if name in _BINARY_INFIX:
+            op = _BINARY_INFIX[name]
+            return lambda a, b: self._emit(f"{a} {op} {b}", a.dtype)
+        if name in _COMPARE:
+            op = _COMPARE[name]
+            return lambda a, b: self._emit(f"{a} {op} {b}", torch.bool)
+        raise AttributeError(f"the Triton backend has no op '{name}'")
+
+    def _float(self, x: TVar) -> str:
+        return str(x) if x.dtype.is_floating_point else f"({x}).to(tl.float32)"
+
+    def truediv(self, a, b):
+        return self._emit(f"{a} / {b}", a.dtype)
+
+    def neg(self, x):
+        return self._emit(f"-{x}", x.dtype)
+
+    def abs(self, x):
+        return self._emit(f"tl.abs({x})" if x.dtype != torch.bool else str(x), x.dtype)
+
+    def rsqrt(self, x):
+        return self._emit(f"1.0 / tl.sqrt({x})", x.dtype)
+
+    def reciprocal(self, x):
+        return self._emit(f"1.0 / {x}", x.dtype)
+
+    def sigmoid(self, x):
+        return self._emit(f"1.0 / (1.0 + tl.exp(-{x}))", x.dtype)
+
+    def sign(self, x):
+        zero = literal(0, x.dtype)
+        return self._emit(f"tl.where({x} > {zero}, 1, tl.where({x} < {zero}, -1, {x})).to({TL_DTYPE[x.dtype]})",
+                          x.dtype)
+
+    def round(self, x):
+        return self._emit(f"hmath.nearbyint({x})", x.dtype)
+
+    def floordiv(self, a, b):
+        if a.dtype.is_floating_point:
+            return self._emit(f"tl.floor({a} / {b})", a.dtype)
+        quotient = self._emit(f"{a} // {b}", a.dtype)
+        return self._emit(f"tl.where((({a} % {b}) != 0) & (({a} < 0) != ({b} < 0)), {quotient} - 1, {quotient})",
+                          a.dtype)
+
+    def truncdiv(self, a, b):
+        if a.dtype.is_floating_point:
+            return self._emit(f"hmath.trunc({a} / {b})", a.dtype)
+        return self._emit(f"{a} // {b}", a.dtype)
+
+    def mod(self, a, b):
+        remainder = self._emit(f"hmath.fmod({a}, {b})" if a.dtype.is_floating_point else f"{a} % {b}", a.dtype)
+        return self._emit(f"tl.where(({remainder} != 0) & (({remainder} < 0) != ({b} < 0)), "
+                          f"{remainder} + {b}, {remainder})", a.dtype)
+
+    def fmod(self, a, b):
+        return self._emit(f"hmath.fmod({a}, {b})" if a.dtype.is_floating_point else f"{a} % {b}", a.dtype)
+
+    def pow(self, a, b):
+        if a.dtype.is_floating_point:
+            return self._emit(f"hmath.pow({a}, {self._float(b)})", a.dtype)
+        return self._emit(f"hmath.pow({self._float(a)}, {self._float(b)}).to({TL_DTYPE[a.dtype]})", a.dtype)
+
+    def maximum(self, a, b):
+        return self._emit(f"tl.where(({a} != {a}) | ({a} > {b}), {a}, {b})", a.dtype)
+
+    def minimum(self, a, b):
+        return self._emit(f"tl.where(({a} != {a}) | ({a} < {b}), {a}, {b})", a.dtype)
+
+    def where(self, cond, a, b):
+        return self._emit(f"tl.where({cond}, {a}, {b})", a.dtype)
+
+    def logical_and(self, a, b):
+        return self._emit(f"({a} != 0) & ({b} != 0)", torch.bool)
+
+    def logical_or(self, a, b):
+        return self._emit(f"({a} != 0) | ({b} != 0)", torch.bool)
+
+    def logical_xor(self, a, b):
+        return self._emit(f"({a} != 0) ^ ({b} != 0)", torch.bool)
+
+    def logical_not(self, x):
+        return self._emit(f"{x} == 0", torch.bool)
+
+    def bitwise_not(self, x):
+        return self._emit(f"{x} == 0" if x.dtype == torch.bool else f"~{x}", x.dtype)
+
+    def isnan(self, x):
+        return self._emit(f"{x} != {x}" if x.dtype.is_floating_point else "False", torch.bool)
+
+    def isinf(self, x):
+        return self._emit(f"tl.abs({x}) == float('inf')" if x.dtype.is_floating_point else "False", torch.bool)

@@ -1,0 +1,111 @@
+"""Loads generated Triton source, natively (a GPU) or under Triton's CPU interpreter, and
+compiles it ahead of time for a profile's real target without a GPU.
+
+Triton reads a kernel's source from its file, so each module is written once to the cache
+directory (``triton/<sha256>.py``, atomically) and imported from there."""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import importlib.util
+import os
+import sys
+
+import torch
+
+from ..errors import HeteroCompileError
+from . import cache
+
+
+def load_module(source: str, interpret: bool):
+    """The module for ``source``; with ``interpret``, its kernels run on Triton's interpreter."""
+    key = hashlib.sha256(source.encode()).hexdigest()
+    name = f"torch_hetero_triton_{key[:24]}_{'interp' if interpret else 'native'}"
+    if name in sys.modules:
+        return sys.modules[name]
+    path = _source_file(key, source)
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    with _interpret(interpret):
+        spec.loader.exec_module(module)
+    if interpret:
+        module.hmath = _InterpreterMath()
+    sys.modules[name] = module
+    return module
+
+
+def _source_file(key: str, source: str) -> str:
+    """A file holding exactly ``source`` (rewritten if it holds anything else)."""
+    for folder in (os.path.join(cache.cache_dir(), "triton"), os.path.join(cache._fallback_dir(), "triton")):
+        path = os.path.join(folder, f"{key}.py")
+        try:
+            with open(path) as f:
+                if f.read() == source:
+                    return path
+        except OSError:
+            pass
+        try:
+            os.makedirs(folder, exist_ok=True)
+            cache._atomic_write(path, source.encode())
+            return path
+        except OSError:
+            continue
+    raise HeteroCompileError("no writable directory for generated Triton source: set TORCH_HETERO_CACHE_DIR")
+
+
+@contextlib.contextmanager
+def _interpret(on: bool):
+    """``triton.jit`` picks the interpreter when TRITON_INTERPRET is set as it decorates."""
+    previous = os.environ.get("TRITON_INTERPRET")
+    os.environ["TRITON_INTERPRET"] = "1" if on else "0"
+    try:
+        yield
+    finally:
+        if previous is None:
+            del os.environ["TRITON_INTERPRET"]
+        else:
+            os.environ["TRITON_INTERPRET"] = previous
+
+
+# libdevice symbol (without __nv_ and the f suffix) → the torch function computing it
+_LIBDEVICE_IN_TORCH = {
+    "expm1": torch.expm1, "log10": torch.log10, "log1p": torch.log1p, "tan": torch.tan, "asin": torch.asin,
+    "acos": torch.acos, "atan": torch.atan, "sinh": torch.sinh, "cosh": torch.cosh, "tanh": torch.tanh,
+    "asinh": torch.asinh, "acosh": torch.acosh, "atanh": torch.atanh, "erfc": torch.erfc, "trunc": torch.trunc,
+    "lgamma": torch.lgamma, "nearbyint": torch.round, "atan2": torch.atan2, "copysign": torch.copysign,
+    "hypot": torch.hypot, "nextafter": torch.nextafter, "fmod": torch.fmod, "pow": torch.pow,
+}
+
+
+class _InterpreterMath:
+    """Stands in for libdevice (``hmath``) under Triton's interpreter, whose libdevice calls
+    are empty stubs: the same functions, computed by torch on the interpreter's blocks."""
+
+    def __getattr__(self, name):
+        fn = _LIBDEVICE_IN_TORCH.get(name)
+        if fn is None:
+            raise AttributeError(f"libdevice.{name} has no interpreter implementation")
+
+        def call(*args):
+            from triton.language import core
+            from triton.runtime.interpreter import TensorHandle
+            blocks = [a for a in args if isinstance(a, core.tensor)]
+            widest = max(blocks, key=lambda b: b.handle.data.size)
+            values = [torch.from_numpy(a.handle.data.copy()) if isinstance(a, core.tensor) else a for a in args]
+            result = fn(*values).numpy().astype(widest.handle.data.dtype)
+            return core.tensor(TensorHandle(result, widest.dtype), widest.type)
+        return call
+
+
+def aot_compile(kernel, signature: dict, constexprs: dict, target: str):
+    """Compile ``kernel`` (a JITFunction) for ``target`` ("cuda:90", "hip:gfx942") without a
+    GPU.  Returns Triton's compiled kernel (``.metadata.shared``: bytes of shared memory)."""
+    import triton
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+    backend, arch = target.split(":")
+    gpu = GPUTarget("cuda", int(arch), 32) if backend == "cuda" else GPUTarget("hip", arch, 64)
+    try:
+        return triton.compile(ASTSource(fn=kernel, signature=signature, constexprs=constexprs), target=gpu)
+    except Exception as error:  # Triton's errors name the line; keep them, say which target
+        raise HeteroCompileError(f"Triton could not compile {kernel.__name__} for {target}: {error}") from error
