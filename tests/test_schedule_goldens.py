@@ -1,6 +1,7 @@
 """Golden plans: for every shipped profile and a set of canonical graphs, the schedule (kernels,
-their nodes, tiling, fusion decisions and matmul tiles) and the generated C++ are checked
-against ``tests/goldens/<graph>.<profile>.txt``.  ``EXPECTTEST_ACCEPT=1`` rewrites them.
+their nodes, tiling, fusion decisions and matmul tiles), the generated Triton and the host C++
+are checked against ``tests/goldens/<graph>.<profile>.txt``.  ``EXPECTTEST_ACCEPT=1`` rewrites
+them.
 
 The set shows that the profile, not a fixed heuristic, decides: a long softmax row is
 one-pass on mtia-v2 (384 KiB local SRAM) but looped on h100 (228 KiB) and mi300x (64 KiB);
@@ -43,7 +44,10 @@ def golden_text(fn, inputs, profile: str) -> str:
         report = torch_hetero.explain(fn, *inputs, device=profile)
     cpp = report.code.get("inference.cpp", "")
     kernels = cpp[cpp.index("// ", cpp.index("hetero_set_num_threads")):] if cpp else "(no kernels)\n"
-    return f"## schedule on {profile}\n{report.schedule}\n\n## C++ (host)\n{kernels}"
+    triton = report.code.get("inference.triton.py", "")
+    triton = triton[triton.index("@triton.jit\ndef kernel"):] if "def kernel" in triton else "(no kernels)\n"
+    return (f"## schedule on {profile}\n{report.schedule}\n\n## Triton (the target's code)\n{triton}\n"
+            f"## C++ (what runs on this host)\n{kernels}")
 
 
 def check_golden(name: str, text: str) -> None:

@@ -6,9 +6,9 @@ import torch.utils._pytree as pytree
 import torch_hetero  # noqa: F401  (registers the "hetero" backend)
 
 
-def compile_hetero(fn, dynamic=False):
+def compile_hetero(fn, dynamic=False, options=None):
     """torch.compile with the hetero backend in strict mode (errors raise)."""
-    return torch.compile(fn, backend="hetero", dynamic=dynamic, options={"strict": True})
+    return torch.compile(fn, backend="hetero", dynamic=dynamic, options={"strict": True, **(options or {})})
 
 
 def _copy(x, requires_grad):
@@ -41,7 +41,7 @@ def _assert_same(actual, expected, atol, rtol, what):
         )
 
 
-def check(fn, *args, dynamic=False, grad=False, atol=1e-5, rtol=1e-5):
+def check(fn, *args, dynamic=False, grad=False, atol=1e-5, rtol=1e-5, options=None):
     """Compare `fn(*args)` in eager against the hetero backend.
 
     Outputs may be nested tuples/lists; dtypes must match, floats are compared
@@ -49,6 +49,7 @@ def check(fn, *args, dynamic=False, grad=False, atol=1e-5, rtol=1e-5):
     tensor args are made leaves requiring grad, the loss
     sum((out.float() * w).sum()) over differentiable outputs (w: fixed random
     weights) is backpropagated and the input gradients are compared as well.
+    ``options``: extra compile options (e.g. a device profile and executor).
     Returns the compiled outputs.
     """
     torch._dynamo.reset()
@@ -59,7 +60,7 @@ def check(fn, *args, dynamic=False, grad=False, atol=1e-5, rtol=1e-5):
         return inputs, out
 
     eager_inputs, expected = run(fn)
-    compiled_inputs, actual = run(compile_hetero(fn, dynamic=dynamic))
+    compiled_inputs, actual = run(compile_hetero(fn, dynamic=dynamic, options=options))
     _assert_same(actual, expected, atol, rtol, "output")
     if not grad:
         return actual

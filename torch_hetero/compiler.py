@@ -53,16 +53,18 @@ def compile_graph(gm: torch.fx.GraphModule, profile, name: str = "graph", estima
     kernels = scheduler.kernels_of(graph, profile, fusion)
     plan_kernels(graph, kernels, profile)
     runs = choose_executor(executor, profile, graph)
+    matmul_tiles = {id(k.group.matmul): matmul_tiling(k.group.matmul, graph.size_hints, profile)
+                    for k in kernels if k.group.matmul is not None}
     code: dict = {}
     if profile.codegen == "triton":
-        rendered = [render_triton(k.name, k.group) for k in kernels]
-        if kernels:
-            code[f"{name}.triton.py"] = TRITON_PRELUDE + "\n\n" + "\n\n".join(r.source for r in rendered)
-        if runs != "host":
-            for kernel, triton_kernel in zip(kernels, rendered):
-                kernel.triton = triton_kernel
+        for kernel in kernels:
+            kernel.triton = render_triton(kernel.name, kernel.group, kernel.tiling,
+                                          matmul_tiles.get(id(kernel.group.matmul)))
+            if runs != "host":
                 kernel.target = "triton"
-                kernel.buffer_args, kernel.symbol_args = triton_kernel.buffer_args, triton_kernel.symbol_args
+                kernel.buffer_args, kernel.symbol_args = kernel.triton.buffer_args, kernel.triton.symbol_args
+        if kernels:
+            code[f"{name}.triton.py"] = TRITON_PRELUDE + "\n\n" + "\n\n".join(k.triton.source for k in kernels)
     for kernel in kernels:
         cpp = render_kernel(kernel.name, kernel.group)  # also names the fused ATen ops
         matmul = [kernel.group.matmul.name.split(".default")[0]] if kernel.group.matmul is not None else []
@@ -80,8 +82,8 @@ def compile_graph(gm: torch.fx.GraphModule, profile, name: str = "graph", estima
     call = _load(cpp_source, triton_source, runs == "interpret", wrapper_source, kernels, graph.constants)
     externs = [s.work for s in steps if not isinstance(s.work, scheduler.Kernel)]
     tilings = {id(k): k.tiling for k in kernels}
-    matmuls = externs + [k.group.matmul for k in kernels if k.group.matmul is not None]
-    tilings.update((id(call), matmul_tiling(call, graph.size_hints, profile)) for call in matmuls)
+    tilings.update(matmul_tiles)
+    tilings.update((id(call), matmul_tiling(call, graph.size_hints, profile)) for call in externs)
     estimates = {}
     if estimate:
         estimates = {id(s.work): e for s, e in zip(steps, estimate_graph(graph, steps, profile))}

@@ -27,7 +27,11 @@ class Kernel:
 
     @property
     def buffers(self) -> list:
-        """The ComputedBuffers this kernel writes to memory."""
+        """The buffers this kernel writes to memory (a Triton matmul template writes its
+        output unless only the epilogue reads it; on the host ATen writes it)."""
+        matmul = self.group.matmul
+        if matmul is not None and self.target == "triton" and matmul.outputs[0].name not in self.group.local:
+            return [matmul.outputs[0]] + self.group.stored
         return self.group.stored
 
     @property
@@ -108,7 +112,7 @@ def _reads(step: Step) -> list:
     work = step.work
     if isinstance(work, Kernel):
         names += work.reads
-        work = work.group.matmul
+        work = work.group.matmul if work.target == "cpp" else None  # the ATen call runs first
     if work is not None:
         _collect((work.args, work.kwargs), names)
     return names
@@ -119,7 +123,7 @@ def _writes(step: Step) -> list:
     names = []
     if isinstance(work, Kernel):
         names += [b.name for b in work.buffers]
-        work = work.group.matmul
+        work = work.group.matmul if work.target == "cpp" else None
     return names + ([b.name for b in work.outputs if b is not None] if work is not None else [])
 
 

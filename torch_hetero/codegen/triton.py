@@ -34,6 +34,18 @@ def _min_nan(a, b):
 
 
 @triton.jit
+def _to_bf16(x):
+    return x.to(tl.bfloat16)
+
+
+@triton.jit
+def _dot(a, b, IEEE: tl.constexpr):
+    if IEEE:
+        return tl.dot(a, b, input_precision="ieee")
+    return tl.dot(a, b)
+
+
+@triton.jit
 def _add(a, b):
     return a + b
 
@@ -76,10 +88,16 @@ class TritonKernel:
     source: str
     buffer_args: list       # buffer names, in parameter order
     symbol_args: list       # size symbols (sympy), in parameter order
-    xnumel: sympy.Expr      # iterations of the outer loops: the grid is cdiv(xnumel, XBLOCK)
+    signature: dict         # parameter → Triton type ("*fp32", "i64"), for ahead-of-time compiles
+    grid: tuple             # program counts (sympy), given the launch's block sizes
+    constexprs: dict        # block-size parameter → value
 
 
-def render_kernel(name: str, group: Group) -> TritonKernel:
+def render_kernel(name: str, group: Group, tiling, matmul_tile=None) -> TritonKernel:
+    """``tiling``: the kernel's KernelTiling; ``matmul_tile``: the MatmulTiling when the group
+    is a matmul's epilogue (then the kernel is the matmul template with it fused)."""
+    if group.matmul is not None and matmul_tile is not None:
+        return _render_matmul(name, group, matmul_tile)
     ops = TritonOps([0])
     outer = group.outer
     outer_vars = list(symbolic.index_symbols("i", len(outer)))
@@ -91,19 +109,90 @@ def render_kernel(name: str, group: Group) -> TritonKernel:
     for position, node in enumerate(group.nodes):
         with set_ops_handler(ops), collect_origins():
             body += _node(ops, node, group, outer_vars, f"acc{position}")
-    symbols = sorted((s for s in ops.symbols if not s.name.startswith(("i", "x", "r", "tmp"))),
+    constexprs = {"XBLOCK": tiling.xblock, "RBLOCK": tiling.rblock}
+    return _kernel(name, ops, body, constexprs, (symbolic.FloorDiv(xnumel + tiling.xblock - 1, tiling.xblock),))
+
+
+def _kernel(name: str, ops: TritonOps, body: list, constexprs: dict, grid: tuple) -> TritonKernel:
+    symbols = sorted((s for s in ops.symbols if not s.name.startswith(("i", "x", "r", "k", "tmp"))),
                      key=lambda s: s.name)
     buffers = list(ops.stores) + [n for n in ops.loads if n not in ops.stores]
-    params = buffers + [s.name for s in symbols] + ["XBLOCK: tl.constexpr", "RBLOCK: tl.constexpr"]
+    signature = {b: "*" + _SHORT[ops.stores.get(b, ops.loads.get(b))] for b in buffers}
+    signature.update({s.name: "fp64" if symbolic.is_float_symbol(s) else "i64" for s in symbols})
+    signature.update({c: "constexpr" for c in constexprs})
+    params = list(signature)
+    params = [p if p not in constexprs else f"{p}: tl.constexpr" for p in params]
     source = (f"@triton.jit\ndef {name}({', '.join(params)}):\n"
               + "\n".join("    " + line for line in body) + "\n")
-    return TritonKernel(name, source, buffers, symbols, xnumel)
+    return TritonKernel(name, source, buffers, symbols, signature, grid, constexprs)
+
+
+_SHORT = {torch.float32: "fp32", torch.float64: "fp64", torch.float16: "fp16", torch.bfloat16: "bf16",
+          torch.int8: "i8", torch.uint8: "u8", torch.int16: "i16", torch.int32: "i32", torch.int64: "i64",
+          torch.bool: "i1"}
+
+
+def _render_matmul(name: str, group: Group, tile) -> TritonKernel:
+    """The matmul template: a ``[BM, BN]`` fp32 accumulator over ``BK`` steps of ``tl.dot``,
+    then (addmm) the bias, then the group's nodes applied to the tile before it is stored."""
+    call = group.matmul
+    tensors = [a for a in call.args if isinstance(a, ir.StridedValue)]
+    a, b = tensors[-2], tensors[-1]
+    bias = tensors[0] if len(tensors) == 3 else None
+    batched = len(a.layout.size) == 3
+    m, k = a.layout.size[-2:]
+    n = b.layout.size[-1]
+    ops = TritonOps([0])
+    batch_var, rm, rn, ka, kb = (sympy.Symbol(v, integer=True, nonnegative=True)
+                                 for v in ("i0", "rm", "rn", "ka", "kb"))
+    ops.ranges.update({rm: m, rn: n, ka: k, kb: k})
+    body = ["pid = tl.program_id(0)", f"blocks_n = ({ops.index(n)} + BN - 1) // BN",
+            "rm = (pid // blocks_n) * BM + tl.arange(0, BM)[:, None]",
+            "rn = (pid % blocks_n) * BN + tl.arange(0, BN)[None, :]",
+            f"xmask = (rm < {ops.index(m)}) & (rn < {ops.index(n)})"]
+    if batched:
+        body.append("i0 = tl.program_id(1)")
+        ops.ranges[batch_var] = a.layout.size[0]
+    lead = [batch_var] if batched else []
+    ieee = a.get_dtype() == torch.float32  # fp32 stays IEEE, as in eager (no TF32)
+    body += ["acc = tl.full([BM, BN], 0, tl.float32)",
+             f"for koffset in range(0, {ops.index(k)}, BK):",
+             "    ka = koffset + tl.arange(0, BK)[None, :]",
+             "    kb = koffset + tl.arange(0, BK)[:, None]",
+             f"    a = tl.load({a.buffer.name} + ({ops.index(a.layout.index(lead + [rm, ka]))}), "
+             f"mask=(rm < {ops.index(m)}) & (ka < {ops.index(k)}), other=0)",
+             f"    b = tl.load({b.buffer.name} + ({ops.index(b.layout.index(lead + [kb, rn]))}), "
+             f"mask=(kb < {ops.index(k)}) & (rn < {ops.index(n)}), other=0)",
+             f"    acc += _dot(a, b, {ieee})"]
+    ops.loads.setdefault(a.buffer.name, a.get_dtype())
+    ops.loads.setdefault(b.buffer.name, b.get_dtype())
+    ops.lines = []
+    value = TVar("acc", torch.float32)
+    alpha, beta = call.kwargs.get("alpha", 1), call.kwargs.get("beta", 1)
+    if alpha != 1:
+        value = ops.mul(value, ops.constant(alpha, torch.float32))
+    if bias is not None:
+        bias_vars = ([rm, rn])[-len(bias.layout.size):] if bias.layout.size else []
+        loaded = ops.load(bias.buffer.name, bias.layout.index(bias_vars), bias.get_dtype())
+        value = ops.add(value, ops.mul(loaded, ops.constant(beta, torch.float32)) if beta != 1 else loaded)
+    out = call.outputs[0]
+    ops.define_local(out.name, value, out.get_dtype())  # rounded to the output dtype, as eager's epilogue sees it
+    if out.name not in group.local:
+        ops.store(out.name, out.layout.index(lead + [rm, rn]), ops.locals[out.name], out.get_dtype())
+    for node in group.nodes:
+        index, _ = node_indices(node, lead + [rm], group.outer, [rn])
+        with set_ops_handler(ops), collect_origins():
+            node.data.store_to(node, index)
+    body += ops.lines
+    rows = symbolic.FloorDiv(m + tile.bm - 1, tile.bm) * symbolic.FloorDiv(n + tile.bn - 1, tile.bn)
+    grid = (rows, a.layout.size[0]) if batched else (rows,)
+    return _kernel(name, ops, body, {"BM": tile.bm, "BN": tile.bn, "BK": tile.bk}, grid)
 
 
 def _split_index(ops: TritonOps, flat: str, variables: list, ranges) -> list:
     """``var = flat // stride % size`` for each dim of ``ranges`` (row-major)."""
     lines = []
-    strides = symbolic.contiguous_strides(list(ranges))
+    strides = [stride if stride != 0 else 1 for stride in symbolic.contiguous_strides(list(ranges))]  # empty dims: no lanes
     for position, (var, size, stride) in enumerate(zip(variables, ranges, strides)):
         whole = sympy.Symbol(flat, integer=True, nonnegative=True)
         expr = whole if len(ranges) == 1 else (symbolic.FloorDiv(whole, stride) if position == 0

@@ -29,6 +29,12 @@ def compute_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float32 if dtype in LOW_PRECISION else dtype
 
 
+def narrow(text: str, dtype: torch.dtype) -> str:
+    """``text`` converted to ``dtype``; bfloat16 through the prelude's ``_to_bf16``, which the
+    interpreter replaces (it truncates instead of rounding to nearest even)."""
+    return f"_to_bf16({text})" if dtype == torch.bfloat16 else f"({text}).to({TL_DTYPE[dtype]})"
+
+
 class TritonPrinter(PythonPrinter):
     """Index expressions over Triton integer blocks (non-negative, so ``//`` and ``%`` are exact)."""
 
@@ -111,27 +117,35 @@ class TritonOps:
         self.symbols |= set(expr.free_symbols)
         return texpr(expr)
 
+    def address(self, expr) -> str:
+        """An index as a block (a constant one is broadcast over the program's rows)."""
+        text = self.index(expr)
+        blocks = [s for s in sympy.sympify(expr).free_symbols if s in self.ranges or s.name.startswith("tmp")]
+        return text if blocks else f"{text} + 0 * xindex"
+
     # ---------------------------------------------------------------- memory
     def load(self, name: str, index, dtype):
         if name in self.locals:
             return self.locals[name]
         self.loads.setdefault(name, dtype)
-        text = f"tl.load({name} + ({self.index(index)}), mask={self.mask}, other=0)"
+        text = f"tl.load({name} + ({self.address(index)}), mask={self.mask}, other=0)"
         if dtype in LOW_PRECISION:
             text += ".to(tl.float32)"
         return self._emit(text, compute_dtype(dtype))
 
     def store(self, name: str, index, value: TVar, dtype):
         self.stores.setdefault(name, dtype)
-        self.lines.append(f"tl.store({name} + ({self.index(index)}), {self._cast(value, dtype)}, mask={self.mask})")
+        self.lines.append(f"tl.store({name} + ({self.address(index)}), {self._cast(value, dtype)}, mask={self.mask})")
 
     def define_local(self, name: str, value: TVar, dtype):
-        """A reduction result kept in registers (one value per row), rounded as a store would."""
-        self.lines.append(f"{name} = {self._cast(value, dtype)}" + (".to(tl.float32)" if dtype in LOW_PRECISION else ""))
-        self.locals[name] = TVar(name, compute_dtype(dtype))
+        """A buffer's value kept in registers (a reduction's row result, a matmul's output
+        tile), rounded as a store would round it."""
+        var = f"{name}_v"
+        self.lines.append(f"{var} = {self._cast(value, dtype)}" + (".to(tl.float32)" if dtype in LOW_PRECISION else ""))
+        self.locals[name] = TVar(var, compute_dtype(dtype))
 
     def _cast(self, value: TVar, dtype) -> str:
-        return f"({value}).to({TL_DTYPE[dtype]})" if value.dtype != dtype else str(value)
+        return narrow(str(value), dtype) if value.dtype != dtype else str(value)
 
     def constant(self, value, dtype):
         text = literal(value, compute_dtype(dtype))
@@ -166,7 +180,7 @@ class TritonOps:
             value = torch.tensor(self.constants[x.name]).to(dtype).item()
             return self.constant(value, dtype)
         if dtype in LOW_PRECISION:  # round through the 16-bit type, keep computing in fp32
-            return self._emit(f"({x}).to({TL_DTYPE[dtype]}).to(tl.float32)", torch.float32)
+            return self._emit(f"{narrow(str(x), dtype)}.to(tl.float32)", torch.float32)
         if dtype == torch.bool:
             return self._emit(f"({x}) != 0", dtype)
         return self._emit(f"({x}).to({TL_DTYPE[dtype]})", dtype)
@@ -187,7 +201,9 @@ class TritonOps:
         raise AttributeError(f"the Triton backend has no op '{name}'")
 
     def _float(self, x: TVar) -> str:
-        return str(x) if x.dtype.is_floating_point else f"({x}).to(tl.float32)"
+        if x.dtype.is_floating_point:
+            return str(x)
+        return str(self.to_dtype(x, torch.float32)) if x.name in self.constants else f"({x}).to(tl.float32)"
 
     def truediv(self, a, b):
         return self._emit(f"{a} / {b}", a.dtype)

@@ -53,7 +53,8 @@ def _bind_symbols(graph: GraphLowering, names: list) -> list:
 def _render_step(step: Step, device) -> list:
     work = step.work
     if isinstance(work, Kernel):
-        alloc = _render_extern(work.group.matmul) if work.group.matmul is not None else []
+        host_matmul = work.group.matmul is not None and work.target == "cpp"
+        alloc = _render_extern(work.group.matmul) if host_matmul else []
         for buffer in work.buffers:
             if buffer.name in step.reuses:
                 dead = step.reuses[buffer.name]
@@ -64,10 +65,12 @@ def _render_step(step: Step, device) -> list:
                 alloc.append(f"{buffer.name} = empty_strided({_tuple(layout.size)}, {_tuple(layout.stride)}, "
                              f"dtype={_dtype(layout.dtype)}{where})")
         if work.target == "triton":
-            tiling = work.tiling
+            triton = work.triton
             args = list(work.buffer_args) + [pexpr(s) for s in work.symbol_args]
-            grid = f"(cdiv({pexpr(work.triton.xnumel)}, {tiling.xblock}),)"
-            return alloc + [f"{work.name}[{grid}]({', '.join(args)}, XBLOCK={tiling.xblock}, RBLOCK={tiling.rblock})"]
+            args += [f"{name}={value}" for name, value in triton.constexprs.items()]
+            if any(sympy.sympify(size) == 0 for size in triton.grid):
+                return alloc  # nothing to compute: an empty tensor
+            return alloc + [f"{work.name}[{_tuple(triton.grid)}]({', '.join(args)})"]
         args = [f"{b}.data_ptr()" for b in work.buffer_args] + [pexpr(s) for s in work.symbol_args]
         return alloc + [f"{work.name}({', '.join(args)})"]
     return _render_extern(work)

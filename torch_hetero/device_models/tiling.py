@@ -27,6 +27,7 @@ from .kernel_analysis import KernelCost
 MAX_PROGRAM_ELEMENTS = 4096    # XBLOCK·RBLOCK a Triton program steps through at once, if not a whole row
 VECTOR_MATMUL_TILE = (16, 16, 8)  # matmuls without a matrix instruction for the dtype: FMA tiles
 MAX_TILE = (256, 256, 128)
+MIN_DOT = 16                   # tl.dot needs every tile dim >= 16
 STAGES = (2, 3, 4)
 
 
@@ -107,7 +108,8 @@ def plan_matmul(batch: int, m: int, n: int, k: int, dtype: torch.dtype, profile)
 
 
 def _multiples(base: int, top: int) -> list:
-    out, value = [], base
+    """Multiples of ``base`` (doubling) from the first one ``tl.dot`` accepts (16) to ``top``."""
+    out, value = [], base * -(-MIN_DOT // base)
     while value <= max(top, base):
         out.append(value)
         value *= 2

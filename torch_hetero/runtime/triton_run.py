@@ -29,7 +29,7 @@ def load_module(source: str, interpret: bool):
     with _interpret(interpret):
         spec.loader.exec_module(module)
     if interpret:
-        module.hmath = _InterpreterMath()
+        _bind_interpreter(module)
     sys.modules[name] = module
     return module
 
@@ -95,6 +95,41 @@ class _InterpreterMath:
             result = fn(*values).numpy().astype(widest.handle.data.dtype)
             return core.tensor(TensorHandle(result, widest.dtype), widest.type)
         return call
+
+
+def _bind_interpreter(module) -> None:
+    """What the interpreter needs instead of some prelude functions: libdevice, exact 16-bit
+    dots and bf16 rounding, and the combine functions its fast (numpy) reductions recognize."""
+    from triton.language import standard
+    module.hmath = _InterpreterMath()
+    module._dot = _interpreter_dot
+    module._to_bf16 = _interpreter_to_bf16
+    module._add = standard._sum_combine
+    module._maximum = standard._elementwise_max
+    module._minimum = standard._elementwise_min
+
+
+def _interpreter_dot(a, b, ieee):
+    """The interpreter multiplies 16-bit floats as raw integers: widen them first (exact)."""
+    from triton import language as tl
+    return tl.dot(a.to(tl.float32), b.to(tl.float32))
+
+
+def compile_ahead(source: str, kernels: list, target: str) -> dict:
+    """Compile each TritonKernel of a module ``source`` for ``target`` (no GPU needed):
+    kernel name → bytes of shared memory it uses."""
+    module = load_module(source, interpret=False)
+    return {k.name: aot_compile(getattr(module, k.name), k.signature, k.constexprs, target).metadata.shared
+            for k in kernels}
+
+
+def _interpreter_to_bf16(x):
+    """float32 → bfloat16 rounding to nearest even, as GPUs and eager do (the interpreter
+    truncates): round the bits first, so its conversion is exact."""
+    from triton import language as tl
+    bits = x.to(tl.float32).to(tl.uint32, bitcast=True)
+    rounded = (bits + 0x7FFF + ((bits >> 16) & 1)) & 0xFFFF0000
+    return tl.where(x != x, x, rounded.to(tl.float32, bitcast=True)).to(tl.bfloat16)
 
 
 def aot_compile(kernel, signature: dict, constexprs: dict, target: str):
