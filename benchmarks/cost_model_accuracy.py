@@ -1,8 +1,9 @@
 """How well does the cost model predict real timings?  Times every generated kernel of a set
 of graphs and model blocks on this machine and compares with the estimate of the profile
-that describes it (``cpu`` here; ``h100``/``h200`` once Triton kernels run natively).
+that describes it: ``cpu`` for the host's C++ kernels, or a GPU profile (``h100``, ``h200``,
+``a100``, ``mi300x``) for Triton kernels run natively on that GPU.
 
-    python benchmarks/cost_model_accuracy.py [--device cpu] [--repeats 30]
+    python benchmarks/cost_model_accuracy.py [--device cpu|h100|...] [--repeats 30]
 
 Per kernel (timed inside the running graph, so caches hold what the graph left in them):
 median absolute relative error and Spearman rank correlation of estimated vs measured time.  Per graph: the whole compiled call (kernels, extern matmuls, wrapper) timed
@@ -40,13 +41,26 @@ def cases():
 WARMUP = 3
 
 
-def recording(fn, samples: list):
-    """Wrap a kernel so that each call's duration (µs) is appended to ``samples``."""
-    def run(*args):
+class Recording:
+    """Stands in for a kernel (a C++ function, or a Triton kernel launched as ``k[grid](...)``)
+    and appends each call's duration (µs) to ``samples``; on a GPU it synchronizes around the
+    launch, so the time is the kernel's."""
+
+    def __init__(self, kernel, samples: list, sync):
+        self.kernel, self.samples, self.sync = kernel, samples, sync
+
+    def __call__(self, *args, **kwargs):
+        self._timed(lambda: self.kernel(*args, **kwargs))
+
+    def __getitem__(self, grid):
+        return lambda *args, **kwargs: self._timed(lambda: self.kernel[grid](*args, **kwargs))
+
+    def _timed(self, launch):
+        self.sync()
         start = time.perf_counter()
-        fn(*args)
-        samples.append((time.perf_counter() - start) * 1e6)
-    return run
+        launch()
+        self.sync()
+        self.samples.append((time.perf_counter() - start) * 1e6)
 
 
 def spearman(a: list, b: list) -> float:
@@ -63,9 +77,13 @@ def spearman(a: list, b: list) -> float:
     return cov / var if var else float("nan")
 
 
-def measure(name, fn, inputs, device: str, repeats: int):
+def measure(name, fn, inputs, device: str, repeats: int, gpu: bool):
     """Every kernel timed inside the running graph (so caches hold what the graph left in
     them, as the cost model assumes), then the whole call timed without the timers."""
+    if gpu:  # Triton kernels natively on the GPU, timed against the device's profile
+        fn = fn.cuda() if isinstance(fn, torch.nn.Module) else fn
+        inputs = tuple(x.cuda() for x in inputs)
+    sync = torch.cuda.synchronize if gpu else (lambda: None)
     compiled = torch.compile(fn, backend=lambda gm, ex: hetero_backend(gm, ex, options={"device": device}))
     with torch.no_grad(), collect_compiled_graphs() as graphs:
         compiled(*inputs)
@@ -76,7 +94,7 @@ def measure(name, fn, inputs, device: str, repeats: int):
             for kernel in graph.kernels:
                 samples[id(kernel)] = []
                 originals[id(kernel)] = namespace[kernel.name]
-                namespace[kernel.name] = recording(namespace[kernel.name], samples[id(kernel)])
+                namespace[kernel.name] = Recording(namespace[kernel.name], samples[id(kernel)], sync)
         for _ in range(WARMUP + repeats):
             compiled(*inputs)
         for _, graph, _ in graphs:
@@ -86,8 +104,10 @@ def measure(name, fn, inputs, device: str, repeats: int):
             compiled(*inputs)
         timings = []
         for _ in range(repeats):
+            sync()
             start = time.perf_counter()
             compiled(*inputs)
+            sync()
             timings.append(time.perf_counter() - start)
     rows = [(f"{name}: {kernel.name}", graph.estimates[id(kernel)].time_us,
              statistics.median(samples[id(kernel)][WARMUP:]), graph.estimates[id(kernel)].bound)
@@ -101,14 +121,18 @@ def main():
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--repeats", type=int, default=30)
     args = parser.parse_args()
+    gpu = args.device != "cpu"
+    if gpu and not torch.cuda.is_available():
+        parser.error(f"--device {args.device} times Triton kernels on a GPU, and none is visible")
     kernels, graphs = [], []
     for name, fn, inputs in cases():
         torch._dynamo.reset()
-        rows, graph_row = measure(name, fn, inputs, args.device, args.repeats)
+        rows, graph_row = measure(name, fn, inputs, args.device, args.repeats, gpu)
         kernels += rows
         graphs.append(graph_row)
 
-    print(f"device profile: {args.device}, {torch.get_num_threads()} threads, median of {args.repeats}")
+    where = torch.cuda.get_device_name() if gpu else f"{torch.get_num_threads()} threads"
+    print(f"device profile: {args.device}, {where}, median of {args.repeats}")
     print(f"{'kernel':<36}{'est us':>10}{'meas us':>10}{'error':>9}  bound")
     errors = []
     for name, est, meas, bound in kernels:
