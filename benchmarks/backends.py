@@ -8,10 +8,9 @@ visible GPU and hetero runs its Triton kernels natively, for the GPU's profile."
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 import torch
+from timing import interleaved_ms
 
 from torch_hetero.examples import Block, TinyGPT
 
@@ -53,15 +52,7 @@ def main():
             with torch.no_grad():
                 expected = model(*inputs).float()
                 error = max((variants[k](*inputs).float() - expected).abs().max().item() for k in ("inductor", "hetero"))
-                times = {k: [] for k in variants}
-                for _ in range(args.rounds):
-                    for key, variant in variants.items():
-                        sync()
-                        start = time.perf_counter()
-                        variant(*inputs)
-                        sync()
-                        times[key].append(time.perf_counter() - start)
-            ms = {k: statistics.median(v) * 1e3 for k, v in times.items()}
+            ms = interleaved_ms(variants, inputs, args.rounds, sync)
             print(f"{name:<22}{dtype_name:>6}{ms['eager']:>9.3f}{ms['inductor']:>10.3f}{ms['hetero']:>9.3f}"
                   f"{ms['eager'] / ms['inductor']:>7.2f}x{ms['eager'] / ms['hetero']:>7.2f}x{error:>10.1e}")
 

@@ -8,10 +8,9 @@ both alike); medians, with the eager time beside them and a correctness check of
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 import torch
+from timing import interleaved_ms
 
 from torch_hetero.backend import collect_compiled_graphs, hetero_backend
 from torch_hetero.examples import Block, TinyGPT
@@ -52,18 +51,7 @@ def main():
         fused, fused_kernels, out_fused = compile_variant(fn, inputs, True)
         unfused, unfused_kernels, out_unfused = compile_variant(fn, inputs, False)
         error = max((out_fused - expected).abs().max().item(), (out_unfused - expected).abs().max().item())
-        times = {"fused": [], "unfused": [], "eager": []}
-        variants = {"fused": fused, "unfused": unfused, "eager": fn}
-        with torch.no_grad():
-            for _ in range(3):
-                for variant in variants.values():
-                    variant(*inputs)
-            for _ in range(args.rounds):
-                for key, variant in variants.items():
-                    start = time.perf_counter()
-                    variant(*inputs)
-                    times[key].append(time.perf_counter() - start)
-        ms = {k: statistics.median(v) * 1e3 for k, v in times.items()}
+        ms = interleaved_ms({"fused": fused, "unfused": unfused, "eager": fn}, inputs, args.rounds)
         print(f"{name:<30}{f'{fused_kernels}/{unfused_kernels}':>23}{ms['fused']:>10.3f}{ms['unfused']:>11.3f}"
               f"{ms['eager']:>10.3f}{ms['unfused'] / ms['fused']:>8.2f}x{error:>10.1e}")
 

@@ -55,22 +55,20 @@ def compile_graph(gm: torch.fx.GraphModule, profile, name: str = "graph", estima
     runs = choose_executor(executor, profile, graph)
     matmul_tiles = {id(k.group.matmul): matmul_tiling(k.group.matmul, graph.size_hints, profile)
                     for k in kernels if k.group.matmul is not None}
-    code: dict = {}
-    if profile.codegen == "triton":
-        for kernel in kernels:
+    for kernel in kernels:
+        if profile.codegen == "triton":  # the target's code, whatever runs here
             kernel.triton = render_triton(kernel.name, kernel.group, kernel.tiling,
                                           matmul_tiles.get(id(kernel.group.matmul)))
-            if runs != "host":
-                kernel.target = "triton"
-                kernel.buffer_args, kernel.symbol_args = kernel.triton.buffer_args, kernel.triton.symbol_args
-        if kernels:
-            code[f"{name}.triton.py"] = TRITON_PRELUDE + "\n\n" + "\n\n".join(k.triton.source for k in kernels)
-    for kernel in kernels:
-        cpp = render_kernel(kernel.name, kernel.group)  # also names the fused ATen ops
+        if runs == "host":
+            rendered = render_kernel(kernel.name, kernel.group)
+        else:
+            rendered, kernel.target = kernel.triton, "triton"
         matmul = [kernel.group.matmul.name.split(".default")[0]] if kernel.group.matmul is not None else []
-        kernel.source, kernel.origins = cpp.source, matmul + cpp.origins
-        if kernel.target == "cpp":
-            kernel.buffer_args, kernel.symbol_args = cpp.buffer_args, cpp.symbol_args
+        kernel.source, kernel.origins = rendered.source, matmul + rendered.origins
+        kernel.buffer_args, kernel.symbol_args = rendered.buffer_args, rendered.symbol_args
+    code: dict = {}
+    if kernels and profile.codegen == "triton":
+        code[f"{name}.triton.py"] = TRITON_PRELUDE + "\n\n" + "\n\n".join(k.triton.source for k in kernels)
     steps = scheduler.plan_memory(graph, kernels)
     wrapper_source = render_wrapper(graph, steps, device=_device(graph) if runs == "native" else None)
     code[f"{name}.py"] = wrapper_source
@@ -111,9 +109,9 @@ def choose_executor(option: str, profile, graph: GraphLowering) -> str:
 
 
 def _device(graph: GraphLowering) -> torch.device:
-    devices = {meta.device for kind, _, meta in graph.placeholders if kind == "tensor"}
-    return next(iter(sorted(devices, key=str)), torch.device("cpu")) if len(devices) <= 1 else \
-        next(d for d in sorted(devices, key=str) if d.type != "cpu")
+    """Where the graph's tensors live: its accelerator if any input is on one, else the CPU."""
+    devices = sorted({meta.device for kind, _, meta in graph.placeholders if kind == "tensor"}, key=str)
+    return next((d for d in devices if d.type != "cpu"), torch.device("cpu"))
 
 
 def _load(cpp_source, triton_source, interpret: bool, wrapper_source: str, kernels: list, constants: dict):

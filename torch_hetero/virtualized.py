@@ -64,6 +64,12 @@ def collect_origins():
         _state.origin_sink = previous
 
 
+def in_order(inlined: list, own) -> list:
+    """A node's fused ATen ops, producers first (inlined loaders were entered consumer-first)."""
+    ordered = list(reversed(inlined))
+    return ordered + [name for name in own if name not in ordered]
+
+
 def record_origins(names) -> None:
     sink = getattr(_state, "origin_sink", None)
     if sink is not None:

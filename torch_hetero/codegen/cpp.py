@@ -9,7 +9,7 @@ import torch
 
 from .. import ir, symbolic
 from ..loop_nest import MAX_PARALLEL_DIMS, Group, inner_ranges, node_indices
-from ..virtualized import collect_origins, set_ops_handler
+from ..virtualized import collect_origins, in_order, set_ops_handler
 from .cpp_ops import STORAGE_CTYPE, CppOps, CVar, compute_ctype
 
 LOOP_PREFIXES = ("i", "x", "idx")
@@ -46,7 +46,7 @@ def render_kernel(name: str, group: Group) -> CppKernel:
             else:
                 body += _reduction(ops, node, index, rindex, inner, inner_vars, f"acc{position}",
                                    node.name in group.local)
-        fused.update(dict.fromkeys(_in_order(origins, node.data.origins)))
+        fused.update(dict.fromkeys(in_order(origins, node.data.origins)))
     parallel = group.parallel_iterations() != 1
     loops = _loops(ops, group.outer, outer_vars, body, parallel=parallel)
     symbols = sorted((s for s in ops.symbols if not s.name.startswith(LOOP_PREFIXES)), key=lambda s: s.name)
@@ -58,12 +58,6 @@ def render_kernel(name: str, group: Group) -> CppKernel:
     source = header + " {\n" + "\n".join("    " + line for line in loops) + "\n}\n"
     buffer_args = list(ops.stores) + [n for n in ops.loads if n not in ops.stores]
     return CppKernel(name, source, buffer_args, symbols, fused)
-
-
-def _in_order(inlined: list, own) -> list:
-    """Fused ATen ops, producers first (inlined loaders were entered consumer-first)."""
-    ordered = list(reversed(inlined))
-    return ordered + [name for name in own if name not in ordered]
 
 
 def _loop_vars(prefix: str, count: int) -> list:

@@ -15,7 +15,7 @@ import torch
 
 from .. import ir, symbolic
 from ..loop_nest import Group, inner_ranges, node_indices
-from ..virtualized import collect_origins, set_ops_handler
+from ..virtualized import collect_origins, in_order, set_ops_handler
 from .triton_ops import TL_DTYPE, TritonOps, TVar, compute_dtype, literal
 
 PRELUDE = '''import triton
@@ -91,6 +91,7 @@ class TritonKernel:
     signature: dict         # parameter → Triton type ("*fp32", "i64"), for ahead-of-time compiles
     grid: tuple             # program counts (sympy), given the launch's block sizes
     constexprs: dict        # block-size parameter → value
+    origins: list           # ATen ops fused into this kernel
 
 
 def render_kernel(name: str, group: Group, tiling, matmul_tile=None) -> TritonKernel:
@@ -106,14 +107,17 @@ def render_kernel(name: str, group: Group, tiling, matmul_tile=None) -> TritonKe
     body = ["xindex = tl.program_id(0) * XBLOCK + tl.arange(0, XBLOCK)[:, None]",
             f"xmask = xindex < {ops.index(xnumel)}"]
     body += _split_index(ops, "xindex", outer_vars, outer)
+    origins: dict = {}
     for position, node in enumerate(group.nodes):
-        with set_ops_handler(ops), collect_origins():
+        with set_ops_handler(ops), collect_origins() as inlined:
             body += _node(ops, node, group, outer_vars, f"acc{position}")
+        origins.update(dict.fromkeys(in_order(inlined, node.data.origins)))
     constexprs = {"XBLOCK": tiling.xblock, "RBLOCK": tiling.rblock}
-    return _kernel(name, ops, body, constexprs, (symbolic.FloorDiv(xnumel + tiling.xblock - 1, tiling.xblock),))
+    grid = (symbolic.FloorDiv(xnumel + tiling.xblock - 1, tiling.xblock),)
+    return _kernel(name, ops, body, constexprs, grid, list(origins))
 
 
-def _kernel(name: str, ops: TritonOps, body: list, constexprs: dict, grid: tuple) -> TritonKernel:
+def _kernel(name: str, ops: TritonOps, body: list, constexprs: dict, grid: tuple, origins: list) -> TritonKernel:
     symbols = sorted((s for s in ops.symbols if not s.name.startswith(("i", "x", "r", "k", "tmp"))),
                      key=lambda s: s.name)
     buffers = list(ops.stores) + [n for n in ops.loads if n not in ops.stores]
@@ -124,7 +128,7 @@ def _kernel(name: str, ops: TritonOps, body: list, constexprs: dict, grid: tuple
     params = [p if p not in constexprs else f"{p}: tl.constexpr" for p in params]
     source = (f"@triton.jit\ndef {name}({', '.join(params)}):\n"
               + "\n".join("    " + line for line in body) + "\n")
-    return TritonKernel(name, source, buffers, symbols, signature, grid, constexprs)
+    return TritonKernel(name, source, buffers, symbols, signature, grid, constexprs, origins)
 
 
 _SHORT = {torch.float32: "fp32", torch.float64: "fp64", torch.float16: "fp16", torch.bfloat16: "bf16",
@@ -179,14 +183,16 @@ def _render_matmul(name: str, group: Group, tile) -> TritonKernel:
     ops.define_local(out.name, value, out.get_dtype())  # rounded to the output dtype, as eager's epilogue sees it
     if out.name not in group.local:
         ops.store(out.name, out.layout.index(lead + [rm, rn]), ops.locals[out.name], out.get_dtype())
+    origins: dict = {}
     for node in group.nodes:
         index, _ = node_indices(node, lead + [rm], group.outer, [rn])
-        with set_ops_handler(ops), collect_origins():
+        with set_ops_handler(ops), collect_origins() as inlined:
             node.data.store_to(node, index)
+        origins.update(dict.fromkeys(in_order(inlined, node.data.origins)))
     body += ops.lines
     rows = symbolic.FloorDiv(m + tile.bm - 1, tile.bm) * symbolic.FloorDiv(n + tile.bn - 1, tile.bn)
     grid = (rows, a.layout.size[0]) if batched else (rows,)
-    return _kernel(name, ops, body, {"BM": tile.bm, "BN": tile.bn, "BK": tile.bk}, grid)
+    return _kernel(name, ops, body, {"BM": tile.bm, "BN": tile.bn, "BK": tile.bk}, grid, list(origins))
 
 
 def _split_index(ops: TritonOps, flat: str, variables: list, ranges) -> list:
