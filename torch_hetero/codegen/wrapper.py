@@ -85,6 +85,8 @@ def _render_extern(call: ExternCall) -> list:
 
 
 def _op_path(op) -> str:
+    if isinstance(op, torch._ops.HigherOrderOperator):  # e.g. with_effects, around an op with side effects
+        return f"torch.ops.higher_order.{op.name()}"
     namespace, rest = op.name().split("::")
     return f"torch.ops.{namespace}.{rest.split('.')[0]}.{op._overloadname}"
 
@@ -99,6 +101,8 @@ def _arg(value) -> str:
         return pexpr(value) if not value.is_Float else repr(float(value))
     if isinstance(value, torch.dtype):
         return _dtype(value)
+    if isinstance(value, torch._ops.OpOverload):
+        return _op_path(value)
     if isinstance(value, (torch.device, torch.layout, torch.memory_format)):
         return f"torch.{value}" if not isinstance(value, torch.device) else f"torch.device({str(value)!r})"
     if isinstance(value, float):

@@ -135,6 +135,8 @@ def gather(x, dim, index, sparse_grad=False):
 
 @register_lowering(aten.index_select)
 def index_select(x, dim, index):
+    if x.dim() == 0:
+        raise NotImplementedError("index_select of a 0-d tensor")  # rare: ATen runs it
     dim = canonical_dim(dim, x.dim())
     load, index_load, bound = x.make_loader(), index.make_loader(), x.get_size()[dim]
     size = x.get_size()[:dim] + index.get_size()[:1] + x.get_size()[dim + 1:]

@@ -14,6 +14,9 @@ aten = torch.ops.aten
 
 
 def _dims(x, dims) -> list[int]:
+    """The dims reduced; a 0-d tensor "reduced over dim 0" (or -1) is left as it is."""
+    if x.dim() == 0:
+        return []
     if dims is None or (isinstance(dims, (list, tuple)) and len(dims) == 0):
         return list(range(x.dim()))
     if isinstance(dims, int):
