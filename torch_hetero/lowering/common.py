@@ -21,6 +21,17 @@ def meta_val():
     return current_graph().current_node.meta["val"]
 
 
+def is_one(size) -> bool:
+    """Is this dim 1 (so it broadcasts)?  A symbolic size counts when it is 1 for the example
+    inputs: Dynamo guarded on exactly that when it broadcast the fake tensors."""
+    size = sympy.sympify(size)
+    if size.is_number:
+        return size == 1
+    hints = current_graph().size_hints
+    value = size.subs(hints)
+    return bool(value.is_number and value == 1)
+
+
 def broadcast_shapes(*shapes) -> list:
     ndim = max((len(s) for s in shapes), default=0)
     out = []
@@ -28,7 +39,7 @@ def broadcast_shapes(*shapes) -> list:
         size = sympy.Integer(1)
         for shape in shapes:
             pos = axis - (ndim - len(shape))
-            if pos >= 0 and shape[pos] != 1:
+            if pos >= 0 and not is_one(shape[pos]):
                 size = shape[pos]
         out.append(size)
     return out
@@ -40,9 +51,10 @@ def broadcast_loader(value: ir.TensorValue, shape) -> Callable:
     own = value.get_size()
     lead = len(shape) - len(own)
 
+    zero = [is_one(size) for size in own]
+
     def load(index):
-        return inner([sympy.Integer(0) if size == 1 else idx
-                      for idx, size in zip(index[lead:], own)])
+        return inner([sympy.Integer(0) if broadcast else idx for idx, broadcast in zip(index[lead:], zero)])
     return load
 
 

@@ -11,7 +11,7 @@ import torch
 from .. import ir, symbolic
 from ..symbolic import FloorDiv, ModularIndexing
 from ..virtualized import current_origin
-from .common import canonical_dim, meta_val, size_of
+from .common import canonical_dim, is_one, meta_val, size_of
 from .registry import register_lowering
 
 aten = torch.ops.aten
@@ -55,9 +55,10 @@ def expand(x, sizes, implicit=False):
     own = x.get_size()
     lead = len(size) - len(own)
 
+    zero = [is_one(s) and not is_one(size[lead + i]) for i, s in enumerate(own)]
+
     def reindex(index):
-        return [sympy.Integer(0) if s == 1 and size[lead + i] != 1 else index[lead + i]
-                for i, s in enumerate(own)]
+        return [sympy.Integer(0) if broadcast else index[lead + i] for i, broadcast in enumerate(zero)]
     return make_view(x, size, reindex)
 
 
