@@ -32,3 +32,23 @@ def test_symbolic_size_one_broadcasts():
     check(fn, torch.randn(2), torch.randn(2), dynamic=True)
     check(lambda x, y: x.narrow(0, 0, max(x.shape[0] // 2, 1)).expand(x.shape[0]) + y,
           torch.randn(2), torch.randn(2), dynamic=True)
+
+
+def test_concatenated_broadcasts():
+    """Found by the fuzzer (seed 420): g++ 12 -O3 AVX-512 if-conversion miscompiled this cat
+    (see runtime/cpp_build.FLAGS)."""
+    import torch
+    torch.manual_seed(0)
+
+    def fn(x, y):
+        a = x[:1] + y
+        return torch.cat([a, a * 2], 0)
+    check(fn, torch.randn(16), torch.randn(16))
+
+
+def test_dynamic_index_divided_by_a_squared_size():
+    """Found by the fuzzer (seed 401): i0 / (s * s) was printed as i0 / s * s."""
+    import torch
+    x = torch.randn(33, 33, 5, 1).permute(3, 2, 1, 0)
+    y = torch.randn(1, 33, 66)[..., ::2]
+    check(lambda x, y: (x.neg() - y).flatten(), x, y, dynamic=True)

@@ -52,7 +52,8 @@ class ExprPrinter:
     def _atom(self, expr) -> str:
         """``expr`` printed so it can stand as an operand of ``*``, ``/`` or ``%``."""
         text = self.print(expr)
-        return f"({text})" if expr.is_Add or expr.is_Mul or (expr.is_Integer and expr < 0) else text
+        compound = expr.is_Add or expr.is_Mul or expr.is_Pow  # a power prints as a product
+        return f"({text})" if compound or (expr.is_Integer and expr < 0) else text
 
     def integer(self, value: int) -> str:
         return str(value) if abs(value) < 2**31 else f"INT64_C({value})"
