@@ -1,6 +1,7 @@
 """Distributed training through torch.distributed, not through us: two processes on gloo over
 loopback train a small transformer with torch.compile(DistributedDataParallel(model),
 backend="hetero") for a few steps; the parameters match the same run in eager."""
+import datetime
 import os
 import socket
 
@@ -21,8 +22,9 @@ def _free_port() -> int:
 
 
 def _train(rank: int, world: int, port: int, compiled: bool, out_dir: str) -> None:
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    dist.init_process_group("gloo", rank=rank, world_size=world)
+    os.environ["GLOO_SOCKET_IFNAME"] = "lo"  # loopback: the hostname may resolve elsewhere
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world,
+                            timeout=datetime.timedelta(seconds=120))
     torch.manual_seed(0)
     torch.set_num_threads(1)
     model = DistributedDataParallel(TinyGPT(vocab=64, dim=32, heads=2, layers=2, max_seq=16))
@@ -39,6 +41,10 @@ def _train(rank: int, world: int, port: int, compiled: bool, out_dir: str) -> No
     if rank == 0:
         torch.save({k: v.detach() for k, v in model.module.state_dict().items()},
                    os.path.join(out_dir, "compiled.pt" if compiled else "eager.pt"))
+    # every rank done, and DDP's pending Python callbacks gone, before the process group joins
+    # its threads (destroying it with work in flight can deadlock on the GIL)
+    dist.barrier()
+    del model, step_fn, optimizer
     dist.destroy_process_group()
 
 
