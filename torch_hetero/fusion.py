@@ -128,9 +128,7 @@ class _Planner:
     def loaded(self, node) -> list:
         """Names of the buffers ``node`` loads."""
         if node.name not in self._loaded:
-            outer = default_outer(node)
-            outer_vars = list(symbolic.index_symbols("o", len(outer)))
-            self._loaded[node.name] = [name for name, _, _ in _loads(node, outer, outer_vars)]
+            self._loaded[node.name] = loaded_buffers(node)
         return self._loaded[node.name]
 
     def time_us(self, kernels: list) -> float:
