@@ -3,7 +3,9 @@ where the op supports them, with gradients (float32) for ops with autograd; comp
 hetero backend and compared with eager.  Prints one line per op (status per dtype, whether it
 ran natively or through ATen fallbacks) and the summary the targets are stated in.
 
-    python benchmarks/opinfo_sweep.py [--ops NAME,...] [--max-samples N] [--budget-s S]
+    python benchmarks/opinfo_sweep.py [--ops NAME,...] [--dtypes f32,...] [--max-samples N] [--budget-s S]
+
+``--dtypes f32 --max-samples 1`` is the CI test's case set, with the native/fallback table.
 """
 from __future__ import annotations
 
@@ -23,10 +25,10 @@ SHORT = {torch.float32: "f32", torch.float16: "f16", torch.bfloat16: "bf16", tor
 TOLERANCE = {torch.float16: 1e-2, torch.bfloat16: 2e-2}
 
 
-def sweep_op(op, max_samples: int) -> dict:
+def sweep_op(op, max_samples: int, dtypes) -> dict:
     """dtype → (status counts, fallback ops, first problem)."""
     results = {}
-    for dtype in DTYPES:
+    for dtype in dtypes:
         if dtype not in op.supported_dtypes("cpu"):
             continue
         counts, fallbacks, problem = collections.Counter(), set(), ""
@@ -46,22 +48,29 @@ def sweep_op(op, max_samples: int) -> dict:
     return results
 
 
+def full_name(op) -> str:
+    return op.name + ("." + op.variant_test_name if op.variant_test_name else "")
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--ops", default="", help="comma-separated op names (default: all)")
+    parser.add_argument("--dtypes", default=",".join(SHORT.values()), help="comma-separated, e.g. f32,bf16")
     parser.add_argument("--max-samples", type=int, default=1000)
     parser.add_argument("--budget-s", type=float, default=float("inf"), help="stop starting new ops after this")
     args = parser.parse_args()
     ops = float32_ops()
+    dtypes = [dtype for dtype in DTYPES if SHORT[dtype] in args.dtypes.split(",")]
     if args.ops:
-        ops = [op for op in ops if op.name in args.ops.split(",")]
+        wanted = set(args.ops.split(","))
+        ops = [op for op in ops if op.name in wanted or full_name(op) in wanted]
     start = time.perf_counter()
     totals = collections.Counter()
     native, wrong_ops, done = 0, [], 0
     for op in ops:
         if time.perf_counter() - start > args.budget_s:
             break
-        results = sweep_op(op, args.max_samples)
+        results = sweep_op(op, args.max_samples, dtypes)
         done += 1
         f32 = results.get(torch.float32)
         uses_fallback = bool(f32 and f32[1])
@@ -74,7 +83,7 @@ def main():
         if problems:
             wrong_ops.append(op.name)
         kind = "fallback " + ",".join(sorted(f32[1])) if uses_fallback else "native"
-        print(f"{op.name + ('.' + op.variant_test_name if op.variant_test_name else ''):<44} {' '.join(cells):<60} "
+        print(f"{full_name(op):<44} {' '.join(cells):<60} "
               f"{kind}{'  !! ' + problems[0] if problems else ''}", flush=True)
     seconds = time.perf_counter() - start
     print(f"\n{done} ops in {seconds:.0f} s; samples: " + ", ".join(f"{v} {k}" for k, v in sorted(totals.items())))

@@ -49,7 +49,7 @@ def compile_graph(gm: torch.fx.GraphModule, profile, name: str = "graph", estima
     """``profile``: the target DeviceProfile; its device model plans the kernels (fusing them
     unless ``fusion`` is False) and, with ``estimate``, estimates every step.  ``executor``
     (see ``options.EXECUTORS``) decides what runs here; the target's code is rendered either way."""
-    graph = GraphLowering(gm).run()
+    graph = GraphLowering(gm, profile.codegen).run()
     kernels = scheduler.kernels_of(graph, profile, fusion)
     plan_kernels(graph, kernels, profile)
     runs = choose_executor(executor, profile, graph)

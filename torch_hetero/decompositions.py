@@ -50,6 +50,21 @@ DECOMPOSED_OPS = [
     aten.new_empty, aten.new_full, aten.new_ones, aten.new_zeros, aten.ones, aten.zeros,
     aten.full_like, aten.ones_like, aten.zeros_like, aten.empty_like, aten.fill, aten.eye,
     aten.linspace, aten.logspace, aten.arange.default, aten.arange.start,
+    # interpolation, pooling, unpooling and grid sampling: into index arithmetic and reductions
+    aten._unsafe_index, aten._unsafe_masked_index, aten._adaptive_avg_pool2d, aten.adaptive_max_pool2d,
+    aten.adaptive_max_pool3d, aten.max_pool2d_with_indices, aten.max_pool3d_with_indices,
+    aten.max_pool2d_with_indices_backward, aten.max_unpool2d, aten.max_unpool3d, aten.grid_sampler_2d,
+    aten._upsample_bilinear2d_aa, aten._unsafe_masked_index_put_accumulate,
+    # views and copies of views (as_strided over our buffers or the inputs)
+    aten.diagonal, aten.diagonal_copy, aten.diag_embed, aten.unfold, aten.unfold_copy, aten.trace,
+    aten.unsafe_split, aten.unbind_copy, aten.split_with_sizes_copy, aten.narrow_copy, aten.rot90,
+    aten.block_diag, aten.channel_shuffle, aten._chunk_cat, aten.as_strided_copy,
+    aten.new_empty_strided, aten.zero,
+    # more arithmetic and reductions
+    aten.mvlgamma, aten.nansum, aten.linalg_cross, aten.isposinf, aten.isneginf, aten.special_xlog1py,
+    aten.special_entr, aten.renorm, aten.isin, aten.dist, aten.count_nonzero, aten.bucketize,
+    aten.aminmax, aten.take, aten.index_add, aten.index_copy, aten.index_fill,
+    aten._batch_norm_with_update_functional,
 ]
 
 

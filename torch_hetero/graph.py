@@ -56,8 +56,9 @@ class ExternCall:
 
 
 class GraphLowering:
-    def __init__(self, gm: torch.fx.GraphModule):
+    def __init__(self, gm: torch.fx.GraphModule, codegen: str = "cpp"):
         self.gm = gm
+        self.codegen = codegen              # the target's kernel language: what lowerings may use
         self.placeholders: list = []        # (kind, value, meta) per graph input
         self.constants: dict[str, torch.Tensor] = {}
         self.nodes: list = []               # ComputedBuffer | ExternCall, in execution order
@@ -95,7 +96,8 @@ class GraphLowering:
         meta = node.meta.get("val")
         self._record_hints(meta)
         if isinstance(meta, torch.Tensor):
-            buffer = ir.InputBuffer(f"arg{len(self.placeholders)}", _layout_of(meta))
+            buffer = ir.InputBuffer(f"arg{len(self.placeholders)}", _layout_of(meta),
+                                    symbolic.sym(meta.storage_offset()))
             self.placeholders.append(("tensor", buffer, meta))
             return ir.StridedValue(buffer)
         if isinstance(meta, torch.SymInt) or isinstance(meta, int):
@@ -122,7 +124,7 @@ class GraphLowering:
         value = getattr(self.gm, node.target)
         name = f"const_{len(self.constants)}"
         self.constants[name] = value
-        return ir.StridedValue(ir.InputBuffer(name, _layout_of(value)))
+        return ir.StridedValue(ir.InputBuffer(name, _layout_of(value), value.storage_offset()))
 
     def _call(self, node, args, kwargs):
         meta = node.meta.get("val")

@@ -74,7 +74,14 @@ class Buffer:
 
 
 class InputBuffer(Buffer):
-    """A tensor argument of the graph (or a constant attribute of the GraphModule)."""
+    """A tensor argument of the graph (or a constant attribute of the GraphModule).
+    ``storage_offset``: its offset in its storage when traced.  The generated code sees only
+    its data pointer, so absolute storage offsets (``as_strided``) are taken relative to it,
+    as Inductor does: Dynamo does not guard on storage offsets."""
+
+    def __init__(self, name: str, layout: Layout, storage_offset=0):
+        super().__init__(name, layout)
+        self.storage_offset = storage_offset
 
 
 class ComputedBuffer(Buffer):

@@ -55,7 +55,8 @@ def render_kernel(name: str, group: Group) -> CppKernel:
     params += [f"{'double' if symbolic.is_float_symbol(s) else 'int64_t'} {s.name}" for s in symbols]
     fused = list(fused)
     header = f'// {", ".join(fused) or "copy"}\nextern "C" void {name}({", ".join(params)})'
-    source = header + " {\n" + "\n".join("    " + line for line in loops) + "\n}\n"
+    includes = "".join(f"#include <{h}>\n" for h in sorted(ops.headers))
+    source = includes + header + " {\n" + "\n".join("    " + line for line in loops) + "\n}\n"
     buffer_args = list(ops.stores) + [n for n in ops.loads if n not in ops.stores]
     return CppKernel(name, source, buffer_args, symbols, fused)
 

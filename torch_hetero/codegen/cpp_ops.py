@@ -11,6 +11,7 @@ import sympy
 import torch
 
 from ..symbolic import simplify_index
+from . import special
 from .printer import cexpr
 
 STORAGE_CTYPE = {
@@ -84,6 +85,7 @@ class CppOps:
         self.symbols: set = set()
         self.ranges: dict = {}          # loop variable → extent, for index simplification
         self.locals: dict[str, CVar] = {}  # buffers kept in variables (see define_local)
+        self.headers: set = set()         # extra headers the statements need
 
     # ---------------------------------------------------------------- plumbing
     def _emit(self, expr: str, dtype: torch.dtype, prefix: str = "tmp") -> CVar:
@@ -189,6 +191,9 @@ class CppOps:
             if name == "fmod":
                 return lambda a, b: self._emit(f"{a} % {b}" if not a.dtype.is_floating_point else f"{fn}({a}, {b})", a.dtype)
             return lambda a, b: self._emit(f"{fn}({a}, {b})", a.dtype)
+        if name in special.CPP:
+            self.headers.add(special.ATEN_MATH_HEADER)
+            return lambda *args: self._emit(f"{special.CPP[name]}({', '.join(map(str, args))})", args[0].dtype)
         raise AttributeError(f"the C++ backend has no op '{name}'")
 
     def neg(self, x):

@@ -13,6 +13,7 @@ import sympy
 import torch
 
 from ..symbolic import simplify_index
+from . import special
 from .printer import PythonPrinter
 
 TL_DTYPE = {
@@ -190,6 +191,8 @@ class TritonOps:
             return lambda x: self._emit(f"{_TL_MATH[name]}({self._float(x)})", x.dtype)
         if name in _LIBDEVICE:
             return lambda x: self._emit(f"hmath.{name}({self._float(x)})", x.dtype)
+        if name in special.LIBDEVICE:
+            return lambda x: self._emit(f"hmath.{special.LIBDEVICE[name]}({self._float(x)})", x.dtype)
         if name in _BINARY_LIBDEVICE:
             return lambda a, b: self._emit(f"hmath.{name}({a}, {b})", a.dtype)
         if name in _BINARY_INFIX:

@@ -14,6 +14,7 @@ import sympy
 import torch
 
 from .. import ir, symbolic
+from ..codegen import special
 from ..loop_nest import Group, inner_ranges, node_indices
 from ..virtualized import set_ops_handler
 
@@ -33,8 +34,12 @@ SERIAL_COMBINE_CYCLES = 3
 # A load whose index divides or takes the remainder of the innermost loop variable (a view
 # across a reshape) is computed per element in scalar code: cycles per element.
 DIVMOD_INDEX_CYCLES = 2
+# Special functions (``codegen.special``: Bessel, gamma family, polynomials) are series or
+# rational approximations of several transcendentals: an assumed cost, not measured.
+SPECIAL_CALL_CYCLES = 100
+_CALL_CYCLES = {**dict.fromkeys(special.CPP, SPECIAL_CALL_CYCLES), **SCALAR_CALL_CYCLES}
 _VECTOR_REDUCTIONS = {"sum", "prod"}
-_TRANSCENDENTAL = set(SCALAR_CALL_CYCLES)  # sqrt/rsqrt are vector instructions
+_TRANSCENDENTAL = set(_CALL_CYCLES)  # sqrt/rsqrt are vector instructions
 _FREE = {"load", "store", "constant", "index_expr", "to_dtype", "masked", "indirect_indexing"}
 
 
@@ -138,7 +143,7 @@ class CountingOps:
         def op(*args):
             self.ops += TRANSCENDENTAL_FLOPS if name in _TRANSCENDENTAL else 1
             self.transcendentals += name in _TRANSCENDENTAL
-            self.call_cycles += SCALAR_CALL_CYCLES.get(name, 0)
+            self.call_cycles += _CALL_CYCLES.get(name, 0)
             first = next((a for a in args if isinstance(a, _Value)), None)
             comparison = name in ("eq", "ne", "lt", "le", "gt", "ge", "logical_and", "logical_or",
                                   "logical_xor", "logical_not", "isnan", "isinf")

@@ -116,11 +116,13 @@ def select(x, dim, index):
 
 @register_lowering(aten.as_strided)
 def as_strided(x, size, stride, storage_offset=None):
-    """Only over memory we allocated ourselves, where storage offset 0 is the data pointer."""
+    """Over memory we allocated (storage offset 0 is its data pointer) or a graph input
+    (offsets relative to its traced one); not over an ATen op's result, which may be a view."""
     base = ir.as_strided(x)
-    if base is None or not base.buffer.owns_storage:
-        raise NotImplementedError("as_strided of memory not allocated by this graph")
-    offset = base.layout.offset if storage_offset is None else symbolic.sym(storage_offset)
+    if base is None or not (base.buffer.owns_storage or isinstance(base.buffer, ir.InputBuffer)):
+        raise NotImplementedError("as_strided of memory an ATen op returned")
+    origin = getattr(base.buffer, "storage_offset", 0)
+    offset = base.layout.offset if storage_offset is None else symbolic.sym(storage_offset) - origin
     layout = ir.Layout(tuple(symbolic.sym(s) for s in size), tuple(symbolic.sym(s) for s in stride),
                        base.get_dtype(), offset)
     return ir.StridedValue(base.buffer, layout)

@@ -9,6 +9,8 @@ import shutil
 import subprocess
 import tempfile
 
+import torch
+
 from ..errors import HeteroCompileError
 from . import cache
 
@@ -41,9 +43,19 @@ def compiler_version(compiler: str) -> str:
     return out.stdout.splitlines()[0] if out.stdout else compiler
 
 
+def _flags(source: str) -> tuple:
+    """FLAGS, plus torch's include directory when the source uses ATen's headers
+    (header-only math; nothing of libtorch is linked)."""
+    if "#include <ATen/" not in source:
+        return FLAGS
+    return FLAGS + ("-I" + os.path.join(os.path.dirname(torch.__file__), "include"),)
+
+
 def build_key(source: str) -> str:
     compiler = find_compiler()
-    text = "\0".join([source, compiler, compiler_version(compiler), " ".join(FLAGS)])
+    flags = _flags(source)
+    version = torch.__version__ if flags != FLAGS else ""  # the headers are torch's
+    text = "\0".join([source, compiler, compiler_version(compiler), " ".join(flags), version])
     return hashlib.sha256(text.encode()).hexdigest()
 
 
@@ -62,7 +74,7 @@ def _compile(source: str) -> bytes:
         src, out = os.path.join(tmp, "kernels.cpp"), os.path.join(tmp, "kernels.so")
         with open(src, "w") as f:
             f.write(source)
-        result = subprocess.run([compiler, *FLAGS, src, "-o", out], capture_output=True, text=True)
+        result = subprocess.run([compiler, *_flags(source), src, "-o", out], capture_output=True, text=True)
         if result.returncode != 0:
             raise HeteroCompileError(f"{os.path.basename(compiler)} failed to build generated code:\n"
                                      f"{result.stderr[-4000:]}")

@@ -74,6 +74,9 @@ _LIBDEVICE_IN_TORCH = {
     "asinh": torch.asinh, "acosh": torch.acosh, "atanh": torch.atanh, "erfc": torch.erfc, "trunc": torch.trunc,
     "lgamma": torch.lgamma, "nearbyint": torch.round, "atan2": torch.atan2, "copysign": torch.copysign,
     "hypot": torch.hypot, "nextafter": torch.nextafter, "fmod": torch.fmod, "pow": torch.pow,
+    "j0": torch.special.bessel_j0, "j1": torch.special.bessel_j1, "y0": torch.special.bessel_y0,
+    "y1": torch.special.bessel_y1, "cyl_bessel_i0": torch.special.i0, "cyl_bessel_i1": torch.special.i1,
+    "erfinv": torch.erfinv, "erfcx": torch.special.erfcx,
 }
 
 

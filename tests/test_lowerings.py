@@ -1,0 +1,55 @@
+"""Lowerings whose behaviour depends on the target or on runtime metadata: special functions
+(native on the host, libdevice-only on Triton targets) and ``as_strided`` over graph inputs."""
+
+import pytest
+import torch
+
+import torch_hetero
+from utils import check
+
+
+def explain(fn, *args, device=None):
+    torch._dynamo.reset()
+    return torch_hetero.explain(fn, *args, device=device)
+
+
+@pytest.mark.parametrize("fn", [
+    pytest.param(lambda x: torch.special.bessel_j0(x) * 2, id="bessel_j0"),
+    pytest.param(lambda x: torch.special.i0e(x) + torch.special.i1(x), id="i0e_i1"),
+    pytest.param(lambda x: torch.digamma(x.abs() + 0.5) + torch.polygamma(2, x.abs() + 0.5), id="digamma_polygamma"),
+    pytest.param(lambda x: torch.special.chebyshev_polynomial_t(x.tanh(), 3), id="chebyshev_t"),
+    pytest.param(lambda x: torch.special.zeta(x.abs() + 1.5, 2.0), id="zeta"),
+    pytest.param(lambda x: torch.erfinv(x.tanh() * 0.9), id="erfinv"),
+])
+def test_special_function_is_native_on_the_host(fn):
+    x = torch.randn(64, 33)
+    check(fn, x, atol=1e-5, rtol=1e-5, options={"strict": True})
+    report = explain(fn, x, device="cpu")
+    assert not report.fallbacks, report.fallbacks
+    assert "#include <ATen/native/Math.h>" in "".join(report.code.values())
+
+
+def test_special_functions_on_a_triton_target_use_libdevice_or_fall_back():
+    """j0 is in libdevice: native.  digamma is not: the op runs through ATen and is reported
+    (portability debt), and the result is still right."""
+    x = torch.randn(8, 16).abs() + 0.5
+
+    def fn(v):
+        return torch.special.bessel_j0(v) + torch.digamma(v)
+    report = explain(fn, x, device="h100")
+    assert report.fallbacks == {"aten.digamma": 1}, report.fallbacks
+    triton = next(src for name, src in report.code.items() if name.endswith(".triton.py"))
+    assert "hmath.j0(" in triton
+    check(fn, x, atol=1e-5, rtol=1e-5, options={"device": "h100", "executor": "interpret"})
+
+
+def test_as_strided_of_an_input_is_relative_to_its_storage_offset():
+    """trace decomposes into as_strided with the traced input's absolute storage offset; a later
+    call with a view at another offset (same sizes, no recompile) must read its own elements.
+    (A user-written as_strided with an absolute offset into a view called at another offset
+    is not guarded by Dynamo: Inductor and we both read relative to the traced offset.)"""
+    big = torch.randn(6, 5)
+    torch._dynamo.reset()
+    compiled = torch.compile(lambda x: torch.trace(x) * 2, backend="hetero", options={"strict": True})
+    for view in (big[1:], big[:5]):
+        torch.testing.assert_close(compiled(view), torch.trace(view) * 2)
