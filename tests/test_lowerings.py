@@ -53,3 +53,27 @@ def test_as_strided_of_an_input_is_relative_to_its_storage_offset():
     compiled = torch.compile(lambda x: torch.trace(x) * 2, backend="hetero", options={"strict": True})
     for view in (big[1:], big[:5]):
         torch.testing.assert_close(compiled(view), torch.trace(view) * 2)
+
+
+@pytest.mark.parametrize("options", [{}, {"device": "h100", "executor": "interpret"}], ids=["host", "interpret"])
+@pytest.mark.parametrize("fn,make_inputs", [
+    pytest.param(lambda x: torch.round(x * 100, decimals=2) + torch.round(x * 1000, decimals=-2),
+                 lambda: (torch.randn(5, 6),), id="round_decimals"),
+    pytest.param(lambda x, y: torch.fmax(x, y) - torch.fmin(x, y),
+                 lambda: (torch.tensor([1., float("nan"), 2., float("nan")]),
+                          torch.tensor([float("nan"), 3., 1., float("nan")])), id="fmax_fmin_nan"),
+    pytest.param(torch.signbit, lambda: (torch.tensor([-0.0, 0.0, -1., 2., float("nan"), -float("nan")]),),
+                 id="signbit"),
+    pytest.param(torch.ldexp, lambda: (torch.randn(5, 6), torch.randint(-3, 4, (5, 6))), id="ldexp"),
+    pytest.param(torch.angle, lambda: (torch.tensor([-1.5, 0.0, -0.0, 2.0, float("nan")]),), id="angle"),
+    pytest.param(lambda x: torch.flip(x, (0, 1)) * 2, lambda: (torch.randn(5, 6),), id="flip"),
+    pytest.param(lambda x: torch.rot90(x, 1, (0, 1)), lambda: (torch.randn(5, 6),), id="rot90_output_view"),
+    pytest.param(lambda x, s: torch.diagonal_scatter(x, s, -2), lambda: (torch.randn(5, 6), torch.randn(3)),
+                 id="diagonal_scatter"),
+    pytest.param(lambda x, w: torch.nn.functional.group_norm(x, 3, w), lambda: (torch.randn(2, 6, 5), torch.randn(6)),
+                 id="group_norm_as_strided"),
+])
+def test_composed_lowerings_are_native_and_match(fn, make_inputs, options):
+    inputs = make_inputs()
+    check(fn, *inputs, options={"strict": True, **options})
+    assert not explain(fn, *inputs, device=options.get("device", "cpu")).fallbacks

@@ -248,5 +248,7 @@ def as_strided(value: TensorValue) -> Optional[StridedValue]:
         if form is None:
             return None
         offset, strides = form
+        if any(sympy.sympify(s).is_negative for s in strides):  # flip: torch has no negative strides
+            return None
         return StridedValue(base.buffer, Layout(tuple(value.size), tuple(strides), base.get_dtype(), offset))
     return None

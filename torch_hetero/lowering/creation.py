@@ -29,7 +29,7 @@ def scalar_tensor(value, **_kwargs):
     return _constant(value)
 
 
-@register_lowering(aten.empty.memory_format, aten.empty_strided, aten.empty_like)
+@register_lowering(aten.empty.memory_format, aten.empty_strided, aten.empty_like, aten.empty_permuted)
 def empty(*_args, **_kwargs):
     """Contents are unspecified; zeros cost nothing unless a consumer reads them."""
     return _constant(0)

@@ -121,6 +121,24 @@ def select_scatter(base, src, dim, index_value):
     return new_pointwise(inner, base.get_size(), base.get_dtype(), 2)
 
 
+@register_lowering(aten.diagonal_scatter)
+def diagonal_scatter(base, src, offset=0, dim1=0, dim2=1):
+    """``src`` written over the ``offset`` diagonal of dims (dim1, dim2); ``src`` holds the other
+    dims in order, then the diagonal position."""
+    dim1, dim2 = canonical_dim(dim1, base.dim()), canonical_dim(dim2, base.dim())
+    base_load, src_load = base.make_loader(), src.make_loader()
+    rest = [d for d in range(base.dim()) if d not in (dim1, dim2)]
+
+    def inner(index):
+        on_diagonal = ops.eq(_idx(index[dim2] - index[dim1]), _idx(sympy.Integer(offset)))
+        position = index[dim1] if offset >= 0 else index[dim2]
+
+        def from_src():
+            return src_load([index[d] for d in rest] + [position])
+        return ops.where(on_diagonal, ops.masked(on_diagonal, from_src, 0, base.get_dtype()), base_load(index))
+    return new_pointwise(inner, base.get_size(), base.get_dtype(), 2)
+
+
 @register_lowering(aten.gather)
 def gather(x, dim, index, sparse_grad=False):
     dim = canonical_dim(dim, x.dim())
@@ -135,8 +153,9 @@ def gather(x, dim, index, sparse_grad=False):
 
 @register_lowering(aten.index_select)
 def index_select(x, dim, index):
-    if x.dim() == 0:
-        raise NotImplementedError("index_select of a 0-d tensor")  # rare: ATen runs it
+    if x.dim() == 0:  # the index can only be 0 (or -1): the value itself
+        load = x.make_loader()
+        return new_pointwise(lambda idx: load([]), size_of(meta_val()), x.get_dtype())
     dim = canonical_dim(dim, x.dim())
     load, index_load, bound = x.make_loader(), index.make_loader(), x.get_size()[dim]
     size = x.get_size()[:dim] + index.get_size()[:1] + x.get_size()[dim + 1:]

@@ -219,3 +219,65 @@ def clamp_max(x, max):
 def to_copy(x, dtype=None, **_layout_kwargs):
     """A fresh value (never the input itself: a returned copy must not alias it)."""
     return make_pointwise(lambda v: v, [x], meta_val().dtype)  # inputs are cast to the compute dtype
+
+
+# ---------------------------------------------------------------- composed from the ops above
+@register_lowering(aten.round.decimals)
+def round_decimals(x, decimals=0):
+    """As ATen: scale by 10**|decimals| in the value's dtype, round half to even, unscale."""
+    dtype = meta_val().dtype
+    scale = float(10 ** abs(decimals))
+
+    def fn(v):
+        c = ops.constant(scale, dtype)
+        if decimals < 0:
+            return ops.mul(ops.round(ops.truediv(v, c)), c)
+        return ops.truediv(ops.round(ops.mul(v, c)), c)
+    return make_pointwise(fn, [x], dtype)
+
+
+def _nan_ignoring(name):
+    """fmax/fmin: like maximum/minimum, but a NaN loses to a number."""
+    def lower(a, b):
+        dtype = meta_val().dtype
+        if not dtype.is_floating_point:
+            return make_pointwise(getattr(ops, name), [a, b], dtype)
+        return make_pointwise(lambda x, y: ops.where(ops.isnan(x), y, ops.where(ops.isnan(y), x, getattr(ops, name)(x, y))),
+                              [a, b], dtype)
+    return lower
+
+
+register_lowering(aten.fmax)(_nan_ignoring("maximum"))
+register_lowering(aten.fmin)(_nan_ignoring("minimum"))
+
+
+@register_lowering(aten.signbit)
+def signbit(x):
+    """Set for negative numbers and for -0.0 (and NaNs with the sign bit), as copysign sees it."""
+    dtype = x.get_dtype()
+    if dtype == torch.bool:
+        return make_pointwise(lambda v: ops.constant(False, torch.bool), [x], torch.bool)
+    if not dtype.is_floating_point:
+        return make_pointwise(lambda v: ops.lt(v, ops.constant(0, dtype)), [x], dtype, torch.bool)
+    return make_pointwise(lambda v: ops.lt(ops.copysign(ops.constant(1.0, dtype), v), ops.constant(0.0, dtype)),
+                          [x], dtype, torch.bool)
+
+
+@register_lowering(aten.ldexp.Tensor)
+def ldexp(x, exponent):
+    """x * 2**exponent, as ATen composes it."""
+    dtype = meta_val().dtype
+    return make_pointwise(lambda v, e: ops.mul(v, ops.exp2(e)), [x, exponent], dtype)
+
+
+@register_lowering(aten.angle.default)
+def angle(x):
+    """Real inputs: pi for negatives, 0 otherwise, NaN stays NaN."""
+    dtype = meta_val().dtype
+    if x.get_dtype().is_complex:
+        raise NotImplementedError("angle of a complex tensor")
+
+    def fn(v):
+        zero = ops.constant(0.0, dtype)
+        return ops.where(ops.isnan(v), v, ops.where(ops.lt(v, zero), ops.constant(math.pi, dtype), zero))
+    return make_pointwise(fn, [x], dtype)

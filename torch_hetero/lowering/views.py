@@ -28,6 +28,14 @@ def alias(x):
     return x
 
 
+@register_lowering(torch.ops.prims.rev)
+def rev(x, dims):
+    """flip: an index remapping (a view only in our IR: its strides would be negative)."""
+    size = x.get_size()
+    dims = {canonical_dim(d, x.dim()) for d in dims}
+    return make_view(x, size, lambda index: [size[d] - 1 - i if d in dims else i for d, i in enumerate(index)])
+
+
 @register_lowering(aten.permute)
 def permute(x, dims):
     dims = [canonical_dim(d, x.dim()) for d in dims]
@@ -118,7 +126,7 @@ def select(x, dim, index):
 def as_strided(x, size, stride, storage_offset=None):
     """Over memory we allocated (storage offset 0 is its data pointer) or a graph input
     (offsets relative to its traced one); not over an ATen op's result, which may be a view."""
-    base = ir.as_strided(x)
+    base = ir.as_strided(x.realize() if isinstance(x, ir.Lazy) else x)
     if base is None or not (base.buffer.owns_storage or isinstance(base.buffer, ir.InputBuffer)):
         raise NotImplementedError("as_strided of memory an ATen op returned")
     origin = getattr(base.buffer, "storage_offset", 0)

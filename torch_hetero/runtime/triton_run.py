@@ -94,7 +94,8 @@ class _InterpreterMath:
             from triton.runtime.interpreter import TensorHandle
             blocks = [a for a in args if isinstance(a, core.tensor)]
             widest = max(blocks, key=lambda b: b.handle.data.size)
-            values = [torch.from_numpy(a.handle.data.copy()) if isinstance(a, core.tensor) else a for a in args]
+            values = [torch.from_numpy(a.handle.data.copy()) if isinstance(a, core.tensor) else torch.tensor(a)
+                      for a in args]
             result = fn(*values).numpy().astype(widest.handle.data.dtype)
             return core.tensor(TensorHandle(result, widest.dtype), widest.type)
         return call
