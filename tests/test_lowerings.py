@@ -77,3 +77,66 @@ def test_composed_lowerings_are_native_and_match(fn, make_inputs, options):
     inputs = make_inputs()
     check(fn, *inputs, options={"strict": True, **options})
     assert not explain(fn, *inputs, device=options.get("device", "cpu")).fallbacks
+
+
+def _index(*values):
+    return torch.tensor(values)
+
+
+def _put_non_adjacent(x, i, j):
+    y = x * 1
+    y[i, :, j] = 7.0
+    return y
+
+
+@pytest.mark.parametrize("options", [{}, {"device": "h100", "executor": "interpret"}], ids=["host", "interpret"])
+@pytest.mark.parametrize("fn,make_inputs,grad", [
+    pytest.param(lambda x, i, v: torch.index_put(x, (i,), v), lambda: (torch.randn(5, 6), _index(0, 2, 4), torch.randn(3, 6)),
+                 True, id="index_put"),
+    pytest.param(lambda x, i, v: torch.index_put(x, (i,), v, accumulate=True) * 2,
+                 lambda: (torch.randn(5, 6), _index(0, 2, 0, 4, 0), torch.randn(5, 6)), True, id="index_put_accumulate_repeats"),
+    pytest.param(_put_non_adjacent, lambda: (torch.randn(4, 3, 5), _index(0, 2), _index(1, -1)), False,
+                 id="index_put_non_adjacent"),
+    pytest.param(lambda x: torch.index_put(x, (x[:, 0] > 0,), torch.arange(6.0)), lambda: (torch.randn(5, 6),),
+                 False, id="bool_mask_broadcast_values"),
+    pytest.param(lambda x, i, s: torch.scatter(x, 1, i, s), lambda: (torch.randn(3, 4), _index([0, 3], [2, 1], [1, 0]),
+                                                                      torch.randn(3, 2)), True, id="scatter"),
+    pytest.param(lambda x, i, s: torch.scatter_add(x, 0, i, s), lambda: (torch.randn(5, 6), torch.randint(0, 5, (7, 6)),
+                                                                          torch.randn(7, 6)), True, id="scatter_add"),
+    pytest.param(lambda x, i, s: torch.scatter_reduce(x, 0, i, s, "amax", include_self=False),
+                 lambda: (torch.randn(5, 6), torch.randint(0, 5, (7, 6)), torch.randn(7, 6)), False, id="scatter_amax_no_self"),
+    pytest.param(lambda x, i, s: torch.scatter_reduce(x, 0, i, s, "mean"),
+                 lambda: (torch.randint(-9, 9, (5, 6)), torch.randint(0, 5, (7, 6)), torch.randint(-9, 9, (7, 6))), False,
+                 id="scatter_mean_int"),
+    pytest.param(lambda x, i, s: x.index_add(0, i, s, alpha=2).to(torch.float32),
+                 lambda: (torch.randn(5, 6).bfloat16(), _index(1, 1, 3), torch.randn(3, 6).bfloat16()), False,
+                 id="index_add_bf16"),
+    pytest.param(lambda w, i: torch.nn.functional.embedding(i, w).pow(2).sum(),
+                 lambda: (torch.randn(10, 4), _index([1, 2, 1], [9, 1, 0])), True, id="embedding_backward"),
+])
+def test_scatter_lowerings_are_native_and_match(fn, make_inputs, grad, options):
+    inputs = make_inputs()
+    check(fn, *inputs, grad=grad, atol=1e-5, rtol=1e-5, options={"strict": True, **options})
+    fallbacks = explain(fn, *inputs, device=options.get("device", "cpu")).fallbacks
+    sixteen_bit = any(x.dtype == torch.bfloat16 for x in inputs)
+    # no portable 16-bit atomics on Triton targets: the accumulating scatter falls back there
+    assert fallbacks == ({"aten.index_put": 1} if sixteen_bit and options else {}), fallbacks
+
+
+def test_scatter_prod_has_no_triton_kernel():
+    """Triton has no atomic multiply: on a Triton target a scatter-prod is portability debt."""
+    def fn(x, i, s):
+        return torch.scatter_reduce(x, 0, i, s, "prod")
+    inputs = (torch.randn(5, 6), torch.randint(0, 5, (7, 6)), torch.randn(7, 6))
+    assert explain(fn, *inputs, device="h100").fallbacks == {"aten.scatter_reduce": 1}
+    assert not explain(fn, *inputs, device="cpu").fallbacks
+
+
+def test_outputs_keep_eager_strides_of_views():
+    """A returned column of a computed matrix keeps eager's strides (gaps included): AOT's
+    backward graphs address saved tensors by them (householder_product's backward does)."""
+    x = torch.randn(6, 5)
+    torch._dynamo.reset()
+    fn = lambda v: (v * 2)[:, 1]  # noqa: E731
+    assert torch.compile(fn, backend="hetero")(x).stride() == fn(x).stride()
+    check(torch.linalg.householder_product, torch.randn(6, 5), torch.randn(5), grad=True, atol=1e-4, rtol=1e-4)

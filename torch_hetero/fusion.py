@@ -41,6 +41,10 @@ def group_nodes(graph, profile, storage: dict, readers: dict, pinned: set, enabl
         if not isinstance(node, ir.ComputedBuffer):
             current, matmul = None, node if node.op in MATMULS else None
             continue
+        if isinstance(node.data, ir.Scatter):  # writes elements other iterations read: alone
+            groups.append(Group([node], default_outer(node), decisions=[f"{node.name}: a scatter runs alone"]))
+            current, matmul = None, None
+            continue
         if current is not None and enabled:
             verdict = planner.try_join(current, node)
             if verdict is None:
@@ -208,6 +212,8 @@ def _loads(node, outer: tuple, outer_vars: list) -> list:
             node.data.inner_fn(index, rindex)
         else:
             node.data.inner_fn(index)
+        if isinstance(node.data, ir.Scatter):
+            node.data.output_index(index)
     ranges = dict(zip(inner_vars, inner))
     return [(name, idx, ranges) for name, idx in recorder.loads]
 

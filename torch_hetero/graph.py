@@ -195,7 +195,7 @@ class GraphLowering:
 
     def _output(self, value, meta):
         if isinstance(value, ir.TensorValue):
-            layout = _layout_of(meta) if isinstance(meta, torch.Tensor) and _is_dense(meta) else None
+            layout = _layout_of(meta) if isinstance(meta, torch.Tensor) and _non_overlapping(meta) else None
             return self.realize(value, layout)
         return value
 
@@ -236,8 +236,9 @@ def _layout_of(tensor: torch.Tensor) -> ir.Layout:
                      tuple(symbolic.sym(s) for s in tensor.stride()), tensor.dtype)
 
 
-def _is_dense(tensor: torch.Tensor) -> bool:
-    """Non-overlapping and dense: some permutation of the dims is contiguous."""
+def _non_overlapping(tensor: torch.Tensor) -> bool:
+    """Each element at its own address (gaps allowed: a view of a larger tensor).  An output
+    keeps such a layout from eager: backward graphs address saved tensors by their strides."""
     layout = _layout_of(tensor)
     if layout.is_contiguous():
         return True
@@ -245,9 +246,9 @@ def _is_dense(tensor: torch.Tensor) -> bool:
         return False
     expected = 1
     for stride, size in sorted((int(st), int(s)) for s, st in zip(layout.size, layout.stride) if s != 1):
-        if stride != expected:
+        if stride < expected:
             return False
-        expected *= size
+        expected = stride * size
     return True
 
 

@@ -116,6 +116,23 @@ class Pointwise:
 
 
 @dataclasses.dataclass
+class Scatter(Pointwise):
+    """For each index of ``ranges`` (the source's), ``inner_fn(index)`` is written at
+    ``output_index(index)`` of the buffer — which takes over ``base``'s memory in place, a
+    fresh copy of the tensor scattered into.  ``mode`` None overwrites (a duplicate index: any
+    one write wins); sum, prod, amax or amin combine with what is there (index_put accumulate,
+    scatter_add, scatter_reduce)."""
+
+    base: str = ""
+    output_index: Callable[[Index], Index] = None
+    mode: Optional[str] = None
+
+    def store_to(self, buffer: ComputedBuffer, index: Index):
+        return ops.store(buffer.name, buffer.layout.index(self.output_index(index)), self.inner_fn(index),
+                         buffer.get_dtype(), self.mode)
+
+
+@dataclasses.dataclass
 class Reduction:
     """``out[index] = reduce(inner_fn(index, rindex) for rindex in reduction_ranges)``."""
 

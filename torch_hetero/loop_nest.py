@@ -40,9 +40,11 @@ class Group:
                    sympy.Integer(0))
 
     def parallel_iterations(self) -> sympy.Expr:
-        """Iterations of the parallel (collapsed outer) loop; 1 when the kernel runs serially."""
+        """Iterations of the parallel (collapsed outer) loop; 1 when the kernel runs serially
+        (small, or a scatter: on the host its writes stay in order, deterministic)."""
         total = self.iterations()
-        if not self.outer or (total.is_number and int(total) < PARALLEL_MIN_ELEMENTS):
+        scatter = any(isinstance(n.data, ir.Scatter) for n in self.nodes)
+        if not self.outer or scatter or (total.is_number and int(total) < PARALLEL_MIN_ELEMENTS):
             return sympy.Integer(1)
         return symbolic.product(self.outer[:MAX_PARALLEL_DIMS])
 

@@ -72,9 +72,12 @@ def plan_memory(graph: GraphLowering, kernels: list) -> list:
     pinned = _pinned(graph, aliases)
     owned = _owned(graph)
 
+    # a scatter takes over the copy it scatters into, in place
+    inplace = {n.name: n.data.base for n in graph.nodes
+               if isinstance(n, ir.ComputedBuffer) and isinstance(n.data, ir.Scatter)}
     last_use: dict[str, int] = {}
     for position, step in enumerate(steps):
-        for name in _reads(step):
+        for name in _reads(step) + [inplace[b.name] for b in _buffers(step) if b.name in inplace]:
             last_use[name] = position
     # a buffer viewed by a fallback output lives as long as that view
     for view, bases in aliases.items():
@@ -94,17 +97,25 @@ def plan_memory(graph: GraphLowering, kernels: list) -> list:
     for position, step in enumerate(steps):
         if isinstance(step.work, Kernel):
             for buffer in step.work.buffers:
+                if buffer.name in inplace:
+                    step.reuses[buffer.name] = inplace[buffer.name]
+                    continue
                 for i, (pooled_layout, name) in enumerate(free_pool):
                     if pooled_layout == buffer.layout:
                         step.reuses[buffer.name] = name
                         del free_pool[i]
                         break
         step.frees = dying[position]
-        free_pool += [(owned[n].layout, n) for n in step.frees if isinstance(owned[n], ir.ComputedBuffer)]
+        free_pool += [(owned[n].layout, n) for n in step.frees
+                      if isinstance(owned[n], ir.ComputedBuffer) and n not in inplace.values()]
     reused = {name for step in steps for name in step.reuses.values()}
     for step in steps:  # a reused buffer is handed over, not deleted
         step.frees = [name for name in step.frees if name not in reused]
     return steps
+
+
+def _buffers(step: Step) -> list:
+    return step.work.buffers if isinstance(step.work, Kernel) else []
 
 
 def _reads(step: Step) -> list:

@@ -72,6 +72,10 @@ _BINARY_FLOAT = {"atan2": "std::atan2", "copysign": "std::copysign", "hypot": "s
                  "nextafter": "std::nextafter", "fmod": "std::fmod"}
 
 
+# how a scatter-reduce store combines the stored value {0} with the new one {1}
+_COMBINE = {"sum": "{0} + {1}", "prod": "{0} * {1}", "amax": "hetero_max({0}, {1})", "amin": "hetero_min({0}, {1})"}
+
+
 class CppOps:
     """Collects the statements of one loop body; CSE'd by expression text."""
 
@@ -118,12 +122,18 @@ class CppOps:
             text = f"{LOW_PRECISION[dtype][0]}({text})"
         return self._emit(text, dtype)
 
-    def store(self, name: str, index, value: CVar, dtype):
+    def store(self, name: str, index, value: CVar, dtype, mode=None):
+        """``mode`` (sum, prod, amax, amin): combine with the stored value (a scatter-reduce;
+        the kernel runs serially)."""
         self.stores.setdefault(name, dtype)
+        target = f"{name}[{self.index(index)}]"
         text = str(value)
+        if mode is not None:
+            current = f"{LOW_PRECISION[dtype][0]}({target})" if dtype in LOW_PRECISION else target
+            text = self._narrow(_COMBINE[mode].format(current, text), dtype)
         if dtype in LOW_PRECISION:
             text = f"{LOW_PRECISION[dtype][1]}({text})"
-        self.lines.append(f"{self.indent}{name}[{self.index(index)}] = {text};")
+        self.lines.append(f"{self.indent}{target} = {text};")
 
     def define_local(self, name: str, value: CVar, dtype):
         """A buffer that never reaches memory: one value per outer iteration, read by the

@@ -134,9 +134,11 @@ class TritonOps:
             text += ".to(tl.float32)"
         return self._emit(text, compute_dtype(dtype))
 
-    def store(self, name: str, index, value: TVar, dtype):
+    def store(self, name: str, index, value: TVar, dtype, mode=None):
+        """``mode`` sum/amax/amin: an atomic combine (a scatter-reduce from parallel programs)."""
         self.stores.setdefault(name, dtype)
-        self.lines.append(f"tl.store({name} + ({self.address(index)}), {self._cast(value, dtype)}, mask={self.mask})")
+        how = {None: "tl.store", "sum": "tl.atomic_add", "amax": "tl.atomic_max", "amin": "tl.atomic_min"}[mode]
+        self.lines.append(f"{how}({name} + ({self.address(index)}), {self._cast(value, dtype)}, mask={self.mask})")
 
     def define_local(self, name: str, value: TVar, dtype):
         """A buffer's value kept in registers (a reduction's row result, a matmul's output

@@ -118,7 +118,7 @@ class CountingOps:
         step = (index.subs({**origin, self.innermost: 1}) - index.subs(origin)).subs(self.hints)
         return int(step) if step.is_number else 0
 
-    def store(self, name, index, value, dtype):
+    def store(self, name, index, value, dtype, mode=None):
         return None
 
     def constant(self, value, dtype):
@@ -220,6 +220,8 @@ def _count(node, outer: tuple, storage: dict, hints: dict) -> _NodeCounts:
     index, rindex = node_indices(node, outer_vars, outer, inner_vars)
     data = node.data
     with set_ops_handler(counter):
+        if isinstance(data, ir.Scatter):
+            data.output_index(index)
         if isinstance(data, ir.Pointwise):
             data.inner_fn(index)
         else:

@@ -79,15 +79,16 @@ def promote(*args) -> torch.dtype:
 
 
 def make_pointwise(fn: Callable, inputs: Sequence, compute_dtype: torch.dtype,
-                   out_dtype: torch.dtype | None = None) -> ir.Lazy:
+                   out_dtype: torch.dtype | None = None, uncast: Sequence[int] = ()) -> ir.Lazy:
     """Elementwise ``fn`` over broadcast ``inputs`` (tensor values or scalars), each converted
-    to ``compute_dtype`` first; the result is cast to ``out_dtype`` if given."""
+    to ``compute_dtype`` first except those at positions ``uncast`` (a condition stays bool);
+    the result is cast to ``out_dtype`` if given."""
     shape = broadcast_shapes(*[x.get_size() for x in inputs if is_tensor(x)])
     loaders = []
-    for x in inputs:
+    for position, x in enumerate(inputs):
         if is_tensor(x):
             load = broadcast_loader(x, shape)
-            if x.get_dtype() != compute_dtype:
+            if x.get_dtype() != compute_dtype and position not in uncast:
                 load = _cast(load, compute_dtype)
             loaders.append(load)
         else:

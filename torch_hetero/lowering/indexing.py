@@ -177,8 +177,10 @@ def embedding(weight, indices, padding_idx=-1, scale_grad_by_freq=False, sparse=
     return new_pointwise(inner, indices.get_size() + weight.get_size()[1:], weight.get_dtype(), 2)
 
 
-@register_lowering(aten.index.Tensor)
-def index(x, indices):
+def advanced_indexing(x, indices) -> tuple:
+    """``x[indices]`` (tensor indices, None for a whole dim) as (its size, and a function from
+    an index of it to the index of ``x`` it reads): the index tensors broadcast together; their
+    dims sit where the indexed dims were if those are adjacent, else first (NumPy's rule)."""
     if any(i is not None and i.get_dtype() == torch.bool for i in indices):
         raise NotImplementedError("boolean mask indexing has a data-dependent shape")
     indices = list(indices) + [None] * (x.dim() - len(indices))
@@ -187,20 +189,23 @@ def index(x, indices):
     loaders = {p: broadcast_loader(indices[p], bshape) for p in positions}
     adjacent = positions == list(range(positions[0], positions[-1] + 1))
     first = positions[0] if adjacent else 0
-    size = size_of(meta_val())
-    load, own, nb = x.make_loader(), x.get_size(), len(bshape)
+    own, nb = x.get_size(), len(bshape)
+    rest = [own[p] for p in range(len(own)) if p not in loaders]
+    size = rest[:first] + list(bshape) + rest[first:]
 
-    def inner(idx):
+    def source_index(idx):
         bidx = idx[first:first + nb]
-        rest = iter(list(idx[:first]) + list(idx[first + nb:]))
-        full = []
-        for p in range(len(own)):
-            if p in loaders:
-                full.append(ops.indirect_indexing(loaders[p](bidx), own[p]))
-            else:
-                full.append(next(rest))
-        return load(full)
-    return new_pointwise(inner, size, x.get_dtype(), 2)
+        others = iter(list(idx[:first]) + list(idx[first + nb:]))
+        return [ops.indirect_indexing(loaders[p](bidx), own[p]) if p in loaders else next(others)
+                for p in range(len(own))]
+    return size, source_index
+
+
+@register_lowering(aten.index.Tensor)
+def index(x, indices):
+    size, source_index = advanced_indexing(x, indices)
+    load = x.make_loader()
+    return new_pointwise(lambda idx: load(source_index(idx)), size, x.get_dtype(), 2)
 
 
 def _triangle(x, diagonal, lower: bool):

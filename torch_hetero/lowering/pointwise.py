@@ -179,7 +179,7 @@ def where(cond, a, b):
     if is_tensor(cond) and cond.get_dtype() != torch.bool:
         raise NotImplementedError("where with a non-bool condition")
     cond = cond if is_tensor(cond) else bool(cond)
-    return make_pointwise(ops.where, [cond, a, b], meta_val().dtype)
+    return make_pointwise(ops.where, [cond, a, b], meta_val().dtype, uncast=(0,))
 
 
 def _clamped(x, low, high):
