@@ -68,6 +68,47 @@ DECOMPOSED_OPS = [
 ]
 
 
+def _addbmm(x, batch1, batch2, *, beta=1, alpha=1):
+    """beta * x + alpha * (sum over the batch of batch1 @ batch2), rounded as ATen's CPU kernel
+    rounds: one GEMM over batch and inner dims together in float32, one addmm per batch (each
+    rounded) in 16-bit types; integer tensors truncate beta and alpha; beta 0 ignores x."""
+    if not x.dtype.is_floating_point:
+        beta, alpha = int(beta), int(alpha)
+    b, n, m = batch1.shape
+    if x.dtype in (torch.float16, torch.bfloat16) and b > 0:
+        total = x.expand(n, batch2.shape[-1]) if beta != 0 else x.new_zeros(n, batch2.shape[-1])
+        for k in range(b):
+            total = aten.addmm(total, batch1[k], batch2[k], beta=beta if k == 0 else 1, alpha=alpha)
+        return total
+    total = aten.mm(batch1.permute(1, 0, 2).reshape(n, b * m), batch2.reshape(b * m, batch2.shape[-1]))
+    total = total if alpha == 1 else total * alpha
+    if beta == 0:
+        return total
+    return (x if beta == 1 else x * beta) + total
+
+
+def _trilinear(i1, i2, i3, expand1, expand2, expand3, sumdim, unroll_dim=1):
+    """bilinear's kernel: the three inputs unsqueezed at their ``expand`` dims (in increasing
+    order), multiplied, summed over ``sumdim``; fusion keeps the product out of memory."""
+    def expand(x, dims):
+        x = x.float() if x.dtype in (torch.float16, torch.bfloat16) else x  # accumulate as a GEMM would
+        for d in sorted(dims):
+            x = x.unsqueeze(d)
+        return x
+    product = expand(i1, expand1) * expand(i2, expand2) * expand(i3, expand3)
+    return (product.sum(list(sumdim)) if sumdim else product).to(i1.dtype)
+
+
+def _put(x, index, source, accumulate=False):
+    """put: index_put on the flattened tensor (negative indices wrap there too)."""
+    flat = aten.index_put(x.reshape(-1), [index.reshape(-1)], source.reshape(-1), accumulate)
+    return flat.view(x.shape)
+
+
+# Our own decompositions, for ops torch has none for.
+OWN_DECOMPOSITIONS = {aten.addbmm.default: _addbmm, aten._trilinear.default: _trilinear, aten.put.default: _put}
+
+
 @functools.lru_cache(maxsize=None)
 def decomposition_table() -> dict:
-    return get_decompositions(DECOMPOSED_OPS)
+    return {**get_decompositions(DECOMPOSED_OPS), **OWN_DECOMPOSITIONS}
