@@ -140,3 +140,17 @@ def test_outputs_keep_eager_strides_of_views():
     fn = lambda v: (v * 2)[:, 1]  # noqa: E731
     assert torch.compile(fn, backend="hetero")(x).stride() == fn(x).stride()
     check(torch.linalg.householder_product, torch.randn(6, 5), torch.randn(5), grad=True, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("options", [{}, {"device": "h100", "executor": "interpret"}], ids=["host", "interpret"])
+@pytest.mark.parametrize("fn,shape", [
+    pytest.param(lambda x: torch.nn.functional.avg_pool2d(x, 3, 2, 1, ceil_mode=True, count_include_pad=False),
+                 (2, 3, 7, 6), id="avg_pool2d_ceil_no_pad_count"),
+    pytest.param(lambda x: torch.nn.functional.avg_pool3d(x, (2, 3, 2), 1, (1, 1, 0), divisor_override=5),
+                 (1, 2, 4, 5, 3), id="avg_pool3d_divisor"),
+    pytest.param(lambda x: torch.nn.functional.avg_pool1d(x, 4, 3, 2), (2, 3, 11), id="avg_pool1d"),
+])
+def test_average_pooling_is_native_with_gradients(fn, shape, options):
+    x = torch.randn(shape)
+    check(fn, x, grad=True, atol=1e-5, rtol=1e-5, options={"strict": True, **options})
+    assert not explain(fn, x, device=options.get("device", "cpu")).fallbacks
