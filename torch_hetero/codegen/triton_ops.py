@@ -8,6 +8,7 @@ inner loop, plus any ``ops.masked`` condition); masked-off lanes load 0."""
 from __future__ import annotations
 
 import math
+import operator
 
 import sympy
 import torch
@@ -80,6 +81,7 @@ _BINARY_LIBDEVICE = {"atan2", "copysign", "hypot", "nextafter"}
 _BINARY_INFIX = {"add": "+", "sub": "-", "mul": "*", "bitwise_and": "&", "bitwise_or": "|",
                  "bitwise_xor": "^", "lshift": "<<", "rshift": ">>"}
 _COMPARE = {"eq": "==", "ne": "!=", "lt": "<", "le": "<=", "gt": ">", "ge": ">="}
+_FOLD = {"eq": operator.eq, "ne": operator.ne, "lt": operator.lt, "le": operator.le, "gt": operator.gt, "ge": operator.ge}
 
 
 class TritonOps:
@@ -202,7 +204,12 @@ class TritonOps:
             return lambda a, b: self._emit(f"{a} {op} {b}", a.dtype)
         if name in _COMPARE:
             op = _COMPARE[name]
-            return lambda a, b: self._emit(f"{a} {op} {b}", torch.bool)
+
+            def compare(a, b):
+                if str(a) in self.constants and str(b) in self.constants:  # fold: no Python bools in masks
+                    return self.constant(_FOLD[name](self.constants[str(a)], self.constants[str(b)]), torch.bool)
+                return self._emit(f"{a} {op} {b}", torch.bool)
+            return compare
         raise AttributeError(f"the Triton backend has no op '{name}'")
 
     def _float(self, x: TVar) -> str:
@@ -271,6 +278,11 @@ class TritonOps:
         return self._emit(f"tl.where({cond}, {a}, {b})", a.dtype)
 
     def logical_and(self, a, b):
+        for known, other in ((a, b), (b, a)):
+            if str(known) in self.constants:  # a constant condition: keep masks blocks of int1
+                if not self.constants[str(known)]:
+                    return self.constant(False, torch.bool)
+                return other if other.dtype == torch.bool else self._emit(f"{other} != 0", torch.bool)
         return self._emit(f"({a} != 0) & ({b} != 0)", torch.bool)
 
     def logical_or(self, a, b):
