@@ -5,7 +5,9 @@ import pytest
 import torch
 
 import torch_hetero
-from utils import check
+from torch_hetero.device_models import get_profile
+from torch_hetero.runtime import triton_run
+from utils import check, compiled_kernels
 
 
 def explain(fn, *args, device=None):
@@ -154,3 +156,36 @@ def test_average_pooling_is_native_with_gradients(fn, shape, options):
     x = torch.randn(shape)
     check(fn, x, grad=True, atol=1e-5, rtol=1e-5, options={"strict": True, **options})
     assert not explain(fn, x, device=options.get("device", "cpu")).fallbacks
+
+
+@pytest.mark.parametrize("options", [{}, {"device": "h100", "executor": "interpret"},
+                                     {"device": "mtia-v2", "executor": "interpret"}], ids=["host", "h100", "mtia"])
+@pytest.mark.parametrize("fn,make_inputs", [
+    pytest.param(lambda x: torch.cumsum(x, -1) * 2, lambda: (torch.randn(5, 70),), id="cumsum_last"),
+    pytest.param(lambda x: torch.cumprod(x, 1), lambda: (torch.randn(3, 6, 4),), id="cumprod_middle"),
+    pytest.param(lambda x: torch.cumsum(x, 0), lambda: (torch.randint(-5, 5, (9,)),), id="cumsum_int"),
+    pytest.param(lambda x: torch.cumsum(x, 1, dtype=torch.float32), lambda: (torch.randn(4, 33).bfloat16(),),
+                 id="cumsum_bf16_to_f32"),
+    pytest.param(lambda x: torch.cumsum(x, 1), lambda: (torch.randn(2, 5000),), id="cumsum_long_rows"),
+])
+def test_scans_are_native_with_gradients(fn, make_inputs, options):
+    inputs = make_inputs()
+    grad = inputs[0].dtype == torch.float32
+    check(fn, *inputs, grad=grad, atol=1e-4, rtol=1e-4, options={"strict": True, **options})
+    assert not explain(fn, *inputs, device=options.get("device", "cpu")).fallbacks
+
+
+@pytest.mark.parametrize("profile", ["h100", "mi300x"])
+def test_new_kernel_kinds_compile_ahead_for_real_targets(profile):
+    """Scans (associative_scan), scatters (atomics), libdevice special functions and pooling
+    windows build for the profile's GPU target without a GPU."""
+    def fn(x, i, s):
+        y = torch.cumprod(x, 1) + torch.special.bessel_j0(x)
+        z = torch.scatter_add(x, 0, i, s) + torch.nn.functional.avg_pool1d(x[None], 3, 2, 1, ceil_mode=True)[0].sum()
+        return torch.cumsum(y, 0), z
+    inputs = (torch.randn(6, 40), torch.randint(0, 6, (4, 40)), torch.randn(4, 40))
+    _, kernels = compiled_kernels(fn, inputs, {"device": profile})
+    with torch.no_grad():
+        source = explain(fn, *inputs, device=profile).code["inference.triton.py"]
+    shared = triton_run.compile_ahead(source, [k.triton for k in kernels], get_profile(profile).triton_target)
+    assert set(shared) == {k.name for k in kernels} and len(shared) >= 4

@@ -7,11 +7,10 @@ import torch.nn.functional as F
 import torch_hetero
 from test_correctness import CASES, GRAD_CASES, NN, REDUCTION_CASES, make_inputs
 from test_schedule_goldens import PROFILES, graphs
-from torch_hetero.backend import collect_compiled_graphs, hetero_backend
 from torch_hetero.device_models import get_profile
 from torch_hetero.examples import Block, TinyGPT
 from torch_hetero.runtime import triton_run
-from utils import check
+from utils import check, compiled_kernels
 
 INTERPRET = {"device": "h100", "executor": "interpret"}
 MTIA = {"device": "mtia-v2", "executor": "interpret"}
@@ -31,14 +30,6 @@ def test_backward_under_the_interpreter(case):
 @pytest.mark.parametrize("case", NN + REDUCTION_CASES, ids=lambda c: c.id)
 def test_mtia_plan_under_the_interpreter(case):
     check(case.fn, *make_inputs(case), atol=case.tol, rtol=case.tol, options=MTIA)
-
-
-def compiled_kernels(fn, inputs, options):
-    torch._dynamo.reset()
-    compiled = torch.compile(fn, backend=lambda gm, ex: hetero_backend(gm, ex, options={"strict": True, **options}))
-    with torch.no_grad(), collect_compiled_graphs() as graphs:
-        out = compiled(*inputs)
-    return out, [k for _, g, _ in graphs for k in g.kernels]
 
 
 @pytest.mark.parametrize("fn", [lambda x: x.softmax(-1), lambda x: F.layer_norm(x, (70000,)),

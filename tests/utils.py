@@ -4,6 +4,7 @@ import torch
 import torch.utils._pytree as pytree
 
 import torch_hetero  # noqa: F401  (registers the "hetero" backend)
+from torch_hetero.backend import collect_compiled_graphs, hetero_backend
 
 
 def compile_hetero(fn, dynamic=False, options=None):
@@ -77,3 +78,12 @@ def check(fn, *args, dynamic=False, grad=False, atol=1e-5, rtol=1e-5, options=No
     _assert_same(grads(compiled_inputs, actual), grads(eager_inputs, expected),
                  atol, rtol, "grad")
     return actual
+
+
+def compiled_kernels(fn, inputs, options):
+    """(output, the generated kernels) of one strict compiled run without autograd."""
+    torch._dynamo.reset()
+    compiled = torch.compile(fn, backend=lambda gm, ex: hetero_backend(gm, ex, options={"strict": True, **options}))
+    with torch.no_grad(), collect_compiled_graphs() as graphs:
+        out = compiled(*inputs)
+    return out, [k for _, g, _ in graphs for k in g.kernels]

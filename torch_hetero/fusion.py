@@ -41,8 +41,9 @@ def group_nodes(graph, profile, storage: dict, readers: dict, pinned: set, enabl
         if not isinstance(node, ir.ComputedBuffer):
             current, matmul = None, node if node.op in MATMULS else None
             continue
-        if isinstance(node.data, ir.Scatter):  # writes elements other iterations read: alone
-            groups.append(Group([node], default_outer(node), decisions=[f"{node.name}: a scatter runs alone"]))
+        if isinstance(node.data, (ir.Scatter, ir.Scan)):  # writes what other iterations read: alone
+            kind = "scatter" if isinstance(node.data, ir.Scatter) else "scan"
+            groups.append(Group([node], default_outer(node), decisions=[f"{node.name}: a {kind} runs alone"]))
             current, matmul = None, None
             continue
         if current is not None and enabled:

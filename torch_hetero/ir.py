@@ -146,6 +146,18 @@ class Reduction:
     epilogue: Optional[Callable[[object], object]] = None  # applied to the result before storing
 
 
+@dataclasses.dataclass
+class Scan(Reduction):
+    """A prefix reduction (cumsum, cumprod: ``reduction_type`` sum or prod) along output dim
+    ``dim``: the loops run over the other dims (``ranges``) and, inside, along ``dim``
+    (``reduction_ranges``), storing every prefix.  The buffer has the full output shape."""
+
+    dim: int = 0
+
+    def full_index(self, index: Index, rindex: Index) -> Index:
+        return list(index[:self.dim]) + list(rindex) + list(index[self.dim:])
+
+
 # ---------------------------------------------------------------------------- values
 class TensorValue:
     def get_size(self) -> list:

@@ -104,6 +104,12 @@ def _reduction(ops: CppOps, node, index, rindex, inner, inner_vars, acc: str, lo
         body.append(f"if ({value} {better} {acc} || ({value} != {value} && {acc} == {acc})) "
                     f"{{ {acc} = {value}; {acc}_index = {ops.index(flat)}; }}")
         result = CVar(f"{acc}_index", torch.int64)
+    elif isinstance(data, ir.Scan):  # every prefix is stored, in order
+        body.append(f"{acc} {'+' if kind == 'sum' else '*'}= {value};")
+        ops.store(node.name, node.layout.index(data.full_index(index, rindex)), CVar(acc, acc_dtype), node.get_dtype())
+        loops = _loops(ops, inner, inner_vars, body)
+        ops.lines, ops.cse = [], {}
+        return init + loops
     else:
         body.append({"sum": f"{acc} += {value};", "prod": f"{acc} *= {value};",
                      "max": f"{acc} = hetero_max<{ctype}>({acc}, {value});",

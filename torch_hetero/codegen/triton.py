@@ -226,7 +226,12 @@ def _node(ops: TritonOps, node, group: Group, outer_vars: list, acc: str) -> lis
     loop = ["rindex = roffset + tl.arange(0, RBLOCK)[None, :]", f"rmask = rindex < {ops.index(rnumel)}"]
     loop += _split_index(ops, "rindex", inner_vars, inner)
     ops.lines = []
-    if reduction:
+    if isinstance(node.data, ir.Scan):
+        value = node.data.inner_fn(index, rindex)
+        outside, update = _scan(ops, node, value, acc, node.data.full_index(index, rindex))
+        loop += ops.lines + update
+        reduction = False  # every prefix is stored in the loop
+    elif reduction:
         value = node.data.inner_fn(index, rindex)
         outside, update, value = _accumulate(ops, node, value, acc)
         loop += ops.lines + update
@@ -277,6 +282,23 @@ def _accumulate(ops: TritonOps, node, value: TVar, acc: str) -> tuple:
     if kind in ("any", "all"):
         result = TVar(f"({final}[:, None] != 0)", torch.bool)
     return before, [f"{acc} = {combine}"], result
+
+
+def _scan(ops: TritonOps, node, value: TVar, acc: str, full_index) -> tuple:
+    """(lines before the loop, lines of each step) of a prefix sum/product: each block is
+    scanned and combined with the running total of the blocks before it."""
+    kind, dtype = node.data.reduction_type, compute_dtype(node.data.dtype)
+    if value.dtype != dtype:
+        value = ops.to_dtype(value, dtype)
+    init = _init(kind, dtype)
+    masked = f"tl.where(xmask & rmask, {value}, {init})"
+    op, combine = ("+", "_add") if kind == "sum" else ("*", "_prod")
+    computed, ops.lines = ops.lines, []
+    ops.store(node.name, node.layout.index(full_index), TVar(f"{acc}_prefix", dtype), node.get_dtype())
+    step = [f"{acc}_block = {masked}", f"{acc}_prefix = tl.associative_scan({acc}_block, 1, {combine}) {op} {acc}"]
+    step += ops.lines + [f"{acc} = {acc} {op} tl.reduce({acc}_block, 1, {combine})[:, None]"]
+    ops.lines = computed
+    return [f"{acc} = tl.full([XBLOCK, 1], {init}, {TL_DTYPE[dtype]})"], step
 
 
 def _finish(ops: TritonOps, node, group: Group, index, value: TVar) -> list:

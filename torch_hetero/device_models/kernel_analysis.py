@@ -234,8 +234,8 @@ def _count(node, outer: tuple, storage: dict, hints: dict) -> _NodeCounts:
     for name, (touched, dtype) in counter.loads.items():
         numel, _ = storage.get(name, (touched, dtype))
         loads[name] = min(_evaluate(touched, hints), _evaluate(numel, hints), total) * dtype.itemsize
-    serial = isinstance(data, ir.Reduction) and not (data.reduction_type in _VECTOR_REDUCTIONS
-                                                     and data.dtype.is_floating_point)
+    serial = isinstance(data, ir.Scan) or isinstance(data, ir.Reduction) and not (
+        data.reduction_type in _VECTOR_REDUCTIONS and data.dtype.is_floating_point)
     return _NodeCounts(counter.ops, counter.transcendentals,
                        (counter.call_cycles + counter.divmod_loads * DIVMOD_INDEX_CYCLES) * total, serial, total,
                        _evaluate(symbolic.product(inner), hints), loads,

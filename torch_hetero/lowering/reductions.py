@@ -160,3 +160,30 @@ def var(x, dims=None, unbiased=None, keepdim=False, *, correction=None):
 @register_lowering(aten.var_mean.correction)
 def var_mean(x, dims=None, *, correction=None, keepdim=False):
     return _var(x, dims, correction, keepdim, meta_val()[0].dtype)
+
+
+def _cumulative(kind):
+    def lower(x, dim, dtype=None):
+        return _scan(x, dim, kind)
+    return lower
+
+
+register_lowering(aten.cumsum)(_cumulative("sum"))
+register_lowering(aten.cumprod)(_cumulative("prod"))
+
+
+def _scan(x, dim, kind):
+    """cumsum/cumprod: an ``ir.Scan`` along ``dim`` in the output dtype."""
+    out = meta_val().dtype
+    size = x.get_size()
+    if x.dim() == 0 or (sympy.sympify(size[canonical_dim(dim, x.dim())]).is_number
+                        and int(size[canonical_dim(dim, x.dim())]) <= 1):
+        return make_pointwise(lambda v: v, [x], out)  # nothing to accumulate
+    dim = canonical_dim(dim, x.dim())
+    load = x.make_loader()
+    rest = tuple(s for d, s in enumerate(size) if d != dim)
+    cast = _acc_dtype(x, out)
+    node = ir.Scan(out, rest, (size[dim],), kind,
+                   lambda index, rindex: cast(load(list(index[:dim]) + list(rindex) + list(index[dim:]))),
+                   x.get_dtype(), current_origin(), dim=dim)
+    return current_graph().add_computed(node, ir.Layout.contiguous(tuple(size), out))
