@@ -13,7 +13,7 @@ import torch
 from . import scheduler, symbolic
 from .codegen.cpp import render_kernel
 from .codegen.triton import PRELUDE as TRITON_PRELUDE
-from .codegen.triton import render_kernel as render_triton
+from .codegen.triton import needs_int64, render_kernel as render_triton
 from .codegen.wrapper import render_wrapper
 from .errors import HeteroCompileError
 from .device_models.estimates import estimate_graph, matmul_tiling, plan_kernels
@@ -55,10 +55,12 @@ def compile_graph(gm: torch.fx.GraphModule, profile, name: str = "graph", estima
     runs = choose_executor(executor, profile, graph)
     matmul_tiles = {id(k.group.matmul): matmul_tiling(k.group.matmul, graph.size_hints, profile)
                     for k in kernels if k.group.matmul is not None}
+    storage = graph.storage()
     for kernel in kernels:
         if profile.codegen == "triton":  # the target's code, whatever runs here
             kernel.triton = render_triton(kernel.name, kernel.group, kernel.tiling,
-                                          matmul_tiles.get(id(kernel.group.matmul)))
+                                          matmul_tiles.get(id(kernel.group.matmul)),
+                                          needs_int64(kernel.group, storage))
         if runs == "host":
             rendered = render_kernel(kernel.name, kernel.group)
         else:

@@ -14,6 +14,7 @@ import sympy
 import torch
 
 from .. import ir, symbolic
+from ..fusion import loaded_buffers
 from ..loop_nest import Group, inner_ranges, node_indices
 from ..virtualized import collect_origins, in_order, set_ops_handler
 from .triton_ops import TL_DTYPE, TritonOps, TVar, compute_dtype, literal
@@ -94,17 +95,32 @@ class TritonKernel:
     origins: list           # ATen ops fused into this kernel
 
 
-def render_kernel(name: str, group: Group, tiling, matmul_tile=None) -> TritonKernel:
+INT32_MAX = 2**31 - 1
+
+
+def needs_int64(group: Group, storage: dict) -> bool:
+    """Could an index of this kernel pass int32?  Yes when a buffer it touches, or its
+    iteration space, may hold more than 2**31 - 1 elements (symbolic sizes may)."""
+    names = {n.name for n in group.nodes} | {b for n in group.nodes for b in loaded_buffers(n)}
+    if group.matmul is not None:
+        names |= {a.buffer.name for a in group.matmul.args if isinstance(a, ir.StridedValue)}
+        names |= {b.name for b in group.matmul.outputs if b is not None}
+    sizes = [storage[n][0] for n in sorted(names) if n in storage] + [group.iterations()]
+    return any(not sympy.sympify(size).is_number or int(size) > INT32_MAX for size in sizes)
+
+
+def render_kernel(name: str, group: Group, tiling, matmul_tile=None, wide: bool = False) -> TritonKernel:
     """``tiling``: the kernel's KernelTiling; ``matmul_tile``: the MatmulTiling when the group
-    is a matmul's epilogue (then the kernel is the matmul template with it fused)."""
+    is a matmul's epilogue (then the kernel is the matmul template with it fused); ``wide``:
+    compute indices in int64 (``needs_int64``)."""
     if group.matmul is not None and matmul_tile is not None:
-        return _render_matmul(name, group, matmul_tile)
+        return _render_matmul(name, group, matmul_tile, wide)
     ops = TritonOps([0])
     outer = group.outer
     outer_vars = list(symbolic.index_symbols("i", len(outer)))
     ops.ranges.update(zip(outer_vars, outer))
     xnumel = symbolic.product(outer)
-    body = ["xindex = tl.program_id(0) * XBLOCK + tl.arange(0, XBLOCK)[:, None]",
+    body = [f"xindex = {_program_id(0, wide)} * XBLOCK + tl.arange(0, XBLOCK)[:, None]",
             f"xmask = xindex < {ops.index(xnumel)}"]
     body += _split_index(ops, "xindex", outer_vars, outer)
     origins: dict = {}
@@ -115,6 +131,10 @@ def render_kernel(name: str, group: Group, tiling, matmul_tile=None) -> TritonKe
     constexprs = {"XBLOCK": tiling.xblock, "RBLOCK": tiling.rblock}
     grid = (symbolic.FloorDiv(xnumel + tiling.xblock - 1, tiling.xblock),)
     return _kernel(name, ops, body, constexprs, grid, list(origins))
+
+
+def _program_id(axis: int, wide: bool) -> str:
+    return f"tl.program_id({axis}).to(tl.int64)" if wide else f"tl.program_id({axis})"
 
 
 def _kernel(name: str, ops: TritonOps, body: list, constexprs: dict, grid: tuple, origins: list) -> TritonKernel:
@@ -136,7 +156,7 @@ _SHORT = {torch.float32: "fp32", torch.float64: "fp64", torch.float16: "fp16", t
           torch.bool: "i1"}
 
 
-def _render_matmul(name: str, group: Group, tile) -> TritonKernel:
+def _render_matmul(name: str, group: Group, tile, wide: bool) -> TritonKernel:
     """The matmul template: a ``[BM, BN]`` fp32 accumulator over ``BK`` steps of ``tl.dot``,
     then (addmm) the bias, then the group's nodes applied to the tile before it is stored."""
     call = group.matmul
@@ -150,12 +170,12 @@ def _render_matmul(name: str, group: Group, tile) -> TritonKernel:
     batch_var, rm, rn, ka, kb = (sympy.Symbol(v, integer=True, nonnegative=True)
                                  for v in ("i0", "rm", "rn", "ka", "kb"))
     ops.ranges.update({rm: m, rn: n, ka: k, kb: k})
-    body = ["pid = tl.program_id(0)", f"blocks_n = ({ops.index(n)} + BN - 1) // BN",
+    body = [f"pid = {_program_id(0, wide)}", f"blocks_n = ({ops.index(n)} + BN - 1) // BN",
             "rm = (pid // blocks_n) * BM + tl.arange(0, BM)[:, None]",
             "rn = (pid % blocks_n) * BN + tl.arange(0, BN)[None, :]",
             f"xmask = (rm < {ops.index(m)}) & (rn < {ops.index(n)})"]
     if batched:
-        body.append("i0 = tl.program_id(1)")
+        body.append(f"i0 = {_program_id(1, wide)}")
         ops.ranges[batch_var] = a.layout.size[0]
     lead = [batch_var] if batched else []
     ieee = a.get_dtype() == torch.float32  # fp32 stays IEEE, as in eager (no TF32)
