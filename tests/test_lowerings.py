@@ -189,3 +189,36 @@ def test_new_kernel_kinds_compile_ahead_for_real_targets(profile):
         source = explain(fn, *inputs, device=profile).code["inference.triton.py"]
     shared = triton_run.compile_ahead(source, [k.triton for k in kernels], get_profile(profile).triton_target)
     assert set(shared) == {k.name for k in kernels} and len(shared) >= 4
+
+
+NAN = float("nan")
+
+
+@pytest.mark.parametrize("fn,make_inputs,grad", [
+    pytest.param(lambda x: torch.sort(x, 0, descending=True), lambda: (torch.randn(6, 3, 4),), True, id="sort_dim0_desc"),
+    pytest.param(lambda x: torch.sort(x.t(), -1)[0] * torch.arange(3.0), lambda: (torch.randn(3, 5),), True,
+                 id="sort_transposed_input"),
+    pytest.param(lambda x: torch.sort(x, stable=True), lambda: (torch.tensor([3., NAN, 1., 3., -NAN, 0., 1.]),),
+                 False, id="stable_sort_nan_and_ties"),
+    pytest.param(lambda x: torch.sort(x, stable=True, descending=True),
+                 lambda: (torch.tensor([3., NAN, 1., 3., -NAN, 0., 1.]),), False, id="stable_sort_descending_nan"),
+    pytest.param(lambda x: torch.argsort(x, dim=1, stable=True), lambda: (torch.randint(0, 4, (3, 10)),), False,
+                 id="argsort_int_ties"),
+    pytest.param(lambda x: torch.topk(x, 3, 1), lambda: (torch.randn(4, 9),), True, id="topk"),
+    pytest.param(lambda x: torch.kthvalue(x, 2, 1, keepdim=True), lambda: (torch.randn(4, 9),), True, id="kthvalue"),
+    pytest.param(lambda x: (torch.median(x, 1), torch.nanmedian(x, 1), torch.median(x), torch.nanmedian(x)),
+                 lambda: (torch.tensor([[3., NAN, 1., NAN, 2.], [1., 2., 3., 4., 5.], [NAN] * 5]),), False,
+                 id="median_nanmedian_with_nans"),
+    pytest.param(lambda x: torch.quantile(x, 0.3, dim=0), lambda: (torch.randn(3, 5),), True, id="quantile_grad"),
+])
+def test_sorting_is_native_on_the_host(fn, make_inputs, grad):
+    inputs = make_inputs()
+    check(fn, *inputs, grad=grad, options={"strict": True})
+    assert not explain(fn, *inputs).fallbacks
+
+
+def test_sorting_has_no_triton_kernel():
+    """Triton has no argsort: on a Triton target sorting is portability debt (and correct)."""
+    x = torch.randn(4, 9)
+    assert explain(lambda v: torch.sort(v, 1), x, device="h100").fallbacks == {"aten.sort": 1}
+    check(lambda v: torch.topk(v, 2), x, options={"device": "mi300x", "executor": "interpret"})

@@ -42,7 +42,7 @@ def group_nodes(graph, profile, storage: dict, readers: dict, pinned: set, enabl
             current, matmul = None, node if node.op in MATMULS else None
             continue
         if isinstance(node.data, (ir.Scatter, ir.Scan)):  # writes what other iterations read: alone
-            kind = "scatter" if isinstance(node.data, ir.Scatter) else "scan"
+            kind = {ir.Scatter: "scatter", ir.Scan: "scan", ir.Sort: "sort"}[type(node.data)]
             groups.append(Group([node], default_outer(node), decisions=[f"{node.name}: a {kind} runs alone"]))
             current, matmul = None, None
             continue

@@ -194,8 +194,13 @@ class GraphLowering:
         return tuple(values) if isinstance(meta, (tuple, list)) else values[0]
 
     def _output(self, value, meta):
+        """An output in eager's layout when that layout is non-overlapping: AOT's backward
+        graphs read saved tensors by the strides eager would have given them."""
         if isinstance(value, ir.TensorValue):
             layout = _layout_of(meta) if isinstance(meta, torch.Tensor) and _non_overlapping(meta) else None
+            strided = ir.as_strided(value)
+            if layout is not None and strided is not None and not _same_strides(strided.layout, layout):
+                value = ir.Lazy(ir.Pointwise(layout.dtype, tuple(layout.size), strided.make_loader()), self)
             return self.realize(value, layout)
         return value
 
@@ -234,6 +239,13 @@ def _op_name(target) -> str:
 def _layout_of(tensor: torch.Tensor) -> ir.Layout:
     return ir.Layout(tuple(symbolic.sym(s) for s in tensor.shape),
                      tuple(symbolic.sym(s) for s in tensor.stride()), tensor.dtype)
+
+
+def _same_strides(a: ir.Layout, b: ir.Layout) -> bool:
+    """Equal sizes and equal strides wherever the size is not 1 (those strides are arbitrary)."""
+    return len(a.size) == len(b.size) and all(
+        sympy.expand(sa - sb) == 0 and (sympy.expand(ta - tb) == 0 or sa == 1)
+        for sa, sb, ta, tb in zip(a.size, b.size, a.stride, b.stride))
 
 
 def _non_overlapping(tensor: torch.Tensor) -> bool:

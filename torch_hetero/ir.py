@@ -158,6 +158,14 @@ class Scan(Reduction):
         return list(index[:self.dim]) + list(rindex) + list(index[self.dim:])
 
 
+@dataclasses.dataclass
+class Sort(Scan):
+    """The sorting permutation (int64 indices) along output dim ``dim``, per row of the other
+    dims: stable, NaNs after every number (before them when ``descending``), as eager."""
+
+    descending: bool = False
+
+
 # ---------------------------------------------------------------------------- values
 class TensorValue:
     def get_size(self) -> list:

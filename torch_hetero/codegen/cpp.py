@@ -88,6 +88,8 @@ def _reduction(ops: CppOps, node, index, rindex, inner, inner_vars, acc: str, lo
     """A reduction's accumulator, its inner loop and its result: stored, or (``local``) kept
     in a variable named after the buffer, which the group's later nodes read."""
     data: ir.Reduction = node.data
+    if isinstance(data, ir.Sort):
+        return _sort(ops, node, index, rindex, inner, inner_vars, acc)
     kind = data.reduction_type
     value = data.inner_fn(index, rindex)
     acc_dtype = value.dtype if kind in ("max", "min", "argmax", "argmin") else data.dtype
@@ -127,6 +129,29 @@ def _reduction(ops: CppOps, node, index, rindex, inner, inner_vars, acc: str, lo
     else:
         ops.store(node.name, node.layout.index(index), result, node.get_dtype())
     return init + loops + ops.lines
+
+
+def _sort(ops: CppOps, node, index, rindex, inner, inner_vars, acc: str) -> list:
+    """Per row: a key function over the row position (the node's value computation), a stable
+    sort of the positions by key (NaNs last; first when descending), the positions stored."""
+    data: ir.Sort = node.data
+    value = data.inner_fn(index, rindex)
+    ops.headers |= {"numeric", "vector"}
+    var, length = inner_vars[0], ops.index(inner[0])
+    ctype = compute_ctype(value.dtype)
+    before = "(a > b) || (a != a && b == b)" if data.descending else "(a < b) || (b != b && a == a)"
+    lines = [f"std::vector<int64_t> {acc}({length});",
+             f"std::iota({acc}.begin(), {acc}.end(), int64_t(0));",
+             f"auto {acc}_key = [&](int64_t {var}) -> {ctype} {{"]
+    lines += ["    " + line for line in ops.lines] + [f"    return {value};", "};"]
+    lines.append(f"std::stable_sort({acc}.begin(), {acc}.end(), [&](int64_t i, int64_t j) {{ "
+                 f"{ctype} a = {acc}_key(i), b = {acc}_key(j); return {before}; }});")
+    ops.lines, ops.cse = [], {}
+    ops.store(node.name, node.layout.index(data.full_index(index, rindex)), CVar(f"{acc}[{var}]", torch.int64),
+              node.get_dtype())
+    lines += _loops(ops, inner, inner_vars, ops.lines)
+    ops.lines, ops.cse = [], {}
+    return lines
 
 
 def _init_value(kind, dtype, ctype) -> str:

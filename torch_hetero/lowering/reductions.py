@@ -6,7 +6,7 @@ import torch
 
 from .. import ir, symbolic
 from ..virtualized import current_graph, current_origin, ops
-from .common import canonical_dim, make_pointwise, meta_val
+from .common import canonical_dim, make_pointwise, meta_val, new_pointwise, size_of
 from .registry import register_lowering
 from .views import reshape
 
@@ -187,3 +187,143 @@ def _scan(x, dim, kind):
                    lambda index, rindex: cast(load(list(index[:dim]) + list(rindex) + list(index[dim:]))),
                    x.get_dtype(), current_origin(), dim=dim)
     return current_graph().add_computed(node, ir.Layout.contiguous(tuple(size), out))
+
+
+def argsort(x, dim, descending: bool):
+    """The stable sorting permutation along ``dim`` (int64), an ``ir.Sort``; host C++ only
+    (Triton has no argsort: on Triton targets sorting falls back to ATen)."""
+    if current_graph().codegen != "cpp":
+        raise NotImplementedError("sorting has no Triton kernel")
+    size = x.get_size()
+    dim = canonical_dim(dim, x.dim())
+    if sympy.sympify(size[dim]).is_number and int(size[dim]) <= 1:  # nothing to order
+        return new_pointwise(lambda index: ops.constant(0, torch.int64), size, torch.int64)
+    load = x.make_loader()
+    rest = tuple(s for d, s in enumerate(size) if d != dim)
+    node = ir.Sort(torch.int64, rest, (size[dim],), "sort",
+                   lambda index, rindex: load(list(index[:dim]) + list(rindex) + list(index[dim:])),
+                   x.get_dtype(), current_origin(), dim=dim, descending=descending)
+    return current_graph().add_computed(node, ir.Layout.contiguous(tuple(size), torch.int64))
+
+
+def take_along(x, dim, positions):
+    """``x`` gathered along ``dim`` at int64 ``positions`` (same shape)."""
+    dim = canonical_dim(dim, x.dim())
+    load, position_load = x.make_loader(), positions.make_loader()
+
+    def inner(index):
+        full = list(index)
+        full[dim] = ops.indirect_indexing(position_load(index), x.get_size()[dim])
+        return load(full)
+    return new_pointwise(inner, positions.get_size(), x.get_dtype(), 2)
+
+
+def _as_row(lower):
+    """A 0-d input sorted, ranked or selected from: as a one-element row, results reshaped to
+    the op's output shapes."""
+    def wrapped(x, *args, **kwargs):
+        if x.dim() != 0:
+            return lower(x, *args, **kwargs)
+        outputs = lower(reshape(x, [sympy.Integer(1)]), *args, **kwargs)
+        metas = meta_val()
+        return tuple(reshape(value, size_of(meta)) for value, meta in zip(outputs, metas))
+    return wrapped
+
+
+@register_lowering(aten.sort.default, aten.sort.stable)
+@_as_row
+def sort(x, *args, dim=-1, descending=False, stable=None):
+    if args:  # sort.default(self, dim, descending)
+        dim, descending = (list(args) + [descending])[:2]
+    if not stable and x.get_dtype() in (torch.float16, torch.bfloat16):
+        _rare_ties(x, "an unstable sort")
+    order = argsort(x, dim, descending)
+    return take_along(x, dim, order), order
+
+
+def _at_position(x, order, dim, position, keepdim):
+    """(values, indices) of ``x`` at sorted position ``position(index)`` (ops int64, per row)
+    along ``dim``; ``dim`` is dropped unless ``keepdim``."""
+    dim = canonical_dim(dim, x.dim())
+    load, order_load, length = x.make_loader(), order.make_loader(), x.get_size()[dim]
+    size = list(x.get_size())
+    size = size[:dim] + [sympy.Integer(1)] * keepdim + size[dim + 1:]
+
+    def row(index):
+        return list(index[:dim]), list(index[dim + keepdim:])
+
+    def indices(index):
+        lead, tail = row(index)
+        return order_load(lead + [ops.indirect_indexing(position(lead + tail), length)] + tail)
+
+    def values(index):
+        lead, tail = row(index)
+        return load(lead + [ops.indirect_indexing(indices(index), length)] + tail)
+    return new_pointwise(values, size, x.get_dtype(), 3), new_pointwise(indices, size, torch.int64, 2)
+
+
+def _rare_ties(x, why):
+    """Where eager's order among equal values is unspecified (topk/kthvalue's partial sorts,
+    an unstable sort), integers and 16-bit floats — which tie often — run through ATen so the
+    indices are the ones eager returns; float32/float64 rows rarely tie."""
+    if x.get_dtype() not in (torch.float32, torch.float64):
+        raise NotImplementedError(f"{why} of {x.get_dtype()}: ties are ordered as ATen orders them")
+
+
+@register_lowering(aten.topk)
+@_as_row
+def topk(x, k, dim=-1, largest=True, sorted=True):
+    _rare_ties(x, "topk")
+    order = argsort(x, dim, descending=largest)
+    dim = canonical_dim(dim, x.dim())
+    order_load = order.make_loader()
+    size = list(x.get_size())
+    size[dim] = symbolic.sym(k)
+    first = new_pointwise(lambda index: order_load(index), size, torch.int64)
+    return take_along(x, dim, first), first
+
+
+@register_lowering(aten.kthvalue)
+@_as_row
+def kthvalue(x, k, dim=-1, keepdim=False):
+    _rare_ties(x, "kthvalue")
+    return _at_position(x, argsort(x, dim, False), dim, lambda index: ops.constant(k - 1, torch.int64), keepdim)
+
+
+def _median(x, dim, keepdim, ignore_nan):
+    """The lower median per row: NaNs sort last; with one in the row the median is the first
+    NaN (unless ``ignore_nan``: the median of the numbers, or of the row if all are NaN)."""
+    dim = canonical_dim(dim, x.dim())
+    length = x.get_size()[dim]
+    nans = reduce(x, [dim], False, "sum", torch.int64, lambda v: ops.to_dtype(ops.isnan(v), torch.int64))
+    nan_load = nans.make_loader()
+    n = ops.index_expr  # noqa: E731 — sizes as ops values
+
+    def position(row_index):
+        count = nan_load(row_index)
+        numbers = ops.sub(n(length, torch.int64), count)
+        middle = ops.floordiv(ops.sub(n(length, torch.int64), ops.constant(1, torch.int64)), ops.constant(2, torch.int64))
+        if ignore_nan:
+            lower = ops.floordiv(ops.sub(numbers, ops.constant(1, torch.int64)), ops.constant(2, torch.int64))
+            return ops.where(ops.gt(numbers, ops.constant(0, torch.int64)), lower, middle)
+        return ops.where(ops.gt(count, ops.constant(0, torch.int64)), numbers, middle)
+    return _at_position(x, argsort(x, dim, False), dim, position, keepdim)
+
+
+@register_lowering(aten.median.dim)
+@_as_row
+def median_dim(x, dim=0, keepdim=False):
+    return _median(x, dim, keepdim, ignore_nan=False)
+
+
+@register_lowering(aten.nanmedian.dim)
+@_as_row
+def nanmedian_dim(x, dim=0, keepdim=False):
+    return _median(x, dim, keepdim, ignore_nan=True)
+
+
+@register_lowering(aten.median.default, aten.nanmedian.default)
+def median_all(x):
+    flat = reshape(x, [symbolic.product(x.get_size())]) if x.dim() != 1 else x
+    ignore = current_graph().current_node.target is aten.nanmedian.default
+    return _median(flat, 0, False, ignore_nan=ignore)[0]
