@@ -222,3 +222,31 @@ def test_sorting_has_no_triton_kernel():
     x = torch.randn(4, 9)
     assert explain(lambda v: torch.sort(v, 1), x, device="h100").fallbacks == {"aten.sort": 1}
     check(lambda v: torch.topk(v, 2), x, options={"device": "mi300x", "executor": "interpret"})
+
+
+INF = float("inf")
+
+
+@pytest.mark.parametrize("fn,make_inputs,grad,options", [
+    pytest.param(lambda x: torch.logcumsumexp(x, 1), lambda: (torch.randn(4, 70) * 10,), True, {}, id="logcumsumexp"),
+    pytest.param(lambda x: torch.logcumsumexp(x, 1), lambda: (torch.randn(4, 70) * 10,), True,
+                 {"device": "h100", "executor": "interpret"}, id="logcumsumexp_triton"),
+    pytest.param(lambda x: torch.logcumsumexp(x, 0), lambda: (torch.tensor([-INF, -INF, 1., INF, 2., INF]),), False,
+                 {}, id="logcumsumexp_infinities"),
+    pytest.param(lambda x: torch.cummax(x, 1),
+                 lambda: (torch.tensor([[1., 3., 3., NAN, 2., NAN, 5.], [2., 2., 1., 4., 4., 0., 0.]]),), False, {},
+                 id="cummax_nan_and_ties"),
+    pytest.param(lambda x: torch.cummin(x, 0), lambda: (torch.randint(0, 3, (7, 3)),), False, {}, id="cummin_int"),
+    pytest.param(lambda x: torch.cummax(x, 0)[0] * 2, lambda: (torch.randn(6, 4),), True, {}, id="cummax_grad"),
+])
+def test_running_reductions_are_native(fn, make_inputs, grad, options):
+    inputs = make_inputs()
+    check(fn, *inputs, grad=grad, atol=1e-4, rtol=1e-4, options={"strict": True, **options})
+    assert not explain(fn, *inputs, device=options.get("device", "cpu")).fallbacks
+
+
+def test_host_scans_accumulate_in_double_like_aten():
+    """A long float32 cumsum equals eager's bit for bit (ATen's CPU scan accumulates in double)."""
+    x = torch.randn(3, 100_000)
+    torch._dynamo.reset()
+    assert torch.equal(torch.compile(lambda v: torch.cumsum(v, 1), backend="hetero")(x), torch.cumsum(x, 1))

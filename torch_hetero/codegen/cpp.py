@@ -93,11 +93,16 @@ def _reduction(ops: CppOps, node, index, rindex, inner, inner_vars, acc: str, lo
     kind = data.reduction_type
     value = data.inner_fn(index, rindex)
     acc_dtype = value.dtype if kind in ("max", "min", "argmax", "argmin") else data.dtype
+    if isinstance(data, ir.Scan) and acc_dtype.is_floating_point and kind in ("sum", "prod", "logsumexp"):
+        acc_dtype = torch.float64  # ATen's CPU scans accumulate in double, and so do we
     if value.dtype != acc_dtype:
         value = ops.to_dtype(value, acc_dtype)
     ctype = compute_ctype(acc_dtype)
     init = [f"{ctype} {acc} = {_init_value(kind, acc_dtype, ctype)};"]
     body = ops.lines
+    if isinstance(data, ir.Scan):
+        loops = _scan(ops, node, index, rindex, inner, inner_vars, value, acc, init)
+        return init + loops
     if kind in ("argmax", "argmin"):
         init.append(f"int64_t {acc}_index = 0;")
         flat = sum((r * s for r, s in zip(rindex, symbolic.contiguous_strides(data.reduction_ranges))),
@@ -106,12 +111,6 @@ def _reduction(ops: CppOps, node, index, rindex, inner, inner_vars, acc: str, lo
         body.append(f"if ({value} {better} {acc} || ({value} != {value} && {acc} == {acc})) "
                     f"{{ {acc} = {value}; {acc}_index = {ops.index(flat)}; }}")
         result = CVar(f"{acc}_index", torch.int64)
-    elif isinstance(data, ir.Scan):  # every prefix is stored, in order
-        body.append(f"{acc} {'+' if kind == 'sum' else '*'}= {value};")
-        ops.store(node.name, node.layout.index(data.full_index(index, rindex)), CVar(acc, acc_dtype), node.get_dtype())
-        loops = _loops(ops, inner, inner_vars, body)
-        ops.lines, ops.cse = [], {}
-        return init + loops
     else:
         body.append({"sum": f"{acc} += {value};", "prod": f"{acc} *= {value};",
                      "max": f"{acc} = hetero_max<{ctype}>({acc}, {value});",
@@ -129,6 +128,27 @@ def _reduction(ops: CppOps, node, index, rindex, inner, inner_vars, acc: str, lo
     else:
         ops.store(node.name, node.layout.index(index), result, node.get_dtype())
     return init + loops + ops.lines
+
+
+def _scan(ops: CppOps, node, index, rindex, inner, inner_vars, value, acc: str, init: list) -> list:
+    """A prefix reduction's loop: every prefix is stored, in order (``init`` gets the
+    argmax/argmin position variable)."""
+    data, kind = node.data, node.data.reduction_type
+    body = ops.lines
+    result = CVar(acc, value.dtype)
+    if kind in ("argmax", "argmin"):  # a NaN, once seen, stays; ties take the later position
+        init.append(f"int64_t {acc}_index = 0;")
+        keep = ">=" if kind == "argmax" else "<="
+        body.append(f"if ({value} != {value} || ({acc} == {acc} && {value} {keep} {acc})) "
+                    f"{{ {acc} = {value}; {acc}_index = {ops.index(rindex[0])}; }}")
+        result = CVar(f"{acc}_index", torch.int64)
+    else:
+        body.append({"sum": f"{acc} += {value};", "prod": f"{acc} *= {value};",
+                     "logsumexp": f"{acc} = hetero_logaddexp({acc}, {value});"}[kind])
+    ops.store(node.name, node.layout.index(data.full_index(index, rindex)), result, node.get_dtype())
+    loops = _loops(ops, inner, inner_vars, body)
+    ops.lines, ops.cse = [], {}
+    return loops
 
 
 def _sort(ops: CppOps, node, index, rindex, inner, inner_vars, acc: str) -> list:
@@ -157,7 +177,7 @@ def _sort(ops: CppOps, node, index, rindex, inner, inner_vars, acc: str) -> list
 def _init_value(kind, dtype, ctype) -> str:
     if kind in _INIT:
         return str(_INIT[kind]).lower()
-    lowest = kind in ("max", "argmax")
+    lowest = kind in ("max", "argmax", "logsumexp")
     if dtype.is_floating_point:
         return "-INFINITY" if lowest else "INFINITY"
     if dtype == torch.bool:

@@ -23,6 +23,13 @@ static inline float hetero_round_bf16(float f) { return hetero_b2f(hetero_f2b(f)
 template <typename T> static inline T hetero_max(T a, T b) { return (a != a || a > b) ? a : b; }
 template <typename T> static inline T hetero_min(T a, T b) { return (a != a || a < b) ? a : b; }
 
+// log(exp(a) + exp(b)) without overflow (logcumsumexp); equal infinities stay as they are.
+template <typename T> static inline T hetero_logaddexp(T a, T b) {
+  T lo = std::isnan(b) ? b : std::min(a, b), hi = std::isnan(b) ? b : std::max(a, b);
+  if (lo == hi && std::isinf(lo)) return lo;
+  return hi + std::log1p(std::exp(lo - hi));
+}
+
 // Python-style integer floor division and remainder (sign of the divisor).
 template <typename T> static inline T hetero_floordiv(T a, T b) {
   T q = a / b;

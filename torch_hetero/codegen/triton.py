@@ -57,6 +57,14 @@ def _prod(a, b):
 
 
 @triton.jit
+def _logaddexp(a, b):
+    """log(exp(a) + exp(b)) without overflow; equal infinities stay (logcumsumexp)."""
+    lo = tl.where(b != b, b, tl.minimum(a, b))
+    hi = tl.where(b != b, b, tl.maximum(a, b))
+    return tl.where((lo == hi) & (tl.abs(lo) == float("inf")), lo, hi + hmath.log1p(tl.exp(lo - hi)))
+
+
+@triton.jit
 def _maximum(a, b):
     return tl.maximum(a, b)
 
@@ -266,7 +274,7 @@ def _node(ops: TritonOps, node, group: Group, outer_vars: list, acc: str) -> lis
     return lines
 
 
-_INIT = {"sum": 0, "prod": 1, "max": float("-inf"), "min": float("inf"), "any": 0, "all": 1,
+_INIT = {"sum": 0, "prod": 1, "max": float("-inf"), "min": float("inf"), "any": 0, "all": 1, "logsumexp": float("-inf"),
          "argmax": float("-inf"), "argmin": float("inf")}
 
 
@@ -312,11 +320,13 @@ def _scan(ops: TritonOps, node, value: TVar, acc: str, full_index) -> tuple:
         value = ops.to_dtype(value, dtype)
     init = _init(kind, dtype)
     masked = f"tl.where(xmask & rmask, {value}, {init})"
-    op, combine = ("+", "_add") if kind == "sum" else ("*", "_prod")
+    combine = {"sum": "_add", "prod": "_prod", "logsumexp": "_logaddexp"}[kind]
+    join = {"sum": "{} + {}", "prod": "{} * {}", "logsumexp": "_logaddexp({}, {})"}[kind].format
     computed, ops.lines = ops.lines, []
     ops.store(node.name, node.layout.index(full_index), TVar(f"{acc}_prefix", dtype), node.get_dtype())
-    step = [f"{acc}_block = {masked}", f"{acc}_prefix = tl.associative_scan({acc}_block, 1, {combine}) {op} {acc}"]
-    step += ops.lines + [f"{acc} = {acc} {op} tl.reduce({acc}_block, 1, {combine})[:, None]"]
+    step = [f"{acc}_block = {masked}",
+            f"{acc}_prefix = " + join(f"tl.associative_scan({acc}_block, 1, {combine})", acc)]
+    step += ops.lines + [f"{acc} = " + join(acc, f"tl.reduce({acc}_block, 1, {combine})[:, None]")]
     ops.lines = computed
     return [f"{acc} = tl.full([XBLOCK, 1], {init}, {TL_DTYPE[dtype]})"], step
 

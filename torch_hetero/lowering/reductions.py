@@ -164,29 +164,48 @@ def var_mean(x, dims=None, *, correction=None, keepdim=False):
 
 def _cumulative(kind):
     def lower(x, dim, dtype=None):
-        return _scan(x, dim, kind)
+        return _scan(x, dim, kind, meta_val().dtype)
     return lower
 
 
 register_lowering(aten.cumsum)(_cumulative("sum"))
 register_lowering(aten.cumprod)(_cumulative("prod"))
+register_lowering(aten.logcumsumexp)(_cumulative("logsumexp"))
 
 
-def _scan(x, dim, kind):
-    """cumsum/cumprod: an ``ir.Scan`` along ``dim`` in the output dtype."""
-    out = meta_val().dtype
+def _scan(x, dim, kind, out):
+    """An ``ir.Scan`` of ``kind`` along ``dim``: cumsum/cumprod/logcumsumexp in dtype ``out``,
+    or (argmax/argmin) the int64 position of the running max/min."""
     size = x.get_size()
     if x.dim() == 0 or (sympy.sympify(size[canonical_dim(dim, x.dim())]).is_number
-                        and int(size[canonical_dim(dim, x.dim())]) <= 1):
-        return make_pointwise(lambda v: v, [x], out)  # nothing to accumulate
+                        and int(size[canonical_dim(dim, x.dim())]) <= 1):  # nothing to accumulate
+        if kind in ("argmax", "argmin"):
+            return new_pointwise(lambda index: ops.constant(0, torch.int64), size, torch.int64)
+        return make_pointwise(lambda v: v, [x], out)
     dim = canonical_dim(dim, x.dim())
     load = x.make_loader()
     rest = tuple(s for d, s in enumerate(size) if d != dim)
-    cast = _acc_dtype(x, out)
+    cast = _acc_dtype(x, out) if kind not in ("argmax", "argmin") else (lambda v: v)
     node = ir.Scan(out, rest, (size[dim],), kind,
                    lambda index, rindex: cast(load(list(index[:dim]) + list(rindex) + list(index[dim:]))),
                    x.get_dtype(), current_origin(), dim=dim)
     return current_graph().add_computed(node, ir.Layout.contiguous(tuple(size), out))
+
+
+def _running_extreme(kind):
+    """cummax/cummin: the position of the running max/min (a NaN, once seen, stays; ties take
+    the later position, as ATen), and the values there; host C++ only."""
+    def lower(x, dim):
+        if current_graph().codegen != "cpp":
+            raise NotImplementedError(f"cum{kind[3:]} has no Triton kernel")
+        positions = _scan(x, dim, kind, torch.int64)
+        return (take_along(x, dim, positions) if x.dim() else make_pointwise(lambda v: v, [x], x.get_dtype()),
+                positions)
+    return lower
+
+
+register_lowering(aten.cummax)(_running_extreme("argmax"))
+register_lowering(aten.cummin)(_running_extreme("argmin"))
 
 
 def argsort(x, dim, descending: bool):
