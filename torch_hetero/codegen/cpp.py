@@ -42,7 +42,10 @@ def render_kernel(name: str, group: Group) -> CppKernel:
             index, rindex = node_indices(node, outer_vars, group.outer, inner_vars)
             if isinstance(node.data, ir.Pointwise):
                 node.data.store_to(node, index)
-                body += _loops(ops, inner, inner_vars, ops.lines)
+                # independent iterations: vectorize, calls to libm included (vector variants
+                # from libmvec, see cpp_prelude.h); a scatter's writes may collide: in order
+                simd = "" if isinstance(node.data, ir.Scatter) else "#pragma omp simd"
+                body += _loops(ops, inner, inner_vars, ops.lines, pragma=simd)
             else:
                 body += _reduction(ops, node, index, rindex, inner, inner_vars, f"acc{position}",
                                    node.name in group.local)

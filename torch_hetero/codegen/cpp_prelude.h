@@ -6,6 +6,56 @@
 #include <limits>
 #include <omp.h>
 
+#ifdef HETERO_LIBMVEC
+// glibc's libmvec has vector variants of these float functions (x86-64, glibc >= 2.35):
+// declared SIMD here, loops under `#pragma omp simd` call them 8 or 16 lanes at a time,
+// without -ffast-math (NaN and infinity semantics stay IEEE).  cpp_build detects libmvec.
+extern "C" {
+#pragma omp declare simd notinbranch
+float expf(float) noexcept;
+#pragma omp declare simd notinbranch
+float exp2f(float) noexcept;
+#pragma omp declare simd notinbranch
+float expm1f(float) noexcept;
+#pragma omp declare simd notinbranch
+float logf(float) noexcept;
+#pragma omp declare simd notinbranch
+float log2f(float) noexcept;
+#pragma omp declare simd notinbranch
+float log10f(float) noexcept;
+#pragma omp declare simd notinbranch
+float log1pf(float) noexcept;
+#pragma omp declare simd notinbranch
+float sinf(float) noexcept;
+#pragma omp declare simd notinbranch
+float cosf(float) noexcept;
+#pragma omp declare simd notinbranch
+float tanf(float) noexcept;
+#pragma omp declare simd notinbranch
+float asinf(float) noexcept;
+#pragma omp declare simd notinbranch
+float acosf(float) noexcept;
+#pragma omp declare simd notinbranch
+float atanf(float) noexcept;
+#pragma omp declare simd notinbranch
+float sinhf(float) noexcept;
+#pragma omp declare simd notinbranch
+float coshf(float) noexcept;
+#pragma omp declare simd notinbranch
+float tanhf(float) noexcept;
+#pragma omp declare simd notinbranch
+float asinhf(float) noexcept;
+#pragma omp declare simd notinbranch
+float acoshf(float) noexcept;
+#pragma omp declare simd notinbranch
+float atanhf(float) noexcept;
+#pragma omp declare simd notinbranch
+float erff(float) noexcept;
+#pragma omp declare simd notinbranch
+float erfcf(float) noexcept;
+}
+#endif
+
 // float16 / bfloat16 are stored as 16-bit words and computed in float32.
 static inline float hetero_h2f(uint16_t h) { _Float16 v; std::memcpy(&v, &h, 2); return (float)v; }
 static inline uint16_t hetero_f2h(float f) { _Float16 v = (_Float16)f; uint16_t h; std::memcpy(&h, &v, 2); return h; }

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import ctypes
+import ctypes.util
 import functools
 import hashlib
 import os
@@ -17,8 +18,10 @@ from . import cache
 # -fno-tree-loop-if-convert: g++ 12.2 -O3 with AVX-512 miscompiles loops holding two masked
 # regions (cat of broadcast values, found by benchmarks/fuzz.py, seed 420); without
 # if-conversion those loops stay scalar, every other loop still vectorizes.
-FLAGS = ("-O3", "-march=native", "-fopenmp", "-shared", "-fPIC", "-std=c++17",
-         "-fno-math-errno", "-fno-trapping-math", "-fno-tree-loop-if-convert", "-w")
+# -ffp-contract=off: every op rounds, as in eager (a contracted x * 100 - max differs from
+# eager's by the product's rounding error; found by test_correctness softmax_large_values).
+FLAGS = ("-O3", "-march=native", "-fopenmp", "-shared", "-fPIC", "-std=c++17", "-fno-math-errno",
+         "-fno-trapping-math", "-fno-tree-loop-if-convert", "-ffp-contract=off", "-w")
 COMPILERS = ("g++", "clang++", "c++")
 
 
@@ -43,18 +46,35 @@ def compiler_version(compiler: str) -> str:
     return out.stdout.splitlines()[0] if out.stdout else compiler
 
 
+# libmvec functions the prelude declares SIMD (glibc >= 2.35 has all of them on x86-64)
+_LIBMVEC_PROBE = "_ZGVdN8v_erff"
+
+
+@functools.lru_cache(maxsize=None)
+def _libmvec_flags() -> tuple:
+    """Link glibc's vector math library when it has the float functions the prelude declares
+    SIMD; otherwise loops calling them stay scalar."""
+    path = ctypes.util.find_library("mvec")
+    try:
+        available = path is not None and hasattr(ctypes.CDLL(path), _LIBMVEC_PROBE)
+    except OSError:
+        available = False
+    return ("-DHETERO_LIBMVEC", "-lmvec") if available else ()  # the library goes last (see _compile)
+
+
 def _flags(source: str) -> tuple:
-    """FLAGS, plus torch's include directory when the source uses ATen's headers
-    (header-only math; nothing of libtorch is linked)."""
+    """FLAGS and libmvec's, plus torch's include directory when the source uses ATen's
+    headers (header-only math; nothing of libtorch is linked)."""
+    flags = FLAGS + _libmvec_flags()
     if "#include <ATen/" not in source:
-        return FLAGS
-    return FLAGS + ("-I" + os.path.join(os.path.dirname(torch.__file__), "include"),)
+        return flags
+    return flags + ("-I" + os.path.join(os.path.dirname(torch.__file__), "include"),)
 
 
 def build_key(source: str) -> str:
     compiler = find_compiler()
     flags = _flags(source)
-    version = torch.__version__ if flags != FLAGS else ""  # the headers are torch's
+    version = torch.__version__ if "#include <ATen/" in source else ""  # the headers are torch's
     text = "\0".join([source, compiler, compiler_version(compiler), " ".join(flags), version])
     return hashlib.sha256(text.encode()).hexdigest()
 
@@ -74,7 +94,10 @@ def _compile(source: str) -> bytes:
         src, out = os.path.join(tmp, "kernels.cpp"), os.path.join(tmp, "kernels.so")
         with open(src, "w") as f:
             f.write(source)
-        result = subprocess.run([compiler, *_flags(source), src, "-o", out], capture_output=True, text=True)
+        flags = _flags(source)
+        libraries = [f for f in flags if f.startswith("-l")]  # after the source, or the linker drops them
+        command = [compiler, *[f for f in flags if f not in libraries], src, "-o", out, *libraries]
+        result = subprocess.run(command, capture_output=True, text=True)
         if result.returncode != 0:
             raise HeteroCompileError(f"{os.path.basename(compiler)} failed to build generated code:\n"
                                      f"{result.stderr[-4000:]}")
