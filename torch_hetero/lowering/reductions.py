@@ -254,7 +254,7 @@ def _as_row(lower):
 def sort(x, *args, dim=-1, descending=False, stable=None):
     if args:  # sort.default(self, dim, descending)
         dim, descending = (list(args) + [descending])[:2]
-    if not stable and x.get_dtype() in (torch.float16, torch.bfloat16):
+    if not stable and x.get_dtype() in (torch.float16, torch.bfloat16, torch.bool):
         _rare_ties(x, "an unstable sort")
     order = argsort(x, dim, descending)
     return take_along(x, dim, order), order
@@ -283,7 +283,7 @@ def _at_position(x, order, dim, position, keepdim):
 
 def _rare_ties(x, why):
     """Where eager's order among equal values is unspecified (topk/kthvalue's partial sorts,
-    an unstable sort), integers and 16-bit floats — which tie often — run through ATen so the
+    an unstable sort of 16-bit floats or bools), values that tie often run through ATen so the
     indices are the ones eager returns; float32/float64 rows rarely tie."""
     if x.get_dtype() not in (torch.float32, torch.float64):
         raise NotImplementedError(f"{why} of {x.get_dtype()}: ties are ordered as ATen orders them")
