@@ -65,6 +65,9 @@ _UNARY_FLOAT = {
     "floor": "std::floor", "ceil": "std::ceil", "trunc": "std::trunc", "round": "std::nearbyint",
     "lgamma": "std::lgamma", "sigmoid": "hetero_sigmoid",
 }
+# float functions the prelude provides as hetero_<name>f (vector libm where available)
+_VECTOR_MATH = {"exp", "exp2", "expm1", "log", "log2", "log10", "log1p", "sin", "cos", "tan", "asin", "acos",
+                "atan", "sinh", "cosh", "tanh", "asinh", "acosh", "atanh", "erf", "erfc"}
 _BINARY_INFIX = {"add": "+", "sub": "-", "mul": "*", "truediv": "/", "bitwise_and": "&",
                  "bitwise_or": "|", "bitwise_xor": "^", "lshift": "<<", "rshift": ">>"}
 _COMPARE = {"eq": "==", "ne": "!=", "lt": "<", "le": "<=", "gt": ">", "ge": ">="}
@@ -188,8 +191,11 @@ class CppOps:
     # ---------------------------------------------------------------- math
     def __getattr__(self, name):
         if name in _UNARY_FLOAT:
-            fn = _UNARY_FLOAT[name]
-            return lambda x: self._emit(f"{fn}({x})", x.dtype)
+            def unary(x):
+                fn = f"hetero_{name}f" if name in _VECTOR_MATH and compute_ctype(x.dtype) == "float" \
+                    else _UNARY_FLOAT[name]
+                return self._emit(f"{fn}({x})", x.dtype)
+            return unary
         if name in _BINARY_INFIX:
             op = _BINARY_INFIX[name]
             return lambda a, b: self._emit(self._narrow(f"{a} {op} {b}", a.dtype), a.dtype)

@@ -6,55 +6,23 @@
 #include <limits>
 #include <omp.h>
 
+// Float math as hetero_<fn>f.  Where glibc's libmvec has vector variants (x86-64, glibc >= 2.35;
+// cpp_build detects it and defines HETERO_LIBMVEC) they are the libm functions themselves,
+// declared SIMD under another name: loops under `#pragma omp simd` call them 8 or 16 lanes at
+// a time with IEEE semantics (no -ffast-math), and g++ cannot merge sin and cos of one value
+// into a scalar sincosf.  Elsewhere they are plain inline calls.
 #ifdef HETERO_LIBMVEC
-// glibc's libmvec has vector variants of these float functions (x86-64, glibc >= 2.35):
-// declared SIMD here, loops under `#pragma omp simd` call them 8 or 16 lanes at a time,
-// without -ffast-math (NaN and infinity semantics stay IEEE).  cpp_build detects libmvec.
-extern "C" {
-#pragma omp declare simd notinbranch
-float expf(float) noexcept;
-#pragma omp declare simd notinbranch
-float exp2f(float) noexcept;
-#pragma omp declare simd notinbranch
-float expm1f(float) noexcept;
-#pragma omp declare simd notinbranch
-float logf(float) noexcept;
-#pragma omp declare simd notinbranch
-float log2f(float) noexcept;
-#pragma omp declare simd notinbranch
-float log10f(float) noexcept;
-#pragma omp declare simd notinbranch
-float log1pf(float) noexcept;
-#pragma omp declare simd notinbranch
-float sinf(float) noexcept;
-#pragma omp declare simd notinbranch
-float cosf(float) noexcept;
-#pragma omp declare simd notinbranch
-float tanf(float) noexcept;
-#pragma omp declare simd notinbranch
-float asinf(float) noexcept;
-#pragma omp declare simd notinbranch
-float acosf(float) noexcept;
-#pragma omp declare simd notinbranch
-float atanf(float) noexcept;
-#pragma omp declare simd notinbranch
-float sinhf(float) noexcept;
-#pragma omp declare simd notinbranch
-float coshf(float) noexcept;
-#pragma omp declare simd notinbranch
-float tanhf(float) noexcept;
-#pragma omp declare simd notinbranch
-float asinhf(float) noexcept;
-#pragma omp declare simd notinbranch
-float acoshf(float) noexcept;
-#pragma omp declare simd notinbranch
-float atanhf(float) noexcept;
-#pragma omp declare simd notinbranch
-float erff(float) noexcept;
-#pragma omp declare simd notinbranch
-float erfcf(float) noexcept;
-}
+#define HETERO_MATH(fn) _Pragma("omp declare simd notinbranch") \
+  extern "C" float hetero_##fn##f(float) noexcept __asm__(#fn "f");
+#else
+#define HETERO_MATH(fn) static inline float hetero_##fn##f(float x) { return std::fn(x); }
 #endif
+HETERO_MATH(exp) HETERO_MATH(exp2) HETERO_MATH(expm1) HETERO_MATH(log) HETERO_MATH(log2)
+HETERO_MATH(log10) HETERO_MATH(log1p) HETERO_MATH(sin) HETERO_MATH(cos) HETERO_MATH(tan)
+HETERO_MATH(asin) HETERO_MATH(acos) HETERO_MATH(atan) HETERO_MATH(sinh) HETERO_MATH(cosh)
+HETERO_MATH(tanh) HETERO_MATH(asinh) HETERO_MATH(acosh) HETERO_MATH(atanh) HETERO_MATH(erf)
+HETERO_MATH(erfc)
+#undef HETERO_MATH
 
 // float16 / bfloat16 are stored as 16-bit words and computed in float32.
 static inline float hetero_h2f(uint16_t h) { _Float16 v; std::memcpy(&v, &h, 2); return (float)v; }
@@ -101,5 +69,6 @@ template <typename T> static inline T hetero_ipow(T base, T exp) {
 }
 template <typename T> static inline T hetero_sign(T x) { return x > 0 ? T(1) : (x < 0 ? T(-1) : x); }
 template <typename T> static inline T hetero_sigmoid(T x) { return T(1) / (T(1) + std::exp(-x)); }
+static inline float hetero_sigmoid(float x) { return 1.0f / (1.0f + hetero_expf(-x)); }
 
 extern "C" void hetero_set_num_threads(int n) { omp_set_num_threads(n); }

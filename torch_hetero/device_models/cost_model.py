@@ -9,9 +9,10 @@ A roofline per kernel — max(FLOPs / peak, bytes / bandwidth) + launch overhead
 * parallel utilization and wave quantization: ``chunks`` of work over ``compute_units``
   reach ``chunks / (ceil(chunks / units) * units)`` of peak, and a serial kernel one unit's;
 * matrix-unit padding: a matmul's M, N, K are rounded up to the instruction shape;
-* on the host C++ target, transcendentals are scalar libm calls (the compiler does not
-  vectorize them without fast-math), costing ``kernel_analysis.SCALAR_CALL_CYCLES`` each,
-  and max/min/arg/any/all reductions are serial chains (``SERIAL_COMBINE_CYCLES``).
+* on the host C++ target, transcendentals are libm calls: vector ones where glibc's libmvec
+  is linked (``kernel_analysis.VECTOR_CALL_CYCLES`` per element), else scalar
+  (``SCALAR_CALL_CYCLES``); max/min/arg/any/all reductions are serial chains
+  (``SERIAL_COMBINE_CYCLES``).
 
 The cost model's job is to rank choices and estimate whole graphs; its error against real
 timings is measured by ``benchmarks/cost_model_accuracy.py``."""

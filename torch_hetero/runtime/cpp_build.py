@@ -62,6 +62,11 @@ def _libmvec_flags() -> tuple:
     return ("-DHETERO_LIBMVEC", "-lmvec") if available else ()  # the library goes last (see _compile)
 
 
+def vector_libm() -> bool:
+    """Do host kernels call vector libm (libmvec) in vectorized loops?  The cost model asks."""
+    return bool(_libmvec_flags())
+
+
 def _flags(source: str) -> tuple:
     """FLAGS and libmvec's, plus torch's include directory when the source uses ATen's
     headers (header-only math; nothing of libtorch is linked)."""
