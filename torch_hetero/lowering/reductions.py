@@ -8,6 +8,7 @@ from .. import ir, symbolic
 from ..virtualized import current_graph, current_origin, ops
 from .common import canonical_dim, make_pointwise, meta_val, new_pointwise, size_of
 from .registry import register_lowering
+from .indexing import gather
 from .views import reshape
 
 aten = torch.ops.aten
@@ -199,7 +200,7 @@ def _running_extreme(kind):
         if current_graph().codegen != "cpp":
             raise NotImplementedError(f"cum{kind[3:]} has no Triton kernel")
         positions = _scan(x, dim, kind, torch.int64)
-        return (take_along(x, dim, positions) if x.dim() else make_pointwise(lambda v: v, [x], x.get_dtype()),
+        return (gather(x, dim, positions) if x.dim() else make_pointwise(lambda v: v, [x], x.get_dtype()),
                 positions)
     return lower
 
@@ -225,18 +226,6 @@ def argsort(x, dim, descending: bool):
     return current_graph().add_computed(node, ir.Layout.contiguous(tuple(size), torch.int64))
 
 
-def take_along(x, dim, positions):
-    """``x`` gathered along ``dim`` at int64 ``positions`` (same shape)."""
-    dim = canonical_dim(dim, x.dim())
-    load, position_load = x.make_loader(), positions.make_loader()
-
-    def inner(index):
-        full = list(index)
-        full[dim] = ops.indirect_indexing(position_load(index), x.get_size()[dim])
-        return load(full)
-    return new_pointwise(inner, positions.get_size(), x.get_dtype(), 2)
-
-
 def _as_row(lower):
     """A 0-d input sorted, ranked or selected from: as a one-element row, results reshaped to
     the op's output shapes."""
@@ -257,7 +246,7 @@ def sort(x, *args, dim=-1, descending=False, stable=None):
     if not stable and x.get_dtype() in (torch.float16, torch.bfloat16, torch.bool):
         _rare_ties(x, "an unstable sort")
     order = argsort(x, dim, descending)
-    return take_along(x, dim, order), order
+    return gather(x, dim, order), order
 
 
 def _at_position(x, order, dim, position, keepdim):
@@ -299,7 +288,7 @@ def topk(x, k, dim=-1, largest=True, sorted=True):
     size = list(x.get_size())
     size[dim] = symbolic.sym(k)
     first = new_pointwise(lambda index: order_load(index), size, torch.int64)
-    return take_along(x, dim, first), first
+    return gather(x, dim, first), first
 
 
 @register_lowering(aten.kthvalue)
@@ -341,8 +330,13 @@ def nanmedian_dim(x, dim=0, keepdim=False):
     return _median(x, dim, keepdim, ignore_nan=True)
 
 
-@register_lowering(aten.median.default, aten.nanmedian.default)
-def median_all(x):
-    flat = reshape(x, [symbolic.product(x.get_size())]) if x.dim() != 1 else x
-    ignore = current_graph().current_node.target is aten.nanmedian.default
-    return _median(flat, 0, False, ignore_nan=ignore)[0]
+def _median_all(ignore_nan):
+    """median()/nanmedian() of the whole tensor: the value over its flattened elements."""
+    def lower(x):
+        flat = reshape(x, [symbolic.product(x.get_size())]) if x.dim() != 1 else x
+        return _median(flat, 0, False, ignore_nan)[0]
+    return lower
+
+
+register_lowering(aten.median.default)(_median_all(False))
+register_lowering(aten.nanmedian.default)(_median_all(True))
