@@ -352,6 +352,11 @@ NN = [
          lambda: (randn(2, 3, 5, 4), randn(2, 3, 5, 4), randn(2, 3, 5, 4)), tol=MM),
     Case("sdpa_float_mask", lambda q, k, v, m: F.scaled_dot_product_attention(q, k, v, attn_mask=m),
          lambda: (randn(2, 3, 5, 4), randn(2, 3, 6, 4), randn(2, 3, 6, 4), randn(5, 6)), tol=MM),
+    # heads split from a computed tensor (as in LLaMA after rotary): ATen's attention keeps the
+    # query's stride order, so its input is realized in eager's layout, not contiguous
+    Case("sdpa_heads_of_computed", lambda x: F.scaled_dot_product_attention(
+        *((x * s).view(2, 5, 3, 4).transpose(1, 2) for s in (1, 2, 3)), is_causal=True).transpose(1, 2),
+         lambda: (randn(2, 5, 12),), tol=MM),
     Case("conv2d", lambda x, w, b: F.conv2d(x, w, b, stride=2, padding=1),
          lambda: (randn(2, 3, 9, 11), randn(4, 3, 3, 3), randn(4)), tol=MM),
     Case("conv2d_depthwise", lambda x, w: F.conv2d(x, w, groups=3, padding=(0, 2)),

@@ -85,7 +85,7 @@ class GraphLowering:
                         env[node] = self._call(node, args, kwargs)
                     self._maybe_realize(node, env[node])
                 elif node.op == "output":
-                    self.outputs = [self._output(value, meta)
+                    self.outputs = [self.in_eager_layout(value, meta)
                                     for value, meta in zip(args[0], _output_metas(node))]
                 else:
                     raise NotImplementedError(f"FX node kind {node.op}")
@@ -182,7 +182,11 @@ class GraphLowering:
         return self.add_computed(copy, layout)
 
     def call_aten(self, op, args, kwargs, kind: str):
-        args, kwargs = _map_values((args, kwargs), self.realize)
+        """An ATen call on realized inputs in eager's layouts: ATen picks its outputs' strides
+        from its inputs' (attention keeps the query's order), and the outputs are declared
+        with the strides the traced metadata gives them."""
+        node = self.current_node
+        args, kwargs = _map_with_metas((args, kwargs), (node.args, node.kwargs), self.in_eager_layout)
         meta = self.current_node.meta["val"]
         metas = list(meta) if isinstance(meta, (tuple, list)) else [meta]
         returns = getattr(getattr(op, "_schema", None), "returns", [])
@@ -193,11 +197,14 @@ class GraphLowering:
         values = [ir.StridedValue(b) if b is not None else None for b in outputs]
         return tuple(values) if isinstance(meta, (tuple, list)) else values[0]
 
-    def _output(self, value, meta):
-        """An output in eager's layout when that layout is non-overlapping: AOT's backward
-        graphs read saved tensors by the strides eager would have given them."""
+    def in_eager_layout(self, value, meta):
+        """``value`` realized in eager's layout when that layout is non-overlapping (else as it
+        is): AOT's backward graphs read saved tensors by the strides eager would have given
+        them, and ATen calls derive their outputs' strides from their inputs'."""
         if isinstance(value, ir.TensorValue):
             layout = _layout_of(meta) if isinstance(meta, torch.Tensor) and _non_overlapping(meta) else None
+            if layout is not None and tuple(layout.size) != tuple(value.get_size()):
+                layout = None
             strided = ir.as_strided(value)
             if layout is not None and strided is not None and not _same_strides(strided.layout, layout):
                 value = ir.Lazy(ir.Pointwise(layout.dtype, tuple(layout.size), strided.make_loader()), self)
@@ -268,12 +275,17 @@ def _output_metas(node):
     return [a.meta.get("val") if isinstance(a, torch.fx.Node) else a for a in node.args[0]]
 
 
-def _map_values(tree, fn):
+def _map_with_metas(tree, nodes, fn):
+    """``fn(value, meta)`` over the tensor values of ``tree``, ``meta`` the traced value of the
+    FX node at the same place in ``nodes`` (None where there is none)."""
     if isinstance(tree, ir.TensorValue):
-        return fn(tree)
+        return fn(tree, nodes.meta.get("val") if isinstance(nodes, torch.fx.Node) else None)
     if isinstance(tree, (list, tuple)):
-        mapped = [_map_values(x, fn) for x in tree]
+        nodes = nodes if isinstance(nodes, (list, tuple)) and len(nodes) == len(tree) else [None] * len(tree)
+        mapped = [_map_with_metas(x, n, fn) for x, n in zip(tree, nodes)]
         return type(tree)(mapped) if isinstance(tree, tuple) else mapped
     if isinstance(tree, dict):
-        return {k: _map_values(v, fn) for k, v in tree.items()}
+        nodes = nodes if isinstance(nodes, dict) else {}
+        return {k: _map_with_metas(v, nodes.get(k), fn) for k, v in tree.items()}
     return tree
+
