@@ -3,7 +3,9 @@ of graphs and model blocks on this machine and compares with the estimate of the
 that describes it: ``cpu`` for the host's C++ kernels, or a GPU profile (``h100``, ``h200``,
 ``a100``, ``mi300x``) for Triton kernels run natively on that GPU.
 
-    python benchmarks/cost_model_accuracy.py [--device cpu|h100|...] [--repeats 30]
+    python benchmarks/cost_model_accuracy.py [--device cpu|h100|...] [--repeats 30] [--models gpt2,bert,...]
+
+``--models`` adds the benchmark suite's models (torch_hetero.model_zoo; ``all`` for every one).
 
 Per kernel (timed inside the running graph, so caches hold what the graph left in them):
 median absolute relative error and Spearman rank correlation of estimated vs measured time.  Per graph: the whole compiled call (kernels, extern matmuls, wrapper) timed
@@ -18,11 +20,15 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from torch_hetero import model_zoo
 from torch_hetero.backend import collect_compiled_graphs, hetero_backend
 from torch_hetero.examples import Block, TinyGPT
 
 
-def cases():
+def cases(models: list):
+    for name in models:
+        zoo = model_zoo.build(name)
+        yield name, zoo.model, zoo.inputs
     torch.manual_seed(0)
     yield "pointwise 1M", lambda x: (x.sin() * 2 + x.cos()).relu(), (torch.randn(1024, 1024),)
     yield "pointwise 16K", lambda x: torch.tanh(x) * x + 1, (torch.randn(128, 128),)
@@ -120,12 +126,14 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--repeats", type=int, default=30)
+    parser.add_argument("--models", default="")
     args = parser.parse_args()
+    models = list(model_zoo.NAMES) if args.models == "all" else [m for m in args.models.split(",") if m]
     gpu = args.device != "cpu"
     if gpu and not torch.cuda.is_available():
         parser.error(f"--device {args.device} times Triton kernels on a GPU, and none is visible")
     kernels, graphs = [], []
-    for name, fn, inputs in cases():
+    for name, fn, inputs in cases(models):
         torch._dynamo.reset()
         rows, graph_row = measure(name, fn, inputs, args.device, args.repeats, gpu)
         kernels += rows

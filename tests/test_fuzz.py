@@ -35,8 +35,8 @@ def test_symbolic_size_one_broadcasts():
 
 
 def test_concatenated_broadcasts():
-    """Found by the fuzzer (seed 420): g++ 12 -O3 AVX-512 if-conversion miscompiled this cat
-    (see runtime/cpp_build.FLAGS)."""
+    """Found by the fuzzer (seed 420): g++ 12 -O3 AVX-512 if-conversion once miscompiled this
+    cat (see runtime/cpp_build.FLAGS)."""
     import torch
     torch.manual_seed(0)
 

@@ -158,6 +158,39 @@ def test_average_pooling_is_native_with_gradients(fn, shape, options):
     assert not explain(fn, x, device=options.get("device", "cpu")).fallbacks
 
 
+def _pooling_input(shape):
+    """Ties, NaN and an all -inf window: ATen's index rules (first maximum, last NaN, the
+    window's first element) are what a backward pass scatters through."""
+    x = torch.randn(shape)
+    x[0, 0, :3, :3] = float("-inf")
+    x[0, 0, 4, 4:6] = x[0, 0, 5, 4:6] = 0.5
+    x[-1, -1, 1, 1] = float("nan")
+    return x
+
+
+@pytest.mark.parametrize("options", [{}, {"device": "h100", "executor": "interpret"}], ids=["host", "interpret"])
+@pytest.mark.parametrize("args", [(3, 2, 1, 1, False), (3, 2, 1, 1, True), ((2, 3), (1, 2), (1, 0), (2, 1), False)],
+                         ids=["3x3_s2_pad", "ceil", "dilated"])
+def test_max_pooling_matches_eager_values_and_indices(args, options):
+    x = _pooling_input((2, 3, 9, 11))
+    fn = lambda v: torch.nn.functional.max_pool2d_with_indices(v * 2, *args)  # noqa: E731
+    torch._dynamo.reset()
+    (values, indices), (expected_values, expected_indices) = \
+        torch.compile(fn, backend="hetero", options={"strict": True, **options})(x), fn(x)
+    assert torch.equal(values.nan_to_num(), expected_values.nan_to_num()) and torch.equal(indices, expected_indices)
+    assert not explain(fn, x, device=options.get("device", "cpu")).fallbacks
+
+
+def test_max_pooling_reads_a_computed_input_once_and_skips_unused_indices():
+    """Inference (ResNet's stem): batch norm and relu are computed once into memory, not
+    recomputed for each of the 9 overlapping windows that read an element; no index output."""
+    fn = lambda v: torch.nn.functional.max_pool2d((v * 3 - 1).relu(), 3, 2, 1)  # noqa: E731
+    x = torch.randn(2, 4, 16, 16)
+    check(fn, x, grad=True, options={"strict": True})
+    _, kernels = compiled_kernels(fn, (x,), {})
+    assert len(kernels) == 2 and all("int64_t*" not in k.source for k in kernels), [k.source for k in kernels]
+
+
 @pytest.mark.parametrize("options", [{}, {"device": "h100", "executor": "interpret"},
                                      {"device": "mtia-v2", "executor": "interpret"}], ids=["host", "h100", "mtia"])
 @pytest.mark.parametrize("fn,make_inputs", [

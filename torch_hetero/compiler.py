@@ -7,6 +7,7 @@ import dataclasses
 import hashlib
 import importlib.resources
 import linecache
+import time
 
 import torch
 
@@ -34,6 +35,7 @@ class CompiledGraph:
     steps: list                    # scheduler.Step, in execution order
     fallbacks: collections.Counter
     code: dict                     # "<graph>.cpp" / "<graph>.py" → source
+    compile_s: float               # seconds spent here: lowering to loading (a cache hit skips the build)
 
     def __post_init__(self):
         # AOTAutograd passes the argument list itself; an instance attribute survives the
@@ -49,6 +51,7 @@ def compile_graph(gm: torch.fx.GraphModule, profile, name: str = "graph", estima
     """``profile``: the target DeviceProfile; its device model plans the kernels (fusing them
     unless ``fusion`` is False) and, with ``estimate``, estimates every step.  ``executor``
     (see ``options.EXECUTORS``) decides what runs here; the target's code is rendered either way."""
+    start = time.perf_counter()
     graph = GraphLowering(gm, profile.codegen).run()
     kernels = scheduler.kernels_of(graph, profile, fusion)
     plan_kernels(graph, kernels, profile)
@@ -87,7 +90,8 @@ def compile_graph(gm: torch.fx.GraphModule, profile, name: str = "graph", estima
     estimates = {}
     if estimate:
         estimates = {id(s.work): e for s, e in zip(steps, estimate_graph(graph, steps, profile))}
-    return CompiledGraph(call, kernels, externs, estimates, tilings, steps, graph.fallback_counts, code)
+    return CompiledGraph(call, kernels, externs, estimates, tilings, steps, graph.fallback_counts, code,
+                         time.perf_counter() - start)
 
 
 def choose_executor(option: str, profile, graph: GraphLowering) -> str:

@@ -52,8 +52,7 @@ DECOMPOSED_OPS = [
     aten.linspace, aten.logspace, aten.arange.default, aten.arange.start,
     # interpolation, pooling, unpooling and grid sampling: into index arithmetic and reductions
     aten._unsafe_index, aten._unsafe_masked_index, aten._adaptive_avg_pool2d, aten.adaptive_max_pool2d,
-    aten.adaptive_max_pool3d, aten.max_pool2d_with_indices, aten.max_pool3d_with_indices,
-    aten.max_pool2d_with_indices_backward, aten.max_unpool2d, aten.max_unpool3d, aten.grid_sampler_2d,
+    aten.adaptive_max_pool3d, aten.max_pool2d_with_indices_backward, aten.max_unpool2d, aten.max_unpool3d, aten.grid_sampler_2d,
     aten._upsample_bilinear2d_aa, aten._unsafe_masked_index_put_accumulate,
     # views and copies of views (as_strided over our buffers or the inputs)
     aten.diagonal, aten.diagonal_copy, aten.diag_embed, aten.unfold, aten.unfold_copy, aten.trace,

@@ -13,7 +13,7 @@
 // into a scalar sincosf.  Elsewhere they are plain inline calls.
 #ifdef HETERO_LIBMVEC
 #define HETERO_MATH(fn) _Pragma("omp declare simd notinbranch") \
-  extern "C" float hetero_##fn##f(float) noexcept __asm__(#fn "f");
+  extern "C" float hetero_##fn##f(float) noexcept __asm__(#fn "f") __attribute__((const));
 #else
 #define HETERO_MATH(fn) static inline float hetero_##fn##f(float x) { return std::fn(x); }
 #endif

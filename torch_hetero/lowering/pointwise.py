@@ -113,11 +113,27 @@ def _binary(name):
 
 for _op, _name in {aten.mul: "mul", aten.maximum: "maximum", aten.minimum: "minimum",
                    aten.atan2: "atan2", aten.fmod: "fmod", aten.remainder: "mod",
-                   aten.pow: "pow", aten.bitwise_and: "bitwise_and", aten.bitwise_or: "bitwise_or",
+                   aten.bitwise_and: "bitwise_and", aten.bitwise_or: "bitwise_or",
                    aten.bitwise_xor: "bitwise_xor", aten.bitwise_left_shift: "lshift",
                    aten.bitwise_right_shift: "rshift", aten.copysign: "copysign",
                    aten.hypot: "hypot", aten.nextafter: "nextafter"}.items():
     register_lowering(_op)(_binary(_name))
+
+
+# ATen's CPU kernel computes these floating powers as products and roots (PowKernel.cpp), not
+# with pow(): the same roundings as eager, and vector code instead of a scalar libm call
+_POWERS = {2.0: lambda x: ops.mul(x, x), 3.0: lambda x: ops.mul(ops.mul(x, x), x),
+           -2.0: lambda x: ops.reciprocal(ops.mul(x, x)), 0.5: lambda x: ops.sqrt(x),
+           -0.5: lambda x: ops.rsqrt(x), -1.0: lambda x: ops.reciprocal(x)}
+
+
+@register_lowering(aten.pow)
+def pow_(a, b):
+    dtype = meta_val().dtype
+    if dtype.is_floating_point and is_tensor(a) and isinstance(b, (int, float)) and not isinstance(b, bool) \
+            and float(b) in _POWERS:
+        return make_pointwise(_POWERS[float(b)], [a], dtype)
+    return make_pointwise(ops.pow, [a, b], dtype)
 
 
 def _with_alpha(name):

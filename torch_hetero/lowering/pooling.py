@@ -1,5 +1,6 @@
-"""Average pooling (1-3 spatial dims, forward and backward) as windowed sums unrolled over the
-(small, static) kernel window: elementwise over the output, so it fuses like any pointwise op."""
+"""Average pooling (1-3 spatial dims, forward and backward) and max pooling (forward, with
+indices) unrolled over the (small, static) kernel window: elementwise over the output, so
+each fuses like any pointwise op, and max pooling's indices cost nothing unless used."""
 from __future__ import annotations
 
 import itertools
@@ -7,8 +8,9 @@ import itertools
 import sympy
 import torch
 
+from .. import ir
 from ..symbolic import FloorDiv
-from ..virtualized import ops
+from ..virtualized import current_graph, ops
 from .common import meta_val, new_pointwise, size_of
 from .registry import register_lowering
 
@@ -46,17 +48,18 @@ class _Windows:
         return ops.to_dtype(count, dtype)
 
 
-def _args(kernel_size, stride, padding, spatial):
-    """Per-dim kernel, stride (default: the kernel) and padding; ATen accepts one value for all."""
+def _args(kernel_size, stride, padding, spatial, dilation=1):
+    """Per-dim kernel, stride (default: the kernel), padding and dilation; ATen accepts one
+    value for all."""
     def expand(v, default):
         v = [v] if isinstance(v, int) else (list(v) if v else list(default))
         return v * spatial if len(v) == 1 else v
     kernel = expand(kernel_size, kernel_size)
-    return kernel, expand(stride, kernel), expand(padding, [0])
+    return kernel, expand(stride, kernel), expand(padding, [0]), expand(dilation, [1])
 
 
 def _avg_pool(spatial, x, kernel_size, stride, padding, count_include_pad, divisor_override):
-    kernel, stride, padding = _args(kernel_size, stride, padding, spatial)
+    kernel, stride, padding, _ = _args(kernel_size, stride, padding, spatial)
     out_size, dtype = size_of(meta_val()), x.get_dtype()
     windows = _Windows(x.get_size(), out_size, kernel, stride, padding, count_include_pad, divisor_override)
     load, lead = x.make_loader(), len(out_size) - spatial
@@ -67,11 +70,7 @@ def _avg_pool(spatial, x, kernel_size, stride, padding, count_include_pad, divis
         total = None
         for offsets in itertools.product(*[range(k) for k in kernel]):
             source = [o * s - p + j for o, s, p, j in zip(out_index, stride, padding, offsets)]
-            inside = None
-            for i, size in zip(source, windows.inputs):
-                cond = ops.logical_and(ops.ge(_idx(i), _idx(sympy.Integer(0))), ops.lt(_idx(i), _idx(size)))
-                inside = cond if inside is None else ops.logical_and(inside, cond)
-            value = ops.masked(inside, lambda source=source: ops.to_dtype(load(list(index[:lead]) + source), acc), 0, acc)
+            value = ops.masked(_inside(source, windows.inputs), lambda source=source: ops.to_dtype(load(list(index[:lead]) + source), acc), 0, acc)
             total = value if total is None else ops.add(total, value)
         return ops.to_dtype(ops.truediv(total, windows.divisor(out_index, acc)), dtype)
     return new_pointwise(inner, out_size, dtype, 2)
@@ -80,7 +79,7 @@ def _avg_pool(spatial, x, kernel_size, stride, padding, count_include_pad, divis
 def _avg_pool_backward(spatial, grad, x, kernel_size, stride, padding, count_include_pad, divisor_override):
     """Each input element gathers grad / divisor from the (at most ceil(k / s) per dim)
     windows that cover it."""
-    kernel, stride, padding = _args(kernel_size, stride, padding, spatial)
+    kernel, stride, padding, _ = _args(kernel_size, stride, padding, spatial)
     size, dtype = x.get_size(), grad.get_dtype()
     windows = _Windows(size, grad.get_size(), kernel, stride, padding, count_include_pad, divisor_override)
     load, lead = grad.make_loader(), len(size) - spatial
@@ -104,6 +103,76 @@ def _avg_pool_backward(spatial, grad, x, kernel_size, stride, padding, count_inc
             total = value if total is None else ops.add(total, value)
         return ops.to_dtype(total, dtype)
     return new_pointwise(inner, size, dtype, 2)
+
+
+def _inside(source, sizes):
+    inside = None
+    for i, size in zip(source, sizes):
+        cond = ops.logical_and(ops.ge(_idx(i), _idx(sympy.Integer(0))), ops.lt(_idx(i), _idx(size)))
+        inside = cond if inside is None else ops.logical_and(inside, cond)
+    return inside
+
+
+def _first_inside(start, dilation):
+    """The first window position at or after ``start`` that is not padding."""
+    skip = ops.floordiv(ops.add(_idx(-start), _idx(sympy.Integer(dilation - 1))), _idx(sympy.Integer(dilation)))
+    return ops.add(_idx(start), ops.mul(ops.maximum(skip, _idx(sympy.Integer(0))), _idx(sympy.Integer(dilation))))
+
+
+def _max_pool(spatial, x, kernel_size, stride, padding, dilation):
+    """ATen's CPU rules: the max over the window's non-padding elements, NaN if any is NaN;
+    the index (flat within the input plane) of the first maximum or the last NaN, and of the
+    window's first element if all are -inf."""
+    kernel, stride, padding, dilation = _args(kernel_size, stride, padding, spatial, dilation)
+    if ir.op_count(x):
+        x = current_graph().realize(x)    # each element is read by several overlapping windows
+    out_size, dtype = size_of(meta_val()[0]), x.get_dtype()
+    sizes, load, lead = x.get_size()[-spatial:], x.make_loader(), len(out_size) - spatial
+    acc = torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
+
+    def window(index):
+        """(inside, value, flat input position) of each window element, in ATen's order."""
+        for offsets in itertools.product(*[range(k) for k in kernel]):
+            source = [o * s - p + j * d for o, s, p, j, d in zip(index[lead:], stride, padding, offsets, dilation)]
+            inside = _inside(source, sizes)
+            value = ops.masked(inside, lambda source=source: ops.to_dtype(load(list(index[:lead]) + source), acc),
+                               float("-inf"), acc)
+            yield inside, value, _flat(source, sizes)
+
+    def values(index):
+        best = None
+        for _, value, _ in window(index):
+            best = value if best is None else ops.maximum(best, value)
+        return ops.to_dtype(best, dtype)
+
+    def indices(index):
+        starts = [_first_inside(o * s - p, d) for o, s, p, d in zip(index[lead:], stride, padding, dilation)]
+        at = starts[0]
+        for start, size in zip(starts[1:], sizes[1:]):
+            at = ops.add(ops.mul(at, _idx(size)), start)
+        best = ops.constant(float("-inf"), acc)
+        for inside, value, position in window(index):
+            take = ops.logical_and(inside, ops.logical_or(ops.gt(value, best), ops.isnan(value)))
+            best, at = ops.where(take, value, best), ops.where(take, _idx(position), at)
+        return at
+    return new_pointwise(values, out_size, dtype, 2), new_pointwise(indices, out_size, torch.int64, 2)
+
+
+def _flat(source, sizes):
+    flat = source[0]
+    for i, size in zip(source[1:], sizes[1:]):
+        flat = flat * size + i
+    return flat
+
+
+@register_lowering(aten.max_pool2d_with_indices)
+def max_pool2d_with_indices(x, kernel_size, stride=(), padding=0, dilation=1, ceil_mode=False):
+    return _max_pool(2, x, kernel_size, stride, padding, dilation)
+
+
+@register_lowering(aten.max_pool3d_with_indices)
+def max_pool3d_with_indices(x, kernel_size, stride=(), padding=0, dilation=1, ceil_mode=False):
+    return _max_pool(3, x, kernel_size, stride, padding, dilation)
 
 
 @register_lowering(aten.avg_pool2d)

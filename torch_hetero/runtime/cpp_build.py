@@ -15,13 +15,17 @@ import torch
 from ..errors import HeteroCompileError
 from . import cache
 
-# -fno-tree-loop-if-convert: g++ 12.2 -O3 with AVX-512 miscompiles loops holding two masked
-# regions (cat of broadcast values, found by benchmarks/fuzz.py, seed 420); without
-# if-conversion those loops stay scalar, every other loop still vectorizes.
+# If-conversion stays on, so loops with selects (relu, where, masks) vectorize.  An AVX-512
+# miscompile of masked cat loops under g++ 12.2 (benchmarks/fuzz.py seed 420) once made us turn
+# it off; it no longer reproduces since loops carry `#pragma omp simd` (tests/test_fuzz.py
+# keeps the case; benchmarks/fuzz.py: 507 graphs, 0 failures with it on).
+# -fno-tree-sink: g++ would sink a libm call used by only one side of a select into a branch,
+# where its SIMD variant (libmvec has no masked ones) cannot go: `where(x > 0, exp(x), ...)`
+# loops would stay scalar.
 # -ffp-contract=off: every op rounds, as in eager (a contracted x * 100 - max differs from
 # eager's by the product's rounding error; found by test_correctness softmax_large_values).
 FLAGS = ("-O3", "-march=native", "-fopenmp", "-shared", "-fPIC", "-std=c++17", "-fno-math-errno",
-         "-fno-trapping-math", "-fno-tree-loop-if-convert", "-ffp-contract=off", "-w")
+         "-fno-trapping-math", "-fno-tree-sink", "-ffp-contract=off", "-w")
 COMPILERS = ("g++", "clang++", "c++")
 
 

@@ -1,0 +1,288 @@
+"""The model benchmark suite: eager, Inductor and hetero on real model code (Hugging Face GPT-2,
+BERT, LLaMA, ViT, ResNet from small configs, and an MLP; torch_hetero.model_zoo), inference
+and one training step (forward, loss, backward), on the host.
+
+    python benchmarks/suite.py [--models gpt2,bert,...] [--rounds 15] [--threads 1,all]
+                               [--out benchmarks/results]
+
+Per model, in one process: cold compile (fresh cache directories, Dynamo reset: the first
+call pays everything) and warm compile (Dynamo reset, caches kept) of each compiler; the
+compiled output (and, training, the gradients) against eager's; then median time per call
+over interleaved rounds (noise hits every backend alike) at each thread count.  Last, the
+per-call overhead of a tiny compiled graph.  Writes suite.json, suite.md and suite.png
+(matplotlib) into --out and prints the markdown."""
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import math
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from timing import interleaved_ms
+
+import torch_hetero
+from torch_hetero import model_zoo
+from torch_hetero.backend import collect_compiled_graphs
+
+COMPILERS = ("inductor", "hetero")
+
+
+def compiled(model, compiler):
+    return torch.compile(model) if compiler == "inductor" else torch.compile(model, backend="hetero")
+
+
+def fresh_caches():
+    """Empty cache directories for both compilers: the next compile is cold."""
+    root = tempfile.mkdtemp(prefix="hetero_suite_")
+    os.environ["TORCHINDUCTOR_CACHE_DIR"] = os.path.join(root, "inductor")
+    os.environ["TORCH_HETERO_CACHE_DIR"] = os.path.join(root, "hetero")
+
+
+def loss_of(zoo, out):
+    return zoo.main_output(out).float().pow(2).mean()
+
+
+def training_step(zoo, model):
+    """One step as a user runs it: gradients cleared, forward, loss, backward."""
+    def step(*inputs):
+        model.zero_grad(set_to_none=True)
+        loss = loss_of(zoo, model(*inputs))
+        loss.backward()
+        return loss
+    return step
+
+
+def first_call_s(fn, inputs, no_grad):
+    torch._dynamo.reset()
+    start = time.perf_counter()
+    with torch.no_grad() if no_grad else torch.enable_grad():
+        fn(*inputs)
+    return time.perf_counter() - start
+
+
+def relative_error(actual, expected) -> float:
+    return ((actual.float() - expected.float()).abs().max() / expected.float().abs().max().clamp_min(1e-12)).item()
+
+
+def gradients(model) -> dict:
+    """name → gradient, zeros where autograd left none (an unused pooler, say)."""
+    return {n: p.grad.clone() if p.grad is not None else torch.zeros_like(p) for n, p in model.named_parameters()}
+
+
+def gradient_error(actual: dict, expected: dict) -> float:
+    """Largest difference over all gradients, relative to the largest gradient: tensors whose
+    gradients are all near zero do not turn rounding noise into huge relative errors."""
+    scale = max(g.abs().max().item() for g in expected.values()) or 1.0
+    return max((actual[n] - expected[n]).abs().max().item() for n in expected) / scale
+
+
+def bench_model(name, rounds, threads, log):
+    zoo = model_zoo.build(name)
+    inference_model = zoo.model
+    training_model = copy.deepcopy(zoo.model).train()
+    inputs = zoo.inputs
+    result = {"model": name, "parameters_m": round(zoo.parameters_m, 2), "compile_s": {}, "error": {}, "ms": {}}
+
+    with torch.no_grad():
+        expected = zoo.main_output(inference_model(*inputs))
+    training_step(zoo, training_model)(*inputs)
+    expected_grads = gradients(training_model)
+
+    variants = {"inference": {"eager": inference_model}, "training": {"eager": training_step(zoo, training_model)}}
+    for compiler in COMPILERS:
+        for mode, model in (("inference", inference_model), ("training", training_model)):
+            fresh_caches()
+            make = (lambda m=model: compiled(m, compiler)) if mode == "inference" else \
+                (lambda m=model: training_step(zoo, compiled(m, compiler)))
+            no_grad = mode == "inference"
+            with collect_compiled_graphs() as cold_graphs:
+                cold = first_call_s(make(), inputs, no_grad)
+            fn = make()
+            with collect_compiled_graphs() as warm_graphs:
+                warm = first_call_s(fn, inputs, no_grad)
+            times = {"cold": round(cold, 3), "warm": round(warm, 3)}
+            if compiler == "hetero":   # our own part: lowering to loading, without Dynamo and AOTAutograd
+                times.update({f"{k} backend": round(sum(g.compile_s for _, g, _ in graphs), 3)
+                              for k, graphs in (("cold", cold_graphs), ("warm", warm_graphs))})
+            result["compile_s"][f"{compiler} {mode}"] = times
+            variants[mode][compiler] = fn
+            log(f"  {compiler} {mode}: " + ", ".join(f"{k} {v:.2f} s" for k, v in times.items()))
+        with torch.no_grad():
+            actual = zoo.main_output(variants["inference"][compiler](*inputs))
+        result["error"][f"{compiler} inference"] = relative_error(actual, expected)
+        variants["training"][compiler](*inputs)
+        result["error"][f"{compiler} training"] = gradient_error(gradients(training_model), expected_grads)
+
+    for count in threads:
+        torch.set_num_threads(count)
+        for mode in ("inference", "training"):
+            ms = interleaved_ms(variants[mode], inputs, rounds, no_grad=mode == "inference")
+            result["ms"][f"{mode} {count}t"] = {k: round(v, 4) for k, v in ms.items()}
+            log(f"  {mode} {count} thread(s): " + ", ".join(f"{k} {v:.2f} ms" for k, v in ms.items()))
+    return result
+
+
+def tiny_graph_overhead_us(calls: int) -> dict:
+    """Per-call time of ``x * 2 + 1`` on 16 floats: what a compiler's wrapper costs per call."""
+    def fn(x):
+        return x * 2 + 1
+    x = torch.randn(16)
+    torch._dynamo.reset()
+    variants = {"eager": fn, **{c: compiled(fn, c) for c in COMPILERS}}
+    ms = [interleaved_ms(variants, (x,), calls, warmup=20) for _ in range(5)]
+    return {k: round(statistics.median(m[k] for m in ms) * 1e3, 2) for k in variants}
+
+
+def geomean(values):
+    return math.exp(sum(math.log(v) for v in values) / len(values))
+
+
+def summarize(results, threads):
+    """Speedups over eager, geomeans, and the issue's targets as measured."""
+    summary = {}
+    for count in threads:
+        for mode in ("inference", "training"):
+            key = f"{mode} {count}t"
+            for compiler in COMPILERS:
+                speedups = {r["model"]: r["ms"][key]["eager"] / r["ms"][key][compiler] for r in results}
+                summary[f"{compiler} {key}"] = {"geomean": geomean(speedups.values()), "per_model": speedups}
+    return summary
+
+
+def markdown(data, threads) -> str:
+    results, summary = data["models"], data["summary"]
+    lines = [f"Host: {data['host']}; median of {data['rounds']} interleaved rounds; "
+             f"speedup = eager ms / compiled ms.", ""]
+    for count in threads:
+        lines += [f"### {count} thread(s)", "",
+                  "| model | mode | eager ms | Inductor ms | hetero ms | Inductor × | hetero × |",
+                  "|---|---|---|---|---|---|---|"]
+        for mode in ("inference", "training"):
+            key = f"{mode} {count}t"
+            for r in results:
+                ms = r["ms"][key]
+                lines.append(f"| {r['model']} | {mode} | {ms['eager']:.2f} | {ms['inductor']:.2f} | {ms['hetero']:.2f} "
+                             f"| {ms['eager'] / ms['inductor']:.2f} | {ms['eager'] / ms['hetero']:.2f} |")
+            lines.append(f"| **geomean** | {mode} | | | | **{summary[f'inductor {key}']['geomean']:.2f}** "
+                         f"| **{summary[f'hetero {key}']['geomean']:.2f}** |")
+        lines.append("")
+    lines += ["### Compile time and correctness", "",
+              "Seconds of the first call after a Dynamo reset: cold with empty cache directories, warm "
+              "with the caches kept; *backend* is hetero's own part of it (lowering to loading, "
+              "without Dynamo and AOTAutograd). Errors: largest difference from eager relative to "
+              "the largest eager value (inference: the output; training: all gradients).", "",
+              "| model | mode | Inductor cold | hetero cold | hetero/Inductor | Inductor warm | hetero warm "
+              "| hetero warm backend | Inductor rel. err | hetero rel. err |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in results:
+        for mode in ("inference", "training"):
+            ind, het = r["compile_s"][f"inductor {mode}"], r["compile_s"][f"hetero {mode}"]
+            lines.append(f"| {r['model']} | {mode} | {ind['cold']:.2f} | {het['cold']:.2f} | "
+                         f"{het['cold'] / ind['cold']:.2f} | {ind['warm']:.2f} | {het['warm']:.2f} | "
+                         f"{het['warm backend']:.2f} | "
+                         f"{r['error'][f'inductor {mode}']:.1e} | {r['error'][f'hetero {mode}']:.1e} |")
+    overhead = data["tiny_graph_us"]
+    lines += ["", "### Targets (issue 7), as measured", ""] + [f"- {t}" for t in targets(data, threads)]
+    lines += ["", "### Per-call time of a tiny graph (`x * 2 + 1`, 16 floats), µs", "",
+              "| eager | Inductor | hetero |", "|---|---|---|",
+              f"| {overhead['eager']:.1f} | {overhead['inductor']:.1f} | {overhead['hetero']:.1f} |"]
+    return "\n".join(lines) + "\n"
+
+
+def targets(data, threads) -> list:
+    """Each target of the issue with the measured value and whether it is met."""
+    results, summary, one = data["models"], data["summary"], min(threads)
+
+    def mark(ok):
+        return "met" if ok else "**missed**"
+    inference = summary[f"hetero inference {one}t"]
+    inductor = summary[f"inductor inference {one}t"]["geomean"]
+    slowest = min(inference["per_model"].items(), key=lambda kv: kv[1])
+    training = summary[f"hetero training {one}t"]["per_model"]
+    slowest_training = min(training.items(), key=lambda kv: kv[1])
+    ratios = {f"{r['model']} {m}": r["compile_s"][f"hetero {m}"]["cold"] / r["compile_s"][f"inductor {m}"]["cold"]
+              for r in results for m in ("inference", "training")}
+    worst_ratio = max(ratios.items(), key=lambda kv: kv[1])
+    warm = {f"{r['model']} {m}": r["compile_s"][f"hetero {m}"] for r in results for m in ("inference", "training")}
+    worst_warm = max(warm.items(), key=lambda kv: kv[1]["warm"])
+    worst_backend = max(warm.items(), key=lambda kv: kv[1]["warm backend"])
+    tiny = data["tiny_graph_us"]
+    return [
+        f"inference geomean over eager, {one} thread: hetero {inference['geomean']:.2f}× vs Inductor "
+        f"{inductor:.2f}× — {mark(inference['geomean'] >= inductor)}; ≥ 1.25× — {mark(inference['geomean'] >= 1.25)}",
+        f"slowest model: {slowest[0]} at {slowest[1]:.2f}× eager — {mark(slowest[1] >= 0.95)} (no model > 5 % slower)",
+        f"training step: slowest {slowest_training[0]} at {slowest_training[1]:.2f}× eager — "
+        f"{mark(slowest_training[1] >= 1.0)} (not slower than eager)",
+        f"cold compile: worst {worst_ratio[0]} at {worst_ratio[1]:.2f} of Inductor's — {mark(worst_ratio[1] <= 0.25)} (≤ 0.25)",
+        f"warm compile: worst {worst_warm[0]} at {worst_warm[1]['warm']:.2f} s — {mark(worst_warm[1]['warm'] < 0.5)} "
+        f"(< 0.5 s); hetero's own part at most {worst_backend[1]['warm backend']:.2f} s ({worst_backend[0]})",
+        f"tiny-graph call: hetero {tiny['hetero']:.1f} µs vs Inductor {tiny['inductor']:.1f} µs — "
+        f"{mark(tiny['hetero'] < tiny['inductor'])}",
+    ]
+
+
+def chart(data, threads, path):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    results = data["models"]
+    panels = [(mode, count) for count in threads for mode in ("inference", "training")]
+    figure, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4), sharey=True)
+    for axis, (mode, count) in zip(axes, panels):
+        key = f"{mode} {count}t"
+        names = [r["model"] for r in results]
+        for offset, compiler in ((-0.2, "inductor"), (0.2, "hetero")):
+            speedups = [r["ms"][key]["eager"] / r["ms"][key][compiler] for r in results]
+            axis.bar([i + offset for i in range(len(names))], speedups, width=0.4, label=compiler)
+        axis.axhline(1.0, color="black", linewidth=0.8)
+        axis.set_xticks(range(len(names)), names)
+        axis.set_title(f"{mode}, {count} thread(s)")
+    axes[0].set_ylabel("speedup over eager")
+    axes[0].legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--models", default=",".join(model_zoo.NAMES))
+    parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument("--threads", default="1,all")
+    parser.add_argument("--tiny-calls", type=int, default=200)
+    parser.add_argument("--out", default=str(Path(__file__).parent / "results"))
+    args = parser.parse_args()
+    threads = [os.cpu_count() if t == "all" else int(t) for t in args.threads.split(",")]
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+
+    def log(message):
+        print(message, file=sys.stderr, flush=True)
+
+    torch.compile(lambda x: x.sin() + 1, backend="hetero")(torch.randn(4))   # one-time imports
+    torch.compile(lambda x: x.cos() + 1)(torch.randn(4))
+    results = []
+    for name in args.models.split(","):
+        log(f"{name}:")
+        torch.set_num_threads(max(threads))
+        results.append(bench_model(name, args.rounds, threads, log))
+    torch.set_num_threads(1)
+    data = {"host": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch "
+                    f"{torch.__version__}, torch_hetero {torch_hetero.__version__}",
+            "rounds": args.rounds, "models": results, "tiny_graph_us": tiny_graph_overhead_us(args.tiny_calls),
+            "summary": summarize(results, threads)}
+    (out / "suite.json").write_text(json.dumps(data, indent=1))
+    text = markdown(data, threads)
+    (out / "suite.md").write_text(text)
+    chart(data, threads, out / "suite.png")
+    print(text)
+
+
+if __name__ == "__main__":
+    main()

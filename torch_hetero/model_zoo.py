@@ -1,0 +1,87 @@
+"""Real model code to compile: Hugging Face ``transformers`` models built from small configs
+with random weights (no downloads), plus an MLP.  The benchmark suite and the demo run these,
+so that numbers come from the code users run, not from toy blocks written for the compiler.
+
+``build(name)`` returns a ``ZooModel``: the module (eval mode), example inputs, and how to
+take the main tensor out of its output.  Dropout is off in every config, so a training step
+is deterministic and can be compared with eager."""
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable
+
+import torch
+
+NAMES = ("gpt2", "bert", "llama", "vit", "resnet", "mlp")
+
+
+@dataclasses.dataclass
+class ZooModel:
+    name: str
+    model: torch.nn.Module
+    inputs: tuple
+    main_output: Callable[[object], torch.Tensor]
+
+    @property
+    def parameters_m(self) -> float:
+        return sum(p.numel() for p in self.model.parameters()) / 1e6
+
+
+def _transformers():
+    try:
+        import transformers
+    except ImportError as error:
+        raise SystemExit("the Hugging Face models need transformers: pip install -e '.[demo]' "
+                         f"[{error}]") from None
+    return transformers
+
+
+def _gpt2(t):
+    config = t.GPT2Config(vocab_size=2048, n_positions=256, n_embd=256, n_layer=2, n_head=4,
+                          resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, bos_token_id=0,
+                          eos_token_id=0, use_cache=False)
+    return t.GPT2LMHeadModel(config), (torch.randint(0, 2048, (2, 128)),), lambda out: out.logits
+
+
+def _bert(t):
+    config = t.BertConfig(vocab_size=2048, hidden_size=256, num_hidden_layers=2, num_attention_heads=4,
+                          intermediate_size=1024, max_position_embeddings=256, hidden_dropout_prob=0.0,
+                          attention_probs_dropout_prob=0.0)
+    return t.BertModel(config), (torch.randint(0, 2048, (2, 128)),), lambda out: out.last_hidden_state
+
+
+def _llama(t):
+    config = t.LlamaConfig(vocab_size=2048, hidden_size=256, num_hidden_layers=2, num_attention_heads=4,
+                           num_key_value_heads=2, intermediate_size=688, max_position_embeddings=256,
+                           use_cache=False)
+    return t.LlamaForCausalLM(config), (torch.randint(0, 2048, (2, 128)),), lambda out: out.logits
+
+
+def _vit(t):
+    config = t.ViTConfig(image_size=64, patch_size=8, hidden_size=256, num_hidden_layers=2,
+                         num_attention_heads=4, intermediate_size=1024, hidden_dropout_prob=0.0,
+                         attention_probs_dropout_prob=0.0)
+    return t.ViTModel(config, add_pooling_layer=False), (torch.randn(4, 3, 64, 64),), \
+        lambda out: out.last_hidden_state
+
+
+def _resnet(t):
+    config = t.ResNetConfig(embedding_size=32, hidden_sizes=[32, 64, 128, 256], depths=[1, 1, 1, 1],
+                            layer_type="basic")
+    return t.ResNetModel(config), (torch.randn(4, 3, 64, 64),), lambda out: out.pooler_output
+
+
+def _mlp(_):
+    model = torch.nn.Sequential(torch.nn.Linear(512, 2048), torch.nn.GELU(), torch.nn.Linear(2048, 512))
+    return model, (torch.randn(256, 512),), lambda out: out
+
+
+_BUILDERS = {"gpt2": _gpt2, "bert": _bert, "llama": _llama, "vit": _vit, "resnet": _resnet, "mlp": _mlp}
+
+
+def build(name: str, seed: int = 0) -> ZooModel:
+    if name not in _BUILDERS:
+        raise ValueError(f"unknown model {name!r}; choose from {', '.join(NAMES)}")
+    torch.manual_seed(seed)
+    model, inputs, main_output = _BUILDERS[name](None if name == "mlp" else _transformers())
+    return ZooModel(name, model.eval(), inputs, main_output)
