@@ -21,7 +21,7 @@ import sympy
 
 from . import ir, symbolic
 from .device_models.cost_model import MemoryModel, estimate_kernel
-from .device_models.kernel_analysis import analyze
+from .device_models.kernel_analysis import analyze, column_reduction
 from .device_models.tiling import plan_matmul
 from .graph import MATMULS
 from .loop_nest import Group, default_outer, dims, inner_ranges, node_indices, same
@@ -44,6 +44,11 @@ def group_nodes(graph, profile, storage: dict, readers: dict, pinned: set, enabl
         if isinstance(node.data, (ir.Scatter, ir.Scan)):  # writes what other iterations read: alone
             kind = {ir.Scatter: "scatter", ir.Scan: "scan", ir.Sort: "sort"}[type(node.data)]
             groups.append(Group([node], default_outer(node), decisions=[f"{node.name}: a {kind} runs alone"]))
+            current, matmul = None, None
+            continue
+        if profile.codegen == "cpp" and column_reduction(node, default_outer(node), graph.size_hints):
+            groups.append(Group([node], default_outer(node), column=True, decisions=[
+                f"{node.name}: a column reduction runs alone (reduction loop outside, outputs vectorized)"]))
             current, matmul = None, None
             continue
         if current is not None and enabled:

@@ -166,7 +166,7 @@ class GraphLowering:
 
     def add_computed(self, data, layout: Optional[ir.Layout] = None) -> ir.StridedValue:
         layout = layout or ir.Layout.contiguous(data.ranges, data.dtype)
-        buffer = ir.ComputedBuffer(self.new_buffer_name(), layout, data)
+        buffer = ir.ComputedBuffer(self.new_buffer_name(), layout, ir.in_memory_order(data, layout))
         self.nodes.append(buffer)
         return ir.StridedValue(buffer)
 

@@ -110,9 +110,36 @@ class Pointwise:
     inner_fn: Callable[[Index], object]
     origins: tuple = ()
     op_count: int = 1
+    order: Optional[tuple] = None   # ranges are the buffer's dims in this order (None: as they are)
+
+    def logical(self, index: Index) -> Index:
+        """The buffer's index for an index of ``ranges``."""
+        if self.order is None:
+            return index
+        logical = [None] * len(index)
+        for position, dim in enumerate(self.order):
+            logical[dim] = index[position]
+        return logical
 
     def store_to(self, buffer: ComputedBuffer, index: Index):
-        return ops.store(buffer.name, buffer.layout.index(index), self.inner_fn(index), buffer.get_dtype())
+        return ops.store(buffer.name, buffer.layout.index(self.logical(index)), self.inner_fn(index),
+                         buffer.get_dtype())
+
+
+def in_memory_order(data, layout: "Layout"):
+    """A Pointwise iterating ``layout``'s dims from the largest stride to the smallest: the
+    loops of a kernel follow its ranges, so a transposed output (an extern's input in eager's
+    layout, say) is then written along memory, not across it."""
+    if type(data) is not Pointwise or data.order is not None or \
+            not all(e.is_number for e in tuple(layout.size) + tuple(layout.stride)):
+        return data
+    order = tuple(sorted(range(len(layout.size)),
+                         key=lambda d: float("-inf") if layout.size[d] == 1 else -int(layout.stride[d])))
+    if order == tuple(range(len(order))):
+        return data
+    permuted = Pointwise(data.dtype, tuple(data.ranges[d] for d in order), None, data.origins, data.op_count, order)
+    permuted.inner_fn = lambda index: data.inner_fn(permuted.logical(index))
+    return permuted
 
 
 @dataclasses.dataclass

@@ -24,6 +24,7 @@ class Group:
     local: set = dataclasses.field(default_factory=set)       # reductions kept in registers
     decisions: list = dataclasses.field(default_factory=list)  # why each node joined or not
     matmul: object = None       # the ExternCall matmul this group is the epilogue of, if fused
+    column: bool = False        # one column reduction (host): reduction loop outside, outputs vectorized
 
     @property
     def names(self) -> list:

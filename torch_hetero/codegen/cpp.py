@@ -33,6 +33,10 @@ def render_kernel(name: str, group: Group) -> CppKernel:
     ops.ranges.update(zip(outer_vars, group.outer))
     body: list[str] = []
     fused: dict = {}
+    if group.column:
+        with set_ops_handler(ops), collect_origins() as origins:
+            loops = _column_reduction(ops, group, outer_vars)
+        return _function(name, ops, loops, in_order(origins, group.nodes[0].data.origins))
     for position, node in enumerate(group.nodes):
         with set_ops_handler(ops), collect_origins() as origins:
             inner = inner_ranges(node, group.outer)
@@ -51,12 +55,14 @@ def render_kernel(name: str, group: Group) -> CppKernel:
                                    node.name in group.local)
         fused.update(dict.fromkeys(in_order(origins, node.data.origins)))
     parallel = group.parallel_iterations() != 1
-    loops = _loops(ops, group.outer, outer_vars, body, parallel=parallel)
+    return _function(name, ops, _loops(ops, group.outer, outer_vars, body, parallel=parallel), list(fused))
+
+
+def _function(name: str, ops: CppOps, loops: list, fused: list) -> CppKernel:
     symbols = sorted((s for s in ops.symbols if not s.name.startswith(LOOP_PREFIXES)), key=lambda s: s.name)
     params = [f"{STORAGE_CTYPE[d]}* __restrict__ {n}" for n, d in ops.stores.items()]
     params += [f"const {STORAGE_CTYPE[d]}* __restrict__ {n}" for n, d in ops.loads.items() if n not in ops.stores]
     params += [f"{'double' if symbolic.is_float_symbol(s) else 'int64_t'} {s.name}" for s in symbols]
-    fused = list(fused)
     header = f'// {", ".join(fused) or "copy"}\nextern "C" void {name}({", ".join(params)})'
     includes = "".join(f"#include <{h}>\n" for h in sorted(ops.headers))
     source = includes + header + " {\n" + "\n".join("    " + line for line in loops) + "\n}\n"
@@ -85,6 +91,53 @@ def _loops(ops: CppOps, ranges, variables, body: list, parallel: bool = False, p
 
 
 _INIT = {"sum": 0, "prod": 1, "any": False, "all": True}
+_COMBINE = {"sum": "{acc} += {value};", "prod": "{acc} *= {value};",
+            "max": "{acc} = hetero_max<{ctype}>({acc}, {value});",
+            "min": "{acc} = hetero_min<{ctype}>({acc}, {value});",
+            "any": "{acc} = {acc} || {value};", "all": "{acc} = {acc} && {value};"}
+COLUMN_TILE = 64   # outputs one column-reduction iteration accumulates (4 AVX-512 vectors of floats)
+
+
+def _column_reduction(ops: CppOps, group: Group, outer_vars: list) -> list:
+    """A column reduction (``kernel_analysis.column_reduction``): tiles of COLUMN_TILE
+    consecutive outputs along the last outer dim, each with an accumulator array; the
+    reduction loops run outside a vectorized loop over the tile's lanes."""
+    node, data = group.nodes[0], group.nodes[0].data
+    *lead, last = group.outer
+    tile, lane = sympy.Symbol("it0", integer=True, nonnegative=True), sympy.Symbol("ij0", integer=True, nonnegative=True)
+    ops.ranges.update({tile: last, lane: sympy.Integer(COLUMN_TILE)})
+    inner = inner_ranges(node, group.outer)
+    inner_vars = _loop_vars("x", len(inner))
+    ops.ranges.update(zip(inner_vars, inner))
+    index, rindex = node_indices(node, outer_vars[:-1] + [tile + lane], group.outer, inner_vars)
+    ops.lines, ops.cse = [], {}
+    value = data.inner_fn(index, rindex)
+    kind = data.reduction_type
+    acc_dtype = value.dtype if kind in ("max", "min") else data.dtype
+    if value.dtype != acc_dtype:
+        value = ops.to_dtype(value, acc_dtype)
+    ctype, acc, count = compute_ctype(acc_dtype), f"acc[{lane}]", "count"
+    combine = ops.lines + [_COMBINE[kind].format(acc=acc, value=value, ctype=ctype)]
+
+    def lanes(body):
+        return ["#pragma omp simd", f"for (int64_t {lane} = 0; {lane} < {count}; ++{lane}) {{",
+                *["    " + line for line in body], "}"]
+    ops.lines, ops.cse = [], {}
+    result = CVar(acc, acc_dtype)
+    if data.epilogue is not None:
+        result = data.epilogue(result)
+    ops.store(node.name, node.layout.index(index), result, node.get_dtype())
+    body = [f"const int64_t {count} = std::min<int64_t>({COLUMN_TILE}, {ops.index(last)} - {tile});",
+            f"{ctype} acc[{COLUMN_TILE}];",
+            *lanes([f"{acc} = {_init_value(kind, acc_dtype, ctype)};"]),
+            *_loops(ops, inner, inner_vars, lanes(combine)),
+            *lanes(ops.lines)]
+    parallel = group.parallel_iterations() != 1
+    tiles = [f"for (int64_t {tile} = 0; {tile} < {ops.index(last)}; {tile} += {COLUMN_TILE}) {{",
+             *["    " + line for line in body], "}"]
+    if not lead:
+        return (["#pragma omp parallel for"] if parallel else []) + tiles
+    return _loops(ops, tuple(lead), outer_vars[:-1], tiles, parallel=parallel)
 
 
 def _reduction(ops: CppOps, node, index, rindex, inner, inner_vars, acc: str, local: bool) -> list:
@@ -115,10 +168,7 @@ def _reduction(ops: CppOps, node, index, rindex, inner, inner_vars, acc: str, lo
                     f"{{ {acc} = {value}; {acc}_index = {ops.index(flat)}; }}")
         result = CVar(f"{acc}_index", torch.int64)
     else:
-        body.append({"sum": f"{acc} += {value};", "prod": f"{acc} *= {value};",
-                     "max": f"{acc} = hetero_max<{ctype}>({acc}, {value});",
-                     "min": f"{acc} = hetero_min<{ctype}>({acc}, {value});",
-                     "any": f"{acc} = {acc} || {value};", "all": f"{acc} = {acc} && {value};"}[kind])
+        body.append(_COMBINE[kind].format(acc=acc, value=value, ctype=ctype))
         result = CVar(acc, acc_dtype)
     simd = f"#pragma omp simd reduction({'+' if kind == 'sum' else '*'}:{acc})" if kind in ("sum", "prod") \
         and acc_dtype.is_floating_point else ""

@@ -97,6 +97,7 @@ class CountingOps:
         self.selects = 0               # where/masked: g++ leaves such loops scalar
         self.loads: dict = {}          # name → (distinct elements, dtype)
         self.indirect: dict = {}       # symbol → bound
+        self.indices: list = []        # every load's index
 
     def _touched(self, index) -> sympy.Expr:
         count = sympy.Integer(1)
@@ -111,24 +112,12 @@ class CountingOps:
             self.moving.add(name)
         previous = self.loads.get(name, (0, dtype))[0]
         self.loads[name] = (sympy.Max(previous, touched) if previous != 0 else touched, dtype)
-        if abs(self._innermost_stride(index)) > 1:
+        self.indices.append(index)
+        if abs(stride_along(index, self.innermost, self.hints)) > 1:
             self.strided[name] = touched
         elif any(self.innermost in f.free_symbols for f in index.atoms(symbolic.FloorDiv, symbolic.ModularIndexing)):
             self.divmod_loads += 1
         return _Value(dtype)
-
-    def _innermost_stride(self, index) -> int:
-        """How far (in elements) consecutive iterations of the innermost loop move ``index``."""
-        index = sympy.sympify(index)
-        if self.innermost is None or self.innermost not in index.free_symbols:
-            return 0
-        terms = index.as_coefficients_dict()
-        if all(term == self.innermost or self.innermost not in term.free_symbols for term in terms):
-            step = sympy.sympify(terms.get(self.innermost, 0)).subs(self.hints)
-            return int(step) if step.is_number else 0
-        origin = {s: 0 for s in index.free_symbols if s not in self.hints}
-        step = (index.subs({**origin, self.innermost: 1}) - index.subs(origin)).subs(self.hints)
-        return int(step) if step.is_number else 0
 
     def store(self, name, index, value, dtype, mode=None):
         return None
@@ -165,6 +154,44 @@ class CountingOps:
         return op
 
 
+def stride_along(index, var, hints: dict) -> int:
+    """How far (in elements) consecutive values of loop variable ``var`` move ``index``
+    (0 when it does not move it, or by an amount unknown until run time)."""
+    index = sympy.sympify(index)
+    if var is None or var not in index.free_symbols:
+        return 0
+    terms = index.as_coefficients_dict()
+    if all(term == var or var not in term.free_symbols for term in terms):
+        step = sympy.sympify(terms.get(var, 0)).subs(hints)
+        return int(step) if step.is_number else 0
+    origin = {s: 0 for s in index.free_symbols if s not in hints}
+    step = (index.subs({**origin, var: 1}) - index.subs(origin)).subs(hints)
+    return int(step) if step.is_number else 0
+
+
+COLUMN_KINDS = ("sum", "prod", "max", "min")
+
+
+def column_reduction(node, outer: tuple, hints: dict) -> bool:
+    """A reduction over a dim its input is strided along, contiguous along its last output
+    dim (a sum over rows: bias gradients, batch statistics).  The host runs it with the
+    reduction loop outside and the output dim inside, vectorized, one accumulator per output:
+    the order of ATen's CPU kernel for such reductions (row by row)."""
+    data = node.data
+    inner = inner_ranges(node, outer) if type(data) is ir.Reduction and outer else None
+    if not inner or data.reduction_type not in COLUMN_KINDS:
+        return False
+    outer_vars = list(symbolic.index_symbols("o", len(outer)))
+    inner_vars = list(symbolic.index_symbols("x", len(inner)))
+    counter = CountingOps(dict(zip(outer_vars + inner_vars, outer + inner)), inner_vars[-1], hints)
+    index, rindex = node_indices(node, outer_vars, outer, inner_vars)
+    with set_ops_handler(counter):
+        data.inner_fn(index, rindex)
+    strides = [(stride_along(i, outer_vars[-1], hints), stride_along(i, inner_vars[-1], hints))
+               for i in counter.indices]
+    return not counter.indirect and any(last == 1 for last, _ in strides) and all(abs(r) != 1 for _, r in strides)
+
+
 @dataclasses.dataclass(frozen=True)
 class _NodeCounts:
     """One node's share of a kernel: per-iteration counts, its iterations, what it loads."""
@@ -194,9 +221,9 @@ def analyze(group: Group, storage: dict, hints: dict, memo: dict | None = None) 
     row: dict = {}       # buffer → bytes per inner element, for everything a row iteration touches
     row_elements = 1.0
     for node in group.nodes:
-        key = (node.name, group.outer)
+        key = (node.name, group.outer, group.column)
         if key not in memo:
-            memo[key] = _count(node, group.outer, storage, hints)
+            memo[key] = _count(node, group.outer, storage, hints, group.column)
         counts = memo[key]
         flops += counts.ops * counts.iterations
         transcendentals += counts.transcendentals * counts.iterations
@@ -225,12 +252,15 @@ def analyze(group: Group, storage: dict, hints: dict, memo: dict | None = None) 
                       strided, serial, rows, row_elements, row_elements * sum(row.values()), reread)
 
 
-def _count(node, outer: tuple, storage: dict, hints: dict) -> _NodeCounts:
+def _count(node, outer: tuple, storage: dict, hints: dict, column: bool = False) -> _NodeCounts:
+    """``column``: a column reduction (see ``column_reduction``), whose innermost loop is its
+    last output dim."""
     outer_vars = list(symbolic.index_symbols("o", len(outer)))
     inner = inner_ranges(node, outer)
     inner_vars = list(symbolic.index_symbols("x", len(inner)))
     loops = outer_vars + inner_vars
-    counter = CountingOps(dict(zip(loops, outer + inner)), loops[-1] if loops else None, hints)
+    innermost = outer_vars[-1] if column else (loops[-1] if loops else None)
+    counter = CountingOps(dict(zip(loops, outer + inner)), innermost, hints)
     index, rindex = node_indices(node, outer_vars, outer, inner_vars)
     data = node.data
     with set_ops_handler(counter):
@@ -248,8 +278,8 @@ def _count(node, outer: tuple, storage: dict, hints: dict) -> _NodeCounts:
     for name, (touched, dtype) in counter.loads.items():
         numel, _ = storage.get(name, (touched, dtype))
         loads[name] = min(_evaluate(touched, hints), _evaluate(numel, hints), total) * dtype.itemsize
-    serial = isinstance(data, ir.Scan) or isinstance(data, ir.Reduction) and not (
-        data.reduction_type in _VECTOR_REDUCTIONS and data.dtype.is_floating_point)
+    serial = not column and (isinstance(data, ir.Scan) or isinstance(data, ir.Reduction) and not (
+        data.reduction_type in _VECTOR_REDUCTIONS and data.dtype.is_floating_point))
     # the host vectorizes a simd-marked inner loop (pointwise, or a sum/prod) without selects
     vectorized = bool(inner) and not serial and not isinstance(data, ir.Scatter) and not counter.selects
     calls = counter.vector_call_cycles if vectorized else counter.call_cycles
