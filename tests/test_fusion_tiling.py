@@ -153,3 +153,22 @@ def test_transposed_outputs_are_written_along_memory():
     torch.testing.assert_close(actual, fn(x, w), atol=1e-4, rtol=1e-4)
     (kernel,) = [k for _, g, _ in graphs for k in g.kernels]
     assert "[64 * i0 + x0]" in kernel.source, kernel.source
+
+
+def test_costly_values_are_computed_once_not_per_broadcast_copy():
+    """Rotary embeddings: cos/sin of (position, dim) broadcast over batch and heads are
+    computed once into memory, not once per copy; a row statistic broadcast along its own row
+    stays inlined (the inner loop hoists it)."""
+    def rotary(x, freqs):
+        angles = torch.cat((freqs, freqs), -1)
+        return x * angles.cos() + x.flip(-1) * angles.sin()
+    x, freqs = torch.randn(2, 4, 16, 8), torch.randn(16, 4)
+    torch._dynamo.reset()
+    with collect_compiled_graphs() as graphs:
+        actual = torch.compile(rotary, backend="hetero", options={"strict": True})(x, freqs)
+    torch.testing.assert_close(actual, rotary(x, freqs))
+    kernels = [k for _, g, _ in graphs for k in g.kernels]
+    trig = [k for k in kernels if "hetero_cosf" in k.source or "hetero_sinf" in k.source]
+    assert trig and all("i2" not in k.source for k in trig), [k.source for k in kernels]  # 2-d loops only
+    [kernel] = kernels_for(lambda v: F.layer_norm(v, (64,)), (torch.randn(32, 64),), "cpu")
+    assert kernel.group.local

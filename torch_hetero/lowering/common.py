@@ -45,6 +45,22 @@ def broadcast_shapes(*shapes) -> list:
     return out
 
 
+# A lazily computed input this costly is realized before a broadcast would recompute it for
+# every copy (rotary embeddings' sin/cos, broadcast over batch and heads)
+REPEATED_MIN_OPS = 2
+
+
+def _repeats(own, shape) -> bool:
+    """Whether broadcasting a tensor of size ``own`` to ``shape`` repeats it along a dim
+    outside one it varies along: recomputed per copy.  (Repeats along trailing dims only — a
+    row statistic across its row — are loop-invariant in the inner loop: the C++ compiler
+    hoists them.)"""
+    lead = len(shape) - len(own)
+    broadcast = [not is_one(s) for s in shape[:lead]] + [is_one(a) and not is_one(b) for a, b in zip(own, shape[lead:])]
+    varies = [False] * lead + [not is_one(a) for a in own]
+    return any(b and any(varies[i + 1:]) for i, b in enumerate(broadcast))
+
+
 def broadcast_loader(value: ir.TensorValue, shape) -> Callable:
     """Loader of ``value`` indexed in the (larger) broadcast ``shape``."""
     inner = value.make_loader()
@@ -87,6 +103,8 @@ def make_pointwise(fn: Callable, inputs: Sequence, compute_dtype: torch.dtype,
     loaders = []
     for position, x in enumerate(inputs):
         if is_tensor(x):
+            if ir.op_count(x) >= REPEATED_MIN_OPS and _repeats(x.get_size(), shape):
+                x = current_graph().realize(x)   # computed once, not once per broadcast copy
             load = broadcast_loader(x, shape)
             if x.get_dtype() != compute_dtype and position not in uncast:
                 load = _cast(load, compute_dtype)
