@@ -83,9 +83,9 @@ def builds(monkeypatch):
     calls = []
     real = cpp_build._compile
 
-    def counting(source):
-        calls.append(source)
-        return real(source)
+    def counting(prelude, kernels):
+        calls.append(cpp_build.joined(prelude, kernels))
+        return real(prelude, kernels)
     monkeypatch.setattr(cpp_build, "_compile", counting)
     return calls
 
@@ -183,7 +183,7 @@ def test_library_corrupted_while_loaded_is_not_reused(corruption, tmp_path):
         import os, pathlib
         builds = []
         real = cpp_build._compile
-        cpp_build._compile = lambda source: builds.append(source) or real(source)
+        cpp_build._compile = lambda *parts: builds.append(parts) or real(*parts)
         x = example_input()
         run_compiled(pointwise, x)
         pattern, corrupt = CORRUPTIONS[{corruption!r}]
@@ -238,7 +238,7 @@ def test_two_processes_compiling_the_same_graph_share_the_cache(tmp_path):
         from torch_hetero.runtime import cpp_build
         built = []
         real = cpp_build._compile
-        cpp_build._compile = lambda source: built.append(1) or real(source)
+        cpp_build._compile = lambda *parts: built.append(1) or real(*parts)
         x = torch.randn(64, 33, generator=torch.Generator().manual_seed(0))
         fn = lambda v: (v.sin() * 2 + 1).softmax(-1)
         while not os.path.exists({str(go)!r}):
@@ -379,3 +379,21 @@ def test_view_outputs_match_eager_strides(fn, cache_dir):
         if e._base is x:
             assert a.untyped_storage().data_ptr() == x.untyped_storage().data_ptr(), "input view copied"
             assert a.storage_offset() == e.storage_offset()
+
+
+def test_large_libraries_build_as_parallel_units(cache_dir, monkeypatch):
+    """With more kernels than MIN_KERNELS_PER_UNIT per core, the library is compiled as one
+    unit per core at once and linked; the entry points are defined once, every kernel works."""
+    from torch_hetero.compiler import _PRELUDE
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2})
+    kernels = [f'extern "C" void k{i}(float* __restrict__ out) {{ out[0] = hetero_expf({i}.0f); }}'
+               for i in range(3 * cpp_build.MIN_KERNELS_PER_UNIT)]
+    units = cpp_build.units(_PRELUDE, kernels)
+    assert len(units) == 3 and ["#define HETERO_SECONDARY_UNIT" in u for u in units] == [False, True, True]
+    assert sorted(k for u in units for k in kernels if k in u) == sorted(kernels)
+    lib = cpp_build.load_library(_PRELUDE, kernels)
+    lib.hetero_set_num_threads(1)
+    out = torch.zeros(1)
+    for i in range(len(kernels)):
+        getattr(lib, f"k{i}")(ctypes.c_void_p(out.data_ptr()))
+        torch.testing.assert_close(out, torch.tensor([i], dtype=torch.float32).exp())

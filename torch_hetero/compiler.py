@@ -78,11 +78,11 @@ def compile_graph(gm: torch.fx.GraphModule, profile, name: str = "graph", estima
     wrapper_source = render_wrapper(graph, steps, device=_device(graph) if runs == "native" else None)
     code[f"{name}.py"] = wrapper_source
     host_kernels = [k for k in kernels if k.target == "cpp"]
-    cpp_source = _PRELUDE + "\n" + "\n".join(k.source for k in host_kernels) if host_kernels else None
+    cpp_source = cpp_build.joined(_PRELUDE, [k.source for k in host_kernels]) if host_kernels else None
     if cpp_source:
         code[f"{name}.cpp"] = cpp_source
     triton_source = code.get(f"{name}.triton.py") if runs != "host" else None
-    call = _load(cpp_source, triton_source, runs == "interpret", wrapper_source, kernels, graph.constants)
+    call = _load(host_kernels, triton_source, runs == "interpret", wrapper_source, kernels, graph.constants)
     externs = [s.work for s in steps if not isinstance(s.work, scheduler.Kernel)]
     tilings = {id(k): k.tiling for k in kernels}
     tilings.update(matmul_tiles)
@@ -120,15 +120,13 @@ def _device(graph: GraphLowering) -> torch.device:
     return next((d for d in devices if d.type != "cpu"), torch.device("cpu"))
 
 
-def _load(cpp_source, triton_source, interpret: bool, wrapper_source: str, kernels: list, constants: dict):
+def _load(host_kernels: list, triton_source, interpret: bool, wrapper_source: str, kernels: list, constants: dict):
     namespace = {"torch": torch, "empty_strided": torch.empty_strided, "reinterpret": _reinterpret,
                  "cdiv": lambda a, b: -(-a // b), **constants}
     namespace["sync_threads"] = lambda: None
-    if cpp_source is not None:
-        lib = cpp_build.load_library(cpp_source)
-        for kernel in kernels:
-            if kernel.target != "cpp":
-                continue
+    if host_kernels:
+        lib = cpp_build.load_library(_PRELUDE, [k.source for k in host_kernels])
+        for kernel in host_kernels:
             fn = getattr(lib, kernel.name)
             fn.argtypes = [ctypes.c_void_p] * len(kernel.buffer_args) + [
                 ctypes.c_double if symbolic.is_float_symbol(s) else ctypes.c_int64 for s in kernel.symbol_args]

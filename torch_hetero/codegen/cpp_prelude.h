@@ -71,4 +71,6 @@ template <typename T> static inline T hetero_sign(T x) { return x > 0 ? T(1) : (
 template <typename T> static inline T hetero_sigmoid(T x) { return T(1) / (T(1) + std::exp(-x)); }
 static inline float hetero_sigmoid(float x) { return 1.0f / (1.0f + hetero_expf(-x)); }
 
+#ifndef HETERO_SECONDARY_UNIT  // one definition per library (see runtime/cpp_build.units)
 extern "C" void hetero_set_num_threads(int n) { omp_set_num_threads(n); }
+#endif

@@ -88,27 +88,63 @@ def build_key(source: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def load_library(source: str) -> ctypes.CDLL:
-    """The library for ``source``: from the cache when a verified entry exists, else built."""
-    key = build_key(source)
+def load_library(prelude: str, kernels: list) -> ctypes.CDLL:
+    """The library of ``kernels`` (self-contained C++ functions, each with its includes) after
+    ``prelude``: from the cache when a verified entry exists, else built."""
+    key = build_key(joined(prelude, kernels))
     path = cache.lookup(key)
     if path is None:
-        path = cache.store(key, _compile(source))
+        path = cache.store(key, _compile(prelude, kernels))
     return ctypes.CDLL(path)
 
 
-def _compile(source: str) -> bytes:
+def joined(prelude: str, kernels: list) -> str:
+    """The library's source as one text: what the cache key hashes and reports show."""
+    return prelude + "\n" + "\n".join(kernels)
+
+
+MIN_KERNELS_PER_UNIT = 4   # fewer, and a unit's share of parsing the prelude outweighs the split
+
+
+def units(prelude: str, kernels: list) -> list:
+    """Translation units to compile in parallel, one per core at most: the kernels dealt into
+    chunks of about equal length, each after the prelude; only the first defines the
+    library's entry points (HETERO_SECONDARY_UNIT elsewhere)."""
+    count = max(1, min(len(os.sched_getaffinity(0)), len(kernels) // MIN_KERNELS_PER_UNIT))
+    chunks: list = [[] for _ in range(count)]
+    sizes = [0] * count
+    for kernel in sorted(kernels, key=len, reverse=True):
+        smallest = sizes.index(min(sizes))
+        chunks[smallest].append(kernel)
+        sizes[smallest] += len(kernel)
+    return [("" if i == 0 else "#define HETERO_SECONDARY_UNIT\n") + joined(prelude, chunk)
+            for i, chunk in enumerate(chunks)]
+
+
+def _compile(prelude: str, kernels: list) -> bytes:
+    """Each unit compiled to an object file by its own compiler process, at once; then linked."""
     compiler = find_compiler()
     with tempfile.TemporaryDirectory(prefix="torch_hetero_build_") as tmp:
-        src, out = os.path.join(tmp, "kernels.cpp"), os.path.join(tmp, "kernels.so")
-        with open(src, "w") as f:
-            f.write(source)
-        flags = _flags(source)
-        libraries = [f for f in flags if f.startswith("-l")]  # after the source, or the linker drops them
-        command = [compiler, *[f for f in flags if f not in libraries], src, "-o", out, *libraries]
-        result = subprocess.run(command, capture_output=True, text=True)
+        processes, objects = [], []
+        for i, unit in enumerate(units(prelude, kernels)):
+            src, obj = os.path.join(tmp, f"kernels{i}.cpp"), os.path.join(tmp, f"kernels{i}.o")
+            with open(src, "w") as f:
+                f.write(unit)
+            command = [compiler, *[f for f in _flags(unit) if not f.startswith("-l")], "-c", src, "-o", obj]
+            processes.append(subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+            objects.append(obj)
+        for process in processes:
+            _, stderr = process.communicate()
+            if process.returncode != 0:
+                raise HeteroCompileError(f"{os.path.basename(compiler)} failed to build generated code:\n"
+                                         f"{stderr[-4000:]}")
+        out = os.path.join(tmp, "kernels.so")
+        flags = _flags(joined(prelude, kernels))
+        libraries = [f for f in flags if f.startswith("-l")]  # after the objects, or the linker drops them
+        result = subprocess.run([compiler, *[f for f in flags if f not in libraries], *objects, "-o", out, *libraries],
+                                capture_output=True, text=True)
         if result.returncode != 0:
-            raise HeteroCompileError(f"{os.path.basename(compiler)} failed to build generated code:\n"
+            raise HeteroCompileError(f"{os.path.basename(compiler)} failed to link generated code:\n"
                                      f"{result.stderr[-4000:]}")
         with open(out, "rb") as f:
             return f.read()
