@@ -94,7 +94,8 @@ class CountingOps:
         self.transcendentals = 0
         self.call_cycles = 0           # libm calls as scalar calls
         self.vector_call_cycles = 0    # the same calls in a vectorized loop
-        self.selects = 0               # where/masked: g++ leaves such loops scalar
+        self.masked_depth = 0
+        self.branch_calls = 0          # libm calls inside masked regions: no SIMD variant runs there
         self.loads: dict = {}          # name → (distinct elements, dtype)
         self.indirect: dict = {}       # symbol → bound
         self.indices: list = []        # every load's index
@@ -137,7 +138,9 @@ class CountingOps:
         return symbol
 
     def masked(self, mask, body, other, dtype):
+        self.masked_depth += 1
         body()
+        self.masked_depth -= 1
         return _Value(dtype)
 
     def __getattr__(self, name):
@@ -146,7 +149,7 @@ class CountingOps:
             self.transcendentals += name in _TRANSCENDENTAL
             self.call_cycles += _CALL_CYCLES.get(name, 0)
             self.vector_call_cycles += _VECTOR_CYCLES.get(name, _CALL_CYCLES.get(name, 0))
-            self.selects += name == "where"
+            self.branch_calls += bool(self.masked_depth and name in _CALL_CYCLES)
             first = next((a for a in args if isinstance(a, _Value)), None)
             comparison = name in ("eq", "ne", "lt", "le", "gt", "ge", "logical_and", "logical_or",
                                   "logical_xor", "logical_not", "isnan", "isinf")
@@ -280,8 +283,9 @@ def _count(node, outer: tuple, storage: dict, hints: dict, column: bool = False)
         loads[name] = min(_evaluate(touched, hints), _evaluate(numel, hints), total) * dtype.itemsize
     serial = not column and (isinstance(data, ir.Scan) or isinstance(data, ir.Reduction) and not (
         data.reduction_type in _VECTOR_REDUCTIONS and data.dtype.is_floating_point))
-    # the host vectorizes a simd-marked inner loop (pointwise, or a sum/prod) without selects
-    vectorized = bool(inner) and not serial and not isinstance(data, ir.Scatter) and not counter.selects
+    # the host vectorizes a simd-marked inner loop (pointwise, or a sum/prod; selects are
+    # if-converted) unless a libm call sits in a masked branch (libmvec has no masked variants)
+    vectorized = bool(inner) and not serial and not isinstance(data, ir.Scatter) and not counter.branch_calls
     calls = counter.vector_call_cycles if vectorized else counter.call_cycles
     return _NodeCounts(counter.ops, counter.transcendentals,
                        (calls + counter.divmod_loads * DIVMOD_INDEX_CYCLES) * total, serial, total,
