@@ -110,7 +110,8 @@ def units(prelude: str, kernels: list) -> list:
     """Translation units to compile in parallel, one per core at most: the kernels dealt into
     chunks of about equal length, each after the prelude; only the first defines the
     library's entry points (HETERO_SECONDARY_UNIT elsewhere)."""
-    count = max(1, min(len(os.sched_getaffinity(0)), len(kernels) // MIN_KERNELS_PER_UNIT))
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    count = max(1, min(cores, len(kernels) // MIN_KERNELS_PER_UNIT))
     chunks: list = [[] for _ in range(count)]
     sizes = [0] * count
     for kernel in sorted(kernels, key=len, reverse=True):
