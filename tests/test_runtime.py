@@ -397,3 +397,10 @@ def test_large_libraries_build_as_parallel_units(cache_dir, monkeypatch):
     for i in range(len(kernels)):
         getattr(lib, f"k{i}")(ctypes.c_void_p(out.data_ptr()))
         torch.testing.assert_close(out, torch.tensor([i], dtype=torch.float32).exp())
+
+
+def test_gcc_only_flags_are_not_passed_to_clang(monkeypatch):
+    monkeypatch.setattr(cpp_build, "compiler_version", lambda compiler: "Debian clang version 14.0.6")
+    assert not set(cpp_build.GCC_FLAGS) & set(cpp_build._flags(""))
+    monkeypatch.setattr(cpp_build, "compiler_version", lambda compiler: "g++ (Debian 12.2.0-14) 12.2.0")
+    assert set(cpp_build.GCC_FLAGS) <= set(cpp_build._flags(""))

@@ -25,7 +25,8 @@ from . import cache
 # -ffp-contract=off: every op rounds, as in eager (a contracted x * 100 - max differs from
 # eager's by the product's rounding error; found by test_correctness softmax_large_values).
 FLAGS = ("-O3", "-march=native", "-fopenmp", "-shared", "-fPIC", "-std=c++17", "-fno-math-errno",
-         "-fno-trapping-math", "-fno-tree-sink", "-ffp-contract=off", "-w")
+         "-fno-trapping-math", "-ffp-contract=off", "-w")
+GCC_FLAGS = ("-fno-tree-sink",)   # g++'s own: other compilers may reject them
 COMPILERS = ("g++", "clang++", "c++")
 
 
@@ -74,7 +75,8 @@ def vector_libm() -> bool:
 def _flags(source: str) -> tuple:
     """FLAGS and libmvec's, plus torch's include directory when the source uses ATen's
     headers (header-only math; nothing of libtorch is linked)."""
-    flags = FLAGS + _libmvec_flags()
+    compiler = find_compiler()
+    flags = FLAGS + (GCC_FLAGS if "clang" not in compiler_version(compiler) else ()) + _libmvec_flags()
     if "#include <ATen/" not in source:
         return flags
     return flags + ("-I" + os.path.join(os.path.dirname(torch.__file__), "include"),)
