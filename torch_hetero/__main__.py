@@ -1,4 +1,4 @@
-"""Command line: ``python -m torch_hetero demo | devices | calibrate``."""
+"""Command line: ``python -m torch_hetero demo | audit | devices | calibrate``."""
 from __future__ import annotations
 
 import argparse
@@ -13,6 +13,13 @@ def main(argv=None) -> int:
                       help="gpt2: Hugging Face GPT-2 built from a small config (needs `transformers`); "
                            "tiny-gpt: the plain-torch GPT-2-style model in torch_hetero.examples")
     demo.add_argument("--show-code", action="store_true", help="print the generated sources too")
+    audit = commands.add_parser("audit", help="compile your model for several device profiles and compare them")
+    audit.add_argument("factory", metavar="MODULE:FACTORY",
+                       help="a function (in a module on the path, or a .py file) returning (model, example_inputs)")
+    audit.add_argument("--devices", help="comma-separated profile names or .toml files (default: all)")
+    audit.add_argument("--dtype", choices=sorted(DTYPES), help="convert the model and inputs first")
+    audit.add_argument("--out", default="audit-report", help="directory for audit.md, audit.json, roofline.png")
+    audit.add_argument("--no-aot", action="store_true", help="skip the ahead-of-time Triton builds")
     commands.add_parser("devices", help="list the device profiles (the cpu row is this host, measured)")
     commands.add_parser("calibrate", help="re-measure this host's memory bandwidth and FLOP/s for the cpu profile")
     args = parser.parse_args(argv)
@@ -24,8 +31,30 @@ def main(argv=None) -> int:
         from .device_models.host import recalibrate
         print(recalibrate())
         return 0
+    if args.command == "audit":
+        return _audit(args)
     from .demo import run_demo
     return run_demo(args.model, args.show_code)
+
+
+DTYPES = {"float32": "float32", "bfloat16": "bfloat16", "float16": "float16"}
+
+
+def _audit(args) -> int:
+    import torch
+    from .audit import audit, load_factory
+    try:
+        model, inputs = load_factory(args.factory)
+    except ValueError as error:
+        print(f"python -m torch_hetero audit: {error}", file=sys.stderr)
+        return 2
+    devices = args.devices.split(",") if args.devices else None
+    result = audit(model, *inputs, devices=devices, dtype=getattr(torch, args.dtype) if args.dtype else None,
+                   ahead_of_time=not args.no_aot)
+    print(result)
+    paths = result.write(args.out)
+    print("\nreport: " + ", ".join(paths.values()))
+    return 0 if all(d.error is None for d in result.devices) else 1
 
 
 if __name__ == "__main__":

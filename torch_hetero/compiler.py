@@ -17,7 +17,7 @@ from .codegen.triton import PRELUDE as TRITON_PRELUDE
 from .codegen.triton import needs_int64, render_kernel as render_triton
 from .codegen.wrapper import render_wrapper
 from .errors import HeteroCompileError
-from .device_models.estimates import estimate_graph, matmul_tiling, plan_kernels
+from .device_models.estimates import estimate_graph, matmul_tiling, peak_memory, plan_kernels
 from .graph import GraphLowering
 from .runtime import cpp_build, triton_run
 
@@ -36,6 +36,7 @@ class CompiledGraph:
     fallbacks: collections.Counter
     code: dict                     # "<graph>.cpp" / "<graph>.py" → source
     compile_s: float               # seconds spent here: lowering to loading (a cache hit skips the build)
+    peak_bytes: int | None = None  # activations live at once at the plan's peak (with estimates only)
 
     def __post_init__(self):
         # AOTAutograd passes the argument list itself; an instance attribute survives the
@@ -87,11 +88,12 @@ def compile_graph(gm: torch.fx.GraphModule, profile, name: str = "graph", estima
     tilings = {id(k): k.tiling for k in kernels}
     tilings.update(matmul_tiles)
     tilings.update((id(call), matmul_tiling(call, graph.size_hints, profile)) for call in externs)
-    estimates = {}
+    estimates, peak = {}, None
     if estimate:
         estimates = {id(s.work): e for s, e in zip(steps, estimate_graph(graph, steps, profile))}
+        peak = peak_memory(graph, steps)
     return CompiledGraph(call, kernels, externs, estimates, tilings, steps, graph.fallback_counts, code,
-                         time.perf_counter() - start)
+                         time.perf_counter() - start, peak)
 
 
 def choose_executor(option: str, profile, graph: GraphLowering) -> str:

@@ -36,3 +36,10 @@ class TinyGPT(nn.Module):
     def forward(self, idx):
         positions = torch.arange(idx.shape[1], device=idx.device)
         return self.head(self.ln(self.blocks(self.tok(idx) + self.pos(positions))))
+
+
+def tiny_gpt():
+    """A factory for ``python -m torch_hetero audit torch_hetero.examples:tiny_gpt``: the
+    model and example inputs (two sequences of 32 tokens)."""
+    torch.manual_seed(0)
+    return TinyGPT().eval(), (torch.randint(0, 512, (2, 32)),)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import operator
+import re
 from typing import Any, Optional
 
 import sympy
@@ -40,6 +41,7 @@ class ExternCall:
     outputs: list            # ExternBuffer or None per output
     kind: str                # "extern" | "fallback"
     tuple_result: bool
+    layer: str = ""          # the module it came from ("transformer.h.0.mlp"), for reports
 
     @property
     def name(self) -> str:
@@ -81,7 +83,7 @@ class GraphLowering:
                 elif node.op == "get_attr":
                     env[node] = self._constant(node)
                 elif node.op == "call_function":
-                    with lowering_origin(_op_name(node.target)):
+                    with lowering_origin(op_name(node.target)):
                         env[node] = self._call(node, args, kwargs)
                     self._maybe_realize(node, env[node])
                 elif node.op == "output":
@@ -148,7 +150,7 @@ class GraphLowering:
         return sympy.Symbol(name, real=True)
 
     def fallback(self, node, args, kwargs):
-        self.fallback_counts[_op_name(node.target)] += 1
+        self.fallback_counts[op_name(node.target)] += 1
         return self.call_aten(node.target, args, kwargs, kind="fallback")
 
     def _maybe_realize(self, node, value):
@@ -193,7 +195,8 @@ class GraphLowering:
         fresh = not any(r.alias_info is not None for r in returns)
         outputs = [ir.ExternBuffer(self.new_buffer_name(), _layout_of(m), fresh) if isinstance(m, torch.Tensor)
                    else None for m in metas]
-        self.nodes.append(ExternCall(op, args, kwargs, outputs, kind, isinstance(meta, (tuple, list))))
+        self.nodes.append(ExternCall(op, args, kwargs, outputs, kind, isinstance(meta, (tuple, list)),
+                                     module_path(node)))
         values = [ir.StridedValue(b) if b is not None else None for b in outputs]
         return tuple(values) if isinstance(meta, (tuple, list)) else values[0]
 
@@ -237,7 +240,19 @@ def _python_scalar(value) -> str:
     raise NotImplementedError(f"scalar argument {value!r}")
 
 
-def _op_name(target) -> str:
+def module_path(node: torch.fx.Node) -> str:
+    """The qualified name of the innermost module a node was traced in ("h.0.mlp.c_fc"), from
+    Dynamo's ``nn_module_stack`` (kept by AOTAutograd); "" at the top level."""
+    stack = node.meta.get("nn_module_stack") or {}
+    if not stack:
+        return ""
+    path = list(stack.values())[-1][0]
+    # "L['self'].h[0].mlp" / "L['self'].h.0.mlp" → "h.0.mlp"
+    path = re.sub(r"^L\['[^']*'\]\.?", "", path)
+    return re.sub(r"\[(\d+)\]", r".\1", path).replace("._modules['", ".").replace("']", "")
+
+
+def op_name(target) -> str:
     name = getattr(target, "_name", None) or getattr(target, "__name__", str(target))
     # "aten::add.Tensor" -> "aten.add"
     return name.split(".")[0].replace("::", ".")

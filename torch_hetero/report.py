@@ -9,6 +9,7 @@ from typing import Optional
 import torch
 
 from .backend import collect_compiled_graphs, hetero_backend
+from .graph import op_name
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,6 +34,8 @@ class ExternInfo:
     flops: Optional[float] = None
     bound: Optional[str] = None
     tiling: str = ""               # a matmul's tile on the device ("" on the host: ATen's GEMM)
+    op: str = ""                   # the op as ``Report.fallbacks`` keys it: "aten.sort"
+    layer: str = ""                # the module it came from: "transformer.h.0.attn"
 
 
 @dataclasses.dataclass
@@ -88,20 +91,28 @@ def explain(fn, *args, device=None, **kwargs):
     if isinstance(device, (list, tuple)):
         return {str(d): explain(fn, *args, device=d, **kwargs) for d in device}
     options = {"device": device} if device is not None else {}
+    graphs = compile_and_run(fn, args, kwargs, options)
+    return report_of(graphs, str(device or "cpu"))
 
+
+def compile_and_run(fn, args, kwargs, options: dict) -> list:
+    """Compile ``fn`` with the hetero backend and ``options``, run it once on ``args``: the
+    (graph kind, CompiledGraph, profile name) of every graph compiled on the way."""
     def backend(gm, example_inputs):
         return hetero_backend(gm, example_inputs, options=options)
     compiled = torch.compile(fn, backend=backend)
     with collect_compiled_graphs() as graphs:
         compiled(*args, **kwargs)
+    return graphs
+
+
+def report_of(graphs: list, default_device: str) -> Report:
+    """The Report of graphs from ``compile_and_run`` (``default_device`` names it if none was compiled)."""
     kernels, externs, fallback_calls, code, schedule = [], [], [], {}, []
     fallbacks: collections.Counter = collections.Counter()
-    seen: collections.Counter = collections.Counter()
     device_name = None
-    for kind, graph, profile_name in graphs:
+    for prefix, (kind, graph, profile_name) in zip(graph_prefixes(graphs), graphs):
         device_name = profile_name
-        prefix = kind if not seen[kind] else f"{kind}_{seen[kind]}"
-        seen[kind] += 1
         for kernel in graph.kernels:
             kernels.append(KernelInfo(f"{prefix}.{kernel.name}", kernel.target, list(kernel.origins),
                                       **_estimate_fields(graph.estimates.get(id(kernel))),
@@ -109,13 +120,24 @@ def explain(fn, *args, device=None, **kwargs):
         for call in graph.externs:
             tiling = graph.tilings.get(id(call))
             info = ExternInfo(f"{prefix}: {call.name}", call.kind, **_estimate_fields(graph.estimates.get(id(call))),
-                              tiling=str(tiling) if tiling else "")
+                              tiling=str(tiling) if tiling else "", op=op_name(call.op), layer=call.layer)
             (externs if call.kind == "extern" else fallback_calls).append(info)
         schedule.append(f"{prefix}:\n{schedule_text(graph)}")
         fallbacks.update(graph.fallbacks)
         code.update({f"{prefix}{name[len(kind):]}": source for name, source in graph.code.items()})
-    return Report(kernels, externs, dict(fallbacks), code, device_name or str(device or "cpu"), fallback_calls,
+    return Report(kernels, externs, dict(fallbacks), code, device_name or default_device, fallback_calls,
                   "\n".join(schedule))
+
+
+def graph_prefixes(graphs: list) -> list:
+    """How reports name each graph: its kind, numbered from the second of a kind on
+    ("inference", "inference_1", …); kernels are "<prefix>.<kernel>"."""
+    seen: collections.Counter = collections.Counter()
+    prefixes = []
+    for kind, _, _ in graphs:
+        prefixes.append(kind if not seen[kind] else f"{kind}_{seen[kind]}")
+        seen[kind] += 1
+    return prefixes
 
 
 def schedule_text(graph) -> str:

@@ -114,6 +114,18 @@ def plan_memory(graph: GraphLowering, kernels: list) -> list:
     return steps
 
 
+def peak_bytes(steps: list, sizes: dict) -> int:
+    """The most memory the plan holds at once in buffers the wrapper allocates or receives
+    from ATen (graph inputs not counted), given ``sizes``: buffer name → bytes, for the buffers
+    that own their memory (a view of another buffer has no entry)."""
+    live = peak = 0
+    for step in steps:
+        live += sum(sizes.get(name, 0) for name in _writes(step) if name not in step.reuses)
+        peak = max(peak, live)
+        live -= sum(sizes.get(name, 0) for name in step.frees)
+    return peak
+
+
 def _buffers(step: Step) -> list:
     return step.work.buffers if isinstance(step.work, Kernel) else []
 

@@ -10,7 +10,7 @@ import torch
 
 from .. import ir, symbolic
 from ..graph import ExternCall, GraphLowering
-from ..scheduler import Kernel
+from ..scheduler import Kernel, peak_bytes
 from .cost_model import Estimate, MemoryModel, estimate_kernel, estimate_matmul, estimate_memory_op
 from .kernel_analysis import analyze
 from .tiling import plan_kernel, plan_matmul
@@ -50,6 +50,18 @@ def estimate_graph(graph: GraphLowering, steps: list, profile) -> list:
         else:
             out.append(_estimate_extern(work, hints, profile, memory))
     return out
+
+
+def peak_memory(graph: GraphLowering, steps: list) -> int:
+    """Bytes of intermediate and output buffers live at once at the plan's peak (the
+    activations a run of this graph needs beyond its inputs)."""
+    hints = graph.size_hints
+    sizes = {}
+    for node in graph.nodes:
+        buffers = [node] if isinstance(node, ir.ComputedBuffer) else [b for b in node.outputs if b is not None]
+        sizes.update((b.name, _value(b.layout.storage_extent(), hints) * b.get_dtype().itemsize)
+                     for b in buffers if b.owns_storage)
+    return peak_bytes(steps, sizes)
 
 
 def _estimate_epilogue_kernel(kernel: Kernel, hints, profile, memory) -> Estimate:

@@ -1,0 +1,258 @@
+"""The portability audit: one model compiled for several device profiles, without their
+hardware, and compared.  Per device: the kernels generated (what each fused, its tiling and
+why), the portability debt (ATen ops with no native kernel there, by op and layer), the cost
+model's latency and energy, whether weights and activations fit its memory, and, for a profile
+with a real Triton target, whether every kernel compiles for it ahead of time.
+
+``audit(model, *inputs, devices=[...])`` returns an ``Audit``; ``python -m torch_hetero audit
+MODULE:FACTORY`` prints its summary and writes the report files (``audit_report.py``)."""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import importlib
+import importlib.util
+import os
+import sys
+import time
+from typing import Optional
+
+import torch
+
+from .device_models import get_profile, list_profiles
+from .device_models.cost_model import dtype_name
+from .report import Report, compile_and_run, graph_prefixes, report_of
+from .runtime import triton_run
+
+
+@dataclasses.dataclass
+class Debt:
+    """An ATen op with no native kernel on the device: it runs through ATen, off the target."""
+    op: str                        # "aten.sort"
+    calls: int
+    layers: list                   # the modules its calls came from, in order ("" for the top level)
+
+
+@dataclasses.dataclass
+class AheadOfTime:
+    """The device's Triton kernels compiled for its real target (no GPU needed)."""
+    target: str                    # "cuda:90", "hip:gfx942"
+    shared_bytes: dict             # kernel → shared memory it uses, for each that compiled
+    errors: dict                   # kernel → why it did not compile
+    limit_bytes: int               # shared memory (local SRAM) per unit on the profile
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors and all(used <= self.limit_bytes for used in self.shared_bytes.values())
+
+
+@dataclasses.dataclass
+class DeviceAudit:
+    device: str
+    description: str = ""
+    codegen: str = ""              # "triton" or "cpp"
+    triton_target: Optional[str] = None
+    assumed: tuple = ()            # profile fields that are estimates, not published figures
+    tdp_w: float = 0.0
+    capacity_bytes: int = 0        # off-chip memory
+    report: Optional[Report] = None
+    debt: list = dataclasses.field(default_factory=list)
+    peak_activation_bytes: int = 0  # intermediates and outputs live at once, at the largest graph's peak
+    aot: Optional[AheadOfTime] = None
+    compile_s: float = 0.0         # compiling (and running once on this host) for the device
+    error: Optional[str] = None    # why the device could not be audited
+
+    @property
+    def latency_us(self) -> Optional[float]:
+        return self.report.estimate_us if self.report is not None else None
+
+    @property
+    def energy_uj(self) -> Optional[float]:
+        """Estimated energy per call at the profile's TDP (an upper bound on power)."""
+        return self.latency_us * self.tdp_w if self.latency_us is not None else None
+
+
+@dataclasses.dataclass
+class Audit:
+    model: str                     # the model's class name
+    dtype: str                     # its floating dtype ("fp32", "bf16"): which matrix peak applies
+    parameters: int
+    weight_bytes: int              # parameters and buffers, each storage once
+    input_bytes: int
+    inputs: list                   # "int64[2, 128]" per tensor input
+    batch: int                     # the first input's leading dim: samples per call
+    devices: list                  # DeviceAudit, in the order asked for
+
+    def need_bytes(self, device: DeviceAudit) -> int:
+        return self.weight_bytes + self.input_bytes + device.peak_activation_bytes
+
+    def fits(self, device: DeviceAudit) -> bool:
+        return self.need_bytes(device) <= device.capacity_bytes
+
+    def samples_per_joule(self, device: DeviceAudit) -> Optional[float]:
+        """Throughput per watt: (samples / s) / W at the estimated latency and TDP."""
+        energy = device.energy_uj
+        return self.batch / (energy * 1e-6) if energy else None
+
+    def __str__(self) -> str:
+        from .audit_report import summary_text
+        return summary_text(self)
+
+    def write(self, directory: str) -> dict:
+        """Writes audit.md, audit.json and roofline.png into ``directory``: kind → path."""
+        from .audit_report import write_files
+        return write_files(self, directory)
+
+
+def audit(model, *inputs, devices=None, dtype: Optional[torch.dtype] = None, ahead_of_time: bool = True,
+          progress: bool = True) -> Audit:
+    """Compile ``model`` (a module or function) for each of ``devices`` (profile names or
+    profile files; default: the host and every shipped profile), run it once here on
+    ``inputs`` in inference mode, and collect what each device would run.  ``dtype`` converts
+    the model's floating parameters and inputs first (on a copy).  A device that fails is
+    reported with its error; the others still run.  ``progress`` prints a line per stage."""
+    devices = list(devices or list_profiles())
+    if dtype is not None:
+        model, inputs = _converted(model, inputs, dtype)
+    tensors = [t for t in inputs if isinstance(t, torch.Tensor)]
+    weights = _unique_storages(model) if isinstance(model, torch.nn.Module) else []
+    floating = [t.dtype for t in list(model.parameters() if isinstance(model, torch.nn.Module) else []) + tensors
+                if t.is_floating_point()]
+    result = Audit(type(model).__name__ if isinstance(model, torch.nn.Module) else getattr(model, "__name__", "fn"),
+                   dtype_name(floating[0] if floating else torch.float32),
+                   sum(p.numel() for p in model.parameters()) if isinstance(model, torch.nn.Module) else 0,
+                   sum(s.nbytes() for s in weights), sum(t.untyped_storage().nbytes() for t in tensors),
+                   [f"{str(t.dtype).replace('torch.', '')}{list(t.shape)}" for t in tensors],
+                   int(tensors[0].shape[0]) if tensors and tensors[0].dim() else 1, [])
+    for position, device in enumerate(devices, 1):
+        say = _progress(f"[{position}/{len(devices)}] {device}", progress)
+        result.devices.append(_audit_device(model, inputs, device, ahead_of_time, say))
+    return result
+
+
+def load_factory(spec: str):
+    """``MODULE:FACTORY`` (a dotted module on the path, or a ``.py`` file) → the model and its
+    example inputs, from calling FACTORY with no arguments.  It may return ``(model, inputs)``
+    (inputs a tuple, or one tensor) or an object with ``.model`` and ``.inputs`` (a ZooModel)."""
+    module_name, sep, factory_name = spec.rpartition(":")
+    if not sep or not module_name or not factory_name:
+        raise ValueError(f"expected MODULE:FACTORY (e.g. mypackage.models:make_model or models.py:make_model), "
+                         f"got {spec!r}")
+    try:
+        if module_name.endswith(".py"):
+            loader = importlib.util.spec_from_file_location(os.path.basename(module_name)[:-3], module_name)
+            if loader is None or not os.path.exists(module_name):
+                raise ImportError(f"no such file {module_name}")
+            module = importlib.util.module_from_spec(loader)
+            loader.loader.exec_module(module)
+        else:
+            module = importlib.import_module(module_name)
+    except ImportError as error:
+        raise ValueError(f"cannot import {module_name!r} ({error}); give a module on the Python path "
+                         "(run from the directory that holds it) or the path of a .py file") from error
+    factory = getattr(module, factory_name, None)
+    if not callable(factory):
+        raise ValueError(f"{module_name} has no function {factory_name!r}")
+    made = factory()
+    if hasattr(made, "model") and hasattr(made, "inputs"):
+        made = (made.model, made.inputs)
+    if not (isinstance(made, (tuple, list)) and len(made) == 2 and callable(made[0])):
+        raise ValueError(f"{spec} returned {type(made).__name__}; a factory returns (model, example_inputs)")
+    model, inputs = made
+    return model, tuple(inputs) if isinstance(inputs, (tuple, list)) else (inputs,)
+
+
+def _audit_device(model, inputs, device, ahead_of_time: bool, say) -> DeviceAudit:
+    try:
+        profile = get_profile(device)
+    except Exception as error:  # ProfileError names the file and the fix
+        say(f"error: {error}")
+        return DeviceAudit(str(device), error=str(error))
+    entry = DeviceAudit(profile.name, profile.description, profile.codegen, profile.triton_target,
+                        tuple(profile.assumed), profile.tdp_w, profile.dram_bytes)
+    say("compiling, running once on this host")
+    start = time.perf_counter()
+    try:
+        torch._dynamo.reset()  # each device compiles afresh (and Dynamo's recompile limit stays clear)
+        with torch.no_grad():
+            graphs = compile_and_run(model, inputs, {}, {"device": device, "strict": True})
+    except Exception as error:  # one device's failure is its result; the others go on
+        entry.error = _first_lines(error)
+        say(f"error: {entry.error.splitlines()[0]}")
+        return entry
+    finally:
+        torch._dynamo.reset()
+    entry.compile_s = time.perf_counter() - start
+    entry.report = report_of(graphs, profile.name)
+    entry.debt = _debt(entry.report)
+    entry.peak_activation_bytes = max((graph.peak_bytes or 0 for _, graph, _ in graphs), default=0)
+    say(f"{len(entry.report.kernels)} kernel(s), {len(entry.debt)} op(s) of debt, {entry.compile_s:.1f} s")
+    if ahead_of_time and profile.triton_target and any(graph.kernels for _, graph, _ in graphs):
+        count = sum(len(graph.kernels) for _, graph, _ in graphs)
+        say(f"compiling {count} Triton kernel(s) ahead of time for {profile.triton_target}")
+        entry.aot = _compile_ahead(graphs, profile)
+    return entry
+
+
+def _debt(report: Report) -> list:
+    """The report's fallback calls grouped by op, most calls first."""
+    by_op: dict = {}
+    for call in report.fallback_calls:
+        debt = by_op.setdefault(call.op, Debt(call.op, 0, []))
+        debt.calls += 1
+        if call.layer not in debt.layers:
+            debt.layers.append(call.layer)
+    return sorted(by_op.values(), key=lambda d: (-d.calls, d.op))
+
+
+def _compile_ahead(graphs: list, profile) -> AheadOfTime:
+    """Every Triton kernel of ``graphs`` compiled for the profile's target, one at a time, so
+    that one kernel's failure is reported without hiding the others'."""
+    result = AheadOfTime(profile.triton_target, {}, {}, profile.local_sram_bytes)
+    for prefix, (kind, graph, _) in zip(graph_prefixes(graphs), graphs):
+        if not graph.kernels:
+            continue
+        try:
+            module = triton_run.load_module(graph.code[f"{kind}.triton.py"], interpret=False)
+        except Exception as error:  # no triton, or a module that does not import
+            result.errors.update((f"{prefix}.{k.name}", _first_lines(error)) for k in graph.kernels)
+            continue
+        for kernel in graph.kernels:
+            name, triton = f"{prefix}.{kernel.name}", kernel.triton
+            try:
+                compiled = triton_run.aot_compile(getattr(module, triton.name), triton.signature,
+                                                  triton.constexprs, profile.triton_target)
+                result.shared_bytes[name] = compiled.metadata.shared
+            except Exception as error:
+                result.errors[name] = _first_lines(error)
+    return result
+
+
+def _converted(model, inputs: tuple, dtype: torch.dtype):
+    """A copy of the model with floating parameters and buffers in ``dtype``, and the inputs likewise."""
+    if isinstance(model, torch.nn.Module):
+        model = copy.deepcopy(model).to(dtype)
+    return model, tuple(t.to(dtype) if isinstance(t, torch.Tensor) and t.is_floating_point() else t
+                        for t in inputs)
+
+
+def _unique_storages(model: torch.nn.Module) -> list:
+    seen, storages = set(), []
+    for tensor in list(model.parameters()) + list(model.buffers()):
+        storage = tensor.untyped_storage()
+        if storage.data_ptr() not in seen:
+            seen.add(storage.data_ptr())
+            storages.append(storage)
+    return storages
+
+
+def _first_lines(error: Exception, lines: int = 4) -> str:
+    text = f"{type(error).__name__}: {error}"
+    return "\n".join(text.strip().splitlines()[:lines])
+
+
+def _progress(label: str, on: bool):
+    def say(message: str) -> None:
+        if on:
+            print(f"audit {label}: {message}", file=sys.stderr, flush=True)
+    return say

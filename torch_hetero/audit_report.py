@@ -1,0 +1,225 @@
+"""An Audit rendered: the side-by-side summary (text and markdown), the markdown report, the
+JSON record, and the roofline chart with every kernel placed on each device's roofline."""
+from __future__ import annotations
+
+import json
+import math
+import os
+
+from .device_models import get_profile
+
+SUMMARY_HEADERS = ("device", "code", "kernels", "externs", "debt ops (calls)", "latency", "energy/call",
+                   "samples/s/W", "memory need / capacity", "ahead-of-time", "status")
+NOTES = ("Latency and energy are the device model's estimates (no hardware was used): energy is "
+         "latency × the profile's TDP, an upper bound on power. A fallback (debt) op is costed as if it "
+         "ran on the device at memory speed, a lower bound: without a native kernel it would run on a "
+         "host. Memory need is weights + inputs + the activations live at the plan's peak (inference). "
+         "Profiles marked * include assumed figures (see `python -m torch_hetero devices`).")
+
+
+def summary_rows(audit) -> list:
+    return [_summary_row(audit, d) for d in audit.devices]
+
+
+def _summary_row(audit, d) -> tuple:
+    name = d.device + ("*" if d.assumed else "")
+    code = f"{d.codegen} {d.triton_target or ''}".strip() if d.codegen else "-"
+    if d.error is not None:
+        return (name, code, "-", "-", "-", "-", "-", "-", "-", "-", "error: " + d.error.splitlines()[0][:80])
+    calls = sum(debt.calls for debt in d.debt)
+    per_watt = audit.samples_per_joule(d)
+    memory = (f"{_bytes(audit.need_bytes(d))} / {_bytes(d.capacity_bytes)} "
+              f"{'fits' if audit.fits(d) else 'DOES NOT FIT'}")
+    return (name, code, str(len(d.report.kernels)), str(len(d.report.externs)), f"{len(d.debt)} ({calls})",
+            _time(d.latency_us), _energy(d.energy_uj), f"{per_watt:,.0f}" if per_watt else "-", memory,
+            _aot_cell(d), "ok")
+
+
+def _aot_cell(d) -> str:
+    if d.aot is None:
+        return "no public Triton target" if d.codegen == "triton" and not d.triton_target else "-"
+    compiled = len(d.aot.shared_bytes)
+    total = compiled + len(d.aot.errors)
+    most = max(d.aot.shared_bytes.values(), default=0)
+    return f"{compiled}/{total} built, smem ≤ {_bytes(most)}" + ("" if d.aot.ok else " FAILED")
+
+
+def summary_text(audit) -> str:
+    rows = [SUMMARY_HEADERS] + summary_rows(audit)
+    widths = [max(len(row[i]) for row in rows) for i in range(len(SUMMARY_HEADERS))]
+    lines = [f"portability audit: {_model_line(audit)}"]
+    lines += ["  " + "  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
+    for d in audit.devices:
+        for debt in d.debt:
+            lines.append(f"  debt on {d.device}: {debt.op} × {debt.calls} in {_layers(debt.layers)}")
+        if d.error is not None:
+            lines.append(f"  error on {d.device}: {d.error}")
+        elif d.aot is not None and d.aot.errors:
+            lines += [f"  {d.aot.target} build of {kernel} failed: {error.splitlines()[0]}"
+                      for kernel, error in d.aot.errors.items()]
+    return "\n".join(lines)
+
+
+def markdown(audit, roofline: str | None = "roofline.png") -> str:
+    out = [f"# Portability audit: {audit.model}", "", _model_line(audit), "", NOTES, "", "## Summary", ""]
+    out += _table(SUMMARY_HEADERS, summary_rows(audit))
+    if roofline:
+        out += ["", f"![roofline: each kernel on each device's roofline]({roofline})"]
+    for d in audit.devices:
+        out += ["", f"## {d.device}" + (f" — {d.description}" if d.description else ""), ""]
+        if d.error is not None:
+            out += ["**Not audited:**", "", "```", d.error, "```"]
+            continue
+        out.append(f"Compiled for {d.codegen}{' (' + d.triton_target + ')' if d.triton_target else ''} "
+                   f"and run once on this host in {d.compile_s:.1f} s. Estimated {_time(d.latency_us)} per call, "
+                   f"{_energy(d.energy_uj)} at {d.tdp_w:g} W.")
+        out += ["", "### Portability debt (ATen fallbacks)", ""]
+        out += _table(("op", "calls", "layers"), [(x.op, str(x.calls), _layers(x.layers)) for x in d.debt]) \
+            if d.debt else ["None: every op has a native kernel on this device."]
+        out += ["", "### Kernels", ""]
+        out += _table(("kernel", "fuses", "tiling", "estimate", "bound", "fusion decisions"),
+                      [(k.name, ", ".join(k.aten_ops) or "(copy)", k.tiling, _time(k.estimate_us), k.bound or "-",
+                        "; ".join(k.fusion)) for k in d.report.kernels])
+        calls = d.report.externs + d.report.fallback_calls
+        if calls:
+            out += ["", "### ATen calls (externs and fallbacks)", ""]
+            out += _table(("call", "kind", "layer", "estimate", "bound", "tile"),
+                          [(c.name, c.kind, c.layer or "-", _time(c.estimate_us), c.bound or "-", c.tiling or "-")
+                           for c in calls])
+        if d.aot is not None:
+            out += ["", f"### Ahead-of-time Triton compile for {d.aot.target}", "",
+                    f"{len(d.aot.shared_bytes)} of {len(d.aot.shared_bytes) + len(d.aot.errors)} kernels built; "
+                    f"shared memory limit {_bytes(d.aot.limit_bytes)} per unit.", ""]
+            out += _table(("kernel", "shared memory", "result"),
+                          [(k, _bytes(used), "ok" if used <= d.aot.limit_bytes else "over the limit")
+                           for k, used in d.aot.shared_bytes.items()]
+                          + [(k, "-", "error: " + e.splitlines()[0]) for k, e in d.aot.errors.items()])
+    return "\n".join(out) + "\n"
+
+
+def to_json(audit) -> dict:
+    devices = []
+    for d in audit.devices:
+        entry = {"device": d.device, "description": d.description, "codegen": d.codegen,
+                 "triton_target": d.triton_target, "assumed": list(d.assumed), "error": d.error}
+        if d.error is None:
+            report = d.report
+            entry.update({
+                "compile_s": d.compile_s, "latency_us": d.latency_us, "tdp_w": d.tdp_w, "energy_uj": d.energy_uj,
+                "samples_per_joule": audit.samples_per_joule(d),
+                "memory": {"weights": audit.weight_bytes, "inputs": audit.input_bytes,
+                           "peak_activations": d.peak_activation_bytes, "need": audit.need_bytes(d),
+                           "capacity": d.capacity_bytes, "fits": audit.fits(d)},
+                "debt": [{"op": x.op, "calls": x.calls, "layers": x.layers} for x in d.debt],
+                "kernels": [{"name": k.name, "target": k.target, "fuses": k.aten_ops, "tiling": k.tiling,
+                             "estimate_us": k.estimate_us, "bound": k.bound, "flops": k.flops, "bytes": k.bytes,
+                             "fusion": list(k.fusion)} for k in report.kernels],
+                "aten_calls": [{"name": c.name, "kind": c.kind, "op": c.op, "layer": c.layer,
+                                "estimate_us": c.estimate_us, "bound": c.bound, "flops": c.flops, "bytes": c.bytes,
+                                "tiling": c.tiling} for c in report.externs + report.fallback_calls],
+                "ahead_of_time": None if d.aot is None else {
+                    "target": d.aot.target, "shared_bytes": d.aot.shared_bytes, "errors": d.aot.errors,
+                    "limit_bytes": d.aot.limit_bytes, "ok": d.aot.ok}})
+        devices.append(entry)
+    return {"model": audit.model, "dtype": audit.dtype, "parameters": audit.parameters, "weight_bytes": audit.weight_bytes,
+            "input_bytes": audit.input_bytes, "inputs": audit.inputs, "batch": audit.batch, "devices": devices}
+
+
+def roofline_png(audit, path: str) -> None:
+    """One panel per audited device: its DRAM and last-level-SRAM roofs under its compute
+    peaks, and each kernel and ATen call at (FLOP per byte, estimated FLOP/s).  The cost model
+    serves re-read buffers from on-chip memory, so a kernel may sit above the DRAM roof.  Steps
+    without FLOPs (copies) cannot sit on a log axis; each panel says how many it leaves out."""
+    import matplotlib
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+    shown = [d for d in audit.devices if d.error is None]
+    columns = min(4, max(1, len(shown)))
+    rows = max(1, math.ceil(len(shown) / columns))
+    figure, axes = plt.subplots(rows, columns, figsize=(4.2 * columns, 3.6 * rows), squeeze=False)
+    for ax, d in zip(axes.flat, shown):
+        _roofline_panel(ax, d, audit.dtype)
+    for ax in list(axes.flat)[len(shown):]:
+        ax.axis("off")
+    figure.suptitle(f"{audit.model}: kernels on each device's roofline (estimates)")
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+_MARKERS = {"kernel": ("o", "tab:blue"), "extern": ("^", "tab:green"), "fallback": ("x", "tab:red")}
+
+
+def _roofline_panel(ax, d, dtype: str) -> None:
+    profile = get_profile(d.device)
+    report = d.report
+    steps = [("kernel", k) for k in report.kernels] + [(c.kind, c) for c in report.externs + report.fallback_calls]
+    matrix = profile.peak_flops(dtype, matrix=True)
+    vector = profile.peak_flops("fp32", matrix=False)
+    dram, llc = profile.dram_gbps * 1e9, profile.llc_gbps * 1e9
+    placed = [(kind, s.flops / s.bytes, s.flops / (s.estimate_us * 1e-6)) for kind, s in steps
+              if s.flops and s.bytes and s.estimate_us]
+    intensities = [p[1] for p in placed] or [1.0]
+    low, high = min(min(intensities) / 4, 0.05), max(max(intensities) * 4, 4 * matrix / dram)
+    xs = [low * (high / low) ** (i / 200) for i in range(201)]
+    ax.loglog(xs, [min(matrix, dram * x) for x in xs], color="black", lw=1.2, label=f"DRAM, {dtype} peak")
+    ax.loglog(xs, [min(matrix, llc * x) for x in xs], color="black", lw=0.8, ls=":", label="on-chip LLC")
+    if vector < matrix:
+        ax.axhline(vector, color="gray", lw=0.8, ls="--", label="vector fp32 peak")
+    for kind, (marker, color) in _MARKERS.items():
+        points = [(x, y) for k, x, y in placed if k == kind]
+        if points:
+            ax.scatter(*zip(*points), marker=marker, color=color, s=18, label=kind, zorder=3)
+    left_out = len(steps) - len(placed)
+    ax.set_title(f"{d.device}" + (f" ({left_out} without FLOPs not shown)" if left_out else ""), fontsize=9)
+    ax.set_xlabel("FLOP / byte")
+    ax.set_ylabel("FLOP/s")
+    ax.legend(fontsize=6, loc="lower right")
+
+
+def write_files(audit, directory: str) -> dict:
+    os.makedirs(directory, exist_ok=True)
+    paths = {kind: os.path.join(directory, name) for kind, name in
+             (("markdown", "audit.md"), ("json", "audit.json"), ("roofline", "roofline.png"))}
+    roofline_png(audit, paths["roofline"])
+    with open(paths["markdown"], "w") as f:
+        f.write(markdown(audit, os.path.basename(paths["roofline"])))
+    with open(paths["json"], "w") as f:
+        json.dump(to_json(audit), f, indent=1)
+    return paths
+
+
+def _model_line(audit) -> str:
+    return (f"{audit.model}, {audit.parameters / 1e6:.2f} M parameters ({_bytes(audit.weight_bytes)} of "
+            f"{audit.dtype} weights), "
+            f"inputs {', '.join(audit.inputs) or '-'}, batch {audit.batch}")
+
+
+def _table(headers, rows) -> list:
+    def cell(text) -> str:
+        return str(text).replace("|", "\\|").replace("\n", " ")
+    return (["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+            + ["| " + " | ".join(cell(c) for c in row) + " |" for row in rows])
+
+
+def _layers(layers: list) -> str:
+    return ", ".join(layer or "(top level)" for layer in layers)
+
+
+def _time(us) -> str:
+    if us is None:
+        return "-"
+    return f"{us / 1000:.2f} ms" if us >= 1000 else f"{us:.1f} us"
+
+
+def _energy(uj) -> str:
+    if uj is None:
+        return "-"
+    return f"{uj / 1000:.2f} mJ" if uj >= 1000 else f"{uj:.1f} uJ"
+
+
+def _bytes(n: int) -> str:
+    for unit, scale in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{n} B"
