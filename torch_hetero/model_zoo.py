@@ -1,7 +1,7 @@
 """Real model code to compile: Hugging Face ``transformers`` models built from small configs
-with random weights (no downloads), plus an MLP.  The benchmark suite and tests/test_models.py
-run these, so that numbers come from the code users run, not from toy blocks written for the
-compiler.  (The demo still builds its own smaller GPT-2.)
+with random weights (no downloads), plus an MLP.  The benchmark suite, tests/test_models.py and
+the demo (GPT-2) run these, so that numbers come from the code users run, not from toy blocks
+written for the compiler.
 
 ``build(name)`` returns a ``ZooModel``: the module (eval mode), example inputs, and how to
 take the main tensor out of its output.  Dropout is off in every config, so a training step
