@@ -115,15 +115,16 @@ def audit(model, *inputs, devices=None, dtype: Optional[torch.dtype] = None, ahe
     if dtype is not None:
         model, inputs = _converted(model, inputs, dtype)
     tensors = [t for t in inputs if isinstance(t, torch.Tensor)]
-    weights = _unique_storages(model) if isinstance(model, torch.nn.Module) else []
-    floating = [t.dtype for t in list(model.parameters() if isinstance(model, torch.nn.Module) else []) + tensors
-                if t.is_floating_point()]
-    result = Audit(type(model).__name__ if isinstance(model, torch.nn.Module) else getattr(model, "__name__", "fn"),
-                   dtype_name(floating[0] if floating else torch.float32),
-                   sum(p.numel() for p in model.parameters()) if isinstance(model, torch.nn.Module) else 0,
-                   sum(s.nbytes() for s in weights), sum(t.untyped_storage().nbytes() for t in tensors),
-                   [f"{str(t.dtype).replace('torch.', '')}{list(t.shape)}" for t in tensors],
-                   int(tensors[0].shape[0]) if tensors and tensors[0].dim() else 1, [])
+    is_module = isinstance(model, torch.nn.Module)
+    parameters = list(model.parameters()) if is_module else []
+    floating = [t.dtype for t in parameters + tensors if t.is_floating_point()]
+    result = Audit(model=type(model).__name__ if is_module else getattr(model, "__name__", "fn"),
+                   dtype=dtype_name(floating[0] if floating else torch.float32),
+                   parameters=sum(p.numel() for p in parameters),
+                   weight_bytes=sum(s.nbytes() for s in _unique_storages(model)) if is_module else 0,
+                   input_bytes=sum(t.untyped_storage().nbytes() for t in tensors),
+                   inputs=[f"{str(t.dtype).replace('torch.', '')}{list(t.shape)}" for t in tensors],
+                   batch=int(tensors[0].shape[0]) if tensors and tensors[0].dim() else 1, devices=[])
     for position, device in enumerate(devices, 1):
         say = _progress(f"[{position}/{len(devices)}] {device}", progress)
         result.devices.append(_audit_device(model, inputs, device, ahead_of_time, say))
@@ -247,6 +248,8 @@ def _unique_storages(model: torch.nn.Module) -> list:
 
 
 def _first_lines(error: Exception, lines: int = 4) -> str:
+    """The error that stopped a device, without Dynamo's wrapper around backend errors."""
+    error = getattr(error, "inner_exception", None) or error  # BackendCompilerFailed
     text = f"{type(error).__name__}: {error}"
     return "\n".join(text.strip().splitlines()[:lines])
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import warnings
 
 from .device_models import get_profile
 
@@ -178,12 +179,17 @@ def _roofline_panel(ax, d, dtype: str) -> None:
 
 
 def write_files(audit, directory: str) -> dict:
+    """audit.md, audit.json and, where matplotlib is installed, roofline.png: kind → path."""
     os.makedirs(directory, exist_ok=True)
-    paths = {kind: os.path.join(directory, name) for kind, name in
-             (("markdown", "audit.md"), ("json", "audit.json"), ("roofline", "roofline.png"))}
-    roofline_png(audit, paths["roofline"])
+    paths = {"markdown": os.path.join(directory, "audit.md"), "json": os.path.join(directory, "audit.json")}
+    try:
+        roofline_png(audit, os.path.join(directory, "roofline.png"))
+        paths["roofline"] = os.path.join(directory, "roofline.png")
+    except ImportError:  # matplotlib: only the chart needs it
+        warnings.warn("torch_hetero audit: roofline.png not written: matplotlib is not installed "
+                      "(pip install matplotlib, or torch_hetero[demo])", stacklevel=3)
     with open(paths["markdown"], "w") as f:
-        f.write(markdown(audit, os.path.basename(paths["roofline"])))
+        f.write(markdown(audit, "roofline.png" if "roofline" in paths else None))
     with open(paths["json"], "w") as f:
         json.dump(to_json(audit), f, indent=1)
     return paths

@@ -38,8 +38,8 @@ def run_demo(name: str, show_code: bool = False) -> int:
     result = audit(model, *inputs, devices=list_profiles())
     print(f"\n{result}")
     paths = result.write(REPORT_DIR)
-    print(f"\nfull report (kernels, fusion reasons, debt by layer, ahead-of-time builds): {paths['markdown']}; "
-          f"also {paths['json']}, {paths['roofline']}")
+    print("\nfull report (kernels, fusion reasons, debt by layer, ahead-of-time builds): "
+          + ", ".join(paths.values()))
     if show_code and result.devices[0].report is not None:  # the host's code
         for file_name, source in result.devices[0].report.code.items():
             print(f"\n===== {file_name} =====\n{source}")
