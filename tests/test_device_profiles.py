@@ -294,6 +294,22 @@ def test_real_benchmark_returns_positive_figures(monkeypatch):
     assert 2**20 <= figures["llc_bytes"] <= 2**24
 
 
+def test_the_benchmark_times_real_tensors_inside_the_compilers_fake_mode(monkeypatch):
+    """The first host compile calibrates from inside AOTAutograd, under FakeTensorMode."""
+    from torch._subclasses.fake_tensor import FakeTensorMode
+    monkeypatch.setattr(calibrate, "COPY_BYTES", 2**20)
+    monkeypatch.setattr(calibrate, "MATMUL_N", 64)
+    timed = set()
+
+    def best_seconds(fn, repeats=calibrate.REPEATS):
+        timed.add(type(fn()))
+        return 1e-3
+    monkeypatch.setattr(calibrate, "_best_seconds", best_seconds)
+    with FakeTensorMode():
+        REAL_MEASURE(bf16_matrix=True, l2_bytes=2**18, llc_bytes=2**22)
+    assert timed == {torch.Tensor}
+
+
 # --- the table -----------------------------------------------------------------------------
 
 def test_devices_command_prints_the_table_with_the_host(capsys):
