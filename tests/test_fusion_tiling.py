@@ -172,3 +172,45 @@ def test_costly_values_are_computed_once_not_per_broadcast_copy():
     assert trig and all("i2" not in k.source for k in trig), [k.source for k in kernels]  # 2-d loops only
     [kernel] = kernels_for(lambda v: F.layer_norm(v, (64,)), (torch.randn(32, 64),), "cpu")
     assert kernel.group.local
+
+
+def _host_kernels(fn, *inputs):
+    torch._dynamo.reset()
+    with collect_compiled_graphs() as graphs:
+        actual = torch.compile(fn, backend="hetero", options={"strict": True})(*inputs)
+    torch.testing.assert_close(actual, fn(*inputs), atol=1e-4, rtol=1e-4)
+    return [k for _, g, _ in graphs for k in g.kernels], graphs
+
+
+@pytest.mark.parametrize("fn", [
+    pytest.param(lambda x, w: (lambda g: (g.sum(0), g.amax(-1)))(F.gelu(x)), id="two_kernels"),
+    pytest.param(lambda x, w: (lambda g: (g @ w, g.sum(0)))(F.gelu(x).view(-1, 32)), id="readers_of_a_view"),
+])
+def test_a_shared_gelu_is_computed_once(fn):
+    """A libm call makes a value worth its memory traffic: a GELU read by a matmul and a
+    reduction (directly, or through a view, as in a ViT backward) is computed once, not per reader."""
+    kernels, _ = _host_kernels(lambda x, w: fn(x, w), torch.randn(64, 32), torch.randn(32, 16))
+    assert sum("hetero_erff" in k.source for k in kernels) == 1, [k.source for k in kernels]
+
+
+def test_a_transposed_read_shared_by_two_kernels_is_done_once():
+    """Reading a buffer across its memory order costs a cache line per element: a value
+    inlining such a read is realized once when several kernels read it."""
+    def fn(x):
+        t = x.t() + 1
+        return t.sum(-1), t * 2
+    kernels, _ = _host_kernels(fn, torch.randn(48, 64))
+    loads = sum(k.source.count("arg0[") for k in kernels)   # x, read along its columns
+    assert loads == 1, [k.source for k in kernels]
+
+
+def test_inputs_are_freed_after_their_last_use():
+    """The wrapper clears AOTAutograd's argument list and drops each input after its last
+    reader, so a backward frees saved activations as it goes."""
+    def fn(x, y):
+        return (x.sin() @ y).cos()
+    _, graphs = _host_kernels(fn, torch.randn(16, 16), torch.randn(16, 16))
+    lines = [line.strip() for line in graphs[0][1].code["inference.py"].splitlines()]
+    assert lines[2] == "args.clear()  # boxed call: the inputs are ours to free after their last use"
+    after = {line.split("(")[0]: following for line, following in zip(lines, lines[1:])}
+    assert after["kernel0"] == "del arg0" and after["buf1 = torch.ops.aten.mm.default"] == "del arg1", lines

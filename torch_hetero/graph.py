@@ -157,7 +157,7 @@ class GraphLowering:
         """Decide whether a pointwise value is computed once into memory or inlined."""
         if not isinstance(value, ir.Lazy):
             return
-        users = len(node.users)
+        users = _readers(node)
         if value.op_count > MAX_INLINE_OPS or (users > 1 and value.op_count > MAX_SHARED_INLINE_OPS):
             value.realize()
 
@@ -238,6 +238,16 @@ def _python_scalar(value) -> str:
     if isinstance(value, (int, float)):
         return repr(value)
     raise NotImplementedError(f"scalar argument {value!r}")
+
+
+def _readers(node: torch.fx.Node) -> int:
+    """How many nodes read ``node``'s value, counting the readers of its views instead of the
+    views: a GELU backward viewed once, then read by three matmul and bias-gradient kernels,
+    is shared by three."""
+    count = 0
+    for user in node.users:
+        count += _readers(user) if getattr(user.target, "is_view", False) else 1
+    return count
 
 
 def module_path(node: torch.fx.Node) -> str:

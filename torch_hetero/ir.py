@@ -290,11 +290,22 @@ class IndexView(TensorValue):
         return load
 
 
+# What reading a buffer across its memory order (a transposed view: a cache line per element)
+# counts as in ``op_count``: a value inlining such a read is worth realizing when it is shared.
+STRIDED_READ_OPS = 4
+
+
 def op_count(value: TensorValue) -> int:
-    """Pointwise ops a consumer would inline by reading ``value``."""
+    """What a consumer pays again each time it inlines ``value``, in simple ops: the pointwise
+    ops it recomputes, or STRIDED_READ_OPS for a buffer read across its memory order."""
     while isinstance(value, IndexView):
         value = value.base
-    return value.op_count if isinstance(value, Lazy) else 0
+    if isinstance(value, Lazy):
+        return value.op_count
+    if isinstance(value, StridedValue):
+        inner = [stride for size, stride in zip(value.layout.size, value.layout.stride) if size != 1]
+        return STRIDED_READ_OPS if inner and inner[-1] != 1 else 0
+    return 0
 
 
 def as_strided(value: TensorValue) -> Optional[StridedValue]:

@@ -88,9 +88,12 @@ def plan_memory(graph: GraphLowering, kernels: list) -> list:
     for position, step in enumerate(steps):
         for name in _writes(step):
             last_use.setdefault(name, position)   # written, never read: dies at once
+    # inputs are dropped after their last use too: AOTAutograd hands over its argument list (the
+    # wrapper clears it), so a saved activation is freed as soon as the backward is done with it
+    inputs = {value.name for kind, value, _ in graph.placeholders if kind == "tensor"}
     dying: dict[int, list] = collections.defaultdict(list)
     for name in sorted(last_use):
-        if name not in pinned and name in owned:
+        if name not in pinned and (name in owned or name in inputs):
             dying[last_use[name]].append(name)
 
     free_pool: list = []  # (layout, name) of dead computed buffers
@@ -107,7 +110,7 @@ def plan_memory(graph: GraphLowering, kernels: list) -> list:
                         break
         step.frees = dying[position]
         free_pool += [(owned[n].layout, n) for n in step.frees
-                      if isinstance(owned[n], ir.ComputedBuffer) and n not in inplace.values()]
+                      if isinstance(owned.get(n), ir.ComputedBuffer) and n not in inplace.values()]
     reused = {name for step in steps for name in step.reuses.values()}
     for step in steps:  # a reused buffer is handed over, not deleted
         step.frees = [name for name in step.frees if name not in reused]

@@ -18,6 +18,7 @@ def render_wrapper(graph: GraphLowering, steps: list, device=None) -> str:
     names = [value.name if kind == "tensor" else f"sym{i}" for i, (kind, value, _) in enumerate(graph.placeholders)]
     if names:
         body.append(f"{', '.join(names)}{',' if len(names) == 1 else ''} = args")
+        body.append("args.clear()  # boxed call: the inputs are ours to free after their last use")
     body += _bind_symbols(graph, names)
     body += [f"{name} = {code}" for name, code in graph.scalar_defs]
     body.append("sync_threads()")

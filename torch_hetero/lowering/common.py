@@ -94,11 +94,17 @@ def promote(*args) -> torch.dtype:
         dummies[0].dtype if isinstance(dummies[0], torch.Tensor) else torch.tensor(dummies[0]).dtype)
 
 
+# What a libm call (exp, erf, tanh, …) counts as in ``op_count``: a GELU shared by several
+# kernels is computed once (a softmax's exp(x - max), read twice inside one kernel, stays inline).
+TRANSCENDENTAL_OPS = 2
+
+
 def make_pointwise(fn: Callable, inputs: Sequence, compute_dtype: torch.dtype,
-                   out_dtype: torch.dtype | None = None, uncast: Sequence[int] = ()) -> ir.Lazy:
+                   out_dtype: torch.dtype | None = None, uncast: Sequence[int] = (), own_ops: int = 1) -> ir.Lazy:
     """Elementwise ``fn`` over broadcast ``inputs`` (tensor values or scalars), each converted
     to ``compute_dtype`` first except those at positions ``uncast`` (a condition stays bool);
-    the result is cast to ``out_dtype`` if given."""
+    the result is cast to ``out_dtype`` if given.  ``own_ops``: what ``fn`` counts as in
+    ``op_count`` (simple ops; TRANSCENDENTAL_OPS per libm call)."""
     shape = broadcast_shapes(*[x.get_size() for x in inputs if is_tensor(x)])
     loaders = []
     for position, x in enumerate(inputs):
@@ -118,7 +124,7 @@ def make_pointwise(fn: Callable, inputs: Sequence, compute_dtype: torch.dtype,
             result = ops.to_dtype(result, out_dtype)
         return result
 
-    count = 1 + sum(ir.op_count(x) for x in inputs if is_tensor(x))
+    count = own_ops + sum(ir.op_count(x) for x in inputs if is_tensor(x))
     return new_pointwise(inner, shape, out_dtype or compute_dtype, count)
 
 

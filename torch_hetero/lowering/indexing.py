@@ -5,7 +5,7 @@ from __future__ import annotations
 import sympy
 import torch
 
-from .. import symbolic
+from .. import ir, symbolic
 from .common import broadcast_loader, broadcast_shapes, canonical_dim, meta_val, new_pointwise, size_of
 from ..virtualized import ops
 from .registry import register_lowering
@@ -60,7 +60,7 @@ def cat(tensors, dim=0):
         return result
     if not pieces:
         return new_pointwise(lambda index: ops.constant(0, dtype), size, dtype)
-    return new_pointwise(inner, size, dtype, len(pieces))
+    return new_pointwise(inner, size, dtype, len(pieces) + sum(ir.op_count(t) for t in tensors))
 
 
 @register_lowering(aten.constant_pad_nd)

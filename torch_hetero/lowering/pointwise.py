@@ -6,7 +6,7 @@ import math
 import torch
 
 from ..virtualized import ops
-from .common import is_tensor, make_pointwise, meta_val, promote
+from .common import TRANSCENDENTAL_OPS, is_tensor, make_pointwise, meta_val, promote
 from .registry import register_lowering
 
 aten = torch.ops.aten
@@ -24,10 +24,16 @@ _UNARY = {
 }
 
 
+# libm calls: each counts as TRANSCENDENTAL_OPS simple ops when deciding to inline or realize
+TRANSCENDENTAL = {"exp", "exp2", "expm1", "log", "log2", "log10", "log1p", "sin", "cos", "tan", "asin", "acos",
+                  "atan", "sinh", "cosh", "tanh", "asinh", "acosh", "atanh", "sigmoid", "erf", "erfc", "lgamma"}
+
+
 def _unary(name):
     def lower(x):
         dtype = meta_val().dtype
-        return make_pointwise(getattr(ops, name), [x], dtype)
+        return make_pointwise(getattr(ops, name), [x], dtype,
+                              own_ops=TRANSCENDENTAL_OPS if name in TRANSCENDENTAL else 1)
     return lower
 
 
@@ -71,7 +77,7 @@ def gelu(x, approximate="none"):
             inner = ops.mul(c(math.sqrt(2 / math.pi)), ops.add(v, ops.mul(c(0.044715), ops.mul(v, ops.mul(v, v)))))
             return ops.mul(ops.mul(c(0.5), v), ops.add(c(1.0), ops.tanh(inner)))
         return ops.mul(ops.mul(c(0.5), v), ops.add(c(1.0), ops.erf(ops.mul(v, c(math.sqrt(0.5))))))
-    return make_pointwise(fn, [x], dtype)
+    return make_pointwise(fn, [x], dtype, own_ops=(8 if approximate == "tanh" else 4) + TRANSCENDENTAL_OPS)
 
 
 @register_lowering(aten.leaky_relu)
