@@ -5,6 +5,7 @@ import pytest
 import torch
 
 import torch_hetero
+from torch_hetero.backend import collect_compiled_graphs
 from torch_hetero.device_models import get_profile
 from torch_hetero.runtime import triton_run
 from utils import check, compiled_kernels
@@ -189,6 +190,21 @@ def test_max_pooling_reads_a_computed_input_once_and_skips_unused_indices():
     check(fn, x, grad=True, options={"strict": True})
     _, kernels = compiled_kernels(fn, (x,), {})
     assert len(kernels) == 2 and all("int64_t*" not in k.source for k in kernels), [k.source for k in kernels]
+
+
+def test_max_pooling_for_training_scans_each_window_once():
+    """Training saves the indices: the forward computes them and gathers the values at them,
+    instead of a second kernel scanning every window for the values."""
+    fn = lambda v: torch.nn.functional.max_pool2d((v * 3 - 1).relu(), 3, 2, 1).sum()  # noqa: E731
+    x = _pooling_input((2, 4, 16, 16)).requires_grad_()
+    check(fn, x, grad=True, options={"strict": True})
+    torch._dynamo.reset()
+    with collect_compiled_graphs() as graphs:
+        torch.compile(fn, backend="hetero")(x).backward()
+    [forward] = [g for kind, g, _ in graphs if kind == "forward"]
+    pooling = [k for k in forward.kernels if "aten.max_pool2d_with_indices" in k.origins]
+    assert len(pooling) == 1 and len(pooling[0].group.stored) == 2, [k.source for k in forward.kernels]
+    assert "hetero_max<float>" not in pooling[0].source, pooling[0].source  # no second scan for the maximum
 
 
 @pytest.mark.parametrize("options", [{}, {"device": "h100", "executor": "interpret"},

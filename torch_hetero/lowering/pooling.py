@@ -1,15 +1,17 @@
 """Average pooling (1-3 spatial dims, forward and backward) and max pooling (forward, with
 indices) unrolled over the (small, static) kernel window: elementwise over the output, so
-each fuses like any pointwise op, and max pooling's indices cost nothing unless used."""
+each fuses like any pointwise op.  Max pooling's indices cost nothing unless used; when they
+are (training), the values are gathered at them rather than found by a second scan."""
 from __future__ import annotations
 
 import itertools
+import operator
 
 import sympy
 import torch
 
-from .. import ir
-from ..symbolic import FloorDiv
+from .. import ir, symbolic
+from ..symbolic import FloorDiv, ModularIndexing
 from ..virtualized import current_graph, ops
 from .common import meta_val, new_pointwise, size_of
 from .registry import register_lowering
@@ -155,7 +157,31 @@ def _max_pool(spatial, x, kernel_size, stride, padding, dilation):
             take = ops.logical_and(inside, ops.logical_or(ops.gt(value, best), ops.isnan(value)))
             best, at = ops.where(take, value, best), ops.where(take, _idx(position), at)
         return at
-    return new_pointwise(values, out_size, dtype, 2), new_pointwise(indices, out_size, torch.int64, 2)
+    index_value = new_pointwise(indices, out_size, torch.int64, 2)
+    if not _indices_read():
+        return new_pointwise(values, out_size, dtype, 2), index_value
+    # training: the indices are saved for the backward; the values are the input at them
+    positions = current_graph().realize(index_value).make_loader()
+
+    def gathered(index):
+        flat = ops.indirect_indexing(positions(index), symbolic.product(sizes))
+        return load(list(index[:lead]) + _unflat(flat, sizes))
+    return new_pointwise(gathered, out_size, dtype, 2), index_value
+
+
+def _indices_read() -> bool:
+    """Does anything read the indices output of the max-pool node being lowered?"""
+    node = current_graph().current_node
+    return any(user.target is operator.getitem and user.args[1] == 1 and user.users for user in node.users)
+
+
+def _unflat(flat, sizes) -> list:
+    """The coordinates of flat position ``flat`` within a row-major plane of ``sizes``."""
+    coords, inner = [], sympy.Integer(1)
+    for k in reversed(range(len(sizes))):
+        coords.append(FloorDiv(flat, inner) if k == 0 else ModularIndexing(flat, inner, sizes[k]))
+        inner = inner * sizes[k]
+    return coords[::-1]
 
 
 def _flat(source, sizes):
