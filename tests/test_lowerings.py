@@ -209,18 +209,20 @@ def test_max_pooling_for_training_scans_each_window_once():
 
 @pytest.mark.parametrize("options", [{}, {"device": "h100", "executor": "interpret"},
                                      {"device": "mtia-v2", "executor": "interpret"}], ids=["host", "h100", "mtia"])
-@pytest.mark.parametrize("fn,make_inputs", [
-    pytest.param(lambda x: torch.cumsum(x, -1) * 2, lambda: (torch.randn(5, 70),), id="cumsum_last"),
-    pytest.param(lambda x: torch.cumprod(x, 1), lambda: (torch.randn(3, 6, 4),), id="cumprod_middle"),
-    pytest.param(lambda x: torch.cumsum(x, 0), lambda: (torch.randint(-5, 5, (9,)),), id="cumsum_int"),
-    pytest.param(lambda x: torch.cumsum(x, 1, dtype=torch.float32), lambda: (torch.randn(4, 33).bfloat16(),),
+@pytest.mark.parametrize("fn,make_inputs,atol", [
+    pytest.param(lambda x: torch.cumsum(x, -1) * 2, lambda: (torch.randn(5, 70),), 1e-4, id="cumsum_last"),
+    pytest.param(lambda x: torch.cumprod(x, 1), lambda: (torch.randn(3, 6, 4),), 1e-4, id="cumprod_middle"),
+    pytest.param(lambda x: torch.cumsum(x, 0), lambda: (torch.randint(-5, 5, (9,)),), 1e-4, id="cumsum_int"),
+    pytest.param(lambda x: torch.cumsum(x, 1, dtype=torch.float32), lambda: (torch.randn(4, 33).bfloat16(),), 1e-4,
                  id="cumsum_bf16_to_f32"),
-    pytest.param(lambda x: torch.cumsum(x, 1), lambda: (torch.randn(2, 5000),), id="cumsum_long_rows"),
+    # a block scan adds in another order than eager's serial loop: over 5000 elements the
+    # rounding differs by up to ~sqrt(n) ulps of the running sum (~70), a few 1e-4
+    pytest.param(lambda x: torch.cumsum(x, 1), lambda: (torch.randn(2, 5000),), 1e-3, id="cumsum_long_rows"),
 ])
-def test_scans_are_native_with_gradients(fn, make_inputs, options):
+def test_scans_are_native_with_gradients(fn, make_inputs, atol, options):
     inputs = make_inputs()
     grad = inputs[0].dtype == torch.float32
-    check(fn, *inputs, grad=grad, atol=1e-4, rtol=1e-4, options={"strict": True, **options})
+    check(fn, *inputs, grad=grad, atol=atol, rtol=1e-4, options={"strict": True, **options})
     assert not explain(fn, *inputs, device=options.get("device", "cpu")).fallbacks
 
 
