@@ -21,6 +21,7 @@ import torch
 
 from .device_models import get_profile, list_profiles
 from .device_models.cost_model import dtype_name
+from .errors import ProfileError
 from .report import Report, compile_and_run, graph_prefixes, report_of
 from .runtime import triton_run
 
@@ -141,11 +142,11 @@ def load_factory(spec: str):
                          f"got {spec!r}")
     try:
         if module_name.endswith(".py"):
-            loader = importlib.util.spec_from_file_location(os.path.basename(module_name)[:-3], module_name)
-            if loader is None or not os.path.exists(module_name):
+            if not os.path.exists(module_name):
                 raise ImportError(f"no such file {module_name}")
-            module = importlib.util.module_from_spec(loader)
-            loader.loader.exec_module(module)
+            found = importlib.util.spec_from_file_location(os.path.basename(module_name)[:-3], module_name)
+            module = importlib.util.module_from_spec(found)
+            found.loader.exec_module(module)
         else:
             module = importlib.import_module(module_name)
     except ImportError as error:
@@ -166,7 +167,7 @@ def load_factory(spec: str):
 def _audit_device(model, inputs, device, ahead_of_time: bool, say) -> DeviceAudit:
     try:
         profile = get_profile(device)
-    except Exception as error:  # ProfileError names the file and the fix
+    except ProfileError as error:  # it names the file or name, and the fix
         say(f"error: {error}")
         return DeviceAudit(str(device), error=str(error))
     entry = DeviceAudit(profile.name, profile.description, profile.codegen, profile.triton_target,
