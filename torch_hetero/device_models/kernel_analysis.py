@@ -177,7 +177,7 @@ COLUMN_KINDS = ("sum", "prod", "max", "min")
 
 def column_reduction(node, outer: tuple, hints: dict) -> bool:
     """A reduction over a dim its input is strided along, contiguous along its last output
-    dim (a sum over rows: bias gradients, batch statistics).  The host runs it with the
+    dim (a sum over rows: bias and layer-norm weight gradients, batch statistics).  The host runs it with the
     reduction loop outside and the output dim inside, vectorized, one accumulator per output:
     the order of ATen's CPU kernel for such reductions (row by row)."""
     data = node.data
@@ -192,7 +192,10 @@ def column_reduction(node, outer: tuple, hints: dict) -> bool:
         data.inner_fn(index, rindex)
     strides = [(stride_along(i, outer_vars[-1], hints), stride_along(i, inner_vars[-1], hints))
                for i in counter.indices]
-    return not counter.indirect and any(last == 1 for last, _ in strides) and all(abs(r) != 1 for _, r in strides)
+    # every load walks the outputs contiguously or strides along the rows; a per-row value
+    # (layer norm's mean and rstd in its weight gradient) is one scalar per row either way
+    return not counter.indirect and any(last == 1 for last, _ in strides) and \
+        all(abs(r) != 1 or last == 0 for last, r in strides)
 
 
 @dataclasses.dataclass(frozen=True)
