@@ -8,6 +8,7 @@ import os
 import warnings
 
 from .device_models import get_profile
+from .device_models.table import format_bytes
 
 SUMMARY_HEADERS = ("device", "code", "kernels", "externs", "debt ops (calls)", "latency", "energy/call",
                    "samples/s/W", "memory need / capacity", "ahead-of-time", "status")
@@ -29,7 +30,7 @@ def _summary_row(audit, d) -> tuple:
         return (name, code, "-", "-", "-", "-", "-", "-", "-", "-", "error: " + d.error.splitlines()[0][:80])
     calls = sum(debt.calls for debt in d.debt)
     per_watt = audit.samples_per_joule(d)
-    memory = (f"{_bytes(audit.need_bytes(d))} / {_bytes(d.capacity_bytes)} "
+    memory = (f"{format_bytes(audit.need_bytes(d))} / {format_bytes(d.capacity_bytes)} "
               f"{'fits' if audit.fits(d) else 'DOES NOT FIT'}")
     return (name, code, str(len(d.report.kernels)), str(len(d.report.externs)), f"{len(d.debt)} ({calls})",
             _time(d.latency_us), _energy(d.energy_uj), f"{per_watt:,.0f}" if per_watt else "-", memory,
@@ -42,7 +43,7 @@ def _aot_cell(d) -> str:
     compiled = len(d.aot.shared_bytes)
     total = compiled + len(d.aot.errors)
     most = max(d.aot.shared_bytes.values(), default=0)
-    return f"{compiled}/{total} built, smem ≤ {_bytes(most)}" + ("" if d.aot.ok else " FAILED")
+    return f"{compiled}/{total} built, smem ≤ {format_bytes(most)}" + ("" if d.aot.ok else " FAILED")
 
 
 def summary_text(audit) -> str:
@@ -90,9 +91,9 @@ def markdown(audit, roofline: str | None = "roofline.png") -> str:
         if d.aot is not None:
             out += ["", f"### Ahead-of-time Triton compile for {d.aot.target}", "",
                     f"{len(d.aot.shared_bytes)} of {len(d.aot.shared_bytes) + len(d.aot.errors)} kernels built; "
-                    f"shared memory limit {_bytes(d.aot.limit_bytes)} per unit.", ""]
+                    f"shared memory limit {format_bytes(d.aot.limit_bytes)} per unit.", ""]
             out += _table(("kernel", "shared memory", "result"),
-                          [(k, _bytes(used), "ok" if used <= d.aot.limit_bytes else "over the limit")
+                          [(k, format_bytes(used), "ok" if used <= d.aot.limit_bytes else "over the limit")
                            for k, used in d.aot.shared_bytes.items()]
                           + [(k, "-", "error: " + e.splitlines()[0]) for k, e in d.aot.errors.items()])
     return "\n".join(out) + "\n"
@@ -196,7 +197,7 @@ def write_files(audit, directory: str) -> dict:
 
 
 def _model_line(audit) -> str:
-    return (f"{audit.model}, {audit.parameters / 1e6:.2f} M parameters ({_bytes(audit.weight_bytes)} of "
+    return (f"{audit.model}, {audit.parameters / 1e6:.2f} M parameters ({format_bytes(audit.weight_bytes)} of "
             f"{audit.dtype} weights), "
             f"inputs {', '.join(audit.inputs) or '-'}, batch {audit.batch}")
 
@@ -222,10 +223,3 @@ def _energy(uj) -> str:
     if uj is None:
         return "-"
     return f"{uj / 1000:.2f} mJ" if uj >= 1000 else f"{uj:.1f} uJ"
-
-
-def _bytes(n: int) -> str:
-    for unit, scale in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
-        if n >= scale:
-            return f"{n / scale:.1f} {unit}"
-    return f"{n} B"

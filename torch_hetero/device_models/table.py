@@ -32,10 +32,11 @@ def _matrix_16bit(p: DeviceProfile) -> str:
 
 
 def _memory(size: int, gbps: float) -> str:
-    return f"{_bytes(size)} @ {_bandwidth(gbps)}"
+    return f"{format_bytes(size)} @ {_bandwidth(gbps)}"
 
 
-def _bytes(size: int) -> str:
+def format_bytes(size: int) -> str:
+    """A byte count in binary units, as the devices table and the audit show it."""
     for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
         if size >= scale:
             return f"{_num(size / scale)} {unit}"
