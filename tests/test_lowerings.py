@@ -1,6 +1,8 @@
 """Lowerings whose behaviour depends on the target or on runtime metadata: special functions
 (native on the host, libdevice-only on Triton targets) and ``as_strided`` over graph inputs."""
 
+import math
+
 import pytest
 import torch
 
@@ -301,3 +303,17 @@ def test_host_scans_accumulate_in_double_like_aten():
     x = torch.randn(3, 100_000)
     torch._dynamo.reset()
     assert torch.equal(torch.compile(lambda v: torch.cumsum(v, 1), backend="hetero")(x), torch.cumsum(x, 1))
+
+
+def test_host_erf_is_accurate_over_its_range():
+    """The prelude's inline erf (not libm's): relative error against float64 over [-10, 10] and
+    down to the smallest inputs (where the result is a normal float), and the special values."""
+    x = torch.cat([torch.linspace(-10, 10, 200001), torch.logspace(-44, 0, 2001),
+                   torch.tensor([float("nan"), float("inf"), -float("inf"), 0.0, -0.0])])
+    out = torch.compile(torch.erf, backend="hetero", options={"device": "cpu"})(x)
+    expected = torch.erf(x.double())
+    finite = expected.isfinite() & (expected.abs() > torch.finfo(torch.float32).tiny)  # normal results
+    relative = ((out.double() - expected).abs() / expected.abs())[finite]
+    assert relative.max() < 4e-7, relative.max()
+    assert out[-5].isnan() and out[-4:].tolist() == [1.0, -1.0, 0.0, -0.0]
+    assert math.copysign(1, out[-1].item()) == -1
