@@ -67,6 +67,7 @@ def group_nodes(graph, profile, storage: dict, readers: dict, pinned: set, enabl
         inside = collections.Counter(name for n in group.nodes for name in set(planner.loaded(n)))
         group.local = {n.name for n in group.nodes if isinstance(n.data, ir.Reduction) and n.name not in pinned
                        and 0 < readers.get(n.name, 0) == inside[n.name]}
+        group.reread = {n.name for n in group.nodes if isinstance(n.data, ir.Reduction) and inside[n.name]} - group.local
         if group.matmul is not None:  # on its target, the matmul output tile never leaves the kernel
             out = group.matmul.outputs[0].name
             group.local |= {out} if out not in pinned and readers.get(out, 0) == inside[out] else set()

@@ -22,6 +22,7 @@ class Group:
     nodes: list                 # ComputedBuffers, in execution order
     outer: tuple                # ranges of the shared outer loops
     local: set = dataclasses.field(default_factory=set)       # reductions kept in registers
+    reread: set = dataclasses.field(default_factory=set)      # stored reductions later nodes also read
     decisions: list = dataclasses.field(default_factory=list)  # why each node joined or not
     matmul: object = None       # the ExternCall matmul this group is the epilogue of, if fused
     column: bool = False        # one column reduction (host): reduction loop outside, outputs vectorized

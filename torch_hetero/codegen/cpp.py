@@ -52,7 +52,7 @@ def render_kernel(name: str, group: Group) -> CppKernel:
                 body += _loops(ops, inner, inner_vars, ops.lines, pragma=simd)
             else:
                 body += _reduction(ops, node, index, rindex, inner, inner_vars, f"acc{position}",
-                                   node.name in group.local)
+                                   node.name in group.local, node.name in group.reread)
         fused.update(dict.fromkeys(in_order(origins, node.data.origins)))
     parallel = group.parallel_iterations() != 1
     return _function(name, ops, _loops(ops, group.outer, outer_vars, body, parallel=parallel), list(fused))
@@ -140,9 +140,11 @@ def _column_reduction(ops: CppOps, group: Group, outer_vars: list) -> list:
     return _loops(ops, tuple(lead), outer_vars[:-1], tiles, parallel=parallel)
 
 
-def _reduction(ops: CppOps, node, index, rindex, inner, inner_vars, acc: str, local: bool) -> list:
+def _reduction(ops: CppOps, node, index, rindex, inner, inner_vars, acc: str, local: bool, reread: bool) -> list:
     """A reduction's accumulator, its inner loop and its result: stored, or (``local``) kept
-    in a variable named after the buffer, which the group's later nodes read."""
+    in a variable named after the buffer, which the group's later nodes read; ``reread``: both
+    stored and kept, so that those reads stay off memory (a load of the stored value inside
+    their loops kept g++ from vectorizing a norm's second pass)."""
     data: ir.Reduction = node.data
     if isinstance(data, ir.Sort):
         return _sort(ops, node, index, rindex, inner, inner_vars, acc)
@@ -176,9 +178,9 @@ def _reduction(ops: CppOps, node, index, rindex, inner, inner_vars, acc: str, lo
     ops.lines, ops.cse = [], {}
     if data.epilogue is not None:
         result = data.epilogue(result)
-    if local:
-        ops.define_local(node.name, result, node.get_dtype())
-    else:
+    if local or reread:
+        result = ops.define_local(node.name, result, node.get_dtype(), variable=None if local else f"{node.name}_value")
+    if not local:
         ops.store(node.name, node.layout.index(index), result, node.get_dtype())
     return init + loops + ops.lines
 

@@ -138,16 +138,19 @@ class CppOps:
             text = f"{LOW_PRECISION[dtype][1]}({text})"
         self.lines.append(f"{self.indent}{target} = {text};")
 
-    def define_local(self, name: str, value: CVar, dtype):
-        """A buffer that never reaches memory: one value per outer iteration, read by the
-        kernel's later nodes.  Rounded to ``dtype`` as a store would be."""
+    def define_local(self, name: str, value: CVar, dtype, variable: str | None = None) -> CVar:
+        """A buffer's value for this outer iteration in a variable (``variable``, default the
+        buffer's name), which the kernel's later nodes read instead of memory.  Rounded to
+        ``dtype`` as a store would be."""
         text = str(value)
         if dtype in LOW_PRECISION:
             text = f"{LOW_PRECISION[dtype][2]}({text})"
         elif value.dtype != dtype:
             text = f"static_cast<{compute_ctype(dtype)}>({text})"
-        self.lines.append(f"{self.indent}{compute_ctype(dtype)} {name} = {text};")
-        self.locals[name] = CVar(name, dtype)
+        variable = variable or name
+        self.lines.append(f"{self.indent}{compute_ctype(dtype)} {variable} = {text};")
+        self.locals[name] = CVar(variable, dtype)
+        return self.locals[name]
 
     def constant(self, value, dtype):
         return CVar(literal(value, dtype), dtype)
