@@ -14,10 +14,12 @@ from ..symbolic import simplify_index
 from . import special
 from .printer import cexpr
 
+# bool buffers are bytes: g++ 12 does not vectorize a loop that loads a C++ bool into a select
+# (an attention mask's where), and converts a loaded byte to bool in vector registers.
 STORAGE_CTYPE = {
     torch.float32: "float", torch.float64: "double", torch.float16: "uint16_t",
     torch.bfloat16: "uint16_t", torch.int8: "int8_t", torch.uint8: "uint8_t",
-    torch.int16: "int16_t", torch.int32: "int32_t", torch.int64: "int64_t", torch.bool: "bool",
+    torch.int16: "int16_t", torch.int32: "int32_t", torch.int64: "int64_t", torch.bool: "uint8_t",
 }
 LOW_PRECISION = {torch.float16: ("hetero_h2f", "hetero_f2h", "hetero_round_half"),
                  torch.bfloat16: ("hetero_b2f", "hetero_f2b", "hetero_round_bf16")}
@@ -26,6 +28,8 @@ LOW_PRECISION = {torch.float16: ("hetero_h2f", "hetero_f2h", "hetero_round_half"
 def compute_ctype(dtype: torch.dtype) -> str:
     if dtype in LOW_PRECISION:
         return "float"
+    if dtype == torch.bool:
+        return "bool"
     if dtype not in STORAGE_CTYPE:
         raise NotImplementedError(f"dtype {dtype} has no C++ lowering")
     return STORAGE_CTYPE[dtype]
