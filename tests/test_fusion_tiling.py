@@ -230,3 +230,23 @@ def test_layer_norm_weight_gradient_is_a_column_reduction():
     per_feature = [k for k in backward.kernels if any(tuple(n.layout.size) == (96,) for n in k.group.nodes)]
     assert len(per_feature) == 2, [k.source for k in backward.kernels]   # weight and bias gradients
     assert all(k.group.column and "acc[ij0]" in k.source for k in per_feature), [k.source for k in per_feature]
+
+
+def test_a_view_across_heads_splits_the_host_loop_instead_of_dividing():
+    """Heads transposed back and flattened (attention's output, LLaMA's gradients): the load
+    reaches the flat index through // 64 and % 64; the host loop is split in two (4 x 64), so
+    every index is affine and the inner loop vectorizes."""
+    kernels, _ = _host_kernels(lambda x: x.transpose(1, 2).reshape(2, 16, 256) * 2, torch.randn(2, 4, 16, 64))
+    source = kernels[0].source
+    assert "x0 < 4" in source and "x1 < 64" in source, source
+    assert "/ 64" not in source and "% 64" not in source, source
+
+
+def test_a_stored_reduction_is_not_reloaded_by_its_kernel():
+    """A reduction that is both an output (a norm's saved statistics) and read by the rest of
+    its kernel: the later loop reads a variable; a load of the stored value kept g++ from
+    vectorizing it."""
+    x = torch.randn(8, 256)
+    kernels, _ = _host_kernels(lambda x: (lambda m: (m, x / m))(x.abs().amax(-1, keepdim=True)), x)
+    assert len(kernels) == 1 and "buf0_value" in kernels[0].source, kernels[0].source
+    assert kernels[0].source.count("buf0[") == 1, kernels[0].source

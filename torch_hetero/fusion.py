@@ -24,8 +24,7 @@ from .device_models.cost_model import MemoryModel, estimate_kernel
 from .device_models.kernel_analysis import analyze, column_reduction
 from .device_models.tiling import plan_matmul
 from .graph import MATMULS
-from .loop_nest import Group, default_outer, dims, inner_ranges, node_indices, same
-from .virtualized import set_ops_handler
+from .loop_nest import Group, default_outer, dims, inner_ranges, loads_of, node_indices, same
 
 
 def group_nodes(graph, profile, storage: dict, readers: dict, pinned: set, enabled: bool = True) -> list:
@@ -120,7 +119,7 @@ class _Planner:
         outer_vars = list(symbolic.index_symbols("o", len(outer)))
         inner_vars = list(symbolic.index_symbols("x", len(inner_ranges(node, outer))))
         index, _ = node_indices(node, outer_vars, outer, inner_vars)
-        for name, load_index, ranges in _loads(node, outer, outer_vars):
+        for name, load_index, ranges in loads_of(node, outer, outer_vars):
             ranges = {**ranges, **dict(zip(outer_vars, outer))}
             if name == out.name and sympy.expand(symbolic.simplify_index(load_index, ranges)
                                                  - symbolic.simplify_index(out.layout.index(index), ranges)) != 0:
@@ -172,7 +171,7 @@ def _dependency_problem(group: Group, node, outer: tuple) -> Optional[str]:
     """Why ``node`` reading the group's buffers would see values not yet written, if so."""
     written = {n.name: n for n in group.nodes}
     outer_vars = list(symbolic.index_symbols("o", len(outer)))
-    for name, index, ranges in _loads(node, outer, outer_vars):
+    for name, index, ranges in loads_of(node, outer, outer_vars):
         producer = written.get(name)
         if producer is None:
             continue
@@ -187,48 +186,10 @@ def _dependency_problem(group: Group, node, outer: tuple) -> Optional[str]:
     return None
 
 
-class _LoadRecorder:
-    """An ``ops`` handler that only records loads (name, index)."""
-
-    def __init__(self):
-        self.loads: list = []
-        self.indirect = 0
-
-    def load(self, name, index, dtype):
-        self.loads.append((name, sympy.sympify(index)))
-
-    def indirect_indexing(self, value, size):
-        self.indirect += 1
-        return sympy.Symbol(f"indirect{self.indirect}", integer=True)
-
-    def masked(self, mask, body, other, dtype):
-        return body()
-
-    def __getattr__(self, name):
-        return lambda *args: None
-
-
-def _loads(node, outer: tuple, outer_vars: list) -> list:
-    """(buffer, index, inner ranges by variable) of every load of ``node`` in a group."""
-    inner = inner_ranges(node, outer)
-    inner_vars = list(symbolic.index_symbols("x", len(inner)))
-    index, rindex = node_indices(node, outer_vars, outer, inner_vars)
-    recorder = _LoadRecorder()
-    with set_ops_handler(recorder):
-        if isinstance(node.data, ir.Reduction):
-            node.data.inner_fn(index, rindex)
-        else:
-            node.data.inner_fn(index)
-        if isinstance(node.data, ir.Scatter):
-            node.data.output_index(index)
-    ranges = dict(zip(inner_vars, inner))
-    return [(name, idx, ranges) for name, idx in recorder.loads]
-
-
 def loaded_buffers(node) -> list:
     """Names of the buffers ``node`` loads."""
     outer = default_outer(node)
-    return [name for name, _, _ in _loads(node, outer, list(symbolic.index_symbols("o", len(outer))))]
+    return [name for name, _, _ in loads_of(node, outer, list(symbolic.index_symbols("o", len(outer))))]
 
 
 def _fmt(ranges) -> str:

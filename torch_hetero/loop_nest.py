@@ -12,6 +12,7 @@ from typing import Optional
 import sympy
 
 from . import ir, symbolic
+from .virtualized import set_ops_handler
 
 PARALLEL_MIN_ELEMENTS = 32768   # below this, OpenMP fork/join costs more than it saves
 MAX_PARALLEL_DIMS = 3           # outer loops collapsed into the parallel one
@@ -121,3 +122,83 @@ def _cover(own: tuple, outer: tuple) -> Optional[list]:
 def same(a, b) -> bool:
     return a is not None and b is not None and len(a) == len(b) and all(
         sympy.expand(x - y) == 0 for x, y in zip(a, b))
+
+
+class _LoadRecorder:
+    """An ``ops`` handler that only records loads (name, index)."""
+
+    def __init__(self):
+        self.loads: list = []
+        self.indirect = 0
+
+    def load(self, name, index, dtype):
+        self.loads.append((name, sympy.sympify(index)))
+
+    def indirect_indexing(self, value, size):
+        self.indirect += 1
+        return sympy.Symbol(f"indirect{self.indirect}", integer=True)
+
+    def masked(self, mask, body, other, dtype):
+        return body()
+
+    def __getattr__(self, name):
+        return lambda *args: None
+
+
+def loads_of(node: ir.ComputedBuffer, outer: tuple, outer_vars: list) -> list:
+    """(buffer, index, inner ranges by variable) of every load of ``node`` in a group."""
+    inner = inner_ranges(node, outer)
+    inner_vars = list(symbolic.index_symbols("x", len(inner)))
+    index, rindex = node_indices(node, outer_vars, outer, inner_vars)
+    recorder = _LoadRecorder()
+    with set_ops_handler(recorder):
+        if isinstance(node.data, ir.Reduction):
+            node.data.inner_fn(index, rindex)
+        else:
+            node.data.inner_fn(index)
+        if isinstance(node.data, ir.Scatter):
+            node.data.output_index(index)
+    ranges = dict(zip(inner_vars, inner))
+    return [(name, idx, ranges) for name, idx in recorder.loads]
+
+
+MIN_SPLIT = 8   # the inner loop after a split is at least this long (a vector of floats or more)
+
+
+def _divmod_atoms(expr, var) -> list:
+    return [a for a in expr.atoms(symbolic.FloorDiv, symbolic.ModularIndexing) if var in a.free_symbols]
+
+
+def host_inner_ranges(node: ir.ComputedBuffer, outer: tuple) -> tuple:
+    """(inner ranges, split) of a node as host (C++) loops run it.  A pointwise node whose loads
+    reach the innermost variable x through x // d and x % d (a view across a reshape: heads
+    transposed, rotary halves) has that loop split in two, x = x' * d + x'': every index becomes
+    affine in x'' and the loop vectorizes, where g++ computed the divisions per element.
+    ``split`` is d (the last two ranges are x' and x''), or None."""
+    inner = inner_ranges(node, outer)
+    if type(node.data) is not ir.Pointwise or not inner or not inner[-1].is_Integer:
+        return inner, None
+    outer_vars = list(symbolic.index_symbols("o", len(outer)))
+    x = symbolic.index_symbols("x", len(inner))[-1]
+    indices = [index for _, index, _ in loads_of(node, outer, outer_vars)]
+    atoms = [a for index in indices for a in _divmod_atoms(index, x)]
+    candidates = {int(a.args[1]) if isinstance(a, symbolic.FloorDiv) else int(a.args[1] * a.args[2])
+                  for a in atoms if all(arg.is_Integer for arg in a.args[1:])}
+    size = int(inner[-1])
+    high, low = sympy.symbols("split_high split_low", integer=True, nonnegative=True)
+    for d in sorted(candidates, reverse=True):
+        if d < MIN_SPLIT or d >= size or size % d:
+            continue
+        ranges = {high: sympy.Integer(size // d), low: sympy.Integer(d)}
+        if not any(_divmod_atoms(symbolic.simplify_index(index.subs(x, high * d + low), ranges), low)
+                   for index in indices):
+            return inner[:-1] + (sympy.Integer(size // d), sympy.Integer(d)), d
+    return inner, None
+
+
+def split_vars(inner_vars: list, split) -> list:
+    """The node's inner index variables over loops from ``host_inner_ranges``: the split
+    loops' two variables recombined."""
+    if split is None:
+        return list(inner_vars)
+    return list(inner_vars[:-2]) + [inner_vars[-2] * split + inner_vars[-1]]

@@ -8,7 +8,7 @@ import sympy
 import torch
 
 from .. import ir, symbolic
-from ..loop_nest import MAX_PARALLEL_DIMS, Group, inner_ranges, node_indices
+from ..loop_nest import MAX_PARALLEL_DIMS, Group, host_inner_ranges, inner_ranges, node_indices, split_vars
 from ..virtualized import collect_origins, in_order, set_ops_handler
 from .cpp_ops import STORAGE_CTYPE, CppOps, CVar, compute_ctype
 
@@ -39,11 +39,11 @@ def render_kernel(name: str, group: Group) -> CppKernel:
         return _function(name, ops, loops, in_order(origins, group.nodes[0].data.origins))
     for position, node in enumerate(group.nodes):
         with set_ops_handler(ops), collect_origins() as origins:
-            inner = inner_ranges(node, group.outer)
+            inner, split = host_inner_ranges(node, group.outer)
             inner_vars = _loop_vars("x", len(inner))
             ops.ranges.update(zip(inner_vars, inner))
             ops.lines, ops.cse = [], {}
-            index, rindex = node_indices(node, outer_vars, group.outer, inner_vars)
+            index, rindex = node_indices(node, outer_vars, group.outer, split_vars(inner_vars, split))
             if isinstance(node.data, ir.Pointwise):
                 node.data.store_to(node, index)
                 # independent iterations: vectorize, calls to libm included (vector variants

@@ -16,7 +16,7 @@ import torch
 from .. import ir, symbolic
 from ..codegen import special
 from ..runtime.cpp_build import vector_libm
-from ..loop_nest import Group, inner_ranges, node_indices
+from ..loop_nest import Group, host_inner_ranges, inner_ranges, node_indices, split_vars
 from ..virtualized import set_ops_handler
 
 # One transcendental evaluation: its cost in vector FLOPs on vector targets, and in cycles of
@@ -264,12 +264,12 @@ def _count(node, outer: tuple, storage: dict, hints: dict, column: bool = False)
     """``column``: a column reduction (see ``column_reduction``), whose innermost loop is its
     last output dim."""
     outer_vars = list(symbolic.index_symbols("o", len(outer)))
-    inner = inner_ranges(node, outer)
+    inner, split = host_inner_ranges(node, outer)
     inner_vars = list(symbolic.index_symbols("x", len(inner)))
     loops = outer_vars + inner_vars
     innermost = outer_vars[-1] if column else (loops[-1] if loops else None)
     counter = CountingOps(dict(zip(loops, outer + inner)), innermost, hints)
-    index, rindex = node_indices(node, outer_vars, outer, inner_vars)
+    index, rindex = node_indices(node, outer_vars, outer, split_vars(inner_vars, split))
     data = node.data
     with set_ops_handler(counter):
         if isinstance(data, ir.Scatter):
