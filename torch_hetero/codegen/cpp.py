@@ -127,7 +127,7 @@ def _column_reduction(ops: CppOps, group: Group, outer_vars: list) -> list:
     if data.epilogue is not None:
         result = data.epilogue(result)
     ops.store(node.name, node.layout.index(index), result, node.get_dtype())
-    body = [f"const int64_t {count} = std::min<int64_t>({COLUMN_TILE}, {ops.index(last)} - {tile});",
+    body = [f"const int64_t {count} = hetero_imin({COLUMN_TILE}, {ops.index(last)} - {tile});",
             f"{ctype} acc[{COLUMN_TILE}];",
             *lanes([f"{acc} = {_init_value(kind, acc_dtype, ctype)};"]),
             *_loops(ops, inner, inner_vars, lanes(combine)),
@@ -211,7 +211,7 @@ def _sort(ops: CppOps, node, index, rindex, inner, inner_vars, acc: str) -> list
     sort of the positions by key (NaNs last; first when descending), the positions stored."""
     data: ir.Sort = node.data
     value = data.inner_fn(index, rindex)
-    ops.headers |= {"numeric", "vector"}
+    ops.headers |= {"algorithm", "numeric", "vector"}
     var, length = inner_vars[0], ops.index(inner[0])
     ctype = compute_ctype(value.dtype)
     before = "(a > b) || (a != a && b == b)" if data.descending else "(a < b) || (b != b && a == a)"

@@ -2,7 +2,6 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
-#include <algorithm>
 #include <limits>
 #include <omp.h>
 
@@ -86,10 +85,13 @@ static inline float hetero_round_bf16(float f) { return hetero_b2f(hetero_f2b(f)
 // NaN-propagating max/min, like torch.maximum/minimum and amax/amin.
 template <typename T> static inline T hetero_max(T a, T b) { return (a != a || a > b) ? a : b; }
 template <typename T> static inline T hetero_min(T a, T b) { return (a != a || a < b) ? a : b; }
+// Index arithmetic (sympy Min/Max in indices, tile bounds): without <algorithm>, which is slow to parse.
+static inline int64_t hetero_imin(int64_t a, int64_t b) { return b < a ? b : a; }
+static inline int64_t hetero_imax(int64_t a, int64_t b) { return a < b ? b : a; }
 
 // log(exp(a) + exp(b)) without overflow (logcumsumexp); equal infinities stay as they are.
 template <typename T> static inline T hetero_logaddexp(T a, T b) {
-  T lo = std::isnan(b) ? b : std::min(a, b), hi = std::isnan(b) ? b : std::max(a, b);
+  T lo = std::isnan(b) ? b : (b < a ? b : a), hi = std::isnan(b) ? b : (a < b ? b : a);
   if (lo == hi && std::isinf(lo)) return lo;
   return hi + std::log1p(std::exp(lo - hi));
 }

@@ -67,7 +67,7 @@ class ExprPrinter:
     def minmax(self, which: str, args: list) -> str:
         out = args[0]
         for arg in args[1:]:
-            out = f"std::{which}<int64_t>({out}, {arg})"
+            out = f"hetero_i{which}({out}, {arg})"
         return out
 
 
