@@ -250,3 +250,15 @@ def test_a_stored_reduction_is_not_reloaded_by_its_kernel():
     kernels, _ = _host_kernels(lambda x: (lambda m: (m, x / m))(x.abs().amax(-1, keepdim=True)), x)
     assert len(kernels) == 1 and "buf0_value" in kernels[0].source, kernels[0].source
     assert kernels[0].source.count("buf0[") == 1, kernels[0].source
+
+
+def test_a_saved_activation_is_computed_where_it_is_produced():
+    """In training, the forward graph returns the tanh for its backward and also sums it: the
+    tanh is computed once, in the summing kernel, not again by a kernel of its own at the end."""
+    x = torch.randn(64, 128, requires_grad=True)
+    with collect_compiled_graphs() as graphs:
+        torch.compile(lambda x: (x * 2).tanh().sum(-1), backend="hetero", options={"strict": True})(x).sum().backward()
+    forward = next(g for kind, g, _ in graphs if kind == "forward")
+    assert len(forward.kernels) == 1, [k.source for k in forward.kernels]
+    assert forward.kernels[0].source.count("hetero_tanhf") == 1, forward.kernels[0].source
+    torch.testing.assert_close(x.grad, 2 * (1 - (x.detach() * 2).tanh() ** 2))

@@ -157,6 +157,12 @@ class GraphLowering:
         """Decide whether a pointwise value is computed once into memory or inlined."""
         if not isinstance(value, ir.Lazy):
             return
+        if _reaches_output(node):
+            # a graph output, or viewed into one (in training, an activation saved for backward),
+            # is computed here, in eager's layout, fused with its neighbours while its inputs are
+            # in cache; left to the output node, all of them formed one kernel at the end
+            self.in_eager_layout(value, node.meta.get("val"))
+            return
         users = _readers(node)
         if value.op_count > MAX_INLINE_OPS or (users > 1 and value.op_count > MAX_SHARED_INLINE_OPS):
             value.realize()
@@ -238,6 +244,12 @@ def _python_scalar(value) -> str:
     if isinstance(value, (int, float)):
         return repr(value)
     raise NotImplementedError(f"scalar argument {value!r}")
+
+
+def _reaches_output(node: torch.fx.Node) -> bool:
+    """Is ``node``'s value a graph output, itself or through views?"""
+    return any(user.op == "output" or (getattr(user.target, "is_view", False) and _reaches_output(user))
+               for user in node.users)
 
 
 def _readers(node: torch.fx.Node) -> int:
