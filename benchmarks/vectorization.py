@@ -30,10 +30,11 @@ _LOOP = re.compile(r"for \(int64_t \w+ = 0; \w+ < (\w+); \+\+\w+\)")
 
 def _done_lines(path: str, source: str) -> set:
     """Lines of loops g++ vectorized or replaced by a library call."""
-    flags = [f for f in cpp_build._flags(source) if not f.startswith("-l") and f != "-shared"]
+    flags = [f for f in cpp_build.compile_flags(source) if not f.startswith("-l") and f != "-shared"]
     result = subprocess.run([cpp_build.find_compiler(), *flags, "-c", path, "-o", os.devnull,
                              "-fopt-info-vec-optimized", "-fopt-info-loop-optimized"], capture_output=True, text=True)
-    done = re.compile(rf"{re.escape(path)}:(\d+):\d+: optimized: (loop vectorized|Loop (?:nest )?\d+ distributed: split to 0 loops)")
+    done = re.compile(rf"{re.escape(path)}:(\d+):\d+: optimized: "
+                      r"(loop vectorized|Loop (?:nest )?\d+ distributed: split to 0 loops)")
     return {int(m.group(1)) for m in done.finditer(result.stderr)}
 
 

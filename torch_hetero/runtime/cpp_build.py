@@ -74,7 +74,7 @@ def vector_libm() -> bool:
     return bool(_libmvec_flags())
 
 
-def _flags(source: str) -> tuple:
+def compile_flags(source: str) -> tuple:
     """FLAGS and libmvec's, plus torch's include directory and C++17 when the source uses
     ATen's headers (header-only math; nothing of libtorch is linked)."""
     compiler = find_compiler()
@@ -87,7 +87,7 @@ def _flags(source: str) -> tuple:
 
 def build_key(source: str) -> str:
     compiler = find_compiler()
-    flags = _flags(source)
+    flags = compile_flags(source)
     version = torch.__version__ if "#include <ATen/" in source else ""  # the headers are torch's
     text = "\0".join([source, compiler, compiler_version(compiler), " ".join(flags), version])
     return hashlib.sha256(text.encode()).hexdigest()
@@ -136,7 +136,7 @@ def _compile(prelude: str, kernels: list) -> bytes:
             src, obj = os.path.join(tmp, f"kernels{i}.cpp"), os.path.join(tmp, f"kernels{i}.o")
             with open(src, "w") as f:
                 f.write(unit)
-            command = [compiler, *[f for f in _flags(unit) if not f.startswith("-l")], "-c", src, "-o", obj]
+            command = [compiler, *[f for f in compile_flags(unit) if not f.startswith("-l")], "-c", src, "-o", obj]
             processes.append(subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
             objects.append(obj)
         for process in processes:
@@ -145,7 +145,7 @@ def _compile(prelude: str, kernels: list) -> bytes:
                 raise HeteroCompileError(f"{os.path.basename(compiler)} failed to build generated code:\n"
                                          f"{stderr[-4000:]}")
         out = os.path.join(tmp, "kernels.so")
-        flags = _flags(joined(prelude, kernels))
+        flags = compile_flags(joined(prelude, kernels))
         libraries = [f for f in flags if f.startswith("-l")]  # after the objects, or the linker drops them
         result = subprocess.run([compiler, *[f for f in flags if f not in libraries], *objects, "-o", out, *libraries],
                                 capture_output=True, text=True)
