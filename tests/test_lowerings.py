@@ -317,3 +317,27 @@ def test_host_erf_is_accurate_over_its_range():
     assert relative.max() < 4e-7, relative.max()
     assert out[-5].isnan() and out[-4:].tolist() == [1.0, -1.0, 0.0, -0.0]
     assert math.copysign(1, out[-1].item()) == -1
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.int32])
+def test_host_max_min_reductions_are_vectorized_and_propagate_nan(dtype):
+    """amax/amin (and softmax's max) run as OpenMP max/min reductions (vectorized) with a NaN
+    flag: a NaN anywhere in a row makes that row's result NaN, as in eager; rows of -inf/+inf
+    stay so.  max(dim).values alone does not compute the unread indices."""
+    if dtype.is_floating_point:
+        x = torch.randn(6, 1000).to(dtype)
+        x[1, 517] = float("nan")
+        x[2, 0] = float("nan")
+        x[3] = -float("inf")
+        x[4] = float("inf")
+    else:
+        x = torch.randint(-1000, 1000, (6, 1000), dtype=dtype)
+
+    def fn(v):
+        return v.amax(1), v.amin(1), v.max(0).values, v.float().softmax(1)
+    out, kernels = compiled_kernels(fn, (x,), {"device": "cpu"})
+    for got, want in zip(out, fn(x)):
+        torch.testing.assert_close(got, want, equal_nan=True)
+    sources = "\n".join(k.source for k in kernels)
+    assert sources.count("reduction(max:") == 2 and "reduction(min:" in sources
+    assert "_index" not in sources

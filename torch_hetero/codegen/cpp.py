@@ -169,12 +169,35 @@ def _reduction(ops: CppOps, node, index, rindex, inner, inner_vars, acc: str, lo
         body.append(f"if ({value} {better} {acc} || ({value} != {value} && {acc} == {acc})) "
                     f"{{ {acc} = {value}; {acc}_index = {ops.index(flat)}; }}")
         result = CVar(f"{acc}_index", torch.int64)
+    elif kind in ("max", "min") and acc_dtype != torch.bool:
+        loops = _extremum(ops, kind, inner, inner_vars, value, acc, init)
+        return init + loops + _reduction_result(ops, node, index, CVar(acc, acc_dtype), local, reread)
     else:
         body.append(_COMBINE[kind].format(acc=acc, value=value, ctype=ctype))
         result = CVar(acc, acc_dtype)
     simd = f"#pragma omp simd reduction({'+' if kind == 'sum' else '*'}:{acc})" if kind in ("sum", "prod") \
         and acc_dtype.is_floating_point else ""
     loops = _loops(ops, inner, inner_vars, body, pragma=simd)
+    return init + loops + _reduction_result(ops, node, index, result, local, reread)
+
+
+def _extremum(ops: CppOps, kind: str, inner, inner_vars, value, acc: str, init: list) -> list:
+    """A max/min reduction's loop, vectorized: OpenMP's max/min combine plus, for floats, a
+    flag that a NaN was seen (the result is then NaN, as in eager; ``init`` gets the flag).
+    The NaN-propagating combine (``hetero_max``) made one serial chain per row, ~7x slower."""
+    combine = [f"{acc} = {value} {'>' if kind == 'max' else '<'} {acc} ? {value} : {acc};"]
+    clauses, after = f"reduction({kind}:{acc})", []
+    if value.dtype.is_floating_point:
+        init.append(f"int {acc}_nan = 0;")
+        combine.insert(0, f"{acc}_nan |= {value} != {value};")
+        clauses += f" reduction(|:{acc}_nan)"
+        after = [f"if ({acc}_nan) {acc} = NAN;"]
+    return _loops(ops, inner, inner_vars, ops.lines + combine, pragma=f"#pragma omp simd {clauses}") + after
+
+
+def _reduction_result(ops: CppOps, node, index, result, local: bool, reread: bool) -> list:
+    """After a reduction's loop: its epilogue, then the result stored or kept (see _reduction)."""
+    data = node.data
     ops.lines, ops.cse = [], {}
     if data.epilogue is not None:
         result = data.epilogue(result)
@@ -182,7 +205,7 @@ def _reduction(ops: CppOps, node, index, rindex, inner, inner_vars, acc: str, lo
         result = ops.define_local(node.name, result, node.get_dtype(), variable=None if local else f"{node.name}_value")
     if not local:
         ops.store(node.name, node.layout.index(index), result, node.get_dtype())
-    return init + loops + ops.lines
+    return ops.lines
 
 
 def _scan(ops: CppOps, node, index, rindex, inner, inner_vars, value, acc: str, init: list) -> list:

@@ -11,7 +11,7 @@ A roofline per kernel — max(FLOPs / peak, bytes / bandwidth) + launch overhead
 * matrix-unit padding: a matmul's M, N, K are rounded up to the instruction shape;
 * on the host C++ target, transcendentals are libm calls: vector ones where glibc's libmvec
   is linked (``kernel_analysis.VECTOR_CALL_CYCLES`` per element), else scalar
-  (``SCALAR_CALL_CYCLES``); max/min/arg/any/all reductions are serial chains
+  (``SCALAR_CALL_CYCLES``); arg/any/all reductions are serial chains
   (``SERIAL_COMBINE_CYCLES``).
 
 The cost model's job is to rank choices and estimate whole graphs; its error against real

@@ -39,8 +39,8 @@ VECTOR_CALL_CYCLES = {"exp": 0.5, "exp2": 0.5, "expm1": 0.6, "log": 0.5, "log2":
                       "acosh": 1.7, "atanh": 1.2, "erfc": 1.2}
 # The prelude's own inline functions (erf): vectorized with or without libmvec; measured as above.
 INLINE_VECTOR_CYCLES = {"erf": 1.1}
-# Reductions the host code cannot vectorize (NaN-propagating max/min, arg-reductions, any/all)
-# form one dependency chain per output: cycles per reduced element (measured as above).
+# Reductions the host code cannot vectorize (arg-reductions, any/all, bool max/min) form one
+# dependency chain per output: cycles per reduced element (measured as above).
 SERIAL_COMBINE_CYCLES = 3
 # A load whose index divides or takes the remainder of the innermost loop variable (a view
 # across a reshape) is computed per element in scalar code: cycles per element.
@@ -50,7 +50,7 @@ DIVMOD_INDEX_CYCLES = 2
 SPECIAL_CALL_CYCLES = 100
 _CALL_CYCLES = {**dict.fromkeys(special.CPP, SPECIAL_CALL_CYCLES), **SCALAR_CALL_CYCLES}
 _VECTOR_CYCLES = {**(VECTOR_CALL_CYCLES if vector_libm() else {}), **INLINE_VECTOR_CYCLES}
-_VECTOR_REDUCTIONS = {"sum", "prod"}
+_VECTOR_REDUCTIONS = {"sum", "prod"}   # of floats; max/min of any dtype but bool (codegen.cpp._extremum)
 _TRANSCENDENTAL = set(_CALL_CYCLES)  # sqrt/rsqrt are vector instructions
 _FREE = {"load", "store", "constant", "index_expr", "to_dtype", "masked", "indirect_indexing"}
 
@@ -287,7 +287,8 @@ def _count(node, outer: tuple, storage: dict, hints: dict, column: bool = False)
         numel, _ = storage.get(name, (touched, dtype))
         loads[name] = min(_evaluate(touched, hints), _evaluate(numel, hints), total) * dtype.itemsize
     serial = not column and (isinstance(data, ir.Scan) or isinstance(data, ir.Reduction) and not (
-        data.reduction_type in _VECTOR_REDUCTIONS and data.dtype.is_floating_point))
+        data.reduction_type in _VECTOR_REDUCTIONS and data.dtype.is_floating_point
+        or data.reduction_type in ("max", "min") and data.dtype != torch.bool))
     # the host vectorizes a simd-marked inner loop (pointwise, or a sum/prod; selects are
     # if-converted) unless a libm call sits in a masked branch (libmvec has no masked variants)
     vectorized = bool(inner) and not serial and not isinstance(data, ir.Scatter) and not counter.branch_calls

@@ -1,6 +1,7 @@
 """Helpers shared by lowerings: broadcasting, dtype promotion, building Pointwise nodes."""
 from __future__ import annotations
 
+import operator
 from typing import Callable, Sequence
 
 import sympy
@@ -19,6 +20,13 @@ def is_tensor(value) -> bool:
 def meta_val():
     """The FakeTensor (or tuple of them) the node being lowered produces."""
     return current_graph().current_node.meta["val"]
+
+
+def output_read(position: int) -> bool:
+    """Does anything read output ``position`` of the (multi-output) node being lowered?  An
+    unread one (max.dim's indices when only the values are used) is not computed."""
+    node = current_graph().current_node
+    return any(user.target is operator.getitem and user.args[1] == position and user.users for user in node.users)
 
 
 def is_one(size) -> bool:

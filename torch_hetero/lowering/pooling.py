@@ -5,7 +5,6 @@ are (training), the values are gathered at them rather than found by a second sc
 from __future__ import annotations
 
 import itertools
-import operator
 
 import sympy
 import torch
@@ -13,7 +12,7 @@ import torch
 from .. import ir, symbolic
 from ..symbolic import FloorDiv, ModularIndexing
 from ..virtualized import current_graph, ops
-from .common import meta_val, new_pointwise, size_of
+from .common import meta_val, new_pointwise, output_read, size_of
 from .registry import register_lowering
 
 aten = torch.ops.aten
@@ -158,7 +157,7 @@ def _max_pool(spatial, x, kernel_size, stride, padding, dilation):
             best, at = ops.where(take, value, best), ops.where(take, _idx(position), at)
         return at
     index_value = new_pointwise(indices, out_size, torch.int64, 2)
-    if not _indices_read():
+    if not output_read(1):
         return new_pointwise(values, out_size, dtype, 2), index_value
     # training: the indices are saved for the backward; the values are the input at them
     positions = current_graph().realize(index_value).make_loader()
@@ -167,12 +166,6 @@ def _max_pool(spatial, x, kernel_size, stride, padding, dilation):
         flat = ops.indirect_indexing(positions(index), symbolic.product(sizes))
         return load(list(index[:lead]) + _unflat(flat, sizes))
     return new_pointwise(gathered, out_size, dtype, 2), index_value
-
-
-def _indices_read() -> bool:
-    """Does anything read the indices output of the max-pool node being lowered?"""
-    node = current_graph().current_node
-    return any(user.target is operator.getitem and user.args[1] == 1 and user.users for user in node.users)
 
 
 def _unflat(flat, sizes) -> list:

@@ -6,7 +6,7 @@ import torch
 
 from .. import ir, symbolic
 from ..virtualized import current_graph, current_origin, ops
-from .common import canonical_dim, make_pointwise, meta_val, new_pointwise, size_of
+from .common import canonical_dim, make_pointwise, meta_val, new_pointwise, output_read, size_of
 from .registry import register_lowering
 from .indexing import gather
 from .views import reshape
@@ -91,12 +91,12 @@ def amin(x, dims=None, keepdim=False):
 
 @register_lowering(aten.max.dim)
 def max_dim(x, dim, keepdim=False):
-    return amax(x, [dim], keepdim), reduce(x, [dim], keepdim, "argmax", torch.int64)
+    return amax(x, [dim], keepdim), reduce(x, [dim], keepdim, "argmax", torch.int64) if output_read(1) else None
 
 
 @register_lowering(aten.min.dim)
 def min_dim(x, dim, keepdim=False):
-    return amin(x, [dim], keepdim), reduce(x, [dim], keepdim, "argmin", torch.int64)
+    return amin(x, [dim], keepdim), reduce(x, [dim], keepdim, "argmin", torch.int64) if output_read(1) else None
 
 
 @register_lowering(aten.argmax)
