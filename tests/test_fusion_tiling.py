@@ -262,3 +262,22 @@ def test_a_saved_activation_is_computed_where_it_is_produced():
     assert len(forward.kernels) == 1, [k.source for k in forward.kernels]
     assert forward.kernels[0].source.count("hetero_tanhf") == 1, forward.kernels[0].source
     torch.testing.assert_close(x.grad, 2 * (1 - (x.detach() * 2).tanh() ** 2))
+
+
+def test_cross_entropy_backward_is_one_kernel_without_a_scatter():
+    """nll_loss's backward scatters one value per row into zeros: lowered as a select, it fuses
+    with log_softmax's backward into one kernel (no zero-filled copy, no serial scatter)."""
+    x = torch.randn(64, 300, requires_grad=True)
+    target = torch.randint(0, 300, (64,))
+    target[3] = -100    # ignored
+
+    def fn(x, t):
+        return F.cross_entropy(x, t)
+    torch._dynamo.reset()
+    with collect_compiled_graphs() as graphs:
+        torch.compile(fn, backend="hetero", options={"strict": True})(x, target).backward()
+    grad, x.grad = x.grad, None
+    fn(x, target).backward()
+    torch.testing.assert_close(grad, x.grad)
+    backward = next(g for kind, g, _ in graphs if kind == "backward")
+    assert len(backward.kernels) == 1, [k.source for k in backward.kernels]

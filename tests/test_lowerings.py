@@ -108,6 +108,13 @@ def _put_non_adjacent(x, i, j):
                                                                       torch.randn(3, 2)), True, id="scatter"),
     pytest.param(lambda x, i, s: torch.scatter_add(x, 0, i, s), lambda: (torch.randn(5, 6), torch.randint(0, 5, (7, 6)),
                                                                           torch.randn(7, 6)), True, id="scatter_add"),
+    # one element per slice: elementwise selects (scatter._select_per_slice)
+    pytest.param(lambda x, i, s: torch.scatter(x, 1, i, s) * 2, lambda: (torch.randn(3, 4), _index([2], [0], [3]),
+                                                                          torch.randn(3, 1)), True, id="scatter_one_per_row"),
+    pytest.param(lambda x, i: torch.scatter(x, 0, i, 2.5), lambda: (torch.randn(5, 6), torch.randint(0, 5, (1, 6))),
+                 True, id="scatter_value_one_per_column"),
+    pytest.param(lambda x, i, s: torch.scatter_add(x, 1, i, s), lambda: (torch.randn(5, 6), torch.randint(0, 6, (5, 1)),
+                                                                          torch.randn(5, 1)), True, id="scatter_add_one_per_row"),
     pytest.param(lambda x, i, s: torch.scatter_reduce(x, 0, i, s, "amax", include_self=False),
                  lambda: (torch.randn(5, 6), torch.randint(0, 5, (7, 6)), torch.randn(7, 6)), False, id="scatter_amax_no_self"),
     pytest.param(lambda x, i, s: torch.scatter_reduce(x, 0, i, s, "mean"),

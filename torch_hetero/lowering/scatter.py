@@ -4,6 +4,7 @@ data-dependent positions.  Accumulation adds (serially on the host, atomically o
 targets); plain writes to a repeated index keep one of the values, as in eager."""
 from __future__ import annotations
 
+import sympy
 import torch
 
 from .. import ir
@@ -130,6 +131,8 @@ def _row_index(index_load, idx, dim):  # index_reduce: an index per slice along 
 
 @register_lowering(aten.scatter.src, aten.scatter.value)
 def scatter(x, dim, index, src):
+    if _one_per_slice(x, dim, index):
+        return _select_per_slice(x, dim, index, src, lambda old, new: new)
     output_index, value = _along(x, dim, index, src, _elementwise_index)
     return scatter_into(x, index.get_size(), output_index, value)
 
@@ -142,8 +145,37 @@ def scatter_with_reduce(x, dim, index, src, reduce):
 
 @register_lowering(aten.scatter_add)
 def scatter_add(x, dim, index, src):
+    if _one_per_slice(x, dim, index):
+        return _select_per_slice(x, dim, index, src, ops.add)
     output_index, value = _along(x, dim, index, src, _elementwise_index)
     return scatter_into(x, index.get_size(), output_index, value, "sum")
+
+
+def _one_per_slice(x, dim, index) -> bool:
+    """Does ``index`` pick one position in every slice of ``x`` along ``dim`` (size 1 there,
+    x's sizes elsewhere)?  Then no two source elements meet, and the scatter is elementwise."""
+    if x.dim() == 0 or index.dim() != x.dim():
+        return False
+    dim = canonical_dim(dim, x.dim())
+    return all(is_one(size) if d == dim else size == x.get_size()[d] for d, size in enumerate(index.get_size()))
+
+
+def _select_per_slice(x, dim, index, src, combine):
+    """A scatter of one element per slice as a select: position p along ``dim`` becomes
+    ``combine(x, src)`` where p equals the slice's index, else keeps ``x`` (cross-entropy's
+    backward: no zero-filled copy and serial scatter, and it fuses with its neighbours).  An
+    out-of-range index (eager raises) matches no position and leaves its slice as it was."""
+    dim = canonical_dim(dim, x.dim())
+    x_load, index_load = x.make_loader(), index.make_loader()
+    _, value = _along(x, dim, index, src, _elementwise_index)
+
+    def inner(idx):
+        at = list(idx)
+        at[dim] = sympy.Integer(0)
+        hit = ops.eq(ops.index_expr(idx[dim], torch.int64), ops.to_dtype(index_load(at), torch.int64))
+        old = x_load(idx)
+        return ops.where(hit, combine(old, value(at)), old)
+    return new_pointwise(inner, x.get_size(), x.get_dtype(), 3)
 
 
 @register_lowering(aten.scatter_reduce.two)
