@@ -21,7 +21,7 @@ DECOMPOSED_OPS = [
     aten._fused_rms_norm_backward, aten.logsumexp.default, aten.std, aten.std_mean, aten.norm,
     aten.linalg_vector_norm,
     # activations and their backwards
-    aten.silu, aten.silu_backward, aten.gelu_backward, aten.sigmoid_backward, aten.tanh_backward,
+    aten.silu, aten.silu_backward, aten.sigmoid_backward, aten.tanh_backward,
     aten.softplus, aten.softplus_backward, aten.mish, aten.hardsigmoid, aten.hardswish,
     aten.hardtanh_backward, aten.leaky_relu_backward, aten.elu_backward, aten.log_sigmoid_forward,
     aten.glu, aten.celu, aten.logit, aten.hardshrink, aten.softshrink, aten.threshold,

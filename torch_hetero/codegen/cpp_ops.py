@@ -67,12 +67,12 @@ _UNARY_FLOAT = {
     "sinh": "std::sinh", "cosh": "std::cosh", "tanh": "std::tanh", "asinh": "std::asinh",
     "acosh": "std::acosh", "atanh": "std::atanh", "erf": "std::erf", "erfc": "std::erfc",
     "floor": "std::floor", "ceil": "std::ceil", "trunc": "std::trunc", "round": "std::nearbyint",
-    "lgamma": "std::lgamma", "sigmoid": "hetero_sigmoid",
+    "lgamma": "std::lgamma", "sigmoid": "hetero_sigmoid", "gelu": "hetero_gelu", "gelu_grad": "hetero_gelu_grad",
 }
 # float functions the prelude provides as hetero_<name>f (vector libm where available)
 _VECTOR_MATH = {"exp", "exp2", "expm1", "log", "log2", "log10", "log1p", "sin", "cos", "tan", "asin", "acos",
                 "atan", "sinh", "cosh", "tanh", "asinh", "acosh", "atanh", "erf", "erfc"}
-_BINARY_INFIX = {"add": "+", "sub": "-", "mul": "*", "truediv": "/", "bitwise_and": "&",
+_BINARY_INFIX = {"add": "+", "sub": "-", "mul": "*", "bitwise_and": "&",
                  "bitwise_or": "|", "bitwise_xor": "^", "lshift": "<<", "rshift": ">>"}
 _COMPARE = {"eq": "==", "ne": "!=", "lt": "<", "le": "<=", "gt": ">", "ge": ">="}
 _BINARY_FLOAT = {"atan2": "std::atan2", "copysign": "std::copysign", "hypot": "std::hypot",
@@ -233,6 +233,14 @@ class CppOps:
 
     def sign(self, x):
         return self._emit(f"hetero_sign({x})", x.dtype)
+
+    def truediv(self, a, b):
+        """A float divided by a kernel-local value (a row's softmax sum: fixed across the inner
+        loop) is a multiply by its reciprocal, which g++ hoists: a vector division per 16
+        elements made softmax's last pass 3x slower.  ATen's CPU softmax does the same."""
+        if a.dtype.is_floating_point and any(b is local for local in self.locals.values()):
+            return self._emit(f"{a} * (1 / {b})", a.dtype)
+        return self._emit(self._narrow(f"{a} / {b}", a.dtype), a.dtype)
 
     def floordiv(self, a, b):
         if a.dtype.is_floating_point:

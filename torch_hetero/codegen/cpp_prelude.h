@@ -69,6 +69,42 @@ static inline float hetero_erff(float x) {
   return ax < 0.5f ? x * s : far;
 }
 
+// GELU and its gradient, x Phi(x) and Phi(x) + x phi(x) with Phi the normal CDF: one Gaussian
+// g = e^(-x^2/2) serves both Phi and phi, where the composition from erf and exp computed exp
+// twice (gradient 1.8x slower).  Phi from 0.5 erfc(|x|/sqrt2) = 0.5 t q(t) g with
+// t = 1 / (1 + 0.3275911 |x|/sqrt2) and q fitted (Lawson minimax on the relative error, 1.1e-7
+// on [0, 10]); x^2 is split exactly so that g keeps its relative accuracy in the tails.
+// Measured against float64 on [-13, 13] (tests/test_lowerings.py): GELU's relative error
+// <= 5e-7, the gradient's <= 6.2e-7 where |gradient| >= 0.25 and absolute <= 2.6e-7 (it crosses
+// zero at x = -0.75).  Double computes the formula from std::erf.
+static inline float hetero_gauss(float x) {
+  float x2 = x * x, lo = HETERO_FMA(x, x, -x2);
+  float g = hetero_erf_exp(-0.5f * x2) * HETERO_FMA(-0.5f, lo, 1.0f);
+  return x2 < 174.0f ? g : 0.0f;  // below 2^-126, and infinities
+}
+static inline float hetero_normal_cdf(float x, float g) {
+  float t = 1.0f / HETERO_FMA(0.231641888f, std::fabs(x), 1.0f);
+  float q = HETERO_FMA(-0.00968064554f, t, -0.0953850225f);
+  q = HETERO_FMA(q, t, 0.40461871f);
+  q = HETERO_FMA(q, t, -0.302928686f);
+  q = HETERO_FMA(q, t, 0.383316129f);
+  q = HETERO_FMA(q, t, 0.0549222305f);
+  q = HETERO_FMA(q, t, 0.198350891f);
+  q = HETERO_FMA(q, t, 0.18179746f);
+  q = HETERO_FMA(q, t, 0.184988827f);
+  float tail = 0.5f * t * q * g;
+  return x < 0.0f ? tail : 1.0f - tail;
+}
+static inline float hetero_gelu(float x) { return x * hetero_normal_cdf(x, hetero_gauss(x)); }
+static inline float hetero_gelu_grad(float x) {
+  float g = hetero_gauss(x);
+  return HETERO_FMA(x * 0.398942280f, g, hetero_normal_cdf(x, g));
+}
+static inline double hetero_gelu(double x) { return 0.5 * x * (1.0 + std::erf(x * 0.70710678118654752)); }
+static inline double hetero_gelu_grad(double x) {
+  return 0.5 * (1.0 + std::erf(x * 0.70710678118654752)) + x * 0.39894228040143268 * std::exp(-0.5 * x * x);
+}
+
 // float16 / bfloat16 are stored as 16-bit words and computed in float32.
 static inline float hetero_h2f(uint16_t h) { _Float16 v; std::memcpy(&v, &h, 2); return (float)v; }
 static inline uint16_t hetero_f2h(float f) { _Float16 v = (_Float16)f; uint16_t h; std::memcpy(&h, &v, 2); return h; }

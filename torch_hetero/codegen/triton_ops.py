@@ -78,6 +78,7 @@ _TL_MATH = {"exp": "tl.exp", "exp2": "tl.exp2", "log": "tl.log", "log2": "tl.log
 _LIBDEVICE = {"expm1", "log10", "log1p", "tan", "asin", "acos", "atan", "sinh", "cosh", "tanh", "asinh",
               "acosh", "atanh", "erfc", "trunc", "lgamma"}
 _BINARY_LIBDEVICE = {"atan2", "copysign", "hypot", "nextafter"}
+_SQRT1_2, _INV_SQRT_2PI = repr(math.sqrt(0.5)), repr(1 / math.sqrt(2 * math.pi))   # GELU's constants
 _BINARY_INFIX = {"add": "+", "sub": "-", "mul": "*", "bitwise_and": "&", "bitwise_or": "|",
                  "bitwise_xor": "^", "lshift": "<<", "rshift": ">>"}
 _COMPARE = {"eq": "==", "ne": "!=", "lt": "<", "le": "<=", "gt": ">", "ge": ">="}
@@ -234,6 +235,15 @@ class TritonOps:
 
     def sigmoid(self, x):
         return self._emit(f"1.0 / (1.0 + tl.exp(-{x}))", x.dtype)
+
+    def gelu(self, x):
+        v = self._float(x)
+        return self._emit(f"0.5 * {v} * (1.0 + tl.math.erf({v} * {_SQRT1_2}))", x.dtype)
+
+    def gelu_grad(self, x):
+        v = self._float(x)
+        return self._emit(f"0.5 * (1.0 + tl.math.erf({v} * {_SQRT1_2})) + {v} * {_INV_SQRT_2PI} * tl.exp(-0.5 * {v} * {v})",
+                          x.dtype)
 
     def sign(self, x):
         zero = literal(0, x.dtype)

@@ -23,12 +23,13 @@ from ..virtualized import set_ops_handler
 # a scalar libm call on the host C++ target.  The cycles were measured for float arguments
 # drawn from N(0, 1), glibc 2.3x, g++ -O3 -march=native -fno-math-errno, on a Xeon (Sapphire
 # Rapids class) at 2.1 GHz; glibc's cost depends on the argument (erff: 8 cycles near 0, 23 at
-# |x| ~ 2), so these are typical values, not bounds.  erf is the prelude's own inline function.
+# |x| ~ 2), so these are typical values, not bounds.  erf, gelu and gelu_grad are the prelude's
+# own inline functions (timed against erf in one program: 1.2x its cycles).
 TRANSCENDENTAL_FLOPS = 8
 SCALAR_CALL_CYCLES = {"exp": 8, "exp2": 9, "expm1": 25, "log": 11, "log2": 11, "log10": 21, "log1p": 24,
                       "sigmoid": 10, "sin": 11, "cos": 10, "tan": 33, "asin": 13, "acos": 14, "atan": 19,
                       "sinh": 39, "cosh": 25, "tanh": 40, "asinh": 37, "acosh": 32, "atanh": 35,
-                      "erf": 15, "erfc": 23, "pow": 19, "atan2": 40, "lgamma": 30}
+                      "erf": 15, "erfc": 23, "pow": 19, "atan2": 40, "lgamma": 30, "gelu": 18, "gelu_grad": 18}
 # The same, where glibc's libmvec is linked (see cpp_prelude.h): cycles per element of a call
 # inside a vectorized loop (16 lanes; load and store included), measured on the same Xeon with
 # N(0, 1) arguments (|x| + 0.1 for logs, clamped to the domain for asin/acos/atanh/acosh).
@@ -37,8 +38,8 @@ VECTOR_CALL_CYCLES = {"exp": 0.5, "exp2": 0.5, "expm1": 0.6, "log": 0.5, "log2":
                       "log1p": 1.0, "sigmoid": 0.6, "sin": 0.6, "cos": 0.6, "tan": 0.9, "asin": 0.8,
                       "acos": 0.9, "atan": 0.9, "sinh": 0.8, "cosh": 0.6, "tanh": 0.7, "asinh": 1.7,
                       "acosh": 1.7, "atanh": 1.2, "erfc": 1.2}
-# The prelude's own inline functions (erf): vectorized with or without libmvec; measured as above.
-INLINE_VECTOR_CYCLES = {"erf": 1.1}
+# The prelude's own inline functions: vectorized with or without libmvec; measured as above.
+INLINE_VECTOR_CYCLES = {"erf": 1.1, "gelu": 1.2, "gelu_grad": 1.2}
 # Reductions the host code cannot vectorize (arg-reductions, any/all, bool max/min) form one
 # dependency chain per output: cycles per reduced element (measured as above).
 SERIAL_COMBINE_CYCLES = 3

@@ -76,8 +76,31 @@ def gelu(x, approximate="none"):
         if approximate == "tanh":
             inner = ops.mul(c(math.sqrt(2 / math.pi)), ops.add(v, ops.mul(c(0.044715), ops.mul(v, ops.mul(v, v)))))
             return ops.mul(ops.mul(c(0.5), v), ops.add(c(1.0), ops.tanh(inner)))
-        return ops.mul(ops.mul(c(0.5), v), ops.add(c(1.0), ops.erf(ops.mul(v, c(math.sqrt(0.5))))))
+        return ops.gelu(v)
     return make_pointwise(fn, [x], dtype, own_ops=(8 if approximate == "tanh" else 4) + TRANSCENDENTAL_OPS)
+
+
+@register_lowering(aten.gelu_backward)
+def gelu_backward(grad, x, approximate="none"):
+    """grad times GELU's derivative: ``ops.gelu_grad`` (one Gaussian for the CDF and the
+    density, see cpp_prelude.h), or for the tanh form torch's decomposition's formula."""
+    dtype = meta_val().dtype
+
+    def fn(g, v):
+        if approximate != "tanh":
+            return ops.mul(g, ops.gelu_grad(v))
+        c = lambda value: ops.constant(value, dtype)  # noqa: E731
+        beta, kappa = math.sqrt(2 / math.pi), 0.044715
+        square = ops.mul(v, v)
+        tanh = ops.tanh(ops.mul(c(beta), ops.add(v, ops.mul(c(kappa), ops.mul(square, v)))))
+        left_derivative = ops.mul(c(0.5), ops.add(c(1.0), tanh))
+        tanh_derivative = ops.sub(c(1.0), ops.mul(tanh, tanh))
+        inner_derivative = ops.mul(c(beta), ops.add(c(1.0), ops.mul(c(3 * kappa), square)))
+        right_derivative = ops.mul(ops.mul(ops.mul(c(0.5), v), tanh_derivative), inner_derivative)
+        return ops.mul(g, ops.add(left_derivative, right_derivative))
+    # the derivative costs two libm calls' worth (a CDF and a density): shared, it is computed once
+    return make_pointwise(fn, [grad, x], dtype, own_ops=(14 + TRANSCENDENTAL_OPS) if approximate == "tanh"
+                          else 2 + 2 * TRANSCENDENTAL_OPS)
 
 
 @register_lowering(aten.leaky_relu)
