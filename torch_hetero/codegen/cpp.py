@@ -188,7 +188,7 @@ def _extremum(ops: CppOps, kind: str, inner, inner_vars, value, acc: str, init: 
     combine = [f"{acc} = {value} {'>' if kind == 'max' else '<'} {acc} ? {value} : {acc};"]
     clauses, after = f"reduction({kind}:{acc})", []
     if value.dtype.is_floating_point:
-        init.append(f"int {acc}_nan = 0;")
+        init.append(f"uint32_t {acc}_nan = 0;")
         combine.insert(0, f"{acc}_nan |= {value} != {value};")
         clauses += f" reduction(|:{acc}_nan)"
         after = [f"if ({acc}_nan) {acc} = NAN;"]
