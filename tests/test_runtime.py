@@ -293,10 +293,13 @@ def test_missing_compiler_raises_in_strict_mode(how, cache_dir, no_compiler, mon
 
 
 @pytest.fixture
-def failing_compiler(monkeypatch):
+def failing_compiler(monkeypatch, tmp_path):
+    """Our compile raises; AOTAutograd's cache is empty (an entry for the graph would be loaded
+    instead of compiled: see test_aot_cache.py)."""
     def boom(*args, **kwargs):
         raise RuntimeError("boom")
     monkeypatch.setattr(torch_hetero.backend, "compile_graph", boom)
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "torch"))
 
 
 def test_compile_failure_falls_back_with_one_warning(failing_compiler):

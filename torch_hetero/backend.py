@@ -14,6 +14,7 @@ from torch._dynamo.backends.common import aot_autograd
 from torch._functorch.aot_autograd import make_boxed_func
 from torch._functorch.partitioners import min_cut_rematerialization_partition
 
+from . import aot_cache
 from . import options as options_mod
 from .compiler import compile_graph
 from .decompositions import decomposition_table
@@ -23,31 +24,36 @@ _collectors = threading.local()
 
 
 @contextlib.contextmanager
-def collect_compiled_graphs():
-    """Collects (graph kind, CompiledGraph, profile name) for every graph compiled inside the block."""
-    previous = getattr(_collectors, "sink", None)
+def collect_compiled_graphs(cached: bool = False):
+    """Collects (graph kind, CompiledGraph, profile name) for every graph compiled inside the
+    block.  Graphs are compiled afresh, so that all of them are collected (reports, tests),
+    unless ``cached``: then AOTAutograd's cache may hold them (``aot_cache``), and a graph it
+    loads is not compiled and not collected (timing a warm compile)."""
+    previous = getattr(_collectors, "sink", None), getattr(_collectors, "cached", True)
     sink: list = []
-    _collectors.sink = sink
+    _collectors.sink, _collectors.cached = sink, cached
     try:
         yield sink
     finally:
-        _collectors.sink = previous
+        _collectors.sink, _collectors.cached = previous
 
 
 def hetero_backend(gm: torch.fx.GraphModule, example_inputs, options=None, mode=None):
     opts = options_mod.resolve(options, mode)
     sink = getattr(_collectors, "sink", None)
+    cache = opts.aot_cache and getattr(_collectors, "cached", True) and aot_cache.available()
 
     def compiler_for(kind):
         def compile_fn(graph_module, _example_inputs):
             return _compile_or_fall_back(graph_module, kind, opts, sink)
-        return compile_fn
+        return aot_cache.serializable(compile_fn) if cache else compile_fn
 
     backend = aot_autograd(fw_compiler=compiler_for("forward"), bw_compiler=compiler_for("backward"),
                            inference_compiler=compiler_for("inference"),
                            decompositions=decomposition_table(),
                            partition_fn=min_cut_rematerialization_partition)
-    return backend(gm, example_inputs)
+    with aot_cache.caching(opts) if cache else contextlib.nullcontext():
+        return backend(gm, example_inputs)
 
 
 def _compile_or_fall_back(gm, kind: str, opts, sink):

@@ -25,9 +25,46 @@ _PRELUDE = importlib.resources.files("torch_hetero.codegen").joinpath("cpp_prelu
 
 
 @dataclasses.dataclass
+class Loadable:
+    """What runs a compiled graph, as plain data: the wrapper's source, each C++ kernel's name,
+    source and signature, the Triton module's source.  ``load()`` makes the call (the C++
+    library comes from the build cache, built again if missing); AOTAutograd's cache pickles
+    it (``aot_cache``)."""
+    wrapper_source: str
+    host_kernels: list        # (name, source, buffer count, per size symbol: is it a float)
+    triton_source: str | None
+    interpret: bool           # the Triton module under the interpreter
+    triton_names: list
+    constants: dict           # the graph's constant tensors, by name
+
+    def load(self):
+        namespace = {"torch": torch, "empty_strided": torch.empty_strided, "reinterpret": _reinterpret,
+                     "cdiv": lambda a, b: -(-a // b), **self.constants}
+        namespace["sync_threads"] = lambda: None
+        if self.host_kernels:
+            lib = cpp_build.load_library(_PRELUDE, [source for _, source, _, _ in self.host_kernels])
+            for name, _, buffers, float_symbols in self.host_kernels:
+                fn = getattr(lib, name)
+                fn.argtypes = [ctypes.c_void_p] * buffers + [
+                    ctypes.c_double if is_float else ctypes.c_int64 for is_float in float_symbols]
+                fn.restype = None
+                namespace[name] = fn
+            namespace["sync_threads"] = _thread_syncer(lib)
+        if self.triton_source is not None:
+            module = triton_run.load_module(self.triton_source, self.interpret)
+            namespace.update({name: getattr(module, name) for name in self.triton_names})
+        source = self.wrapper_source
+        filename = f"<torch_hetero wrapper {hashlib.sha256(source.encode()).hexdigest()[:12]}>"
+        linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
+        exec(compile(source, filename, "exec"), namespace)
+        return namespace["call"]
+
+
+@dataclasses.dataclass
 class CompiledGraph:
     """A compiled graph plus what ``explain()`` reports about it."""
     call: object
+    loadable: Loadable
     kernels: list
     externs: list                  # ExternCall records (matmul/conv and fallbacks)
     estimates: dict                # id(Kernel or ExternCall) → Estimate on the target profile
@@ -83,7 +120,11 @@ def compile_graph(gm: torch.fx.GraphModule, profile, name: str = "graph", estima
     if cpp_source:
         code[f"{name}.cpp"] = cpp_source
     triton_source = code.get(f"{name}.triton.py") if runs != "host" else None
-    call = _load(host_kernels, triton_source, runs == "interpret", wrapper_source, kernels, graph.constants)
+    signatures = [(k.name, k.source, len(k.buffer_args), [symbolic.is_float_symbol(s) for s in k.symbol_args])
+                  for k in host_kernels]
+    loadable = Loadable(wrapper_source, signatures, triton_source, runs == "interpret",
+                        [k.name for k in kernels if k.target == "triton"], graph.constants)
+    call = loadable.load()
     externs = [s.work for s in steps if not isinstance(s.work, scheduler.Kernel)]
     tilings = {id(k): k.tiling for k in kernels}
     tilings.update(matmul_tiles)
@@ -92,7 +133,7 @@ def compile_graph(gm: torch.fx.GraphModule, profile, name: str = "graph", estima
     if estimate:
         estimates = {id(s.work): e for s, e in zip(steps, estimate_graph(graph, steps, profile))}
         peak = peak_memory(graph, steps)
-    return CompiledGraph(call, kernels, externs, estimates, tilings, steps, graph.fallback_counts, code,
+    return CompiledGraph(call, loadable, kernels, externs, estimates, tilings, steps, graph.fallback_counts, code,
                          time.perf_counter() - start, peak)
 
 
@@ -120,28 +161,6 @@ def _device(graph: GraphLowering) -> torch.device:
     """Where the graph's tensors live: its accelerator if any input is on one, else the CPU."""
     devices = sorted({meta.device for kind, _, meta in graph.placeholders if kind == "tensor"}, key=str)
     return next((d for d in devices if d.type != "cpu"), torch.device("cpu"))
-
-
-def _load(host_kernels: list, triton_source, interpret: bool, wrapper_source: str, kernels: list, constants: dict):
-    namespace = {"torch": torch, "empty_strided": torch.empty_strided, "reinterpret": _reinterpret,
-                 "cdiv": lambda a, b: -(-a // b), **constants}
-    namespace["sync_threads"] = lambda: None
-    if host_kernels:
-        lib = cpp_build.load_library(_PRELUDE, [k.source for k in host_kernels])
-        for kernel in host_kernels:
-            fn = getattr(lib, kernel.name)
-            fn.argtypes = [ctypes.c_void_p] * len(kernel.buffer_args) + [
-                ctypes.c_double if symbolic.is_float_symbol(s) else ctypes.c_int64 for s in kernel.symbol_args]
-            fn.restype = None
-            namespace[kernel.name] = fn
-        namespace["sync_threads"] = _thread_syncer(lib)
-    if triton_source is not None:
-        module = triton_run.load_module(triton_source, interpret)
-        namespace.update({k.name: getattr(module, k.name) for k in kernels if k.target == "triton"})
-    filename = f"<torch_hetero wrapper {hashlib.sha256(wrapper_source.encode()).hexdigest()[:12]}>"
-    linecache.cache[filename] = (len(wrapper_source), None, wrapper_source.splitlines(True), filename)
-    exec(compile(wrapper_source, filename, "exec"), namespace)
-    return namespace["call"]
 
 
 def _reinterpret(tensor, size, stride, offset):

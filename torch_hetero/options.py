@@ -25,6 +25,7 @@ class Options:
     strict: bool = False
     fusion: bool = True  # False: one kernel per realized node (to debug, or to measure what fusion buys)
     executor: str = "auto"  # what runs the kernels of a Triton-target profile: see EXECUTORS
+    aot_cache: bool = True  # warm compiles load our graphs from AOTAutograd's cache (see aot_cache.py)
 
     @property
     def profile(self) -> DeviceProfile:
@@ -53,7 +54,8 @@ def resolve(options: dict | None = None, mode: str | None = None) -> Options:
         raise HeteroCompileError(f"unknown executor {executor!r} (option 'executor' / TORCH_HETERO_EXEC); "
                                  f"choose one of {list(EXECUTORS)}")
     return Options(device=device, strict=_flag(options, "strict", "TORCH_HETERO_STRICT", False),
-                   fusion=_flag(options, "fusion", "TORCH_HETERO_FUSION", True), executor=executor)
+                   fusion=_flag(options, "fusion", "TORCH_HETERO_FUSION", True), executor=executor,
+                   aot_cache=_flag(options, "aot_cache", "TORCH_HETERO_AOT_CACHE", True))
 
 
 def _flag(options: dict, key: str, variable: str, default: bool) -> bool:
