@@ -118,9 +118,10 @@ static inline uint16_t hetero_f2b(float f) {
 static inline float hetero_round_half(float f) { return hetero_h2f(hetero_f2h(f)); }
 static inline float hetero_round_bf16(float f) { return hetero_b2f(hetero_f2b(f)); }
 
-// NaN-propagating max/min, like torch.maximum/minimum and amax/amin.
-template <typename T> static inline T hetero_max(T a, T b) { return (a != a || a > b) ? a : b; }
-template <typename T> static inline T hetero_min(T a, T b) { return (a != a || a < b) ? a : b; }
+// NaN-propagating max/min, like torch.maximum/minimum and amax/amin.  Two selects, not one on
+// `a != a || a > b`: g++ 12 vectorizes those beside strided loads (max pooling's windows).
+template <typename T> static inline T hetero_max(T a, T b) { T m = a > b ? a : b; return a != a ? a : m; }
+template <typename T> static inline T hetero_min(T a, T b) { T m = a < b ? a : b; return a != a ? a : m; }
 // Index arithmetic (sympy Min/Max in indices, tile bounds): without <algorithm>, which is slow to parse.
 static inline int64_t hetero_imin(int64_t a, int64_t b) { return b < a ? b : a; }
 static inline int64_t hetero_imax(int64_t a, int64_t b) { return a < b ? b : a; }

@@ -125,20 +125,23 @@ def _max_pool(spatial, x, kernel_size, stride, padding, dilation):
     the index (flat within the input plane) of the first maximum or the last NaN, and of the
     window's first element if all are -inf."""
     kernel, stride, padding, dilation = _args(kernel_size, stride, padding, spatial, dilation)
-    if ir.op_count(x):
-        x = current_graph().realize(x)    # each element is read by several overlapping windows
     out_size, dtype = size_of(meta_val()[0]), x.get_dtype()
-    sizes, load, lead = x.get_size()[-spatial:], x.make_loader(), len(out_size) - spatial
+    sizes, lead = x.get_size()[-spatial:], len(out_size) - spatial
     acc = torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
+    extents = [(o - 1) * s + (k - 1) * d + 1 for o, s, k, d in zip(out_size[lead:], stride, kernel, dilation)]
+    if any(p != 0 for p in padding) or not all(sympy.simplify(e <= n) == sympy.true for e, n in zip(extents, sizes)):
+        x = _padded(x, lead, padding, extents, acc)   # windows read it without bounds checks
+    elif ir.op_count(x):
+        x = current_graph().realize(x)    # each element is read by several overlapping windows
+    load = x.make_loader()
 
     def window(index):
         """(inside, value, flat input position) of each window element, in ATen's order."""
         for offsets in itertools.product(*[range(k) for k in kernel]):
-            source = [o * s - p + j * d for o, s, p, j, d in zip(index[lead:], stride, padding, offsets, dilation)]
-            inside = _inside(source, sizes)
-            value = ops.masked(inside, lambda source=source: ops.to_dtype(load(list(index[:lead]) + source), acc),
-                               float("-inf"), acc)
-            yield inside, value, _flat(source, sizes)
+            at = [o * s + j * d for o, s, j, d in zip(index[lead:], stride, offsets, dilation)]
+            source = [a - p for a, p in zip(at, padding)]
+            value = ops.to_dtype(load(list(index[:lead]) + at), acc)
+            yield _inside(source, sizes), value, _flat(source, sizes)
 
     def values(index):
         best = None
@@ -164,8 +167,22 @@ def _max_pool(spatial, x, kernel_size, stride, padding, dilation):
 
     def gathered(index):
         flat = ops.indirect_indexing(positions(index), symbolic.product(sizes))
-        return load(list(index[:lead]) + _unflat(flat, sizes))
+        return ops.to_dtype(load(list(index[:lead]) + [c + p for c, p in zip(_unflat(flat, sizes), padding)]), dtype)
     return new_pointwise(gathered, out_size, dtype, 2), index_value
+
+
+def _padded(x, lead, padding, extents, dtype):
+    """``x`` realized inside a frame of -inf (``padding`` before, up to ``extents`` windows
+    reach): window loads need no masks, which kept g++ from vectorizing max pooling (masked
+    strided loads); the frame is written in one vectorized pass."""
+    sizes, load = x.get_size()[lead:], x.make_loader()
+
+    def inner(index):
+        source = [i - p for i, p in zip(index[lead:], padding)]
+        return ops.masked(_inside(source, sizes), lambda: ops.to_dtype(load(list(index[:lead]) + source), dtype),
+                          float("-inf"), dtype)
+    frame = [sympy.Max(e, n + p) for e, n, p in zip(extents, sizes, padding)]
+    return current_graph().realize(new_pointwise(inner, list(x.get_size()[:lead]) + frame, dtype, 2))
 
 
 def _unflat(flat, sizes) -> list:
