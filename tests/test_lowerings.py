@@ -194,12 +194,14 @@ def test_max_pooling_matches_eager_values_and_indices(args, options):
 
 def test_max_pooling_reads_a_computed_input_once_and_skips_unused_indices():
     """Inference (ResNet's stem): batch norm and relu are computed once into memory, not
-    recomputed for each of the 9 overlapping windows that read an element; no index output."""
+    recomputed for each of the 9 overlapping windows that read an element; then the -inf
+    frame and the windows; no index output."""
     fn = lambda v: torch.nn.functional.max_pool2d((v * 3 - 1).relu(), 3, 2, 1)  # noqa: E731
     x = torch.randn(2, 4, 16, 16)
     check(fn, x, grad=True, options={"strict": True})
     _, kernels = compiled_kernels(fn, (x,), {})
-    assert len(kernels) == 2 and all("int64_t*" not in k.source for k in kernels), [k.source for k in kernels]
+    assert len(kernels) == 3 and all("int64_t*" not in k.source for k in kernels), [k.source for k in kernels]
+    assert sum("aten.relu" in k.origins for k in kernels) == 1, [k.origins for k in kernels]
 
 
 def test_max_pooling_for_training_scans_each_window_once():

@@ -174,7 +174,11 @@ def _max_pool(spatial, x, kernel_size, stride, padding, dilation):
 def _padded(x, lead, padding, extents, dtype):
     """``x`` realized inside a frame of -inf (``padding`` before, up to ``extents`` windows
     reach): window loads need no masks, which kept g++ from vectorizing max pooling (masked
-    strided loads); the frame is written in one vectorized pass."""
+    strided loads); the frame is written in one vectorized pass.  A computed ``x`` is realized
+    first: its per-channel loads (a batch norm's) inside the frame's mask kept g++ from
+    vectorizing the frame (loop-invariant masked loads)."""
+    if ir.op_count(x):
+        x = current_graph().realize(x)
     sizes, load = x.get_size()[lead:], x.make_loader()
 
     def inner(index):
