@@ -113,12 +113,15 @@ def _along(x, dim, index, src, take_index):
             full = list(idx)
             full[dim] = ops.indirect_indexing(take_index(index_load, idx, dim), bound)
             return full
-    if is_tensor(src):
-        load = src.make_loader()
-        value = (lambda idx: ops.to_dtype(load(idx), dtype)) if src.get_dtype() != dtype else load
-    else:
-        value = scalar_loader(src, dtype)
-    return output_index, value
+    return output_index, _source(src, dtype)
+
+
+def _source(src, dtype):
+    """The loader of a scatter's source (a tensor or a scalar), in ``dtype``."""
+    if not is_tensor(src):
+        return scalar_loader(src, dtype)
+    load = src.make_loader()
+    return (lambda idx: ops.to_dtype(load(idx), dtype)) if src.get_dtype() != dtype else load
 
 
 def _elementwise_index(index_load, idx, dim):  # scatter: an index per source element
@@ -166,8 +169,7 @@ def _select_per_slice(x, dim, index, src, combine):
     backward: no zero-filled copy and serial scatter, and it fuses with its neighbours).  An
     out-of-range index (eager raises) matches no position and leaves its slice as it was."""
     dim = canonical_dim(dim, x.dim())
-    x_load, index_load = x.make_loader(), index.make_loader()
-    _, value = _along(x, dim, index, src, _elementwise_index)
+    x_load, index_load, value = x.make_loader(), index.make_loader(), _source(src, x.get_dtype())
 
     def inner(idx):
         at = list(idx)
