@@ -129,10 +129,10 @@ def _max_pool(spatial, x, kernel_size, stride, padding, dilation):
     sizes, lead = x.get_size()[-spatial:], len(out_size) - spatial
     acc = torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
     extents = [(o - 1) * s + (k - 1) * d + 1 for o, s, k, d in zip(out_size[lead:], stride, kernel, dilation)]
+    if ir.op_count(x):
+        x = current_graph().realize(x)    # each element is read by several overlapping windows
     if any(p != 0 for p in padding) or not all(sympy.simplify(e <= n) == sympy.true for e, n in zip(extents, sizes)):
         x = _padded(x, lead, padding, extents, acc)   # windows read it without bounds checks
-    elif ir.op_count(x):
-        x = current_graph().realize(x)    # each element is read by several overlapping windows
     load = x.make_loader()
 
     def window(index):
@@ -174,11 +174,9 @@ def _max_pool(spatial, x, kernel_size, stride, padding, dilation):
 def _padded(x, lead, padding, extents, dtype):
     """``x`` realized inside a frame of -inf (``padding`` before, up to ``extents`` windows
     reach): window loads need no masks, which kept g++ from vectorizing max pooling (masked
-    strided loads); the frame is written in one vectorized pass.  A computed ``x`` is realized
-    first: its per-channel loads (a batch norm's) inside the frame's mask kept g++ from
+    strided loads); the frame is written in one vectorized pass.  ``x`` is a buffer: a computed
+    value's loads inside the frame's mask (a batch norm's per-channel parameters) kept g++ from
     vectorizing the frame (loop-invariant masked loads)."""
-    if ir.op_count(x):
-        x = current_graph().realize(x)
     sizes, load = x.get_size()[lead:], x.make_loader()
 
     def inner(index):
