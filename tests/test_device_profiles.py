@@ -6,6 +6,7 @@ import dataclasses
 import json
 import math
 import os
+import random
 import re
 
 import expecttest
@@ -17,6 +18,7 @@ from torch_hetero import options as options_mod
 from torch_hetero.__main__ import main as cli
 from torch_hetero.device_models import calibrate, get_profile, host, list_devices, list_profiles
 from torch_hetero.device_models.loader import DTYPES, FIELDS
+from torch_hetero.device_models.tiling import plan_matmul
 from torch_hetero.errors import HeteroCompileError, ProfileError
 
 SHIPPED = ["a100", "h100", "h200", "mi300x", "mtia-v1", "mtia-v2", "rivos-sim"]
@@ -175,15 +177,65 @@ def edit(old, new):
      "mine.toml: compute.matrix_shapes and compute.peak_tflops_matrix must list the same dtypes; "
      "only in one of them: int8"),
     (edit("[memory]", "[memory"), "mine.toml: not valid TOML: "),
+    (edit("dram_gib = 80 ", "dram_gib = 1e308 "), "mine.toml: memory.dram_gib must be a positive number (GiB), got 1e+308"),
+    (edit("local_sram_kib = 228 ", "local_sram_kib = 1 "),
+     "mine.toml: memory.local_sram_kib must hold the smallest matmul tile a Triton target stages: the tf32 "
+     "matrix-instruction tile BM=64 BN=16 BK=16 in 2 stages needs 10 KiB, got 1 KiB (1024 bytes)"),
+    (edit("local_sram_kib = 228 ", "local_sram_kib = 0.0001 "),
+     "mine.toml: memory.local_sram_kib must hold the smallest matmul tile a Triton target stages: "),
 ], ids=["wrong-type", "negative", "float-count", "missing", "bad-shape", "unknown-key", "unknown-dtype",
         "bad-codegen", "bad-target", "target-without-triton", "bad-assumed", "no-fp32-vector",
-        "shapes-vs-peaks", "toml-syntax"])
+        "shapes-vs-peaks", "toml-syntax", "bytes-overflow", "tiny-local-sram", "zero-local-sram"])
 def test_broken_file_error_names_file_and_field(text, message, tmp_path):
     path = tmp_path / "mine.toml"
     path.write_text(text)
     with pytest.raises(ProfileError) as excinfo:
         get_profile(str(path))
     assert str(excinfo.value).startswith(f"{tmp_path}/{message}")
+
+
+def unreadable_files(tmp_path):
+    """Profile files that cannot be read as text, each with what its error must say."""
+    random_bytes = tmp_path / "random.toml"
+    random_bytes.write_bytes(bytes([0xb2]) + random.Random(0).randbytes(299))  # 0xb2 never starts UTF-8
+    (tmp_path / "folder.toml").mkdir()
+    (tmp_path / "plain").write_text("")
+    return {str(random_bytes): "random.toml: not a text file: byte 0xb2 at offset 0 is not UTF-8",
+            str(tmp_path / "folder.toml"): "folder.toml: cannot read the profile file (Is a directory)",
+            str(tmp_path / "plain" / "mine.toml"): "plain/mine.toml: cannot read the profile file (Not a directory)"}
+
+
+def test_an_unreadable_file_is_a_profile_error_naming_it(tmp_path):
+    for path, message in unreadable_files(tmp_path).items():
+        with pytest.raises(ProfileError, match=re.escape(message)):
+            get_profile(path)
+        with pytest.raises(HeteroCompileError, match=re.escape(message)):  # options={"device": path}
+            options_mod.resolve({"device": path})
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads a file whatever its mode")
+def test_a_file_without_read_permission_is_a_profile_error(tmp_path):
+    path = tmp_path / "mine.toml"
+    path.write_text(H100_TEXT)
+    path.chmod(0)
+    with pytest.raises(ProfileError, match=re.escape(f"{path}: cannot read the profile file (Permission denied)")):
+        get_profile(str(path))
+
+
+def test_local_sram_must_hold_exactly_the_planners_smallest_tile(tmp_path):
+    """MI300X's largest smallest tile is the FMA tile of float64: BM=BN=BK=16 in 2 stages, 8 KiB.
+    With exactly that, every matmul dtype gets a tile; a byte less is refused at load time."""
+    text = open(os.path.join(PROFILES_DIR, "mi300x.toml")).read()
+    path = tmp_path / "mine.toml"
+    path.write_text(text.replace("local_sram_kib = 64 ", "local_sram_kib = 8 "))
+    profile = get_profile(str(path))
+    for dtype in (torch.float16, torch.bfloat16, torch.float32, torch.float64, torch.int8):
+        assert plan_matmul(1, 64, 64, 64, dtype, profile) is not None, dtype
+    assert plan_matmul(1, 64, 64, 64, torch.float64, profile).smem == 8 * 2**10
+    path.write_text(text.replace("local_sram_kib = 64 ", f"local_sram_kib = {(8 * 2**10 - 1) / 2**10!r} "))
+    with pytest.raises(ProfileError, match=re.escape("the 8-byte (float64) FMA tile BM=16 BN=16 BK=16 in 2 stages "
+                                                     "needs 8 KiB, got 7.99902 KiB (8191 bytes)")):
+        get_profile(str(path))
 
 
 def test_user_file_works_and_is_reread_when_edited(tmp_path):

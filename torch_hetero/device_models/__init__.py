@@ -9,7 +9,7 @@ import os
 
 from ..errors import ProfileError
 from .host import host_profile
-from .loader import load_file
+from .loader import load_file, unreadable
 from .profile import DeviceProfile
 from .table import format_table
 
@@ -36,9 +36,11 @@ def get_profile(name_or_path: str | os.PathLike) -> DeviceProfile:
     if name_or_path.endswith(".toml") or os.sep in name_or_path:
         try:
             mtime = os.stat(name_or_path).st_mtime_ns
-        except OSError:
+        except FileNotFoundError:
             raise ProfileError(f"{name_or_path}: no such profile file; known profiles: "
                                f"{', '.join(list_profiles())}") from None
+        except OSError as error:  # a parent that is a file, a directory we may not search, …
+            raise unreadable(name_or_path, error) from None
         return _load_user(name_or_path, mtime)
     raise ProfileError(f"unknown device profile {name_or_path!r}; known profiles: {', '.join(list_profiles())}. "
                        "Set options={'device': ...} or TORCH_HETERO_DEVICE to one of them, "

@@ -3,7 +3,9 @@
 Files use human units in their key names (``memory.dram_gib``, ``memory.dram_gbps``,
 ``compute.peak_tflops_matrix``); this module converts them to the DeviceProfile's fields.
 Every error names the file, the key and the expected type and unit, because profile files are
-written by hand.  The host profile is built as the same nested table and checked here too."""
+written by hand: a file that cannot be read or parsed is a ProfileError too, never a bare
+OSError or UnicodeDecodeError.  The host profile is built as the same nested table and checked
+here too."""
 from __future__ import annotations
 
 import dataclasses
@@ -11,6 +13,7 @@ import math
 import re
 
 from ..errors import ProfileError
+from .matmul_tiles import STAGES, VECTOR_MATMUL_TILE, WIDEST_ELEMENT_BYTES, smallest_staged_bytes, smallest_tile
 from .profile import DeviceProfile
 
 try:
@@ -18,7 +21,8 @@ try:
 except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib
 
-DTYPES = ("fp32", "tf32", "bf16", "fp16", "fp8", "int8")
+DTYPE_BYTES = {"fp32": 4, "tf32": 4, "bf16": 2, "fp16": 2, "fp8": 1, "int8": 1}  # the profile's dtype names
+DTYPES = tuple(DTYPE_BYTES)
 FIELDS = tuple(f.name for f in dataclasses.fields(DeviceProfile))
 _TARGET = re.compile(r"cuda:\d+|hip:gfx[0-9a-f]+")
 
@@ -75,7 +79,9 @@ def _number(value):
 
 def _bytes(scale: int):
     def check(value):
-        return round(_number(value) * scale)
+        scaled = _number(value) * scale
+        _require(math.isfinite(scaled))  # 1e308 GiB overflows
+        return round(scaled)
     return check
 
 
@@ -124,10 +130,18 @@ def load_file(path: str, label: str) -> DeviceProfile:
         with open(path, "rb") as f:
             table = tomllib.load(f)
     except OSError as error:
-        raise ProfileError(f"{label}: cannot read the profile file ({error.strerror})") from None
+        raise unreadable(label, error) from None
+    except UnicodeDecodeError as error:  # tomllib decodes the whole file first
+        raise ProfileError(f"{label}: not a text file: byte {error.object[error.start]:#04x} at offset "
+                           f"{error.start} is not UTF-8; a profile is a TOML file (UTF-8 text)") from None
     except tomllib.TOMLDecodeError as error:
         raise ProfileError(f"{label}: not valid TOML: {error}") from None
     return from_table(table, label)
+
+
+def unreadable(label: str, error: OSError) -> ProfileError:
+    """The error for a profile file the system would not open or look up (``error``'s cause)."""
+    return ProfileError(f"{label}: cannot read the profile file ({error.strerror or error})")
 
 
 def from_table(table: dict, label: str) -> DeviceProfile:
@@ -192,3 +206,22 @@ def _check_together(fields: dict) -> None:
                            f"only in one of them: {', '.join(sorted(shapes ^ peaks))}")
     if fields["triton_target"] is not None and fields["codegen"] != "triton":
         raise ProfileError('triton_target is only meaningful with codegen = "triton"')
+    if fields["codegen"] == "triton":
+        _check_smallest_matmul_tile(fields)
+
+
+def _check_smallest_matmul_tile(fields: dict) -> None:
+    """A Triton target's matmuls stage operand tiles in local SRAM (``tiling.plan_matmul``):
+    the smallest tile for each of its matrix instructions, and the FMA tile of the widest
+    elements, must fit, or the planner has no tile to choose."""
+    needs = [(smallest_staged_bytes(shape, DTYPE_BYTES[dtype]), shape, f"{dtype} matrix-instruction")
+             for dtype, shape in fields["matrix_shapes"].items()]
+    needs.append((smallest_staged_bytes(VECTOR_MATMUL_TILE, WIDEST_ELEMENT_BYTES), VECTOR_MATMUL_TILE,
+                  f"{WIDEST_ELEMENT_BYTES}-byte (float64) FMA"))
+    need, shape, kind = max(needs, key=lambda item: item[0])
+    have = fields["local_sram_bytes"]
+    if have < need:
+        bm, bn, bk = smallest_tile(shape)
+        raise ProfileError(f"memory.local_sram_kib must hold the smallest matmul tile a Triton target stages: "
+                           f"the {kind} tile BM={bm} BN={bn} BK={bk} in {min(STAGES)} stages needs "
+                           f"{need / 2**10:g} KiB, got {have / 2**10:g} KiB ({have} bytes)")

@@ -23,12 +23,10 @@ import torch
 
 from .cost_model import dtype_name, parallel_efficiency, row_fits
 from .kernel_analysis import KernelCost
+from .matmul_tiles import STAGES, VECTOR_MATMUL_TILE, smallest_dim, staged_bytes
 
 MAX_PROGRAM_ELEMENTS = 4096    # XBLOCK·RBLOCK a Triton program steps through at once, if not a whole row
-VECTOR_MATMUL_TILE = (16, 16, 8)  # matmuls without a matrix instruction for the dtype: FMA tiles
 MAX_TILE = (256, 256, 128)
-MIN_DOT = 16                   # tl.dot needs every tile dim >= 16
-STAGES = (2, 3, 4)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -91,7 +89,7 @@ def plan_matmul(batch: int, m: int, n: int, k: int, dtype: torch.dtype, profile)
     best = None
     for bm, bn, bk in itertools.product(*(_multiples(b, top) for b, top in zip(base, MAX_TILE))):
         for stages in STAGES:
-            smem = (bm * bk + bk * bn) * itemsize * stages
+            smem = staged_bytes(bm, bn, bk, itemsize, stages)
             if smem > profile.local_sram_bytes:
                 continue
             tiles = batch * math.ceil(m / bm) * math.ceil(n / bn)
@@ -109,7 +107,7 @@ def plan_matmul(batch: int, m: int, n: int, k: int, dtype: torch.dtype, profile)
 
 def _multiples(base: int, top: int) -> list:
     """Multiples of ``base`` (doubling) from the first one ``tl.dot`` accepts (16) to ``top``."""
-    out, value = [], base * -(-MIN_DOT // base)
+    out, value = [], smallest_dim(base)
     while value <= max(top, base):
         out.append(value)
         value *= 2
