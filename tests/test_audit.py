@@ -1,6 +1,7 @@
 """The portability audit: every profile on a small model, debt by op and layer, the report
 files, per-device errors that do not stop the others, and the command line."""
 import json
+import random
 
 import pytest
 import torch
@@ -195,3 +196,31 @@ def test_without_matplotlib_the_report_is_written_without_the_chart(tmp_path, mo
     with pytest.warns(UserWarning, match="matplotlib is not installed"):
         paths = result.write(str(tmp_path))
     assert set(paths) == {"markdown", "json"} and "![roofline" not in open(paths["markdown"]).read()
+
+
+def relu(x):
+    return x.relu() + 1
+
+
+def test_an_unreadable_profile_is_its_devices_error_and_the_others_run(tmp_path):
+    """300 random bytes used to abort the whole audit with a bare UnicodeDecodeError."""
+    garbage = tmp_path / "garbage.toml"
+    garbage.write_bytes(bytes([0xb2]) + random.Random(0).randbytes(299))
+    (tmp_path / "folder.toml").mkdir()
+    result = audit(relu, torch.randn(8), devices=["cpu", str(garbage), str(tmp_path / "folder.toml"), "h100"],
+                   ahead_of_time=False, progress=False)
+    cpu, bad, folder, h100 = result.devices
+    assert cpu.error is None and h100.error is None
+    assert bad.error == f"{garbage}: not a text file: byte 0xb2 at offset 0 is not UTF-8; a profile is a TOML file " \
+                        "(UTF-8 text)"
+    assert folder.error == f"{tmp_path / 'folder.toml'}: cannot read the profile file (Is a directory)"
+    record = json.loads(open(result.write(str(tmp_path / "report"))["json"]).read())
+    assert [d["error"] for d in record["devices"]] == [None, bad.error, folder.error, None]
+
+
+def test_devices_may_be_one_name_but_not_an_empty_list():
+    [h100] = audit(relu, torch.randn(8), devices="h100", ahead_of_time=False, progress=False).devices
+    assert h100.device == "h100" and h100.error is None
+    with pytest.raises(ValueError, match="devices is empty: give profile names or .toml files"):
+        audit(relu, torch.randn(8), devices=[], progress=False)
+    assert main(["audit", "torch_hetero.examples:tiny_gpt", "--devices", ""]) == 2

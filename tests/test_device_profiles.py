@@ -16,7 +16,7 @@ import torch
 import torch_hetero
 from torch_hetero import options as options_mod
 from torch_hetero.__main__ import main as cli
-from torch_hetero.device_models import calibrate, get_profile, host, list_devices, list_profiles
+from torch_hetero.device_models import DeviceProfile, calibrate, get_profile, host, list_devices, list_profiles
 from torch_hetero.device_models.loader import DTYPES, FIELDS
 from torch_hetero.device_models.tiling import plan_matmul
 from torch_hetero.errors import HeteroCompileError, ProfileError
@@ -371,9 +371,17 @@ def test_devices_command_prints_the_table_with_the_host(capsys):
     assert "20 GB/s" in lines[1] and torch_hetero.list_devices() == list_devices()
 
 
+def test_list_devices_is_the_profiles_and_prints_as_the_table():
+    devices = list_devices()
+    assert all(isinstance(p, DeviceProfile) for p in devices)
+    assert [p.name for p in devices] == list_profiles() and devices[1] is get_profile("a100")
+    rows = str(devices).splitlines()[1:-1]  # between the header and the footnote
+    assert str(devices) == repr(devices) and [row.split()[0].rstrip("*") for row in rows] == list_profiles()
+
+
 class TestListDevices(expecttest.TestCase):
     def test_table_without_the_host(self):
-        self.assertExpectedInline(list_devices(include_host=False), """\
+        self.assertExpectedInline(str(list_devices(include_host=False)), """\
 name        codegen  target      units  GHz   matrix bf16/fp16 TFLOP/s  vector fp32 TFLOP/s  local SRAM per unit  LLC                 DRAM                  launch us  TDP W
 a100*       triton   cuda:80     108    1.41  312                       19.5                 164 KiB @ 180 GB/s   40 MiB @ 4.5 TB/s   80 GiB @ 2.039 TB/s   5          400
 h100*       triton   cuda:90     132    1.83  989.4                     66.9                 228 KiB @ 234 GB/s   50 MiB @ 5.5 TB/s   80 GiB @ 3.35 TB/s    5          700

@@ -41,20 +41,28 @@ DTYPES = {"float32": "float32", "bfloat16": "bfloat16", "float16": "float16"}
 
 
 def _audit(args) -> int:
+    """Bad arguments (devices, the output directory, the factory) exit 2 before any compiling."""
     import torch
     from .audit import audit, load_factory
+    devices = args.devices.split(",") if args.devices is not None else None
+    if devices is not None and not all(devices):
+        return _usage_error(f"--devices {args.devices!r} has an empty name; give comma-separated profile names "
+                            "or .toml files (python -m torch_hetero devices lists them)")
     try:
         model, inputs = load_factory(args.factory)
     except ValueError as error:
-        print(f"python -m torch_hetero audit: {error}", file=sys.stderr)
-        return 2
-    devices = args.devices.split(",") if args.devices else None
+        return _usage_error(str(error))
     result = audit(model, *inputs, devices=devices, dtype=getattr(torch, args.dtype) if args.dtype else None,
                    ahead_of_time=not args.no_aot)
     print(result)
     paths = result.write(args.out)
     print("\nreport: " + ", ".join(paths.values()))
     return 0 if all(d.error is None for d in result.devices) else 1
+
+
+def _usage_error(message: str) -> int:
+    print(f"python -m torch_hetero audit: {message}", file=sys.stderr)
+    return 2
 
 
 if __name__ == "__main__":

@@ -107,12 +107,12 @@ class Audit:
 
 def audit(model, *inputs, devices=None, dtype: Optional[torch.dtype] = None, ahead_of_time: bool = True,
           progress: bool = True) -> Audit:
-    """Compile ``model`` (a module or function) for each of ``devices`` (profile names or
-    profile files; default: the host and every shipped profile), run it once here on
+    """Compile ``model`` (a module or function) for each of ``devices`` (a profile name or
+    profile file, or a list of them; default: the host and every shipped profile), run it once here on
     ``inputs`` in inference mode, and collect what each device would run.  ``dtype`` converts
     the model's floating parameters and inputs first (on a copy).  A device that fails is
     reported with its error; the others still run.  ``progress`` prints a line per stage."""
-    devices = list(devices or list_profiles())
+    devices = device_list(devices)
     if dtype is not None:
         model, inputs = _converted(model, inputs, dtype)
     tensors = [t for t in inputs if isinstance(t, torch.Tensor)]
@@ -130,6 +130,23 @@ def audit(model, *inputs, devices=None, dtype: Optional[torch.dtype] = None, ahe
         say = _progress(f"[{position}/{len(devices)}] {device}", progress)
         result.devices.append(_audit_device(model, inputs, device, ahead_of_time, say))
     return result
+
+
+def device_list(devices) -> list:
+    """``audit``'s ``devices`` as a list: None is every profile, one name or file is itself.
+    An empty list is an error rather than every profile: it asks for no device."""
+    if devices is None:
+        return list_profiles()
+    if isinstance(devices, (str, os.PathLike)):
+        return [devices]
+    try:
+        devices = list(devices)
+    except TypeError:
+        raise TypeError(f"devices must be a profile name or .toml file, or a list of them, got {devices!r}") from None
+    if not devices:
+        raise ValueError("devices is empty: give profile names or .toml files (python -m torch_hetero devices "
+                         "lists them), or leave devices out to audit every profile")
+    return devices
 
 
 def load_factory(spec: str):

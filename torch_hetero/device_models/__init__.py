@@ -11,12 +11,12 @@ from ..errors import ProfileError
 from .host import host_profile
 from .loader import load_file, unreadable
 from .profile import DeviceProfile
-from .table import format_table
+from .table import DeviceTable
 
 HOST = "cpu"
 PROFILES_DIR = os.path.join(os.path.dirname(__file__), "profiles")
 
-__all__ = ["DeviceProfile", "HOST", "get_profile", "list_devices", "list_profiles"]
+__all__ = ["DeviceProfile", "DeviceTable", "HOST", "get_profile", "list_devices", "list_profiles"]
 
 
 def list_profiles() -> list[str]:
@@ -47,10 +47,11 @@ def get_profile(name_or_path: str | os.PathLike) -> DeviceProfile:
                        "or to the path of a profile .toml file.")
 
 
-def list_devices(include_host: bool = True) -> str:
-    """A table of the known profiles (the host row shows its measured figures)."""
+def list_devices(include_host: bool = True) -> DeviceTable:
+    """The known profiles, host first (its measured figures), then the shipped ones; they
+    print as a table."""
     names = list_profiles() if include_host else list(_shipped())
-    return format_table([get_profile(name) for name in names])
+    return DeviceTable(get_profile(name) for name in names)
 
 
 @functools.cache

@@ -1,4 +1,5 @@
-"""``list_devices()``: the profiles side by side, one row each, as plain aligned text."""
+"""``list_devices()``: the profiles as data, which print side by side, one row each, as plain
+aligned text."""
 from __future__ import annotations
 
 from .profile import DeviceProfile
@@ -6,6 +7,16 @@ from .profile import DeviceProfile
 COLUMNS = ("name", "codegen", "target", "units", "GHz", "matrix bf16/fp16 TFLOP/s", "vector fp32 TFLOP/s",
            "local SRAM per unit", "LLC", "DRAM", "launch us", "TDP W")
 FOOTNOTE = "* some figures are assumed (estimates or unknown-filled): see get_profile(name).assumed"
+
+
+class DeviceTable(tuple):
+    """The profiles (DeviceProfile each, in order) as data to iterate and index; printed, or
+    shown at a prompt, it is the side-by-side table."""
+
+    def __str__(self) -> str:
+        return format_table(list(self))
+
+    __repr__ = __str__
 
 
 def format_table(profiles: list[DeviceProfile]) -> str:
