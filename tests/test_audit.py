@@ -1,7 +1,9 @@
 """The portability audit: every profile on a small model, debt by op and layer, the report
 files, per-device errors that do not stop the others, and the command line."""
 import json
+import os
 import random
+import re
 
 import pytest
 import torch
@@ -10,7 +12,7 @@ import torch.nn.functional as F
 import torch_hetero
 from torch_hetero import compiler
 from torch_hetero.__main__ import main
-from torch_hetero.audit import audit, load_factory
+from torch_hetero.audit import Audit, audit, load_factory
 from torch_hetero.device_models import get_profile, list_profiles
 from torch_hetero.errors import HeteroCompileError
 from torch_hetero.runtime import triton_run
@@ -224,3 +226,32 @@ def test_devices_may_be_one_name_but_not_an_empty_list():
     with pytest.raises(ValueError, match="devices is empty: give profile names or .toml files"):
         audit(relu, torch.randn(8), devices=[], progress=False)
     assert main(["audit", "torch_hetero.examples:tiny_gpt", "--devices", ""]) == 2
+
+
+FACTORY_THAT_MUST_NOT_RUN = '''
+def make():
+    raise AssertionError("the factory ran: the output directory was checked too late")
+'''
+
+
+def test_an_out_that_cannot_hold_the_report_exits_2_before_any_work(tmp_path, capsys):
+    (tmp_path / "models.py").write_text(FACTORY_THAT_MUST_NOT_RUN)
+    (tmp_path / "a-file").write_text("")
+    for out, why in [(tmp_path / "a-file", "it is a file, not a directory"),
+                     (tmp_path / "a-file" / "report", f"{tmp_path / 'a-file'} is a file, not a directory")]:
+        assert main(["audit", f"{tmp_path / 'models.py'}:make", "--out", str(out)]) == 2
+        assert capsys.readouterr().err == (f"python -m torch_hetero audit: cannot write the report to {out}: {why}; "
+                                           "choose another --out\n")
+    report = Audit(model="m", dtype="fp32", parameters=0, weight_bytes=0, input_bytes=0, inputs=[], batch=1, devices=[])
+    with pytest.raises(NotADirectoryError, match=re.escape(f"cannot write the report to {tmp_path / 'a-file' / 'r'}")):
+        report.write(str(tmp_path / "a-file" / "r"))
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into a directory whatever its mode")
+def test_an_out_without_write_permission_exits_2(tmp_path, capsys):
+    (tmp_path / "models.py").write_text(FACTORY_THAT_MUST_NOT_RUN)
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    assert main(["audit", f"{tmp_path / 'models.py'}:make", "--out", str(locked / "report")]) == 2
+    assert f"{locked} is not writable; choose another --out" in capsys.readouterr().err

@@ -44,10 +44,15 @@ def _audit(args) -> int:
     """Bad arguments (devices, the output directory, the factory) exit 2 before any compiling."""
     import torch
     from .audit import audit, load_factory
+    from .audit_report import check_directory
     devices = args.devices.split(",") if args.devices is not None else None
     if devices is not None and not all(devices):
         return _usage_error(f"--devices {args.devices!r} has an empty name; give comma-separated profile names "
                             "or .toml files (python -m torch_hetero devices lists them)")
+    try:
+        check_directory(args.out)
+    except OSError as error:
+        return _usage_error(f"{error}; choose another --out")
     try:
         model, inputs = load_factory(args.factory)
     except ValueError as error:

@@ -179,8 +179,24 @@ def _roofline_panel(ax, d, dtype: str) -> None:
     ax.legend(fontsize=6, loc="lower right")
 
 
+def check_directory(directory: str) -> None:
+    """Raise an OSError naming ``directory`` if the report could not be written there (a file,
+    under a file, or not writable), so that a command finds out before its work, not after."""
+    path = os.path.abspath(directory)
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise FileExistsError(f"cannot write the report to {directory}: it is a file, not a directory")
+    existing = path
+    while not os.path.exists(existing):  # the directory is made later: its nearest existing parent decides
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        raise NotADirectoryError(f"cannot write the report to {directory}: {existing} is a file, not a directory")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise PermissionError(f"cannot write the report to {directory}: {existing} is not writable")
+
+
 def write_files(audit, directory: str) -> dict:
     """audit.md, audit.json and, where matplotlib is installed, roofline.png: kind → path."""
+    check_directory(directory)
     os.makedirs(directory, exist_ok=True)
     paths = {"markdown": os.path.join(directory, "audit.md"), "json": os.path.join(directory, "audit.json")}
     try:
