@@ -13,7 +13,7 @@ import torch_hetero
 from torch_hetero import compiler
 from torch_hetero.__main__ import main
 from torch_hetero.audit import Audit, audit, load_factory
-from torch_hetero.device_models import get_profile, list_profiles
+from torch_hetero.device_models import PROFILES_DIR, get_profile, list_profiles
 from torch_hetero.errors import HeteroCompileError
 from torch_hetero.runtime import triton_run
 
@@ -226,6 +226,21 @@ def test_devices_may_be_one_name_but_not_an_empty_list():
     with pytest.raises(ValueError, match="devices is empty: give profile names or .toml files"):
         audit(relu, torch.randn(8), devices=[], progress=False)
     assert main(["audit", "torch_hetero.examples:tiny_gpt", "--devices", ""]) == 2
+
+
+def test_user_profiles_sharing_a_name_are_told_apart_by_their_files(tmp_path):
+    files = []
+    for stem in ("a", "b", "c"):
+        files.append(tmp_path / f"{stem}.toml")
+        files[-1].write_text(open(f"{PROFILES_DIR}/h100.toml").read().replace('name = "h100"', 'name = "mydev"'))
+    result = audit(relu, torch.randn(8), devices=[*map(str, files), "h100"], ahead_of_time=False, progress=False)
+    assert [d.device for d in result.devices] == ["mydev"] * 3 + ["h100"]
+    assert [d.label for d in result.devices] == [f"mydev ({f})" for f in files] + ["h100"]
+    rows = [line.split()[:2] for line in str(result).splitlines()[2:]]
+    assert rows == [["mydev", f"({f})*"] for f in files] + [["h100*", "triton"]]
+    paths = result.write(str(tmp_path / "report"))  # the chart reads each profile again: from its file
+    assert [d["file"] for d in json.loads(open(paths["json"]).read())["devices"]] == [*map(str, files), None]
+    assert all(f"## mydev ({f}) — " in open(paths["markdown"]).read() for f in files)
 
 
 FACTORY_THAT_MUST_NOT_RUN = '''

@@ -49,7 +49,7 @@ class AheadOfTime:
 
 @dataclasses.dataclass
 class DeviceAudit:
-    device: str
+    device: str                    # the profile's name, or the device as given if it could not be loaded
     description: str = ""
     codegen: str = ""              # "triton" or "cpp"
     triton_target: Optional[str] = None
@@ -62,6 +62,13 @@ class DeviceAudit:
     aot: Optional[AheadOfTime] = None
     compile_s: float = 0.0         # compiling (and running once on this host) for the device
     error: Optional[str] = None    # why the device could not be audited
+    file: Optional[str] = None     # the user's profile file it was read from (None: shipped, or the host)
+
+    @property
+    def label(self) -> str:
+        """How the report names the device: a user profile with its file, since several files
+        may share a name."""
+        return f"{self.device} ({self.file})" if self.file else self.device
 
     @property
     def latency_us(self) -> Optional[float]:
@@ -188,7 +195,8 @@ def _audit_device(model, inputs, device, ahead_of_time: bool, say) -> DeviceAudi
         say(f"error: {error}")
         return DeviceAudit(str(device), error=str(error))
     entry = DeviceAudit(profile.name, profile.description, profile.codegen, profile.triton_target,
-                        tuple(profile.assumed), profile.tdp_w, profile.dram_bytes)
+                        tuple(profile.assumed), profile.tdp_w, profile.dram_bytes,
+                        file=None if os.fspath(device) in list_profiles() else os.fspath(device))
     say("compiling, running once on this host")
     start = time.perf_counter()
     try:

@@ -24,7 +24,7 @@ def summary_rows(audit) -> list:
 
 
 def _summary_row(audit, d) -> tuple:
-    name = d.device + ("*" if d.assumed else "")
+    name = d.label + ("*" if d.assumed else "")
     code = f"{d.codegen} {d.triton_target or ''}".strip() if d.codegen else "-"
     if d.error is not None:
         return (name, code, "-", "-", "-", "-", "-", "-", "-", "-", "error: " + d.error.splitlines()[0][:80])
@@ -53,9 +53,9 @@ def summary_text(audit) -> str:
     lines += ["  " + "  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
     for d in audit.devices:
         for debt in d.debt:
-            lines.append(f"  debt on {d.device}: {debt.op} × {debt.calls} in {_layers(debt.layers)}")
+            lines.append(f"  debt on {d.label}: {debt.op} × {debt.calls} in {_layers(debt.layers)}")
         if d.error is not None:
-            lines.append(f"  error on {d.device}: {d.error}")
+            lines.append(f"  error on {d.label}: {d.error}")
         elif d.aot is not None and d.aot.errors:
             lines += [f"  {d.aot.target} build of {kernel} failed: {error.splitlines()[0]}"
                       for kernel, error in d.aot.errors.items()]
@@ -68,7 +68,7 @@ def markdown(audit, roofline: str | None = "roofline.png") -> str:
     if roofline:
         out += ["", f"![roofline: each kernel on each device's roofline]({roofline})"]
     for d in audit.devices:
-        out += ["", f"## {d.device}" + (f" — {d.description}" if d.description else ""), ""]
+        out += ["", f"## {d.label}" + (f" — {d.description}" if d.description else ""), ""]
         if d.error is not None:
             out += ["**Not audited:**", "", "```", d.error, "```"]
             continue
@@ -102,7 +102,7 @@ def markdown(audit, roofline: str | None = "roofline.png") -> str:
 def to_json(audit) -> dict:
     devices = []
     for d in audit.devices:
-        entry = {"device": d.device, "description": d.description, "codegen": d.codegen,
+        entry = {"device": d.device, "file": d.file, "description": d.description, "codegen": d.codegen,
                  "triton_target": d.triton_target, "assumed": list(d.assumed), "error": d.error}
         if d.error is None:
             report = d.report
@@ -153,7 +153,7 @@ _MARKERS = {"kernel": ("o", "tab:blue"), "extern": ("^", "tab:green"), "fallback
 
 
 def _roofline_panel(ax, d, dtype: str) -> None:
-    profile = get_profile(d.device)
+    profile = get_profile(d.file or d.device)
     report = d.report
     steps = [("kernel", k) for k in report.kernels] + [(c.kind, c) for c in report.externs + report.fallback_calls]
     matrix = profile.peak_flops(dtype, matrix=True)
@@ -173,7 +173,7 @@ def _roofline_panel(ax, d, dtype: str) -> None:
         if points:
             ax.scatter(*zip(*points), marker=marker, color=color, s=18, label=kind, zorder=3)
     left_out = len(steps) - len(placed)
-    ax.set_title(f"{d.device}" + (f" ({left_out} without FLOPs not shown)" if left_out else ""), fontsize=9)
+    ax.set_title(d.label + (f" ({left_out} without FLOPs not shown)" if left_out else ""), fontsize=9)
     ax.set_xlabel("FLOP / byte")
     ax.set_ylabel("FLOP/s")
     ax.legend(fontsize=6, loc="lower right")
