@@ -1,5 +1,7 @@
 """The cost model behaves as physics says, and explain() carries its estimates."""
 import dataclasses
+import os
+import re
 
 import pytest
 import torch
@@ -129,3 +131,14 @@ def test_graph_inputs_start_resident():
     profile = get_profile("mtia-v2")
     warm = MemoryModel(profile, {"x": 32 * MB})
     assert warm.seconds({"x": 32 * MB}, {}, 1.0) < MemoryModel(profile).seconds({"x": 32 * MB}, {}, 1.0) / 2
+
+
+def test_the_readmes_what_if_loop_runs_as_written(capsys):
+    """explain(..., device=[...]) returns a dict keyed by device; the README's loop over it runs."""
+    readme = open(os.path.join(os.path.dirname(__file__), "..", "README.md")).read()
+    [block] = [b.split("\n", 1)[1] for b in re.findall(r"```python\n.*?```", readme, re.S) if "device=[" in b]
+    exec(block.removesuffix("```"), {"torch_hetero": torch_hetero, "model": torch.nn.Linear(8, 4),
+                                     "example_input": torch.randn(2, 8)})
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split(":")[0] for line in lines] == ["h100", "mtia-v2", "cpu"]
+    assert all(" us, fallbacks {}" in line for line in lines)

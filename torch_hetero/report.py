@@ -87,7 +87,7 @@ def explain(fn, *args, device=None, **kwargs):
     """Compile ``fn`` (a function or module) with the hetero backend for ``device`` (a profile
     name or path; default: the usual selection), run it once on ``args`` and report what was
     generated and what it should cost there.  ``device`` may be a list: then a dict of
-    reports keyed by profile name.  Backward graphs appear if the run triggers them."""
+    reports keyed by each device as given (a name, or a file's path).  Backward graphs appear if the run triggers them."""
     if isinstance(device, (list, tuple)):
         return {str(d): explain(fn, *args, device=d, **kwargs) for d in device}
     options = {"device": device} if device is not None else {}
