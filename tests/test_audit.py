@@ -225,6 +225,8 @@ def test_devices_may_be_one_name_but_not_an_empty_list():
     assert h100.device == "h100" and h100.error is None
     with pytest.raises(ValueError, match="devices is empty: give profile names or .toml files"):
         audit(relu, torch.randn(8), devices=[], progress=False)
+    with pytest.raises(TypeError, match="devices must be a profile name or .toml file, or a list of them, got 3"):
+        audit(relu, torch.randn(8), devices=3, progress=False)
     assert main(["audit", "torch_hetero.examples:tiny_gpt", "--devices", ""]) == 2
 
 

@@ -115,11 +115,11 @@ class Audit:
 def audit(model, *inputs, devices=None, dtype: Optional[torch.dtype] = None, ahead_of_time: bool = True,
           progress: bool = True) -> Audit:
     """Compile ``model`` (a module or function) for each of ``devices`` (a profile name or
-    profile file, or a list of them; default: the host and every shipped profile), run it once here on
-    ``inputs`` in inference mode, and collect what each device would run.  ``dtype`` converts
+    file, or a list of them; default: the host and every shipped profile), run it once here
+    on ``inputs`` in inference mode, and collect what each device would run.  ``dtype`` converts
     the model's floating parameters and inputs first (on a copy).  A device that fails is
     reported with its error; the others still run.  ``progress`` prints a line per stage."""
-    devices = device_list(devices)
+    devices = _device_list(devices)
     if dtype is not None:
         model, inputs = _converted(model, inputs, dtype)
     tensors = [t for t in inputs if isinstance(t, torch.Tensor)]
@@ -139,7 +139,7 @@ def audit(model, *inputs, devices=None, dtype: Optional[torch.dtype] = None, ahe
     return result
 
 
-def device_list(devices) -> list:
+def _device_list(devices) -> list:
     """``audit``'s ``devices`` as a list: None is every profile, one name or file is itself.
     An empty list is an error rather than every profile: it asks for no device."""
     if devices is None:
