@@ -11,7 +11,9 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import textwrap
+import time
 import types
 import warnings
 
@@ -70,14 +72,13 @@ def run_python(code, tmp_path, **env):
 
 @pytest.fixture
 def cache_dir(tmp_path, monkeypatch):
-    """An empty cache directory for this test, and no shared per-process fallback directory."""
+    """An empty cache directory for this test, and an empty system temporary directory (where
+    the per-user fallback cache goes)."""
     folder = tmp_path / "cache"
     monkeypatch.setenv("TORCH_HETERO_CACHE_DIR", str(folder))
-    fallback = []
-    monkeypatch.setattr(cache, "_FALLBACK_DIRS", fallback)
-    yield folder
-    for path in fallback:
-        shutil.rmtree(path, ignore_errors=True)
+    (tmp_path / "tmp").mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    return folder
 
 
 @pytest.fixture
@@ -216,6 +217,56 @@ def test_unwritable_cache_dir_falls_back_with_warning(tmp_path, cache_dir, monke
     torch.testing.assert_close(out, pointwise(x))
 
 
+def test_unwritable_cache_dir_falls_back_to_one_directory_per_user(tmp_path):
+    """Each process that cannot write the cache directory uses the same private directory
+    under the system's temporary one (named in the warning with the fix), and nothing else:
+    the second process loads the first one's library instead of building it again."""
+    (tmp_path / "file").write_text("not a directory")
+    (tmp_path / "tmp").mkdir()
+    temp = str(tmp_path / "tmp")
+    code = f"""
+        import warnings, torch, torch_hetero
+        from torch_hetero.runtime import cpp_build
+        built = []
+        real = cpp_build._compile
+        cpp_build._compile = lambda *parts: built.append(1) or real(*parts)
+        x = torch.randn(8, 5)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            torch.testing.assert_close(torch.compile(lambda v: v.cos() + 3, backend="hetero",
+                                                     options={{"strict": True}})(x), x.cos() + 3)
+        print(len(built), sum("TORCH_HETERO_CACHE_DIR" in str(w.message) and {temp!r} in str(w.message)
+                              for w in caught))
+    """
+    env = {"TORCH_HETERO_CACHE_DIR": str(tmp_path / "file" / "sub"), "TMPDIR": temp}
+    assert run_python(code, tmp_path, **env).split() == ["1", "1"]
+    assert run_python(code, tmp_path, **env).split() == ["0", "0"]  # loaded: nothing built, no warning
+    private = tmp_path / "tmp" / f"torch_hetero-{os.getuid()}"
+    assert [p.name for p in (tmp_path / "tmp").iterdir()] == [private.name]
+    assert private.stat().st_mode & 0o777 == 0o700
+    assert len(files(private, "*.so")) == 1
+
+
+@pytest.mark.parametrize("how", ["another_owner", "writable_by_others"])
+def test_fallback_directory_not_private_to_the_user_is_refused(how, tmp_path, cache_dir, monkeypatch):
+    """Libraries are loaded from the fallback: one that another user owns or may write to is
+    refused, with an error naming it and the fix, never used."""
+    (tmp_path / "file").write_text("not a directory")
+    monkeypatch.setenv("TORCH_HETERO_CACHE_DIR", str(tmp_path / "file" / "sub"))
+    if how == "another_owner":  # a directory of ours, seen by a process of another uid
+        uid = os.getuid() + 1
+        monkeypatch.setattr(os, "getuid", lambda: uid)
+    squatted = tmp_path / "tmp" / f"torch_hetero-{os.getuid()}"
+    squatted.mkdir()
+    squatted.chmod(0o777 if how == "writable_by_others" else 0o700)
+    with pytest.raises(torch._dynamo.exc.BackendCompilerFailed, match="refusing the fallback cache directory") as error:
+        run_compiled(pointwise, example_input(), options={"strict": True})
+    message = str(error.value)
+    assert str(squatted) in message and "TORCH_HETERO_CACHE_DIR" in message
+    assert ("owned by uid" if how == "another_owner" else "others may write") in message
+    assert list(squatted.iterdir()) == []
+
+
 def test_full_cache_disk_falls_back_with_warning(cache_dir, monkeypatch):
     """No space left in the cache directory: built in the temporary one, with a warning."""
     real = cache._write_entry
@@ -231,17 +282,21 @@ def test_full_cache_disk_falls_back_with_warning(cache_dir, monkeypatch):
     torch.testing.assert_close(out, pointwise(x))
 
 
-def test_two_processes_compiling_the_same_graph_share_the_cache(tmp_path):
-    """Both compile at once into one empty cache directory (an entry is written atomically
-    under its own file name): both get correct results, no temporary files are left, and a
-    third process loads the entry without building."""
+def test_two_processes_compiling_the_same_graph_build_it_once(tmp_path):
+    """Both compile at once into one empty cache directory, each build taking a second: the
+    second waits on the key's lock and loads the first one's library (one build in all); both
+    get correct results, no temporary files are left, and a third process loads the entry."""
     go = tmp_path / "go"
     code = f"""
         import os, time, torch, torch_hetero
         from torch_hetero.runtime import cpp_build
         built = []
         real = cpp_build._compile
-        cpp_build._compile = lambda *parts: built.append(1) or real(*parts)
+        def slow_compile(*parts):
+            built.append(1)
+            time.sleep(1.0)  # both processes are past their lookup before an entry exists
+            return real(*parts)
+        cpp_build._compile = slow_compile
         x = torch.randn(64, 33, generator=torch.Generator().manual_seed(0))
         fn = lambda v: (v.sin() * 2 + 1).softmax(-1)
         while not os.path.exists({str(go)!r}):
@@ -258,9 +313,31 @@ def test_two_processes_compiling_the_same_graph_share_the_cache(tmp_path):
         out, err = racer.communicate(timeout=300)
         assert racer.returncode == 0, err[-4000:]
         builds.append(int(out.split()[-1]))
-    assert sum(builds) >= 1  # one or both built (who wins the race varies)
+    assert sorted(builds) == [0, 1]
+    assert len(files(tmp_path / "cache", "*.so")) == 1
     assert files(tmp_path / "cache", ".tmp_*") == []
     assert run_python(code.replace(f"while not os.path.exists({str(go)!r}):", "while False:"), tmp_path).split()[-1] == "0"
+
+
+def test_file_lock_makes_a_second_holder_wait(tmp_path):
+    """``cache.file_lock`` (also used outside the library cache) excludes other processes."""
+    lock = tmp_path / "x.lock"
+    code = f"""
+        import time
+        from torch_hetero.runtime import cache
+        print("ready", flush=True)
+        start = time.monotonic()
+        with cache.file_lock({str(lock)!r}):
+            print(round(time.monotonic() - start, 2))
+    """
+    with cache.file_lock(str(lock)):
+        waiter = subprocess.Popen([sys.executable, "-c", textwrap.dedent(code)], stdout=subprocess.PIPE, text=True,
+                                  cwd=TESTS_DIR)
+        assert waiter.stdout.readline().strip() == "ready"
+        time.sleep(0.5)
+        assert waiter.poll() is None, "took the lock while this process held it"
+    out, _ = waiter.communicate(timeout=60)
+    assert waiter.returncode == 0 and float(out) >= 0.4
 
 
 # --- compiler discovery, eager fallback and strict mode ----------------------------------

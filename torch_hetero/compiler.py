@@ -50,6 +50,7 @@ class Loadable:
                 fn.restype = None
                 namespace[name] = fn
             namespace["sync_threads"] = _thread_syncer(lib)
+            namespace["check_zero_division"] = _zero_division_checker(lib)
         if self.triton_source is not None:
             module = triton_run.load_module(self.triton_source, self.interpret)
             namespace.update({name: getattr(module, name) for name in self.triton_names})
@@ -104,6 +105,7 @@ def compile_graph(gm: torch.fx.GraphModule, profile, name: str = "graph", estima
                                           needs_int64(kernel.group, storage))
         if runs == "host":
             rendered = render_kernel(kernel.name, kernel.group)
+            kernel.may_divide_by_zero = rendered.may_divide_by_zero
         else:
             rendered, kernel.target = kernel.triton, "triton"
         matmul = [kernel.group.matmul.name.split(".default")[0]] if kernel.group.matmul is not None else []
@@ -165,6 +167,18 @@ def _device(graph: GraphLowering) -> torch.device:
 
 def _reinterpret(tensor, size, stride, offset):
     return tensor.as_strided(size, stride, tensor.storage_offset() + offset)
+
+
+def _zero_division_checker(lib):
+    """Raises eager CPU's error if a kernel divided an integer by zero (the prelude's division
+    helpers record it instead of trapping)."""
+    take = lib.hetero_take_zero_division
+    take.argtypes, take.restype = [], ctypes.c_int
+
+    def check():
+        if take():
+            raise RuntimeError("ZeroDivisionError")
+    return check
 
 
 def _thread_syncer(lib):

@@ -24,6 +24,7 @@ class Kernel:
     cost: object = None        # KernelCost, from the device model
     tiling: object = None      # KernelTiling on the target profile
     triton: object = None      # the TritonKernel, when this kernel runs as Triton
+    may_divide_by_zero: bool = False  # a host kernel's integer division by a value (see cpp_prelude.h)
 
     @property
     def buffers(self) -> list:

@@ -22,6 +22,7 @@ class CppKernel:
     buffer_args: list       # buffer names, in parameter order
     symbol_args: list       # size symbols (sympy), in parameter order
     origins: list           # ATen ops fused into this kernel
+    may_divide_by_zero: bool  # the wrapper checks for an integer division by zero after it
 
 
 def render_kernel(name: str, group: Group) -> CppKernel:
@@ -67,7 +68,7 @@ def _function(name: str, ops: CppOps, loops: list, fused: list) -> CppKernel:
     includes = "".join(f"#include <{h}>\n" for h in sorted(ops.headers))
     source = includes + header + " {\n" + "\n".join("    " + line for line in loops) + "\n}\n"
     buffer_args = list(ops.stores) + [n for n in ops.loads if n not in ops.stores]
-    return CppKernel(name, source, buffer_args, symbols, fused)
+    return CppKernel(name, source, buffer_args, symbols, fused, ops.may_divide_by_zero)
 
 
 def _loop_vars(prefix: str, count: int) -> list:

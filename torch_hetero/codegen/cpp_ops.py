@@ -79,6 +79,12 @@ _BINARY_FLOAT = {"atan2": "std::atan2", "copysign": "std::copysign", "hypot": "s
                  "nextafter": "std::nextafter", "fmod": "std::fmod"}
 
 
+def _nonzero_literal(text: str) -> bool:
+    """Is ``text`` an integer literal (see ``literal``) other than 0?"""
+    digits = text[len("INT64_C("):-1] if text.startswith("INT64_C(") else text
+    return digits.lstrip("-").isdigit() and int(digits) != 0
+
+
 # how a scatter-reduce store combines the stored value {0} with the new one {1}
 _COMBINE = {"sum": "{0} + {1}", "prod": "{0} * {1}", "amax": "hetero_max({0}, {1})", "amin": "hetero_min({0}, {1})"}
 
@@ -97,6 +103,7 @@ class CppOps:
         self.ranges: dict = {}          # loop variable → extent, for index simplification
         self.locals: dict[str, CVar] = {}  # buffers kept in variables (see define_local)
         self.headers: set = set()         # extra headers the statements need
+        self.may_divide_by_zero = False   # an integer division by a value (see _integer_division)
 
     # ---------------------------------------------------------------- plumbing
     def _emit(self, expr: str, dtype: torch.dtype, prefix: str = "tmp") -> CVar:
@@ -212,7 +219,8 @@ class CppOps:
         if name in _BINARY_FLOAT:
             fn = _BINARY_FLOAT[name]
             if name == "fmod":
-                return lambda a, b: self._emit(f"{a} % {b}" if not a.dtype.is_floating_point else f"{fn}({a}, {b})", a.dtype)
+                return lambda a, b: self._emit(f"{fn}({a}, {b})", a.dtype) if a.dtype.is_floating_point \
+                    else self._integer_division("hetero_truncmod", a, b)
             return lambda a, b: self._emit(f"{fn}({a}, {b})", a.dtype)
         if name in special.CPP:
             self.headers.add(special.ATEN_MATH_HEADER)
@@ -245,17 +253,26 @@ class CppOps:
     def floordiv(self, a, b):
         if a.dtype.is_floating_point:
             return self._emit(f"std::floor({a} / {b})", a.dtype)
-        return self._emit(self._narrow(f"hetero_floordiv({a}, {b})", a.dtype), a.dtype)
+        return self._integer_division("hetero_floordiv", a, b)
 
     def truncdiv(self, a, b):
         if a.dtype.is_floating_point:
             return self._emit(f"std::trunc({a} / {b})", a.dtype)
-        return self._emit(self._narrow(f"{a} / {b}", a.dtype), a.dtype)
+        return self._integer_division("hetero_truncdiv", a, b)
 
     def mod(self, a, b):
         if a.dtype.is_floating_point:
             return self._emit(f"static_cast<{compute_ctype(a.dtype)}>(hetero_fmod_py({a}, {b}))", a.dtype)
-        return self._emit(self._narrow(f"hetero_mod({a}, {b})", a.dtype), a.dtype)
+        return self._integer_division("hetero_mod", a, b)
+
+    def _integer_division(self, helper: str, a, b):
+        """A prelude division helper in the type C computes in (int for 8- and 16-bit values, as
+        eager's kernels do; then narrowed, wrapping around like eager's), so that a literal
+        divisor converts.  A divisor that may be zero makes the kernel ``may_divide_by_zero``."""
+        if not _nonzero_literal(str(b)):
+            self.may_divide_by_zero = True
+        ctype = "int32_t" if a.dtype in (torch.int8, torch.uint8, torch.int16) else compute_ctype(a.dtype)
+        return self._emit(self._narrow(f"{helper}<{ctype}>({a}, {b})", a.dtype), a.dtype)
 
     def pow(self, a, b):
         if a.dtype.is_floating_point:

@@ -133,13 +133,34 @@ template <typename T> static inline T hetero_logaddexp(T a, T b) {
   return hi + std::log1p(std::exp(lo - hi));
 }
 
-// Python-style integer floor division and remainder (sign of the divisor).
+// Integer division and remainder, truncated (C's, torch.fmod) and floored (Python's, sign of the
+// divisor).  T is the type C computes in: int for 8- and 16-bit values (callers narrow the
+// result back).  By zero, eager CPU raises "ZeroDivisionError": a kernel cannot, and trapping
+// (SIGFPE) would kill the process, so the division records it here and the wrapper raises after
+// the kernel (compiler.Loadable).  By -1: the negation with wraparound, which x86 traps on for
+// the lowest value (eager dies there).
+#ifdef HETERO_SECONDARY_UNIT
+extern int hetero_zero_division __attribute__((visibility("hidden")));
+#else
+int hetero_zero_division __attribute__((visibility("hidden"))) = 0;
+extern "C" int hetero_take_zero_division() { return __atomic_exchange_n(&hetero_zero_division, 0, __ATOMIC_RELAXED); }
+#endif
+template <typename T> static inline T hetero_truncdiv(T a, T b) {
+  if (b == 0) { __atomic_store_n(&hetero_zero_division, 1, __ATOMIC_RELAXED); return 0; }
+  T q;
+  if (b == -1) { __builtin_sub_overflow(T(0), a, &q); return q; }
+  return a / b;
+}
+template <typename T> static inline T hetero_truncmod(T a, T b) {
+  if (b == 0) { __atomic_store_n(&hetero_zero_division, 1, __ATOMIC_RELAXED); return 0; }
+  return b == -1 ? 0 : a % b;
+}
 template <typename T> static inline T hetero_floordiv(T a, T b) {
-  T q = a / b;
-  return (a % b != 0 && ((a < 0) != (b < 0))) ? q - 1 : q;
+  T q = hetero_truncdiv(a, b);
+  return (hetero_truncmod(a, b) != 0 && ((a < 0) != (b < 0))) ? q - 1 : q;
 }
 template <typename T> static inline T hetero_mod(T a, T b) {
-  T r = a % b;
+  T r = hetero_truncmod(a, b);
   return (r != 0 && ((r < 0) != (b < 0))) ? r + b : r;
 }
 static inline double hetero_fmod_py(double a, double b) {

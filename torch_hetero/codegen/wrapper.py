@@ -73,7 +73,8 @@ def _render_step(step: Step, device) -> list:
                 return alloc  # nothing to compute: an empty tensor
             return alloc + [f"{work.name}[{_tuple(triton.grid)}]({', '.join(args)})"]
         args = [f"{b}.data_ptr()" for b in work.buffer_args] + [pexpr(s) for s in work.symbol_args]
-        return alloc + [f"{work.name}({', '.join(args)})"]
+        check = ["check_zero_division()"] if work.may_divide_by_zero else []
+        return alloc + [f"{work.name}({', '.join(args)})"] + check
     return _render_extern(work)
 
 

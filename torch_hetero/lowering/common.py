@@ -85,7 +85,17 @@ def broadcast_loader(value: ir.TensorValue, shape) -> Callable:
 def scalar_loader(value, dtype) -> Callable:
     if isinstance(value, sympy.Expr) and not value.is_number:
         return lambda index: ops.index_expr(value, dtype)
-    return lambda index: ops.constant(value, dtype)
+    if dtype.is_floating_point or dtype == torch.bool or isinstance(value, (bool, float)):
+        return lambda index: ops.constant(value, dtype)
+    return lambda index: ops.constant(wrap_integer(int(value), dtype), dtype)
+
+
+def wrap_integer(value: int, dtype: torch.dtype) -> int:
+    """``value`` as ``dtype`` holds it, wrapped around as eager casts a scalar to a tensor's
+    integer dtype (a uint8 tensor % -3 takes the remainder by 253, an int8 one // 300 divides by 44)."""
+    info = torch.iinfo(dtype)
+    span = info.max - info.min + 1
+    return (value - info.min) % span + info.min
 
 
 def promote(*args) -> torch.dtype:

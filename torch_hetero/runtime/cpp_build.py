@@ -96,10 +96,7 @@ def build_key(source: str) -> str:
 def load_library(prelude: str, kernels: list) -> ctypes.CDLL:
     """The library of ``kernels`` (self-contained C++ functions, each with its includes) after
     ``prelude``: from the cache when a verified entry exists, else built."""
-    key = build_key(joined(prelude, kernels))
-    path = cache.lookup(key)
-    if path is None:
-        path = cache.store(key, _compile(prelude, kernels))
+    path = cache.load_or_build(build_key(joined(prelude, kernels)), lambda: _compile(prelude, kernels))
     return ctypes.CDLL(path)
 
 

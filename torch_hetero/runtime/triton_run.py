@@ -36,7 +36,8 @@ def load_module(source: str, interpret: bool):
 
 def _source_file(key: str, source: str) -> str:
     """A file holding exactly ``source`` (rewritten if it holds anything else)."""
-    for folder in (os.path.join(cache.cache_dir(), "triton"), os.path.join(cache._fallback_dir(), "triton")):
+    for root in (cache.cache_dir, cache.fallback_dir):  # the fallback made only if needed
+        folder = os.path.join(root(), "triton")
         path = os.path.join(folder, f"{key}.py")
         try:
             with open(path) as f:
