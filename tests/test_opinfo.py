@@ -1,6 +1,6 @@
 """PyTorch's OpInfo database: the first float32 sample of every op with CPU support, compiled
 with the hetero backend, matches eager (or the graph runs eagerly, with the one warning the
-backend promises, when it cannot be compiled — complex dtypes, for instance).  The full sweep
+backend promises, when it cannot be compiled; complex values run as per-op fallbacks).  The full sweep
 (every sample, more dtypes, gradients, the native/fallback table) is benchmarks/opinfo_sweep.py."""
 import pytest
 import torch

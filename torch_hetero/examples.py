@@ -1,5 +1,6 @@
-"""A small GPT-2-style model in plain torch (embedding, layer norm, causal attention, MLP),
-used by the demo, the benchmarks and the tests as a real model that needs no downloads."""
+"""Small models in plain torch that need no downloads: a GPT-2-style model (embedding, layer
+norm, causal attention, MLP), used by the demo, the benchmarks and the tests, and a spectral
+token mixer (an FFT, which has no generated code: per-op debt on every device)."""
 from __future__ import annotations
 
 import torch
@@ -43,3 +44,26 @@ def tiny_gpt():
     model and example inputs (two sequences of 32 tokens)."""
     torch.manual_seed(0)
     return TinyGPT().eval(), (torch.randint(0, 512, (2, 32)),)
+
+
+class FourierMixing(nn.Module):
+    """FNet-style token mixing: the magnitude of the real FFT along the sequence."""
+
+    def forward(self, x):
+        return torch.fft.rfft(x, dim=1).abs()
+
+
+class SpectralMixer(nn.Module):
+    def __init__(self, dim: int = 64):
+        super().__init__()
+        self.norm, self.mixing, self.fc = nn.LayerNorm(dim), FourierMixing(), nn.Linear(dim, dim)
+
+    def forward(self, x):
+        return x + F.gelu(self.fc(self.mixing(self.norm(x)))).mean(1, keepdim=True)
+
+
+def spectral_mixer():
+    """A factory for ``python -m torch_hetero audit torch_hetero.examples:spectral_mixer``:
+    the model and a batch of two 32-token sequences."""
+    torch.manual_seed(0)
+    return SpectralMixer().eval(), (torch.randn(2, 32, 64),)

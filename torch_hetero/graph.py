@@ -13,7 +13,9 @@ import torch
 import torch.fx
 
 from . import ir, symbolic
+from .codegen.cpp_ops import STORAGE_CTYPE
 from .codegen.printer import pexpr
+from .codegen.triton_ops import TL_DTYPE
 from .lowering import LOWERINGS
 from .virtualized import lowering_graph, lowering_origin
 
@@ -26,6 +28,12 @@ SCALAR_OPS = {torch.sym_float: "float({0})", operator.add: "{0} + {1}", operator
 # Pointwise values are inlined into their consumers unless they grow past these sizes.
 MAX_INLINE_OPS = 64          # any value with more inlined ops than this is written to memory
 MAX_SHARED_INLINE_OPS = 4    # ... and one with several consumers above this
+
+
+# The dtypes both code generators handle (a Triton target's plan may also run as host C++).  An
+# op that reads or makes a value of any other dtype (complex, float8, uint16/32/64) runs as a
+# per-op ATen fallback, so that the rest of its graph still compiles.
+GENERATED_DTYPES = frozenset(STORAGE_CTYPE) & frozenset(TL_DTYPE)
 
 
 MATMULS = {torch.ops.aten.mm.default, torch.ops.aten.addmm.default, torch.ops.aten.bmm.default}
@@ -136,7 +144,7 @@ class GraphLowering:
             return self._define_scalar(SCALAR_OPS[node.target].format(*[_python_scalar(a) for a in args]))
         if node.target is operator.getitem:
             return args[0][args[1]]
-        lowering = LOWERINGS.get(node.target)
+        lowering = LOWERINGS.get(node.target) if _generated_dtypes_only(args, kwargs, meta) else None
         if lowering is not None:
             try:
                 return lowering(*args, **kwargs)
@@ -236,6 +244,14 @@ class GraphLowering:
             elif kind == "symint":
                 symbols |= value.free_symbols
         return symbols
+
+
+def _generated_dtypes_only(args, kwargs, meta) -> bool:
+    """Do all of an op's tensor inputs and outputs have dtypes we generate code for?"""
+    leaves = torch.utils._pytree.tree_leaves((args, kwargs, meta))
+    dtypes = [v.get_dtype() for v in leaves if isinstance(v, ir.TensorValue)]
+    dtypes += [v.dtype for v in leaves if isinstance(v, torch.Tensor)]
+    return all(dtype in GENERATED_DTYPES for dtype in dtypes)
 
 
 def _python_scalar(value) -> str:

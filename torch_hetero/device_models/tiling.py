@@ -93,14 +93,14 @@ def plan_matmul(batch: int, m: int, n: int, k: int, dtype: torch.dtype, profile)
             if smem > profile.local_sram_bytes:
                 continue
             tiles = batch * math.ceil(m / bm) * math.ceil(n / bn)
-            padded_k = math.ceil(k / bk) * bk
+            padded_k = max(math.ceil(k / bk), 1) * bk  # k == 0 still zeroes and stores each output tile
             padded = 2.0 * tiles * bm * bn * padded_k
             # a pipeline of ``stages`` hides all but 1 / (2 * stages) of each step's load latency
             compute = padded / (peak * parallel_efficiency(tiles, profile.compute_units)) / (1 - 0.5 / stages)
             memory = tiles * (bm + bn) * padded_k * itemsize / (profile.llc_gbps * 1e9)
             key = (max(compute, memory), stages, -bm * bn, -bk, bm, bn)
             if best is None or key < best[0]:
-                waste = 1 - 2.0 * batch * m * n * k / padded
+                waste = 1 - 2.0 * batch * m * n * k / padded if padded else 0.0  # a zero size: no work
                 best = (key, MatmulTiling(bm, bn, bk, stages, smem, tiles / profile.compute_units, waste))
     return best[1] if best else None
 
