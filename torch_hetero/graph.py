@@ -5,7 +5,10 @@ from __future__ import annotations
 import collections
 import dataclasses
 import operator
+import logging
 import re
+import threading
+import warnings
 from typing import Any, Optional
 
 import sympy
@@ -14,6 +17,7 @@ import torch.fx
 
 from . import ir, symbolic
 from .codegen.printer import pexpr
+from .errors import FallbackWarning, HeteroCompileError
 from .lowering import LOWERINGS
 from .virtualized import lowering_graph, lowering_origin
 
@@ -29,6 +33,11 @@ MAX_SHARED_INLINE_OPS = 4    # ... and one with several consumers above this
 
 
 MATMULS = {torch.ops.aten.mm.default, torch.ops.aten.addmm.default, torch.ops.aten.bmm.default}
+
+log = logging.getLogger(__name__)
+# (op, profile) pairs already warned about: a fallback is named once per process, not per graph or call
+_warned_fallbacks: set = set()
+_warned_lock = threading.Lock()
 
 
 @dataclasses.dataclass
@@ -58,14 +67,18 @@ class ExternCall:
 
 
 class GraphLowering:
-    def __init__(self, gm: torch.fx.GraphModule, codegen: str = "cpp"):
+    def __init__(self, gm: torch.fx.GraphModule, codegen: str = "cpp", profile_name: str = "cpu",
+                 strict: bool = False):
         self.gm = gm
         self.codegen = codegen              # the target's kernel language: what lowerings may use
+        self.profile_name = profile_name    # for the messages about fallbacks
+        self.strict = strict                # a fallback raises instead of running ATen
         self.placeholders: list = []        # (kind, value, meta) per graph input
         self.constants: dict[str, torch.Tensor] = {}
         self.nodes: list = []               # ComputedBuffer | ExternCall, in execution order
         self.outputs: list = []
         self.fallback_counts: collections.Counter = collections.Counter()
+        self.fallback_notes: dict = {}      # op → what its first fallback's warning said
         self.scalar_defs: list = []         # (fsym name, Python expression), in order
         self.size_hints: dict = {}          # size symbol → its value in the example inputs
         self.current_node: Optional[torch.fx.Node] = None
@@ -137,20 +150,32 @@ class GraphLowering:
         if node.target is operator.getitem:
             return args[0][args[1]]
         lowering = LOWERINGS.get(node.target)
-        if lowering is not None:
-            try:
-                return lowering(*args, **kwargs)
-            except NotImplementedError:
-                pass                          # this form of the op is not lowered: fall back
-        return self.fallback(node, args, kwargs)
+        if lowering is None:
+            return self.fallback(node, args, kwargs)
+        try:
+            return lowering(*args, **kwargs)
+        except NotImplementedError as refused:  # this form of the op is not lowered: fall back
+            return self.fallback(node, args, kwargs, reason=str(refused))
 
     def _define_scalar(self, code: str) -> sympy.Symbol:
         name = f"fsym{len(self.scalar_defs)}"
         self.scalar_defs.append((name, code))
         return sympy.Symbol(name, real=True)
 
-    def fallback(self, node, args, kwargs):
-        self.fallback_counts[op_name(node.target)] += 1
+    def fallback(self, node, args, kwargs, reason: str = ""):
+        """Run ``node``'s op through ATen: counted for reports, named once per process in a
+        ``FallbackWarning``; in strict mode, a ``HeteroCompileError`` instead.  ``reason``:
+        why the op's lowering refused this form ("" when the op has no lowering)."""
+        op, layer = op_name(node.target), module_path(node)
+        what = (f"{op}{f' (layer {layer!r})' if layer else ''} has no native lowering on the "
+                f"'{self.profile_name}' profile{f': {reason}' if reason else ''}")
+        if self.strict:
+            raise HeteroCompileError(f"{what}. Strict mode raises on any fallback: compile without strict "
+                                     "to run it through ATen (a per-op fallback).")
+        log.debug("fallback: %s; it runs through ATen", what)
+        self.fallback_notes.setdefault(op, what)
+        warn_fallback(op, self.profile_name, what)
+        self.fallback_counts[op] += 1
         return self.call_aten(node.target, args, kwargs, kind="fallback")
 
     def _maybe_realize(self, node, value):
@@ -236,6 +261,17 @@ class GraphLowering:
             elif kind == "symint":
                 symbols |= value.free_symbols
         return symbols
+
+
+def warn_fallback(op: str, profile: str, what: str) -> None:
+    """A ``FallbackWarning`` the first time ``op`` falls back on ``profile`` in this process,
+    whether its graph is compiled or loaded from AOTAutograd's cache; never again after."""
+    with _warned_lock:
+        if (op, profile) in _warned_fallbacks:
+            return
+        _warned_fallbacks.add((op, profile))
+    warnings.warn(f"torch_hetero: {what}; it runs through ATen (warned once per process; "
+                  "options={'strict': True} raises instead)", FallbackWarning, stacklevel=2)
 
 
 def _python_scalar(value) -> str:
