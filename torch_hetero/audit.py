@@ -190,13 +190,14 @@ def _audit_device(model, inputs, device, ahead_of_time: bool, say) -> DeviceAudi
     finally:
         torch._dynamo.reset()
     entry.compile_s = time.perf_counter() - start
-    entry.report = report_of(graphs, profile.name)
-    if entry.report.eager:
+    report = report_of(graphs, profile.name)
+    if report.eager:  # what the device would run is not known: an error row, with the ops it held
         entry.error = "\n".join(f"the {g.name} graph ran eagerly: {g.cause}\n  its ATen ops: "
                                 + ", ".join(f"{op} x{n}" for op, n in sorted(g.aten_ops.items()))
-                                for g in entry.report.eager)
+                                for g in report.eager)
         say(f"error: {entry.error.splitlines()[0]}")
         return entry
+    entry.report = report
     entry.debt = _debt(entry.report)
     entry.peak_activation_bytes = max((graph.peak_bytes or 0 for _, graph, _ in graphs), default=0)
     say(f"{len(entry.report.kernels)} kernel(s), {len(entry.debt)} op(s) of debt, {entry.compile_s:.1f} s")
