@@ -170,6 +170,7 @@ def test_graph_that_ran_eagerly_is_in_the_report(monkeypatch):
     assert eager.aten_ops == {"aten.mul": 1, "aten.histc": 1, "aten.exp": 1}, eager.aten_ops
     assert report.kernels == [] and report.estimate_us is None
     text = str(report)
+    assert "0 generated kernel(s), 0 extern call(s), 0 fallback call(s), 1 graph(s) ran eagerly\n" in text, text
     assert f"inference ran eagerly: {eager.cause}" in text, text
     assert "its ATen ops: aten.exp x1, aten.histc x1, aten.mul x1" in text, text
     assert "no fallbacks" not in text

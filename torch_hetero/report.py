@@ -72,6 +72,7 @@ class Report:
         lines = [f"torch_hetero report (device: {self.device})",
                  f"  {len(self.kernels)} generated kernel(s), {len(self.externs)} extern call(s), "
                  f"{sum(self.fallbacks.values())} fallback call(s)"
+                 + (f", {len(self.eager)} graph(s) ran eagerly" if self.eager else "")
                  + (f"; estimated {total:.1f} us" if total is not None else "")]
         for kernel in self.kernels:
             lines.append(f"  {kernel.name:<24} [{kernel.target}] {_cost(kernel)}fuses "
