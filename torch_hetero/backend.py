@@ -27,9 +27,10 @@ _collectors = threading.local()
 @contextlib.contextmanager
 def collect_compiled_graphs(cached: bool = False):
     """Collects (graph kind, CompiledGraph, profile name) for every graph compiled inside the
-    block, and (graph kind, EagerGraph, profile name) for every graph that ran eagerly.  Graphs are compiled afresh, so that all of them are collected (reports, tests),
-    unless ``cached``: then AOTAutograd's cache may hold them (``aot_cache``), and a graph it
-    loads is not compiled and not collected (timing a warm compile)."""
+    block, and (graph kind, EagerGraph, profile name) for every graph that ran eagerly.  Graphs
+    are compiled afresh, so that all of them are collected (reports, tests), unless ``cached``:
+    then AOTAutograd's cache may hold them (``aot_cache``), and a graph it loads is not compiled
+    and not collected (timing a warm compile)."""
     previous = getattr(_collectors, "sink", None), getattr(_collectors, "cached", True)
     sink: list = []
     _collectors.sink, _collectors.cached = sink, cached

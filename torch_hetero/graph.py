@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-import operator
 import logging
+import operator
 import re
 import threading
 import warnings
