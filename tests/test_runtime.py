@@ -21,6 +21,7 @@ import pytest
 import torch
 
 import torch_hetero
+from torch_hetero import options as options_mod
 from torch_hetero.runtime import cache, cpp_build
 
 TESTS_DIR = os.path.dirname(os.path.abspath(__file__))
@@ -392,6 +393,35 @@ def test_compile_failure_raises_in_strict_mode(failing_compiler):
         run_compiled(pointwise, example_input(), options={"strict": True})
 
 
+def test_compile_error_warning_names_the_first_compiler_error_and_the_log_has_all(tmp_path):
+    """The warning is one line with the compiler's first ``error:`` line (not just "g++ failed
+    to build generated code:"); TORCH_LOGS="torch_hetero", which it names, logs the full text."""
+    code = """
+        import warnings, torch
+        import torch_hetero.compiler as compiler
+        compiler._PRELUDE += "\\nstatic int broken = undeclared_name;\\n"  # every build fails
+        x = torch.randn(4)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            out = torch.compile(lambda x: x.sin() + 1, backend="hetero")(x)
+        torch.testing.assert_close(out, x.sin() + 1)
+        for w in caught:
+            print(w.category.__name__, "|", w.message)
+    """
+    env = {**os.environ, "TORCH_HETERO_CACHE_DIR": str(tmp_path / "cache"), "TORCHINDUCTOR_CACHE_DIR": str(tmp_path / "torch"),
+           "TORCH_LOGS": "torch_hetero"}
+    result = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, env=env,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr[-4000:]
+    [line] = [line for line in result.stdout.splitlines() if line.startswith("GraphFallbackWarning |")]
+    assert "could not compile the inference graph (HeteroCompileError: " in line, line
+    assert "failed to build generated code: kernels0.cpp:" in line and "error:" in line, line
+    assert "undeclared_name" in line and "/tmp" not in line, line
+    assert 'TORCH_LOGS="torch_hetero" logs the full error' in line, line
+    assert "could not be compiled and runs eagerly" in result.stderr
+    assert "static int broken = undeclared_name;" in result.stderr, result.stderr[-4000:]  # g++'s full text
+
+
 # --- options --------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("options,expected", [
@@ -403,6 +433,37 @@ def test_invalid_options_raise(options, expected):
         run_compiled(pointwise, example_input(), options=options)
     for text in ["HeteroCompileError", *expected]:
         assert text in str(excinfo.value)
+
+
+BOOLEAN_VARIABLES = [("TORCH_HETERO_STRICT", "strict"), ("TORCH_HETERO_FUSION", "fusion"),
+                     ("TORCH_HETERO_AOT_CACHE", "aot_cache")]
+
+
+@pytest.mark.parametrize("variable,field", BOOLEAN_VARIABLES)
+@pytest.mark.parametrize("text,value", [("1", True), ("true", True), ("ON", True), ("Yes", True),
+                                        ("0", False), ("False", False), ("off", False), ("NO", False)])
+def test_boolean_variables_parse_as_torch_flags(variable, field, text, value, monkeypatch):
+    """As PyTorch's own flags: TORCH_HETERO_STRICT=no used to turn strict mode on."""
+    monkeypatch.setenv(variable, text)
+    assert getattr(options_mod.resolve(), field) is value
+
+
+@pytest.mark.parametrize("variable,field", BOOLEAN_VARIABLES)
+@pytest.mark.parametrize("text", ["", "2", "maybe", "y"])
+def test_boolean_variables_reject_other_values_by_name(variable, field, text, monkeypatch):
+    monkeypatch.setenv(variable, text)
+    with pytest.raises(torch_hetero.HeteroCompileError) as excinfo:
+        options_mod.resolve()
+    assert f"{variable}={text!r} is not a boolean" in str(excinfo.value)
+    assert "1/true/on/yes or 0/false/off/no" in str(excinfo.value)
+
+
+def test_boolean_options_take_bools_or_the_same_words(monkeypatch):
+    monkeypatch.setenv("TORCH_HETERO_STRICT", "1")
+    assert options_mod.resolve({"strict": False}).strict is False  # the option wins over the variable
+    assert options_mod.resolve({"strict": "off"}).strict is False
+    with pytest.raises(torch_hetero.HeteroCompileError, match="option 'fusion'=1 is not a boolean"):
+        options_mod.resolve({"fusion": 1})
 
 
 def test_max_autotune_mode_is_accepted(cache_dir, monkeypatch):

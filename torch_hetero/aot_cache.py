@@ -16,6 +16,8 @@ import pathlib
 
 import torch
 
+from . import logs
+
 MIN_TORCH = (2, 13)
 
 
@@ -98,8 +100,10 @@ def _output_code_type():
                 raise BypassAOTAutogradCache("torch_hetero ran this graph eagerly")
 
         def post_compile(self, example_inputs, constants, graph_kwargs):
-            if self._call is None:
+            if self._call is None:  # loaded from the cache: our compile, its warnings and its log did not run
                 self._call = self.loadable.load()
+                self.loadable.warn_fallbacks()
+                logs.loaded(self.loadable)
 
         def set_triton_bundle(self, triton_bundle):
             pass   # our Triton kernels are in the Loadable's source

@@ -15,13 +15,14 @@ import importlib.util
 import os
 import sys
 import time
+import warnings
 from typing import Optional
 
 import torch
 
 from .device_models import get_profile, list_profiles
 from .device_models.cost_model import dtype_name
-from .errors import ProfileError
+from .errors import FallbackWarning, GraphFallbackWarning, ProfileError
 from .report import Report, compile_and_run, graph_prefixes, report_of
 from .runtime import triton_run
 
@@ -201,8 +202,12 @@ def _audit_device(model, inputs, device, ahead_of_time: bool, say) -> DeviceAudi
     start = time.perf_counter()
     try:
         torch._dynamo.reset()  # each device compiles afresh (and Dynamo's recompile limit stays clear)
-        with torch.no_grad():
-            graphs = compile_and_run(model, inputs, {}, {"device": device, "strict": True})
+        # not strict: per-op fallbacks are the device's debt, a graph that ran eagerly its error;
+        # both are in the audit, so their warnings are not repeated
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore", FallbackWarning)
+            warnings.simplefilter("ignore", GraphFallbackWarning)
+            graphs = compile_and_run(model, inputs, {}, {"device": device, "strict": False})
     except Exception as error:  # one device's failure is its result; the others go on
         entry.error = _first_lines(error)
         say(f"error: {entry.error.splitlines()[0]}")
@@ -210,7 +215,14 @@ def _audit_device(model, inputs, device, ahead_of_time: bool, say) -> DeviceAudi
     finally:
         torch._dynamo.reset()
     entry.compile_s = time.perf_counter() - start
-    entry.report = report_of(graphs, profile.name)
+    report = report_of(graphs, profile.name)
+    if report.eager:  # what the device would run is not known: an error row, with the ops it held
+        entry.error = "\n".join(f"the {g.name} graph ran eagerly: {g.cause}\n  its ATen ops: "
+                                + ", ".join(f"{op} x{n}" for op, n in sorted(g.aten_ops.items()))
+                                for g in report.eager)
+        say(f"error: {entry.error.splitlines()[0]}")
+        return entry
+    entry.report = report
     entry.debt = _debt(entry.report)
     entry.peak_activation_bytes = max((graph.peak_bytes or 0 for _, graph, _ in graphs), default=0)
     say(f"{len(entry.report.kernels)} kernel(s), {len(entry.debt)} op(s) of debt, {entry.compile_s:.1f} s")

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import time
 import warnings
 
 import torch
@@ -14,11 +15,11 @@ from torch._dynamo.backends.common import aot_autograd
 from torch._functorch.aot_autograd import make_boxed_func
 from torch._functorch.partitioners import min_cut_rematerialization_partition
 
-from . import aot_cache
+from . import aot_cache, logs
 from . import options as options_mod
-from .compiler import compile_graph
+from .compiler import EagerGraph, compile_graph
 from .decompositions import decomposition_table
-from .errors import HeteroCompileError
+from .errors import GraphFallbackWarning, HeteroCompileError, one_line
 
 _collectors = threading.local()
 
@@ -26,9 +27,10 @@ _collectors = threading.local()
 @contextlib.contextmanager
 def collect_compiled_graphs(cached: bool = False):
     """Collects (graph kind, CompiledGraph, profile name) for every graph compiled inside the
-    block.  Graphs are compiled afresh, so that all of them are collected (reports, tests),
-    unless ``cached``: then AOTAutograd's cache may hold them (``aot_cache``), and a graph it
-    loads is not compiled and not collected (timing a warm compile)."""
+    block, and (graph kind, EagerGraph, profile name) for every graph that ran eagerly.  Graphs
+    are compiled afresh, so that all of them are collected (reports, tests), unless ``cached``:
+    then AOTAutograd's cache may hold them (``aot_cache``), and a graph it loads is not compiled
+    and not collected (timing a warm compile)."""
     previous = getattr(_collectors, "sink", None), getattr(_collectors, "cached", True)
     sink: list = []
     _collectors.sink, _collectors.cached = sink, cached
@@ -39,6 +41,7 @@ def collect_compiled_graphs(cached: bool = False):
 
 
 def hetero_backend(gm: torch.fx.GraphModule, example_inputs, options=None, mode=None):
+    logs.register()
     opts = options_mod.resolve(options, mode)
     sink = getattr(_collectors, "sink", None)
     cache = opts.aot_cache and getattr(_collectors, "cached", True) and aot_cache.available()
@@ -57,17 +60,25 @@ def hetero_backend(gm: torch.fx.GraphModule, example_inputs, options=None, mode=
 
 
 def _compile_or_fall_back(gm, kind: str, opts, sink):
+    """The compiled graph; on any failure, the graph itself (run eagerly) with one warning
+    naming the cause, or in strict mode a ``HeteroCompileError`` with the full text."""
+    start = time.perf_counter()
     try:
         # whole-graph estimates are for reports: plain compiles skip them
         compiled = compile_graph(gm, opts.profile, name=kind, estimate=sink is not None, fusion=opts.fusion,
-                                 executor=opts.executor)
-    except Exception as error:  # any failure: eager for this graph, or raise in strict mode
+                                 executor=opts.executor, strict=opts.strict)
+    except Exception as error:
         if opts.strict:
             raise HeteroCompileError(f"torch_hetero could not compile the {kind} graph: {error}") from error
-        warnings.warn(f"torch_hetero: could not compile the {kind} graph ({type(error).__name__}: "
-                      f"{str(error).splitlines()[0] if str(error) else ''}); running it eagerly. "
-                      "Pass options={'strict': True} to raise instead.", stacklevel=2)
+        target = str(opts.device)  # not opts.profile: loading it may be what failed
+        if sink is not None:
+            sink.append((kind, EagerGraph.of(gm, error, time.perf_counter() - start), target))
+        logs.ran_eagerly(kind, error, target)
+        warnings.warn(f"torch_hetero could not compile the {kind} graph ({one_line(error)}); running it "
+                      'eagerly. TORCH_LOGS="torch_hetero" logs the full error; options={"strict": True} '
+                      "raises it instead.", GraphFallbackWarning, stacklevel=2)
         return make_boxed_func(gm.forward)
     if sink is not None:
         sink.append((kind, compiled, opts.profile.name))
+    logs.compiled(kind, compiled, opts.profile.name)
     return compiled

@@ -16,9 +16,9 @@ from .codegen.cpp import render_kernel
 from .codegen.triton import PRELUDE as TRITON_PRELUDE
 from .codegen.triton import needs_int64, render_kernel as render_triton
 from .codegen.wrapper import render_wrapper
-from .errors import HeteroCompileError
+from .errors import HeteroCompileError, one_line
 from .device_models.estimates import estimate_graph, matmul_tiling, peak_memory, plan_kernels
-from .graph import GraphLowering
+from .graph import GraphLowering, module_path, op_name, warn_fallback
 from .runtime import cpp_build, triton_run
 
 _PRELUDE = importlib.resources.files("torch_hetero.codegen").joinpath("cpp_prelude.h").read_text()
@@ -36,6 +36,13 @@ class Loadable:
     interpret: bool           # the Triton module under the interpreter
     triton_names: list
     constants: dict           # the graph's constant tensors, by name
+    profile: str              # the target profile's name
+    fallbacks: dict           # op → its FallbackWarning's text, warned again by a process that loads this
+
+    def warn_fallbacks(self) -> None:
+        """The fallback warnings of a graph loaded from the cache: its lowering did not run here."""
+        for op, what in self.fallbacks.items():
+            warn_fallback(op, self.profile, what)
 
     def load(self):
         namespace = {"torch": torch, "empty_strided": torch.empty_strided, "reinterpret": _reinterpret,
@@ -85,13 +92,35 @@ class CompiledGraph:
         return self.call(args)
 
 
+@dataclasses.dataclass
+class EagerGraph:
+    """A graph that could not be compiled and ran eagerly: why, and the ATen ops it held, so
+    that reports and the audit show it instead of an empty success."""
+    cause: str                     # one line: the error's type and its real cause (errors.one_line)
+    ops: collections.Counter       # ATen op → calls in the graph
+    layers: dict                   # ATen op → the modules its calls came from, in order
+    compile_s: float               # seconds spent before the compile failed
+
+    @classmethod
+    def of(cls, gm: torch.fx.GraphModule, error: BaseException, compile_s: float) -> "EagerGraph":
+        ops, layers = collections.Counter(), {}
+        for node in gm.graph.nodes:
+            if node.op == "call_function" and isinstance(node.target, torch._ops.OpOverload):
+                op = op_name(node.target)
+                ops[op] += 1
+                if module_path(node) not in layers.setdefault(op, []):
+                    layers[op].append(module_path(node))
+        return cls(one_line(error), ops, layers, compile_s)
+
+
 def compile_graph(gm: torch.fx.GraphModule, profile, name: str = "graph", estimate: bool = True,
-                  fusion: bool = True, executor: str = "auto") -> CompiledGraph:
+                  fusion: bool = True, executor: str = "auto", strict: bool = False) -> CompiledGraph:
     """``profile``: the target DeviceProfile; its device model plans the kernels (fusing them
     unless ``fusion`` is False) and, with ``estimate``, estimates every step.  ``executor``
-    (see ``options.EXECUTORS``) decides what runs here; the target's code is rendered either way."""
+    (see ``options.EXECUTORS``) decides what runs here; the target's code is rendered either way.
+    ``strict``: an op with no native lowering raises instead of running through ATen."""
     start = time.perf_counter()
-    graph = GraphLowering(gm, profile.codegen).run()
+    graph = GraphLowering(gm, profile.codegen, profile.name, strict).run()
     kernels = scheduler.kernels_of(graph, profile, fusion)
     plan_kernels(graph, kernels, profile)
     runs = choose_executor(executor, profile, graph)
@@ -125,7 +154,8 @@ def compile_graph(gm: torch.fx.GraphModule, profile, name: str = "graph", estima
     signatures = [(k.name, k.source, len(k.buffer_args), [symbolic.is_float_symbol(s) for s in k.symbol_args])
                   for k in host_kernels]
     loadable = Loadable(wrapper_source, signatures, triton_source, runs == "interpret",
-                        [k.name for k in kernels if k.target == "triton"], graph.constants)
+                        [k.name for k in kernels if k.target == "triton"], graph.constants, profile.name,
+                        graph.fallback_notes)
     call = loadable.load()
     externs = [s.work for s in steps if not isinstance(s.work, scheduler.Kernel)]
     tilings = {id(k): k.tiling for k in kernels}

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import logging
 import operator
 import re
+import threading
+import warnings
 from typing import Any, Optional
 
 import sympy
@@ -16,6 +19,7 @@ from . import ir, symbolic
 from .codegen.cpp_ops import STORAGE_CTYPE
 from .codegen.printer import pexpr
 from .codegen.triton_ops import TL_DTYPE
+from .errors import FallbackWarning, HeteroCompileError
 from .lowering import LOWERINGS
 from .virtualized import lowering_graph, lowering_origin
 
@@ -37,6 +41,11 @@ GENERATED_DTYPES = frozenset(STORAGE_CTYPE) & frozenset(TL_DTYPE)
 
 
 MATMULS = {torch.ops.aten.mm.default, torch.ops.aten.addmm.default, torch.ops.aten.bmm.default}
+
+log = logging.getLogger(__name__)
+# (op, profile) pairs already warned about: a fallback is named once per process, not per graph or call
+_warned_fallbacks: set = set()
+_warned_lock = threading.Lock()
 
 
 @dataclasses.dataclass
@@ -66,14 +75,18 @@ class ExternCall:
 
 
 class GraphLowering:
-    def __init__(self, gm: torch.fx.GraphModule, codegen: str = "cpp"):
+    def __init__(self, gm: torch.fx.GraphModule, codegen: str = "cpp", profile_name: str = "cpu",
+                 strict: bool = False):
         self.gm = gm
         self.codegen = codegen              # the target's kernel language: what lowerings may use
+        self.profile_name = profile_name    # for the messages about fallbacks
+        self.strict = strict                # a fallback raises instead of running ATen
         self.placeholders: list = []        # (kind, value, meta) per graph input
         self.constants: dict[str, torch.Tensor] = {}
         self.nodes: list = []               # ComputedBuffer | ExternCall, in execution order
         self.outputs: list = []
         self.fallback_counts: collections.Counter = collections.Counter()
+        self.fallback_notes: dict = {}      # op → what its first fallback's warning said
         self.scalar_defs: list = []         # (fsym name, Python expression), in order
         self.size_hints: dict = {}          # size symbol → its value in the example inputs
         self.current_node: Optional[torch.fx.Node] = None
@@ -144,21 +157,36 @@ class GraphLowering:
             return self._define_scalar(SCALAR_OPS[node.target].format(*[_python_scalar(a) for a in args]))
         if node.target is operator.getitem:
             return args[0][args[1]]
-        lowering = LOWERINGS.get(node.target) if _generated_dtypes_only(args, kwargs, meta) else None
-        if lowering is not None:
-            try:
-                return lowering(*args, **kwargs)
-            except NotImplementedError:
-                pass                          # this form of the op is not lowered: fall back
-        return self.fallback(node, args, kwargs)
+        foreign = _ungenerated_dtypes(args, kwargs, meta)
+        if foreign:
+            return self.fallback(node, args, kwargs, reason=f"no code is generated for {', '.join(foreign)} values")
+        lowering = LOWERINGS.get(node.target)
+        if lowering is None:
+            return self.fallback(node, args, kwargs)
+        try:
+            return lowering(*args, **kwargs)
+        except NotImplementedError as refused:  # this form of the op is not lowered: fall back
+            return self.fallback(node, args, kwargs, reason=str(refused))
 
     def _define_scalar(self, code: str) -> sympy.Symbol:
         name = f"fsym{len(self.scalar_defs)}"
         self.scalar_defs.append((name, code))
         return sympy.Symbol(name, real=True)
 
-    def fallback(self, node, args, kwargs):
-        self.fallback_counts[op_name(node.target)] += 1
+    def fallback(self, node, args, kwargs, reason: str = ""):
+        """Run ``node``'s op through ATen: counted for reports, named once per process in a
+        ``FallbackWarning``; in strict mode, a ``HeteroCompileError`` instead.  ``reason``:
+        why the op's lowering refused this form ("" when the op has no lowering)."""
+        op, layer = op_name(node.target), module_path(node)
+        what = (f"{op}{f' (layer {layer!r})' if layer else ''} has no native lowering on the "
+                f"'{self.profile_name}' profile{f': {reason}' if reason else ''}")
+        if self.strict:
+            raise HeteroCompileError(f"{what}. Strict mode raises on any fallback: compile without strict "
+                                     "to run it through ATen (a per-op fallback).")
+        log.debug("fallback: %s; it runs through ATen", what)
+        self.fallback_notes.setdefault(op, what)
+        warn_fallback(op, self.profile_name, what)
+        self.fallback_counts[op] += 1
         return self.call_aten(node.target, args, kwargs, kind="fallback")
 
     def _maybe_realize(self, node, value):
@@ -246,12 +274,23 @@ class GraphLowering:
         return symbols
 
 
-def _generated_dtypes_only(args, kwargs, meta) -> bool:
-    """Do all of an op's tensor inputs and outputs have dtypes we generate code for?"""
+def _ungenerated_dtypes(args, kwargs, meta) -> list:
+    """The dtypes of an op's tensor inputs and outputs that we generate no code for, by name."""
     leaves = torch.utils._pytree.tree_leaves((args, kwargs, meta))
-    dtypes = [v.get_dtype() for v in leaves if isinstance(v, ir.TensorValue)]
-    dtypes += [v.dtype for v in leaves if isinstance(v, torch.Tensor)]
-    return all(dtype in GENERATED_DTYPES for dtype in dtypes)
+    dtypes = {v.get_dtype() for v in leaves if isinstance(v, ir.TensorValue)}
+    dtypes |= {v.dtype for v in leaves if isinstance(v, torch.Tensor)}
+    return sorted(str(dtype).removeprefix("torch.") for dtype in dtypes - GENERATED_DTYPES)
+
+
+def warn_fallback(op: str, profile: str, what: str) -> None:
+    """A ``FallbackWarning`` the first time ``op`` falls back on ``profile`` in this process,
+    whether its graph is compiled or loaded from AOTAutograd's cache; never again after."""
+    with _warned_lock:
+        if (op, profile) in _warned_fallbacks:
+            return
+        _warned_fallbacks.add((op, profile))
+    warnings.warn(f"torch_hetero: {what}; it runs through ATen (warned once per process; "
+                  "options={'strict': True} raises instead)", FallbackWarning, stacklevel=2)
 
 
 def _python_scalar(value) -> str:

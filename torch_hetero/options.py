@@ -58,12 +58,28 @@ def resolve(options: dict | None = None, mode: str | None = None) -> Options:
                    aot_cache=_flag(options, "aot_cache", "TORCH_HETERO_AOT_CACHE", True))
 
 
+TRUE_WORDS, FALSE_WORDS = ("1", "true", "on", "yes"), ("0", "false", "off", "no")
+
+
 def _flag(options: dict, key: str, variable: str, default: bool) -> bool:
+    """Option ``key`` if given, else environment variable ``variable``, else ``default``."""
     value = options.get(key)
-    if value is None:
-        text = os.environ.get(variable)
-        return default if text is None else text not in ("", "0", "false", "False")
-    return bool(value)
+    if value is not None:
+        return value if isinstance(value, bool) else parse_bool(value, f"option {key!r}")
+    text = os.environ.get(variable)
+    return default if text is None else parse_bool(text, variable)
+
+
+def parse_bool(value, name: str) -> bool:
+    """A boolean as PyTorch's own environment flags spell it (any case): 1/true/on/yes or
+    0/false/off/no.  Anything else raises, naming ``name``: a typo must not flip a switch."""
+    word = value.strip().lower() if isinstance(value, str) else None
+    if word in TRUE_WORDS:
+        return True
+    if word in FALSE_WORDS:
+        return False
+    raise HeteroCompileError(f"{name}={value!r} is not a boolean; use one of {'/'.join(TRUE_WORDS)} "
+                             f"or {'/'.join(FALSE_WORDS)} (any case)")
 
 
 def auto_device() -> str:

@@ -9,6 +9,7 @@ from typing import Optional
 import torch
 
 from .backend import collect_compiled_graphs, hetero_backend
+from .compiler import EagerGraph
 from .graph import op_name
 
 
@@ -38,6 +39,14 @@ class ExternInfo:
     layer: str = ""                # the module it came from: "transformer.h.0.attn"
 
 
+@dataclasses.dataclass(frozen=True)
+class EagerInfo:
+    name: str                      # the graph's report name: "inference", "backward_1"
+    cause: str                     # why it could not be compiled, in one line
+    aten_ops: dict                 # ATen op → calls in the graph (all of them ran eagerly)
+    layers: dict                   # ATen op → the modules its calls came from
+
+
 @dataclasses.dataclass
 class Report:
     kernels: list
@@ -47,12 +56,14 @@ class Report:
     device: str = "cpu"
     fallback_calls: list = dataclasses.field(default_factory=list)  # ExternInfo per fallback call
     schedule: str = ""             # the plan as stable text: kernels, nodes, tiling, fusion reasons
+    eager: list = dataclasses.field(default_factory=list)  # EagerInfo per graph that ran eagerly
 
     @property
     def estimate_us(self) -> Optional[float]:
-        """Estimated time of every kernel, extern and fallback call on ``device``."""
+        """Estimated time of every kernel, extern and fallback call on ``device`` (None when a
+        graph ran eagerly: the model has no estimate for it)."""
         steps = self.kernels + self.externs + self.fallback_calls
-        if not steps or any(s.estimate_us is None for s in steps):
+        if self.eager or not steps or any(s.estimate_us is None for s in steps):
             return None
         return sum(s.estimate_us for s in steps)
 
@@ -61,6 +72,7 @@ class Report:
         lines = [f"torch_hetero report (device: {self.device})",
                  f"  {len(self.kernels)} generated kernel(s), {len(self.externs)} extern call(s), "
                  f"{sum(self.fallbacks.values())} fallback call(s)"
+                 + (f", {len(self.eager)} graph(s) ran eagerly" if self.eager else "")
                  + (f"; estimated {total:.1f} us" if total is not None else "")]
         for kernel in self.kernels:
             lines.append(f"  {kernel.name:<24} [{kernel.target}] {_cost(kernel)}fuses "
@@ -72,8 +84,12 @@ class Report:
         if self.fallbacks:
             lines.append("  fallbacks (no native lowering; ran the ATen op):")
             lines += [f"    {op}: {count}" for op, count in sorted(self.fallbacks.items())]
-        else:
+        elif not self.eager:
             lines.append("  no fallbacks")
+        for graph in self.eager:
+            lines.append(f"  {graph.name} ran eagerly: {graph.cause}")
+            lines.append(f"  {'':<24} its ATen ops: "
+                         + ", ".join(f"{op} x{n}" for op, n in sorted(graph.aten_ops.items())))
         return "\n".join(lines)
 
 
@@ -108,11 +124,14 @@ def compile_and_run(fn, args, kwargs, options: dict) -> list:
 
 def report_of(graphs: list, default_device: str) -> Report:
     """The Report of graphs from ``compile_and_run`` (``default_device`` names it if none was compiled)."""
-    kernels, externs, fallback_calls, code, schedule = [], [], [], {}, []
+    kernels, externs, fallback_calls, code, schedule, eager = [], [], [], {}, [], []
     fallbacks: collections.Counter = collections.Counter()
     device_name = None
     for prefix, (kind, graph, profile_name) in zip(graph_prefixes(graphs), graphs):
         device_name = profile_name
+        if isinstance(graph, EagerGraph):
+            eager.append(EagerInfo(prefix, graph.cause, dict(graph.ops), graph.layers))
+            continue
         for kernel in graph.kernels:
             kernels.append(KernelInfo(f"{prefix}.{kernel.name}", kernel.target, list(kernel.origins),
                                       **_estimate_fields(graph.estimates.get(id(kernel))),
@@ -126,7 +145,7 @@ def report_of(graphs: list, default_device: str) -> Report:
         fallbacks.update(graph.fallbacks)
         code.update({f"{prefix}{name[len(kind):]}": source for name, source in graph.code.items()})
     return Report(kernels, externs, dict(fallbacks), code, device_name or default_device, fallback_calls,
-                  "\n".join(schedule))
+                  "\n".join(schedule), eager)
 
 
 def graph_prefixes(graphs: list) -> list:
