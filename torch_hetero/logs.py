@@ -58,6 +58,6 @@ def loaded(loadable) -> None:
              loadable.profile, len(loadable.host_kernels) + len(loadable.triton_names),
              ", ".join(sorted(loadable.fallbacks)) or "none")
     if code_log.isEnabledFor(logging.DEBUG):
-        sources = [source for _, source, _, _ in loadable.host_kernels] + [loadable.triton_source or "", 
+        sources = [source for _, source, _, _ in loadable.host_kernels] + [loadable.triton_source or "",
                                                                             loadable.wrapper_source]
         code_log.debug("code loaded for profile %s:\n%s", loadable.profile, "\n\n".join(s for s in sources if s))
