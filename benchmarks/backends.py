@@ -8,11 +8,13 @@ visible GPU and hetero runs its Triton kernels natively, for the GPU's profile."
 from __future__ import annotations
 
 import argparse
+import warnings
 
 import torch
 from timing import interleaved_ms
 
 from torch_hetero.examples import Block, TinyGPT
+from torch_hetero.errors import GraphFallbackWarning
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -32,6 +34,7 @@ def gpu_profile() -> str:
 
 
 def main():
+    warnings.simplefilter("error", GraphFallbackWarning)  # it measures compiled graphs: one run eagerly is an error
     parser = argparse.ArgumentParser()
     parser.add_argument("--gpu", action="store_true")
     parser.add_argument("--dtypes", default="fp32,bf16")

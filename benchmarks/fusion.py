@@ -8,12 +8,14 @@ both alike); medians, with the eager time beside them and a correctness check of
 from __future__ import annotations
 
 import argparse
+import warnings
 
 import torch
 from timing import interleaved_ms
 
 from torch_hetero.backend import collect_compiled_graphs, hetero_backend
 from torch_hetero.examples import Block, TinyGPT
+from torch_hetero.errors import GraphFallbackWarning
 
 
 def models():
@@ -38,6 +40,7 @@ def compile_variant(fn, inputs, fusion: bool):
 
 
 def main():
+    warnings.simplefilter("error", GraphFallbackWarning)  # it measures compiled graphs: one run eagerly is an error
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=30)
     args = parser.parse_args()

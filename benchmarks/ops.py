@@ -11,9 +11,12 @@ than 10 % are marked."""
 from __future__ import annotations
 
 import argparse
+import warnings
 
 import torch
 import torch.nn.functional as F
+
+from torch_hetero.errors import GraphFallbackWarning
 from timing import interleaved_ms
 
 N, D, V = 256, 2048, 2048   # rows, row length, vocabulary
@@ -64,6 +67,7 @@ def _training(fn):
 
 
 def main():
+    warnings.simplefilter("error", GraphFallbackWarning)  # it measures compiled graphs: one run eagerly is an error
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=50)
     parser.add_argument("--threads", type=int, default=1)

@@ -25,6 +25,7 @@ import statistics
 import sys
 import tempfile
 import time
+import warnings
 from pathlib import Path
 
 import torch
@@ -34,6 +35,7 @@ import torch_hetero
 from torch_hetero import model_zoo
 from torch_hetero.backend import collect_compiled_graphs
 from torch_hetero.runtime import cache
+from torch_hetero.errors import GraphFallbackWarning
 
 COMPILERS = ("inductor", "hetero")
 
@@ -260,6 +262,7 @@ def chart(data, threads, path):
 
 
 def main():
+    warnings.simplefilter("error", GraphFallbackWarning)  # it measures compiled graphs: one run eagerly is an error
     parser = argparse.ArgumentParser()
     parser.add_argument("--models", default=",".join(model_zoo.NAMES))
     parser.add_argument("--rounds", type=int, default=15)

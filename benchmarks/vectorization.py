@@ -15,12 +15,14 @@ import re
 import subprocess
 import sys
 import tempfile
+import warnings
 
 import torch
 
 from torch_hetero import compiler, model_zoo
 from torch_hetero.backend import collect_compiled_graphs
 from torch_hetero.runtime import cpp_build
+from torch_hetero.errors import GraphFallbackWarning
 
 sys.path.insert(0, os.path.dirname(__file__))
 from suite import training_step  # noqa: E402
@@ -71,6 +73,7 @@ def scalar_loops(source: str, min_trip: int) -> list:
 
 
 def main():
+    warnings.simplefilter("error", GraphFallbackWarning)  # it measures compiled graphs: one run eagerly is an error
     parser = argparse.ArgumentParser()
     parser.add_argument("--models", default=",".join(model_zoo.NAMES))
     parser.add_argument("--min-trip", type=int, default=16)
