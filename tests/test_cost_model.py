@@ -8,6 +8,7 @@ import torch_hetero
 from torch_hetero.device_models import get_profile
 from torch_hetero.device_models.cost_model import (MemoryModel, estimate_kernel, estimate_matmul,
                                                    parallel_efficiency)
+from torch_hetero.backend import collect_compiled_graphs
 from torch_hetero.device_models.kernel_analysis import KernelCost
 
 MB = 1 << 20
@@ -15,7 +16,7 @@ MB = 1 << 20
 
 def kernel(nbytes=64 * MB, flops=16e6, chunks=1 << 16, reads=("a",)):
     per = nbytes / 2 / len(reads)
-    return KernelCost(flops, 0.0, 0.0, {r: per for r in reads}, {"out": nbytes / 2}, chunks, outputs=1 << 20)
+    return KernelCost(flops, 0.0, {}, {r: per for r in reads}, {"out": nbytes / 2}, chunks, outputs=1 << 20)
 
 
 def time_us(cost, profile, memory=None):
@@ -37,7 +38,7 @@ def test_sram_resident_tensor_is_cheaper_on_mtia():
     """On MTIA v2 a 32 MB tensor written by the previous kernel stays in the 256 MB SRAM."""
     profile = get_profile("mtia-v2")
     memory = MemoryModel(profile)
-    estimate_kernel(KernelCost(0, 0, 0, {}, {"a": 32 * MB}, 1 << 16), profile, memory, torch.float32)
+    estimate_kernel(KernelCost(0, 0, {}, {}, {"a": 32 * MB}, 1 << 16), profile, memory, torch.float32)
     resident = time_us(kernel(nbytes=64 * MB), profile, memory)
     from_lpddr = time_us(kernel(nbytes=64 * MB), profile)
     assert resident < from_lpddr / 2
@@ -47,7 +48,7 @@ def test_tensor_larger_than_sram_comes_from_dram():
     profile = get_profile("mtia-v2")
     memory = MemoryModel(profile)
     big = 2 * profile.llc_bytes
-    estimate_kernel(KernelCost(0, 0, 0, {}, {"a": big}, 1 << 16), profile, memory, torch.float32)
+    estimate_kernel(KernelCost(0, 0, {}, {}, {"a": big}, 1 << 16), profile, memory, torch.float32)
     assert "a" not in memory.resident
 
 
@@ -129,3 +130,39 @@ def test_graph_inputs_start_resident():
     profile = get_profile("mtia-v2")
     warm = MemoryModel(profile, {"x": 32 * MB})
     assert warm.seconds({"x": 32 * MB}, {}, 1.0) < MemoryModel(profile).seconds({"x": 32 * MB}, {}, 1.0) / 2
+
+
+def host_calls(fn, *inputs):
+    """The priced ops (host_ops) each host kernel of ``fn`` evaluates: (op, loop kind) → count."""
+    torch._dynamo.reset()
+    with torch.no_grad(), collect_compiled_graphs() as graphs:
+        torch.compile(fn, backend="hetero")(*inputs)
+    return [kernel.cost.calls for _, graph, _ in graphs for kernel in graph.kernels]
+
+
+def test_the_host_counts_the_ops_it_prices():
+    """libm calls and selects by name; a division unless hoisted (softmax divides by its row's
+    sum, kept in a variable: a multiply by the hoisted reciprocal)."""
+    x, y = torch.randn(64, 256), torch.randn(64, 256)
+    n = x.numel()
+    assert host_calls(lambda x, y: x / y, x, y) == [{("truediv", "vector"): n}]
+    assert host_calls(lambda x: x / 3.0, x) == [{("truediv", "vector"): n}]  # no fast-math: a division
+    assert host_calls(lambda x, y: torch.where(x > 0, x.exp(), y), x, y) == [
+        {("exp", "vector"): n, ("where", "vector"): n}]
+    [softmax] = host_calls(lambda x: x.softmax(-1), x)
+    assert ("truediv", "vector") not in softmax and softmax[("exp", "vector")] >= n
+    [argmax] = host_calls(lambda x: x.argmax(-1), x)
+    assert all(kind == "scalar" for _, kind in argmax)
+
+
+def test_host_compute_is_priced_by_the_measured_op_times():
+    """What the host measured per element (one core) is what an op costs, spread over the cores."""
+    profile = get_profile("cpu")
+    n, chunks = 1e6, 1 << 16
+    cost = KernelCost(0, 0, {("exp", "vector"): n, ("truediv", "scalar"): n}, {}, {}, chunks)
+    for exp_ns, div_ns in [(1.0, 2.0), (3.0, 0.5)]:
+        measured = dataclasses.replace(profile, vector_op_ns={**profile.vector_op_ns, "exp": exp_ns},
+                                       scalar_op_ns={**profile.scalar_op_ns, "truediv": div_ns})
+        estimate = estimate_kernel(cost, measured, MemoryModel(measured), torch.float32)
+        units = profile.compute_units * parallel_efficiency(chunks, profile.compute_units)
+        assert estimate.compute_us == pytest.approx(n * (exp_ns + div_ns) * 1e-3 / units)

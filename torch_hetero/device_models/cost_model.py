@@ -9,10 +9,10 @@ A roofline per kernel — max(FLOPs / peak, bytes / bandwidth) + launch overhead
 * parallel utilization and wave quantization: ``chunks`` of work over ``compute_units``
   reach ``chunks / (ceil(chunks / units) * units)`` of peak, and a serial kernel one unit's;
 * matrix-unit padding: a matmul's M, N, K are rounded up to the instruction shape;
-* on the host C++ target, transcendentals are libm calls: vector ones where glibc's libmvec
-  is linked (``kernel_analysis.VECTOR_CALL_CYCLES`` per element), else scalar
-  (``SCALAR_CALL_CYCLES``); arg/any/all reductions are serial chains
-  (``SERIAL_COMBINE_CYCLES``).
+* on the host C++ target, the ops ``host_ops`` names (libm calls, division by a value that
+  changes along the loop, select) cost what the host measured per element in a vectorized or
+  scalar loop (``DeviceProfile.vector_op_ns`` / ``scalar_op_ns``, from ``calibrate``), and
+  arg/any/all reductions a serial chain (``serial_combine``).
 
 The cost model's job is to rank choices and estimate whole graphs; its error against real
 timings is measured by ``benchmarks/cost_model_accuracy.py``."""
@@ -24,7 +24,8 @@ import math
 
 import torch
 
-from .kernel_analysis import SERIAL_COMBINE_CYCLES, TRANSCENDENTAL_FLOPS, KernelCost
+from ..codegen import special
+from .kernel_analysis import DIVMOD_INDEX, TRANSCENDENTAL_FLOPS, KernelCost
 
 _DTYPE_NAMES = {torch.float16: "fp16", torch.bfloat16: "bf16", torch.float32: "fp32",
                 torch.float64: "fp64", torch.int8: "int8"}
@@ -167,14 +168,30 @@ def estimate_kernel(cost: KernelCost, profile, memory: MemoryModel, dtype: torch
     compute = cost.flops / peak
     if profile.codegen == "cpp":
         vector_flops = cost.flops - cost.transcendentals * TRANSCENDENTAL_FLOPS
-        cycles_per_s = profile.compute_units * efficiency * profile.clock_ghz * 1e9
-        compute = vector_flops / peak + cost.scalar_call_cycles / cycles_per_s
-        compute += cost.serial_combines * SERIAL_COMBINE_CYCLES / cycles_per_s
+        core_seconds = sum(count * op_seconds(profile, op, kind) for (op, kind), count in cost.calls.items())
+        core_seconds += cost.serial_combines * op_seconds(profile, "serial_combine", "scalar")
+        compute = vector_flops / peak + core_seconds / (profile.compute_units * efficiency)
     reads = cost.reads if row_fits(cost, profile) else {
         name: nbytes + cost.reread.get(name, 0.0) for name, nbytes in cost.reads.items()}
     mem = memory.seconds(reads, cost.writes, efficiency, cost.strided)
     launch = profile.launch_overhead_us if chunks > 1 or profile.codegen != "cpp" else HOST_CALL_US
     return _estimate(compute, mem, launch, cost.flops, cost.bytes)
+
+
+# Per-element costs no calibration measures, in core cycles: a load indexed by a div/mod of
+# the loop variable (scalar integer arithmetic), and a special function (``codegen.special``:
+# Bessel, gamma family, polynomials: series or rational approximations of several
+# transcendentals).  Assumed.
+ASSUMED_CYCLES = {DIVMOD_INDEX: 2, **dict.fromkeys(special.CPP, 100)}
+
+
+def op_seconds(profile, op: str, kind: str) -> float:
+    """One core's time per element of a priced op (``host_ops``) in a ``kind`` ("vector" or
+    "scalar") loop: measured on the host, assumed for the few ``ASSUMED_CYCLES`` ops."""
+    table = profile.vector_op_ns if kind == "vector" else profile.scalar_op_ns
+    if op in table:
+        return table[op] * 1e-9
+    return ASSUMED_CYCLES[op] / (profile.clock_ghz * 1e9)
 
 
 def estimate_matmul(batch: int, m: int, n: int, k: int, dtype: torch.dtype, reads: dict, writes: dict,

@@ -11,6 +11,7 @@ import math
 import re
 
 from ..errors import ProfileError
+from .host_ops import SCALAR_PRICED, VECTOR_PRICED
 from .profile import DeviceProfile
 
 try:
@@ -90,6 +91,17 @@ class _PerDtype:
     check: object
 
 
+@dataclasses.dataclass(frozen=True)
+class _PerOp:
+    """A table op = value (``host_ops`` names), each entry checked by ``check``."""
+    check: object
+
+
+def _time(value):
+    _require((_is_int(value) or isinstance(value, float)) and math.isfinite(value) and value >= 0)
+    return float(value)
+
+
 _REQUIRED = object()
 # TOML key → (DeviceProfile field, check, what the check expects, default when absent)
 SCHEMA = {
@@ -115,6 +127,8 @@ SCHEMA = {
     "memory.dram_gbps": ("dram_gbps", _number, "a positive number (GB/s)", _REQUIRED),
     "runtime.launch_overhead_us": ("launch_overhead_us", _number, "a positive number (µs)", _REQUIRED),
     "power.tdp_w": ("tdp_w", _number, "a positive number (W)", _REQUIRED),
+    "compute.vector_op_ns": ("vector_op_ns", _PerOp(_time), "a number >= 0 (ns per element, one core)", {}),
+    "compute.scalar_op_ns": ("scalar_op_ns", _PerOp(_time), "a number >= 0 (ns per element, one core)", {}),
 }
 
 
@@ -176,6 +190,13 @@ def _check(key: str, value, check, expected: str):
                 raise ProfileError(f"{key}.{dtype}: unknown dtype; dtypes are {', '.join(DTYPES)}")
             checked[dtype] = _check(f"{key}.{dtype}", entry, check.check, expected)
         return checked
+    if isinstance(check, _PerOp):
+        if not isinstance(value, dict):
+            raise ProfileError(f"{key} must be a table of op = {expected}, got {value!r}")
+        unknown = sorted(set(value) - set(SCALAR_PRICED))
+        if unknown:
+            raise ProfileError(f"{key}.{unknown[0]}: unknown op; ops are {', '.join(SCALAR_PRICED)}")
+        return {op: _check(f"{key}.{op}", entry, check.check, expected) for op, entry in value.items()}
     try:
         return check(value)
     except _Bad:
@@ -192,3 +213,10 @@ def _check_together(fields: dict) -> None:
                            f"only in one of them: {', '.join(sorted(shapes ^ peaks))}")
     if fields["triton_target"] is not None and fields["codegen"] != "triton":
         raise ProfileError('triton_target is only meaningful with codegen = "triton"')
+    if fields["codegen"] == "cpp":
+        for key, field, ops in (("compute.vector_op_ns", "vector_op_ns", VECTOR_PRICED),
+                                ("compute.scalar_op_ns", "scalar_op_ns", SCALAR_PRICED)):
+            missing = [op for op in ops if op not in fields[field]]
+            if missing:
+                raise ProfileError(f'{key} must give every op the host cost model prices (codegen = "cpp"); '
+                                   f"missing: {', '.join(missing)} (the cpu profile measures them)")

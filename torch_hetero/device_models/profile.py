@@ -28,6 +28,8 @@ class DeviceProfile:
     dram_gbps: float                 # off-chip bandwidth, GB/s
     launch_overhead_us: float        # fixed cost per kernel launch, µs
     tdp_w: float                     # W
+    vector_op_ns: dict[str, float]   # host C++: op → ns per element on one core in a vectorized loop (host_ops)
+    scalar_op_ns: dict[str, float]   # the same in a scalar loop; serial_combine: a serial reduction's step
     sources: tuple[str, ...]
     assumed: tuple[str, ...]         # names of fields holding estimates, not published figures
 

@@ -1,0 +1,168 @@
+"""C++ micro-benchmarks of the host, written the way generated kernels are.
+
+The host cost model prices generated C++ loops, so its figures are measured by such loops
+rather than through torch (a one-thread ``copy_`` on a small tensor is mostly dispatch
+overhead): streaming bandwidth at a working set and thread count, and the time per element of
+each op the cost model charges apart from plain arithmetic — libm calls, the prelude's inline
+functions, division, select — in a ``#pragma omp simd`` loop (vector) and in a loop the
+compiler may not vectorize (scalar), and of a serial reduction chain.  Each op's line is
+rendered by the C++ ops handler itself, so it calls exactly what a kernel calls; where a call
+has no vector variant (no libmvec, ``pow``), the "vector" loop stays scalar and measures so.
+
+The library is built once per host through the build cache (a few seconds of g++ the first
+time).  Each function times its own repetitions with ``omp_get_wtime``: no Python in the loop."""
+from __future__ import annotations
+
+import ctypes
+import functools
+import importlib.resources
+
+import torch
+
+from ..codegen.cpp_ops import CppOps, CVar
+from ..runtime import cpp_build
+from .host_ops import VECTOR_PRICED
+
+BINARY = {"pow", "atan2", "truediv", "where"}
+# Arguments as a model's: N(0, 1), moved into each function's domain.
+DOMAIN = {"log": "positive", "log2": "positive", "log10": "positive", "log1p": "positive",
+          "lgamma": "positive", "pow": "positive", "asin": "unit", "acos": "unit", "atanh": "unit",
+          "acosh": "above_one", "truediv": "positive"}
+OP_ELEMENTS = 4096          # per loop: 16 KiB in, 16 KiB out, within L1 with the second operand
+
+# a loop the compiler leaves scalar, as a generated loop it cannot vectorize
+_SCALAR = """\
+#if defined(__clang__)
+#define HETERO_SCALAR_FN
+#define HETERO_SCALAR_LOOP _Pragma("clang loop vectorize(disable) interleave(disable)")
+#else
+#define HETERO_SCALAR_FN __attribute__((optimize("no-tree-vectorize")))
+#define HETERO_SCALAR_LOOP
+#endif
+"""
+
+_STREAM = """\
+extern "C" double hetero_bench_stream(float* dst, const float* src, int64_t n, int64_t reps, int threads) {
+  // each thread streams its own static share, repeatedly, without barriers: its caches keep it
+  double start = omp_get_wtime();
+  #pragma omp parallel num_threads(threads)
+  for (int64_t r = 0; r < reps; ++r) {
+    #pragma omp for simd schedule(static) nowait
+    for (int64_t i = 0; i < n; ++i) dst[i] = src[i] * 0.5f;
+  }
+  return omp_get_wtime() - start;
+}
+
+extern "C" HETERO_SCALAR_FN double hetero_bench_serial(const float* x, float* y, int64_t n, int64_t reps) {
+  // an argmax: one dependency chain, as the host's arg/any/all reductions
+  double start = omp_get_wtime();
+  for (int64_t r = 0; r < reps; ++r) {
+    float best = -INFINITY;
+    int64_t at = 0;
+    HETERO_SCALAR_LOOP
+    for (int64_t i = 0; i < n; ++i) {
+      if (x[i] > best || x[i] != x[i]) { best = x[i]; at = i; }
+    }
+    y[r % n] = static_cast<float>(at);
+  }
+  return omp_get_wtime() - start;
+}
+"""
+
+
+def _op_function(name: str, vector: bool) -> str:
+    """``y[i] = op(x[i](, z[i]))`` repeated ``reps`` times, as a kernel's inner loop renders it."""
+    lines: list = []
+    ops = CppOps(lines, [0])
+    x, z = CVar("x[i]", torch.float32), CVar("z[i]", torch.float32)
+    if name == "copy":  # the baseline: a load and a store
+        result = x
+    elif name == "where":
+        result = ops.where(ops.gt(x, z), x, z)
+    else:
+        result = getattr(ops, name)(*((x, z) if name in BINARY else (x,)))
+    body = " ".join(lines) + f" y[i] = {result};"
+    head = "" if vector else "HETERO_SCALAR_FN "
+    pragma = "#pragma omp simd" if vector else "HETERO_SCALAR_LOOP"
+    return (f'extern "C" {head}double {symbol(name, vector)}(const float* x, const float* z, float* y, '
+            f"int64_t n, int64_t reps) {{\n  double start = omp_get_wtime();\n"
+            f"  for (int64_t r = 0; r < reps; ++r) {{\n    {pragma}\n"
+            f"    for (int64_t i = 0; i < n; ++i) {{ {body} }}\n  }}\n"
+            f"  return omp_get_wtime() - start;\n}}\n")
+
+
+def symbol(name: str, vector: bool) -> str:
+    return f"hetero_bench_{name}_{'vector' if vector else 'scalar'}"
+
+
+def source() -> list:
+    """The library's functions, each a kernel for ``cpp_build.load_library``."""
+    return [_STREAM] + [_op_function(name, vector) for name in VECTOR_PRICED + ("copy",) for vector in (True, False)]
+
+
+@functools.cache
+def library() -> ctypes.CDLL:
+    prelude = importlib.resources.files("torch_hetero.codegen").joinpath("cpp_prelude.h").read_text()
+    lib = cpp_build.load_library(prelude + _SCALAR, source())
+    lib.hetero_bench_stream.restype = ctypes.c_double
+    lib.hetero_bench_stream.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_int]
+    lib.hetero_bench_serial.restype = ctypes.c_double
+    lib.hetero_bench_serial.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64]
+    for name in VECTOR_PRICED + ("copy",):
+        for vector in (True, False):
+            fn = getattr(lib, symbol(name, vector))
+            fn.restype = ctypes.c_double
+            fn.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64]
+    return lib
+
+
+def stream_gbps(working_set: int, threads: int, repeats: int, min_bytes: int) -> float:
+    """Bandwidth (bytes read + written per second) of ``threads`` threads streaming ``dst =
+    src * 0.5`` over ``working_set`` bytes (both arrays), best of ``repeats`` timings of at
+    least ``min_bytes`` moved each."""
+    n = max(working_set // 8, 1024)
+    src, dst = torch.ones(n), torch.empty(n)
+    reps = max(1, min_bytes // (8 * n))
+    run = library().hetero_bench_stream
+    run(dst.data_ptr(), src.data_ptr(), n, 1, threads)  # warm-up: page faults, the thread pool
+    best = min(run(dst.data_ptr(), src.data_ptr(), n, reps, threads) for _ in range(repeats))
+    return 8 * n * reps / best / 1e9
+
+
+def _argument(domain: str | None, n: int, generator: torch.Generator) -> torch.Tensor:
+    x = torch.randn(n, generator=generator)
+    if domain == "positive":
+        return x.abs() + 0.1
+    if domain == "unit":
+        return x.clamp(-0.99, 0.99)
+    if domain == "above_one":
+        return x.abs() + 1.0
+    return x
+
+
+def op_seconds(repeats: int, reps: int) -> dict:
+    """Seconds per element of each op above a plain copy's, ``{"exp": {"vector": s,
+    "scalar": s}, ...}``, one thread, data in L1, best of ``repeats``; plus
+    ``serial_combine``: per element of a serial reduction chain."""
+    lib = library()
+    generator = torch.Generator().manual_seed(0)
+    n, elements = OP_ELEMENTS, OP_ELEMENTS * reps
+    y = torch.empty(n)
+
+    def seconds(fn, x, z):
+        fn(x.data_ptr(), z.data_ptr(), y.data_ptr(), n, 1)
+        return min(fn(x.data_ptr(), z.data_ptr(), y.data_ptr(), n, reps) for _ in range(repeats)) / elements
+
+    normal = _argument(None, n, generator)
+    copy = {kind: seconds(getattr(lib, symbol("copy", kind == "vector")), normal, normal)
+            for kind in ("vector", "scalar")}
+    out = {}
+    for name in VECTOR_PRICED:
+        x = _argument(DOMAIN.get(name), n, generator)
+        z = _argument(DOMAIN.get(name), n, generator)
+        out[name] = {kind: max(seconds(getattr(lib, symbol(name, kind == "vector")), x, z) - copy[kind], 0.0)
+                     for kind in ("vector", "scalar")}
+    lib.hetero_bench_serial(normal.data_ptr(), y.data_ptr(), n, 1)
+    serial = min(lib.hetero_bench_serial(normal.data_ptr(), y.data_ptr(), n, reps) for _ in range(repeats))
+    out["serial_combine"] = {"scalar": serial / elements}
+    return out

@@ -1,0 +1,14 @@
+"""The ops the host cost model prices per element instead of as plain vector arithmetic, by
+name: what ``kernel_analysis`` counts, ``host_microbench`` measures and the ``cpu`` profile
+holds (``DeviceProfile.vector_op_ns`` / ``scalar_op_ns``)."""
+
+# libm calls and the prelude's functions (codegen/cpp_prelude.h)
+CALLS = ("exp", "exp2", "expm1", "log", "log2", "log10", "log1p", "sigmoid", "sin", "cos", "tan", "asin",
+         "acos", "atan", "sinh", "cosh", "tanh", "asinh", "acosh", "atanh", "erf", "erfc", "pow", "atan2",
+         "lgamma", "gelu", "gelu_grad")
+# the prelude's own inline functions: no call, so they vectorize in masked branches too
+INLINE = frozenset({"erf", "gelu", "gelu_grad"})
+# a division by a value that changes along the loop (by a fixed one it is a multiply), a select
+VECTOR_PRICED = CALLS + ("truediv", "where")
+# and one step of a serial reduction chain (arg-reductions, any/all), which never vectorizes
+SCALAR_PRICED = VECTOR_PRICED + ("serial_combine",)
