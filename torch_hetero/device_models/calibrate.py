@@ -43,13 +43,14 @@ REMEASURES = 3            # extra runs of a level found out of order
 OP_REPS = 16              # passes over the op benchmarks' L1-resident arrays per timing
 BANDWIDTHS = ("local_sram_gbps", "llc_gbps", "dram_gbps")  # fastest level first
 FIGURES = ["dram_gbps", "llc_gbps", "llc_bytes", "local_sram_gbps", "fp32_tflops"]
-METHOD = ("C++ streaming loops (dst = src * 0.5) and per-op loops (host_microbench), torch matmul; "
-          f"best of {REPEATS} timings per run, best of {RUNS} runs")
+METHOD = ("C++ streaming loops (dst = src * 0.5; the sum of each thread's best), per-op loops "
+          f"(host_microbench), torch matmul; best of {REPEATS} timings per run, best of {RUNS} runs")
 
 
 def measure(bf16_matrix: bool, l2_bytes: int, llc_bytes: int) -> dict:
     """One run of the micro-benchmark, given the detected per-core L2 and last-level cache
-    sizes.  Bandwidths are of a streaming loop (bytes read + written), best of a few timings:
+    sizes.  Bandwidths are of a streaming loop (bytes read + written), each thread's best of a
+    few timings, summed (a thread another process preempted times itself again):
 
     * ``local_sram_gbps``: one thread, working set a quarter of its L2;
     * ``llc_gbps``: all threads, working set four times all L2s together (within the LLC);
