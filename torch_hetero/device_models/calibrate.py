@@ -4,11 +4,11 @@ cost model prices (``host_ops``).
 
 The host is the one target whose estimates can be checked against real timings, so its
 figures are measured rather than looked up — by C++ loops shaped like generated kernels
-(``host_microbench``; matmul through torch, as the host runs it).  A calibration takes about
-0.5 s here (2 cores; plus a few seconds of g++ the first time on a host), runs once per host
-and is cached as JSON in the torch_hetero cache directory, keyed by a fingerprint of the CPU
-model, core and thread counts and the torch version; ``python -m torch_hetero calibrate``
-re-runs it.
+(``host_microbench``; matmul through torch, as the host runs it).  A calibration takes 1.5 s
+on a 2-core host (up to 4 s under load; plus a second or more of g++ the first time), runs
+once per host and is cached as JSON in the torch_hetero cache directory, keyed by a
+fingerprint of the CPU model, core and thread counts and the torch version; ``python -m
+torch_hetero calibrate`` re-runs it.
 
 A busy machine measures too little, never too much, so the figures are the best of ``RUNS``
 runs; levels out of physical order (private cache ≥ last-level cache ≥ DRAM) are measured
