@@ -9,10 +9,10 @@ A roofline per kernel — max(FLOPs / peak, bytes / bandwidth) + launch overhead
 * parallel utilization and wave quantization: ``chunks`` of work over ``compute_units``
   reach ``chunks / (ceil(chunks / units) * units)`` of peak, and a serial kernel one unit's;
 * matrix-unit padding: a matmul's M, N, K are rounded up to the instruction shape;
-* on the host C++ target, the ops ``host_ops`` names (libm calls, division by a value that
-  changes along the loop, select) cost what the host measured per element in a vectorized or
-  scalar loop (``DeviceProfile.vector_op_ns`` / ``scalar_op_ns``, from ``calibrate``), and
-  arg/any/all reductions a serial chain (``serial_combine``).
+* on the host C++ target, the ops ``host_ops`` names (libm calls, a division g++ does not
+  hoist, select) cost what the host measured per element in a vectorized or scalar loop
+  (``DeviceProfile.vector_op_ns`` / ``scalar_op_ns``, from ``calibrate``), and arg/any/all
+  reductions a serial chain (``serial_combine``).
 
 The cost model's job is to rank choices and estimate whole graphs; its error against real
 timings is measured by ``benchmarks/cost_model_accuracy.py``."""
