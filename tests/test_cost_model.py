@@ -155,14 +155,31 @@ def test_the_host_counts_the_ops_it_prices():
     assert all(kind == "scalar" for _, kind in argmax)
 
 
+def test_a_call_on_a_masked_argument_is_counted_apart():
+    """A mask's -inf flowing into exp (a causal softmax) sends libmvec's lanes to its slow path:
+    counted as ``vector_inf``; an unmasked softmax's exp, and exp of a masked value's
+    result, are not."""
+    x = torch.randn(64, 256)
+    mask = torch.ones(64, 256, dtype=torch.bool).tril()
+    n = x.numel()
+    [masked] = host_calls(lambda x, m: x.masked_fill(~m, float("-inf")).softmax(-1), x, mask)
+    assert masked[("exp", "vector_inf")] == n and ("exp", "vector") not in masked
+    [plain] = host_calls(lambda x: x.softmax(-1), x)
+    assert ("exp", "vector") in plain and not any(kind == "vector_inf" for _, kind in plain)
+    [after] = host_calls(lambda x, m: x.masked_fill(~m, float("-inf")).exp().sin(), x, mask)
+    assert after == {("exp", "vector_inf"): n, ("sin", "vector"): n, ("where", "vector"): n}
+
+
 def test_host_compute_is_priced_by_the_measured_op_times():
     """What the host measured per element (one core) is what an op costs, spread over the cores."""
     profile = get_profile("cpu")
     n, chunks = 1e6, 1 << 16
-    cost = KernelCost(0, 0, {("exp", "vector"): n, ("truediv", "scalar"): n}, {}, {}, chunks)
-    for exp_ns, div_ns in [(1.0, 2.0), (3.0, 0.5)]:
+    cost = KernelCost(0, 0, {("exp", "vector"): n, ("truediv", "scalar"): n, ("tanh", "vector_inf"): n}, {}, {},
+                      chunks)
+    for exp_ns, div_ns, tanh_ns in [(1.0, 2.0, 4.0), (3.0, 0.5, 0.25)]:
         measured = dataclasses.replace(profile, vector_op_ns={**profile.vector_op_ns, "exp": exp_ns},
-                                       scalar_op_ns={**profile.scalar_op_ns, "truediv": div_ns})
+                                       scalar_op_ns={**profile.scalar_op_ns, "truediv": div_ns},
+                                       vector_inf_op_ns={**profile.vector_inf_op_ns, "tanh": tanh_ns})
         estimate = estimate_kernel(cost, measured, MemoryModel(measured), torch.float32)
         units = profile.compute_units * parallel_efficiency(chunks, profile.compute_units)
-        assert estimate.compute_us == pytest.approx(n * (exp_ns + div_ns) * 1e-3 / units)
+        assert estimate.compute_us == pytest.approx(n * (exp_ns + div_ns + tanh_ns) * 1e-3 / units)

@@ -20,15 +20,17 @@ import torch_hetero
 from torch_hetero import options as options_mod
 from torch_hetero.__main__ import main as cli
 from torch_hetero.device_models import calibrate, get_profile, host, list_devices, list_profiles
-from torch_hetero.device_models.host_ops import SCALAR_PRICED, VECTOR_PRICED
+from torch_hetero.device_models.host_ops import INFINITE_PRICED, SCALAR_PRICED, VECTOR_PRICED
 from torch_hetero.device_models.loader import DTYPES, FIELDS, from_table
 from torch_hetero.errors import HeteroCompileError, ProfileError
+from torch_hetero.runtime import cpp_build
 
 SHIPPED = ["a100", "h100", "h200", "mi300x", "mtia-v1", "mtia-v2", "rivos-sim"]
 PROFILES_DIR = os.path.join(os.path.dirname(torch_hetero.__file__), "device_models", "profiles")
 FAKE_FIGURES = {"dram_gbps": 20.0, "llc_gbps": 50.0, "llc_bytes": 32.0 * 2**20, "local_sram_gbps": 70.0,
                 "fp32_tflops": 0.5, "bf16_tflops": 2.0}
-FAKE_OPS = {**{op: {"vector": 0.5, "scalar": 4.0} for op in VECTOR_PRICED}, "serial_combine": {"scalar": 1.0}}
+FAKE_OPS = {**{op: {"vector": 0.5, "scalar": 4.0, **({"vector_inf": 3.0} if op in INFINITE_PRICED else {})}
+               for op in VECTOR_PRICED}, "serial_combine": {"scalar": 1.0}}
 REAL_MEASURE = calibrate.measure
 
 
@@ -115,7 +117,7 @@ def test_units_are_converted():
 def test_rivos_is_an_assumption_set():
     numbers = {f.name for f in dataclasses.fields(torch_hetero.get_profile("rivos-sim"))} - {
         "name", "description", "codegen", "triton_target", "sources", "assumed",
-        "vector_op_ns", "scalar_op_ns"}  # the host C++ target's, empty here
+        "vector_op_ns", "scalar_op_ns", "vector_inf_op_ns"}  # the host C++ target's, empty here
     assert set(get_profile("rivos-sim").assumed) == numbers
     assert "assumption set" in get_profile("rivos-sim").description
 
@@ -134,6 +136,7 @@ def test_host_profile_uses_detection_and_calibration(fake_host):
     assert {"launch_overhead_us", "tdp_w"} <= set(p.assumed) and "dram_gbps" not in p.assumed
     assert p.vector_op_ns == {op: 0.5 for op in VECTOR_PRICED}
     assert p.scalar_op_ns == {**{op: 4.0 for op in VECTOR_PRICED}, "serial_combine": 1.0}
+    assert p.vector_inf_op_ns == {op: 3.0 for op in INFINITE_PRICED}
     assert get_profile("cpu") is p and len(fake_host) == calibrate.RUNS
 
 
@@ -297,11 +300,11 @@ def test_calibration_is_measured_once_then_read_from_cache(fake_host, tmp_path):
 def test_calibration_is_the_best_of_several_runs(monkeypatch):
     """A busy machine measures low bandwidth and long op times: each figure's best run wins."""
     runs = iter([fake_figures(False, dram_gbps=5.0), fake_figures(False, llc_gbps=30.0),
-                 {**fake_figures(False), "op_ns": {**FAKE_OPS, "exp": {"vector": 0.3, "scalar": 9.0}}}])
+                 {**fake_figures(False), "op_ns": {**FAKE_OPS, "exp": {"vector": 0.3, "scalar": 9.0, "vector_inf": 2.0}}}])
     monkeypatch.setattr(calibrate, "measure", lambda *args: next(runs))
     figures = calibrate.calibrate(False, 2**20, 2**25)["figures"]
     assert (figures["dram_gbps"], figures["llc_gbps"]) == (20.0, 50.0)
-    assert figures["op_ns"]["exp"] == {"vector": 0.3, "scalar": 4.0}
+    assert figures["op_ns"]["exp"] == {"vector": 0.3, "scalar": 4.0, "vector_inf": 2.0}
 
 
 @pytest.mark.parametrize("remeasured,expected", [(60.0, 60.0), (4.0, 20.0)])
@@ -420,6 +423,10 @@ def test_a_cpp_profile_must_price_every_host_op():
     table["compute"]["vector_op_ns"]["expp"] = 1.0
     with pytest.raises(ProfileError, match=r"compute.vector_op_ns.expp: unknown op"):
         from_table(table, "mine")
+    table = host.host_table()
+    del table["compute"]["vector_inf_op_ns"]["tanh"]
+    with pytest.raises(ProfileError, match=r"compute.vector_inf_op_ns must give every op .* missing: tanh"):
+        from_table(table, "mine")
 
 
 def test_real_benchmark_returns_positive_figures(monkeypatch):
@@ -436,6 +443,9 @@ def test_real_benchmark_returns_positive_figures(monkeypatch):
     assert all(math.isfinite(v) and v >= 0 for kinds in ops.values() for v in kinds.values())
     # a scalar libm call costs more than a division (both above the copy loop's time)
     assert ops["exp"]["scalar"] > ops["truediv"]["scalar"]
+    assert {op for op, kinds in ops.items() if "vector_inf" in kinds} == set(INFINITE_PRICED)
+    if cpp_build._libmvec_flags():  # libmvec's exp leaves infinite lanes to a slow path
+        assert ops["exp"]["vector_inf"] > 2 * ops["exp"]["vector"]
 
 
 def test_the_benchmark_times_real_tensors_inside_the_compilers_fake_mode(monkeypatch):

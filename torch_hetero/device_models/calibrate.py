@@ -31,7 +31,7 @@ import torch
 from torch.utils._python_dispatch import _disable_current_modes
 
 from . import host_microbench
-from .host_ops import SCALAR_PRICED, VECTOR_PRICED
+from .host_ops import INFINITE_PRICED, SCALAR_PRICED, VECTOR_PRICED
 from ..runtime.cache import atomic_write, cache_dir
 
 COPY_BYTES = 256 * 2**20  # far beyond any last-level cache
@@ -58,7 +58,8 @@ def measure(bf16_matrix: bool, l2_bytes: int, llc_bytes: int) -> dict:
       between LLC and DRAM speed — a VM's or a busy host's share, not the die's size;
     * ``dram_gbps``: all threads, ``COPY_BYTES``;
     * ``fp32_tflops`` and, on hosts with bf16 matrix units, ``bf16_tflops``: a matmul;
-    * ``op_ns``: op → {"vector": ns, "scalar": ns} per element, one core (``host_ops``).
+    * ``op_ns``: op → {"vector": ns, "scalar": ns(, "vector_inf": ns)} per element, one core
+      (``host_ops``, ``host_microbench.op_seconds``).
 
     The first compile for the host measures from inside the backend, where AOTAutograd's fake
     tensor mode is active: the benchmark leaves every dispatch mode for real tensors (fake
@@ -230,7 +231,7 @@ def read(path: str, bf16_matrix: bool):
     return record if ok else None
 
 
-_PRICED = {**{op: ("vector", "scalar") for op in VECTOR_PRICED},
+_PRICED = {**{op: ("vector", "scalar") + (("vector_inf",) if op in INFINITE_PRICED else ()) for op in VECTOR_PRICED},
            **{op: ("scalar",) for op in SCALAR_PRICED if op not in VECTOR_PRICED}}
 
 

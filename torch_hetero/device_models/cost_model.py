@@ -11,7 +11,8 @@ A roofline per kernel — max(FLOPs / peak, bytes / bandwidth) + launch overhead
 * matrix-unit padding: a matmul's M, N, K are rounded up to the instruction shape;
 * on the host C++ target, the ops ``host_ops`` names (libm calls, a division g++ does not
   hoist, select) cost what the host measured per element in a vectorized or scalar loop
-  (``DeviceProfile.vector_op_ns`` / ``scalar_op_ns``, from ``calibrate``), and arg/any/all
+  (``DeviceProfile.vector_op_ns`` / ``scalar_op_ns``, from ``calibrate``; a libm call on an
+  argument a mask may have made infinite at ``vector_inf_op_ns``), and arg/any/all
   reductions a serial chain (``serial_combine``).
 
 The cost model's job is to rank choices and estimate whole graphs; its error against real
@@ -186,9 +187,11 @@ ASSUMED_CYCLES = {DIVMOD_INDEX: 2, **dict.fromkeys(special.CPP, 100)}
 
 
 def op_seconds(profile, op: str, kind: str) -> float:
-    """One core's time per element of a priced op (``host_ops``) in a ``kind`` ("vector" or
-    "scalar") loop: measured on the host, assumed for the few ``ASSUMED_CYCLES`` ops."""
-    table = profile.vector_op_ns if kind == "vector" else profile.scalar_op_ns
+    """One core's time per element of a priced op (``host_ops``) in a ``kind`` ("vector",
+    "scalar", or "vector_inf": vectorized on a maybe-infinite argument) loop: measured on the
+    host, assumed for the few ``ASSUMED_CYCLES`` ops."""
+    table = {"vector": profile.vector_op_ns, "scalar": profile.scalar_op_ns,
+             "vector_inf": profile.vector_inf_op_ns}[kind]
     if op in table:
         return table[op] * 1e-9
     return ASSUMED_CYCLES[op] / (profile.clock_ghz * 1e9)

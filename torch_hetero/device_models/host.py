@@ -67,6 +67,7 @@ def host_table() -> dict:
             "peak_tflops_vector": {"fp32": measured["fp32_tflops"]},  # sgemm: the FMA units' best rate
             "vector_op_ns": {op: kinds["vector"] for op, kinds in ops.items() if "vector" in kinds},
             "scalar_op_ns": {op: kinds["scalar"] for op, kinds in ops.items()},
+            "vector_inf_op_ns": {op: kinds["vector_inf"] for op, kinds in ops.items() if "vector_inf" in kinds},
         },
         "memory": {
             "local_sram_kib": l2 / 2**10, "local_sram_gbps": measured["local_sram_gbps"],
@@ -103,10 +104,11 @@ def describe(record: dict, model: str, cores: int, isa: str, path: str) -> str:
              f"  fp32 matmul       {figures['fp32_tflops']:.4g} TFLOP/s  ({calibrate.MATMUL_N}x{calibrate.MATMUL_N})"]
     if "bf16_tflops" in figures:
         lines.append(f"  bf16 matmul       {figures['bf16_tflops']:.4g} TFLOP/s  (AMX)")
-    lines.append(f"  ns per element, one core, above a copy ({measured['op_elements']} elements): op  vector  scalar")
+    lines.append(f"  ns per element, one core, above a copy ({measured['op_elements']} elements): "
+                 "op  vector  scalar  vector, half the argument -inf")
     for op, kinds in figures["op_ns"].items():
-        vector = f"{kinds['vector']:.3g}" if "vector" in kinds else "-"
-        lines.append(f"    {op:<15}{vector:>8}{kinds['scalar']:>8.3g}")
+        vector, infinite = (f"{kinds[kind]:.3g}" if kind in kinds else "-" for kind in ("vector", "vector_inf"))
+        lines.append(f"    {op:<15}{vector:>8}{kinds['scalar']:>8.3g}{infinite:>8}")
     for clamp in measured["clamped"]:
         lines.append(f"  clamped: {clamp['figure']} measured {clamp['measured']:.4g}, using {clamp['used']:.4g}")
     lines.append(f"measured at {measured['at']} in {measured['seconds']:.2f} s, load average "

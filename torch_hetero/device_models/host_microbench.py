@@ -5,7 +5,9 @@ rather than through torch (a one-thread ``copy_`` on a small tensor is mostly di
 overhead): streaming bandwidth at a working set and thread count, and the time per element of
 each op the cost model charges apart from plain arithmetic — libm calls, the prelude's inline
 functions, division, select — in a ``#pragma omp simd`` loop (vector) and in a loop the
-compiler may not vectorize (scalar), and of a serial reduction chain.  Each op's line is
+compiler may not vectorize (scalar), of a vector libm call whose argument is -inf in half the
+elements (``vector_inf``: as a causal mask leaves a softmax's exp; libmvec computes such lanes
+on a slow path), and of a serial reduction chain.  Each op's line is
 rendered by the C++ ops handler itself, so it calls exactly what a kernel calls; where a call
 has no vector variant (no libmvec, ``pow``), the "vector" loop stays scalar and measures so.
 
@@ -21,7 +23,7 @@ import torch
 
 from ..codegen.cpp_ops import CppOps, CVar
 from ..runtime import cpp_build
-from .host_ops import VECTOR_PRICED
+from .host_ops import INFINITE_PRICED, VECTOR_PRICED
 
 BINARY = {"pow", "atan2", "truediv", "where"}
 # Arguments as a model's: N(0, 1), moved into each function's domain.
@@ -29,6 +31,7 @@ DOMAIN = {"log": "positive", "log2": "positive", "log10": "positive", "log1p": "
           "lgamma": "positive", "pow": "positive", "asin": "unit", "acos": "unit", "atanh": "unit",
           "acosh": "above_one", "truediv": "positive"}
 OP_ELEMENTS = 4096          # per loop: 16 KiB in, 16 KiB out, within L1 with the second operand
+INFINITE_RUN = 32           # vector_inf: runs of this many finite, then as many -inf elements
 
 # a loop the compiler leaves scalar, as a generated loop it cannot vectorize
 _SCALAR = """\
@@ -151,9 +154,18 @@ def _argument(domain: str | None, n: int, generator: torch.Generator) -> torch.T
     return x
 
 
+def _half_infinite(x: torch.Tensor) -> torch.Tensor:
+    """``x`` with every second run of ``INFINITE_RUN`` elements -inf: half the elements, in
+    whole vectors as a mask fills them."""
+    runs = x.clone().view(-1, 2, INFINITE_RUN)
+    runs[:, 1] = -torch.inf
+    return runs.view(-1)
+
+
 def op_seconds(repeats: int, reps: int) -> dict:
     """Seconds per element of each op above a plain copy's, ``{"exp": {"vector": s,
-    "scalar": s}, ...}``, one thread, data in L1, best of ``repeats``; plus
+    "scalar": s, "vector_inf": s}, ...}`` (``vector_inf`` for ``INFINITE_PRICED`` ops: the
+    first argument half -inf), one thread, data in L1, best of ``repeats``; plus
     ``serial_combine``: per element of a serial reduction chain."""
     lib = library()
     generator = torch.Generator().manual_seed(0)
@@ -173,6 +185,9 @@ def op_seconds(repeats: int, reps: int) -> dict:
         z = _argument(DOMAIN.get(name), n, generator)
         out[name] = {kind: max(seconds(getattr(lib, symbol(name, kind == "vector")), x, z) - copy[kind], 0.0)
                      for kind in ("vector", "scalar")}
+        if name in INFINITE_PRICED:
+            vector = getattr(lib, symbol(name, True))
+            out[name]["vector_inf"] = max(seconds(vector, _half_infinite(x), z) - copy["vector"], 0.0)
     lib.hetero_bench_serial(normal.data_ptr(), y.data_ptr(), n, 1)
     serial = min(lib.hetero_bench_serial(normal.data_ptr(), y.data_ptr(), n, reps) for _ in range(repeats))
     out["serial_combine"] = {"scalar": serial / elements}

@@ -1,6 +1,6 @@
 """The ops the host cost model prices per element instead of as plain vector arithmetic, by
 name: what ``kernel_analysis`` counts, ``host_microbench`` measures and the ``cpu`` profile
-holds (``DeviceProfile.vector_op_ns`` / ``scalar_op_ns``)."""
+holds (``DeviceProfile.vector_op_ns`` / ``scalar_op_ns`` / ``vector_inf_op_ns``)."""
 
 # libm calls and the prelude's functions (codegen/cpp_prelude.h)
 CALLS = ("exp", "exp2", "expm1", "log", "log2", "log10", "log1p", "sigmoid", "sin", "cos", "tan", "asin",
@@ -12,3 +12,6 @@ INLINE = frozenset({"erf", "gelu", "gelu_grad"})
 VECTOR_PRICED = CALLS + ("truediv", "where")
 # and one step of a serial reduction chain (arg-reductions, any/all), which never vectorizes
 SCALAR_PRICED = VECTOR_PRICED + ("serial_combine",)
+# libm calls on an argument that may be infinite (a masked softmax's -inf): a vector variant
+# hands infinite lanes to a scalar fallback, 10x its usual time per element on exp
+INFINITE_PRICED = tuple(op for op in CALLS if op not in INLINE)

@@ -9,6 +9,7 @@ whole cache line or memory sector, which is what makes a transposing copy slow."
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import sympy
 import torch
@@ -17,7 +18,7 @@ from .. import ir, symbolic
 from ..codegen import special
 from ..loop_nest import Group, host_inner_ranges, inner_ranges, node_indices, split_vars
 from ..virtualized import set_ops_handler
-from .host_ops import CALLS, INLINE
+from .host_ops import CALLS, INFINITE_PRICED, INLINE
 
 # One transcendental evaluation: its cost in vector FLOPs on vector targets.  On the host C++
 # target each priced op (``host_ops``: libm calls, division, select) is counted by name, and the
@@ -56,11 +57,17 @@ class KernelCost:
 class _Value:
     """A value's dtype; whether it changes along the innermost loop (``moving``: g++ hoists
     what does not); whether it is a reduction the kernel keeps in a variable (``kept``: the
-    C++ code divides by one as a multiply by its hoisted reciprocal, ``CppOps.truediv``)."""
-    __slots__ = ("dtype", "moving", "kept")
+    C++ code divides by one as a multiply by its hoisted reciprocal, ``CppOps.truediv``);
+    whether it may be infinite (``infinite``: an infinite constant flowed into it, as a
+    mask's -inf does: a vector libm call then takes its slow path, ``host_ops.INFINITE_PRICED``)."""
+    __slots__ = ("dtype", "moving", "kept", "infinite")
 
-    def __init__(self, dtype, moving: bool = False, kept: bool = False):
-        self.dtype, self.moving, self.kept = dtype, moving, kept
+    def __init__(self, dtype, moving: bool = False, kept: bool = False, infinite: bool = False):
+        self.dtype, self.moving, self.kept, self.infinite = dtype, moving, kept, infinite
+
+
+def _infinite(value) -> bool:
+    return isinstance(value, (int, float)) and math.isinf(value)
 
 
 class CountingOps:
@@ -74,7 +81,7 @@ class CountingOps:
         self.moving: set = set()       # buffers whose loads move with the innermost loop
         self.ops = 0
         self.transcendentals = 0
-        self.calls: dict = {}          # priced op (host_ops) → evaluations per iteration
+        self.calls: dict = {}          # (priced op (host_ops), on a maybe-infinite argument) → evaluations per iteration
         self.masked_depth = 0
         self.branch_calls = 0          # libm calls inside masked regions: no SIMD variant runs there
         self.loads: dict = {}          # name → (distinct elements, dtype)
@@ -105,7 +112,7 @@ class CountingOps:
         return None
 
     def constant(self, value, dtype):
-        return _Value(dtype)
+        return _Value(dtype, infinite=_infinite(value))
 
     def index_expr(self, expr, dtype):
         return _Value(dtype, self.innermost in sympy.sympify(expr).free_symbols)
@@ -122,7 +129,8 @@ class CountingOps:
         self.masked_depth += 1
         result = body()
         self.masked_depth -= 1
-        return _Value(dtype, isinstance(result, _Value) and result.moving)
+        body_value = result if isinstance(result, _Value) else _Value(dtype)
+        return _Value(dtype, body_value.moving, infinite=body_value.infinite or _infinite(other))
 
     @staticmethod
     def _divides_per_element(name: str, args) -> bool:
@@ -140,13 +148,17 @@ class CountingOps:
                 priced = "truediv" if self._divides_per_element(name, args) else None
             else:
                 priced = name if name in _CALLS or name == "where" else None
+            infinite = any(v.infinite for v in values)
             if priced:
-                self.calls[priced] = self.calls.get(priced, 0) + 1
+                key = (priced, infinite and priced in INFINITE_PRICED)
+                self.calls[key] = self.calls.get(key, 0) + 1
             self.branch_calls += bool(self.masked_depth and name in _CALLS and name not in INLINE)
             comparison = name in ("eq", "ne", "lt", "le", "gt", "ge", "logical_and", "logical_or",
                                   "logical_xor", "logical_not", "isnan", "isinf")
             dtype = torch.bool if comparison else (values[0].dtype if values else torch.float32)
-            return _Value(dtype, any(v.moving for v in values))
+            # a call's result is taken as finite (exp(-inf) = 0), a comparison's is a bool
+            return _Value(dtype, any(v.moving for v in values),
+                          infinite=infinite and not comparison and name not in _CALLS)
         return op
 
 
@@ -288,7 +300,10 @@ def _count(node, outer: tuple, storage: dict, hints: dict, column: bool = False,
     # if-converted) unless a libm call sits in a masked branch (libmvec has no masked variants)
     vectorized = bool(inner) and not serial and not isinstance(data, ir.Scatter) and not counter.branch_calls
     kind = "vector" if vectorized else "scalar"
-    calls = {(op, kind): count * total for op, count in counter.calls.items()}
+    calls: dict = {}
+    for (op, infinite), count in counter.calls.items():
+        key = (op, "vector_inf" if infinite and vectorized else kind)
+        calls[key] = calls.get(key, 0.0) + count * total
     if counter.divmod_loads:
         calls[(DIVMOD_INDEX, "scalar")] = counter.divmod_loads * total
     return _NodeCounts(counter.ops, counter.transcendentals, calls, serial, total,

@@ -11,7 +11,7 @@ import math
 import re
 
 from ..errors import ProfileError
-from .host_ops import SCALAR_PRICED, VECTOR_PRICED
+from .host_ops import INFINITE_PRICED, SCALAR_PRICED, VECTOR_PRICED
 from .profile import DeviceProfile
 
 try:
@@ -129,6 +129,7 @@ SCHEMA = {
     "power.tdp_w": ("tdp_w", _number, "a positive number (W)", _REQUIRED),
     "compute.vector_op_ns": ("vector_op_ns", _PerOp(_time), "a number >= 0 (ns per element, one core)", {}),
     "compute.scalar_op_ns": ("scalar_op_ns", _PerOp(_time), "a number >= 0 (ns per element, one core)", {}),
+    "compute.vector_inf_op_ns": ("vector_inf_op_ns", _PerOp(_time), "a number >= 0 (ns per element, one core)", {}),
 }
 
 
@@ -215,7 +216,8 @@ def _check_together(fields: dict) -> None:
         raise ProfileError('triton_target is only meaningful with codegen = "triton"')
     if fields["codegen"] == "cpp":
         for key, field, ops in (("compute.vector_op_ns", "vector_op_ns", VECTOR_PRICED),
-                                ("compute.scalar_op_ns", "scalar_op_ns", SCALAR_PRICED)):
+                                ("compute.scalar_op_ns", "scalar_op_ns", SCALAR_PRICED),
+                                ("compute.vector_inf_op_ns", "vector_inf_op_ns", INFINITE_PRICED)):
             missing = [op for op in ops if op not in fields[field]]
             if missing:
                 raise ProfileError(f'{key} must give every op the host cost model prices (codegen = "cpp"); '

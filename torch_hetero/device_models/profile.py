@@ -30,6 +30,7 @@ class DeviceProfile:
     tdp_w: float                     # W
     vector_op_ns: dict[str, float]   # host C++: op → ns per element on one core in a vectorized loop (host_ops)
     scalar_op_ns: dict[str, float]   # the same in a scalar loop; serial_combine: a serial reduction's step
+    vector_inf_op_ns: dict[str, float]  # a vectorized libm call whose argument is half -inf (host_ops.INFINITE_PRICED)
     sources: tuple[str, ...]
     assumed: tuple[str, ...]         # names of fields holding estimates, not published figures
 
