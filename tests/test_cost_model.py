@@ -148,7 +148,7 @@ def test_the_host_counts_the_ops_it_prices():
     assert host_calls(lambda x, y: x / y, x, y) == [{("truediv", "vector"): n}]
     assert host_calls(lambda x: x / 3.0, x) == [{("truediv", "vector"): n}]  # no fast-math: a division
     assert host_calls(lambda x, y: torch.where(x > 0, x.exp(), y), x, y) == [
-        {("exp", "vector"): n, ("where", "vector"): n}]
+        {("exp", "vector"): n, ("where", "vector"): n, ("arith", "vector"): n}]  # x > 0: arithmetic
     [softmax] = host_calls(lambda x: x.softmax(-1), x)
     assert ("truediv", "vector") not in softmax and softmax[("exp", "vector")] >= n
     [argmax] = host_calls(lambda x: x.argmax(-1), x)
@@ -167,7 +167,25 @@ def test_a_call_on_a_masked_argument_is_counted_apart():
     [plain] = host_calls(lambda x: x.softmax(-1), x)
     assert ("exp", "vector") in plain and not any(kind == "vector_inf" for _, kind in plain)
     [after] = host_calls(lambda x, m: x.masked_fill(~m, float("-inf")).exp().sin(), x, mask)
-    assert after == {("exp", "vector_inf"): n, ("sin", "vector"): n, ("where", "vector"): n}
+    assert after == {("exp", "vector_inf"): n, ("sin", "vector"): n, ("where", "vector"): n, ("arith", "vector"): n}
+
+
+def test_plain_arithmetic_is_counted_per_op_as_the_host_measures_it():
+    """Adds, multiplies, compares, a hoisted division and a reduction's combine are ``arith``
+    (per op and element, in the loop's kind), priced at what the host measured rather than at
+    the sgemm FLOP/s: a generated loop has narrower vectors and no fused multiply-adds."""
+    x = torch.randn(64, 256)
+    n = x.numel()
+    assert host_calls(lambda x: x * 2 + 1, x) == [{("arith", "vector"): 2 * n}]
+    assert host_calls(lambda x: x.sum(-1), x) == [{("arith", "vector"): n}]
+    [argmax] = host_calls(lambda x: x.argmax(-1), x)
+    assert argmax[("arith", "scalar")] >= n
+    profile = get_profile("cpu")
+    cost = KernelCost(0, 0, {("arith", "vector"): n, ("arith", "scalar"): n}, {}, {}, 1)
+    estimate = estimate_kernel(cost, profile, MemoryModel(profile), torch.float32)
+    per_op_ns = profile.vector_op_ns["arith"] + profile.scalar_op_ns["arith"]
+    assert estimate.compute_us == pytest.approx(n * per_op_ns * 1e-3)
+    assert profile.scalar_op_ns["arith"] > profile.vector_op_ns["arith"] > 0
 
 
 def test_host_compute_is_priced_by_the_measured_op_times():

@@ -10,7 +10,9 @@ A roofline per kernel — max(FLOPs / peak, bytes / bandwidth) + launch overhead
   reach ``chunks / (ceil(chunks / units) * units)`` of peak, and a serial kernel one unit's;
 * matrix-unit padding: a matmul's M, N, K are rounded up to the instruction shape;
 * on the host C++ target, the ops ``host_ops`` names (libm calls, a division g++ does not
-  hoist, select) cost what the host measured per element in a vectorized or scalar loop
+  hoist, select, and every other op as plain arithmetic, ``arith``: not at the sgemm FLOP/s,
+  least of all in a scalar loop) cost what the host measured per
+  element in a vectorized or scalar loop
   (``DeviceProfile.vector_op_ns`` / ``scalar_op_ns``, from ``calibrate``; a libm call on an
   argument a mask may have made infinite at ``vector_inf_op_ns``), and arg/any/all
   reductions a serial chain (``serial_combine``).
@@ -26,7 +28,7 @@ import math
 import torch
 
 from ..codegen import special
-from .kernel_analysis import DIVMOD_INDEX, TRANSCENDENTAL_FLOPS, KernelCost
+from .kernel_analysis import DIVMOD_INDEX, KernelCost
 
 _DTYPE_NAMES = {torch.float16: "fp16", torch.bfloat16: "bf16", torch.float32: "fp32",
                 torch.float64: "fp64", torch.int8: "int8"}
@@ -167,11 +169,10 @@ def estimate_kernel(cost: KernelCost, profile, memory: MemoryModel, dtype: torch
         efficiency = 1.0 / profile.compute_units
     peak = profile.peak_flops(dtype_name(dtype), matrix=False) * efficiency
     compute = cost.flops / peak
-    if profile.codegen == "cpp":
-        vector_flops = cost.flops - cost.transcendentals * TRANSCENDENTAL_FLOPS
+    if profile.codegen == "cpp":  # every op priced as measured (plain arithmetic as host_ops.ARITH)
         core_seconds = sum(count * op_seconds(profile, op, kind) for (op, kind), count in cost.calls.items())
         core_seconds += cost.serial_combines * op_seconds(profile, "serial_combine", "scalar")
-        compute = vector_flops / peak + core_seconds / (profile.compute_units * efficiency)
+        compute = core_seconds / (profile.compute_units * efficiency)
     reads = cost.reads if row_fits(cost, profile) else {
         name: nbytes + cost.reread.get(name, 0.0) for name, nbytes in cost.reads.items()}
     mem = memory.seconds(reads, cost.writes, efficiency, cost.strided)

@@ -23,7 +23,7 @@ import torch
 
 from ..codegen.cpp_ops import CppOps, CVar
 from ..runtime import cpp_build
-from .host_ops import INFINITE_PRICED, VECTOR_PRICED
+from .host_ops import ARITH, INFINITE_PRICED, VECTOR_PRICED
 
 BINARY = {"pow", "atan2", "truediv", "where"}
 # Arguments as a model's: N(0, 1), moved into each function's domain.
@@ -32,6 +32,7 @@ DOMAIN = {"log": "positive", "log2": "positive", "log10": "positive", "log1p": "
           "acosh": "above_one", "truediv": "positive"}
 OP_ELEMENTS = 4096          # per loop: 16 KiB in, 16 KiB out, within L1 with the second operand
 INFINITE_RUN = 32           # vector_inf: runs of this many finite, then as many -inf elements
+ARITH_CHAIN = 8             # arith: ops per element, each on the last one's result
 
 # a loop the compiler leaves scalar, as a generated loop it cannot vectorize
 _SCALAR = """\
@@ -91,6 +92,10 @@ def _op_function(name: str, vector: bool) -> str:
     x, z = CVar("x[i]", torch.float32), CVar("z[i]", torch.float32)
     if name == "copy":  # the baseline: a load and a store
         result = x
+    elif name == ARITH:  # a dependent chain of ARITH_CHAIN adds and multiplies
+        result = x
+        for step in range(ARITH_CHAIN):
+            result = ops.mul(result, ops.constant(0.999, torch.float32)) if step % 2 else ops.add(result, z)
     elif name == "where":
         result = ops.where(ops.gt(x, z), x, z)
     else:
@@ -165,7 +170,8 @@ def _half_infinite(x: torch.Tensor) -> torch.Tensor:
 def op_seconds(repeats: int, reps: int) -> dict:
     """Seconds per element of each op above a plain copy's, ``{"exp": {"vector": s,
     "scalar": s, "vector_inf": s}, ...}`` (``vector_inf`` for ``INFINITE_PRICED`` ops: the
-    first argument half -inf), one thread, data in L1, best of ``repeats``; plus
+    first argument half -inf; ``arith`` per op of a chain), one thread, data in L1, best of
+    ``repeats``; plus
     ``serial_combine``: per element of a serial reduction chain."""
     lib = library()
     generator = torch.Generator().manual_seed(0)
@@ -177,17 +183,19 @@ def op_seconds(repeats: int, reps: int) -> dict:
         return min(fn(x.data_ptr(), z.data_ptr(), y.data_ptr(), n, reps) for _ in range(repeats)) / elements
 
     normal = _argument(None, n, generator)
-    copy = {kind: seconds(getattr(lib, symbol("copy", kind == "vector")), normal, normal)
-            for kind in ("vector", "scalar")}
-    out = {}
-    for name in VECTOR_PRICED:
+    raw, infinite = {}, {}
+    for name in ("copy",) + VECTOR_PRICED:
         x = _argument(DOMAIN.get(name), n, generator)
         z = _argument(DOMAIN.get(name), n, generator)
-        out[name] = {kind: max(seconds(getattr(lib, symbol(name, kind == "vector")), x, z) - copy[kind], 0.0)
-                     for kind in ("vector", "scalar")}
+        raw[name] = {kind: seconds(getattr(lib, symbol(name, kind == "vector")), x, z) for kind in ("vector", "scalar")}
         if name in INFINITE_PRICED:
-            vector = getattr(lib, symbol(name, True))
-            out[name]["vector_inf"] = max(seconds(vector, _half_infinite(x), z) - copy["vector"], 0.0)
+            infinite[name] = seconds(getattr(lib, symbol(name, True)), _half_infinite(x), z)
+    out = {}
+    for name in VECTOR_PRICED:
+        per = ARITH_CHAIN if name == ARITH else 1
+        out[name] = {kind: max(raw[name][kind] - raw["copy"][kind], 0.0) / per for kind in ("vector", "scalar")}
+        if name in infinite:
+            out[name]["vector_inf"] = max(infinite[name] - raw["copy"]["vector"], 0.0)
     lib.hetero_bench_serial(normal.data_ptr(), y.data_ptr(), n, 1)
     serial = min(lib.hetero_bench_serial(normal.data_ptr(), y.data_ptr(), n, reps) for _ in range(repeats))
     out["serial_combine"] = {"scalar": serial / elements}

@@ -8,8 +8,12 @@ CALLS = ("exp", "exp2", "expm1", "log", "log2", "log10", "log1p", "sigmoid", "si
          "lgamma", "gelu", "gelu_grad")
 # the prelude's own inline functions: no call, so they vectorize in masked branches too
 INLINE = frozenset({"erf", "gelu", "gelu_grad"})
-# a division by a value that changes along the loop (by a fixed one it is a multiply), a select
-VECTOR_PRICED = CALLS + ("truediv", "where")
+# a division by a value that changes along the loop (by a fixed one it is a multiply), a select,
+# and one plain arithmetic op (add, multiply, compare...; per op, not per element): the sgemm
+# FLOP/s is no measure of it (a generated loop has no fused multiply-adds, -ffp-contract=off,
+# and a scalar one a twelfth of it, measured on a Xeon)
+ARITH = "arith"
+VECTOR_PRICED = CALLS + ("truediv", "where", ARITH)
 # and one step of a serial reduction chain (arg-reductions, any/all), which never vectorizes
 SCALAR_PRICED = VECTOR_PRICED + ("serial_combine",)
 # libm calls on an argument that may be infinite (a masked softmax's -inf): a vector variant

@@ -18,11 +18,11 @@ from .. import ir, symbolic
 from ..codegen import special
 from ..loop_nest import Group, host_inner_ranges, inner_ranges, node_indices, split_vars
 from ..virtualized import set_ops_handler
-from .host_ops import CALLS, INFINITE_PRICED, INLINE
+from .host_ops import ARITH, CALLS, INFINITE_PRICED, INLINE
 
 # One transcendental evaluation: its cost in vector FLOPs on vector targets.  On the host C++
-# target each priced op (``host_ops``: libm calls, division, select) is counted by name, and the
-# cost model prices it with what the host measured.
+# target each priced op (``host_ops``: libm calls, division, select, and every other op as
+# ``arith``) is counted by name, and the cost model prices it with what the host measured.
 TRANSCENDENTAL_FLOPS = 8
 # A load whose index divides or takes the remainder of the innermost loop variable (a view
 # across a reshape) is computed per element in scalar code: counted as this op.
@@ -80,6 +80,7 @@ class CountingOps:
         self.divmod_loads = 0          # loads per iteration whose index divides the innermost variable
         self.moving: set = set()       # buffers whose loads move with the innermost loop
         self.ops = 0
+        self.arith = 0                 # ops per iteration priced as plain arithmetic (host_ops.ARITH)
         self.transcendentals = 0
         self.calls: dict = {}          # (priced op (host_ops), on a maybe-infinite argument) → evaluations per iteration
         self.masked_depth = 0
@@ -152,6 +153,8 @@ class CountingOps:
             if priced:
                 key = (priced, infinite and priced in INFINITE_PRICED)
                 self.calls[key] = self.calls.get(key, 0) + 1
+            elif name not in _CALLS:  # a hoisted division is a multiply
+                self.arith += 1
             self.branch_calls += bool(self.masked_depth and name in _CALLS and name not in INLINE)
             comparison = name in ("eq", "ne", "lt", "le", "gt", "ge", "logical_and", "logical_or",
                                   "logical_xor", "logical_not", "isnan", "isinf")
@@ -286,6 +289,7 @@ def _count(node, outer: tuple, storage: dict, hints: dict, column: bool = False,
         else:
             data.inner_fn(index, rindex)
             counter.ops += 1  # the combine step
+            counter.arith += 1
     total = _evaluate(symbolic.product(outer + inner), hints)
     row_loads = {name: dtype.itemsize for name, (_, dtype) in counter.loads.items()
                  if name in counter.moving} if inner_vars else {}
@@ -304,6 +308,8 @@ def _count(node, outer: tuple, storage: dict, hints: dict, column: bool = False,
     for (op, infinite), count in counter.calls.items():
         key = (op, "vector_inf" if infinite and vectorized else kind)
         calls[key] = calls.get(key, 0.0) + count * total
+    if counter.arith:
+        calls[(ARITH, kind)] = counter.arith * total
     if counter.divmod_loads:
         calls[(DIVMOD_INDEX, "scalar")] = counter.divmod_loads * total
     return _NodeCounts(counter.ops, counter.transcendentals, calls, serial, total,
