@@ -188,6 +188,13 @@ def test_plain_arithmetic_is_counted_per_op_as_the_host_measures_it():
     assert profile.scalar_op_ns["arith"] > profile.vector_op_ns["arith"] > 0
 
 
+def test_a_host_kernel_pays_the_measured_call_and_fork_join_only_when_parallel():
+    profile = dataclasses.replace(get_profile("cpu"), host_call_us=0.7, launch_overhead_us=4.0)
+    serial, parallel = (estimate_kernel(KernelCost(0, 0, {}, {}, {}, chunks), profile, MemoryModel(profile),
+                                        torch.float32) for chunks in (1, 64))
+    assert (serial.launch_us, parallel.launch_us) == (0.7, 4.0)
+
+
 def test_host_compute_is_priced_by_the_measured_op_times():
     """What the host measured per element (one core) is what an op costs, spread over the cores."""
     profile = get_profile("cpu")

@@ -28,7 +28,7 @@ from torch_hetero.runtime import cpp_build
 SHIPPED = ["a100", "h100", "h200", "mi300x", "mtia-v1", "mtia-v2", "rivos-sim"]
 PROFILES_DIR = os.path.join(os.path.dirname(torch_hetero.__file__), "device_models", "profiles")
 FAKE_FIGURES = {"dram_gbps": 20.0, "llc_gbps": 50.0, "llc_bytes": 32.0 * 2**20, "local_sram_gbps": 70.0,
-                "fp32_tflops": 0.5, "bf16_tflops": 2.0}
+                "fp32_tflops": 0.5, "bf16_tflops": 2.0, "call_us": 0.6, "parallel_call_us": 3.5}
 FAKE_OPS = {**{op: {"vector": 0.5, "scalar": 4.0, **({"vector_inf": 3.0} if op in INFINITE_PRICED else {})}
                for op in VECTOR_PRICED}, "serial_combine": {"scalar": 1.0}}
 REAL_MEASURE = calibrate.measure
@@ -117,7 +117,7 @@ def test_units_are_converted():
 def test_rivos_is_an_assumption_set():
     numbers = {f.name for f in dataclasses.fields(torch_hetero.get_profile("rivos-sim"))} - {
         "name", "description", "codegen", "triton_target", "sources", "assumed",
-        "vector_op_ns", "scalar_op_ns", "vector_inf_op_ns"}  # the host C++ target's, empty here
+        "vector_op_ns", "scalar_op_ns", "vector_inf_op_ns", "host_call_us"}  # the host C++ target's, empty here
     assert set(get_profile("rivos-sim").assumed) == numbers
     assert "assumption set" in get_profile("rivos-sim").description
 
@@ -133,7 +133,8 @@ def test_host_profile_uses_detection_and_calibration(fake_host):
     assert (p.name, p.codegen, p.triton_target) == ("cpu", "cpp", None)
     assert p.compute_units == min(len(os.sched_getaffinity(0)), torch.get_num_threads())
     assert p.peak_tflops_vector == {"fp32": 0.5} and p.dram_gbps == 20.0
-    assert {"launch_overhead_us", "tdp_w"} <= set(p.assumed) and "dram_gbps" not in p.assumed
+    assert "tdp_w" in p.assumed and not {"dram_gbps", "launch_overhead_us"} & set(p.assumed)
+    assert (p.host_call_us, p.launch_overhead_us) == (0.6, 3.5)
     assert p.vector_op_ns == {op: 0.5 for op in VECTOR_PRICED}
     assert p.scalar_op_ns == {**{op: 4.0 for op in VECTOR_PRICED}, "serial_combine": 1.0}
     assert p.vector_inf_op_ns == {op: 3.0 for op in INFINITE_PRICED}
@@ -299,11 +300,11 @@ def test_calibration_is_measured_once_then_read_from_cache(fake_host, tmp_path):
 
 def test_calibration_is_the_best_of_several_runs(monkeypatch):
     """A busy machine measures low bandwidth and long op times: each figure's best run wins."""
-    runs = iter([fake_figures(False, dram_gbps=5.0), fake_figures(False, llc_gbps=30.0),
+    runs = iter([fake_figures(False, dram_gbps=5.0, call_us=0.4), fake_figures(False, llc_gbps=30.0),
                  {**fake_figures(False), "op_ns": {**FAKE_OPS, "exp": {"vector": 0.3, "scalar": 9.0, "vector_inf": 2.0}}}])
     monkeypatch.setattr(calibrate, "measure", lambda *args: next(runs))
     figures = calibrate.calibrate(False, 2**20, 2**25)["figures"]
-    assert (figures["dram_gbps"], figures["llc_gbps"]) == (20.0, 50.0)
+    assert (figures["dram_gbps"], figures["llc_gbps"], figures["call_us"]) == (20.0, 50.0, 0.4)
     assert figures["op_ns"]["exp"] == {"vector": 0.3, "scalar": 4.0, "vector_inf": 2.0}
 
 
@@ -410,7 +411,7 @@ def test_calibrate_command_measures_again_and_prints_every_figure(fake_host, cap
     assert len(fake_host) == 2 * calibrate.RUNS
     for text in ["private cache     70 GB/s per core", "last-level cache  50 GB/s, 32 MiB effective",
                  "memory bandwidth  20 GB/s", "fp32 matmul       0.5 TFLOP/s", "measured at ", "load average",
-                 "C++ streaming loops", "cached in"]:
+                 "C++ streaming loops", "cached in", "kernel call       0.6 µs serial, 3.5 µs with OpenMP"]:
         assert text in out
     assert all(re.search(rf"^    {op} +", out, re.M) for op in SCALAR_PRICED)
 
@@ -422,6 +423,10 @@ def test_a_cpp_profile_must_price_every_host_op():
         from_table(table, "mine")
     table["compute"]["vector_op_ns"]["expp"] = 1.0
     with pytest.raises(ProfileError, match=r"compute.vector_op_ns.expp: unknown op"):
+        from_table(table, "mine")
+    table = host.host_table()
+    del table["runtime"]["host_call_us"]
+    with pytest.raises(ProfileError, match=r"missing runtime.host_call_us"):
         from_table(table, "mine")
     table = host.host_table()
     del table["compute"]["vector_inf_op_ns"]["tanh"]
@@ -441,6 +446,7 @@ def test_real_benchmark_returns_positive_figures(monkeypatch):
     assert 2**20 <= figures["llc_bytes"] <= 2**24
     assert set(ops) == set(SCALAR_PRICED)
     assert all(math.isfinite(v) and v >= 0 for kinds in ops.values() for v in kinds.values())
+    assert figures["parallel_call_us"] > figures["call_us"]  # fork and join cost something
     # a scalar libm call costs more than a division (both above the copy loop's time)
     assert ops["exp"]["scalar"] > ops["truediv"]["scalar"]
     assert {op for op, kinds in ops.items() if "vector_inf" in kinds} == set(INFINITE_PRICED)

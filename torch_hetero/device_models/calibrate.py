@@ -42,7 +42,8 @@ RUNS = 3                  # whole runs, best of each figure kept
 REMEASURES = 3            # extra runs of a level found out of order
 OP_REPS = 16              # passes over the op benchmarks' L1-resident arrays per timing
 BANDWIDTHS = ("local_sram_gbps", "llc_gbps", "dram_gbps")  # fastest level first
-FIGURES = ["dram_gbps", "llc_gbps", "llc_bytes", "local_sram_gbps", "fp32_tflops"]
+FIGURES = ["dram_gbps", "llc_gbps", "llc_bytes", "local_sram_gbps", "fp32_tflops", "call_us", "parallel_call_us"]
+TIMES = ("call_us", "parallel_call_us")  # the figures where lower is better
 METHOD = ("C++ streaming loops (dst = src * 0.5; the sum of each thread's best), per-op loops "
           f"(host_microbench), torch matmul; best of {REPEATS} timings per run, best of {RUNS} runs")
 
@@ -58,6 +59,8 @@ def measure(bf16_matrix: bool, l2_bytes: int, llc_bytes: int) -> dict:
       between LLC and DRAM speed — a VM's or a busy host's share, not the die's size;
     * ``dram_gbps``: all threads, ``COPY_BYTES``;
     * ``fp32_tflops`` and, on hosts with bf16 matrix units, ``bf16_tflops``: a matmul;
+    * ``call_us``, ``parallel_call_us``: a kernel's call from Python without and with an
+      OpenMP parallel region (``host_microbench.call_us``);
     * ``op_ns``: op → {"vector": ns, "scalar": ns(, "vector_inf": ns)} per element, one core
       (``host_ops``, ``host_microbench.op_seconds``).
 
@@ -70,6 +73,8 @@ def measure(bf16_matrix: bool, l2_bytes: int, llc_bytes: int) -> dict:
         figures["fp32_tflops"] = _matmul_tflops(torch.float32)
         if bf16_matrix:
             figures["bf16_tflops"] = _matmul_tflops(torch.bfloat16)
+        calls = host_microbench.call_us(REPEATS)
+        figures["call_us"], figures["parallel_call_us"] = calls["serial"], calls["parallel"]
         seconds = host_microbench.op_seconds(REPEATS, OP_REPS)
         figures["op_ns"] = {op: {kind: s * 1e9 for kind, s in kinds.items()} for op, kinds in seconds.items()}
         return figures
@@ -121,8 +126,8 @@ def calibrate(bf16_matrix: bool, l2_bytes: int, llc_bytes: int) -> dict:
 
 def best(runs: list) -> dict:
     """Per figure, the best of several runs: the highest bandwidth, size and FLOP/s, the
-    lowest time per element (load only ever slows a measurement down)."""
-    out = {key: max(run[key] for run in runs) for key in runs[0] if key != "op_ns"}
+    lowest time per call and per element (load only ever slows a measurement down)."""
+    out = {key: (min if key in TIMES else max)(run[key] for run in runs) for key in runs[0] if key != "op_ns"}
     out["op_ns"] = {op: {kind: min(run["op_ns"][op][kind] for run in runs) for kind in kinds}
                     for op, kinds in runs[0]["op_ns"].items()}
     return out

@@ -139,10 +139,6 @@ class MemoryModel:
 # Bytes one strided access moves: a CPU cache line (a GPU moves two 32-byte sectors at best).
 STRIDED_ACCESS_BYTES = 64
 
-# A serial host kernel is one ctypes call (measured ~0.7 µs, plus the wrapper's argument
-# handling); ``launch_overhead_us`` is what a parallel one pays: the call plus OpenMP fork/join.
-HOST_CALL_US = 1.0
-
 # Elements of a pointwise kernel one block (Triton program) handles on GPU-style targets.
 POINTWISE_BLOCK = 1024
 
@@ -176,7 +172,8 @@ def estimate_kernel(cost: KernelCost, profile, memory: MemoryModel, dtype: torch
     reads = cost.reads if row_fits(cost, profile) else {
         name: nbytes + cost.reread.get(name, 0.0) for name, nbytes in cost.reads.items()}
     mem = memory.seconds(reads, cost.writes, efficiency, cost.strided)
-    launch = profile.launch_overhead_us if chunks > 1 or profile.codegen != "cpp" else HOST_CALL_US
+    # a serial host kernel is only a call; a parallel one (launch_overhead_us) forks and joins
+    launch = profile.launch_overhead_us if chunks > 1 or profile.codegen != "cpp" else profile.host_call_us
     return _estimate(compute, mem, launch, cost.flops, cost.bytes)
 
 

@@ -23,7 +23,6 @@ MAX_FREQ = "/sys/devices/system/cpu/cpu0/cpufreq/cpuinfo_max_freq"
 CGROUP_MEMORY = "/sys/fs/cgroup/memory.max"
 
 # Estimates for what is neither detected nor measured.
-LAUNCH_US = 2.5            # a parallel kernel: ctypes call + OpenMP fork/join (measured ~2.5-3 µs, 2 cores)
 WATTS_PER_CORE = 6.0       # a server socket's share: Xeon 8480+ is 350 W for 56 cores
 DEFAULT_CLOCK_GHZ = 2.0
 DEFAULT_L2_BYTES = 2**20
@@ -41,7 +40,7 @@ def host_table() -> dict:
     info, model, cores, flags = _identity()
     simd, isa = _simd(flags)
     amx = "amx_bf16" in flags
-    assumed = ["launch_overhead_us", "tdp_w"]
+    assumed = ["tdp_w"]
     clock = _clock_ghz(info)
     if clock is None:
         clock = DEFAULT_CLOCK_GHZ
@@ -74,7 +73,7 @@ def host_table() -> dict:
             "llc_mib": measured["llc_bytes"] / 2**20, "llc_gbps": measured["llc_gbps"],
             "dram_gib": _memory_bytes() / 2**30, "dram_gbps": measured["dram_gbps"],
         },
-        "runtime": {"launch_overhead_us": LAUNCH_US},
+        "runtime": {"launch_overhead_us": measured["parallel_call_us"], "host_call_us": measured["call_us"]},
         "power": {"tdp_w": WATTS_PER_CORE * cores},
     }
 
@@ -101,7 +100,9 @@ def describe(record: dict, model: str, cores: int, isa: str, path: str) -> str:
              f"  last-level cache  {figures['llc_gbps']:.4g} GB/s, {figures['llc_bytes'] / 2**20:.4g} MiB effective"
              f"  ({size('llc_gbps')})",
              f"  memory bandwidth  {figures['dram_gbps']:.4g} GB/s  ({size('dram_gbps')})",
-             f"  fp32 matmul       {figures['fp32_tflops']:.4g} TFLOP/s  ({calibrate.MATMUL_N}x{calibrate.MATMUL_N})"]
+             f"  fp32 matmul       {figures['fp32_tflops']:.4g} TFLOP/s  ({calibrate.MATMUL_N}x{calibrate.MATMUL_N})",
+             f"  kernel call       {figures['call_us']:.3g} µs serial, {figures['parallel_call_us']:.3g} µs with "
+             "OpenMP fork/join (from Python)"]
     if "bf16_tflops" in figures:
         lines.append(f"  bf16 matmul       {figures['bf16_tflops']:.4g} TFLOP/s  (AMX)")
     lines.append(f"  ns per element, one core, above a copy ({measured['op_elements']} elements): "

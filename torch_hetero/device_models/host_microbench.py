@@ -5,7 +5,8 @@ rather than through torch (a one-thread ``copy_`` on a small tensor is mostly di
 overhead): streaming bandwidth at a working set and thread count, and the time per element of
 each op the cost model charges apart from plain arithmetic — libm calls, the prelude's inline
 functions, division, select — in a ``#pragma omp simd`` loop (vector) and in a loop the
-compiler may not vectorize (scalar), of a vector libm call whose argument is -inf in half the
+compiler may not vectorize (scalar), of a kernel's call from Python with and without an OpenMP
+parallel region, of a vector libm call whose argument is -inf in half the
 elements (``vector_inf``: as a causal mask leaves a softmax's exp; libmvec computes such lanes
 on a slow path), and of a serial reduction chain.  Each op's line is
 rendered by the C++ ops handler itself, so it calls exactly what a kernel calls; where a call
@@ -18,6 +19,8 @@ from __future__ import annotations
 import ctypes
 import functools
 import importlib.resources
+import math
+import time
 
 import torch
 
@@ -66,6 +69,16 @@ extern "C" void hetero_bench_stream(float* dst, const float* src, int64_t n, int
     }
     bytes_per_s[t] = 8.0 * (hi - lo) * reps / best;
   }
+}
+
+// a kernel's call from the wrapper with nothing to do: serial, and with an OpenMP loop over
+// one iteration per thread (the fork and join every parallel kernel pays)
+extern "C" void hetero_bench_call_serial(float* out, const float* a, const float* b) {
+  for (int64_t i = 0; i < 1; ++i) out[i] = a[i] + b[i];
+}
+extern "C" void hetero_bench_call_parallel(float* out, const float* a, const float* b) {
+  #pragma omp parallel for
+  for (int64_t i = 0; i < omp_get_max_threads(); ++i) out[i] = a[i] + b[i];
 }
 
 extern "C" HETERO_SCALAR_FN double hetero_bench_serial(const float* x, float* y, int64_t n, int64_t reps) {
@@ -126,6 +139,9 @@ def library() -> ctypes.CDLL:
     lib.hetero_bench_stream.restype = None
     lib.hetero_bench_stream.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_int,
                                         ctypes.c_int, ctypes.c_void_p]
+    for kind in ("serial", "parallel"):  # bound as the compiler binds a kernel (compiler.Loadable.load)
+        fn = getattr(lib, f"hetero_bench_call_{kind}")
+        fn.restype, fn.argtypes = None, [ctypes.c_void_p] * 3
     lib.hetero_bench_serial.restype = ctypes.c_double
     lib.hetero_bench_serial.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64]
     for name in VECTOR_PRICED + ("copy",):
@@ -146,6 +162,30 @@ def stream_gbps(working_set: int, threads: int, repeats: int, min_bytes: int) ->
     rates = torch.zeros(threads, dtype=torch.float64)
     library().hetero_bench_stream(dst.data_ptr(), src.data_ptr(), n, reps, threads, repeats, rates.data_ptr())
     return float(rates.sum()) / 1e9
+
+
+CALLS_PER_TIMING = 200
+
+
+def call_us(repeats: int) -> dict:
+    """µs per call of a kernel with nothing to do, from Python as the wrapper calls one (its
+    arguments' ``data_ptr()`` included): ``{"serial": µs, "parallel": µs}``, the latter with
+    an OpenMP loop over torch's threads (fork and join); best of ``repeats``."""
+    lib = library()
+    lib.hetero_set_num_threads(torch.get_num_threads())  # as the wrapper's sync_threads does
+    out, a, b = torch.zeros(64), torch.ones(64), torch.ones(64)
+    times = {}
+    for kind in ("serial", "parallel"):
+        fn = getattr(lib, f"hetero_bench_call_{kind}")
+        fn(out.data_ptr(), a.data_ptr(), b.data_ptr())  # warm-up: the thread pool
+        best = math.inf
+        for _ in range(repeats):
+            start = time.perf_counter()
+            for _ in range(CALLS_PER_TIMING):
+                fn(out.data_ptr(), a.data_ptr(), b.data_ptr())
+            best = min(best, time.perf_counter() - start)
+        times[kind] = best / CALLS_PER_TIMING * 1e6
+    return times
 
 
 def _argument(domain: str | None, n: int, generator: torch.Generator) -> torch.Tensor:
