@@ -195,6 +195,12 @@ def test_a_host_kernel_pays_the_measured_call_and_fork_join_only_when_parallel()
     assert (serial.launch_us, parallel.launch_us) == (0.7, 4.0)
 
 
+def test_a_host_extern_pays_the_measured_aten_call():
+    profile = dataclasses.replace(get_profile("cpu"), extern_call_us=3.0, launch_overhead_us=0.5)
+    estimate = estimate_matmul(1, 4, 4, 4, torch.float32, {}, {}, profile, MemoryModel(profile))
+    assert estimate.launch_us == 3.0
+
+
 def test_host_compute_is_priced_by_the_measured_op_times():
     """What the host measured per element (one core) is what an op costs, spread over the cores."""
     profile = get_profile("cpu")

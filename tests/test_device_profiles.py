@@ -28,7 +28,8 @@ from torch_hetero.runtime import cpp_build
 SHIPPED = ["a100", "h100", "h200", "mi300x", "mtia-v1", "mtia-v2", "rivos-sim"]
 PROFILES_DIR = os.path.join(os.path.dirname(torch_hetero.__file__), "device_models", "profiles")
 FAKE_FIGURES = {"dram_gbps": 20.0, "llc_gbps": 50.0, "llc_bytes": 32.0 * 2**20, "local_sram_gbps": 70.0,
-                "fp32_tflops": 0.5, "bf16_tflops": 2.0, "call_us": 0.6, "parallel_call_us": 3.5}
+                "fp32_tflops": 0.5, "bf16_tflops": 2.0, "call_us": 0.6, "parallel_call_us": 3.5,
+                "aten_call_us": 2.5}
 FAKE_OPS = {**{op: {"vector": 0.5, "scalar": 4.0, **({"vector_inf": 3.0} if op in INFINITE_PRICED else {})}
                for op in VECTOR_PRICED}, "serial_combine": {"scalar": 1.0}}
 REAL_MEASURE = calibrate.measure
@@ -117,7 +118,7 @@ def test_units_are_converted():
 def test_rivos_is_an_assumption_set():
     numbers = {f.name for f in dataclasses.fields(torch_hetero.get_profile("rivos-sim"))} - {
         "name", "description", "codegen", "triton_target", "sources", "assumed",
-        "vector_op_ns", "scalar_op_ns", "vector_inf_op_ns", "host_call_us"}  # the host C++ target's, empty here
+        "vector_op_ns", "scalar_op_ns", "vector_inf_op_ns", "host_call_us", "extern_call_us"}  # the host C++ target's, empty here
     assert set(get_profile("rivos-sim").assumed) == numbers
     assert "assumption set" in get_profile("rivos-sim").description
 
@@ -134,7 +135,7 @@ def test_host_profile_uses_detection_and_calibration(fake_host):
     assert p.compute_units == min(len(os.sched_getaffinity(0)), torch.get_num_threads())
     assert p.peak_tflops_vector == {"fp32": 0.5} and p.dram_gbps == 20.0
     assert "tdp_w" in p.assumed and not {"dram_gbps", "launch_overhead_us"} & set(p.assumed)
-    assert (p.host_call_us, p.launch_overhead_us) == (0.6, 3.5)
+    assert (p.host_call_us, p.launch_overhead_us, p.extern_call_us) == (0.6, 3.5, 2.5)
     assert p.vector_op_ns == {op: 0.5 for op in VECTOR_PRICED}
     assert p.scalar_op_ns == {**{op: 4.0 for op in VECTOR_PRICED}, "serial_combine": 1.0}
     assert p.vector_inf_op_ns == {op: 3.0 for op in INFINITE_PRICED}
@@ -411,7 +412,8 @@ def test_calibrate_command_measures_again_and_prints_every_figure(fake_host, cap
     assert len(fake_host) == 2 * calibrate.RUNS
     for text in ["private cache     70 GB/s per core", "last-level cache  50 GB/s, 32 MiB effective",
                  "memory bandwidth  20 GB/s", "fp32 matmul       0.5 TFLOP/s", "measured at ", "load average",
-                 "C++ streaming loops", "cached in", "kernel call       0.6 µs serial, 3.5 µs with OpenMP"]:
+                 "C++ streaming loops", "cached in", "kernel call       0.6 µs serial, 3.5 µs with OpenMP",
+                 "an ATen call 2.5 µs"]:
         assert text in out
     assert all(re.search(rf"^    {op} +", out, re.M) for op in SCALAR_PRICED)
 
@@ -427,6 +429,10 @@ def test_a_cpp_profile_must_price_every_host_op():
     table = host.host_table()
     del table["runtime"]["host_call_us"]
     with pytest.raises(ProfileError, match=r"missing runtime.host_call_us"):
+        from_table(table, "mine")
+    table = host.host_table()
+    del table["runtime"]["extern_call_us"]
+    with pytest.raises(ProfileError, match=r"missing runtime.extern_call_us"):
         from_table(table, "mine")
     table = host.host_table()
     del table["compute"]["vector_inf_op_ns"]["tanh"]

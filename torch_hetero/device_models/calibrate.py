@@ -42,8 +42,10 @@ RUNS = 3                  # whole runs, best of each figure kept
 REMEASURES = 3            # extra runs of a level found out of order
 OP_REPS = 16              # passes over the op benchmarks' L1-resident arrays per timing
 BANDWIDTHS = ("local_sram_gbps", "llc_gbps", "dram_gbps")  # fastest level first
-FIGURES = ["dram_gbps", "llc_gbps", "llc_bytes", "local_sram_gbps", "fp32_tflops", "call_us", "parallel_call_us"]
-TIMES = ("call_us", "parallel_call_us")  # the figures where lower is better
+FIGURES = ["dram_gbps", "llc_gbps", "llc_bytes", "local_sram_gbps", "fp32_tflops", "call_us", "parallel_call_us",
+           "aten_call_us"]
+TIMES = ("call_us", "parallel_call_us", "aten_call_us")  # the figures where lower is better
+ATEN_CALLS = 200          # per timing of an ATen call
 METHOD = ("C++ streaming loops (dst = src * 0.5; the sum of each thread's best), per-op loops "
           f"(host_microbench), torch matmul; best of {REPEATS} timings per run, best of {RUNS} runs")
 
@@ -60,7 +62,8 @@ def measure(bf16_matrix: bool, l2_bytes: int, llc_bytes: int) -> dict:
     * ``dram_gbps``: all threads, ``COPY_BYTES``;
     * ``fp32_tflops`` and, on hosts with bf16 matrix units, ``bf16_tflops``: a matmul;
     * ``call_us``, ``parallel_call_us``: a kernel's call from Python without and with an
-      OpenMP parallel region (``host_microbench.call_us``);
+      OpenMP parallel region (``host_microbench.call_us``); ``aten_call_us``: an extern call's,
+      a 1x1 ``addmm`` through ``torch.ops.aten`` as the wrapper calls it (dispatch, output);
     * ``op_ns``: op → {"vector": ns, "scalar": ns(, "vector_inf": ns)} per element, one core
       (``host_ops``, ``host_microbench.op_seconds``).
 
@@ -71,6 +74,7 @@ def measure(bf16_matrix: bool, l2_bytes: int, llc_bytes: int) -> dict:
         figures = {level: bandwidth(level, l2_bytes, llc_bytes) for level in BANDWIDTHS}
         figures["llc_bytes"] = float(_effective_llc(figures, l2_bytes, llc_bytes))
         figures["fp32_tflops"] = _matmul_tflops(torch.float32)
+        figures["aten_call_us"] = _aten_call_us()
         if bf16_matrix:
             figures["bf16_tflops"] = _matmul_tflops(torch.bfloat16)
         calls = host_microbench.call_us(REPEATS)
@@ -205,6 +209,16 @@ def _matmul_tflops(dtype) -> float:
     a = torch.rand(MATMUL_N, MATMUL_N).to(dtype)
     b = torch.rand(MATMUL_N, MATMUL_N).to(dtype)
     return 2 * MATMUL_N**3 / _best_seconds(lambda: torch.mm(a, b)) / 1e12
+
+
+def _aten_call_us() -> float:
+    bias, a, b = torch.ones(1), torch.ones(1, 1), torch.ones(1, 1)
+
+    def calls():
+        for _ in range(ATEN_CALLS - 1):
+            torch.ops.aten.addmm.default(bias, a, b)
+        return torch.ops.aten.addmm.default(bias, a, b)
+    return _best_seconds(calls) / ATEN_CALLS * 1e6
 
 
 def _best_seconds(fn, repeats: int = REPEATS) -> float:

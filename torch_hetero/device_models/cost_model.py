@@ -210,14 +210,19 @@ def estimate_matmul(batch: int, m: int, n: int, k: int, dtype: torch.dtype, read
     efficiency = parallel_efficiency(tiles, profile.compute_units)
     compute = padded / (profile.peak_flops(name, matrix=True) * efficiency)
     mem = memory.seconds(reads, writes, 1.0, ours=False)
-    return _estimate(compute, mem, profile.launch_overhead_us, flops, sum(reads.values()) + sum(writes.values()))
+    return _estimate(compute, mem, extern_launch_us(profile), flops, sum(reads.values()) + sum(writes.values()))
+
+
+def extern_launch_us(profile) -> float:
+    """An extern call's fixed cost: on the host, an ATen call from the wrapper (measured)."""
+    return profile.extern_call_us if profile.codegen == "cpp" else profile.launch_overhead_us
 
 
 def estimate_memory_op(reads: dict, writes: dict, flops: float, profile, memory: MemoryModel) -> Estimate:
     """An op we know only by its operands (fallbacks): memory-bound at full parallelism."""
     mem = memory.seconds(reads, writes, 1.0, ours=False)
     compute = flops / profile.peak_flops("fp32", matrix=False)
-    return _estimate(compute, mem, profile.launch_overhead_us, flops, sum(reads.values()) + sum(writes.values()))
+    return _estimate(compute, mem, extern_launch_us(profile), flops, sum(reads.values()) + sum(writes.values()))
 
 
 def _estimate(compute_s: float, memory_s: float, launch: float, flops: float, nbytes: float) -> Estimate:

@@ -127,6 +127,7 @@ SCHEMA = {
     "memory.dram_gbps": ("dram_gbps", _number, "a positive number (GB/s)", _REQUIRED),
     "runtime.launch_overhead_us": ("launch_overhead_us", _number, "a positive number (µs)", _REQUIRED),
     "runtime.host_call_us": ("host_call_us", _number, "a positive number (µs)", None),
+    "runtime.extern_call_us": ("extern_call_us", _number, "a positive number (µs)", None),
     "power.tdp_w": ("tdp_w", _number, "a positive number (W)", _REQUIRED),
     "compute.vector_op_ns": ("vector_op_ns", _PerOp(_time), "a number >= 0 (ns per element, one core)", {}),
     "compute.scalar_op_ns": ("scalar_op_ns", _PerOp(_time), "a number >= 0 (ns per element, one core)", {}),
@@ -216,9 +217,10 @@ def _check_together(fields: dict) -> None:
     if fields["triton_target"] is not None and fields["codegen"] != "triton":
         raise ProfileError('triton_target is only meaningful with codegen = "triton"')
     if fields["codegen"] == "cpp":
-        if fields["host_call_us"] is None:
-            raise ProfileError('missing runtime.host_call_us: a positive number (µs), the call of a serial '
-                               'kernel (codegen = "cpp"; the cpu profile measures it)')
+        for key, what in (("host_call_us", "the call of a serial kernel"), ("extern_call_us", "an ATen call's")):
+            if fields[key] is None:
+                raise ProfileError(f'missing runtime.{key}: a positive number (µs), {what} (codegen = "cpp"; '
+                                   "the cpu profile measures it)")
         for key, field, ops in (("compute.vector_op_ns", "vector_op_ns", VECTOR_PRICED),
                                 ("compute.scalar_op_ns", "scalar_op_ns", SCALAR_PRICED),
                                 ("compute.vector_inf_op_ns", "vector_inf_op_ns", INFINITE_PRICED)):
