@@ -103,7 +103,7 @@ def describe(record: dict, model: str, cores: int, isa: str, path: str) -> str:
              f"  memory bandwidth  {figures['dram_gbps']:.4g} GB/s  ({size('dram_gbps')})",
              f"  fp32 matmul       {figures['fp32_tflops']:.4g} TFLOP/s  ({calibrate.MATMUL_N}x{calibrate.MATMUL_N})",
              f"  kernel call       {figures['call_us']:.3g} µs serial, {figures['parallel_call_us']:.3g} µs with "
-             f"OpenMP fork/join (from Python); an ATen call {figures['aten_call_us']:.3g} µs"]
+             f"OpenMP fork/join (the wrapper's step: output, call); an ATen call {figures['aten_call_us']:.3g} µs"]
     if "bf16_tflops" in figures:
         lines.append(f"  bf16 matmul       {figures['bf16_tflops']:.4g} TFLOP/s  (AMX)")
     lines.append(f"  ns per element, one core, above a copy ({measured['op_elements']} elements): "

@@ -5,8 +5,8 @@ rather than through torch (a one-thread ``copy_`` on a small tensor is mostly di
 overhead): streaming bandwidth at a working set and thread count, and the time per element of
 each op the cost model charges apart from plain arithmetic — libm calls, the prelude's inline
 functions, division, select — in a ``#pragma omp simd`` loop (vector) and in a loop the
-compiler may not vectorize (scalar), of a kernel's call from Python with and without an OpenMP
-parallel region, of a vector libm call whose argument is -inf in half the
+compiler may not vectorize (scalar), of a kernel's step in the wrapper (its output's allocation
+and the call from Python) with and without an OpenMP parallel region, of a vector libm call whose argument is -inf in half the
 elements (``vector_inf``: as a causal mask leaves a softmax's exp; libmvec computes such lanes
 on a slow path), and of a serial reduction chain.  Each op's line is
 rendered by the C++ ops handler itself, so it calls exactly what a kernel calls; where a call
@@ -168,12 +168,14 @@ CALLS_PER_TIMING = 200
 
 
 def call_us(repeats: int) -> dict:
-    """µs per call of a kernel with nothing to do, from Python as the wrapper calls one (its
-    arguments' ``data_ptr()`` included): ``{"serial": µs, "parallel": µs}``, the latter with
-    an OpenMP loop over torch's threads (fork and join); best of ``repeats``."""
+    """µs per step of the wrapper running a kernel with nothing to do: its output's
+    ``empty_strided`` and the call, the arguments' ``data_ptr()`` included (codegen.wrapper):
+    ``{"serial": µs, "parallel": µs}``, the latter with an OpenMP loop over torch's threads
+    (fork and join); best of ``repeats``."""
     lib = library()
     lib.hetero_set_num_threads(torch.get_num_threads())  # as the wrapper's sync_threads does
-    out, a, b = torch.zeros(64), torch.ones(64), torch.ones(64)
+    a, b = torch.ones(64), torch.ones(64)
+    out = torch.empty_strided((64,), (1,))
     times = {}
     for kind in ("serial", "parallel"):
         fn = getattr(lib, f"hetero_bench_call_{kind}")
@@ -182,6 +184,7 @@ def call_us(repeats: int) -> dict:
         for _ in range(repeats):
             start = time.perf_counter()
             for _ in range(CALLS_PER_TIMING):
+                out = torch.empty_strided((64,), (1,))
                 fn(out.data_ptr(), a.data_ptr(), b.data_ptr())
             best = min(best, time.perf_counter() - start)
         times[kind] = best / CALLS_PER_TIMING * 1e6
