@@ -171,15 +171,18 @@ def test_a_call_on_a_masked_argument_is_counted_apart():
 
 
 def test_plain_arithmetic_is_counted_per_op_as_the_host_measures_it():
-    """Adds, multiplies, compares, a hoisted division and a reduction's combine are ``arith``
-    (per op and element, in the loop's kind), priced at what the host measured rather than at
-    the sgemm FLOP/s: a generated loop has narrower vectors and no fused multiply-adds."""
+    """Adds, multiplies, compares and a hoisted division are ``arith`` (per op and element, in
+    the loop's kind), priced at what the host measured rather than at the sgemm FLOP/s; a row
+    reduction's combine is a step of its own (its accumulator's latency), a column reduction's
+    and a serial one's plain arithmetic."""
     x = torch.randn(64, 256)
     n = x.numel()
     assert host_calls(lambda x: x * 2 + 1, x) == [{("arith", "vector"): 2 * n}]
-    assert host_calls(lambda x: x.sum(-1), x) == [{("arith", "vector"): n}]
+    assert host_calls(lambda x: x.sum(-1), x) == [{("sum_step", "vector"): n}]
+    assert host_calls(lambda x: x.amax(-1), x) == [{("max_step", "vector"): n}]
+    assert host_calls(lambda x: x.sum(0), x) == [{("arith", "vector"): n}]
     [argmax] = host_calls(lambda x: x.argmax(-1), x)
-    assert argmax[("arith", "scalar")] >= n
+    assert argmax[("arith", "scalar")] >= n and not any(op.endswith("_step") for op, _ in argmax)
     profile = get_profile("cpu")
     cost = KernelCost(0, 0, {("arith", "vector"): n, ("arith", "scalar"): n}, {}, {}, 1)
     estimate = estimate_kernel(cost, profile, MemoryModel(profile), torch.float32)

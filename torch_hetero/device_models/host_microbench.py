@@ -98,8 +98,29 @@ extern "C" HETERO_SCALAR_FN double hetero_bench_serial(const float* x, float* y,
 """
 
 
+_REDUCTION_LOOPS = {  # as codegen.cpp renders a row reduction's loop (_reduction, _extremum)
+    "sum_step": ("float acc0 = 0;", "reduction(+:acc0)", "acc0 += x[i];", ""),
+    "max_step": ("float acc0 = -INFINITY; uint32_t acc0_nan = 0;", "reduction(max:acc0) reduction(|:acc0_nan)",
+                 "acc0_nan |= x[i] != x[i]; acc0 = x[i] > acc0 ? x[i] : acc0;", "if (acc0_nan) acc0 = NAN;"),
+}
+
+
+def _reduction_function(name: str, vector: bool) -> str:
+    """A row reduction over ``x`` repeated ``reps`` times, each result stored."""
+    init, clauses, body, after = _REDUCTION_LOOPS[name]
+    head = "" if vector else "HETERO_SCALAR_FN "
+    pragma = f"#pragma omp simd {clauses}" if vector else "HETERO_SCALAR_LOOP"
+    return (f'extern "C" {head}double {symbol(name, vector)}(const float* x, const float* z, float* y, '
+            f"int64_t n, int64_t reps) {{\n  double start = omp_get_wtime();\n"
+            f"  for (int64_t r = 0; r < reps; ++r) {{\n    {init}\n    {pragma}\n"
+            f"    for (int64_t i = 0; i < n; ++i) {{ {body} }}\n    {after}\n    y[r % n] = acc0;\n  }}\n"
+            f"  return omp_get_wtime() - start;\n}}\n")
+
+
 def _op_function(name: str, vector: bool) -> str:
     """``y[i] = op(x[i](, z[i]))`` repeated ``reps`` times, as a kernel's inner loop renders it."""
+    if name in _REDUCTION_LOOPS:
+        return _reduction_function(name, vector)
     lines: list = []
     ops = CppOps(lines, [0])
     x, z = CVar("x[i]", torch.float32), CVar("z[i]", torch.float32)
@@ -213,8 +234,8 @@ def _half_infinite(x: torch.Tensor) -> torch.Tensor:
 def op_seconds(repeats: int, reps: int) -> dict:
     """Seconds per element of each op above a plain copy's, ``{"exp": {"vector": s,
     "scalar": s, "vector_inf": s}, ...}`` (``vector_inf`` for ``INFINITE_PRICED`` ops: the
-    first argument half -inf; ``arith`` per op of a chain), one thread, data in L1, best of
-    ``repeats``; plus
+    first argument half -inf; ``arith`` per op of a chain; a reduction's step with its load),
+    one thread, data in L1, best of ``repeats``; plus
     ``serial_combine``: per element of a serial reduction chain."""
     lib = library()
     generator = torch.Generator().manual_seed(0)
@@ -236,7 +257,8 @@ def op_seconds(repeats: int, reps: int) -> dict:
     out = {}
     for name in VECTOR_PRICED:
         per = ARITH_CHAIN if name == ARITH else 1
-        out[name] = {kind: max(raw[name][kind] - raw["copy"][kind], 0.0) / per for kind in ("vector", "scalar")}
+        copy = {"vector": 0.0, "scalar": 0.0} if name in _REDUCTION_LOOPS else raw["copy"]  # a step includes its load
+        out[name] = {kind: max(raw[name][kind] - copy[kind], 0.0) / per for kind in ("vector", "scalar")}
         if name in infinite:
             out[name]["vector_inf"] = max(infinite[name] - raw["copy"]["vector"], 0.0)
     lib.hetero_bench_serial(normal.data_ptr(), y.data_ptr(), n, 1)

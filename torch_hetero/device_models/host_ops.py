@@ -13,7 +13,11 @@ INLINE = frozenset({"erf", "gelu", "gelu_grad"})
 # FLOP/s is no measure of it (a generated loop has no fused multiply-adds, -ffp-contract=off,
 # and a scalar one a twelfth of it, measured on a Xeon)
 ARITH = "arith"
-VECTOR_PRICED = CALLS + ("truediv", "where", ARITH)
+# one element of a row reduction's loop, its load included: a float sum, and a max/min with its
+# NaN flag (codegen.cpp): each step waits on the last one's accumulator, so it is the combine's
+# latency, not its throughput, that counts
+REDUCTION_STEPS = {"sum": "sum_step", "prod": "sum_step", "max": "max_step", "min": "max_step"}
+VECTOR_PRICED = CALLS + ("truediv", "where", ARITH, "sum_step", "max_step")
 # and one step of a serial reduction chain (arg-reductions, any/all), which never vectorizes
 SCALAR_PRICED = VECTOR_PRICED + ("serial_combine",)
 # libm calls on an argument that may be infinite (a masked softmax's -inf): a vector variant

@@ -18,7 +18,7 @@ from .. import ir, symbolic
 from ..codegen import special
 from ..loop_nest import Group, host_inner_ranges, inner_ranges, node_indices, split_vars
 from ..virtualized import set_ops_handler
-from .host_ops import ARITH, CALLS, INFINITE_PRICED, INLINE
+from .host_ops import ARITH, CALLS, INFINITE_PRICED, INLINE, REDUCTION_STEPS
 
 # One transcendental evaluation: its cost in vector FLOPs on vector targets.  On the host C++
 # target each priced op (``host_ops``: libm calls, division, select, and every other op as
@@ -289,7 +289,6 @@ def _count(node, outer: tuple, storage: dict, hints: dict, column: bool = False,
         else:
             data.inner_fn(index, rindex)
             counter.ops += 1  # the combine step
-            counter.arith += 1
     total = _evaluate(symbolic.product(outer + inner), hints)
     row_loads = {name: dtype.itemsize for name, (_, dtype) in counter.loads.items()
                  if name in counter.moving} if inner_vars else {}
@@ -308,6 +307,13 @@ def _count(node, outer: tuple, storage: dict, hints: dict, column: bool = False,
     for (op, infinite), count in counter.calls.items():
         key = (op, "vector_inf" if infinite and vectorized else kind)
         calls[key] = calls.get(key, 0.0) + count * total
+    if not isinstance(data, ir.Pointwise):  # the combine: a row reduction's step, else arithmetic
+        step = REDUCTION_STEPS.get(data.reduction_type) if type(data) is ir.Reduction and not column \
+            and not serial and data.dtype.is_floating_point else None
+        if step:
+            calls[(step, kind)] = total
+        else:
+            counter.arith += 1
     if counter.arith:
         calls[(ARITH, kind)] = counter.arith * total
     if counter.divmod_loads:
