@@ -389,6 +389,13 @@ print(calibrate.load("test cpu", 2, False, 2**20, 2**25)["figures"]["dram_gbps"]
 """
 
 
+def test_the_cache_file_is_keyed_by_the_record_format(monkeypatch):
+    """Another version's record (other figures) is never read as this one's, nor overwritten."""
+    path = calibrate.cache_path("some cpu", 2, False)
+    monkeypatch.setattr(calibrate, "RECORD_FORMAT", calibrate.RECORD_FORMAT + 1)
+    assert calibrate.cache_path("some cpu", 2, False) != path
+
+
 def test_two_processes_calibrating_at_once_measure_once(tmp_path):
     """The second waits for the first's lock, then reads what it measured."""
     runs, ready = tmp_path / "runs.txt", tmp_path / "sync" / "ready"

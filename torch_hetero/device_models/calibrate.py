@@ -7,7 +7,7 @@ figures are measured rather than looked up — by C++ loops shaped like generate
 (``host_microbench``; matmul through torch, as the host runs it).  A calibration takes 1.5 s
 on a 2-core host (up to 4 s under load; plus a second or more of g++ the first time), runs
 once per host and is cached as JSON in the torch_hetero cache directory, keyed by a
-fingerprint of the CPU model, core and thread counts and the torch version; ``python -m
+fingerprint of the CPU model, core and thread counts, the torch version and the record's layout; ``python -m
 torch_hetero calibrate`` re-runs it.
 
 A busy machine measures too little, never too much, so the figures are the best of ``RUNS``
@@ -46,6 +46,10 @@ FIGURES = ["dram_gbps", "llc_gbps", "llc_bytes", "local_sram_gbps", "fp32_tflops
            "aten_call_us"]
 TIMES = ("call_us", "parallel_call_us", "aten_call_us")  # the figures where lower is better
 ATEN_CALLS = 200          # per timing of an ATen call
+# the record's layout, in the cache key: a process of another version finds its own record (one
+# with figures it does not know would not load as a profile; one missing figures, measured again,
+# would be overwritten back and forth)
+RECORD_FORMAT = 2
 METHOD = ("C++ streaming loops (dst = src * 0.5; the sum of each thread's best), per-op loops "
           f"(host_microbench), torch matmul; best of {REPEATS} timings per run, best of {RUNS} runs")
 
@@ -184,7 +188,7 @@ def load(cpu_model: str, cores: int, bf16_matrix: bool, l2_bytes: int, llc_bytes
 
 
 def cache_path(cpu_model: str, cores: int, bf16_matrix: bool) -> str:
-    key = json.dumps([cpu_model, cores, torch.get_num_threads(), torch.__version__, bf16_matrix])
+    key = json.dumps([RECORD_FORMAT, cpu_model, cores, torch.get_num_threads(), torch.__version__, bf16_matrix])
     return os.path.join(cache_dir(), "calibration", f"cpu-{hashlib.sha256(key.encode()).hexdigest()[:16]}.json")
 
 
