@@ -106,8 +106,8 @@ def describe(record: dict, model: str, cores: int, isa: str, path: str) -> str:
              f"OpenMP fork/join (the wrapper's step: output, call); an ATen call {figures['aten_call_us']:.3g} µs"]
     if "bf16_tflops" in figures:
         lines.append(f"  bf16 matmul       {figures['bf16_tflops']:.4g} TFLOP/s  (AMX)")
-    lines.append(f"  ns per element, one core, above a copy ({measured['op_elements']} elements): "
-                 "op  vector  scalar  vector, half the argument -inf")
+    lines.append(f"  ns per element, one core, above a copy's ({measured['op_elements']} elements; arith: per op, "
+                 "*_step: with its load): op  vector  scalar  vector, half the argument -inf")
     for op, kinds in figures["op_ns"].items():
         vector, infinite = (f"{kinds[kind]:.3g}" if kind in kinds else "-" for kind in ("vector", "vector_inf"))
         lines.append(f"    {op:<15}{vector:>8}{kinds['scalar']:>8.3g}{infinite:>8}")

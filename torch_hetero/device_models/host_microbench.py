@@ -2,13 +2,14 @@
 
 The host cost model prices generated C++ loops, so its figures are measured by such loops
 rather than through torch (a one-thread ``copy_`` on a small tensor is mostly dispatch
-overhead): streaming bandwidth at a working set and thread count, and the time per element of
-each op the cost model charges apart from plain arithmetic — libm calls, the prelude's inline
-functions, division, select — in a ``#pragma omp simd`` loop (vector) and in a loop the
-compiler may not vectorize (scalar), of a kernel's step in the wrapper (its output's allocation
-and the call from Python) with and without an OpenMP parallel region, of a vector libm call whose argument is -inf in half the
-elements (``vector_inf``: as a causal mask leaves a softmax's exp; libmvec computes such lanes
-on a slow path), and of a serial reduction chain.  Each op's line is
+overhead): streaming bandwidth at a working set and thread count; the time per element of
+each op the cost model charges — libm calls, the prelude's inline functions, division, select,
+plain arithmetic (per op of a chain), a row reduction's step — in a ``#pragma omp simd`` loop
+(vector) and in a loop the compiler may not vectorize (scalar); of a vector libm call whose
+argument is -inf in half the elements (``vector_inf``: as a causal mask leaves a softmax's exp;
+libmvec computes such lanes on a slow path); of a serial reduction chain; and of a kernel's
+step in the wrapper (its output's allocation and the call from Python) with and without an
+OpenMP parallel region.  Each op's line is
 rendered by the C++ ops handler itself, so it calls exactly what a kernel calls; where a call
 has no vector variant (no libmvec, ``pow``), the "vector" loop stays scalar and measures so.
 
@@ -195,8 +196,9 @@ def call_us(repeats: int) -> dict:
     (fork and join); best of ``repeats``."""
     lib = library()
     lib.hetero_set_num_threads(torch.get_num_threads())  # as the wrapper's sync_threads does
-    a, b = torch.ones(64), torch.ones(64)
-    out = torch.empty_strided((64,), (1,))
+    n = torch.get_num_threads()  # an element per thread
+    a, b = torch.ones(n), torch.ones(n)
+    out = torch.empty_strided((n,), (1,))
     times = {}
     for kind in ("serial", "parallel"):
         fn = getattr(lib, f"hetero_bench_call_{kind}")
@@ -205,7 +207,7 @@ def call_us(repeats: int) -> dict:
         for _ in range(repeats):
             start = time.perf_counter()
             for _ in range(CALLS_PER_TIMING):
-                out = torch.empty_strided((64,), (1,))
+                out = torch.empty_strided((n,), (1,))
                 fn(out.data_ptr(), a.data_ptr(), b.data_ptr())
             best = min(best, time.perf_counter() - start)
         times[kind] = best / CALLS_PER_TIMING * 1e6
