@@ -4,7 +4,7 @@ cost model prices (``host_ops``).
 
 The host is the one target whose estimates can be checked against real timings, so its
 figures are measured rather than looked up — by C++ loops shaped like generated kernels
-(``host_microbench``; matmul through torch, as the host runs it).  A calibration takes 1.5 s
+(``host_microbench``; matmul through torch, as the host runs it).  A calibration takes 1.7 s
 on a 2-core host (up to 4 s under load; plus a second or more of g++ the first time), runs
 once per host and is cached as JSON in the torch_hetero cache directory, keyed by a
 fingerprint of the CPU model, core and thread counts, the torch version and the record's layout; ``python -m
