@@ -13,8 +13,10 @@ end to end vs the sum of the estimates."""
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import time
+import warnings
 
 import torch
 import torch.nn as nn
@@ -22,6 +24,7 @@ import torch.nn.functional as F
 
 from torch_hetero import model_zoo
 from torch_hetero.backend import collect_compiled_graphs, hetero_backend
+from torch_hetero.errors import GraphFallbackWarning
 from torch_hetero.examples import Block, TinyGPT
 
 
@@ -45,6 +48,8 @@ def cases(models: list):
 
 
 WARMUP = 3
+# the targets (issue 17): per-kernel and per-graph median relative error, rank correlation
+KERNEL_TARGET, GRAPH_TARGET, RHO_TARGET = 0.30, 0.20, 0.8
 
 
 class Recording:
@@ -123,6 +128,7 @@ def measure(name, fn, inputs, device: str, repeats: int, gpu: bool):
 
 
 def main():
+    warnings.simplefilter("error", GraphFallbackWarning)  # it measures compiled graphs: one run eagerly is an error
     parser = argparse.ArgumentParser()
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--repeats", type=int, default=30)
@@ -132,6 +138,7 @@ def main():
     gpu = args.device != "cpu"
     if gpu and not torch.cuda.is_available():
         parser.error(f"--device {args.device} times Triton kernels on a GPU, and none is visible")
+    load = os.getloadavg()
     kernels, graphs = [], []
     for name, fn, inputs in cases(models):
         torch._dynamo.reset()
@@ -151,11 +158,17 @@ def main():
     for name, est, meas in graphs:
         graph_errors.append(abs(est - meas) / meas)
         print(f"{name:<36}{est:>10.1f}{meas:>10.1f}{graph_errors[-1]:>9.0%}")
-    print(f"\nkernels: {len(kernels)}, median abs error {statistics.median(errors):.0%}, Spearman rho "
-          f"{spearman([k[1] for k in kernels], [k[2] for k in kernels]):.2f}")
-    print(f"graphs: {len(graphs)}, median abs error {statistics.median(graph_errors):.0%}, Spearman rho "
-          f"{spearman([g[1] for g in graphs], [g[2] for g in graphs]):.2f}")
-
+    kernel_error, graph_error = statistics.median(errors), statistics.median(graph_errors)
+    kernel_rho = spearman([k[1] for k in kernels], [k[2] for k in kernels])
+    graph_rho = spearman([g[1] for g in graphs], [g[2] for g in graphs])
+    print(f"\nkernels: {len(kernels)}, median abs error {kernel_error:.0%}, Spearman rho {kernel_rho:.2f}")
+    print(f"graphs: {len(graphs)}, median abs error {graph_error:.0%}, Spearman rho {graph_rho:.2f}")
+    print(f"load average before {' '.join(f'{x:.2f}' for x in load)}, after "
+          f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    for name, ok in [(f"per-kernel median error <= {KERNEL_TARGET:.0%}", kernel_error <= KERNEL_TARGET),
+                     (f"per-graph median error <= {GRAPH_TARGET:.0%}", graph_error <= GRAPH_TARGET),
+                     (f"Spearman rho >= {RHO_TARGET} (kernels and graphs)", min(kernel_rho, graph_rho) >= RHO_TARGET)]:
+        print(f"target {name}: {'met' if ok else 'MISSED'}")
 
 if __name__ == "__main__":
     main()

@@ -10,6 +10,7 @@ import torch_hetero
 from torch_hetero.device_models import get_profile
 from torch_hetero.device_models.cost_model import (MemoryModel, estimate_kernel, estimate_matmul,
                                                    parallel_efficiency)
+from torch_hetero.backend import collect_compiled_graphs
 from torch_hetero.device_models.kernel_analysis import KernelCost
 
 MB = 1 << 20
@@ -17,7 +18,7 @@ MB = 1 << 20
 
 def kernel(nbytes=64 * MB, flops=16e6, chunks=1 << 16, reads=("a",)):
     per = nbytes / 2 / len(reads)
-    return KernelCost(flops, 0.0, 0.0, {r: per for r in reads}, {"out": nbytes / 2}, chunks, outputs=1 << 20)
+    return KernelCost(flops, 0.0, {}, {r: per for r in reads}, {"out": nbytes / 2}, chunks, outputs=1 << 20)
 
 
 def time_us(cost, profile, memory=None):
@@ -39,7 +40,7 @@ def test_sram_resident_tensor_is_cheaper_on_mtia():
     """On MTIA v2 a 32 MB tensor written by the previous kernel stays in the 256 MB SRAM."""
     profile = get_profile("mtia-v2")
     memory = MemoryModel(profile)
-    estimate_kernel(KernelCost(0, 0, 0, {}, {"a": 32 * MB}, 1 << 16), profile, memory, torch.float32)
+    estimate_kernel(KernelCost(0, 0, {}, {}, {"a": 32 * MB}, 1 << 16), profile, memory, torch.float32)
     resident = time_us(kernel(nbytes=64 * MB), profile, memory)
     from_lpddr = time_us(kernel(nbytes=64 * MB), profile)
     assert resident < from_lpddr / 2
@@ -49,7 +50,7 @@ def test_tensor_larger_than_sram_comes_from_dram():
     profile = get_profile("mtia-v2")
     memory = MemoryModel(profile)
     big = 2 * profile.llc_bytes
-    estimate_kernel(KernelCost(0, 0, 0, {}, {"a": big}, 1 << 16), profile, memory, torch.float32)
+    estimate_kernel(KernelCost(0, 0, {}, {}, {"a": big}, 1 << 16), profile, memory, torch.float32)
     assert "a" not in memory.resident
 
 
@@ -142,3 +143,90 @@ def test_the_readmes_what_if_loop_runs_as_written(capsys):
     lines = capsys.readouterr().out.splitlines()
     assert [line.split(":")[0] for line in lines] == ["h100", "mtia-v2", "cpu"]
     assert all(" us, fallbacks {}" in line for line in lines)
+
+
+def host_calls(fn, *inputs):
+    """The priced ops (host_ops) each host kernel of ``fn`` evaluates: (op, loop kind) → count."""
+    torch._dynamo.reset()
+    with torch.no_grad(), collect_compiled_graphs() as graphs:
+        torch.compile(fn, backend="hetero")(*inputs)
+    return [kernel.cost.calls for _, graph, _ in graphs for kernel in graph.kernels]
+
+
+def test_the_host_counts_the_ops_it_prices():
+    """libm calls and selects by name; a division unless hoisted (softmax divides by its row's
+    sum, kept in a variable: a multiply by the hoisted reciprocal)."""
+    x, y = torch.randn(64, 256), torch.randn(64, 256)
+    n = x.numel()
+    assert host_calls(lambda x, y: x / y, x, y) == [{("truediv", "vector"): n}]
+    assert host_calls(lambda x: x / 3.0, x) == [{("truediv", "vector"): n}]  # no fast-math: a division
+    assert host_calls(lambda x, y: torch.where(x > 0, x.exp(), y), x, y) == [
+        {("exp", "vector"): n, ("where", "vector"): n, ("arith", "vector"): n}]  # x > 0: arithmetic
+    [softmax] = host_calls(lambda x: x.softmax(-1), x)
+    assert ("truediv", "vector") not in softmax and softmax[("exp", "vector")] >= n
+    [argmax] = host_calls(lambda x: x.argmax(-1), x)
+    assert all(kind == "scalar" for _, kind in argmax)
+
+
+def test_a_call_on_a_masked_argument_is_counted_apart():
+    """A mask's -inf flowing into exp (a causal softmax) sends libmvec's lanes to its slow path:
+    counted as ``vector_inf``; an unmasked softmax's exp, and exp of a masked value's
+    result, are not."""
+    x = torch.randn(64, 256)
+    mask = torch.ones(64, 256, dtype=torch.bool).tril()
+    n = x.numel()
+    [masked] = host_calls(lambda x, m: x.masked_fill(~m, float("-inf")).softmax(-1), x, mask)
+    assert masked[("exp", "vector_inf")] == n and ("exp", "vector") not in masked
+    [plain] = host_calls(lambda x: x.softmax(-1), x)
+    assert ("exp", "vector") in plain and not any(kind == "vector_inf" for _, kind in plain)
+    [after] = host_calls(lambda x, m: x.masked_fill(~m, float("-inf")).exp().sin(), x, mask)
+    assert after == {("exp", "vector_inf"): n, ("sin", "vector"): n, ("where", "vector"): n, ("arith", "vector"): n}
+
+
+def test_plain_arithmetic_is_counted_per_op_as_the_host_measures_it():
+    """Adds, multiplies, compares and a hoisted division are ``arith`` (per op and element, in
+    the loop's kind), priced at what the host measured rather than at the sgemm FLOP/s; a row
+    reduction's combine is a step of its own (its accumulator's latency), a column reduction's
+    and a serial one's plain arithmetic."""
+    x = torch.randn(64, 256)
+    n = x.numel()
+    assert host_calls(lambda x: x * 2 + 1, x) == [{("arith", "vector"): 2 * n}]
+    assert host_calls(lambda x: x.sum(-1), x) == [{("sum_step", "vector"): n}]
+    assert host_calls(lambda x: x.amax(-1), x) == [{("max_step", "vector"): n}]
+    assert host_calls(lambda x: x.sum(0), x) == [{("arith", "vector"): n}]
+    [argmax] = host_calls(lambda x: x.argmax(-1), x)
+    assert argmax[("arith", "scalar")] >= n and not any(op.endswith("_step") for op, _ in argmax)
+    profile = get_profile("cpu")
+    cost = KernelCost(0, 0, {("arith", "vector"): n, ("arith", "scalar"): n}, {}, {}, 1)
+    estimate = estimate_kernel(cost, profile, MemoryModel(profile), torch.float32)
+    per_op_ns = profile.vector_op_ns["arith"] + profile.scalar_op_ns["arith"]
+    assert estimate.compute_us == pytest.approx(n * per_op_ns * 1e-3)
+    assert profile.scalar_op_ns["arith"] > profile.vector_op_ns["arith"] > 0
+
+
+def test_a_host_kernel_pays_the_measured_call_and_fork_join_only_when_parallel():
+    profile = dataclasses.replace(get_profile("cpu"), host_call_us=0.7, launch_overhead_us=4.0)
+    serial, parallel = (estimate_kernel(KernelCost(0, 0, {}, {}, {}, chunks), profile, MemoryModel(profile),
+                                        torch.float32) for chunks in (1, 64))
+    assert (serial.launch_us, parallel.launch_us) == (0.7, 4.0)
+
+
+def test_a_host_extern_pays_the_measured_aten_call():
+    profile = dataclasses.replace(get_profile("cpu"), extern_call_us=3.0, launch_overhead_us=0.5)
+    estimate = estimate_matmul(1, 4, 4, 4, torch.float32, {}, {}, profile, MemoryModel(profile))
+    assert estimate.launch_us == 3.0
+
+
+def test_host_compute_is_priced_by_the_measured_op_times():
+    """What the host measured per element (one core) is what an op costs, spread over the cores."""
+    profile = get_profile("cpu")
+    n, chunks = 1e6, 1 << 16
+    cost = KernelCost(0, 0, {("exp", "vector"): n, ("truediv", "scalar"): n, ("tanh", "vector_inf"): n}, {}, {},
+                      chunks)
+    for exp_ns, div_ns, tanh_ns in [(1.0, 2.0, 4.0), (3.0, 0.5, 0.25)]:
+        measured = dataclasses.replace(profile, vector_op_ns={**profile.vector_op_ns, "exp": exp_ns},
+                                       scalar_op_ns={**profile.scalar_op_ns, "truediv": div_ns},
+                                       vector_inf_op_ns={**profile.vector_inf_op_ns, "tanh": tanh_ns})
+        estimate = estimate_kernel(cost, measured, MemoryModel(measured), torch.float32)
+        units = profile.compute_units * parallel_efficiency(chunks, profile.compute_units)
+        assert estimate.compute_us == pytest.approx(n * (exp_ns + div_ns + tanh_ns) * 1e-3 / units)

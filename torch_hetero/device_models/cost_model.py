@@ -9,10 +9,13 @@ A roofline per kernel — max(FLOPs / peak, bytes / bandwidth) + launch overhead
 * parallel utilization and wave quantization: ``chunks`` of work over ``compute_units``
   reach ``chunks / (ceil(chunks / units) * units)`` of peak, and a serial kernel one unit's;
 * matrix-unit padding: a matmul's M, N, K are rounded up to the instruction shape;
-* on the host C++ target, transcendentals are libm calls: vector ones where glibc's libmvec
-  is linked (``kernel_analysis.VECTOR_CALL_CYCLES`` per element), else scalar
-  (``SCALAR_CALL_CYCLES``); arg/any/all reductions are serial chains
-  (``SERIAL_COMBINE_CYCLES``).
+* on the host C++ target, the ops ``host_ops`` names (libm calls, a division g++ does not
+  hoist, select, and every other op as plain arithmetic, ``arith``: not at the sgemm FLOP/s,
+  least of all in a scalar loop) cost what the host measured per
+  element in a vectorized or scalar loop
+  (``DeviceProfile.vector_op_ns`` / ``scalar_op_ns``, from ``calibrate``; a libm call on an
+  argument a mask may have made infinite at ``vector_inf_op_ns``), and arg/any/all
+  reductions a serial chain (``serial_combine``).
 
 The cost model's job is to rank choices and estimate whole graphs; its error against real
 timings is measured by ``benchmarks/cost_model_accuracy.py``."""
@@ -24,7 +27,8 @@ import math
 
 import torch
 
-from .kernel_analysis import SERIAL_COMBINE_CYCLES, TRANSCENDENTAL_FLOPS, KernelCost
+from ..codegen import special
+from .kernel_analysis import DIVMOD_INDEX, KernelCost
 
 _DTYPE_NAMES = {torch.float16: "fp16", torch.bfloat16: "bf16", torch.float32: "fp32",
                 torch.float64: "fp64", torch.int8: "int8"}
@@ -135,10 +139,6 @@ class MemoryModel:
 # Bytes one strided access moves: a CPU cache line (a GPU moves two 32-byte sectors at best).
 STRIDED_ACCESS_BYTES = 64
 
-# A serial host kernel is one ctypes call (measured ~0.7 µs, plus the wrapper's argument
-# handling); ``launch_overhead_us`` is what a parallel one pays: the call plus OpenMP fork/join.
-HOST_CALL_US = 1.0
-
 # Elements of a pointwise kernel one block (Triton program) handles on GPU-style targets.
 POINTWISE_BLOCK = 1024
 
@@ -165,16 +165,34 @@ def estimate_kernel(cost: KernelCost, profile, memory: MemoryModel, dtype: torch
         efficiency = 1.0 / profile.compute_units
     peak = profile.peak_flops(dtype_name(dtype), matrix=False) * efficiency
     compute = cost.flops / peak
-    if profile.codegen == "cpp":
-        vector_flops = cost.flops - cost.transcendentals * TRANSCENDENTAL_FLOPS
-        cycles_per_s = profile.compute_units * efficiency * profile.clock_ghz * 1e9
-        compute = vector_flops / peak + cost.scalar_call_cycles / cycles_per_s
-        compute += cost.serial_combines * SERIAL_COMBINE_CYCLES / cycles_per_s
+    if profile.codegen == "cpp":  # every op priced as measured (plain arithmetic as host_ops.ARITH)
+        core_seconds = sum(count * op_seconds(profile, op, kind) for (op, kind), count in cost.calls.items())
+        core_seconds += cost.serial_combines * op_seconds(profile, "serial_combine", "scalar")
+        compute = core_seconds / (profile.compute_units * efficiency)
     reads = cost.reads if row_fits(cost, profile) else {
         name: nbytes + cost.reread.get(name, 0.0) for name, nbytes in cost.reads.items()}
     mem = memory.seconds(reads, cost.writes, efficiency, cost.strided)
-    launch = profile.launch_overhead_us if chunks > 1 or profile.codegen != "cpp" else HOST_CALL_US
+    # a serial host kernel is only a call; a parallel one (launch_overhead_us) forks and joins
+    launch = profile.launch_overhead_us if chunks > 1 or profile.codegen != "cpp" else profile.host_call_us
     return _estimate(compute, mem, launch, cost.flops, cost.bytes)
+
+
+# Per-element costs no calibration measures, in core cycles: a load indexed by a div/mod of
+# the loop variable (scalar integer arithmetic), and a special function (``codegen.special``:
+# Bessel, gamma family, polynomials: series or rational approximations of several
+# transcendentals).  Assumed.
+ASSUMED_CYCLES = {DIVMOD_INDEX: 2, **dict.fromkeys(special.CPP, 100)}
+
+
+def op_seconds(profile, op: str, kind: str) -> float:
+    """One core's time per element of a priced op (``host_ops``) in a ``kind`` ("vector",
+    "scalar", or "vector_inf": vectorized on a maybe-infinite argument) loop: measured on the
+    host, assumed for the few ``ASSUMED_CYCLES`` ops."""
+    table = {"vector": profile.vector_op_ns, "scalar": profile.scalar_op_ns,
+             "vector_inf": profile.vector_inf_op_ns}[kind]
+    if op in table:
+        return table[op] * 1e-9
+    return ASSUMED_CYCLES[op] / (profile.clock_ghz * 1e9)
 
 
 def estimate_matmul(batch: int, m: int, n: int, k: int, dtype: torch.dtype, reads: dict, writes: dict,
@@ -192,14 +210,19 @@ def estimate_matmul(batch: int, m: int, n: int, k: int, dtype: torch.dtype, read
     efficiency = parallel_efficiency(tiles, profile.compute_units)
     compute = padded / (profile.peak_flops(name, matrix=True) * efficiency)
     mem = memory.seconds(reads, writes, 1.0, ours=False)
-    return _estimate(compute, mem, profile.launch_overhead_us, flops, sum(reads.values()) + sum(writes.values()))
+    return _estimate(compute, mem, extern_launch_us(profile), flops, sum(reads.values()) + sum(writes.values()))
+
+
+def extern_launch_us(profile) -> float:
+    """An extern call's fixed cost: on the host, an ATen call from the wrapper (measured)."""
+    return profile.extern_call_us if profile.codegen == "cpp" else profile.launch_overhead_us
 
 
 def estimate_memory_op(reads: dict, writes: dict, flops: float, profile, memory: MemoryModel) -> Estimate:
     """An op we know only by its operands (fallbacks): memory-bound at full parallelism."""
     mem = memory.seconds(reads, writes, 1.0, ours=False)
     compute = flops / profile.peak_flops("fp32", matrix=False)
-    return _estimate(compute, mem, profile.launch_overhead_us, flops, sum(reads.values()) + sum(writes.values()))
+    return _estimate(compute, mem, extern_launch_us(profile), flops, sum(reads.values()) + sum(writes.values()))
 
 
 def _estimate(compute_s: float, memory_s: float, launch: float, flops: float, nbytes: float) -> Estimate:

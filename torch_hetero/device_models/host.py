@@ -1,14 +1,14 @@
 """The ``cpu`` profile: this host, detected from /proc and /sys and calibrated by measurement.
 
-Cores, SIMD width, caches, memory and clock are read from the system; DRAM bandwidth and
-matmul FLOP/s come from ``calibrate`` (cached on disk).  What is neither read nor measured
+Cores, SIMD width, caches, memory and clock are read from the system; bandwidths, matmul
+FLOP/s and the time per element of the ops the cost model prices come from ``calibrate``
+(cached on disk).  What is neither read nor measured
 is an estimate and listed in ``assumed``.  Built once per process."""
 from __future__ import annotations
 
 import functools
 import os
 import platform
-import time
 
 import torch
 
@@ -23,7 +23,6 @@ MAX_FREQ = "/sys/devices/system/cpu/cpu0/cpufreq/cpuinfo_max_freq"
 CGROUP_MEMORY = "/sys/fs/cgroup/memory.max"
 
 # Estimates for what is neither detected nor measured.
-LAUNCH_US = 2.5            # a parallel kernel: ctypes call + OpenMP fork/join (measured ~2.5-3 µs, 2 cores)
 WATTS_PER_CORE = 6.0       # a server socket's share: Xeon 8480+ is 350 W for 56 cores
 DEFAULT_CLOCK_GHZ = 2.0
 DEFAULT_L2_BYTES = 2**20
@@ -41,35 +40,41 @@ def host_table() -> dict:
     info, model, cores, flags = _identity()
     simd, isa = _simd(flags)
     amx = "amx_bf16" in flags
-    assumed = ["launch_overhead_us", "tdp_w"]
+    assumed = ["tdp_w"]
     clock = _clock_ghz(info)
     if clock is None:
         clock = DEFAULT_CLOCK_GHZ
         assumed.append("clock_ghz")
     l2, llc, defaulted = _cache_sizes()
     assumed += defaulted
-    measured = calibrate.load(model, cores, amx, l2, llc)
+    measured = calibrate.load(model, cores, amx, l2, llc)["figures"]
+    ops = measured["op_ns"]
     matrix = {"bf16": measured["bf16_tflops"]} if amx else {}
     return {
         "name": "cpu",
         "description": f"this host: {model}, {cores} cores, {isa}",
         "codegen": "cpp",
         "sources": [f"detected: {CPUINFO}, {CACHES}, {MEMINFO}",
-                    "measured: torch_hetero.device_models.calibrate (copy bandwidth per cache level, "
-                    "effective LLC size, matmul FLOP/s)"],
+                    "measured: torch_hetero.device_models.calibrate (streaming bandwidth per cache level, "
+                    "effective LLC size, matmul FLOP/s, ns per element of priced ops)"],
         "assumed": sorted(assumed),
         "compute": {
-            "units": cores, "clock_ghz": clock, "simd_width": simd,
+            # generated kernels run on torch's threads (compiler syncs OpenMP's count to them)
+            "units": min(cores, torch.get_num_threads()), "clock_ghz": clock, "simd_width": simd,
             "matrix_shapes": {"bf16": AMX_BF16_SHAPE} if amx else {},
             "peak_tflops_matrix": matrix,
             "peak_tflops_vector": {"fp32": measured["fp32_tflops"]},  # sgemm: the FMA units' best rate
+            "vector_op_ns": {op: kinds["vector"] for op, kinds in ops.items() if "vector" in kinds},
+            "scalar_op_ns": {op: kinds["scalar"] for op, kinds in ops.items()},
+            "vector_inf_op_ns": {op: kinds["vector_inf"] for op, kinds in ops.items() if "vector_inf" in kinds},
         },
         "memory": {
             "local_sram_kib": l2 / 2**10, "local_sram_gbps": measured["local_sram_gbps"],
             "llc_mib": measured["llc_bytes"] / 2**20, "llc_gbps": measured["llc_gbps"],
             "dram_gib": _memory_bytes() / 2**30, "dram_gbps": measured["dram_gbps"],
         },
-        "runtime": {"launch_overhead_us": LAUNCH_US},
+        "runtime": {"launch_overhead_us": measured["parallel_call_us"], "host_call_us": measured["call_us"],
+                    "extern_call_us": measured["aten_call_us"]},
         "power": {"tdp_w": WATTS_PER_CORE * cores},
     }
 
@@ -77,19 +82,40 @@ def host_table() -> dict:
 def recalibrate() -> str:
     """Measure this host again (``python -m torch_hetero calibrate``); the figures, as text."""
     _, model, cores, flags = _identity()
-    start = time.perf_counter()
     l2, llc, _ = _cache_sizes()
-    figures = calibrate.load(model, cores, "amx_bf16" in flags, l2, llc, force=True)
-    seconds = time.perf_counter() - start
+    record = calibrate.load(model, cores, "amx_bf16" in flags, l2, llc, force=True)
     host_profile.cache_clear()
-    lines = [f"cpu: {model}, {cores} cores, {_simd(flags)[1]}, {torch.get_num_threads()} torch threads",
-             f"  memory bandwidth  {figures['dram_gbps']:.4g} GB/s  (copy of {calibrate.COPY_BYTES >> 20} MiB)",
-             f"  last-level cache  {figures['llc_gbps']:.4g} GB/s, {figures['llc_bytes'] / 2**20:.4g} MiB effective",
-             f"  L2, one core      {figures['local_sram_gbps']:.4g} GB/s",
-             f"  fp32 matmul       {figures['fp32_tflops']:.4g} TFLOP/s  ({calibrate.MATMUL_N}x{calibrate.MATMUL_N})"]
+    return describe(record, model, cores, _simd(flags)[1],
+                    calibrate.cache_path(model, cores, "amx_bf16" in flags))
+
+
+def describe(record: dict, model: str, cores: int, isa: str, path: str) -> str:
+    """A calibration record as text: every figure, and when and how it was measured."""
+    figures, measured = record["figures"], record["measured"]
+    sizes = measured["sizes"]
+
+    def size(level):
+        return f"{sizes[level]['threads']} thread(s), {sizes[level]['bytes'] / 2**20:.4g} MiB"
+    lines = [f"cpu: {model}, {cores} cores, {isa}, {record['host']['threads']} torch threads",
+             f"  private cache     {figures['local_sram_gbps']:.4g} GB/s per core  ({size('local_sram_gbps')})",
+             f"  last-level cache  {figures['llc_gbps']:.4g} GB/s, {figures['llc_bytes'] / 2**20:.4g} MiB effective"
+             f"  ({size('llc_gbps')})",
+             f"  memory bandwidth  {figures['dram_gbps']:.4g} GB/s  ({size('dram_gbps')})",
+             f"  fp32 matmul       {figures['fp32_tflops']:.4g} TFLOP/s  ({calibrate.MATMUL_N}x{calibrate.MATMUL_N})",
+             f"  kernel call       {figures['call_us']:.3g} µs serial, {figures['parallel_call_us']:.3g} µs with "
+             f"OpenMP fork/join (the wrapper's step: output, call); an ATen call {figures['aten_call_us']:.3g} µs"]
     if "bf16_tflops" in figures:
         lines.append(f"  bf16 matmul       {figures['bf16_tflops']:.4g} TFLOP/s  (AMX)")
-    lines.append(f"measured in {seconds:.2f} s; cached in {calibrate.cache_path(model, cores, 'amx_bf16' in flags)}")
+    lines.append(f"  ns per element, one core, above a copy's ({measured['op_elements']} elements; arith: per op, "
+                 "*_step: with its load): op  vector  scalar  vector, half the argument -inf")
+    for op, kinds in figures["op_ns"].items():
+        vector, infinite = (f"{kinds[kind]:.3g}" if kind in kinds else "-" for kind in ("vector", "vector_inf"))
+        lines.append(f"    {op:<15}{vector:>8}{kinds['scalar']:>8.3g}{infinite:>8}")
+    for clamp in measured["clamped"]:
+        lines.append(f"  clamped: {clamp['figure']} measured {clamp['measured']:.4g}, using {clamp['used']:.4g}")
+    lines.append(f"measured at {measured['at']} in {measured['seconds']:.2f} s, load average "
+                 f"{' '.join(map(str, measured['loadavg']))}; {measured['method']}")
+    lines.append(f"cached in {path}")
     return "\n".join(lines)
 
 

@@ -9,50 +9,26 @@ whole cache line or memory sector, which is what makes a transposing copy slow."
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import sympy
 import torch
 
 from .. import ir, symbolic
 from ..codegen import special
-from ..runtime.cpp_build import vector_libm
 from ..loop_nest import Group, host_inner_ranges, inner_ranges, node_indices, split_vars
 from ..virtualized import set_ops_handler
+from .host_ops import ARITH, CALLS, INFINITE_PRICED, INLINE, REDUCTION_STEPS
 
-# One transcendental evaluation: its cost in vector FLOPs on vector targets, and in cycles of
-# a scalar libm call on the host C++ target.  The cycles were measured for float arguments
-# drawn from N(0, 1), glibc 2.3x, g++ -O3 -march=native -fno-math-errno, on a Xeon (Sapphire
-# Rapids class) at 2.1 GHz; glibc's cost depends on the argument (erff: 8 cycles near 0, 23 at
-# |x| ~ 2), so these are typical values, not bounds.  erf, gelu and gelu_grad are the prelude's
-# own inline functions (timed against erf in one program: 1.2x its cycles).
+# One transcendental evaluation: its cost in vector FLOPs on vector targets.  On the host C++
+# target each priced op (``host_ops``: libm calls, division, select, and every other op as
+# ``arith``) is counted by name, and the cost model prices it with what the host measured.
 TRANSCENDENTAL_FLOPS = 8
-SCALAR_CALL_CYCLES = {"exp": 8, "exp2": 9, "expm1": 25, "log": 11, "log2": 11, "log10": 21, "log1p": 24,
-                      "sigmoid": 10, "sin": 11, "cos": 10, "tan": 33, "asin": 13, "acos": 14, "atan": 19,
-                      "sinh": 39, "cosh": 25, "tanh": 40, "asinh": 37, "acosh": 32, "atanh": 35,
-                      "erf": 15, "erfc": 23, "pow": 19, "atan2": 40, "lgamma": 30, "gelu": 18, "gelu_grad": 18}
-# The same, where glibc's libmvec is linked (see cpp_prelude.h): cycles per element of a call
-# inside a vectorized loop (16 lanes; load and store included), measured on the same Xeon with
-# N(0, 1) arguments (|x| + 0.1 for logs, clamped to the domain for asin/acos/atanh/acosh).
-# sigmoid inlines expf; pow, atan2 and lgamma stay scalar.
-VECTOR_CALL_CYCLES = {"exp": 0.5, "exp2": 0.5, "expm1": 0.6, "log": 0.5, "log2": 0.4, "log10": 0.4,
-                      "log1p": 1.0, "sigmoid": 0.6, "sin": 0.6, "cos": 0.6, "tan": 0.9, "asin": 0.8,
-                      "acos": 0.9, "atan": 0.9, "sinh": 0.8, "cosh": 0.6, "tanh": 0.7, "asinh": 1.7,
-                      "acosh": 1.7, "atanh": 1.2, "erfc": 1.2}
-# The prelude's own inline functions: vectorized with or without libmvec; measured as above.
-INLINE_VECTOR_CYCLES = {"erf": 1.1, "gelu": 1.2, "gelu_grad": 1.2}
-# Reductions the host code cannot vectorize (arg-reductions, any/all, bool max/min) form one
-# dependency chain per output: cycles per reduced element (measured as above).
-SERIAL_COMBINE_CYCLES = 3
 # A load whose index divides or takes the remainder of the innermost loop variable (a view
-# across a reshape) is computed per element in scalar code: cycles per element.
-DIVMOD_INDEX_CYCLES = 2
-# Special functions (``codegen.special``: Bessel, gamma family, polynomials) are series or
-# rational approximations of several transcendentals: an assumed cost, not measured.
-SPECIAL_CALL_CYCLES = 100
-_CALL_CYCLES = {**dict.fromkeys(special.CPP, SPECIAL_CALL_CYCLES), **SCALAR_CALL_CYCLES}
-_VECTOR_CYCLES = {**(VECTOR_CALL_CYCLES if vector_libm() else {}), **INLINE_VECTOR_CYCLES}
+# across a reshape) is computed per element in scalar code: counted as this op.
+DIVMOD_INDEX = "divmod_index"
+_CALLS = set(special.CPP) | set(CALLS)
 _VECTOR_REDUCTIONS = {"sum", "prod"}   # of floats; max/min of any dtype but bool (codegen.cpp._extremum)
-_TRANSCENDENTAL = set(_CALL_CYCLES)  # sqrt/rsqrt are vector instructions
 _FREE = {"load", "store", "constant", "index_expr", "to_dtype", "masked", "indirect_indexing"}
 
 
@@ -60,7 +36,7 @@ _FREE = {"load", "store", "constant", "index_expr", "to_dtype", "masked", "indir
 class KernelCost:
     flops: float
     transcendentals: float  # evaluations of exp/log/sin/erf/...: their cost depends on the target
-    scalar_call_cycles: float  # their cost as scalar libm calls (and div/mod indexing), in core cycles
+    calls: dict            # (host_ops name, "vector" | "scalar") → evaluations, as the host's loops make them
     reads: dict            # buffer name → bytes read
     writes: dict           # buffer name → bytes written
     parallel_chunks: int   # iterations the host's OpenMP loop splits across cores (1: serial)
@@ -79,24 +55,34 @@ class KernelCost:
 
 
 class _Value:
-    __slots__ = ("dtype",)
+    """A value's dtype; whether it changes along the innermost loop (``moving``: g++ hoists
+    what does not); whether it is a reduction the kernel keeps in a variable (``kept``: the
+    C++ code divides by one as a multiply by its hoisted reciprocal, ``CppOps.truediv``);
+    whether it may be infinite (``infinite``: an infinite constant flowed into it, as a
+    mask's -inf does: a vector libm call then takes its slow path, ``host_ops.INFINITE_PRICED``)."""
+    __slots__ = ("dtype", "moving", "kept", "infinite")
 
-    def __init__(self, dtype):
-        self.dtype = dtype
+    def __init__(self, dtype, moving: bool = False, kept: bool = False, infinite: bool = False):
+        self.dtype, self.moving, self.kept, self.infinite = dtype, moving, kept, infinite
+
+
+def _infinite(value) -> bool:
+    return isinstance(value, (int, float)) and math.isinf(value)
 
 
 class CountingOps:
-    def __init__(self, ranges: dict, innermost, hints: dict):
+    def __init__(self, ranges: dict, innermost, hints: dict, kept: frozenset = frozenset()):
         self.ranges = ranges
+        self.kept = kept               # reductions the kernel keeps in variables (Group.local, .reread)
         self.innermost = innermost     # the loop variable of the innermost loop (None: no loop)
         self.hints = hints
         self.strided: dict = {}        # name → distinct elements loaded with a non-unit stride
         self.divmod_loads = 0          # loads per iteration whose index divides the innermost variable
         self.moving: set = set()       # buffers whose loads move with the innermost loop
         self.ops = 0
+        self.arith = 0                 # ops per iteration priced as plain arithmetic (host_ops.ARITH)
         self.transcendentals = 0
-        self.call_cycles = 0           # libm calls as scalar calls
-        self.vector_call_cycles = 0    # the same calls in a vectorized loop
+        self.calls: dict = {}          # (priced op (host_ops), on a maybe-infinite argument) → evaluations per iteration
         self.masked_depth = 0
         self.branch_calls = 0          # libm calls inside masked regions: no SIMD variant runs there
         self.loads: dict = {}          # name → (distinct elements, dtype)
@@ -121,19 +107,19 @@ class CountingOps:
             self.strided[name] = touched
         elif any(self.innermost in f.free_symbols for f in index.atoms(symbolic.FloorDiv, symbolic.ModularIndexing)):
             self.divmod_loads += 1
-        return _Value(dtype)
+        return _Value(dtype, self.innermost in index.free_symbols, name in self.kept)
 
     def store(self, name, index, value, dtype, mode=None):
         return None
 
     def constant(self, value, dtype):
-        return _Value(dtype)
+        return _Value(dtype, infinite=_infinite(value))
 
     def index_expr(self, expr, dtype):
-        return _Value(dtype)
+        return _Value(dtype, self.innermost in sympy.sympify(expr).free_symbols)
 
     def to_dtype(self, x, dtype):
-        return _Value(dtype)
+        return _Value(dtype, x.moving)
 
     def indirect_indexing(self, value, size):
         symbol = sympy.Symbol(f"indirect{len(self.indirect)}", integer=True)
@@ -142,21 +128,40 @@ class CountingOps:
 
     def masked(self, mask, body, other, dtype):
         self.masked_depth += 1
-        body()
+        result = body()
         self.masked_depth -= 1
-        return _Value(dtype)
+        body_value = result if isinstance(result, _Value) else _Value(dtype)
+        return _Value(dtype, body_value.moving, infinite=body_value.infinite or _infinite(other))
+
+    @staticmethod
+    def _divides_per_element(name: str, args) -> bool:
+        """A division g++ leaves in the loop: not one of loop-invariant values (hoisted), nor
+        one by a kept reduction (``CppOps.truediv`` multiplies by its hoisted reciprocal)."""
+        dividend, divisor = (args[0], args[1]) if name == "truediv" else (None, args[0])
+        return divisor.moving or dividend is not None and dividend.moving and not divisor.kept
 
     def __getattr__(self, name):
         def op(*args):
-            self.ops += TRANSCENDENTAL_FLOPS if name in _TRANSCENDENTAL else 1
-            self.transcendentals += name in _TRANSCENDENTAL
-            self.call_cycles += _CALL_CYCLES.get(name, 0)
-            self.vector_call_cycles += _VECTOR_CYCLES.get(name, _CALL_CYCLES.get(name, 0))
-            self.branch_calls += bool(self.masked_depth and name in _CALL_CYCLES and name not in INLINE_VECTOR_CYCLES)
-            first = next((a for a in args if isinstance(a, _Value)), None)
+            values = [a for a in args if isinstance(a, _Value)]
+            self.ops += TRANSCENDENTAL_FLOPS if name in _CALLS else 1
+            self.transcendentals += name in _CALLS
+            if name in ("truediv", "reciprocal"):
+                priced = "truediv" if self._divides_per_element(name, args) else None
+            else:
+                priced = name if name in _CALLS or name == "where" else None
+            infinite = any(v.infinite for v in values)
+            if priced:
+                key = (priced, infinite and priced in INFINITE_PRICED)
+                self.calls[key] = self.calls.get(key, 0) + 1
+            elif name not in _CALLS:  # a hoisted division is a multiply
+                self.arith += 1
+            self.branch_calls += bool(self.masked_depth and name in _CALLS and name not in INLINE)
             comparison = name in ("eq", "ne", "lt", "le", "gt", "ge", "logical_and", "logical_or",
                                   "logical_xor", "logical_not", "isnan", "isinf")
-            return _Value(torch.bool if comparison else (first.dtype if first else torch.float32))
+            dtype = torch.bool if comparison else (values[0].dtype if values else torch.float32)
+            # a call's result is taken as finite (exp(-inf) = 0), a comparison's is a bool
+            return _Value(dtype, any(v.moving for v in values),
+                          infinite=infinite and not comparison and name not in _CALLS)
         return op
 
 
@@ -206,7 +211,7 @@ class _NodeCounts:
     """One node's share of a kernel: per-iteration counts, its iterations, what it loads."""
     ops: int
     transcendentals: int
-    scalar_cycles: float
+    calls: dict      # (priced op, "vector" | "scalar") → evaluations
     serial: bool
     iterations: float
     inner: float     # iterations of its inner loop
@@ -223,20 +228,23 @@ def analyze(group: Group, storage: dict, hints: dict, memo: dict | None = None) 
     ``group.local`` ones are never written."""
     memo = {} if memo is None else memo
     written = set(group.names)
-    flops = transcendentals = scalar_cycles = serial = 0.0
+    flops = transcendentals = serial = 0.0
+    calls: dict = {}
     reads: dict = {}
     passes: dict = {}
     strided: dict = {}
     row: dict = {}       # buffer → bytes per inner element, for everything a row iteration touches
     row_elements = 1.0
     for node in group.nodes:
-        key = (node.name, group.outer, group.column)
+        kept = frozenset(group.local | group.reread)
+        key = (node.name, group.outer, group.column, kept)
         if key not in memo:
-            memo[key] = _count(node, group.outer, storage, hints, group.column)
+            memo[key] = _count(node, group.outer, storage, hints, group.column, kept)
         counts = memo[key]
         flops += counts.ops * counts.iterations
         transcendentals += counts.transcendentals * counts.iterations
-        scalar_cycles += counts.scalar_cycles
+        for key, count in counts.calls.items():
+            calls[key] = calls.get(key, 0.0) + count
         serial += counts.iterations if counts.serial else 0.0
         row_elements = max(row_elements, counts.inner)
         row.update(counts.row_loads)
@@ -257,19 +265,20 @@ def analyze(group: Group, storage: dict, hints: dict, memo: dict | None = None) 
     chunks = int(_evaluate(group.parallel_iterations(), hints))
     reread = {name: passes[name] - reads[name] for name in reads if passes[name] > reads[name]}
     rows = _evaluate(symbolic.product(group.outer), hints)
-    return KernelCost(flops, transcendentals, scalar_cycles, reads, writes, max(chunks, 1), outputs, reduction,
+    return KernelCost(flops, transcendentals, calls, reads, writes, max(chunks, 1), outputs, reduction,
                       strided, serial, rows, row_elements, row_elements * sum(row.values()), reread)
 
 
-def _count(node, outer: tuple, storage: dict, hints: dict, column: bool = False) -> _NodeCounts:
+def _count(node, outer: tuple, storage: dict, hints: dict, column: bool = False,
+           kept: frozenset = frozenset()) -> _NodeCounts:
     """``column``: a column reduction (see ``column_reduction``), whose innermost loop is its
-    last output dim."""
+    last output dim; ``kept``: the kernel's reductions held in variables."""
     outer_vars = list(symbolic.index_symbols("o", len(outer)))
     inner, split = host_inner_ranges(node, outer)
     inner_vars = list(symbolic.index_symbols("x", len(inner)))
     loops = outer_vars + inner_vars
     innermost = outer_vars[-1] if column else (loops[-1] if loops else None)
-    counter = CountingOps(dict(zip(loops, outer + inner)), innermost, hints)
+    counter = CountingOps(dict(zip(loops, outer + inner)), innermost, hints, kept)
     index, rindex = node_indices(node, outer_vars, outer, split_vars(inner_vars, split))
     data = node.data
     with set_ops_handler(counter):
@@ -293,9 +302,23 @@ def _count(node, outer: tuple, storage: dict, hints: dict, column: bool = False)
     # the host vectorizes a simd-marked inner loop (pointwise, or a sum/prod; selects are
     # if-converted) unless a libm call sits in a masked branch (libmvec has no masked variants)
     vectorized = bool(inner) and not serial and not isinstance(data, ir.Scatter) and not counter.branch_calls
-    calls = counter.vector_call_cycles if vectorized else counter.call_cycles
-    return _NodeCounts(counter.ops, counter.transcendentals,
-                       (calls + counter.divmod_loads * DIVMOD_INDEX_CYCLES) * total, serial, total,
+    kind = "vector" if vectorized else "scalar"
+    calls: dict = {}
+    for (op, infinite), count in counter.calls.items():
+        key = (op, "vector_inf" if infinite and vectorized else kind)
+        calls[key] = calls.get(key, 0.0) + count * total
+    if not isinstance(data, ir.Pointwise):  # the combine: a row reduction's step, else arithmetic
+        step = REDUCTION_STEPS.get(data.reduction_type) if type(data) is ir.Reduction and not column \
+            and not serial and data.dtype.is_floating_point else None
+        if step:
+            calls[(step, kind)] = total
+        else:
+            counter.arith += 1
+    if counter.arith:
+        calls[(ARITH, kind)] = counter.arith * total
+    if counter.divmod_loads:
+        calls[(DIVMOD_INDEX, "scalar")] = counter.divmod_loads * total
+    return _NodeCounts(counter.ops, counter.transcendentals, calls, serial, total,
                        _evaluate(symbolic.product(inner), hints), loads,
                        {name: min(_evaluate(t, hints), total) for name, t in counter.strided.items()}, row_loads)
 

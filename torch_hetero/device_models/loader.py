@@ -14,6 +14,7 @@ import re
 
 from ..errors import ProfileError
 from .matmul_tiles import STAGES, VECTOR_MATMUL_TILE, WIDEST_ELEMENT_BYTES, smallest_staged_bytes, smallest_tile
+from .host_ops import INFINITE_PRICED, SCALAR_PRICED, VECTOR_PRICED
 from .profile import DeviceProfile
 
 try:
@@ -96,6 +97,17 @@ class _PerDtype:
     check: object
 
 
+@dataclasses.dataclass(frozen=True)
+class _PerOp:
+    """A table op = value (``host_ops`` names), each entry checked by ``check``."""
+    check: object
+
+
+def _time(value):
+    _require((_is_int(value) or isinstance(value, float)) and math.isfinite(value) and value >= 0)
+    return float(value)
+
+
 _REQUIRED = object()
 # TOML key → (DeviceProfile field, check, what the check expects, default when absent)
 SCHEMA = {
@@ -120,7 +132,12 @@ SCHEMA = {
     "memory.dram_gib": ("dram_bytes", _bytes(2**30), "a positive number (GiB)", _REQUIRED),
     "memory.dram_gbps": ("dram_gbps", _number, "a positive number (GB/s)", _REQUIRED),
     "runtime.launch_overhead_us": ("launch_overhead_us", _number, "a positive number (µs)", _REQUIRED),
+    "runtime.host_call_us": ("host_call_us", _number, "a positive number (µs)", None),
+    "runtime.extern_call_us": ("extern_call_us", _number, "a positive number (µs)", None),
     "power.tdp_w": ("tdp_w", _number, "a positive number (W)", _REQUIRED),
+    "compute.vector_op_ns": ("vector_op_ns", _PerOp(_time), "a number >= 0 (ns per element, one core)", {}),
+    "compute.scalar_op_ns": ("scalar_op_ns", _PerOp(_time), "a number >= 0 (ns per element, one core)", {}),
+    "compute.vector_inf_op_ns": ("vector_inf_op_ns", _PerOp(_time), "a number >= 0 (ns per element, one core)", {}),
 }
 
 
@@ -190,6 +207,13 @@ def _check(key: str, value, check, expected: str):
                 raise ProfileError(f"{key}.{dtype}: unknown dtype; dtypes are {', '.join(DTYPES)}")
             checked[dtype] = _check(f"{key}.{dtype}", entry, check.check, expected)
         return checked
+    if isinstance(check, _PerOp):
+        if not isinstance(value, dict):
+            raise ProfileError(f"{key} must be a table of op = {expected}, got {value!r}")
+        unknown = sorted(set(value) - set(SCALAR_PRICED))
+        if unknown:
+            raise ProfileError(f"{key}.{unknown[0]}: unknown op; ops are {', '.join(SCALAR_PRICED)}")
+        return {op: _check(f"{key}.{op}", entry, check.check, expected) for op, entry in value.items()}
     try:
         return check(value)
     except _Bad:
@@ -206,6 +230,18 @@ def _check_together(fields: dict) -> None:
                            f"only in one of them: {', '.join(sorted(shapes ^ peaks))}")
     if fields["triton_target"] is not None and fields["codegen"] != "triton":
         raise ProfileError('triton_target is only meaningful with codegen = "triton"')
+    if fields["codegen"] == "cpp":
+        for key, what in (("host_call_us", "the call of a serial kernel"), ("extern_call_us", "an ATen call's")):
+            if fields[key] is None:
+                raise ProfileError(f'missing runtime.{key}: a positive number (µs), {what} (codegen = "cpp"; '
+                                   "the cpu profile measures it)")
+        for key, field, ops in (("compute.vector_op_ns", "vector_op_ns", VECTOR_PRICED),
+                                ("compute.scalar_op_ns", "scalar_op_ns", SCALAR_PRICED),
+                                ("compute.vector_inf_op_ns", "vector_inf_op_ns", INFINITE_PRICED)):
+            missing = [op for op in ops if op not in fields[field]]
+            if missing:
+                raise ProfileError(f'{key} must give every op the host cost model prices (codegen = "cpp"); '
+                                   f"missing: {', '.join(missing)} (the cpu profile measures them)")
     if fields["codegen"] == "triton":
         _check_smallest_matmul_tile(fields)
 

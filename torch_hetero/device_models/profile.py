@@ -26,8 +26,13 @@ class DeviceProfile:
     llc_gbps: float                  # GB/s, whole chip
     dram_bytes: int                  # off-chip memory capacity
     dram_gbps: float                 # off-chip bandwidth, GB/s
-    launch_overhead_us: float        # fixed cost per kernel launch, µs
+    launch_overhead_us: float        # fixed cost per kernel launch, µs (host: a parallel kernel's call)
+    host_call_us: float              # host C++: a serial kernel's call (no OpenMP fork/join), µs
+    extern_call_us: float            # host C++: an ATen call's from the wrapper (dispatch, output), µs
     tdp_w: float                     # W
+    vector_op_ns: dict[str, float]   # host C++: op → ns per element on one core in a vectorized loop (host_ops)
+    scalar_op_ns: dict[str, float]   # the same in a scalar loop; serial_combine: a serial reduction's step
+    vector_inf_op_ns: dict[str, float]  # a vectorized libm call whose argument is half -inf (host_ops.INFINITE_PRICED)
     sources: tuple[str, ...]
     assumed: tuple[str, ...]         # names of fields holding estimates, not published figures
 

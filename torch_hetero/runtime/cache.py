@@ -113,13 +113,15 @@ def _write_entry(folder: str, key: str, data: bytes) -> str:
     os.makedirs(folder, exist_ok=True)
     name = f"{key}-{secrets.token_hex(4)}.so"
     lib = os.path.join(folder, name)
-    _atomic_write(lib, data)
+    atomic_write(lib, data)
     manifest = json.dumps({"file": name, "sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}).encode()
-    _atomic_write(os.path.join(folder, f"{key}.json"), manifest)
+    atomic_write(os.path.join(folder, f"{key}.json"), manifest)
     return lib
 
 
-def _atomic_write(path: str, data: bytes) -> None:
+def atomic_write(path: str, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file and a rename: readers see the old
+    file or the new one, never a partial one."""
     fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".tmp_")
     try:
         with os.fdopen(fd, "wb") as f:

@@ -69,11 +69,6 @@ def _libmvec_flags() -> tuple:
     return ("-DHETERO_LIBMVEC", "-lmvec") if available else ()  # the library goes last (see _compile)
 
 
-def vector_libm() -> bool:
-    """Do host kernels call vector libm (libmvec) in vectorized loops?  The cost model asks."""
-    return bool(_libmvec_flags())
-
-
 def compile_flags(source: str) -> tuple:
     """FLAGS and libmvec's, plus torch's include directory and C++17 when the source uses
     ATen's headers (header-only math; nothing of libtorch is linked)."""

@@ -47,7 +47,7 @@ def _source_file(key: str, source: str) -> str:
             pass
         try:
             os.makedirs(folder, exist_ok=True)
-            cache._atomic_write(path, source.encode())
+            cache.atomic_write(path, source.encode())
             return path
         except OSError:
             continue
