@@ -8,8 +8,11 @@ that describes it: ``cpu`` for the host's C++ kernels, or a GPU profile (``h100`
 ``--models`` adds the benchmark suite's models (torch_hetero.model_zoo; ``all`` for every one).
 
 Per kernel (timed inside the running graph, so caches hold what the graph left in them):
-median absolute relative error and Spearman rank correlation of estimated vs measured time.  Per graph: the whole compiled call (kernels, extern matmuls, wrapper) timed
-end to end vs the sum of the estimates."""
+median absolute relative error and Spearman rank correlation of estimated vs measured time.
+Per graph: our compiled graphs timed at their entry (the wrapper with its kernels, extern
+calls and allocations: what the estimates cover) vs the sum of the estimates; the whole
+``torch.compile`` call, which adds Dynamo's guards and AOTAutograd's runtime wrappers
+(10-100 µs here, the same for any backend and in no estimate), is printed beside it."""
 from __future__ import annotations
 
 import argparse
@@ -111,20 +114,37 @@ def measure(name, fn, inputs, device: str, repeats: int, gpu: bool):
         for _, graph, _ in graphs:
             for kernel in graph.kernels:
                 graph.call.__globals__[kernel.name] = originals[id(kernel)]
+        inside = []  # per call: the seconds spent inside our compiled graphs (what is estimated)
+        for _, graph, _ in graphs:
+            graph.call = _timed_entry(graph.call, inside, sync)
         for _ in range(WARMUP):
             compiled(*inputs)
-        timings = []
+        timings, graph_timings = [], []
         for _ in range(repeats):
+            inside.clear()
             sync()
             start = time.perf_counter()
             compiled(*inputs)
             sync()
             timings.append(time.perf_counter() - start)
+            graph_timings.append(sum(inside))
     rows = [(f"{name}: {kernel.name}", graph.estimates[id(kernel)].time_us,
              statistics.median(samples[id(kernel)][WARMUP:]), graph.estimates[id(kernel)].bound)
             for _, graph, _ in graphs for kernel in graph.kernels]
     graph_estimate = sum(e.time_us for _, g, _ in graphs for e in g.estimates.values())
-    return rows, (name, graph_estimate, statistics.median(timings) * 1e6)
+    return rows, (name, graph_estimate, statistics.median(graph_timings) * 1e6, statistics.median(timings) * 1e6)
+
+
+def _timed_entry(call, seconds: list, sync):
+    """``call`` (a compiled graph's entry: its wrapper) appending its duration to ``seconds``."""
+    def timed(args):
+        sync()
+        start = time.perf_counter()
+        out = call(args)
+        sync()
+        seconds.append(time.perf_counter() - start)
+        return out
+    return timed
 
 
 def main():
@@ -153,16 +173,19 @@ def main():
     for name, est, meas, bound in kernels:
         errors.append(abs(est - meas) / meas)
         print(f"{name:<36}{est:>10.1f}{meas:>10.1f}{errors[-1]:>9.0%}  {bound}")
-    print(f"\n{'graph':<36}{'est us':>10}{'meas us':>10}{'error':>9}")
-    graph_errors = []
-    for name, est, meas in graphs:
+    print(f"\n{'graph':<36}{'est us':>10}{'meas us':>10}{'error':>9}{'call us':>10}{'error':>9}")
+    graph_errors, call_errors = [], []
+    for name, est, meas, call in graphs:
         graph_errors.append(abs(est - meas) / meas)
-        print(f"{name:<36}{est:>10.1f}{meas:>10.1f}{graph_errors[-1]:>9.0%}")
+        call_errors.append(abs(est - call) / call)
+        print(f"{name:<36}{est:>10.1f}{meas:>10.1f}{graph_errors[-1]:>9.0%}{call:>10.1f}{call_errors[-1]:>9.0%}")
     kernel_error, graph_error = statistics.median(errors), statistics.median(graph_errors)
     kernel_rho = spearman([k[1] for k in kernels], [k[2] for k in kernels])
     graph_rho = spearman([g[1] for g in graphs], [g[2] for g in graphs])
     print(f"\nkernels: {len(kernels)}, median abs error {kernel_error:.0%}, Spearman rho {kernel_rho:.2f}")
-    print(f"graphs: {len(graphs)}, median abs error {graph_error:.0%}, Spearman rho {graph_rho:.2f}")
+    print(f"graphs: {len(graphs)}, median abs error {graph_error:.0%}, Spearman rho {graph_rho:.2f}; "
+          f"whole torch.compile calls (with Dynamo's guards and AOTAutograd's wrappers, which no estimate "
+          f"covers): median abs error {statistics.median(call_errors):.0%}")
     print(f"load average before {' '.join(f'{x:.2f}' for x in load)}, after "
           f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     for name, ok in [(f"per-kernel median error <= {KERNEL_TARGET:.0%}", kernel_error <= KERNEL_TARGET),
