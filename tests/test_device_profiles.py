@@ -119,7 +119,7 @@ def test_units_are_converted():
 
 def test_rivos_is_an_assumption_set():
     numbers = {f.name for f in dataclasses.fields(torch_hetero.get_profile("rivos-sim"))} - {
-        "name", "description", "codegen", "triton_target", "sources", "assumed",
+        "name", "description", "target", "triton_target", "sources", "assumed",
         "vector_op_ns", "scalar_op_ns", "vector_inf_op_ns", "host_call_us", "extern_call_us"}  # the host C++ target's, empty here
     assert set(get_profile("rivos-sim").assumed) == numbers
     assert "assumption set" in get_profile("rivos-sim").description

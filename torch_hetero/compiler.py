@@ -120,7 +120,7 @@ def compile_graph(gm: torch.fx.GraphModule, profile, name: str = "graph", estima
     (see ``options.EXECUTORS``) decides what runs here; the target's code is rendered either way.
     ``strict``: an op with no native lowering raises instead of running through ATen."""
     start = time.perf_counter()
-    graph = GraphLowering(gm, profile.codegen, profile.name, strict).run()
+    graph = GraphLowering(gm, profile.target, profile.name, strict).run()
     kernels = scheduler.kernels_of(graph, profile, fusion)
     plan_kernels(graph, kernels, profile)
     runs = choose_executor(executor, profile, graph)

@@ -45,7 +45,7 @@ def group_nodes(graph, profile, storage: dict, readers: dict, pinned: set, enabl
             groups.append(Group([node], default_outer(node), decisions=[f"{node.name}: a {kind} runs alone"]))
             current, matmul = None, None
             continue
-        if profile.codegen == "cpp" and column_reduction(node, default_outer(node), graph.size_hints):
+        if profile.target.column_reductions and column_reduction(node, default_outer(node), graph.size_hints):
             groups.append(Group([node], default_outer(node), column=True, decisions=[
                 f"{node.name}: a column reduction runs alone (reduction loop outside, outputs vectorized)"]))
             current, matmul = None, None
@@ -111,8 +111,8 @@ class _Planner:
         """Make ``group`` (one pointwise node) the epilogue of the matmul ``call`` — applied to
         each output tile before it is stored — and return None, or return why not."""
         node, out = group.nodes[0], call.outputs[0]
-        if self.profile.codegen == "cpp":
-            return "the host GEMM is an ATen call"
+        if not self.profile.target.matmul_epilogue:
+            return "the target's GEMM is a library call"
         if not isinstance(node.data, ir.Pointwise) or not same(dims(node.data.ranges), dims(out.layout.size)):
             return f"iterates {_fmt(dims(node.data.ranges))}, the matmul output is {_fmt(dims(out.layout.size))}"
         outer = default_outer(node)

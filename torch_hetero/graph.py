@@ -19,6 +19,7 @@ from . import ir, symbolic
 from .codegen.cpp_ops import STORAGE_CTYPE
 from .codegen.printer import pexpr
 from .codegen.triton_ops import TL_DTYPE
+from .device_models.target import Target
 from .errors import FallbackWarning, HeteroCompileError
 from .lowering import LOWERINGS
 from .virtualized import lowering_graph, lowering_origin
@@ -75,10 +76,10 @@ class ExternCall:
 
 
 class GraphLowering:
-    def __init__(self, gm: torch.fx.GraphModule, codegen: str = "cpp", profile_name: str = "cpu",
+    def __init__(self, gm: torch.fx.GraphModule, target: Target, profile_name: str = "cpu",
                  strict: bool = False):
         self.gm = gm
-        self.codegen = codegen              # the target's kernel language: what lowerings may use
+        self.target = target                # the target's capabilities: what lowerings may use
         self.profile_name = profile_name    # for the messages about fallbacks
         self.strict = strict                # a fallback raises instead of running ATen
         self.placeholders: list = []        # (kind, value, meta) per graph input

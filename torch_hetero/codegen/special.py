@@ -33,6 +33,10 @@ LIBDEVICE = {
 }
 
 
-def native_on(codegen: str, name: str) -> bool:
-    """Does a target whose kernels are rendered as ``codegen`` implement special function ``name``?"""
-    return name in (CPP if codegen == "cpp" else LIBDEVICE)
+# Target.special_functions → the functions that library has
+LIBRARIES = {"aten_math": CPP, "libdevice": LIBDEVICE}
+
+
+def native_on(target, name: str) -> bool:
+    """Does ``target`` (a device_models.target.Target) implement special function ``name``?"""
+    return name in LIBRARIES[target.special_functions]

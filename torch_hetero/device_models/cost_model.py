@@ -66,15 +66,15 @@ class MemoryModel:
     graph touched; a buffer whose distance (bytes touched since its last use, itself included)
     fits a level of on-chip memory is read at that level's bandwidth, otherwise from DRAM.
 
-    Levels: on the host, the cores' private caches (``local_sram``, hardware-managed, so they
-    keep data between kernels) and the last-level cache; on accelerators only the last-level
-    SRAM (their local SRAM is per-kernel scratch).  Graph inputs start resident, most recent
+    Levels: where local SRAM is a cache (``Target.cached_local_memory``: the host's private
+    caches, hardware-managed, so they keep data between kernels), it and the last-level cache;
+    elsewhere only the last-level SRAM (local SRAM is per-kernel scratch).  Graph inputs start resident, most recent
     last: the steady state of a model called in a loop."""
 
     def __init__(self, profile, inputs: dict | None = None):
         self.profile = profile
         self.levels = [(profile.llc_bytes, profile.llc_gbps)]
-        if profile.codegen == "cpp":
+        if profile.target.cached_local_memory:
             units = profile.compute_units
             self.levels.insert(0, (units * profile.local_sram_bytes, units * profile.local_sram_gbps))
         self.resident: collections.OrderedDict = collections.OrderedDict()
@@ -146,7 +146,7 @@ POINTWISE_BLOCK = 1024
 def work_chunks(cost: KernelCost, profile) -> int:
     """Independent pieces of work the target spreads over its units: the host C++ code's
     OpenMP iterations, or blocks (one per output row of a reduction) on Triton targets."""
-    if profile.codegen == "cpp":
+    if profile.target.host_threads:
         return cost.parallel_chunks
     return max(1, int(cost.outputs if cost.reduction else math.ceil(cost.outputs / POINTWISE_BLOCK)))
 
@@ -165,7 +165,7 @@ def estimate_kernel(cost: KernelCost, profile, memory: MemoryModel, dtype: torch
         efficiency = 1.0 / profile.compute_units
     peak = profile.peak_flops(dtype_name(dtype), matrix=False) * efficiency
     compute = cost.flops / peak
-    if profile.codegen == "cpp":  # every op priced as measured (plain arithmetic as host_ops.ARITH)
+    if profile.target.host_threads:  # every op priced as measured (plain arithmetic as host_ops.ARITH)
         core_seconds = sum(count * op_seconds(profile, op, kind) for (op, kind), count in cost.calls.items())
         core_seconds += cost.serial_combines * op_seconds(profile, "serial_combine", "scalar")
         compute = core_seconds / (profile.compute_units * efficiency)
@@ -173,7 +173,7 @@ def estimate_kernel(cost: KernelCost, profile, memory: MemoryModel, dtype: torch
         name: nbytes + cost.reread.get(name, 0.0) for name, nbytes in cost.reads.items()}
     mem = memory.seconds(reads, cost.writes, efficiency, cost.strided)
     # a serial host kernel is only a call; a parallel one (launch_overhead_us) forks and joins
-    launch = profile.launch_overhead_us if chunks > 1 or profile.codegen != "cpp" else profile.host_call_us
+    launch = profile.launch_overhead_us if chunks > 1 or not profile.target.host_threads else profile.host_call_us
     return _estimate(compute, mem, launch, cost.flops, cost.bytes)
 
 
@@ -215,7 +215,7 @@ def estimate_matmul(batch: int, m: int, n: int, k: int, dtype: torch.dtype, read
 
 def extern_launch_us(profile) -> float:
     """An extern call's fixed cost: on the host, an ATen call from the wrapper (measured)."""
-    return profile.extern_call_us if profile.codegen == "cpp" else profile.launch_overhead_us
+    return profile.extern_call_us if profile.target.host_threads else profile.launch_overhead_us
 
 
 def estimate_memory_op(reads: dict, writes: dict, flops: float, profile, memory: MemoryModel) -> Estimate:

@@ -76,7 +76,15 @@ def host_table() -> dict:
         "runtime": {"launch_overhead_us": measured["parallel_call_us"], "host_call_us": measured["call_us"],
                     "extern_call_us": measured["aten_call_us"]},
         "power": {"tdp_w": WATTS_PER_CORE * cores},
+        "capabilities": _aten_libraries(),
     }
+
+
+def _aten_libraries() -> dict:
+    """The vendor libraries this torch build's ATen calls on the CPU for the GEMMs and
+    convolutions the wrapper runs as extern calls."""
+    return {"blas": ["MKL"] if torch.backends.mkl.is_available() else [],
+            "convolution": ["oneDNN"] if torch.backends.mkldnn.is_available() else []}
 
 
 def recalibrate() -> str:

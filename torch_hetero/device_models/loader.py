@@ -16,6 +16,7 @@ from ..errors import ProfileError
 from .matmul_tiles import STAGES, VECTOR_MATMUL_TILE, WIDEST_ELEMENT_BYTES, smallest_staged_bytes, smallest_tile
 from .host_ops import INFINITE_PRICED, SCALAR_PRICED, VECTOR_PRICED
 from .profile import DeviceProfile
+from .target import DECLARABLE, LANGUAGES, LIBRARIES, make_target
 
 try:
     import tomllib
@@ -98,6 +99,16 @@ class _PerDtype:
 
 
 @dataclasses.dataclass(frozen=True)
+class _Capabilities:
+    """The [capabilities] table: flags (true/false) and vendor library lists (``target.DECLARABLE``)."""
+
+
+def _flag(value):
+    _require(isinstance(value, bool))
+    return value
+
+
+@dataclasses.dataclass(frozen=True)
 class _PerOp:
     """A table op = value (``host_ops`` names), each entry checked by ``check``."""
     check: object
@@ -113,7 +124,7 @@ _REQUIRED = object()
 SCHEMA = {
     "name": ("name", _text, "a non-empty string", _REQUIRED),
     "description": ("description", _text, "a non-empty string", _REQUIRED),
-    "codegen": ("codegen", _choice("triton", "cpp"), '"triton" or "cpp"', _REQUIRED),
+    "codegen": ("codegen", _choice(*LANGUAGES), " or ".join(f'"{name}"' for name in LANGUAGES), _REQUIRED),
     "triton_target": ("triton_target", _target,
                       'a Triton target such as "cuda:90" or "hip:gfx942" (leave the key out if none)', None),
     "sources": ("sources", _texts, "a list of strings", _REQUIRED),
@@ -138,6 +149,7 @@ SCHEMA = {
     "compute.vector_op_ns": ("vector_op_ns", _PerOp(_time), "a number >= 0 (ns per element, one core)", {}),
     "compute.scalar_op_ns": ("scalar_op_ns", _PerOp(_time), "a number >= 0 (ns per element, one core)", {}),
     "compute.vector_inf_op_ns": ("vector_inf_op_ns", _PerOp(_time), "a number >= 0 (ns per element, one core)", {}),
+    "capabilities": ("capabilities", _Capabilities(), "a table of capability = value", {}),
 }
 
 
@@ -183,6 +195,7 @@ def _fields(table: dict) -> dict:
             raise ProfileError(f"missing {key}: expected {kind}")
         else:
             fields[field] = default
+    fields["target"] = make_target(fields.pop("codegen"), fields.pop("capabilities"), fields["matrix_shapes"])
     _check_together(fields)
     return fields
 
@@ -207,6 +220,15 @@ def _check(key: str, value, check, expected: str):
                 raise ProfileError(f"{key}.{dtype}: unknown dtype; dtypes are {', '.join(DTYPES)}")
             checked[dtype] = _check(f"{key}.{dtype}", entry, check.check, expected)
         return checked
+    if isinstance(check, _Capabilities):
+        if not isinstance(value, dict):
+            raise ProfileError(f"{key} must be {expected}, got {value!r}")
+        unknown = sorted(set(value) - set(DECLARABLE))
+        if unknown:
+            raise ProfileError(f"{key}.{unknown[0]}: unknown capability; capabilities are {', '.join(DECLARABLE)}")
+        return {name: _check(f"{key}.{name}", entry, *((_texts, "a list of library names") if name in LIBRARIES
+                                                        else (_flag, "true or false")))
+                for name, entry in value.items()}
     if isinstance(check, _PerOp):
         if not isinstance(value, dict):
             raise ProfileError(f"{key} must be a table of op = {expected}, got {value!r}")
@@ -228,9 +250,10 @@ def _check_together(fields: dict) -> None:
     if shapes != peaks:
         raise ProfileError("compute.matrix_shapes and compute.peak_tflops_matrix must list the same dtypes; "
                            f"only in one of them: {', '.join(sorted(shapes ^ peaks))}")
-    if fields["triton_target"] is not None and fields["codegen"] != "triton":
+    target = fields["target"]
+    if fields["triton_target"] is not None and target.language != "triton":
         raise ProfileError('triton_target is only meaningful with codegen = "triton"')
-    if fields["codegen"] == "cpp":
+    if target.host_threads:
         for key, what in (("host_call_us", "the call of a serial kernel"), ("extern_call_us", "an ATen call's")):
             if fields[key] is None:
                 raise ProfileError(f'missing runtime.{key}: a positive number (µs), {what} (codegen = "cpp"; '
@@ -242,14 +265,15 @@ def _check_together(fields: dict) -> None:
             if missing:
                 raise ProfileError(f'{key} must give every op the host cost model prices (codegen = "cpp"); '
                                    f"missing: {', '.join(missing)} (the cpu profile measures them)")
-    if fields["codegen"] == "triton":
+    if target.matmul_epilogue:
         _check_smallest_matmul_tile(fields)
 
 
 def _check_smallest_matmul_tile(fields: dict) -> None:
-    """A Triton target's matmuls stage operand tiles in local SRAM (``tiling.plan_matmul``):
-    the smallest tile for each of its matrix instructions, and the FMA tile of the widest
-    elements, must fit, or the planner has no tile to choose."""
+    """A target that generates its GEMM (``Target.matmul_epilogue``: a Triton one) stages
+    operand tiles in local SRAM (``tiling.plan_matmul``): the smallest tile for each of its
+    matrix instructions, and the FMA tile of the widest elements, must fit, or the planner has
+    no tile to choose."""
     needs = [(smallest_staged_bytes(shape, DTYPE_BYTES[dtype]), shape, f"{dtype} matrix-instruction")
              for dtype, shape in fields["matrix_shapes"].items()]
     needs.append((smallest_staged_bytes(VECTOR_MATMUL_TILE, WIDEST_ELEMENT_BYTES), VECTOR_MATMUL_TILE,

@@ -2,17 +2,20 @@
 
 A profile is data (a TOML file, or the detected host), so a new accelerator is a file, not a
 fork of the compiler.  Field values are in the units their names say; ``assumed`` names the
-fields whose values are estimates or fill-ins for unpublished figures."""
+fields whose values are estimates or fill-ins for unpublished figures; ``target`` says what its
+generated code can do (``target.py``)."""
 from __future__ import annotations
 
 import dataclasses
+
+from .target import Target
 
 
 @dataclasses.dataclass(frozen=True)
 class DeviceProfile:
     name: str
     description: str
-    codegen: str                     # "triton" or "cpp"
+    target: Target                   # capabilities: what lowerings and planners may use
     triton_target: str | None        # "cuda:90", "cuda:80", "hip:gfx942"; None: no public Triton target
     compute_units: int               # SMs, CUs, PEs or CPU cores
     clock_ghz: float                 # the clock the peaks are quoted at
@@ -37,7 +40,12 @@ class DeviceProfile:
     assumed: tuple[str, ...]         # names of fields holding estimates, not published figures
 
     def __hash__(self):  # the dict fields are not hashable; equal profiles share these
-        return hash((self.name, self.codegen, self.triton_target, self.compute_units, self.clock_ghz))
+        return hash((self.name, self.target, self.triton_target, self.compute_units, self.clock_ghz))
+
+    @property
+    def codegen(self) -> str:
+        """The kernel language (the file's ``codegen`` key): which renderer, never what it can do."""
+        return self.target.language
 
     def peak_flops(self, dtype_name: str, matrix: bool) -> float:
         """Dense peak in FLOP/s for ``dtype_name`` ("bf16", "fp32", …) on matrix or vector

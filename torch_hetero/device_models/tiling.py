@@ -59,7 +59,7 @@ def plan_kernel(cost: KernelCost, profile, reduction: bool) -> KernelTiling:
     bytes_per_element = max(int(cost.row_bytes / max(cost.row_elements, 1)), 1)
     one_pass = row_fits(cost, profile)
     strategy = "pointwise" if not reduction else ("one-pass" if one_pass else "looped")
-    if profile.codegen == "cpp":
+    if profile.target.host_threads:
         rblock = profile.simd_width
         working_set = int(cost.row_bytes) if one_pass else rblock * bytes_per_element
         return KernelTiling(strategy, 1, rblock, working_set)
@@ -78,8 +78,8 @@ def plan_kernel(cost: KernelCost, profile, reduction: bool) -> KernelTiling:
 
 
 def plan_matmul(batch: int, m: int, n: int, k: int, dtype: torch.dtype, profile) -> Optional[MatmulTiling]:
-    """The best tile for ``profile``, or None on the host (its GEMM is ATen's)."""
-    if profile.codegen == "cpp":
+    """The best tile for ``profile``, or None where the GEMM is a library call (the host: ATen's)."""
+    if not profile.target.matmul_epilogue:
         return None
     name = dtype_name(dtype)
     matrix = name in profile.matrix_shapes  # fp32 stays IEEE (as eager): vector FMAs, not TF32

@@ -195,10 +195,10 @@ def _scan(x, dim, kind, out):
 
 def _running_extreme(kind):
     """cummax/cummin: the position of the running max/min (a NaN, once seen, stays; ties take
-    the later position, as ATen), and the values there; host C++ only."""
+    the later position, as ATen), and the values there, on targets that have the kernel."""
     def lower(x, dim):
-        if current_graph().codegen != "cpp":
-            raise NotImplementedError(f"cum{kind[3:]} has no Triton kernel")
+        if not current_graph().target.running_extremes:
+            raise NotImplementedError(f"the target has no cum{kind[3:]} kernel")
         positions = _scan(x, dim, kind, torch.int64)
         return (gather(x, dim, positions) if x.dim() else make_pointwise(lambda v: v, [x], x.get_dtype()),
                 positions)
@@ -210,10 +210,10 @@ register_lowering(aten.cummin)(_running_extreme("argmin"))
 
 
 def argsort(x, dim, descending: bool):
-    """The stable sorting permutation along ``dim`` (int64), an ``ir.Sort``; host C++ only
-    (Triton has no argsort: on Triton targets sorting falls back to ATen)."""
-    if current_graph().codegen != "cpp":
-        raise NotImplementedError("sorting has no Triton kernel")
+    """The stable sorting permutation along ``dim`` (int64), an ``ir.Sort``, on targets that can
+    sort (Triton has no argsort: there sorting falls back to ATen)."""
+    if not current_graph().target.sorting:
+        raise NotImplementedError("the target has no sorting kernel")
     size = x.get_size()
     dim = canonical_dim(dim, x.dim())
     if sympy.sympify(size[dim]).is_number and int(size[dim]) <= 1:  # nothing to order

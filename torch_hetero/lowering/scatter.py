@@ -20,8 +20,8 @@ def scatter_into(base, size, output_index, value, mode=None) -> ir.StridedValue:
     """``base`` with ``value(index)`` written at ``output_index(index)`` for every index of
     ``size``; ``mode`` "sum" adds instead."""
     graph, dtype = current_graph(), base.get_dtype()
-    if mode is not None and graph.codegen == "triton" and dtype.itemsize < 4:
-        raise NotImplementedError(f"Triton has no portable {dtype} atomics")
+    if mode is not None and not graph.target.scatter_add_16bit and dtype.itemsize < 4:
+        raise NotImplementedError(f"the target has no portable {dtype} atomics")
     copy = graph.add_computed(ir.Pointwise(dtype, tuple(base.get_size()), base.make_loader(), current_origin()))
     node = ir.Scatter(dtype, tuple(size), value, current_origin(), 2, base=copy.buffer.name,
                       output_index=output_index, mode=mode)
@@ -87,8 +87,8 @@ def _reduce_into(x, size, output_index, value, reduce: str, include_self: bool):
         return make_pointwise(mean, [total, count, x], dtype)
     if reduce not in _IDENTITY:
         raise NotImplementedError(f"scatter reduce={reduce!r}")
-    if reduce == "prod" and current_graph().codegen == "triton":
-        raise NotImplementedError("Triton has no atomic multiply")
+    if reduce == "prod" and not current_graph().target.scatter_multiply:
+        raise NotImplementedError("the target has no atomic multiply")
     if not include_self:
         identity = _IDENTITY[reduce]
         if not dtype.is_floating_point and reduce in ("amax", "amin"):

@@ -31,9 +31,9 @@ _BINARY = {
 
 
 def _require(name: str) -> None:
-    codegen = current_graph().codegen
-    if not native_on(codegen, name):
-        raise NotImplementedError(f"{name} has no {codegen} implementation")
+    target = current_graph().target
+    if not native_on(target, name):
+        raise NotImplementedError(f"{name} is not in the target's special functions ({target.special_functions})")
 
 
 def _special(name):

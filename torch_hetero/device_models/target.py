@@ -1,0 +1,60 @@
+"""Target: what a device's generated code can do, as data the planners and lowerings ask.
+
+A lowering or a planner asks a capability ("can this target sort?"), never the language its
+kernels are written in, so a new target is a profile file (plus, for a new language, one
+renderer and its row in ``LANGUAGES``).  Nothing here imports the compiler: this is the
+profile layer, below every pass."""
+from __future__ import annotations
+
+import dataclasses
+
+from ..errors import ProfileError
+
+
+@dataclasses.dataclass(frozen=True)
+class Target:
+    language: str               # the kernel language its renderer writes: what picks the renderer
+    host_threads: bool          # kernels are loops on the host's cores (OpenMP over outer iterations,
+                                # a serial one a plain call, ATen calls from the wrapper, ops priced
+                                # as measured); else grids of blocks launched on the device
+    cached_local_memory: bool   # local SRAM is a hardware cache that keeps data between kernels
+                                # (CPU L2); else per-kernel scratch (shared memory, LDS)
+    matmul_epilogue: bool       # matmuls are generated tiled kernels whose output tile takes a
+                                # pointwise epilogue; else the GEMM is a library call
+    column_reductions: bool     # a column reduction runs alone, reduction loops outside (Group.column)
+    scatter_add_16bit: bool     # accumulate into 8/16-bit elements at data-dependent positions
+    scatter_multiply: bool      # multiply into elements at data-dependent positions
+    sorting: bool               # a stable argsort kernel (ir.Sort)
+    running_extremes: bool      # cummax/cummin kernels (a scan of positions)
+    special_functions: str      # the library the special functions come from (codegen.special)
+    blas: tuple[str, ...]       # vendor kernel libraries the device has (data: nothing chooses by them yet)
+    attention: tuple[str, ...]
+    convolution: tuple[str, ...]
+    matrix_dtypes: tuple[str, ...]  # dtypes its matrix units take (the profile's matrix_shapes)
+
+
+# What each language's renderer implements.  A profile may turn these off (its device lacks
+# them), never on: the renderer would have no code for them.
+LANGUAGES = {
+    "triton": dict(host_threads=False, matmul_epilogue=True, column_reductions=False, scatter_add_16bit=False,
+                   scatter_multiply=False, sorting=False, running_extremes=False, special_functions="libdevice"),
+    "cpp": dict(host_threads=True, matmul_epilogue=False, column_reductions=True, scatter_add_16bit=True,
+                scatter_multiply=True, sorting=True, running_extremes=True, special_functions="aten_math"),
+}
+RENDERER_FLAGS = ("matmul_epilogue", "column_reductions", "scatter_add_16bit", "scatter_multiply", "sorting",
+                  "running_extremes")
+# What the device has, whatever renders its code: a profile sets these either way.
+DEVICE_DEFAULTS = {"triton": dict(cached_local_memory=False), "cpp": dict(cached_local_memory=True)}
+DEVICE_FLAGS = ("cached_local_memory",)
+LIBRARIES = ("blas", "attention", "convolution")
+DECLARABLE = RENDERER_FLAGS + DEVICE_FLAGS + LIBRARIES  # the keys of a profile's [capabilities] table
+
+
+def make_target(language: str, declared: dict, matrix_dtypes) -> Target:
+    """The language's capabilities, with a profile's ``[capabilities]`` (checked values) applied."""
+    for flag in RENDERER_FLAGS:
+        if declared.get(flag) and not LANGUAGES[language][flag]:
+            raise ProfileError(f"capabilities.{flag} cannot be true with codegen = {language!r}: its renderer "
+                               f"has no code for it (leave the key out, or set it to false)")
+    values = {**LANGUAGES[language], **DEVICE_DEFAULTS[language], **dict.fromkeys(LIBRARIES, ()), **declared}
+    return Target(language=language, matrix_dtypes=tuple(sorted(matrix_dtypes)), **values)
