@@ -28,7 +28,7 @@ def main(argv=None) -> int:
         print(list_devices(), end="")
         return 0
     if args.command == "calibrate":
-        from .device_models.host import recalibrate
+        from .calibration.recalibrate import recalibrate
         print(recalibrate())
         return 0
     if args.command == "audit":
