@@ -25,7 +25,7 @@ LAYERS = [
     ("runtime", ["runtime"]),
     ("calibration", ["calibration"]),
     ("front-end", ["options", "logs", "compiler", "aot_cache", "backend"]),
-    ("tools", ["report", "audit", "audit_report", "model_zoo", "examples", "demo", "__main__", ""]),
+    ("tools", ["tools", "__main__", ""]),
 ]
 
 

@@ -1,9 +1,10 @@
 """The ``cpu`` profile: this host, detected from /proc and /sys and calibrated by measurement.
 
 Cores, SIMD width, caches, memory and clock are read from the system; bandwidths, matmul
-FLOP/s and the time per element of the ops the cost model prices come from ``torch_hetero.calibration``,
-handed in by the front-end (``use_calibration``; cached on disk).  What is neither read nor measured
-is an estimate and listed in ``assumed``.  Built once per process."""
+FLOP/s and the time per element of the ops the cost model prices are measured by
+``torch_hetero.calibration`` (cached on disk), handed in by the package (``use_calibration``).
+What is neither read nor measured is an estimate and listed in ``assumed``.  Built once per
+process."""
 from __future__ import annotations
 
 import functools

@@ -8,10 +8,10 @@ from typing import Optional
 
 import torch
 
-from .backend import collect_compiled_graphs, hetero_backend
-from .compiler import EagerGraph
-from .graph import op_name
-from .planning.scheduler import schedule_text
+from ..backend import collect_compiled_graphs, hetero_backend
+from ..compiler import EagerGraph
+from ..graph import op_name
+from ..planning.scheduler import schedule_text
 
 
 @dataclasses.dataclass(frozen=True)
