@@ -13,8 +13,8 @@ import warnings
 import torch
 from timing import interleaved_ms
 
-from torch_hetero.examples import Block, TinyGPT
 from torch_hetero.errors import GraphFallbackWarning
+from torch_hetero.tools.examples import Block, TinyGPT
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 

@@ -5,7 +5,7 @@ that describes it: ``cpu`` for the host's C++ kernels, or a GPU profile (``h100`
 
     python benchmarks/cost_model_accuracy.py [--device cpu|h100|...] [--repeats 30] [--models gpt2,bert,...]
 
-``--models`` adds the benchmark suite's models (torch_hetero.model_zoo; ``all`` for every one).
+``--models`` adds the benchmark suite's models (torch_hetero.tools.model_zoo; ``all`` for every one).
 
 Per kernel (timed inside the running graph, so caches hold what the graph left in them):
 median absolute relative error and Spearman rank correlation of estimated vs measured time.
@@ -25,10 +25,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from torch_hetero import model_zoo
 from torch_hetero.backend import collect_compiled_graphs, hetero_backend
 from torch_hetero.errors import GraphFallbackWarning
-from torch_hetero.examples import Block, TinyGPT
+from torch_hetero.tools import model_zoo
+from torch_hetero.tools.examples import Block, TinyGPT
 
 
 def cases(models: list):

@@ -14,8 +14,8 @@ import torch
 from timing import interleaved_ms
 
 from torch_hetero.backend import collect_compiled_graphs, hetero_backend
-from torch_hetero.examples import Block, TinyGPT
 from torch_hetero.errors import GraphFallbackWarning
+from torch_hetero.tools.examples import Block, TinyGPT
 
 
 def models():

@@ -1,5 +1,5 @@
 """The model benchmark suite: eager, Inductor and hetero on real model code (Hugging Face GPT-2,
-BERT, LLaMA, ViT, ResNet from small configs, and an MLP; torch_hetero.model_zoo), inference
+BERT, LLaMA, ViT, ResNet from small configs, and an MLP; torch_hetero.tools.model_zoo), inference
 and one training step (forward, loss, backward), on the host.
 
     python benchmarks/suite.py [--models gpt2,bert,...] [--rounds 15] [--threads 1,all]
@@ -32,10 +32,10 @@ import torch
 from timing import interleaved_ms
 
 import torch_hetero
-from torch_hetero import model_zoo
 from torch_hetero.backend import collect_compiled_graphs
-from torch_hetero.runtime import cache
 from torch_hetero.errors import GraphFallbackWarning
+from torch_hetero.runtime import cache
+from torch_hetero.tools import model_zoo
 
 COMPILERS = ("inductor", "hetero")
 

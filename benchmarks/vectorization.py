@@ -19,10 +19,11 @@ import warnings
 
 import torch
 
-from torch_hetero import compiler, model_zoo
+from torch_hetero import compiler
 from torch_hetero.backend import collect_compiled_graphs
-from torch_hetero.runtime import cpp_build
 from torch_hetero.errors import GraphFallbackWarning
+from torch_hetero.runtime import cpp_build
+from torch_hetero.tools import model_zoo
 
 sys.path.insert(0, os.path.dirname(__file__))
 from suite import training_step  # noqa: E402

@@ -12,10 +12,10 @@ import torch.nn.functional as F
 import torch_hetero
 from torch_hetero import compiler
 from torch_hetero.__main__ import main
-from torch_hetero.audit import Audit, audit, load_factory
 from torch_hetero.device_models import PROFILES_DIR, get_profile, list_profiles
 from torch_hetero.errors import HeteroCompileError
 from torch_hetero.runtime import triton_run
+from torch_hetero.tools.audit import Audit, audit, load_factory
 
 
 class Block(torch.nn.Module):
@@ -183,7 +183,7 @@ def test_the_command_line_audits_a_factory_and_writes_the_report(tmp_path, capsy
 
 
 def test_factories_may_return_a_zoo_model_and_a_dtype_converts_a_copy():
-    model, inputs = load_factory("torch_hetero.examples:tiny_gpt")
+    model, inputs = load_factory("torch_hetero.tools.examples:tiny_gpt")
     assert isinstance(model, torch.nn.Module) and inputs[0].shape == (2, 32)
     block, (x,) = small_model()
     result = audit(block, x, devices=["h100"], dtype=torch.bfloat16, ahead_of_time=False, progress=False)
@@ -228,7 +228,7 @@ def test_devices_may_be_one_name_but_not_an_empty_list():
         audit(relu, torch.randn(8), devices=[], progress=False)
     with pytest.raises(TypeError, match="devices must be a profile name or .toml file, or a list of them, got 3"):
         audit(relu, torch.randn(8), devices=3, progress=False)
-    assert main(["audit", "torch_hetero.examples:tiny_gpt", "--devices", ""]) == 2
+    assert main(["audit", "torch_hetero.tools.examples:tiny_gpt", "--devices", ""]) == 2
 
 
 def test_user_profiles_sharing_a_name_are_told_apart_by_their_files(tmp_path):

@@ -7,11 +7,10 @@ import pytest
 import torch
 
 import torch_hetero
-from torch_hetero.device_models import get_profile
-from torch_hetero.device_models.cost_model import (MemoryModel, estimate_kernel, estimate_matmul,
-                                                   parallel_efficiency)
 from torch_hetero.backend import collect_compiled_graphs
-from torch_hetero.device_models.kernel_analysis import KernelCost
+from torch_hetero.device_models import get_profile
+from torch_hetero.planning.cost_model import MemoryModel, estimate_kernel, estimate_matmul, parallel_efficiency
+from torch_hetero.planning.kernel_analysis import KernelCost
 
 MB = 1 << 20
 

@@ -20,11 +20,12 @@ import torch
 import torch_hetero
 from torch_hetero import options as options_mod
 from torch_hetero.__main__ import main as cli
-from torch_hetero.device_models import DeviceProfile, calibrate, get_profile, host, list_devices, list_profiles
+from torch_hetero.calibration import calibrate
+from torch_hetero.device_models import DeviceProfile, get_profile, host, list_devices, list_profiles
 from torch_hetero.device_models.host_ops import INFINITE_PRICED, SCALAR_PRICED, VECTOR_PRICED
 from torch_hetero.device_models.loader import DTYPES, FIELDS, from_table
-from torch_hetero.device_models.tiling import plan_matmul
 from torch_hetero.errors import HeteroCompileError, ProfileError
+from torch_hetero.planning.tiling import plan_matmul
 from torch_hetero.runtime import cpp_build
 
 SHIPPED = ["a100", "h100", "h200", "mi300x", "mtia-v1", "mtia-v2", "rivos-sim"]
@@ -308,6 +309,22 @@ def test_auto_matches_the_visible_gpu_by_name(gpu_name, device, gpu):
     assert options_mod.resolve().device == device
 
 
+def test_the_host_profile_takes_its_figures_from_the_calibration_handed_in(monkeypatch):
+    """The profile layer imports no calibration (it runs codegen and runtime): the package hands
+    ``calibrate.load`` in; without one the cpu profile names the fix instead of guessing."""
+    assert host._calibration is calibrate.load
+    handed = []
+    monkeypatch.setattr(host, "_calibration", lambda *key: handed.append(key) or {"figures": {
+        **fake_figures(key[2], dram_gbps=7.0)}})
+    assert get_profile("cpu").dram_gbps == 7.0 and len(handed) == 1
+    host.use_calibration(None)
+    try:
+        with pytest.raises(ProfileError, match="no calibration was handed in.*use_calibration"):
+            get_profile("cpu")
+    finally:
+        host.use_calibration(calibrate.load)
+
+
 def test_resolving_the_host_does_not_calibrate(fake_host, gpu):
     opts = options_mod.resolve()
     assert opts.device == "cpu" and fake_host == []
@@ -424,7 +441,7 @@ def test_corrupt_or_incomplete_calibration_cache_is_measured_again(fake_host, tm
 
 LOCK_SCRIPT = """
 import os, sys, time
-from torch_hetero.device_models import calibrate
+from torch_hetero.calibration import calibrate
 runs, ready, figures = sys.argv[1], sys.argv[2], {figures!r}
 
 def slow_measure(bf16_matrix, l2_bytes, llc_bytes):

@@ -10,7 +10,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch.nn.parallel import DistributedDataParallel
 
-from torch_hetero.examples import TinyGPT
+from torch_hetero.tools.examples import TinyGPT
 
 STEPS = 3
 

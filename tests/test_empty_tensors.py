@@ -8,7 +8,7 @@ import torch.nn.functional as F
 
 import torch_hetero
 from torch_hetero.device_models import get_profile, list_profiles
-from torch_hetero.device_models.tiling import plan_matmul
+from torch_hetero.planning.tiling import plan_matmul
 from utils import check, compile_hetero
 
 TRITON_PROFILES = [name for name in list_profiles() if get_profile(name).codegen == "triton"]

@@ -9,8 +9,8 @@ import torch.nn.functional as F
 import torch_hetero
 from torch_hetero.backend import collect_compiled_graphs, hetero_backend
 from torch_hetero.device_models import get_profile
-from torch_hetero.device_models.tiling import VECTOR_MATMUL_TILE, plan_matmul
-from torch_hetero.examples import Block, TinyGPT
+from torch_hetero.planning.tiling import VECTOR_MATMUL_TILE, plan_matmul
+from torch_hetero.tools.examples import Block, TinyGPT
 from utils import check
 
 PROFILES = ["a100", "h100", "h200", "mi300x", "mtia-v1", "mtia-v2", "rivos-sim", "cpu"]

@@ -1,4 +1,4 @@
-"""Real model code (torch_hetero.model_zoo: Hugging Face models from small configs) compiled
+"""Real model code (torch_hetero.tools.model_zoo: Hugging Face models from small configs) compiled
 strictly — no graph may fall back to eager — and checked against eager: forward, and for a
 few a training step's gradients.  These caught what unit cases did not (LLaMA's attention
 over rotary-embedded heads)."""
@@ -7,7 +7,7 @@ import copy
 import pytest
 import torch
 
-from torch_hetero import model_zoo
+from torch_hetero.tools import model_zoo
 
 pytest.importorskip("transformers")
 

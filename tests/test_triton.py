@@ -8,8 +8,8 @@ import torch_hetero
 from test_correctness import CASES, GRAD_CASES, NN, REDUCTION_CASES, make_inputs
 from test_schedule_goldens import PROFILES, graphs
 from torch_hetero.device_models import get_profile
-from torch_hetero.examples import Block, TinyGPT
 from torch_hetero.runtime import triton_run
+from torch_hetero.tools.examples import Block, TinyGPT
 from utils import check, compiled_kernels
 
 INTERPRET = {"device": "h100", "executor": "interpret"}

@@ -93,7 +93,7 @@ def test_wide_unsigned_integers_are_converted_by_aten(dtype):
 
 
 def test_the_audit_of_a_spectral_model_lists_the_fft_as_debt_on_every_device(tmp_path, capsys):
-    assert main(["audit", "torch_hetero.examples:spectral_mixer", "--out", str(tmp_path)]) == 0
+    assert main(["audit", "torch_hetero.tools.examples:spectral_mixer", "--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     for device in list_profiles():
         assert f"debt on {device}: aten._fft_r2c × 1 in mixing" in out

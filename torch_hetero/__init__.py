@@ -3,10 +3,15 @@
 ``torch.compile(model, backend="hetero")``; ``torch_hetero.explain(fn, *args)`` for a report
 of kernels, fused ops and fallbacks; ``torch_hetero.audit(model, *inputs, devices=[...])`` to
 compare device profiles on a model; ``torch_hetero.list_devices()`` for the profiles."""
-from .audit import Audit, audit
+from .calibration import calibrate as _calibrate
 from .device_models import get_profile, list_devices
+from .device_models import host as _host
 from .errors import HeteroCompileError, ProfileError
-from .report import Report, explain
+from .tools.audit import Audit, audit
+from .tools.report import Report, explain
 
 __all__ = ["audit", "Audit", "explain", "Report", "HeteroCompileError", "ProfileError", "get_profile", "list_devices"]
 __version__ = "0.1.0"
+
+# the host profile's measured figures come from the calibration, a layer above the profiles
+_host.use_calibration(_calibrate.load)

@@ -11,7 +11,7 @@ def main(argv=None) -> int:
     demo = commands.add_parser("demo", help="compile a real transformer, check it against eager, print the report")
     demo.add_argument("--model", choices=["gpt2", "tiny-gpt"], default="gpt2",
                       help="gpt2: Hugging Face GPT-2 built from a small config (needs `transformers`); "
-                           "tiny-gpt: the plain-torch GPT-2-style model in torch_hetero.examples")
+                           "tiny-gpt: the plain-torch GPT-2-style model in torch_hetero.tools.examples")
     demo.add_argument("--show-code", action="store_true", help="print the generated sources too")
     audit = commands.add_parser("audit", help="compile your model for several device profiles and compare them")
     audit.add_argument("factory", metavar="MODULE:FACTORY",
@@ -28,12 +28,12 @@ def main(argv=None) -> int:
         print(list_devices(), end="")
         return 0
     if args.command == "calibrate":
-        from .device_models.host import recalibrate
+        from .calibration.recalibrate import recalibrate
         print(recalibrate())
         return 0
     if args.command == "audit":
         return _audit(args)
-    from .demo import run_demo
+    from .tools.demo import run_demo
     return run_demo(args.model, args.show_code)
 
 
@@ -43,8 +43,8 @@ DTYPES = {"float32": "float32", "bfloat16": "bfloat16", "float16": "float16"}
 def _audit(args) -> int:
     """Bad arguments (devices, the output directory, the factory) exit 2 before any compiling."""
     import torch
-    from .audit import audit, load_factory
-    from .audit_report import check_directory
+    from .tools.audit import audit, load_factory
+    from .tools.audit_report import check_directory
     devices = args.devices.split(",") if args.devices is not None else None
     if devices is not None and not all(devices):
         return _usage_error(f"--devices {args.devices!r} has an empty name; give comma-separated profile names "

@@ -11,14 +11,15 @@ import time
 
 import torch
 
-from . import scheduler, symbolic
+from . import symbolic
 from .codegen.cpp import render_kernel
 from .codegen.triton import PRELUDE as TRITON_PRELUDE
 from .codegen.triton import needs_int64, render_kernel as render_triton
 from .codegen.wrapper import render_wrapper
 from .errors import HeteroCompileError, one_line
-from .device_models.estimates import estimate_graph, matmul_tiling, peak_memory, plan_kernels
 from .graph import GraphLowering, module_path, op_name, warn_fallback
+from .planning import scheduler
+from .planning.estimates import estimate_graph, matmul_tiling, peak_memory, plan_kernels
 from .runtime import cpp_build, triton_run
 
 _PRELUDE = importlib.resources.files("torch_hetero.codegen").joinpath("cpp_prelude.h").read_text()

@@ -3,7 +3,6 @@ realized buffers and extern calls in execution order — the input to the schedu
 from __future__ import annotations
 
 import collections
-import dataclasses
 import logging
 import operator
 import re
@@ -16,12 +15,12 @@ import torch
 import torch.fx
 
 from . import ir, symbolic
-from .codegen.cpp_ops import STORAGE_CTYPE
-from .codegen.printer import pexpr
-from .codegen.triton_ops import TL_DTYPE
 from .device_models.target import Target
+from .dtypes import STORAGE_CTYPE, TL_DTYPE
 from .errors import FallbackWarning, HeteroCompileError
+from .ir import ExternCall
 from .lowering import LOWERINGS
+from .printer import pexpr
 from .virtualized import lowering_graph, lowering_origin
 
 # Float scalars computed from sizes (e.g. 1 / (n - 1) in var's backward) are evaluated by the
@@ -40,39 +39,10 @@ MAX_SHARED_INLINE_OPS = 4    # ... and one with several consumers above this
 # per-op ATen fallback, so that the rest of its graph still compiles.
 GENERATED_DTYPES = frozenset(STORAGE_CTYPE) & frozenset(TL_DTYPE)
 
-
-MATMULS = {torch.ops.aten.mm.default, torch.ops.aten.addmm.default, torch.ops.aten.bmm.default}
-
 log = logging.getLogger(__name__)
 # (op, profile) pairs already warned about: a fallback is named once per process, not per graph or call
 _warned_fallbacks: set = set()
 _warned_lock = threading.Lock()
-
-
-@dataclasses.dataclass
-class ExternCall:
-    """An ATen op run by the wrapper on realized tensors: a native extern (matmul, conv) or a
-    fallback for an op with no lowering (always correct, always reported)."""
-    op: Any
-    args: tuple
-    kwargs: dict
-    outputs: list            # ExternBuffer or None per output
-    kind: str                # "extern" | "fallback"
-    tuple_result: bool
-    layer: str = ""          # the module it came from ("transformer.h.0.mlp"), for reports
-
-    @property
-    def name(self) -> str:
-        return str(self.op)
-
-    def matmul_shape(self, hints: dict):
-        """(batch, m, n, k, dtype) of an mm/addmm/bmm call, else None."""
-        if self.op not in MATMULS:
-            return None
-        a, b = [t for t in self.args if isinstance(t, ir.StridedValue)][-2:]
-        *batch, m, k = [int(sympy.sympify(s).subs(hints)) for s in a.layout.size]
-        n = int(sympy.sympify(b.layout.size[-1]).subs(hints))
-        return batch[0] if batch else 1, m, n, k, a.get_dtype()
 
 
 class GraphLowering:

@@ -14,7 +14,7 @@ is rendered to C++ or Triton by swapping the ``ops`` handler (see ``virtualized`
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import sympy
 import torch
@@ -327,3 +327,34 @@ def as_strided(value: TensorValue) -> Optional[StridedValue]:
             return None
         return StridedValue(base.buffer, Layout(tuple(value.size), tuple(strides), base.get_dtype(), offset))
     return None
+
+
+# the ATen matrix products: extern calls with a tile (tiling.plan_matmul) and, where the target
+# generates its GEMM, an epilogue (fusion)
+MATMULS = {torch.ops.aten.mm.default, torch.ops.aten.addmm.default, torch.ops.aten.bmm.default}
+
+
+@dataclasses.dataclass
+class ExternCall:
+    """An ATen op run by the wrapper on realized tensors: a native extern (matmul, conv) or a
+    fallback for an op with no lowering (always correct, always reported)."""
+    op: Any
+    args: tuple
+    kwargs: dict
+    outputs: list            # ExternBuffer or None per output
+    kind: str                # "extern" | "fallback"
+    tuple_result: bool
+    layer: str = ""          # the module it came from ("transformer.h.0.mlp"), for reports
+
+    @property
+    def name(self) -> str:
+        return str(self.op)
+
+    def matmul_shape(self, hints: dict):
+        """(batch, m, n, k, dtype) of an mm/addmm/bmm call, else None."""
+        if self.op not in MATMULS:
+            return None
+        a, b = [t for t in self.args if isinstance(t, StridedValue)][-2:]
+        *batch, m, k = [int(sympy.sympify(s).subs(hints)) for s in a.layout.size]
+        n = int(sympy.sympify(b.layout.size[-1]).subs(hints))
+        return batch[0] if batch else 1, m, n, k, a.get_dtype()

@@ -14,6 +14,8 @@ import os
 
 import torch._logging
 
+from .planning.scheduler import schedule_text
+
 NAME = "torch_hetero"
 log = logging.getLogger(NAME)
 code_log = torch._logging.getArtifactLogger(NAME, "output_code")
@@ -38,7 +40,6 @@ def compiled(kind: str, graph, profile: str) -> None:
         log.info("compiled the %s graph for profile %s: %d kernel(s), %d extern call(s), fallbacks: %s; %.3f s",
                  kind, profile, len(graph.kernels), externs, fallbacks, graph.compile_s)
     if log.isEnabledFor(logging.DEBUG):
-        from .report import schedule_text  # report imports the backend, which imports this module
         log.debug("the %s graph's plan for profile %s:\n%s", kind, profile, schedule_text(graph))
     if code_log.isEnabledFor(logging.DEBUG):
         for name, source in graph.code.items():

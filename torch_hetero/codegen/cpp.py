@@ -8,9 +8,10 @@ import sympy
 import torch
 
 from .. import ir, symbolic
-from ..loop_nest import MAX_PARALLEL_DIMS, Group, host_inner_ranges, inner_ranges, node_indices, split_vars
+from ..dtypes import STORAGE_CTYPE
+from ..planning.loop_nest import MAX_PARALLEL_DIMS, Group, host_inner_ranges, inner_ranges, node_indices, split_vars
 from ..virtualized import collect_origins, in_order, set_ops_handler
-from .cpp_ops import STORAGE_CTYPE, CppOps, CVar, compute_ctype
+from .cpp_ops import CppOps, CVar, compute_ctype
 
 LOOP_PREFIXES = ("i", "x", "idx")
 

@@ -10,17 +10,11 @@ import math
 import sympy
 import torch
 
+from ..device_models import special_functions
+from ..dtypes import STORAGE_CTYPE
+from ..printer import cexpr
 from ..symbolic import simplify_index
-from . import special
-from .printer import cexpr
 
-# bool buffers are bytes: g++ 12 does not vectorize a loop that loads a C++ bool into a select
-# (an attention mask's where), and converts a loaded byte to bool in vector registers.
-STORAGE_CTYPE = {
-    torch.float32: "float", torch.float64: "double", torch.float16: "uint16_t",
-    torch.bfloat16: "uint16_t", torch.int8: "int8_t", torch.uint8: "uint8_t",
-    torch.int16: "int16_t", torch.int32: "int32_t", torch.int64: "int64_t", torch.bool: "uint8_t",
-}
 LOW_PRECISION = {torch.float16: ("hetero_h2f", "hetero_f2h", "hetero_round_half"),
                  torch.bfloat16: ("hetero_b2f", "hetero_f2b", "hetero_round_bf16")}
 
@@ -222,9 +216,9 @@ class CppOps:
                 return lambda a, b: self._emit(f"{fn}({a}, {b})", a.dtype) if a.dtype.is_floating_point \
                     else self._integer_division("hetero_truncmod", a, b)
             return lambda a, b: self._emit(f"{fn}({a}, {b})", a.dtype)
-        if name in special.CPP:
-            self.headers.add(special.ATEN_MATH_HEADER)
-            return lambda *args: self._emit(f"{special.CPP[name]}({', '.join(map(str, args))})", args[0].dtype)
+        if name in special_functions.CPP:
+            self.headers.add(special_functions.ATEN_MATH_HEADER)
+            return lambda *args: self._emit(f"{special_functions.CPP[name]}({', '.join(map(str, args))})", args[0].dtype)
         raise AttributeError(f"the C++ backend has no op '{name}'")
 
     def neg(self, x):

@@ -14,10 +14,10 @@ import sympy
 import torch
 
 from .. import ir, symbolic
-from ..fusion import loaded_buffers
-from ..loop_nest import Group, inner_ranges, node_indices
+from ..dtypes import TL_DTYPE
+from ..planning.loop_nest import Group, inner_ranges, loaded_buffers, node_indices
 from ..virtualized import collect_origins, in_order, set_ops_handler
-from .triton_ops import TL_DTYPE, TritonOps, TVar, compute_dtype, literal
+from .triton_ops import TritonOps, TVar, compute_dtype, literal
 
 PRELUDE = '''import triton
 import triton.language as tl

@@ -13,15 +13,11 @@ import operator
 import sympy
 import torch
 
+from ..device_models import special_functions
+from ..dtypes import TL_DTYPE
+from ..printer import PythonPrinter
 from ..symbolic import simplify_index
-from . import special
-from .printer import PythonPrinter
 
-TL_DTYPE = {
-    torch.float32: "tl.float32", torch.float64: "tl.float64", torch.float16: "tl.float16",
-    torch.bfloat16: "tl.bfloat16", torch.int8: "tl.int8", torch.uint8: "tl.uint8", torch.int16: "tl.int16",
-    torch.int32: "tl.int32", torch.int64: "tl.int64", torch.bool: "tl.int1",
-}
 LOW_PRECISION = (torch.float16, torch.bfloat16)
 
 
@@ -196,8 +192,8 @@ class TritonOps:
             return lambda x: self._emit(f"{_TL_MATH[name]}({self._float(x)})", x.dtype)
         if name in _LIBDEVICE:
             return lambda x: self._emit(f"hmath.{name}({self._float(x)})", x.dtype)
-        if name in special.LIBDEVICE:
-            return lambda x: self._emit(f"hmath.{special.LIBDEVICE[name]}({self._float(x)})", x.dtype)
+        if name in special_functions.LIBDEVICE:
+            return lambda x: self._emit(f"hmath.{special_functions.LIBDEVICE[name]}({self._float(x)})", x.dtype)
         if name in _BINARY_LIBDEVICE:
             return lambda a, b: self._emit(f"hmath.{name}({a}, {b})", a.dtype)
         if name in _BINARY_INFIX:

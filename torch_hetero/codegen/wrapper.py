@@ -6,9 +6,10 @@ import sympy
 import torch
 
 from .. import ir
-from ..graph import ExternCall, GraphLowering
-from ..scheduler import Kernel, Step
-from .printer import pexpr
+from ..graph import GraphLowering
+from ..ir import ExternCall
+from ..planning.scheduler import Kernel, Step
+from ..printer import pexpr
 
 
 def render_wrapper(graph: GraphLowering, steps: list, device=None) -> str:

@@ -1,9 +1,10 @@
 """The ``cpu`` profile: this host, detected from /proc and /sys and calibrated by measurement.
 
 Cores, SIMD width, caches, memory and clock are read from the system; bandwidths, matmul
-FLOP/s and the time per element of the ops the cost model prices come from ``calibrate``
-(cached on disk).  What is neither read nor measured
-is an estimate and listed in ``assumed``.  Built once per process."""
+FLOP/s and the time per element of the ops the cost model prices are measured by
+``torch_hetero.calibration`` (cached on disk), handed in by the package (``use_calibration``).
+What is neither read nor measured is an estimate and listed in ``assumed``.  Built once per
+process."""
 from __future__ import annotations
 
 import functools
@@ -12,7 +13,7 @@ import platform
 
 import torch
 
-from . import calibrate
+from ..errors import ProfileError
 from .loader import from_table
 from .profile import DeviceProfile
 
@@ -28,6 +29,19 @@ DEFAULT_CLOCK_GHZ = 2.0
 DEFAULT_L2_BYTES = 2**20
 DEFAULT_LLC_BYTES = 32 * 2**20
 AMX_BF16_SHAPE = [16, 16, 32]  # C[16x16 fp32] += A[16x32 bf16] · B[32x16]
+
+
+# Measuring the host runs C++ loops shaped like generated kernels (codegen, runtime): a layer
+# above this one, so the front-end hands the measurement in (torch_hetero/__init__.py).
+_calibration = None
+
+
+def use_calibration(load) -> None:
+    """Hand in ``load(cpu_model, cores, bf16_matrix, l2_bytes, llc_bytes)``: this host's
+    calibration record (``torch_hetero.calibration.calibrate.load``), measured or cached."""
+    global _calibration
+    _calibration = load
+    host_profile.cache_clear()
 
 
 @functools.cache
@@ -47,7 +61,11 @@ def host_table() -> dict:
         assumed.append("clock_ghz")
     l2, llc, defaulted = _cache_sizes()
     assumed += defaulted
-    measured = calibrate.load(model, cores, amx, l2, llc)["figures"]
+    if _calibration is None:
+        raise ProfileError("the cpu profile needs this host's measured figures and no calibration was handed in: "
+                           "import torch_hetero (it hands in torch_hetero.calibration), or call "
+                           "torch_hetero.device_models.host.use_calibration(load) first")
+    measured = _calibration(model, cores, amx, l2, llc)["figures"]
     ops = measured["op_ns"]
     matrix = {"bf16": measured["bf16_tflops"]} if amx else {}
     return {
@@ -55,7 +73,7 @@ def host_table() -> dict:
         "description": f"this host: {model}, {cores} cores, {isa}",
         "codegen": "cpp",
         "sources": [f"detected: {CPUINFO}, {CACHES}, {MEMINFO}",
-                    "measured: torch_hetero.device_models.calibrate (streaming bandwidth per cache level, "
+                    "measured: torch_hetero.calibration.calibrate (streaming bandwidth per cache level, "
                     "effective LLC size, matmul FLOP/s, ns per element of priced ops)"],
         "assumed": sorted(assumed),
         "compute": {
@@ -87,44 +105,12 @@ def _aten_libraries() -> dict:
             "convolution": ["oneDNN"] if torch.backends.mkldnn.is_available() else []}
 
 
-def recalibrate() -> str:
-    """Measure this host again (``python -m torch_hetero calibrate``); the figures, as text."""
+def identity() -> tuple:
+    """(CPU model, usable cores, AMX bf16?, ISA name, L2 bytes per core, last-level cache
+    bytes): what a calibration of this host measures with and is cached under."""
     _, model, cores, flags = _identity()
     l2, llc, _ = _cache_sizes()
-    record = calibrate.load(model, cores, "amx_bf16" in flags, l2, llc, force=True)
-    host_profile.cache_clear()
-    return describe(record, model, cores, _simd(flags)[1],
-                    calibrate.cache_path(model, cores, "amx_bf16" in flags))
-
-
-def describe(record: dict, model: str, cores: int, isa: str, path: str) -> str:
-    """A calibration record as text: every figure, and when and how it was measured."""
-    figures, measured = record["figures"], record["measured"]
-    sizes = measured["sizes"]
-
-    def size(level):
-        return f"{sizes[level]['threads']} thread(s), {sizes[level]['bytes'] / 2**20:.4g} MiB"
-    lines = [f"cpu: {model}, {cores} cores, {isa}, {record['host']['threads']} torch threads",
-             f"  private cache     {figures['local_sram_gbps']:.4g} GB/s per core  ({size('local_sram_gbps')})",
-             f"  last-level cache  {figures['llc_gbps']:.4g} GB/s, {figures['llc_bytes'] / 2**20:.4g} MiB effective"
-             f"  ({size('llc_gbps')})",
-             f"  memory bandwidth  {figures['dram_gbps']:.4g} GB/s  ({size('dram_gbps')})",
-             f"  fp32 matmul       {figures['fp32_tflops']:.4g} TFLOP/s  ({calibrate.MATMUL_N}x{calibrate.MATMUL_N})",
-             f"  kernel call       {figures['call_us']:.3g} µs serial, {figures['parallel_call_us']:.3g} µs with "
-             f"OpenMP fork/join (the wrapper's step: output, call); an ATen call {figures['aten_call_us']:.3g} µs"]
-    if "bf16_tflops" in figures:
-        lines.append(f"  bf16 matmul       {figures['bf16_tflops']:.4g} TFLOP/s  (AMX)")
-    lines.append(f"  ns per element, one core, above a copy's ({measured['op_elements']} elements; arith: per op, "
-                 "*_step: with its load): op  vector  scalar  vector, half the argument -inf")
-    for op, kinds in figures["op_ns"].items():
-        vector, infinite = (f"{kinds[kind]:.3g}" if kind in kinds else "-" for kind in ("vector", "vector_inf"))
-        lines.append(f"    {op:<15}{vector:>8}{kinds['scalar']:>8.3g}{infinite:>8}")
-    for clamp in measured["clamped"]:
-        lines.append(f"  clamped: {clamp['figure']} measured {clamp['measured']:.4g}, using {clamp['used']:.4g}")
-    lines.append(f"measured at {measured['at']} in {measured['seconds']:.2f} s, load average "
-                 f"{' '.join(map(str, measured['loadavg']))}; {measured['method']}")
-    lines.append(f"cached in {path}")
-    return "\n".join(lines)
+    return model, cores, "amx_bf16" in flags, _simd(flags)[1], l2, llc
 
 
 def _identity() -> tuple:

@@ -26,7 +26,7 @@ class Target:
     scatter_multiply: bool      # multiply into elements at data-dependent positions
     sorting: bool               # a stable argsort kernel (ir.Sort)
     running_extremes: bool      # cummax/cummin kernels (a scan of positions)
-    special_functions: str      # the library the special functions come from (codegen.special)
+    special_functions: str      # the library the special functions come from (special_functions)
     blas: tuple[str, ...]       # vendor kernel libraries the device has (data: nothing chooses by them yet)
     attention: tuple[str, ...]
     convolution: tuple[str, ...]

@@ -1,11 +1,11 @@
 """Special-function lowerings (``torch.special``, i0, digamma, polygamma, igamma, erfinv):
 elementwise, computed in the (floating) output dtype.  Which targets implement which function
-is ``codegen.special``'s table; on the others the op falls back to ATen."""
+is ``device_models.special_functions``' table; on the others the op falls back to ATen."""
 from __future__ import annotations
 
 import torch
 
-from ..codegen.special import native_on
+from ..device_models.special_functions import native_on
 from ..virtualized import current_graph, ops
 from .common import make_pointwise, meta_val
 from .registry import register_lowering

@@ -20,11 +20,11 @@ from typing import Optional
 
 import torch
 
-from .device_models import get_profile, list_profiles
-from .device_models.cost_model import dtype_name
-from .errors import FallbackWarning, GraphFallbackWarning, ProfileError
+from ..device_models import get_profile, list_profiles
+from ..errors import FallbackWarning, GraphFallbackWarning, ProfileError
+from ..planning.cost_model import dtype_name
 from .report import Report, compile_and_run, graph_prefixes, report_of
-from .runtime import triton_run
+from ..runtime import triton_run
 
 
 @dataclasses.dataclass

@@ -19,12 +19,12 @@ from typing import Optional
 
 import sympy
 
-from . import ir, symbolic
-from .device_models.cost_model import MemoryModel, estimate_kernel
-from .device_models.kernel_analysis import analyze, column_reduction
-from .device_models.tiling import plan_matmul
-from .graph import MATMULS
-from .loop_nest import Group, default_outer, dims, inner_ranges, loads_of, node_indices, same
+from .. import ir, symbolic
+from ..ir import MATMULS
+from .cost_model import MemoryModel, estimate_kernel
+from .kernel_analysis import analyze, column_reduction
+from .tiling import plan_matmul
+from .loop_nest import Group, default_outer, dims, inner_ranges, loaded_buffers, loads_of, node_indices, same
 
 
 def group_nodes(graph, profile, storage: dict, readers: dict, pinned: set, enabled: bool = True) -> list:
@@ -184,12 +184,6 @@ def _dependency_problem(group: Group, node, outer: tuple) -> Optional[str]:
         if sympy.expand(symbolic.simplify_index(index, ranges) - symbolic.simplify_index(stored, ranges)) != 0:
             return f"reads {name} outside the element written in the same iteration"
     return None
-
-
-def loaded_buffers(node) -> list:
-    """Names of the buffers ``node`` loads."""
-    outer = default_outer(node)
-    return [name for name, _, _ in loads_of(node, outer, list(symbolic.index_symbols("o", len(outer))))]
 
 
 def _fmt(ranges) -> str:

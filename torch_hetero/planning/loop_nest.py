@@ -11,8 +11,8 @@ from typing import Optional
 
 import sympy
 
-from . import ir, symbolic
-from .virtualized import set_ops_handler
+from .. import ir, symbolic
+from ..virtualized import set_ops_handler
 
 PARALLEL_MIN_ELEMENTS = 32768   # below this, OpenMP fork/join costs more than it saves
 MAX_PARALLEL_DIMS = 3           # outer loops collapsed into the parallel one
@@ -202,3 +202,9 @@ def split_vars(inner_vars: list, split) -> list:
     if split is None:
         return list(inner_vars)
     return list(inner_vars[:-2]) + [inner_vars[-2] * split + inner_vars[-1]]
+
+
+def loaded_buffers(node) -> list:
+    """Names of the buffers ``node`` loads."""
+    outer = default_outer(node)
+    return [name for name, _, _ in loads_of(node, outer, list(symbolic.index_symbols("o", len(outer))))]

@@ -7,8 +7,8 @@ import math
 import os
 import warnings
 
-from .device_models import get_profile
-from .device_models.table import format_bytes
+from ..device_models import get_profile
+from ..device_models.table import format_bytes
 
 SUMMARY_HEADERS = ("device", "code", "kernels", "externs", "debt ops (calls)", "latency", "energy/call",
                    "samples/s/W", "memory need / capacity", "ahead-of-time", "status")

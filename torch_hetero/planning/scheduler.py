@@ -1,14 +1,16 @@
 """Turns the lowered graph into an execution plan: Kernel records (the nodes each generated
 kernel computes, as grouped by ``fusion``, and which ATen ops it fused) interleaved with
 extern calls, plus the memory plan (when each buffer dies, and which dead buffer a new one
-reuses)."""
+reuses); ``schedule_text`` prints that plan as stable text (explain, the log, the goldens)."""
 from __future__ import annotations
 
 import collections
 import dataclasses
-from . import fusion, ir
-from .graph import ExternCall, GraphLowering
-from .loop_nest import Group
+from .. import ir
+from ..graph import GraphLowering
+from ..ir import ExternCall
+from . import fusion
+from .loop_nest import Group, loaded_buffers
 
 
 @dataclasses.dataclass
@@ -166,7 +168,7 @@ def _reader_counts(graph: GraphLowering) -> dict:
     for node in graph.nodes:
         names: list = []
         if isinstance(node, ir.ComputedBuffer):
-            names = fusion.loaded_buffers(node)
+            names = loaded_buffers(node)
         else:
             _collect((node.args, node.kwargs), names)
         counts.update(set(names))
@@ -210,3 +212,24 @@ def _alias_bases(graph: GraphLowering) -> dict:
             if out is not None:
                 aliases[out.name] = [b for i in inputs for b in aliases.get(i, [i])]
     return aliases
+
+
+def schedule_text(graph) -> str:
+    """A compiled graph's plan as stable text (the golden tests' form): per kernel its nodes
+    (local ones marked), outer loops, tiling, fused ATen ops and fusion decisions; per
+    extern call its op and, for matmuls, the tile."""
+    lines = []
+    for step in graph.steps:
+        work = step.work
+        tiling = graph.tilings.get(id(work))
+        if hasattr(work, "group"):
+            group = work.group
+            nodes = ", ".join(f"{n.name}{' (local)' if n.name in group.local else ''}" for n in group.nodes)
+            lines.append(f"{work.name}: {nodes}; outer ({', '.join(str(r) for r in group.outer)}); {tiling}")
+            if group.matmul is not None:
+                lines.append(f"  epilogue of {group.matmul.name}: {graph.tilings.get(id(group.matmul))}")
+            lines.append(f"  fuses {', '.join(work.origins) or '(copy)'}")
+            lines += [f"  {decision}" for decision in group.decisions]
+        else:
+            lines.append(f"{work.kind} {work.name}" + (f": {tiling}" if tiling else ""))
+    return "\n".join(lines)

@@ -26,8 +26,8 @@ import time
 import torch
 
 from ..codegen.cpp_ops import CppOps, CVar
+from ..device_models.host_ops import ARITH, INFINITE_PRICED, VECTOR_PRICED
 from ..runtime import cpp_build
-from .host_ops import ARITH, INFINITE_PRICED, VECTOR_PRICED
 
 BINARY = {"pow", "atan2", "truediv", "where"}
 # Arguments as a model's: N(0, 1), moved into each function's domain.

@@ -21,9 +21,9 @@ from typing import Optional
 
 import torch
 
+from ..device_models.matmul_tiles import STAGES, VECTOR_MATMUL_TILE, smallest_dim, staged_bytes
 from .cost_model import dtype_name, parallel_efficiency, row_fits
 from .kernel_analysis import KernelCost
-from .matmul_tiles import STAGES, VECTOR_MATMUL_TILE, smallest_dim, staged_bytes
 
 MAX_PROGRAM_ELEMENTS = 4096    # XBLOCK·RBLOCK a Triton program steps through at once, if not a whole row
 MAX_TILE = (256, 256, 128)

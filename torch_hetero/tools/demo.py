@@ -7,7 +7,7 @@ import time
 import torch
 
 from .audit import audit
-from .device_models import list_profiles
+from ..device_models import list_profiles
 
 REPORT_DIR = "audit-report"
 

@@ -9,8 +9,9 @@ import sympy
 import torch
 
 from .. import ir, symbolic
-from ..graph import ExternCall, GraphLowering
-from ..scheduler import Kernel, peak_bytes
+from ..graph import GraphLowering
+from ..ir import ExternCall
+from .scheduler import Kernel, peak_bytes
 from .cost_model import Estimate, MemoryModel, estimate_kernel, estimate_matmul, estimate_memory_op
 from .kernel_analysis import analyze
 from .tiling import plan_kernel, plan_matmul

@@ -27,7 +27,7 @@ import math
 
 import torch
 
-from ..codegen import special
+from ..device_models import special_functions
 from .kernel_analysis import DIVMOD_INDEX, KernelCost
 
 _DTYPE_NAMES = {torch.float16: "fp16", torch.bfloat16: "bf16", torch.float32: "fp32",
@@ -178,10 +178,10 @@ def estimate_kernel(cost: KernelCost, profile, memory: MemoryModel, dtype: torch
 
 
 # Per-element costs no calibration measures, in core cycles: a load indexed by a div/mod of
-# the loop variable (scalar integer arithmetic), and a special function (``codegen.special``:
+# the loop variable (scalar integer arithmetic), and a special function (``device_models.special_functions``:
 # Bessel, gamma family, polynomials: series or rational approximations of several
 # transcendentals).  Assumed.
-ASSUMED_CYCLES = {DIVMOD_INDEX: 2, **dict.fromkeys(special.CPP, 100)}
+ASSUMED_CYCLES = {DIVMOD_INDEX: 2, **dict.fromkeys(special_functions.CPP, 100)}
 
 
 def op_seconds(profile, op: str, kind: str) -> float:

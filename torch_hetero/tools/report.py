@@ -8,9 +8,10 @@ from typing import Optional
 
 import torch
 
-from .backend import collect_compiled_graphs, hetero_backend
-from .compiler import EagerGraph
-from .graph import op_name
+from ..backend import collect_compiled_graphs, hetero_backend
+from ..compiler import EagerGraph
+from ..graph import op_name
+from ..planning.scheduler import schedule_text
 
 
 @dataclasses.dataclass(frozen=True)
@@ -157,27 +158,6 @@ def graph_prefixes(graphs: list) -> list:
         prefixes.append(kind if not seen[kind] else f"{kind}_{seen[kind]}")
         seen[kind] += 1
     return prefixes
-
-
-def schedule_text(graph) -> str:
-    """A compiled graph's plan as stable text (the golden tests' form): per kernel its nodes
-    (local ones marked), outer loops, tiling, fused ATen ops and fusion decisions; per
-    extern call its op and, for matmuls, the tile."""
-    lines = []
-    for step in graph.steps:
-        work = step.work
-        tiling = graph.tilings.get(id(work))
-        if hasattr(work, "group"):
-            group = work.group
-            nodes = ", ".join(f"{n.name}{' (local)' if n.name in group.local else ''}" for n in group.nodes)
-            lines.append(f"{work.name}: {nodes}; outer ({', '.join(str(r) for r in group.outer)}); {tiling}")
-            if group.matmul is not None:
-                lines.append(f"  epilogue of {group.matmul.name}: {graph.tilings.get(id(group.matmul))}")
-            lines.append(f"  fuses {', '.join(work.origins) or '(copy)'}")
-            lines += [f"  {decision}" for decision in group.decisions]
-        else:
-            lines.append(f"{work.kind} {work.name}" + (f": {tiling}" if tiling else ""))
-    return "\n".join(lines)
 
 
 def _kernel_tiling(graph, kernel) -> str:

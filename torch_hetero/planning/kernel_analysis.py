@@ -15,10 +15,10 @@ import sympy
 import torch
 
 from .. import ir, symbolic
-from ..codegen import special
-from ..loop_nest import Group, host_inner_ranges, inner_ranges, node_indices, split_vars
+from ..device_models import special_functions
+from ..device_models.host_ops import ARITH, CALLS, INFINITE_PRICED, INLINE, REDUCTION_STEPS
 from ..virtualized import set_ops_handler
-from .host_ops import ARITH, CALLS, INFINITE_PRICED, INLINE, REDUCTION_STEPS
+from .loop_nest import Group, host_inner_ranges, inner_ranges, node_indices, split_vars
 
 # One transcendental evaluation: its cost in vector FLOPs on vector targets.  On the host C++
 # target each priced op (``host_ops``: libm calls, division, select, and every other op as
@@ -27,7 +27,7 @@ TRANSCENDENTAL_FLOPS = 8
 # A load whose index divides or takes the remainder of the innermost loop variable (a view
 # across a reshape) is computed per element in scalar code: counted as this op.
 DIVMOD_INDEX = "divmod_index"
-_CALLS = set(special.CPP) | set(CALLS)
+_CALLS = set(special_functions.CPP) | set(CALLS)
 _VECTOR_REDUCTIONS = {"sum", "prod"}   # of floats; max/min of any dtype but bool (codegen.cpp._extremum)
 _FREE = {"load", "store", "constant", "index_expr", "to_dtype", "masked", "indirect_indexing"}
 

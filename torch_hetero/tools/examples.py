@@ -40,7 +40,7 @@ class TinyGPT(nn.Module):
 
 
 def tiny_gpt():
-    """A factory for ``python -m torch_hetero audit torch_hetero.examples:tiny_gpt``: the
+    """A factory for ``python -m torch_hetero audit torch_hetero.tools.examples:tiny_gpt``: the
     model and example inputs (two sequences of 32 tokens)."""
     torch.manual_seed(0)
     return TinyGPT().eval(), (torch.randint(0, 512, (2, 32)),)
@@ -63,7 +63,7 @@ class SpectralMixer(nn.Module):
 
 
 def spectral_mixer():
-    """A factory for ``python -m torch_hetero audit torch_hetero.examples:spectral_mixer``:
+    """A factory for ``python -m torch_hetero audit torch_hetero.tools.examples:spectral_mixer``:
     the model and a batch of two 32-token sequences."""
     torch.manual_seed(0)
     return SpectralMixer().eval(), (torch.randn(2, 32, 64),)

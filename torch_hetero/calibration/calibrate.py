@@ -30,9 +30,9 @@ import warnings
 import torch
 from torch.utils._python_dispatch import _disable_current_modes
 
-from . import host_microbench
-from .host_ops import INFINITE_PRICED, SCALAR_PRICED, VECTOR_PRICED
+from ..device_models.host_ops import INFINITE_PRICED, SCALAR_PRICED, VECTOR_PRICED
 from ..runtime.cache import atomic_write, cache_dir
+from . import host_microbench
 
 COPY_BYTES = 256 * 2**20  # far beyond any last-level cache
 MIN_STREAM_BYTES = 64 * 2**20  # per timing: small working sets are streamed repeatedly
