@@ -109,13 +109,9 @@ _REDUCTION_LOOPS = {  # as codegen.cpp renders a row reduction's loop (_reductio
 def _reduction_function(name: str, vector: bool) -> str:
     """A row reduction over ``x`` repeated ``reps`` times, each result stored."""
     init, clauses, body, after = _REDUCTION_LOOPS[name]
-    head = "" if vector else "HETERO_SCALAR_FN "
     pragma = f"#pragma omp simd {clauses}" if vector else "HETERO_SCALAR_LOOP"
-    return (f'extern "C" {head}double {symbol(name, vector)}(const float* x, const float* z, float* y, '
-            f"int64_t n, int64_t reps) {{\n  double start = omp_get_wtime();\n"
-            f"  for (int64_t r = 0; r < reps; ++r) {{\n    {init}\n    {pragma}\n"
-            f"    for (int64_t i = 0; i < n; ++i) {{ {body} }}\n    {after}\n    y[r % n] = acc0;\n  }}\n"
-            f"  return omp_get_wtime() - start;\n}}\n")
+    return _timed(name, vector, f"    {init}\n    {pragma}\n    for (int64_t i = 0; i < n; ++i) {{ {body} }}\n"
+                                f"    {after}\n    y[r % n] = acc0;\n")
 
 
 def _op_function(name: str, vector: bool) -> str:
@@ -136,12 +132,17 @@ def _op_function(name: str, vector: bool) -> str:
     else:
         result = getattr(ops, name)(*((x, z) if name in BINARY else (x,)))
     body = " ".join(lines) + f" y[i] = {result};"
-    head = "" if vector else "HETERO_SCALAR_FN "
     pragma = "#pragma omp simd" if vector else "HETERO_SCALAR_LOOP"
+    return _timed(name, vector, f"    {pragma}\n    for (int64_t i = 0; i < n; ++i) {{ {body} }}\n")
+
+
+def _timed(name: str, vector: bool, repeated: str) -> str:
+    """The benchmark function ``symbol(name, vector)``: ``repeated`` (statements over ``x``,
+    ``z``, ``y`` and ``n``) run ``reps`` times, returning the seconds taken."""
+    head = "" if vector else "HETERO_SCALAR_FN "
     return (f'extern "C" {head}double {symbol(name, vector)}(const float* x, const float* z, float* y, '
             f"int64_t n, int64_t reps) {{\n  double start = omp_get_wtime();\n"
-            f"  for (int64_t r = 0; r < reps; ++r) {{\n    {pragma}\n"
-            f"    for (int64_t i = 0; i < n; ++i) {{ {body} }}\n  }}\n"
+            f"  for (int64_t r = 0; r < reps; ++r) {{\n{repeated}  }}\n"
             f"  return omp_get_wtime() - start;\n}}\n")
 
 

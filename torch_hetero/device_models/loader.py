@@ -212,34 +212,30 @@ def _flatten(table: dict, prefix: str = ""):
 
 def _check(key: str, value, check, expected: str):
     if isinstance(check, _PerDtype):
-        if not isinstance(value, dict):
-            raise ProfileError(f"{key} must be a table of dtype = {expected}, got {value!r}")
-        checked = {}
-        for dtype, entry in value.items():
-            if dtype not in DTYPES:
-                raise ProfileError(f"{key}.{dtype}: unknown dtype; dtypes are {', '.join(DTYPES)}")
-            checked[dtype] = _check(f"{key}.{dtype}", entry, check.check, expected)
-        return checked
+        return _table(key, value, f"a table of dtype = {expected}", DTYPES, ("dtype", "dtypes"),
+                      lambda path, _, entry: _check(path, entry, check.check, expected))
     if isinstance(check, _Capabilities):
-        if not isinstance(value, dict):
-            raise ProfileError(f"{key} must be {expected}, got {value!r}")
-        unknown = sorted(set(value) - set(DECLARABLE))
-        if unknown:
-            raise ProfileError(f"{key}.{unknown[0]}: unknown capability; capabilities are {', '.join(DECLARABLE)}")
-        return {name: _check(f"{key}.{name}", entry, *((_texts, "a list of library names") if name in LIBRARIES
-                                                        else (_flag, "true or false")))
-                for name, entry in value.items()}
+        return _table(key, value, expected, DECLARABLE, ("capability", "capabilities"),
+                      lambda path, name, entry: _check(path, entry, *((_texts, "a list of library names")
+                                                                      if name in LIBRARIES else (_flag, "true or false"))))
     if isinstance(check, _PerOp):
-        if not isinstance(value, dict):
-            raise ProfileError(f"{key} must be a table of op = {expected}, got {value!r}")
-        unknown = sorted(set(value) - set(SCALAR_PRICED))
-        if unknown:
-            raise ProfileError(f"{key}.{unknown[0]}: unknown op; ops are {', '.join(SCALAR_PRICED)}")
-        return {op: _check(f"{key}.{op}", entry, check.check, expected) for op, entry in value.items()}
+        return _table(key, value, f"a table of op = {expected}", SCALAR_PRICED, ("op", "ops"),
+                      lambda path, _, entry: _check(path, entry, check.check, expected))
     try:
         return check(value)
     except _Bad:
         raise ProfileError(f"{key} must be {expected}, got {value!r}") from None
+
+
+def _table(key: str, value, must_be: str, known, kind: tuple, check_entry) -> dict:
+    """A table whose keys are among ``known`` (``kind``: their name, singular and plural), each
+    entry checked by ``check_entry(dotted key, its name, entry)``."""
+    if not isinstance(value, dict):
+        raise ProfileError(f"{key} must be {must_be}, got {value!r}")
+    unknown = sorted(set(value) - set(known))
+    if unknown:
+        raise ProfileError(f"{key}.{unknown[0]}: unknown {kind[0]}; {kind[1]} are {', '.join(known)}")
+    return {name: check_entry(f"{key}.{name}", name, entry) for name, entry in value.items()}
 
 
 def _check_together(fields: dict) -> None:
