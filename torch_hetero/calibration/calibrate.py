@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime
-import fcntl
 import hashlib
 import json
 import math
@@ -31,7 +30,7 @@ import torch
 from torch.utils._python_dispatch import _disable_current_modes
 
 from ..device_models.host_ops import INFINITE_PRICED, SCALAR_PRICED, VECTOR_PRICED
-from ..runtime.cache import atomic_write, cache_dir
+from ..runtime.cache import atomic_write, cache_dir, file_lock
 from . import host_microbench
 
 COPY_BYTES = 256 * 2**20  # far beyond any last-level cache
@@ -192,21 +191,15 @@ def cache_path(cpu_model: str, cores: int, bf16_matrix: bool) -> str:
     return os.path.join(cache_dir(), "calibration", f"cpu-{hashlib.sha256(key.encode()).hexdigest()[:16]}.json")
 
 
-@contextlib.contextmanager
 def _locked(path: str):
-    """An exclusive ``flock`` on ``path`` (made if missing); without a writable directory,
-    no lock — the cache cannot be written either, so each process measures for itself."""
+    """``cache.file_lock`` on ``path``; without a writable directory, no lock — the cache
+    cannot be written either, so each process measures for itself."""
     try:
         os.makedirs(os.path.dirname(path), exist_ok=True)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        open(path, "a").close()
     except OSError:
-        yield
-        return
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)  # releases the lock
+        return contextlib.nullcontext()
+    return file_lock(path)
 
 
 def _matmul_tflops(dtype) -> float:
