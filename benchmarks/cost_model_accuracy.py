@@ -103,17 +103,18 @@ def measure(name, fn, inputs, device: str, repeats: int, gpu: bool):
         compiled(*inputs)
     samples, originals = {}, {}
     with torch.no_grad():
-        for _, graph, _ in graphs:
+        for position, (_, graph, _) in enumerate(graphs):
             namespace = graph.call.__globals__
-            for kernel in graph.kernels:
-                samples[id(kernel)] = []
-                originals[id(kernel)] = namespace[kernel.name]
-                namespace[kernel.name] = Recording(namespace[kernel.name], samples[id(kernel)], sync)
+            for kernel in graph.plan.kernels:
+                key = (position, kernel.name)
+                samples[key] = []
+                originals[key] = namespace[kernel.name]
+                namespace[kernel.name] = Recording(namespace[kernel.name], samples[key], sync)
         for _ in range(WARMUP + repeats):
             compiled(*inputs)
-        for _, graph, _ in graphs:
-            for kernel in graph.kernels:
-                graph.call.__globals__[kernel.name] = originals[id(kernel)]
+        for position, (_, graph, _) in enumerate(graphs):
+            for kernel in graph.plan.kernels:
+                graph.call.__globals__[kernel.name] = originals[(position, kernel.name)]
         inside = []  # per call: the seconds spent inside our compiled graphs (what is estimated)
         for _, graph, _ in graphs:
             graph.call = _timed_entry(graph.call, inside, sync)
@@ -128,10 +129,10 @@ def measure(name, fn, inputs, device: str, repeats: int, gpu: bool):
             sync()
             timings.append(time.perf_counter() - start)
             graph_timings.append(sum(inside))
-    rows = [(f"{name}: {kernel.name}", graph.estimates[id(kernel)].time_us,
-             statistics.median(samples[id(kernel)][WARMUP:]), graph.estimates[id(kernel)].bound)
-            for _, graph, _ in graphs for kernel in graph.kernels]
-    graph_estimate = sum(e.time_us for _, g, _ in graphs for e in g.estimates.values())
+    rows = [(f"{name}: {kernel.name}", kernel.estimate.time_us,
+             statistics.median(samples[(position, kernel.name)][WARMUP:]), kernel.estimate.bound)
+            for position, (_, graph, _) in enumerate(graphs) for kernel in graph.plan.kernels]
+    graph_estimate = sum(step.work.estimate.time_us for _, g, _ in graphs for step in g.plan.steps)
     return rows, (name, graph_estimate, statistics.median(graph_timings) * 1e6, statistics.median(timings) * 1e6)
 
 

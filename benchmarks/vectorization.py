@@ -19,8 +19,8 @@ import warnings
 
 import torch
 
-from torch_hetero import compiler
 from torch_hetero.backend import collect_compiled_graphs
+from torch_hetero.codegen.renderers import HOST, RENDERERS
 from torch_hetero.errors import GraphFallbackWarning
 from torch_hetero.runtime import cpp_build
 from torch_hetero.tools import model_zoo
@@ -90,10 +90,10 @@ def main():
             with torch.enable_grad() if mode == "training" else torch.no_grad(), collect_compiled_graphs() as graphs:
                 run(*zoo.inputs)
             for kind, graph, _ in graphs:
-                kernels = [k.source for k in graph.kernels if k.target == "cpp"]
+                kernels = [k.source for k in graph.rendered.get(HOST, ())]
                 if not kernels:
                     continue
-                for ops, loop in scalar_loops(cpp_build.joined(compiler._PRELUDE, kernels), args.min_trip):
+                for ops, loop in scalar_loops(RENDERERS[HOST].module(kernels), args.min_trip):
                     total += 1
                     print(f"{name} {kind}: {loop}   [{ops[:100]}]")
     print(f"{total} simd loop(s) left scalar")

@@ -28,9 +28,9 @@ def compiles(monkeypatch):
     kinds = []
     real = compiler.compile_graph
 
-    def counting(gm, profile, name="graph", **kwargs):
+    def counting(gm, options, name="graph", **kwargs):
         kinds.append(name)
-        return real(gm, profile, name=name, **kwargs)
+        return real(gm, options, name=name, **kwargs)
     monkeypatch.setattr("torch_hetero.backend.compile_graph", counting)
     return kinds
 
@@ -106,7 +106,7 @@ def test_a_new_process_loads_the_graph_without_compiling(caches):
         import torch, torch_hetero.backend as backend
         compiled_kinds = []
         real = backend.compile_graph
-        backend.compile_graph = lambda gm, profile, name="graph", **kw: compiled_kinds.append(name) or real(gm, profile, name=name, **kw)
+        backend.compile_graph = lambda gm, options, name="graph", **kw: compiled_kinds.append(name) or real(gm, options, name=name, **kw)
         torch.manual_seed(0)
         model = torch.nn.Sequential(torch.nn.Linear(16, 32), torch.nn.GELU(), torch.nn.Linear(32, 4))
         x = torch.randn(8, 16)

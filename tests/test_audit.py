@@ -122,13 +122,13 @@ def test_report_files_exist_and_parse(tmp_path):
 def test_a_device_that_fails_is_reported_and_the_others_still_run(tmp_path, monkeypatch):
     broken = tmp_path / "broken.toml"
     broken.write_text("name = ")
-    real_plan = compiler.plan_kernels
+    real_plan = compiler.build_plan
 
-    def plan_failing_on_mtia(graph, kernels, profile):
+    def plan_failing_on_mtia(graph, profile, *args):
         if profile.name == "mtia-v2":
             raise RuntimeError("simulated code generation failure")
-        return real_plan(graph, kernels, profile)
-    monkeypatch.setattr(compiler, "plan_kernels", plan_failing_on_mtia)
+        return real_plan(graph, profile, *args)
+    monkeypatch.setattr(compiler, "build_plan", plan_failing_on_mtia)
     model, inputs = small_model()
     result = audit(model, *inputs, devices=["mtia-v2", str(broken), "cpu", "rivos-sim"], progress=False)
     mtia, bad, cpu, rivos = result.devices

@@ -149,7 +149,7 @@ def host_calls(fn, *inputs):
     torch._dynamo.reset()
     with torch.no_grad(), collect_compiled_graphs() as graphs:
         torch.compile(fn, backend="hetero")(*inputs)
-    return [kernel.cost.calls for _, graph, _ in graphs for kernel in graph.kernels]
+    return [kernel.cost.calls for _, graph, _ in graphs for kernel in graph.plan.kernels]
 
 
 def test_the_host_counts_the_ops_it_prices():

@@ -1,6 +1,7 @@
 """ATen fallback for ops without a native lowering (strict mode, the once-per-process warning),
 and the explain() report, including graphs that ran eagerly."""
 
+import dataclasses
 import os
 import subprocess
 import sys
@@ -12,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 import torch_hetero
-import torch_hetero.compiler
+from torch_hetero.codegen.renderers import RENDERERS
 from torch_hetero.backend import collect_compiled_graphs
 from torch_hetero.errors import FallbackWarning, GraphFallbackWarning
 from utils import check
@@ -160,7 +161,8 @@ BROKEN_PRELUDE_LINE = "\nstatic int broken = undeclared_name;\n"  # g++ rejects 
 
 
 def test_graph_that_ran_eagerly_is_in_the_report(monkeypatch):
-    monkeypatch.setattr(torch_hetero.compiler, "_PRELUDE", torch_hetero.compiler._PRELUDE + BROKEN_PRELUDE_LINE)
+    host = RENDERERS["cpp"]
+    monkeypatch.setitem(RENDERERS, "cpp", dataclasses.replace(host, prelude=host.prelude + BROKEN_PRELUDE_LINE))
     with pytest.warns(GraphFallbackWarning):
         report = explain(with_histc, x3())
     [eager] = report.eager

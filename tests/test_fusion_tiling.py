@@ -40,7 +40,7 @@ def kernels_for(fn, inputs, device):
         out = compiled(*inputs)
     with torch.no_grad():
         torch.testing.assert_close(out, fn(*inputs), rtol=1e-4, atol=1e-4)
-    return [k for _, graph, _ in graphs for k in graph.kernels]
+    return [k for _, graph, _ in graphs for k in graph.plan.kernels]
 
 
 CASES = [
@@ -137,7 +137,7 @@ def test_column_reductions_vectorize_over_outputs(fn, make_input):
     with collect_compiled_graphs() as graphs:
         actual = torch.compile(fn, backend="hetero", options={"strict": True})(x)
     torch.testing.assert_close(actual.float(), expected.float(), atol=1e-4, rtol=1e-3, equal_nan=True)
-    columns = [k for _, g, _ in graphs for k in g.kernels if k.group.column]
+    columns = [k for _, g, _ in graphs for p, k in zip(g.plan.kernels, g.kernels) if p.group.column]
     assert columns and all("acc[ij0]" in k.source for k in columns)
     report = torch_hetero.explain(fn, x)
     assert "a column reduction runs alone" in report.schedule
@@ -227,9 +227,10 @@ def test_layer_norm_weight_gradient_is_a_column_reduction():
     with collect_compiled_graphs() as graphs:
         torch.compile(norm, backend="hetero")(x).sum().backward()
     [backward] = [g for kind, g, _ in graphs if kind == "backward"]
-    per_feature = [k for k in backward.kernels if any(tuple(n.layout.size) == (96,) for n in k.group.nodes)]
+    per_feature = [(p, k) for p, k in zip(backward.plan.kernels, backward.kernels)
+                   if any(tuple(n.layout.size) == (96,) for n in p.group.nodes)]
     assert len(per_feature) == 2, [k.source for k in backward.kernels]   # weight and bias gradients
-    assert all(k.group.column and "acc[ij0]" in k.source for k in per_feature), [k.source for k in per_feature]
+    assert all(p.group.column and "acc[ij0]" in k.source for p, k in per_feature), [k.source for _, k in per_feature]
 
 
 def test_a_view_across_heads_splits_the_host_loop_instead_of_dividing():

@@ -111,6 +111,6 @@ def test_small_integer_division_compiles_ahead_of_time_for_a_gpu():
     report = torch_hetero.explain(fn, *inputs, device="h100")
     torch._dynamo.reset()
     _, kernels = compiled_kernels(fn, inputs, {"device": "h100"})
-    shared = triton_run.compile_ahead(report.code["inference.triton.py"], [k.triton for k in kernels],
+    shared = triton_run.compile_ahead(report.code["inference.triton.py"], kernels,
                                       torch_hetero.device_models.get_profile("h100").triton_target)
     assert set(shared) == {k.name for k in kernels}

@@ -255,7 +255,7 @@ def test_new_kernel_kinds_compile_ahead_for_real_targets(profile):
     _, kernels = compiled_kernels(fn, inputs, {"device": profile})
     with torch.no_grad():
         source = explain(fn, *inputs, device=profile).code["inference.triton.py"]
-    shared = triton_run.compile_ahead(source, [k.triton for k in kernels], get_profile(profile).triton_target)
+    shared = triton_run.compile_ahead(source, kernels, get_profile(profile).triton_target)
     assert set(shared) == {k.name for k in kernels} and len(shared) >= 4
 
 

@@ -22,6 +22,7 @@ import torch
 
 import torch_hetero
 from torch_hetero import options as options_mod
+from torch_hetero.codegen.cpp import library_source
 from torch_hetero.runtime import cache, cpp_build
 
 TESTS_DIR = os.path.dirname(os.path.abspath(__file__))
@@ -99,7 +100,7 @@ def builds(monkeypatch):
     real = cpp_build._compile
 
     def counting(prelude, kernels):
-        calls.append(cpp_build.joined(prelude, kernels))
+        calls.append(library_source(prelude, kernels))
         return real(prelude, kernels)
     monkeypatch.setattr(cpp_build, "_compile", counting)
     return calls
@@ -411,8 +412,10 @@ def test_compile_error_warning_names_the_first_compiler_error_and_the_log_has_al
     to build generated code:"); TORCH_LOGS="torch_hetero", which it names, logs the full text."""
     code = """
         import warnings, torch
-        import torch_hetero.compiler as compiler
-        compiler._PRELUDE += "\\nstatic int broken = undeclared_name;\\n"  # every build fails
+        import dataclasses
+        from torch_hetero.codegen.renderers import RENDERERS
+        RENDERERS["cpp"] = dataclasses.replace(RENDERERS["cpp"], prelude=RENDERERS["cpp"].prelude
+                                               + "\\nstatic int broken = undeclared_name;\\n")  # every build fails
         x = torch.randn(4)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
@@ -541,7 +544,7 @@ def test_view_outputs_match_eager_strides(fn, cache_dir):
 def test_large_libraries_build_as_parallel_units(cache_dir, monkeypatch):
     """With more kernels than MIN_KERNELS_PER_UNIT per core, the library is compiled as one
     unit per core at once and linked; the entry points are defined once, every kernel works."""
-    from torch_hetero.compiler import _PRELUDE
+    from torch_hetero.codegen.cpp import PRELUDE as _PRELUDE
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2})
     kernels = [f'extern "C" void k{i}(float* __restrict__ out) {{ out[0] = hetero_expf({i}.0f); }}'
                for i in range(3 * cpp_build.MIN_KERNELS_PER_UNIT)]

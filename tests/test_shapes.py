@@ -11,7 +11,7 @@ from torch.fx.experimental.proxy_tensor import make_fx
 from torch_hetero.backend import collect_compiled_graphs
 from torch_hetero.compiler import compile_graph
 from torch_hetero.decompositions import decomposition_table
-from torch_hetero.device_models import get_profile
+from torch_hetero.options import Options
 from torch_hetero.runtime import triton_run
 
 
@@ -49,13 +49,13 @@ def _fake_graph(shape):
 def test_tensors_past_int32_index_in_int64():
     """2**16 x (2**15 + 3) elements (> 2**31): Triton kernels widen their program ids to int64
     and still build for the GPU target; a small graph keeps int32.  Host C++ loops are int64."""
-    big = compile_graph(_fake_graph((2**16, 2**15 + 3)), get_profile("h100"), executor="host")
-    small = compile_graph(_fake_graph((64, 33)), get_profile("h100"), executor="host")
+    options = Options(device="h100", executor="host")
+    big, small = compile_graph(_fake_graph((2**16, 2**15 + 3)), options), compile_graph(_fake_graph((64, 33)), options)
     source = big.code["graph.triton.py"]
     assert source.count("tl.program_id(0).to(tl.int64)") == len(big.kernels) >= 1
     assert "to(tl.int64) * XBLOCK" not in small.code["graph.triton.py"]
     kernels = big.code["graph.cpp"][big.code["graph.cpp"].index("extern \"C\" void kernel"):]
     assert not re.search(r"\b(int|int32_t) [a-z]", kernels)  # no 32-bit index variables
     assert "for (int64_t" in big.code["graph.cpp"]
-    shared = triton_run.compile_ahead(source, [k.triton for k in big.kernels], "cuda:90")
+    shared = triton_run.compile_ahead(source, big.rendered["triton"], "cuda:90")
     assert set(shared) == {k.name for k in big.kernels}

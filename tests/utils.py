@@ -5,6 +5,7 @@ import torch.utils._pytree as pytree
 
 import torch_hetero  # noqa: F401  (registers the "hetero" backend)
 from torch_hetero.backend import collect_compiled_graphs, hetero_backend
+from torch_hetero.device_models import get_profile
 
 
 def compile_hetero(fn, dynamic=False, options=None, native=False):
@@ -84,10 +85,10 @@ def check(fn, *args, dynamic=False, grad=False, atol=1e-5, rtol=1e-5, options=No
 
 
 def compiled_kernels(fn, inputs, options, native=False):
-    """(output, the generated kernels) of one compiled run without autograd (``native``: as
-    in ``compile_hetero``)."""
+    """(output, the generated kernels in the target profile's language, whatever ran them) of
+    one compiled run without autograd (``native``: as in ``compile_hetero``)."""
     torch._dynamo.reset()
     compiled = torch.compile(fn, backend=lambda gm, ex: hetero_backend(gm, ex, options={"strict": native, **options}))
     with torch.no_grad(), collect_compiled_graphs() as graphs:
         out = compiled(*inputs)
-    return out, [k for _, g, _ in graphs for k in g.kernels]
+    return out, [k for _, g, profile in graphs for k in g.rendered[get_profile(profile).target.language]]

@@ -65,8 +65,7 @@ def _compile_or_fall_back(gm, kind: str, opts, sink):
     start = time.perf_counter()
     try:
         # whole-graph estimates are for reports: plain compiles skip them
-        compiled = compile_graph(gm, opts.profile, name=kind, estimate=sink is not None, fusion=opts.fusion,
-                                 executor=opts.executor, strict=opts.strict)
+        compiled = compile_graph(gm, opts, name=kind, estimate=sink is not None)
     except Exception as error:
         if opts.strict:
             raise HeteroCompileError(f"torch_hetero could not compile the {kind} graph: {error}") from error

@@ -1,41 +1,34 @@
-"""One ATen graph → a callable: lower, schedule, render C++ and the wrapper, build, load."""
+"""One ATen graph → a callable, by passes: lower (``graph``) → plan (``planning.passes``: fuse,
+tile, estimate, plan memory) → render (``codegen.renderers``, and the wrapper) → build and load."""
 from __future__ import annotations
 
 import collections
-import ctypes
 import dataclasses
 import hashlib
-import importlib.resources
 import linecache
 import time
 
 import torch
 
 from . import symbolic
-from .codegen.cpp import render_kernel
-from .codegen.triton import PRELUDE as TRITON_PRELUDE
-from .codegen.triton import needs_int64, render_kernel as render_triton
+from .codegen import renderers
 from .codegen.wrapper import render_wrapper
 from .errors import HeteroCompileError, one_line
 from .graph import GraphLowering, module_path, op_name, warn_fallback
-from .planning import scheduler
-from .planning.estimates import estimate_graph, matmul_tiling, peak_memory, plan_kernels
-from .runtime import cpp_build, triton_run
-
-_PRELUDE = importlib.resources.files("torch_hetero.codegen").joinpath("cpp_prelude.h").read_text()
+from .planning.passes import build_plan
+from .planning.plan import Plan
+from .runtime import loaders
 
 
 @dataclasses.dataclass
 class Loadable:
-    """What runs a compiled graph, as plain data: the wrapper's source, each C++ kernel's name,
-    source and signature, the Triton module's source.  ``load()`` makes the call (the C++
-    library comes from the build cache, built again if missing); AOTAutograd's cache pickles
-    it (``aot_cache``)."""
+    """What runs a compiled graph, as plain data: the wrapper's source and the kernels that run
+    here, in their language.  ``load()`` makes the call (a C++ library comes from the build
+    cache, built again if missing); AOTAutograd's cache pickles it (``aot_cache``)."""
     wrapper_source: str
-    host_kernels: list        # (name, source, buffer count, per size symbol: is it a float)
-    triton_source: str | None
-    interpret: bool           # the Triton module under the interpreter
-    triton_names: list
+    language: str             # the kernels' language (codegen.renderers, runtime.loaders)
+    kernels: list             # (name, source, buffer count, per size symbol: is it a float)
+    interpret: bool           # Triton kernels under the interpreter
     constants: dict           # the graph's constant tensors, by name
     profile: str              # the target profile's name
     fallbacks: dict           # op → its FallbackWarning's text, warned again by a process that loads this
@@ -47,21 +40,9 @@ class Loadable:
 
     def load(self):
         namespace = {"torch": torch, "empty_strided": torch.empty_strided, "reinterpret": _reinterpret,
-                     "cdiv": lambda a, b: -(-a // b), **self.constants}
-        namespace["sync_threads"] = lambda: None
-        if self.host_kernels:
-            lib = cpp_build.load_library(_PRELUDE, [source for _, source, _, _ in self.host_kernels])
-            for name, _, buffers, float_symbols in self.host_kernels:
-                fn = getattr(lib, name)
-                fn.argtypes = [ctypes.c_void_p] * buffers + [
-                    ctypes.c_double if is_float else ctypes.c_int64 for is_float in float_symbols]
-                fn.restype = None
-                namespace[name] = fn
-            namespace["sync_threads"] = _thread_syncer(lib)
-            namespace["check_zero_division"] = _zero_division_checker(lib)
-        if self.triton_source is not None:
-            module = triton_run.load_module(self.triton_source, self.interpret)
-            namespace.update({name: getattr(module, name) for name in self.triton_names})
+                     "cdiv": lambda a, b: -(-a // b), "sync_threads": lambda: None, **self.constants}
+        if self.kernels:
+            namespace.update(loaders.load(self.language, self.kernels, self.interpret))
         source = self.wrapper_source
         filename = f"<torch_hetero wrapper {hashlib.sha256(source.encode()).hexdigest()[:12]}>"
         linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
@@ -71,18 +52,15 @@ class Loadable:
 
 @dataclasses.dataclass
 class CompiledGraph:
-    """A compiled graph plus what ``explain()`` reports about it."""
+    """A compiled graph: its plan, its rendered kernels, plus what ``explain()`` reports."""
     call: object
     loadable: Loadable
-    kernels: list
-    externs: list                  # ExternCall records (matmul/conv and fallbacks)
-    estimates: dict                # id(Kernel or ExternCall) → Estimate on the target profile
-    tilings: dict                  # id(Kernel or matmul ExternCall) → its tiling on the target profile
-    steps: list                    # scheduler.Step, in execution order
+    plan: Plan
+    rendered: dict                 # language → its rendered kernels, in plan order: the one that runs
+                                   # here, and the target's (the same, or Triton beside the host's C++)
     fallbacks: collections.Counter
-    code: dict                     # "<graph>.cpp" / "<graph>.py" → source
+    code: dict                     # "<graph>.cpp" / "<graph>.triton.py" / "<graph>.py" → source
     compile_s: float               # seconds spent here: lowering to loading (a cache hit skips the build)
-    peak_bytes: int | None = None  # activations live at once at the plan's peak (with estimates only)
 
     def __post_init__(self):
         # AOTAutograd passes the argument list itself; an instance attribute survives the
@@ -91,6 +69,17 @@ class CompiledGraph:
 
     def __call__(self, args):
         return self.call(args)
+
+    @property
+    def kernels(self) -> tuple:
+        """The rendered kernels that run here (their source, fused ATen ops, arguments)."""
+        language = self.loadable.language
+        return self.rendered.get(language, ())
+
+    @property
+    def fused_ops(self) -> dict:
+        """Kernel name → the ATen ops its code computes (``plan.schedule_text`` reads it)."""
+        return {k.name: k.origins for k in self.kernels}
 
 
 @dataclasses.dataclass
@@ -114,67 +103,39 @@ class EagerGraph:
         return cls(one_line(error), ops, layers, compile_s)
 
 
-def compile_graph(gm: torch.fx.GraphModule, profile, name: str = "graph", estimate: bool = True,
-                  fusion: bool = True, executor: str = "auto", strict: bool = False) -> CompiledGraph:
-    """``profile``: the target DeviceProfile; its device model plans the kernels (fusing them
-    unless ``fusion`` is False) and, with ``estimate``, estimates every step.  ``executor``
-    (see ``options.EXECUTORS``) decides what runs here; the target's code is rendered either way.
-    ``strict``: an op with no native lowering raises instead of running through ATen."""
+def compile_graph(gm: torch.fx.GraphModule, options, name: str = "graph", estimate: bool = True) -> CompiledGraph:
+    """``options``: ``options.Options`` — its profile's device model plans the kernels (fusing
+    them unless ``fusion`` is False), its ``executor`` decides what runs here (the target's code
+    is rendered either way), and with ``strict`` an op with no native lowering raises instead
+    of running through ATen.  ``estimate``: estimate every step (for reports)."""
     start = time.perf_counter()
-    graph = GraphLowering(gm, profile.target, profile.name, strict).run()
-    kernels = scheduler.kernels_of(graph, profile, fusion)
-    plan_kernels(graph, kernels, profile)
-    runs = choose_executor(executor, profile, graph)
-    matmul_tiles = {id(k.group.matmul): matmul_tiling(k.group.matmul, graph.size_hints, profile)
-                    for k in kernels if k.group.matmul is not None}
+    profile = options.profile
+    graph = GraphLowering(gm, profile.target, profile.name, options.strict).run()
+    runs = choose_executor(options.executor, profile, graph)
+    language = renderers.HOST if runs == "host" else profile.target.language
+    plan = build_plan(graph, profile, language, options.fusion, estimate)
     storage = graph.storage()
-    for kernel in kernels:
-        if profile.codegen == "triton":  # the target's code, whatever runs here
-            kernel.triton = render_triton(kernel.name, kernel.group, kernel.tiling,
-                                          matmul_tiles.get(id(kernel.group.matmul)),
-                                          needs_int64(kernel.group, storage))
-        if runs == "host":
-            rendered = render_kernel(kernel.name, kernel.group)
-            kernel.may_divide_by_zero = rendered.may_divide_by_zero
-        else:
-            rendered, kernel.target = kernel.triton, "triton"
-        matmul = [kernel.group.matmul.name.split(".default")[0]] if kernel.group.matmul is not None else []
-        kernel.source, kernel.origins = rendered.source, matmul + rendered.origins
-        kernel.buffer_args, kernel.symbol_args = rendered.buffer_args, rendered.symbol_args
-    code: dict = {}
-    if kernels and profile.codegen == "triton":
-        code[f"{name}.triton.py"] = TRITON_PRELUDE + "\n\n" + "\n\n".join(k.triton.source for k in kernels)
-    steps = scheduler.plan_memory(graph, kernels)
-    wrapper_source = render_wrapper(graph, steps, device=_device(graph) if runs == "native" else None)
+    rendered = {lang: tuple(renderers.render(k, lang, storage) for k in plan.kernels)
+                for lang in dict.fromkeys([profile.target.language, language])}
+    code = {f"{name}.{renderers.RENDERERS[lang].suffix}": renderers.RENDERERS[lang].module(k.source for k in kernels)
+            for lang, kernels in rendered.items() if kernels}
+    running = rendered[language]
+    wrapper_source = render_wrapper(graph, plan, {k.name: k for k in running},
+                                    device=_device(graph) if runs == "native" else None)
     code[f"{name}.py"] = wrapper_source
-    host_kernels = [k for k in kernels if k.target == "cpp"]
-    cpp_source = cpp_build.joined(_PRELUDE, [k.source for k in host_kernels]) if host_kernels else None
-    if cpp_source:
-        code[f"{name}.cpp"] = cpp_source
-    triton_source = code.get(f"{name}.triton.py") if runs != "host" else None
-    signatures = [(k.name, k.source, len(k.buffer_args), [symbolic.is_float_symbol(s) for s in k.symbol_args])
-                  for k in host_kernels]
-    loadable = Loadable(wrapper_source, signatures, triton_source, runs == "interpret",
-                        [k.name for k in kernels if k.target == "triton"], graph.constants, profile.name,
+    kernels = [(k.name, k.source, len(k.buffer_args), [symbolic.is_float_symbol(s) for s in k.symbol_args])
+               for k in running]
+    loadable = Loadable(wrapper_source, language, kernels, runs == "interpret", graph.constants, profile.name,
                         graph.fallback_notes)
-    call = loadable.load()
-    externs = [s.work for s in steps if not isinstance(s.work, scheduler.Kernel)]
-    tilings = {id(k): k.tiling for k in kernels}
-    tilings.update(matmul_tiles)
-    tilings.update((id(call), matmul_tiling(call, graph.size_hints, profile)) for call in externs)
-    estimates, peak = {}, None
-    if estimate:
-        estimates = {id(s.work): e for s, e in zip(steps, estimate_graph(graph, steps, profile))}
-        peak = peak_memory(graph, steps)
-    return CompiledGraph(call, loadable, kernels, externs, estimates, tilings, steps, graph.fallback_counts, code,
-                         time.perf_counter() - start, peak)
+    return CompiledGraph(loadable.load(), loadable, plan, rendered, graph.fallback_counts, code,
+                         time.perf_counter() - start)
 
 
 def choose_executor(option: str, profile, graph: GraphLowering) -> str:
     """"host" (generated C++), "interpret" (Triton's CPU interpreter) or "native" (Triton on a
     GPU) for this graph: Triton runs only for Triton-target profiles."""
     device = _device(graph)
-    if profile.codegen != "triton" or option == "host" or (option == "auto" and device.type == "cpu"):
+    if profile.target.host_threads or option == "host" or (option == "auto" and device.type == "cpu"):
         if device.type != "cpu":
             raise HeteroCompileError(
                 f"inputs are on {device} but the {profile.name!r} profile runs generated C++ on the host: "
@@ -198,29 +159,3 @@ def _device(graph: GraphLowering) -> torch.device:
 
 def _reinterpret(tensor, size, stride, offset):
     return tensor.as_strided(size, stride, tensor.storage_offset() + offset)
-
-
-def _zero_division_checker(lib):
-    """Raises eager CPU's error if a kernel divided an integer by zero (the prelude's division
-    helpers record it instead of trapping)."""
-    take = lib.hetero_take_zero_division
-    take.argtypes, take.restype = [], ctypes.c_int
-
-    def check():
-        if take():
-            raise RuntimeError("ZeroDivisionError")
-    return check
-
-
-def _thread_syncer(lib):
-    """Keep the library's OpenMP thread count equal to torch's (checked once per call)."""
-    state = [None]
-    set_threads = lib.hetero_set_num_threads
-
-    def sync():
-        n = torch.get_num_threads()
-        if n != state[0]:
-            set_threads(n)
-            state[0] = n
-    return sync
-

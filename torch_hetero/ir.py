@@ -350,6 +350,12 @@ class ExternCall:
     def name(self) -> str:
         return str(self.op)
 
+    def input_names(self) -> list:
+        """Names of the buffers its arguments view, in argument order."""
+        names: list = []
+        _collect_buffers((self.args, self.kwargs), names)
+        return names
+
     def matmul_shape(self, hints: dict):
         """(batch, m, n, k, dtype) of an mm/addmm/bmm call, else None."""
         if self.op not in MATMULS:
@@ -358,3 +364,14 @@ class ExternCall:
         *batch, m, k = [int(sympy.sympify(s).subs(hints)) for s in a.layout.size]
         n = int(sympy.sympify(b.layout.size[-1]).subs(hints))
         return batch[0] if batch else 1, m, n, k, a.get_dtype()
+
+
+def _collect_buffers(tree, out: list) -> None:
+    if isinstance(tree, StridedValue):
+        out.append(tree.buffer.name)
+    elif isinstance(tree, (list, tuple)):
+        for x in tree:
+            _collect_buffers(x, out)
+    elif isinstance(tree, dict):
+        for x in tree.values():
+            _collect_buffers(x, out)

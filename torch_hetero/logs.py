@@ -14,7 +14,7 @@ import os
 
 import torch._logging
 
-from .planning.scheduler import schedule_text
+from .planning.plan import schedule_text
 
 NAME = "torch_hetero"
 log = logging.getLogger(NAME)
@@ -36,11 +36,11 @@ def compiled(kind: str, graph, profile: str) -> None:
     """One INFO line per compiled graph; its plan at DEBUG; its code as ``output_code``."""
     if log.isEnabledFor(logging.INFO):
         fallbacks = ", ".join(f"{op} x{n}" for op, n in sorted(graph.fallbacks.items())) or "none"
-        externs = sum(call.kind == "extern" for call in graph.externs)
+        externs = sum(extern.call.kind == "extern" for extern in graph.plan.externs)
         log.info("compiled the %s graph for profile %s: %d kernel(s), %d extern call(s), fallbacks: %s; %.3f s",
-                 kind, profile, len(graph.kernels), externs, fallbacks, graph.compile_s)
+                 kind, profile, len(graph.plan.kernels), externs, fallbacks, graph.compile_s)
     if log.isEnabledFor(logging.DEBUG):
-        log.debug("the %s graph's plan for profile %s:\n%s", kind, profile, schedule_text(graph))
+        log.debug("the %s graph's plan for profile %s:\n%s", kind, profile, schedule_text(graph.plan, graph.fused_ops))
     if code_log.isEnabledFor(logging.DEBUG):
         for name, source in graph.code.items():
             code_log.debug("%s for profile %s:\n%s", name, profile, source)
@@ -56,9 +56,8 @@ def loaded(loadable) -> None:
     """One INFO line per graph loaded from AOTAutograd's cache (nothing was compiled); its code
     as ``output_code``."""
     log.info("loaded a graph for profile %s from AOTAutograd's cache: %d kernel(s), fallbacks: %s",
-             loadable.profile, len(loadable.host_kernels) + len(loadable.triton_names),
+             loadable.profile, len(loadable.kernels),
              ", ".join(sorted(loadable.fallbacks)) or "none")
     if code_log.isEnabledFor(logging.DEBUG):
-        sources = [source for _, source, _, _ in loadable.host_kernels] + [loadable.triton_source or "",
-                                                                            loadable.wrapper_source]
-        code_log.debug("code loaded for profile %s:\n%s", loadable.profile, "\n\n".join(s for s in sources if s))
+        sources = [source for _, source, _, _ in loadable.kernels] + [loadable.wrapper_source]
+        code_log.debug("code loaded for profile %s:\n%s", loadable.profile, "\n\n".join(sources))

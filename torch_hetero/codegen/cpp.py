@@ -3,6 +3,7 @@ with a plain C ABI: pointers to buffers, then int64 size symbols."""
 from __future__ import annotations
 
 import dataclasses
+import importlib.resources
 
 import sympy
 import torch
@@ -10,10 +11,13 @@ import torch
 from .. import ir, symbolic
 from ..dtypes import STORAGE_CTYPE
 from ..planning.loop_nest import MAX_PARALLEL_DIMS, Group, host_inner_ranges, inner_ranges, node_indices, split_vars
+from ..planning.plan import KernelPlan
+from ..printer import pexpr
 from ..virtualized import collect_origins, in_order, set_ops_handler
 from .cpp_ops import CppOps, CVar, compute_ctype
 
 LOOP_PREFIXES = ("i", "x", "idx")
+PRELUDE = importlib.resources.files("torch_hetero.codegen").joinpath("cpp_prelude.h").read_text()
 
 
 @dataclasses.dataclass
@@ -25,10 +29,22 @@ class CppKernel:
     origins: list           # ATen ops fused into this kernel
     may_divide_by_zero: bool  # the wrapper checks for an integer division by zero after it
 
+    def launch(self) -> list:
+        """The wrapper's lines that call it."""
+        args = [f"{b}.data_ptr()" for b in self.buffer_args] + [pexpr(s) for s in self.symbol_args]
+        return [f"{self.name}({', '.join(args)})"] + (["check_zero_division()"] if self.may_divide_by_zero else [])
 
-def render_kernel(name: str, group: Group) -> CppKernel:
-    """One C++ function for a group: the shared outer loops (parallel when the work is large
-    enough), inside them each node's own inner loop, in order."""
+
+def library_source(prelude: str, kernels) -> str:
+    """The library's source as one text: what the build cache's key hashes and reports show."""
+    return prelude + "\n" + "\n".join(kernels)
+
+
+def render_kernel(kernel: KernelPlan, storage: dict) -> CppKernel:
+    """One C++ function for a kernel's group: the shared outer loops (parallel when the work
+    is large enough), inside them each node's own inner loop, in order (a fused matmul is
+    ATen's, called before it).  ``storage`` is the renderers' common signature's: unused here."""
+    name, group = kernel.name, kernel.group
     lines: list[str] = []
     ops = CppOps(lines, [0])
     outer_vars = _loop_vars("i", len(group.outer))

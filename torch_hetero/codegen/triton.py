@@ -16,6 +16,8 @@ import torch
 from .. import ir, symbolic
 from ..dtypes import TL_DTYPE
 from ..planning.loop_nest import Group, inner_ranges, loaded_buffers, node_indices
+from ..planning.plan import KernelPlan
+from ..printer import pexpr
 from ..virtualized import collect_origins, in_order, set_ops_handler
 from .triton_ops import TritonOps, TVar, compute_dtype, literal
 
@@ -102,6 +104,20 @@ class TritonKernel:
     constexprs: dict        # block-size parameter → value
     origins: list           # ATen ops fused into this kernel
 
+    def launch(self) -> list:
+        """The wrapper's lines that launch it (none over an empty grid: an empty tensor)."""
+        if any(sympy.sympify(size) == 0 for size in self.grid):
+            return []
+        args = list(self.buffer_args) + [pexpr(s) for s in self.symbol_args]
+        args += [f"{name}={value}" for name, value in self.constexprs.items()]
+        grid = [pexpr(size) for size in self.grid]
+        return [f"{self.name}[({', '.join(grid)}{',' if len(grid) == 1 else ''})]({', '.join(args)})"]
+
+
+def module_source(prelude: str, kernels) -> str:
+    """The module of a graph's kernels after ``prelude``: what the loader imports and reports show."""
+    return prelude + "\n\n" + "\n\n".join(kernels)
+
 
 INT32_MAX = 2**31 - 1
 
@@ -117,12 +133,13 @@ def needs_int64(group: Group, storage: dict) -> bool:
     return any(not sympy.sympify(size).is_number or int(size) > INT32_MAX for size in sizes)
 
 
-def render_kernel(name: str, group: Group, tiling, matmul_tile=None, wide: bool = False) -> TritonKernel:
-    """``tiling``: the kernel's KernelTiling; ``matmul_tile``: the MatmulTiling when the group
-    is a matmul's epilogue (then the kernel is the matmul template with it fused); ``wide``:
-    compute indices in int64 (``needs_int64``)."""
-    if group.matmul is not None and matmul_tile is not None:
-        return _render_matmul(name, group, matmul_tile, wide)
+def render_kernel(kernel: KernelPlan, storage: dict) -> TritonKernel:
+    """With the kernel's tiling; when its group is a matmul's epilogue, the matmul template
+    with it fused, in the plan's matmul tile; indices in int64 where ``storage`` (buffer name →
+    elements, dtype) says they may pass int32 (``needs_int64``)."""
+    name, group, tiling, wide = kernel.name, kernel.group, kernel.tiling, needs_int64(kernel.group, storage)
+    if group.matmul is not None and kernel.matmul_tile is not None:
+        return _render_matmul(name, group, kernel.matmul_tile, wide)
     ops = TritonOps([0])
     outer = group.outer
     outer_vars = list(symbolic.index_symbols("i", len(outer)))

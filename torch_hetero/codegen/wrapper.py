@@ -8,12 +8,13 @@ import torch
 from .. import ir
 from ..graph import GraphLowering
 from ..ir import ExternCall
-from ..planning.scheduler import Kernel, Step
+from ..planning.plan import KernelPlan, Plan, Step
 from ..printer import pexpr
 
 
-def render_wrapper(graph: GraphLowering, steps: list, device=None) -> str:
-    """``device``: where buffers are allocated (None: the CPU)."""
+def render_wrapper(graph: GraphLowering, plan: Plan, rendered: dict, device=None) -> str:
+    """``rendered``: kernel name → its rendered kernel in the language that runs it (its
+    ``launch()`` lines); ``device``: where buffers are allocated (None: the CPU)."""
     lines = ["def call(args):"]
     body = []
     names = [value.name if kind == "tensor" else f"sym{i}" for i, (kind, value, _) in enumerate(graph.placeholders)]
@@ -23,8 +24,8 @@ def render_wrapper(graph: GraphLowering, steps: list, device=None) -> str:
     body += _bind_symbols(graph, names)
     body += [f"{name} = {code}" for name, code in graph.scalar_defs]
     body.append("sync_threads()")
-    for step in steps:
-        body += _render_step(step, device)
+    for step in plan.steps:
+        body += _render_step(step, rendered, device)
         if step.frees:
             body.append(f"del {', '.join(step.frees)}")
     outputs = [_output_expr(v) for v in graph.outputs]
@@ -52,11 +53,10 @@ def _bind_symbols(graph: GraphLowering, names: list) -> list:
     return lines
 
 
-def _render_step(step: Step, device) -> list:
+def _render_step(step: Step, rendered: dict, device) -> list:
     work = step.work
-    if isinstance(work, Kernel):
-        host_matmul = work.group.matmul is not None and work.target == "cpp"
-        alloc = _render_extern(work.group.matmul) if host_matmul else []
+    if isinstance(work, KernelPlan):
+        alloc = _render_extern(work.group.matmul) if work.library_gemm else []
         for buffer in work.buffers:
             if buffer.name in step.reuses:
                 dead = step.reuses[buffer.name]
@@ -66,17 +66,8 @@ def _render_step(step: Step, device) -> list:
                 where = f", device={str(device)!r}" if device is not None else ""
                 alloc.append(f"{buffer.name} = empty_strided({_tuple(layout.size)}, {_tuple(layout.stride)}, "
                              f"dtype={_dtype(layout.dtype)}{where})")
-        if work.target == "triton":
-            triton = work.triton
-            args = list(work.buffer_args) + [pexpr(s) for s in work.symbol_args]
-            args += [f"{name}={value}" for name, value in triton.constexprs.items()]
-            if any(sympy.sympify(size) == 0 for size in triton.grid):
-                return alloc  # nothing to compute: an empty tensor
-            return alloc + [f"{work.name}[{_tuple(triton.grid)}]({', '.join(args)})"]
-        args = [f"{b}.data_ptr()" for b in work.buffer_args] + [pexpr(s) for s in work.symbol_args]
-        check = ["check_zero_division()"] if work.may_divide_by_zero else []
-        return alloc + [f"{work.name}({', '.join(args)})"] + check
-    return _render_extern(work)
+        return alloc + rendered[work.name].launch()
+    return _render_extern(work.call)
 
 
 def _render_extern(call: ExternCall) -> list:

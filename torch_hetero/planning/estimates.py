@@ -1,6 +1,6 @@
-"""The device model applied to a scheduled graph: each kernel's cost analysis and tiling,
-each matmul's tile, and estimates for every kernel and extern call in execution order (the
-order matters: it decides which buffers are still resident on chip)."""
+"""The device model applied to a scheduled graph: estimates for every kernel and extern call
+in execution order (the order matters: it decides which buffers are still resident on chip),
+and the activations' peak."""
 from __future__ import annotations
 
 import dataclasses
@@ -11,45 +11,29 @@ import torch
 from .. import ir, symbolic
 from ..graph import GraphLowering
 from ..ir import ExternCall
-from .scheduler import Kernel, peak_bytes
 from .cost_model import Estimate, MemoryModel, estimate_kernel, estimate_matmul, estimate_memory_op
-from .kernel_analysis import analyze
-from .tiling import plan_kernel, plan_matmul
+from .plan import KernelPlan
+from .scheduler import peak_bytes
 
 aten = torch.ops.aten
 
 
-def plan_kernels(graph: GraphLowering, kernels: list, profile) -> None:
-    """Fill in each kernel's ``cost`` (KernelCost) and ``tiling`` on ``profile``."""
-    storage, memo = graph.storage(), {}
-    for kernel in kernels:
-        kernel.cost = analyze(kernel.group, storage, graph.size_hints, memo)
-        kernel.tiling = plan_kernel(kernel.cost, profile, kernel.cost.reduction)
-
-
-def matmul_tiling(call: ExternCall, hints: dict, profile):
-    """The tile ``profile`` would run this extern matmul with (None: not a matmul, or the
-    host, whose GEMM is ATen's)."""
-    shape = call.matmul_shape(hints)
-    return plan_matmul(*shape, profile) if shape else None
-
-
-def estimate_graph(graph: GraphLowering, steps: list, profile) -> list:
-    """One Estimate per step of ``steps`` (Kernel or ExternCall)."""
+def estimate_steps(graph: GraphLowering, work: list, profile) -> list:
+    """One Estimate per item of ``work`` (``plan.KernelPlan`` or ``plan.ExternPlan``, in
+    execution order)."""
     hints = graph.size_hints
     storage = graph.storage()
     inputs = {value.name: storage[value.name][0] * storage[value.name][1].itemsize
               for kind, value, _ in graph.placeholders if kind == "tensor"}
     memory = MemoryModel(profile, {name: _value(n, hints) for name, n in inputs.items()})
     out = []
-    for step in steps:
-        work = step.work
-        if isinstance(work, Kernel) and work.group.matmul is not None:
-            out.append(_estimate_epilogue_kernel(work, hints, profile, memory))
-        elif isinstance(work, Kernel):
-            out.append(estimate_kernel(work.cost, profile, memory, work.group.nodes[-1].get_dtype()))
+    for item in work:
+        if isinstance(item, KernelPlan) and item.group.matmul is not None:
+            out.append(_estimate_epilogue_kernel(item, hints, profile, memory))
+        elif isinstance(item, KernelPlan):
+            out.append(estimate_kernel(item.cost, profile, memory, item.group.nodes[-1].get_dtype()))
         else:
-            out.append(_estimate_extern(work, hints, profile, memory))
+            out.append(_estimate_extern(item.call, hints, profile, memory))
     return out
 
 
@@ -65,7 +49,7 @@ def peak_memory(graph: GraphLowering, steps: list) -> int:
     return peak_bytes(steps, sizes)
 
 
-def _estimate_epilogue_kernel(kernel: Kernel, hints, profile, memory) -> Estimate:
+def _estimate_epilogue_kernel(kernel: KernelPlan, hints, profile, memory) -> Estimate:
     """A matmul with its epilogue applied to each output tile: one launch; the matmul output
     reaches memory only if something else reads it."""
     call = kernel.group.matmul

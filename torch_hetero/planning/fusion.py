@@ -23,16 +23,16 @@ from .. import ir, symbolic
 from ..ir import MATMULS
 from .cost_model import MemoryModel, estimate_kernel
 from .kernel_analysis import analyze, column_reduction
-from .tiling import plan_matmul
 from .loop_nest import Group, default_outer, dims, inner_ranges, loaded_buffers, loads_of, node_indices, same
 
 
-def group_nodes(graph, profile, storage: dict, readers: dict, pinned: set, enabled: bool = True) -> list:
-    """Groups of ``graph.nodes``' ComputedBuffers; ``readers``: buffer name → number of
-    nodes reading it; ``pinned``: buffers that must reach memory (graph outputs).  ``local``:
+def group_nodes(graph, profile, tiles, storage: dict, readers: dict, pinned: set, enabled: bool = True) -> list:
+    """Groups of ``graph.nodes``' ComputedBuffers; ``tiles``: the matmuls' tiles
+    (``tiling.MatmulTiles``); ``readers``: buffer name → number of nodes reading it;
+    ``pinned``: buffers that must reach memory (graph outputs).  ``local``:
     buffers that never reach memory — reductions read only inside their kernel, and a fused
     matmul's output when only its epilogue reads it (on the host, ATen still writes it)."""
-    planner = _Planner(profile, storage, graph.size_hints)
+    planner = _Planner(profile, tiles, storage, graph.size_hints)
     groups: list = []
     current: Optional[Group] = None
     matmul = None  # the extern matmul just before, whose epilogue the next node may become
@@ -76,8 +76,8 @@ def group_nodes(graph, profile, storage: dict, readers: dict, pinned: set, enabl
 class _Planner:
     """Fusion decisions for one graph on one profile, with the per-node work memoized."""
 
-    def __init__(self, profile, storage: dict, hints: dict):
-        self.profile, self.storage, self.hints = profile, storage, hints
+    def __init__(self, profile, tiles, storage: dict, hints: dict):
+        self.profile, self.tiles, self.storage, self.hints = profile, tiles, storage, hints
         self._loaded: dict = {}
         self._costs: dict = {}
         self._counts: dict = {}   # per-node analysis, shared by every candidate kernel
@@ -126,7 +126,7 @@ class _Planner:
                 return f"reads {name} outside its own output element"
         if out.name not in self.loaded(node):
             return f"does not read {out.name}"
-        tile = plan_matmul(*call.matmul_shape(self.hints), self.profile)
+        tile = self.tiles.of(call)
         extra = sum(self.storage[n][1].itemsize for n in self.loaded(node) if n != out.name)
         epilogue_bytes = tile.bm * tile.bn * (4 + extra)  # the fp32 accumulator tile and the other operands
         if tile.smem + epilogue_bytes > self.profile.local_sram_bytes:

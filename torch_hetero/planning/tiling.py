@@ -77,6 +77,24 @@ def plan_kernel(cost: KernelCost, profile, reduction: bool) -> KernelTiling:
     return KernelTiling(strategy, xblock, rblock, xblock * rblock * bytes_per_element)
 
 
+class MatmulTiles:
+    """Each matmul's tile on one profile, computed once per shape: fusion's SRAM check, the
+    plan (schedule text, explain) and the generated GEMM read the same one."""
+
+    def __init__(self, profile, hints: dict):
+        self.profile, self.hints = profile, hints
+        self._tiles: dict = {}
+
+    def of(self, call) -> Optional[MatmulTiling]:
+        """The tile of the extern ``call`` (None: not a matmul, or the host's GEMM is ATen's)."""
+        shape = call.matmul_shape(self.hints)
+        if shape is None:
+            return None
+        if shape not in self._tiles:
+            self._tiles[shape] = plan_matmul(*shape, self.profile)
+        return self._tiles[shape]
+
+
 def plan_matmul(batch: int, m: int, n: int, k: int, dtype: torch.dtype, profile) -> Optional[MatmulTiling]:
     """The best tile for ``profile``, or None where the GEMM is a library call (the host: ATen's)."""
     if not profile.target.matmul_epilogue:

@@ -13,6 +13,7 @@ import tempfile
 import torch
 
 from ..errors import HeteroCompileError
+from ..codegen.cpp import library_source
 from . import cache
 
 # If-conversion stays on, so loops with selects (relu, where, masks) vectorize.  An AVX-512
@@ -91,13 +92,10 @@ def build_key(source: str) -> str:
 def load_library(prelude: str, kernels: list) -> ctypes.CDLL:
     """The library of ``kernels`` (self-contained C++ functions, each with its includes) after
     ``prelude``: from the cache when a verified entry exists, else built."""
-    path = cache.load_or_build(build_key(joined(prelude, kernels)), lambda: _compile(prelude, kernels))
+    path = cache.load_or_build(build_key(library_source(prelude, kernels)), lambda: _compile(prelude, kernels))
     return ctypes.CDLL(path)
 
 
-def joined(prelude: str, kernels: list) -> str:
-    """The library's source as one text: what the cache key hashes and reports show."""
-    return prelude + "\n" + "\n".join(kernels)
 
 
 MIN_KERNELS_PER_UNIT = 4   # fewer, and a unit's share of parsing the prelude outweighs the split
@@ -115,7 +113,7 @@ def units(prelude: str, kernels: list) -> list:
         smallest = sizes.index(min(sizes))
         chunks[smallest].append(kernel)
         sizes[smallest] += len(kernel)
-    return [("" if i == 0 else "#define HETERO_SECONDARY_UNIT\n") + joined(prelude, chunk)
+    return [("" if i == 0 else "#define HETERO_SECONDARY_UNIT\n") + library_source(prelude, chunk)
             for i, chunk in enumerate(chunks)]
 
 
@@ -137,7 +135,7 @@ def _compile(prelude: str, kernels: list) -> bytes:
                 raise HeteroCompileError(f"{os.path.basename(compiler)} failed to build generated code:\n"
                                          f"{stderr[-4000:]}")
         out = os.path.join(tmp, "kernels.so")
-        flags = compile_flags(joined(prelude, kernels))
+        flags = compile_flags(library_source(prelude, kernels))
         libraries = [f for f in flags if f.startswith("-l")]  # after the objects, or the linker drops them
         result = subprocess.run([compiler, *[f for f in flags if f not in libraries], *objects, "-o", out, *libraries],
                                 capture_output=True, text=True)

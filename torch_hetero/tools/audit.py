@@ -224,10 +224,10 @@ def _audit_device(model, inputs, device, ahead_of_time: bool, say) -> DeviceAudi
         return entry
     entry.report = report
     entry.debt = _debt(entry.report)
-    entry.peak_activation_bytes = max((graph.peak_bytes or 0 for _, graph, _ in graphs), default=0)
+    entry.peak_activation_bytes = max((graph.plan.peak_bytes or 0 for _, graph, _ in graphs), default=0)
     say(f"{len(entry.report.kernels)} kernel(s), {len(entry.debt)} op(s) of debt, {entry.compile_s:.1f} s")
-    if ahead_of_time and profile.triton_target and any(graph.kernels for _, graph, _ in graphs):
-        count = sum(len(graph.kernels) for _, graph, _ in graphs)
+    if ahead_of_time and profile.triton_target and any(graph.plan.kernels for _, graph, _ in graphs):
+        count = sum(len(graph.plan.kernels) for _, graph, _ in graphs)
         say(f"compiling {count} Triton kernel(s) ahead of time for {profile.triton_target}")
         entry.aot = _compile_ahead(graphs, profile)
     return entry
@@ -249,15 +249,16 @@ def _compile_ahead(graphs: list, profile) -> AheadOfTime:
     that one kernel's failure is reported without hiding the others'."""
     result = AheadOfTime(profile.triton_target, {}, {}, profile.local_sram_bytes)
     for prefix, (kind, graph, _) in zip(graph_prefixes(graphs), graphs):
-        if not graph.kernels:
+        kernels = graph.rendered[profile.target.language]   # the target's code, whatever ran here
+        if not kernels:
             continue
         try:
             module = triton_run.load_module(graph.code[f"{kind}.triton.py"], interpret=False)
         except Exception as error:  # no triton, or a module that does not import
-            result.errors.update((f"{prefix}.{k.name}", _first_lines(error)) for k in graph.kernels)
+            result.errors.update((f"{prefix}.{k.name}", _first_lines(error)) for k in kernels)
             continue
-        for kernel in graph.kernels:
-            name, triton = f"{prefix}.{kernel.name}", kernel.triton
+        for triton in kernels:
+            name = f"{prefix}.{triton.name}"
             try:
                 compiled = triton_run.aot_compile(getattr(module, triton.name), triton.signature,
                                                   triton.constexprs, profile.triton_target)

@@ -11,7 +11,7 @@ import torch
 from ..backend import collect_compiled_graphs, hetero_backend
 from ..compiler import EagerGraph
 from ..graph import op_name
-from ..planning.scheduler import schedule_text
+from ..planning.plan import schedule_text
 
 
 @dataclasses.dataclass(frozen=True)
@@ -133,16 +133,17 @@ def report_of(graphs: list, default_device: str) -> Report:
         if isinstance(graph, EagerGraph):
             eager.append(EagerInfo(prefix, graph.cause, dict(graph.ops), graph.layers))
             continue
-        for kernel in graph.kernels:
-            kernels.append(KernelInfo(f"{prefix}.{kernel.name}", kernel.target, list(kernel.origins),
-                                      **_estimate_fields(graph.estimates.get(id(kernel))),
-                                      tiling=_kernel_tiling(graph, kernel), fusion=tuple(kernel.group.decisions)))
-        for call in graph.externs:
-            tiling = graph.tilings.get(id(call))
-            info = ExternInfo(f"{prefix}: {call.name}", call.kind, **_estimate_fields(graph.estimates.get(id(call))),
-                              tiling=str(tiling) if tiling else "", op=op_name(call.op), layer=call.layer)
+        fused_ops = graph.fused_ops
+        for kernel in graph.plan.kernels:
+            kernels.append(KernelInfo(f"{prefix}.{kernel.name}", kernel.target, list(fused_ops[kernel.name]),
+                                      **_estimate_fields(kernel.estimate),
+                                      tiling=_kernel_tiling(kernel), fusion=tuple(kernel.group.decisions)))
+        for extern in graph.plan.externs:
+            call = extern.call
+            info = ExternInfo(f"{prefix}: {call.name}", call.kind, **_estimate_fields(extern.estimate),
+                              tiling=str(extern.tile) if extern.tile else "", op=op_name(call.op), layer=call.layer)
             (externs if call.kind == "extern" else fallback_calls).append(info)
-        schedule.append(f"{prefix}:\n{schedule_text(graph)}")
+        schedule.append(f"{prefix}:\n{schedule_text(graph.plan, fused_ops)}")
         fallbacks.update(graph.fallbacks)
         code.update({f"{prefix}{name[len(kind):]}": source for name, source in graph.code.items()})
     return Report(kernels, externs, dict(fallbacks), code, device_name or default_device, fallback_calls,
@@ -160,9 +161,9 @@ def graph_prefixes(graphs: list) -> list:
     return prefixes
 
 
-def _kernel_tiling(graph, kernel) -> str:
+def _kernel_tiling(kernel) -> str:
     matmul = kernel.group.matmul
-    return str(kernel.tiling) + (f"; epilogue of {matmul.name} {graph.tilings.get(id(matmul))}" if matmul else "")
+    return str(kernel.tiling) + (f"; epilogue of {matmul.name} {kernel.matmul_tile}" if matmul else "")
 
 
 def _estimate_fields(estimate) -> dict:

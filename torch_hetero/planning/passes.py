@@ -1,0 +1,34 @@
+"""The planning passes of one lowered graph, in order — fuse → tile → estimate → plan memory —
+each taking what the ones before decided and adding its own, ending in one frozen ``Plan``."""
+from __future__ import annotations
+
+import dataclasses
+
+from ..graph import GraphLowering
+from . import scheduler
+from .estimates import estimate_steps, peak_memory
+from .kernel_analysis import analyze
+from .plan import ExternPlan, KernelPlan, Plan
+from .tiling import MatmulTiles, plan_kernel
+
+
+def build_plan(graph: GraphLowering, profile, target: str, fuse: bool = True, estimate: bool = True) -> Plan:
+    """``graph``'s plan on ``profile``.  ``target``: the language of the code that runs its
+    kernels (the executor's choice: memory planning depends on it, as a library GEMM writes
+    its output itself); ``fuse``: False gives one kernel per node; ``estimate``: estimate
+    every step and the activations' peak (for reports: plain compiles skip it)."""
+    tiles = MatmulTiles(profile, graph.size_hints)
+    groups = scheduler.fuse(graph, profile, tiles, fuse)
+    storage, memo = graph.storage(), {}
+    kernels = []
+    for k, group in enumerate(groups):
+        cost = analyze(group, storage, graph.size_hints, memo)
+        matmul_tile = tiles.of(group.matmul) if group.matmul is not None else None
+        kernels.append(KernelPlan(f"kernel{k}", group, target, cost, plan_kernel(cost, profile, cost.reduction),
+                                  matmul_tile))
+    work = [item if isinstance(item, KernelPlan) else ExternPlan(item, tiles.of(item))
+            for item in scheduler.execution_order(graph, kernels)]
+    if estimate:
+        work = [dataclasses.replace(item, estimate=e) for item, e in zip(work, estimate_steps(graph, work, profile))]
+    steps = scheduler.plan_memory(graph, work)
+    return Plan(tuple(steps), peak_memory(graph, steps) if estimate else None)

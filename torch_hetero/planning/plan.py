@@ -1,0 +1,109 @@
+"""One graph's plan, built once by the planning passes (``build_plan``) and read by everything
+after them — codegen, the wrapper, ``explain()``, the audit, the log and the goldens — so that
+each decision (a kernel's nodes, what runs it, its tiles, its estimate) is made in one place
+and nobody reads it from a side table or from rendered code.
+
+The passes, in order: fuse (``fusion.group_nodes``: the kernels and their fusion reasons) →
+tile (``tiling``: each kernel's cost analysis and block sizes, each matmul's tile, computed
+once per shape) → estimate (``estimates``: every step in execution order) → plan memory
+(``scheduler.plan_memory``: frees and reuse).  Lowering comes before (``graph``), rendering
+after (``codegen.renderers``)."""
+from __future__ import annotations
+
+import dataclasses
+from typing import Optional
+
+from ..device_models.target import LANGUAGES
+from ..ir import ExternCall
+from .cost_model import Estimate
+from .kernel_analysis import KernelCost
+from .loop_nest import Group, loaded_buffers
+from .tiling import KernelTiling, MatmulTiling
+
+
+@dataclasses.dataclass(frozen=True)
+class KernelPlan:
+    """One generated kernel."""
+    name: str
+    group: Group                  # its nodes, outer loops, buffers kept on chip, fusion reasons, fused matmul
+    target: str                   # the language of the code that runs it (the executor's choice)
+    cost: KernelCost              # the device-independent analysis (FLOPs, bytes, parallel work)
+    tiling: KernelTiling          # strategy and block sizes on the profile
+    matmul_tile: Optional[MatmulTiling] = None  # the fused matmul's tile on the profile (None: no matmul, or ATen's GEMM)
+    estimate: Optional[Estimate] = None         # on the profile; None when estimates are off
+
+    @property
+    def library_gemm(self) -> bool:
+        """Its fused matmul runs as an ATen call just before it (the language that runs it has
+        no generated GEMM: the host), so the kernel reads the matmul's output from memory."""
+        return self.group.matmul is not None and not LANGUAGES[self.target]["matmul_epilogue"]
+
+    @property
+    def buffers(self) -> list:
+        """The buffers this kernel writes to memory (a generated matmul writes its output
+        unless only the epilogue reads it; ATen's GEMM writes it itself)."""
+        matmul = self.group.matmul
+        if matmul is not None and not self.library_gemm and matmul.outputs[0].name not in self.group.local:
+            return [matmul.outputs[0]] + self.group.stored
+        return self.group.stored
+
+    @property
+    def reads(self) -> list:
+        """Names of the buffers it reads from memory: what its nodes load, less what it
+        computes itself, plus its matmul's operands (loaded by the GEMM it generates, or read
+        by ATen's in the same step)."""
+        own = set(self.group.names)
+        if self.group.matmul is not None and not self.library_gemm:
+            own.add(self.group.matmul.outputs[0].name)   # the accumulator tile, never reloaded
+        names = [name for node in self.group.nodes for name in loaded_buffers(node) if name not in own]
+        return names + (self.group.matmul.input_names() if self.group.matmul is not None else [])
+
+
+@dataclasses.dataclass(frozen=True)
+class ExternPlan:
+    """One ATen call (a chosen extern or a fallback)."""
+    call: ExternCall
+    tile: Optional[MatmulTiling] = None       # a matmul's tile on the profile (None: not a matmul, or the host)
+    estimate: Optional[Estimate] = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Step:
+    work: "KernelPlan | ExternPlan"
+    reuses: dict = dataclasses.field(default_factory=dict)   # new buffer → the dead buffer it takes
+    frees: tuple = ()                                         # buffers dead after this step
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    steps: tuple                   # Step, in execution order
+    peak_bytes: Optional[int] = None  # activations live at once at the peak (with estimates only)
+
+    @property
+    def kernels(self) -> list:
+        return [s.work for s in self.steps if isinstance(s.work, KernelPlan)]
+
+    @property
+    def externs(self) -> list:
+        return [s.work for s in self.steps if isinstance(s.work, ExternPlan)]
+
+
+def schedule_text(plan: Plan, fused_ops: dict) -> str:
+    """A plan as stable text (the golden tests' form): per kernel its nodes (local ones
+    marked), outer loops, tiling, fused ATen ops (``fused_ops``: kernel name → the ops its
+    rendered code computes) and fusion decisions; per extern call its op and, for matmuls,
+    the tile."""
+    lines = []
+    for step in plan.steps:
+        work = step.work
+        if isinstance(work, KernelPlan):
+            group = work.group
+            nodes = ", ".join(f"{n.name}{' (local)' if n.name in group.local else ''}" for n in group.nodes)
+            lines.append(f"{work.name}: {nodes}; outer ({', '.join(str(r) for r in group.outer)}); {work.tiling}")
+            if group.matmul is not None:
+                lines.append(f"  epilogue of {group.matmul.name}: {work.matmul_tile}")
+            lines.append(f"  fuses {', '.join(fused_ops[work.name]) or '(copy)'}")
+            lines += [f"  {decision}" for decision in group.decisions]
+        else:
+            lines.append(f"{work.call.kind} {work.call.name}" + (f": {work.tile}" if work.tile else ""))
+    return "\n".join(lines)
