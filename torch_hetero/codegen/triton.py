@@ -15,7 +15,7 @@ import torch
 
 from .. import ir, symbolic
 from ..dtypes import TL_DTYPE
-from ..planning.loop_nest import Group, inner_ranges, loaded_buffers, node_indices
+from ..planning.loop_nest import Group, inner_ranges, node_indices
 from ..planning.plan import KernelPlan
 from ..printer import pexpr
 from ..virtualized import collect_origins, in_order, set_ops_handler
@@ -122,10 +122,11 @@ def module_source(prelude: str, kernels) -> str:
 INT32_MAX = 2**31 - 1
 
 
-def needs_int64(group: Group, storage: dict) -> bool:
+def needs_int64(kernel: KernelPlan, storage: dict) -> bool:
     """Could an index of this kernel pass int32?  Yes when a buffer it touches, or its
     iteration space, may hold more than 2**31 - 1 elements (symbolic sizes may)."""
-    names = {n.name for n in group.nodes} | {b for n in group.nodes for b in loaded_buffers(n)}
+    group = kernel.group
+    names = set(group.names) | set(kernel.loads)
     if group.matmul is not None:
         names |= {a.buffer.name for a in group.matmul.args if isinstance(a, ir.StridedValue)}
         names |= {b.name for b in group.matmul.outputs if b is not None}
@@ -137,7 +138,7 @@ def render_kernel(kernel: KernelPlan, storage: dict) -> TritonKernel:
     """With the kernel's tiling; when its group is a matmul's epilogue, the matmul template
     with it fused, in the plan's matmul tile; indices in int64 where ``storage`` (buffer name →
     elements, dtype) says they may pass int32 (``needs_int64``)."""
-    name, group, tiling, wide = kernel.name, kernel.group, kernel.tiling, needs_int64(kernel.group, storage)
+    name, group, tiling, wide = kernel.name, kernel.group, kernel.tiling, needs_int64(kernel, storage)
     if group.matmul is not None and kernel.matmul_tile is not None:
         return _render_matmul(name, group, kernel.matmul_tile, wide)
     ops = TritonOps([0])

@@ -23,16 +23,18 @@ from .. import ir, symbolic
 from ..ir import MATMULS
 from .cost_model import MemoryModel, estimate_kernel
 from .kernel_analysis import analyze, column_reduction
-from .loop_nest import Group, default_outer, dims, inner_ranges, loaded_buffers, loads_of, node_indices, same
+from .loop_nest import Group, default_outer, dims, inner_ranges, loads_of, node_indices, same
 
 
-def group_nodes(graph, profile, tiles, storage: dict, readers: dict, pinned: set, enabled: bool = True) -> list:
+def group_nodes(graph, profile, tiles, loads: dict, storage: dict, readers: dict, pinned: set,
+                enabled: bool = True) -> list:
     """Groups of ``graph.nodes``' ComputedBuffers; ``tiles``: the matmuls' tiles
-    (``tiling.MatmulTiles``); ``readers``: buffer name → number of nodes reading it;
+    (``tiling.MatmulTiles``); ``loads``: node name → the buffers it loads
+    (``loop_nest.loads_by_node``); ``readers``: buffer name → number of nodes reading it;
     ``pinned``: buffers that must reach memory (graph outputs).  ``local``:
     buffers that never reach memory — reductions read only inside their kernel, and a fused
     matmul's output when only its epilogue reads it (on the host, ATen still writes it)."""
-    planner = _Planner(profile, tiles, storage, graph.size_hints)
+    planner = _Planner(profile, tiles, loads, storage, graph.size_hints)
     groups: list = []
     current: Optional[Group] = None
     matmul = None  # the extern matmul just before, whose epilogue the next node may become
@@ -76,9 +78,8 @@ def group_nodes(graph, profile, tiles, storage: dict, readers: dict, pinned: set
 class _Planner:
     """Fusion decisions for one graph on one profile, with the per-node work memoized."""
 
-    def __init__(self, profile, tiles, storage: dict, hints: dict):
-        self.profile, self.tiles, self.storage, self.hints = profile, tiles, storage, hints
-        self._loaded: dict = {}
+    def __init__(self, profile, tiles, loads: dict, storage: dict, hints: dict):
+        self.profile, self.tiles, self.loads, self.storage, self.hints = profile, tiles, loads, storage, hints
         self._costs: dict = {}
         self._counts: dict = {}   # per-node analysis, shared by every candidate kernel
 
@@ -137,9 +138,7 @@ class _Planner:
 
     def loaded(self, node) -> list:
         """Names of the buffers ``node`` loads."""
-        if node.name not in self._loaded:
-            self._loaded[node.name] = loaded_buffers(node)
-        return self._loaded[node.name]
+        return self.loads[node.name]
 
     def time_us(self, kernels: list) -> float:
         """Estimated time of ``kernels`` ((nodes, outer) pairs) run one after another."""

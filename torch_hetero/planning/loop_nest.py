@@ -208,3 +208,9 @@ def loaded_buffers(node) -> list:
     """Names of the buffers ``node`` loads."""
     outer = default_outer(node)
     return [name for name, _, _ in loads_of(node, outer, list(symbolic.index_symbols("o", len(outer))))]
+
+
+def loads_by_node(nodes) -> dict:
+    """Node name → ``loaded_buffers``, for each ComputedBuffer of ``nodes``: found once per
+    graph (it runs the node's inner function) for fusion, reader counts and the memory plan."""
+    return {n.name: loaded_buffers(n) for n in nodes if isinstance(n, ir.ComputedBuffer)}

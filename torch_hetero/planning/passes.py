@@ -8,6 +8,7 @@ from ..graph import GraphLowering
 from . import scheduler
 from .estimates import estimate_steps, peak_memory
 from .kernel_analysis import analyze
+from .loop_nest import loads_by_node
 from .plan import ExternPlan, KernelPlan, Plan
 from .tiling import MatmulTiles, plan_kernel
 
@@ -18,14 +19,15 @@ def build_plan(graph: GraphLowering, profile, target: str, fuse: bool = True, es
     its output itself); ``fuse``: False gives one kernel per node; ``estimate``: estimate
     every step and the activations' peak (for reports: plain compiles skip it)."""
     tiles = MatmulTiles(profile, graph.size_hints)
-    groups = scheduler.fuse(graph, profile, tiles, fuse)
+    loads = loads_by_node(graph.nodes)
+    groups = scheduler.fuse(graph, profile, tiles, loads, fuse)
     storage, memo = graph.storage(), {}
     kernels = []
     for k, group in enumerate(groups):
         cost = analyze(group, storage, graph.size_hints, memo)
         matmul_tile = tiles.of(group.matmul) if group.matmul is not None else None
-        kernels.append(KernelPlan(f"kernel{k}", group, target, cost, plan_kernel(cost, profile, cost.reduction),
-                                  matmul_tile))
+        kernels.append(KernelPlan(f"kernel{k}", group, tuple(name for n in group.nodes for name in loads[n.name]),
+                                  target, cost, plan_kernel(cost, profile, cost.reduction), matmul_tile))
     work = [item if isinstance(item, KernelPlan) else ExternPlan(item, tiles.of(item))
             for item in scheduler.execution_order(graph, kernels)]
     if estimate:

@@ -17,7 +17,7 @@ from ..device_models.target import LANGUAGES
 from ..ir import ExternCall
 from .cost_model import Estimate
 from .kernel_analysis import KernelCost
-from .loop_nest import Group, loaded_buffers
+from .loop_nest import Group
 from .tiling import KernelTiling, MatmulTiling
 
 
@@ -26,6 +26,7 @@ class KernelPlan:
     """One generated kernel."""
     name: str
     group: Group                  # its nodes, outer loops, buffers kept on chip, fusion reasons, fused matmul
+    loads: tuple                  # the buffers its nodes load (loop_nest.loaded_buffers), in node order
     target: str                   # the language of the code that runs it (the executor's choice)
     cost: KernelCost              # the device-independent analysis (FLOPs, bytes, parallel work)
     tiling: KernelTiling          # strategy and block sizes on the profile
@@ -55,7 +56,7 @@ class KernelPlan:
         own = set(self.group.names)
         if self.group.matmul is not None and not self.library_gemm:
             own.add(self.group.matmul.outputs[0].name)   # the accumulator tile, never reloaded
-        names = [name for node in self.group.nodes for name in loaded_buffers(node) if name not in own]
+        names = [name for name in self.loads if name not in own]
         return names + (self.group.matmul.input_names() if self.group.matmul is not None else [])
 
 

@@ -9,15 +9,16 @@ from .. import ir
 from ..graph import GraphLowering
 from ..ir import ExternCall
 from . import fusion
-from .loop_nest import loaded_buffers
 from .plan import KernelPlan, Step
 
 
-def fuse(graph: GraphLowering, profile, tiles, enabled: bool = True) -> list:
+def fuse(graph: GraphLowering, profile, tiles, loads: dict, enabled: bool = True) -> list:
     """The graph's ComputedBuffers grouped into kernels (``loop_nest.Group``), as the device
-    model decides (one per node when ``enabled`` is False); ``tiles``: ``tiling.MatmulTiles``."""
+    model decides (one per node when ``enabled`` is False); ``tiles``: ``tiling.MatmulTiles``;
+    ``loads``: ``loop_nest.loads_by_node``."""
     pinned = _pinned(graph, _alias_bases(graph))
-    return fusion.group_nodes(graph, profile, tiles, graph.storage(), _reader_counts(graph), pinned, enabled)
+    return fusion.group_nodes(graph, profile, tiles, loads, graph.storage(), _reader_counts(graph, loads), pinned,
+                              enabled)
 
 
 def execution_order(graph: GraphLowering, kernels: list) -> list:
@@ -123,11 +124,11 @@ def _pinned(graph: GraphLowering, aliases: dict) -> set:
     return pinned | {base for view, bases in aliases.items() if view in pinned for base in bases}
 
 
-def _reader_counts(graph: GraphLowering) -> dict:
+def _reader_counts(graph: GraphLowering, loads: dict) -> dict:
     """Buffer name → how many nodes (computed or extern) read it."""
     counts: dict = collections.Counter()
     for node in graph.nodes:
-        counts.update(set(loaded_buffers(node) if isinstance(node, ir.ComputedBuffer) else node.input_names()))
+        counts.update(set(loads[node.name] if isinstance(node, ir.ComputedBuffer) else node.input_names()))
     return counts
 
 
