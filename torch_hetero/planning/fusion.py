@@ -15,6 +15,7 @@ Every decision, taken or refused, is kept with its reason for ``explain()``."""
 from __future__ import annotations
 
 import collections
+import dataclasses
 from typing import Optional
 
 import sympy
@@ -36,7 +37,7 @@ def group_nodes(graph, profile, tiles, loads: dict, storage: dict, readers: dict
     matmul's output when only its epilogue reads it (on the host, ATen still writes it)."""
     planner = _Planner(profile, tiles, loads, storage, graph.size_hints)
     groups: list = []
-    current: Optional[Group] = None
+    current: Optional[_Draft] = None
     matmul = None  # the extern matmul just before, whose epilogue the next node may become
     for node in graph.nodes:
         if not isinstance(node, ir.ComputedBuffer):
@@ -44,11 +45,11 @@ def group_nodes(graph, profile, tiles, loads: dict, storage: dict, readers: dict
             continue
         if isinstance(node.data, (ir.Scatter, ir.Scan)):  # writes what other iterations read: alone
             kind = {ir.Scatter: "scatter", ir.Scan: "scan", ir.Sort: "sort"}[type(node.data)]
-            groups.append(Group([node], default_outer(node), decisions=[f"{node.name}: a {kind} runs alone"]))
+            groups.append(_Draft([node], default_outer(node), [f"{node.name}: a {kind} runs alone"]))
             current, matmul = None, None
             continue
         if profile.target.column_reductions and column_reduction(node, default_outer(node), graph.size_hints):
-            groups.append(Group([node], default_outer(node), column=True, decisions=[
+            groups.append(_Draft([node], default_outer(node), column=True, decisions=[
                 f"{node.name}: a column reduction runs alone (reduction loop outside, outputs vectorized)"]))
             current, matmul = None, None
             continue
@@ -57,22 +58,41 @@ def group_nodes(graph, profile, tiles, loads: dict, storage: dict, readers: dict
             if verdict is None:
                 continue
             current.decisions.append(f"{node.name} not fused: {verdict}")
-        current = Group([node], default_outer(node), decisions=[])
+        current = _Draft([node], default_outer(node), [])
         groups.append(current)
         if matmul is not None and enabled:
             verdict = planner.try_epilogue(current, matmul, readers)
             current.decisions.append(f"{node.name} {'fused' if verdict is None else 'not fused'} into the "
                                      f"{matmul.name} output tile{': ' + verdict if verdict else ''}")
             matmul = None
-    for group in groups:
-        inside = collections.Counter(name for n in group.nodes for name in set(planner.loaded(n)))
-        group.local = {n.name for n in group.nodes if isinstance(n.data, ir.Reduction) and n.name not in pinned
-                       and 0 < readers.get(n.name, 0) == inside[n.name]}
-        group.reread = {n.name for n in group.nodes if isinstance(n.data, ir.Reduction) and inside[n.name]} - group.local
-        if group.matmul is not None:  # on its target, the matmul output tile never leaves the kernel
-            out = group.matmul.outputs[0].name
-            group.local |= {out} if out not in pinned and readers.get(out, 0) == inside[out] else set()
-    return groups
+    return [_frozen(draft, planner, readers, pinned) for draft in groups]
+
+
+@dataclasses.dataclass
+class _Draft:
+    """A kernel while fusion grows it; ``_frozen`` makes it the plan's ``Group``."""
+    nodes: list
+    outer: tuple
+    decisions: list
+    matmul: object = None
+    column: bool = False
+
+    @property
+    def names(self) -> list:
+        return [n.name for n in self.nodes]
+
+
+def _frozen(draft: _Draft, planner: "_Planner", readers: dict, pinned: set) -> Group:
+    """The finished group, with what it keeps on chip."""
+    inside = collections.Counter(name for n in draft.nodes for name in set(planner.loaded(n)))
+    local = {n.name for n in draft.nodes if isinstance(n.data, ir.Reduction) and n.name not in pinned
+             and 0 < readers.get(n.name, 0) == inside[n.name]}
+    reread = {n.name for n in draft.nodes if isinstance(n.data, ir.Reduction) and inside[n.name]} - local
+    if draft.matmul is not None:  # on its target, the matmul output tile never leaves the kernel
+        out = draft.matmul.outputs[0].name
+        local |= {out} if out not in pinned and readers.get(out, 0) == inside[out] else set()
+    return Group(tuple(draft.nodes), draft.outer, frozenset(local), frozenset(reread), tuple(draft.decisions),
+                 draft.matmul, draft.column)
 
 
 class _Planner:
@@ -83,7 +103,7 @@ class _Planner:
         self._costs: dict = {}
         self._counts: dict = {}   # per-node analysis, shared by every candidate kernel
 
-    def try_join(self, group: Group, node) -> Optional[str]:
+    def try_join(self, group: _Draft, node) -> Optional[str]:
         """Add ``node`` to ``group`` and return None, or return why not."""
         if group.matmul is not None and not (isinstance(node.data, ir.Pointwise) and same(
                 dims(node.data.ranges), dims(group.nodes[0].data.ranges))):
@@ -108,7 +128,7 @@ class _Planner:
         group.decisions.append(f"{node.name} fused: {how}; est. {fused:.3g} us vs {apart:.3g} us apart")
         return None
 
-    def try_epilogue(self, group: Group, call, readers: dict) -> Optional[str]:
+    def try_epilogue(self, group: _Draft, call, readers: dict) -> Optional[str]:
         """Make ``group`` (one pointwise node) the epilogue of the matmul ``call`` — applied to
         each output tile before it is stored — and return None, or return why not."""
         node, out = group.nodes[0], call.outputs[0]
@@ -147,15 +167,15 @@ class _Planner:
         for nodes, outer in kernels:
             key = (tuple(n.name for n in nodes), outer)
             if key not in self._costs:
-                group = Group(list(nodes), outer)
-                group.local = {n.name for n in nodes if isinstance(n.data, ir.Reduction)
-                               and any(n.name in self.loaded(m) for m in nodes)}
+                local = frozenset(n.name for n in nodes if isinstance(n.data, ir.Reduction)
+                                  and any(n.name in self.loaded(m) for m in nodes))
+                group = Group(tuple(nodes), outer, local)
                 self._costs[key] = analyze(group, self.storage, self.hints, self._counts)
             total += estimate_kernel(self._costs[key], self.profile, memory, nodes[-1].get_dtype()).time_us
         return total
 
 
-def _common_outer(group: Group, node) -> Optional[tuple]:
+def _common_outer(group: _Draft, node) -> Optional[tuple]:
     """Outer ranges every node of the group and ``node`` can share, or None."""
     candidates = [group.outer]
     if all(isinstance(n.data, ir.Pointwise) for n in group.nodes):
@@ -166,7 +186,7 @@ def _common_outer(group: Group, node) -> Optional[tuple]:
     return None
 
 
-def _dependency_problem(group: Group, node, outer: tuple) -> Optional[str]:
+def _dependency_problem(group: _Draft, node, outer: tuple) -> Optional[str]:
     """Why ``node`` reading the group's buffers would see values not yet written, if so."""
     written = {n.name: n for n in group.nodes}
     outer_vars = list(symbolic.index_symbols("o", len(outer)))

@@ -18,13 +18,14 @@ PARALLEL_MIN_ELEMENTS = 32768   # below this, OpenMP fork/join costs more than i
 MAX_PARALLEL_DIMS = 3           # outer loops collapsed into the parallel one
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
 class Group:
-    nodes: list                 # ComputedBuffers, in execution order
+    """A kernel's nodes, as fusion decided them (part of the frozen ``plan.Plan``)."""
+    nodes: tuple                # ComputedBuffers, in execution order
     outer: tuple                # ranges of the shared outer loops
-    local: set = dataclasses.field(default_factory=set)       # reductions kept in registers
-    reread: set = dataclasses.field(default_factory=set)      # stored reductions later nodes also read
-    decisions: list = dataclasses.field(default_factory=list)  # why each node joined or not
+    local: frozenset = frozenset()   # reductions kept in registers (and a fused matmul's output tile)
+    reread: frozenset = frozenset()  # stored reductions later nodes also read
+    decisions: tuple = ()       # why each node joined or not
     matmul: object = None       # the ExternCall matmul this group is the epilogue of, if fused
     column: bool = False        # one column reduction (host): reduction loop outside, outputs vectorized
 
@@ -53,7 +54,7 @@ class Group:
 
 
 def single(node: ir.ComputedBuffer) -> Group:
-    return Group([node], default_outer(node))
+    return Group((node,), default_outer(node))
 
 
 def dims(ranges) -> tuple:

@@ -30,7 +30,7 @@ class KernelPlan:
     target: str                   # the language of the code that runs it (the executor's choice)
     cost: KernelCost              # the device-independent analysis (FLOPs, bytes, parallel work)
     tiling: KernelTiling          # strategy and block sizes on the profile
-    matmul_tile: Optional[MatmulTiling] = None  # the fused matmul's tile on the profile (None: no matmul, or ATen's GEMM)
+    matmul_tile: Optional[MatmulTiling] = None  # the fused matmul's tile on the profile (None: none, or ATen's GEMM)
     estimate: Optional[Estimate] = None         # on the profile; None when estimates are off
 
     @property
