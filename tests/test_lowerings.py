@@ -218,8 +218,9 @@ def test_max_pooling_for_training_scans_each_window_once():
     with collect_compiled_graphs() as graphs:
         torch.compile(fn, backend="hetero")(x).backward()
     [forward] = [g for kind, g, _ in graphs if kind == "forward"]
-    pooling = [k for k in forward.kernels if "aten.max_pool2d_with_indices" in k.origins]
-    scans = [k for k in pooling if len(k.group.stored) == 2]     # the other: the input in a -inf frame
+    pooling = [(p, k) for p, k in zip(forward.plan.kernels, forward.kernels)
+               if "aten.max_pool2d_with_indices" in k.origins]
+    scans = [k for p, k in pooling if len(p.group.stored) == 2]     # the other: the input in a -inf frame
     assert len(pooling) == 2 and len(scans) == 1, [k.source for k in forward.kernels]
     assert "hetero_max<float>" not in scans[0].source, scans[0].source  # no second scan for the maximum
 

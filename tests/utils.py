@@ -87,8 +87,19 @@ def check(fn, *args, dynamic=False, grad=False, atol=1e-5, rtol=1e-5, options=No
 def compiled_kernels(fn, inputs, options, native=False):
     """(output, the generated kernels in the target profile's language, whatever ran them) of
     one compiled run without autograd (``native``: as in ``compile_hetero``)."""
+    out, graphs = _compiled_graphs(fn, inputs, options, native)
+    return out, [k for _, g, profile in graphs for k in g.rendered[get_profile(profile).target.language]]
+
+
+def planned_kernels(fn, inputs, options):
+    """(output, the plan's kernels: ``plan.KernelPlan``) of one compiled run without autograd."""
+    out, graphs = _compiled_graphs(fn, inputs, options, False)
+    return out, [k for _, g, _ in graphs for k in g.plan.kernels]
+
+
+def _compiled_graphs(fn, inputs, options, native):
     torch._dynamo.reset()
     compiled = torch.compile(fn, backend=lambda gm, ex: hetero_backend(gm, ex, options={"strict": native, **options}))
     with torch.no_grad(), collect_compiled_graphs() as graphs:
         out = compiled(*inputs)
-    return out, [k for _, g, profile in graphs for k in g.rendered[get_profile(profile).target.language]]
+    return out, graphs
