@@ -43,7 +43,8 @@ def library_source(prelude: str, kernels) -> str:
 def render_kernel(kernel: KernelPlan, storage: dict) -> CppKernel:
     """One C++ function for a kernel's group: the shared outer loops (parallel when the work
     is large enough), inside them each node's own inner loop, in order (a fused matmul is
-    ATen's, called before it).  ``storage`` is the renderers' common signature's: unused here."""
+    ATen's, called before it).  ``storage`` (buffer sizes, for Triton's index width) is
+    not needed: host loops index in int64."""
     name, group = kernel.name, kernel.group
     lines: list[str] = []
     ops = CppOps(lines, [0])

@@ -33,7 +33,7 @@ def execution_order(graph: GraphLowering, kernels: list) -> list:
             if kernel.name not in placed:
                 placed.add(kernel.name)
                 order.append(kernel)
-        elif id(node) not in absorbed:
+        elif id(node) not in absorbed:  # a fused matmul runs as part of its epilogue's step
             order.append(node)
     return order
 
