@@ -134,7 +134,7 @@ def compile_graph(gm: torch.fx.GraphModule, profile, name: str = "graph", estima
                                           matmul_tiles.get(id(kernel.group.matmul)),
                                           needs_int64(kernel.group, storage))
         if runs == "host":
-            rendered = render_kernel(kernel.name, kernel.group)
+            rendered = render_kernel(kernel.name, kernel.group, kernel.cost.loops)
             kernel.may_divide_by_zero = rendered.may_divide_by_zero
         else:
             rendered, kernel.target = kernel.triton, "triton"
