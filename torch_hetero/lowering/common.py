@@ -112,8 +112,8 @@ def promote(*args) -> torch.dtype:
         dummies[0].dtype if isinstance(dummies[0], torch.Tensor) else torch.tensor(dummies[0]).dtype)
 
 
-# What a transcendental (``ops_protocol.TRANSCENDENTAL``: exp, erf, tanh, …) counts as in ``op_count``: a GELU shared by several
-# kernels is computed once (a softmax's exp(x - max), read twice inside one kernel, stays inline).
+# What a transcendental (``ops_protocol.TRANSCENDENTAL``: exp, erf, tanh, …) counts as in
+# ``op_count``: a GELU shared by several kernels is computed once (a softmax's exp(x - max), read twice inside one kernel, stays inline).
 TRANSCENDENTAL_OPS = 2
 
 

@@ -90,7 +90,7 @@ class CountingOps(OpsHandler):
         self.transcendentals = 0
         self.calls: dict = {}          # (priced op (host_ops), on a maybe-infinite argument) → evaluations per iteration
         self.masked_depth = 0
-        self.branch_calls = 0          # transcendental calls inside masked regions: no SIMD variant runs there
+        self.branch_transcendentals = 0          # transcendental calls inside masked regions: no SIMD variant runs there
         self.loads: dict = {}          # name → (distinct elements, dtype)
         self.indirect: dict = {}       # symbol → bound
         self.indices: list = []        # every load's index
@@ -160,7 +160,7 @@ class CountingOps(OpsHandler):
             self.calls[key] = self.calls.get(key, 0) + 1
         elif name not in TRANSCENDENTAL:  # a hoisted division is a multiply
             self.arith += 1
-        self.branch_calls += bool(self.masked_depth and name in TRANSCENDENTAL and name not in INLINE)
+        self.branch_transcendentals += bool(self.masked_depth and name in TRANSCENDENTAL and name not in INLINE)
         predicate = name in PREDICATES
         dtype = torch.bool if predicate else (values[0].dtype if values else torch.float32)
         # a transcendental's result is taken as finite (exp(-inf) = 0), a predicate's is a bool
@@ -303,7 +303,7 @@ def _count(node, loops: NodeLoops, outer: tuple, storage: dict, hints: dict, col
         loads[name] = min(_evaluate(touched, hints), _evaluate(numel, hints), total) * dtype.itemsize
     # g++ vectorizes a simd loop (selects are if-converted) unless a transcendental call sits in
     # a masked branch (libmvec has no masked variants)
-    vectorized = loops.vectorized and not counter.branch_calls
+    vectorized = loops.vectorized and not counter.branch_transcendentals
     kind = "vector" if vectorized else "scalar"
     calls: dict = {}
     for (op, infinite), count in counter.calls.items():
