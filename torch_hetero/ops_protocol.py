@@ -63,8 +63,11 @@ def _generated(name: str, hook: str):
     """The method ``name`` of a handler that does one thing for a family of ops: it calls
     ``self.<hook>(name, *args)`` with the protocol's parameters (bound, so checked, at each call)."""
     method_signature = signature(name)
+    arity = len(OPS[name])
 
     def method(self, *args, **kwargs):
+        if len(args) == arity and not kwargs:  # the common call, without binding's cost
+            return getattr(self, hook)(name, *args)
         try:
             bound = method_signature.bind(self, *args, **kwargs)
         except TypeError as error:
