@@ -2,6 +2,7 @@
 them and the C++ renderer emits them as planned."""
 import dataclasses
 
+import pytest
 import torch
 
 from torch_hetero.backend import collect_compiled_graphs
@@ -41,9 +42,10 @@ def test_a_loop_over_a_reshaped_view_is_split():
     assert loops.split == 16 and loops.inner[-2:] == (8, 16) and loops.vectorized
 
 
-def test_the_renderer_emits_the_plan_it_is_given():
-    x = torch.randn(64, 256)
-    [kernel] = host_kernels(lambda x: (x * 2).sum(-1), x)
+@pytest.mark.parametrize("fn", [lambda x: (x * 2).sum(-1), lambda x: x.amax(-1), lambda x: x.exp() + 1],
+                         ids=["sum", "max", "pointwise"])
+def test_the_renderer_emits_the_plan_it_is_given(fn):
+    [kernel] = host_kernels(fn, torch.randn(64, 256))
     plan = kernel.cost.loops
     assert render_kernel(kernel.name, kernel.group, plan).source == kernel.source
     scalar = dataclasses.replace(plan, nodes=tuple(dataclasses.replace(n, vectorized=False) for n in plan.nodes))

@@ -59,6 +59,12 @@ def test_generating_an_op_outside_the_protocol_is_refused():
             GENERATED = {"_any": ("tanh", "tanhh")}
 
 
+def test_a_family_without_its_hook_is_refused():
+    with pytest.raises(TypeError, match="NoHook generates ops through _any, which it lacks"):
+        class NoHook(OpsHandler):
+            GENERATED = _all_but()
+
+
 def test_a_catch_all_getattr_is_refused():
     with pytest.raises(TypeError, match="CatchAll defines __getattr__"):
         class CatchAll(OpsHandler, abstract=True):

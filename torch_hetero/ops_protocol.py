@@ -94,6 +94,8 @@ class OpsHandler:
             unknown = sorted(set(names) - set(OPS))
             if unknown:
                 raise TypeError(f"ops handler {cls.__name__} generates {', '.join(unknown)}: not in the ops protocol")
+            if not callable(getattr(cls, hook, None)):
+                raise TypeError(f"ops handler {cls.__name__} generates ops through {hook}, which it lacks")
             for name in names:
                 if name not in vars(cls):
                     setattr(cls, name, _generated(name, hook))

@@ -173,7 +173,7 @@ def _reduction(ops: CppOps, node, index, rindex, inner, inner_vars, acc: str, lo
                     f"{{ {acc} = {value}; {acc}_index = {ops.index(flat)}; }}")
         result = Var(f"{acc}_index", torch.int64)
     elif kind in ("max", "min") and acc_dtype != torch.bool:
-        loops = _extremum(ops, kind, inner, inner_vars, value, acc, init)
+        loops = _extremum(ops, kind, inner, inner_vars, value, acc, init, vectorized)
         return init + loops + _reduction_result(ops, node, index, Var(acc, acc_dtype), local, reread)
     else:
         body.append(_COMBINE[kind].format(acc=acc, value=value, ctype=ctype))
@@ -183,10 +183,11 @@ def _reduction(ops: CppOps, node, index, rindex, inner, inner_vars, acc: str, lo
     return init + loops + _reduction_result(ops, node, index, result, local, reread)
 
 
-def _extremum(ops: CppOps, kind: str, inner, inner_vars, value, acc: str, init: list) -> list:
-    """A max/min reduction's loop, vectorized: OpenMP's max/min combine plus, for floats, a
-    flag that a NaN was seen (the result is then NaN, as in eager; ``init`` gets the flag).
-    The NaN-propagating combine (``hetero_max``) made one serial chain per row, ~7x slower."""
+def _extremum(ops: CppOps, kind: str, inner, inner_vars, value, acc: str, init: list, vectorized: bool) -> list:
+    """A max/min reduction's loop, vectorized (as the loop plan has it): OpenMP's max/min
+    combine plus, for floats, a flag that a NaN was seen (the result is then NaN, as in eager;
+    ``init`` gets the flag).  The NaN-propagating combine (``hetero_max``) made one serial chain
+    per row, ~7x slower."""
     combine = [f"{acc} = {value} {'>' if kind == 'max' else '<'} {acc} ? {value} : {acc};"]
     clauses, after = f"reduction({kind}:{acc})", []
     if value.dtype.is_floating_point:
@@ -194,7 +195,8 @@ def _extremum(ops: CppOps, kind: str, inner, inner_vars, value, acc: str, init: 
         combine.insert(0, f"{acc}_nan |= {value} != {value};")
         clauses += f" reduction(|:{acc}_nan)"
         after = [f"if ({acc}_nan) {acc} = NAN;"]
-    return _loops(ops, inner, inner_vars, ops.lines + combine, pragma=f"#pragma omp simd {clauses}") + after
+    simd = f"#pragma omp simd {clauses}" if vectorized else ""
+    return _loops(ops, inner, inner_vars, ops.lines + combine, pragma=simd) + after
 
 
 def _reduction_result(ops: CppOps, node, index, result, local: bool, reread: bool) -> list:
