@@ -34,6 +34,7 @@ PREDICATES = COMPARISONS | {"logical_and", "logical_or", "logical_xor", "logical
 # prelude's functions, ``host_ops``); special functions are series of them
 TRANSCENDENTAL = frozenset(TRANSCENDENTAL_PRICED) | SPECIAL_FUNCTIONS
 
+# the unary transcendentals are those the host prices (so a new one is measured before it is used)
 _MATH_UNARY = {"neg", "abs", "sign", "sqrt", "rsqrt", "reciprocal", "floor", "ceil", "trunc", "round",
                "logical_not", "bitwise_not", "isnan", "isinf"} | {
     name for name in TRANSCENDENTAL_PRICED if name not in ("pow", "atan2")}
@@ -52,7 +53,7 @@ OPS = {
 MATH = frozenset(OPS) - set(VALUES)   # every op that computes a value from values
 
 
-def signature(name: str) -> inspect.Signature:
+def _signature(name: str) -> inspect.Signature:
     """Op ``name``'s signature as a method's (``self`` first)."""
     kind = inspect.Parameter.POSITIONAL_OR_KEYWORD
     return inspect.Signature([inspect.Parameter("self", kind)] + [
@@ -62,7 +63,7 @@ def signature(name: str) -> inspect.Signature:
 def _generated(name: str, hook: str):
     """The method ``name`` of a handler that does one thing for a family of ops: it calls
     ``self.<hook>(name, *args)`` with the protocol's parameters (bound, so checked, at each call)."""
-    method_signature = signature(name)
+    method_signature = _signature(name)
     arity = len(OPS[name])
 
     def method(self, *args, **kwargs):
