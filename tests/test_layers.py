@@ -18,7 +18,7 @@ ROOT = "torch_hetero"
 LAYERS = [
     ("errors", ["errors"]),
     ("profiles and capabilities", ["device_models"]),
-    ("IR", ["symbolic", "virtualized", "printer", "dtypes", "ir"]),
+    ("IR", ["symbolic", "ops_protocol", "virtualized", "printer", "dtypes", "ir"]),
     ("lowering", ["decompositions", "lowering", "graph"]),
     ("planning", ["planning"]),
     ("codegen", ["codegen"]),

@@ -6,6 +6,8 @@ from __future__ import annotations
 import contextlib
 import threading
 
+from .ops_protocol import OPS
+
 _state = threading.local()
 
 
@@ -19,20 +21,27 @@ def set_ops_handler(handler):
         _state.handler = previous
 
 
+def _dispatch(name: str):
+    # resolved at call time, so ``ops.sin`` can be passed around before any handler is set
+    def dispatch(*args, **kwargs):
+        handler = getattr(_state, "handler", None)
+        if handler is None:
+            raise RuntimeError(f"ops.{name} called outside of a codegen context")
+        return getattr(handler, name)(*args, **kwargs)
+    dispatch.__name__ = name
+    return staticmethod(dispatch)
+
+
 class _OpsProxy:
-    """Forwards ``ops.<name>(...)`` to the handler installed on this thread."""
+    """Forwards ``ops.<name>(...)`` to the handler installed on this thread, for the names of
+    the ops protocol only."""
 
     def __getattr__(self, name):
-        # resolved at call time, so ``ops.sin`` can be passed around before any handler is set
-        def dispatch(*args, **kwargs):
-            handler = getattr(_state, "handler", None)
-            if handler is None:
-                raise RuntimeError(f"ops.{name} called outside of a codegen context")
-            return getattr(handler, name)(*args, **kwargs)
-        dispatch.__name__ = name
-        return dispatch
+        raise AttributeError(f"ops.{name}: no such op in the ops protocol (torch_hetero/ops_protocol.py)")
 
 
+for _name in OPS:
+    setattr(_OpsProxy, _name, _dispatch(_name))
 ops = _OpsProxy()
 
 

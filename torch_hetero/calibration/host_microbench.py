@@ -25,7 +25,8 @@ import time
 
 import torch
 
-from ..codegen.cpp_ops import CppOps, CVar
+from ..codegen.code_handler import Var
+from ..codegen.cpp_ops import CppOps
 from ..device_models.host_ops import ARITH, INFINITE_PRICED, VECTOR_PRICED
 from ..runtime import cpp_build
 
@@ -118,9 +119,8 @@ def _op_function(name: str, vector: bool) -> str:
     """``y[i] = op(x[i](, z[i]))`` repeated ``reps`` times, as a kernel's inner loop renders it."""
     if name in _REDUCTION_LOOPS:
         return _reduction_function(name, vector)
-    lines: list = []
-    ops = CppOps(lines, [0])
-    x, z = CVar("x[i]", torch.float32), CVar("z[i]", torch.float32)
+    ops = CppOps()
+    x, z = Var("x[i]", torch.float32), Var("z[i]", torch.float32)
     if name == "copy":  # the baseline: a load and a store
         result = x
     elif name == ARITH:  # a dependent chain of ARITH_CHAIN adds and multiplies
@@ -131,7 +131,7 @@ def _op_function(name: str, vector: bool) -> str:
         result = ops.where(ops.gt(x, z), x, z)
     else:
         result = getattr(ops, name)(*((x, z) if name in BINARY else (x,)))
-    body = " ".join(lines) + f" y[i] = {result};"
+    body = " ".join(ops.lines) + f" y[i] = {result};"
     pragma = "#pragma omp simd" if vector else "HETERO_SCALAR_LOOP"
     return _timed(name, vector, f"    {pragma}\n    for (int64_t i = 0; i < n; ++i) {{ {body} }}\n")
 

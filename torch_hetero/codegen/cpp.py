@@ -10,11 +10,13 @@ import torch
 
 from .. import ir, symbolic
 from ..dtypes import STORAGE_CTYPE
-from ..planning.loop_nest import MAX_PARALLEL_DIMS, Group, host_inner_ranges, inner_ranges, node_indices, split_vars
+from ..planning.loop_nest import MAX_PARALLEL_DIMS, Group, node_indices, split_vars
+from ..planning.loop_plan import LoopPlan
 from ..planning.plan import KernelPlan
 from ..printer import pexpr
 from ..virtualized import collect_origins, in_order, set_ops_handler
-from .cpp_ops import CppOps, CVar, compute_ctype
+from .code_handler import Var
+from .cpp_ops import CppOps, compute_ctype
 
 LOOP_PREFIXES = ("i", "x", "idx")
 PRELUDE = importlib.resources.files("torch_hetero.codegen").joinpath("cpp_prelude.h").read_text()
@@ -43,38 +45,36 @@ def library_source(prelude: str, kernels) -> str:
 def render_kernel(kernel: KernelPlan, storage: dict) -> CppKernel:
     """One C++ function for a kernel's group: the shared outer loops (parallel when the work
     is large enough), inside them each node's own inner loop, in order (a fused matmul is
-    ATen's, called before it).  ``storage`` (buffer sizes, for Triton's index width) is
-    not needed: host loops index in int64."""
+    ATen's, called before it), as the kernel's loop plan (``kernel.cost.loops``) says which
+    loops are parallel, split and vectorized.  ``storage`` (buffer sizes, for Triton's index
+    width) is not needed: host loops index in int64."""
     name, group = kernel.name, kernel.group
-    lines: list[str] = []
-    ops = CppOps(lines, [0])
+    loops = kernel.cost.loops
+    ops = CppOps()
     outer_vars = _loop_vars("i", len(group.outer))
     ops.ranges.update(zip(outer_vars, group.outer))
     body: list[str] = []
     fused: dict = {}
     if group.column:
         with set_ops_handler(ops), collect_origins() as origins:
-            loops = _column_reduction(ops, group, outer_vars)
-        return _function(name, ops, loops, in_order(origins, group.nodes[0].data.origins))
-    for position, node in enumerate(group.nodes):
-        with set_ops_handler(ops), collect_origins() as origins:
-            inner, split = host_inner_ranges(node, group.outer)
+            rendered = _column_reduction(ops, group, loops, outer_vars)
+        return _function(name, ops, rendered, in_order(origins, group.nodes[0].data.origins))
+    for position, (node, node_loops) in enumerate(zip(group.nodes, loops.nodes)):
+        with set_ops_handler(ops), collect_origins() as origins, ops.scope() as lines:
+            inner = node_loops.inner
             inner_vars = _loop_vars("x", len(inner))
             ops.ranges.update(zip(inner_vars, inner))
-            ops.lines, ops.cse = [], {}
-            index, rindex = node_indices(node, outer_vars, group.outer, split_vars(inner_vars, split))
+            index, rindex = node_indices(node, outer_vars, group.outer, split_vars(inner_vars, node_loops.split))
             if isinstance(node.data, ir.Pointwise):
                 node.data.store_to(node, index)
-                # independent iterations: vectorize, calls to libm included (vector variants
-                # from libmvec, see cpp_prelude.h); a scatter's writes may collide: in order
-                simd = "" if isinstance(node.data, ir.Scatter) else "#pragma omp simd"
-                body += _loops(ops, inner, inner_vars, ops.lines, pragma=simd)
+                # vectorized calls to libm included (vector variants from libmvec, see cpp_prelude.h)
+                simd = "#pragma omp simd" if node_loops.vectorized else ""
+                body += _loops(ops, inner, inner_vars, lines, pragma=simd)
             else:
                 body += _reduction(ops, node, index, rindex, inner, inner_vars, f"acc{position}",
-                                   node.name in group.local, node.name in group.reread)
+                                   node.name in group.local, node.name in group.reread, node_loops.vectorized)
         fused.update(dict.fromkeys(in_order(origins, node.data.origins)))
-    parallel = group.parallel_iterations() != 1
-    return _function(name, ops, _loops(ops, group.outer, outer_vars, body, parallel=parallel), list(fused))
+    return _function(name, ops, _loops(ops, group.outer, outer_vars, body, parallel=loops.parallel), list(fused))
 
 
 def _function(name: str, ops: CppOps, loops: list, fused: list) -> CppKernel:
@@ -117,7 +117,7 @@ _COMBINE = {"sum": "{acc} += {value};", "prod": "{acc} *= {value};",
 COLUMN_TILE = 64   # outputs one column-reduction iteration accumulates (4 AVX-512 vectors of floats)
 
 
-def _column_reduction(ops: CppOps, group: Group, outer_vars: list) -> list:
+def _column_reduction(ops: CppOps, group: Group, loops: LoopPlan, outer_vars: list) -> list:
     """A column reduction (``kernel_analysis.column_reduction``): tiles of COLUMN_TILE
     consecutive outputs along the last outer dim, each with an accumulator array; the
     reduction loops run outside a vectorized loop over the tile's lanes."""
@@ -125,33 +125,33 @@ def _column_reduction(ops: CppOps, group: Group, outer_vars: list) -> list:
     *lead, last = group.outer
     tile, lane = sympy.Symbol("it0", integer=True, nonnegative=True), sympy.Symbol("ij0", integer=True, nonnegative=True)
     ops.ranges.update({tile: last, lane: sympy.Integer(COLUMN_TILE)})
-    inner = inner_ranges(node, group.outer)
+    inner = loops.nodes[0].inner
     inner_vars = _loop_vars("x", len(inner))
     ops.ranges.update(zip(inner_vars, inner))
     index, rindex = node_indices(node, outer_vars[:-1] + [tile + lane], group.outer, inner_vars)
-    ops.lines, ops.cse = [], {}
-    value = data.inner_fn(index, rindex)
     kind = data.reduction_type
-    acc_dtype = value.dtype if kind in ("max", "min") else data.dtype
-    if value.dtype != acc_dtype:
-        value = ops.to_dtype(value, acc_dtype)
+    with ops.scope() as computed:
+        value = data.inner_fn(index, rindex)
+        acc_dtype = value.dtype if kind in ("max", "min") else data.dtype
+        if value.dtype != acc_dtype:
+            value = ops.to_dtype(value, acc_dtype)
     ctype, acc, count = compute_ctype(acc_dtype), f"acc[{lane}]", "count"
-    combine = ops.lines + [_COMBINE[kind].format(acc=acc, value=value, ctype=ctype)]
+    combine = computed + [_COMBINE[kind].format(acc=acc, value=value, ctype=ctype)]
 
     def lanes(body):
         return ["#pragma omp simd", f"for (int64_t {lane} = 0; {lane} < {count}; ++{lane}) {{",
                 *["    " + line for line in body], "}"]
-    ops.lines, ops.cse = [], {}
-    result = CVar(acc, acc_dtype)
-    if data.epilogue is not None:
-        result = data.epilogue(result)
-    ops.store(node.name, node.layout.index(index), result, node.get_dtype())
+    with ops.scope() as stored:
+        result = Var(acc, acc_dtype)
+        if data.epilogue is not None:
+            result = data.epilogue(result)
+        ops.store(node.name, node.layout.index(index), result, node.get_dtype())
     body = [f"const int64_t {count} = hetero_imin({COLUMN_TILE}, {ops.index(last)} - {tile});",
             f"{ctype} acc[{COLUMN_TILE}];",
             *lanes([f"{acc} = {_init_value(kind, acc_dtype, ctype)};"]),
             *_loops(ops, inner, inner_vars, lanes(combine)),
-            *lanes(ops.lines)]
-    parallel = group.parallel_iterations() != 1
+            *lanes(stored)]
+    parallel = loops.parallel
     tiles = [f"for (int64_t {tile} = 0; {tile} < {ops.index(last)}; {tile} += {COLUMN_TILE}) {{",
              *["    " + line for line in body], "}"]
     if not lead:
@@ -159,11 +159,13 @@ def _column_reduction(ops: CppOps, group: Group, outer_vars: list) -> list:
     return _loops(ops, tuple(lead), outer_vars[:-1], tiles, parallel=parallel)
 
 
-def _reduction(ops: CppOps, node, index, rindex, inner, inner_vars, acc: str, local: bool, reread: bool) -> list:
+def _reduction(ops: CppOps, node, index, rindex, inner, inner_vars, acc: str, local: bool, reread: bool,
+               vectorized: bool) -> list:
     """A reduction's accumulator, its inner loop and its result: stored, or (``local``) kept
     in a variable named after the buffer, which the group's later nodes read; ``reread``: both
     stored and kept, so that those reads stay off memory (a load of the stored value inside
-    their loops kept g++ from vectorizing a norm's second pass)."""
+    their loops kept g++ from vectorizing a norm's second pass).  ``vectorized``: the loop plan's
+    word on its loop (a float sum or product, a max or min: ``loop_plan.node_loops``)."""
     data: ir.Reduction = node.data
     if isinstance(data, ir.Sort):
         return _sort(ops, node, index, rindex, inner, inner_vars, acc)
@@ -187,23 +189,23 @@ def _reduction(ops: CppOps, node, index, rindex, inner, inner_vars, acc: str, lo
         better = ">" if kind == "argmax" else "<"
         body.append(f"if ({value} {better} {acc} || ({value} != {value} && {acc} == {acc})) "
                     f"{{ {acc} = {value}; {acc}_index = {ops.index(flat)}; }}")
-        result = CVar(f"{acc}_index", torch.int64)
+        result = Var(f"{acc}_index", torch.int64)
     elif kind in ("max", "min") and acc_dtype != torch.bool:
-        loops = _extremum(ops, kind, inner, inner_vars, value, acc, init)
-        return init + loops + _reduction_result(ops, node, index, CVar(acc, acc_dtype), local, reread)
+        loops = _extremum(ops, kind, inner, inner_vars, value, acc, init, vectorized)
+        return init + loops + _reduction_result(ops, node, index, Var(acc, acc_dtype), local, reread)
     else:
         body.append(_COMBINE[kind].format(acc=acc, value=value, ctype=ctype))
-        result = CVar(acc, acc_dtype)
-    simd = f"#pragma omp simd reduction({'+' if kind == 'sum' else '*'}:{acc})" if kind in ("sum", "prod") \
-        and acc_dtype.is_floating_point else ""
+        result = Var(acc, acc_dtype)
+    simd = f"#pragma omp simd reduction({'+' if kind == 'sum' else '*'}:{acc})" if vectorized else ""
     loops = _loops(ops, inner, inner_vars, body, pragma=simd)
     return init + loops + _reduction_result(ops, node, index, result, local, reread)
 
 
-def _extremum(ops: CppOps, kind: str, inner, inner_vars, value, acc: str, init: list) -> list:
-    """A max/min reduction's loop, vectorized: OpenMP's max/min combine plus, for floats, a
-    flag that a NaN was seen (the result is then NaN, as in eager; ``init`` gets the flag).
-    The NaN-propagating combine (``hetero_max``) made one serial chain per row, ~7x slower."""
+def _extremum(ops: CppOps, kind: str, inner, inner_vars, value, acc: str, init: list, vectorized: bool) -> list:
+    """A max/min reduction's loop, vectorized (as the loop plan has it): OpenMP's max/min
+    combine plus, for floats, a flag that a NaN was seen (the result is then NaN, as in eager;
+    ``init`` gets the flag).  The NaN-propagating combine (``hetero_max``) made one serial chain
+    per row, ~7x slower."""
     combine = [f"{acc} = {value} {'>' if kind == 'max' else '<'} {acc} ? {value} : {acc};"]
     clauses, after = f"reduction({kind}:{acc})", []
     if value.dtype.is_floating_point:
@@ -211,20 +213,22 @@ def _extremum(ops: CppOps, kind: str, inner, inner_vars, value, acc: str, init: 
         combine.insert(0, f"{acc}_nan |= {value} != {value};")
         clauses += f" reduction(|:{acc}_nan)"
         after = [f"if ({acc}_nan) {acc} = NAN;"]
-    return _loops(ops, inner, inner_vars, ops.lines + combine, pragma=f"#pragma omp simd {clauses}") + after
+    simd = f"#pragma omp simd {clauses}" if vectorized else ""
+    return _loops(ops, inner, inner_vars, ops.lines + combine, pragma=simd) + after
 
 
 def _reduction_result(ops: CppOps, node, index, result, local: bool, reread: bool) -> list:
     """After a reduction's loop: its epilogue, then the result stored or kept (see _reduction)."""
     data = node.data
-    ops.lines, ops.cse = [], {}
-    if data.epilogue is not None:
-        result = data.epilogue(result)
-    if local or reread:
-        result = ops.define_local(node.name, result, node.get_dtype(), variable=None if local else f"{node.name}_value")
-    if not local:
-        ops.store(node.name, node.layout.index(index), result, node.get_dtype())
-    return ops.lines
+    with ops.scope() as lines:
+        if data.epilogue is not None:
+            result = data.epilogue(result)
+        if local or reread:
+            result = ops.define_local(node.name, result, node.get_dtype(),
+                                      variable=None if local else f"{node.name}_value")
+        if not local:
+            ops.store(node.name, node.layout.index(index), result, node.get_dtype())
+    return lines
 
 
 def _scan(ops: CppOps, node, index, rindex, inner, inner_vars, value, acc: str, init: list) -> list:
@@ -232,20 +236,18 @@ def _scan(ops: CppOps, node, index, rindex, inner, inner_vars, value, acc: str, 
     argmax/argmin position variable)."""
     data, kind = node.data, node.data.reduction_type
     body = ops.lines
-    result = CVar(acc, value.dtype)
+    result = Var(acc, value.dtype)
     if kind in ("argmax", "argmin"):  # a NaN, once seen, stays; ties take the later position
         init.append(f"int64_t {acc}_index = 0;")
         keep = ">=" if kind == "argmax" else "<="
         body.append(f"if ({value} != {value} || ({acc} == {acc} && {value} {keep} {acc})) "
                     f"{{ {acc} = {value}; {acc}_index = {ops.index(rindex[0])}; }}")
-        result = CVar(f"{acc}_index", torch.int64)
+        result = Var(f"{acc}_index", torch.int64)
     else:
         body.append({"sum": f"{acc} += {value};", "prod": f"{acc} *= {value};",
                      "logsumexp": f"{acc} = hetero_logaddexp({acc}, {value});"}[kind])
     ops.store(node.name, node.layout.index(data.full_index(index, rindex)), result, node.get_dtype())
-    loops = _loops(ops, inner, inner_vars, body)
-    ops.lines, ops.cse = [], {}
-    return loops
+    return _loops(ops, inner, inner_vars, body)
 
 
 def _sort(ops: CppOps, node, index, rindex, inner, inner_vars, acc: str) -> list:
@@ -263,12 +265,10 @@ def _sort(ops: CppOps, node, index, rindex, inner, inner_vars, acc: str) -> list
     lines += ["    " + line for line in ops.lines] + [f"    return {value};", "};"]
     lines.append(f"std::stable_sort({acc}.begin(), {acc}.end(), [&](int64_t i, int64_t j) {{ "
                  f"{ctype} a = {acc}_key(i), b = {acc}_key(j); return {before}; }});")
-    ops.lines, ops.cse = [], {}
-    ops.store(node.name, node.layout.index(data.full_index(index, rindex)), CVar(f"{acc}[{var}]", torch.int64),
-              node.get_dtype())
-    lines += _loops(ops, inner, inner_vars, ops.lines)
-    ops.lines, ops.cse = [], {}
-    return lines
+    with ops.scope() as stored:
+        ops.store(node.name, node.layout.index(data.full_index(index, rindex)), Var(f"{acc}[{var}]", torch.int64),
+                  node.get_dtype())
+    return lines + _loops(ops, inner, inner_vars, stored)
 
 
 def _init_value(kind, dtype, ctype) -> str:

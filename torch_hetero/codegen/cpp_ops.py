@@ -1,8 +1,8 @@
 """The C++ ``ops`` handler: re-running an IR inner function under it emits C++ statements.
 
-Values are :class:`CVar` (a C expression or temporary, plus its torch dtype).  float16 and
-bfloat16 values live in float32 registers; they are rounded only on an explicit cast and
-when stored, as eager does per op for fp32 math."""
+Values are :class:`code_handler.Var` (a C expression or temporary, plus its torch dtype).
+float16 and bfloat16 values live in float32 registers; they are rounded only on an explicit
+cast and when stored, as eager does per op for fp32 math."""
 from __future__ import annotations
 
 import math
@@ -12,8 +12,9 @@ import torch
 
 from ..device_models import special_functions
 from ..dtypes import STORAGE_CTYPE
+from ..ops_protocol import SPECIAL_FUNCTIONS
 from ..printer import cexpr
-from ..symbolic import simplify_index
+from .code_handler import CodeHandler, Var
 
 LOW_PRECISION = {torch.float16: ("hetero_h2f", "hetero_f2h", "hetero_round_half"),
                  torch.bfloat16: ("hetero_b2f", "hetero_f2b", "hetero_round_bf16")}
@@ -27,16 +28,6 @@ def compute_ctype(dtype: torch.dtype) -> str:
     if dtype not in STORAGE_CTYPE:
         raise NotImplementedError(f"dtype {dtype} has no C++ lowering")
     return STORAGE_CTYPE[dtype]
-
-
-class CVar:
-    __slots__ = ("name", "dtype")
-
-    def __init__(self, name: str, dtype: torch.dtype):
-        self.name, self.dtype = name, dtype
-
-    def __str__(self):
-        return self.name
 
 
 def literal(value, dtype: torch.dtype) -> str:
@@ -70,7 +61,7 @@ _BINARY_INFIX = {"add": "+", "sub": "-", "mul": "*", "bitwise_and": "&",
                  "bitwise_or": "|", "bitwise_xor": "^", "lshift": "<<", "rshift": ">>"}
 _COMPARE = {"eq": "==", "ne": "!=", "lt": "<", "le": "<=", "gt": ">", "ge": ">="}
 _BINARY_FLOAT = {"atan2": "std::atan2", "copysign": "std::copysign", "hypot": "std::hypot",
-                 "nextafter": "std::nextafter", "fmod": "std::fmod"}
+                 "nextafter": "std::nextafter"}
 
 
 def _nonzero_literal(text: str) -> bool:
@@ -83,37 +74,23 @@ def _nonzero_literal(text: str) -> bool:
 _COMBINE = {"sum": "{0} + {1}", "prod": "{0} * {1}", "amax": "hetero_max({0}, {1})", "amin": "hetero_min({0}, {1})"}
 
 
-class CppOps:
+class CppOps(CodeHandler):
     """Collects the statements of one loop body; CSE'd by expression text."""
+    GENERATED = {"_call": tuple(_UNARY_FLOAT), "_infix": tuple(_BINARY_INFIX), "_compare": tuple(_COMPARE),
+                 "_binary_call": tuple(_BINARY_FLOAT), "_special": tuple(SPECIAL_FUNCTIONS)}
+    literal = staticmethod(literal)
 
-    def __init__(self, lines: list, counter: list):
-        self.lines = lines
-        self.counter = counter          # shared across scopes so names stay unique
-        self.cse: dict[str, CVar] = {}
+    def __init__(self):
+        super().__init__()
         self.indent = ""
-        self.loads: dict[str, torch.dtype] = {}
-        self.stores: dict[str, torch.dtype] = {}
-        self.symbols: set = set()
-        self.ranges: dict = {}          # loop variable → extent, for index simplification
-        self.locals: dict[str, CVar] = {}  # buffers kept in variables (see define_local)
         self.headers: set = set()         # extra headers the statements need
         self.may_divide_by_zero = False   # an integer division by a value (see _integer_division)
 
     # ---------------------------------------------------------------- plumbing
-    def _emit(self, expr: str, dtype: torch.dtype, prefix: str = "tmp") -> CVar:
-        key = f"{expr}:{dtype}"
-        if key in self.cse:
-            return self.cse[key]
-        name = f"{prefix}{self.counter[0]}"
-        self.counter[0] += 1
-        self.lines.append(f"{self.indent}{compute_ctype(dtype)} {name} = {expr};")
-        var = CVar(name, dtype)
-        self.cse[key] = var
-        return var
+    def _assignment(self, name: str, expr: str, dtype: torch.dtype) -> str:
+        return f"{self.indent}{compute_ctype(dtype)} {name} = {expr};"
 
-    def index(self, expr) -> str:
-        expr = simplify_index(expr, self.ranges)
-        self.symbols |= {s for s in expr.free_symbols}
+    def _print(self, expr) -> str:
         return cexpr(expr)
 
     def _narrow(self, expr: str, dtype) -> str:
@@ -130,7 +107,7 @@ class CppOps:
             text = f"{LOW_PRECISION[dtype][0]}({text})"
         return self._emit(text, dtype)
 
-    def store(self, name: str, index, value: CVar, dtype, mode=None):
+    def store(self, name: str, index, value: Var, dtype, mode=None):
         """``mode`` (sum, prod, amax, amin): combine with the stored value (a scatter-reduce;
         the kernel runs serially)."""
         self.stores.setdefault(name, dtype)
@@ -143,7 +120,7 @@ class CppOps:
             text = f"{LOW_PRECISION[dtype][1]}({text})"
         self.lines.append(f"{self.indent}{target} = {text};")
 
-    def define_local(self, name: str, value: CVar, dtype, variable: str | None = None) -> CVar:
+    def define_local(self, name: str, value: Var, dtype, variable: str | None = None) -> Var:
         """A buffer's value for this outer iteration in a variable (``variable``, default the
         buffer's name), which the kernel's later nodes read instead of memory.  Rounded to
         ``dtype`` as a store would be."""
@@ -154,23 +131,20 @@ class CppOps:
             text = f"static_cast<{compute_ctype(dtype)}>({text})"
         variable = variable or name
         self.lines.append(f"{self.indent}{compute_ctype(dtype)} {variable} = {text};")
-        self.locals[name] = CVar(variable, dtype)
+        self.locals[name] = Var(variable, dtype)
         return self.locals[name]
-
-    def constant(self, value, dtype):
-        return CVar(literal(value, dtype), dtype)
 
     def index_expr(self, expr, dtype):
         return self._emit(f"static_cast<{compute_ctype(dtype)}>({self.index(expr)})", dtype)
 
-    def indirect_indexing(self, value: CVar, size):
+    def indirect_indexing(self, value: Var, size):
         """A data-dependent index (gather/embedding): wrapped like Python for negatives."""
         var = self._emit(f"static_cast<int64_t>({value})", torch.int64, prefix="idx")
         bound = self.index(size)
         wrapped = self._emit(f"{var} < 0 ? {var} + {bound} : {var}", torch.int64, prefix="idx")
         return sympy.Symbol(wrapped.name, integer=True)
 
-    def masked(self, mask: CVar, body, other, dtype):
+    def masked(self, mask: Var, body, other, dtype):
         """``mask ? body() : other``, evaluating body (and its loads) only where mask holds."""
         result = self._emit(literal(other, dtype), dtype)
         self.cse = {k: v for k, v in self.cse.items() if v is not result}
@@ -186,7 +160,7 @@ class CppOps:
         return result
 
     # ---------------------------------------------------------------- casts
-    def to_dtype(self, x: CVar, dtype):
+    def to_dtype(self, x: Var, dtype):
         if x.dtype == dtype:
             return x
         if dtype in LOW_PRECISION:
@@ -197,29 +171,28 @@ class CppOps:
         return self._emit(f"static_cast<{compute_ctype(dtype)}>({x})", dtype)
 
     # ---------------------------------------------------------------- math
-    def __getattr__(self, name):
-        if name in _UNARY_FLOAT:
-            def unary(x):
-                fn = f"hetero_{name}f" if name in _VECTOR_MATH and compute_ctype(x.dtype) == "float" \
-                    else _UNARY_FLOAT[name]
-                return self._emit(f"{fn}({x})", x.dtype)
-            return unary
-        if name in _BINARY_INFIX:
-            op = _BINARY_INFIX[name]
-            return lambda a, b: self._emit(self._narrow(f"{a} {op} {b}", a.dtype), a.dtype)
-        if name in _COMPARE:
-            op = _COMPARE[name]
-            return lambda a, b: self._emit(f"{a} {op} {b}", torch.bool)
-        if name in _BINARY_FLOAT:
-            fn = _BINARY_FLOAT[name]
-            if name == "fmod":
-                return lambda a, b: self._emit(f"{fn}({a}, {b})", a.dtype) if a.dtype.is_floating_point \
-                    else self._integer_division("hetero_truncmod", a, b)
-            return lambda a, b: self._emit(f"{fn}({a}, {b})", a.dtype)
-        if name in special_functions.CPP:
-            self.headers.add(special_functions.ATEN_MATH_HEADER)
-            return lambda *args: self._emit(f"{special_functions.CPP[name]}({', '.join(map(str, args))})", args[0].dtype)
-        raise AttributeError(f"the C++ backend has no op '{name}'")
+    def _call(self, name: str, x):
+        fn = f"hetero_{name}f" if name in _VECTOR_MATH and compute_ctype(x.dtype) == "float" else _UNARY_FLOAT[name]
+        return self._emit(f"{fn}({x})", x.dtype)
+
+    def _infix(self, name: str, a, b):
+        return self._emit(self._narrow(f"{a} {_BINARY_INFIX[name]} {b}", a.dtype), a.dtype)
+
+    def _compare(self, name: str, a, b):
+        return self._emit(f"{a} {_COMPARE[name]} {b}", torch.bool)
+
+    def _binary_call(self, name: str, a, b):
+        return self._emit(f"{_BINARY_FLOAT[name]}({a}, {b})", a.dtype)
+
+    def _special(self, name: str, *args):
+        """ATen's own implementation (``device_models.special_functions``)."""
+        self.headers.add(special_functions.ATEN_MATH_HEADER)
+        return self._emit(f"{special_functions.CPP[name]}({', '.join(map(str, args))})", args[0].dtype)
+
+    def fmod(self, a, b):
+        if a.dtype.is_floating_point:
+            return self._emit(f"std::fmod({a}, {b})", a.dtype)
+        return self._integer_division("hetero_truncmod", a, b)
 
     def neg(self, x):
         return self._emit(self._narrow(f"-{x}", x.dtype), x.dtype)

@@ -19,7 +19,8 @@ from ..planning.loop_nest import Group, inner_ranges, node_indices
 from ..planning.plan import KernelPlan
 from ..printer import pexpr
 from ..virtualized import collect_origins, in_order, set_ops_handler
-from .triton_ops import TritonOps, TVar, compute_dtype, literal
+from .code_handler import Var
+from .triton_ops import TritonOps, compute_dtype, literal
 
 PRELUDE = '''import triton
 import triton.language as tl
@@ -141,7 +142,7 @@ def render_kernel(kernel: KernelPlan, storage: dict) -> TritonKernel:
     name, group, tiling, wide = kernel.name, kernel.group, kernel.tiling, needs_int64(kernel, storage)
     if group.matmul is not None and kernel.matmul_tile is not None:
         return _render_matmul(name, group, kernel.matmul_tile, wide)
-    ops = TritonOps([0])
+    ops = TritonOps()
     outer = group.outer
     outer_vars = list(symbolic.index_symbols("i", len(outer)))
     ops.ranges.update(zip(outer_vars, outer))
@@ -192,7 +193,7 @@ def _render_matmul(name: str, group: Group, tile, wide: bool) -> TritonKernel:
     batched = len(a.layout.size) == 3
     m, k = a.layout.size[-2:]
     n = b.layout.size[-1]
-    ops = TritonOps([0])
+    ops = TritonOps()
     batch_var, rm, rn, ka, kb = (sympy.Symbol(v, integer=True, nonnegative=True)
                                  for v in ("i0", "rm", "rn", "ka", "kb"))
     ops.ranges.update({rm: m, rn: n, ka: k, kb: k})
@@ -216,26 +217,26 @@ def _render_matmul(name: str, group: Group, tile, wide: bool) -> TritonKernel:
              f"    acc += _dot(a, b, {ieee})"]
     ops.loads.setdefault(a.buffer.name, a.get_dtype())
     ops.loads.setdefault(b.buffer.name, b.get_dtype())
-    ops.lines = []
-    value = TVar("acc", torch.float32)
-    alpha, beta = call.kwargs.get("alpha", 1), call.kwargs.get("beta", 1)
-    if alpha != 1:
-        value = ops.mul(value, ops.constant(alpha, torch.float32))
-    if bias is not None:
-        bias_vars = ([rm, rn])[-len(bias.layout.size):] if bias.layout.size else []
-        loaded = ops.load(bias.buffer.name, bias.layout.index(bias_vars), bias.get_dtype())
-        value = ops.add(value, ops.mul(loaded, ops.constant(beta, torch.float32)) if beta != 1 else loaded)
-    out = call.outputs[0]
-    ops.define_local(out.name, value, out.get_dtype())  # rounded to the output dtype, as eager's epilogue sees it
-    if out.name not in group.local:
-        ops.store(out.name, out.layout.index(lead + [rm, rn]), ops.locals[out.name], out.get_dtype())
     origins: dict = {}
-    for node in group.nodes:
-        index, _ = node_indices(node, lead + [rm], group.outer, [rn])
-        with set_ops_handler(ops), collect_origins() as inlined:
-            node.data.store_to(node, index)
-        origins.update(dict.fromkeys(in_order(inlined, node.data.origins)))
-    body += ops.lines
+    with ops.scope() as epilogue:
+        value = Var("acc", torch.float32)
+        alpha, beta = call.kwargs.get("alpha", 1), call.kwargs.get("beta", 1)
+        if alpha != 1:
+            value = ops.mul(value, ops.constant(alpha, torch.float32))
+        if bias is not None:
+            bias_vars = ([rm, rn])[-len(bias.layout.size):] if bias.layout.size else []
+            loaded = ops.load(bias.buffer.name, bias.layout.index(bias_vars), bias.get_dtype())
+            value = ops.add(value, ops.mul(loaded, ops.constant(beta, torch.float32)) if beta != 1 else loaded)
+        out = call.outputs[0]
+        ops.define_local(out.name, value, out.get_dtype())  # rounded to the output dtype, as eager's epilogue sees it
+        if out.name not in group.local:
+            ops.store(out.name, out.layout.index(lead + [rm, rn]), ops.locals[out.name], out.get_dtype())
+        for node in group.nodes:
+            index, _ = node_indices(node, lead + [rm], group.outer, [rn])
+            with set_ops_handler(ops), collect_origins() as inlined:
+                node.data.store_to(node, index)
+            origins.update(dict.fromkeys(in_order(inlined, node.data.origins)))
+    body += epilogue
     rows = symbolic.FloorDiv(m + tile.bm - 1, tile.bm) * symbolic.FloorDiv(n + tile.bn - 1, tile.bn)
     grid = (rows, a.layout.size[0]) if batched else (rows,)
     return _kernel(name, ops, body, {"BM": tile.bm, "BN": tile.bn, "BK": tile.bk}, grid, list(origins))
@@ -260,32 +261,31 @@ def _node(ops: TritonOps, node, group: Group, outer_vars: list, acc: str) -> lis
     index, rindex = node_indices(node, outer_vars, group.outer, inner_vars)
     reduction = isinstance(node.data, ir.Reduction)
     if not inner:  # one value per row
-        ops.lines, ops.cse = [], {}
-        if reduction:
-            value = node.data.inner_fn(index, rindex)
-            return ops.lines + _finish(ops, node, group, index, value)
-        node.data.store_to(node, index)
-        return ops.lines
+        with ops.scope() as lines:
+            if reduction:
+                value = node.data.inner_fn(index, rindex)
+                return lines + _finish(ops, node, group, index, value)
+            node.data.store_to(node, index)
+            return lines
     rnumel = symbolic.product(inner)
-    outside, ops.lines, ops.cse = [], [], {}
-    ops.masks.append("rmask")
+    outside = []
     loop = ["rindex = roffset + tl.arange(0, RBLOCK)[None, :]", f"rmask = rindex < {ops.index(rnumel)}"]
     loop += _split_index(ops, "rindex", inner_vars, inner)
-    ops.lines = []
-    if isinstance(node.data, ir.Scan):
-        value = node.data.inner_fn(index, rindex)
-        outside, update = _scan(ops, node, value, acc, node.data.full_index(index, rindex))
-        loop += ops.lines + update
-        reduction = False  # every prefix is stored in the loop
-    elif reduction:
-        value = node.data.inner_fn(index, rindex)
-        outside, update, value = _accumulate(ops, node, value, acc)
-        loop += ops.lines + update
-    else:
-        node.data.store_to(node, index)
-        loop += ops.lines
+    ops.masks.append("rmask")
+    with ops.scope() as computed:
+        if isinstance(node.data, ir.Scan):
+            value = node.data.inner_fn(index, rindex)
+            outside, update = _scan(ops, node, value, acc, node.data.full_index(index, rindex))
+            loop += computed + update
+            reduction = False  # every prefix is stored in the loop
+        elif reduction:
+            value = node.data.inner_fn(index, rindex)
+            outside, update, value = _accumulate(ops, node, value, acc)
+            loop += computed + update
+        else:
+            node.data.store_to(node, index)
+            loop += computed
     ops.masks.pop()
-    ops.lines, ops.cse = [], {}
     lines = outside + [f"for roffset in range(0, {ops.index(rnumel)}, RBLOCK):"] + ["    " + line for line in loop]
     if reduction:
         lines += _finish(ops, node, group, index, value)
@@ -296,7 +296,7 @@ _INIT = {"sum": 0, "prod": 1, "max": float("-inf"), "min": float("inf"), "any": 
          "argmax": float("-inf"), "argmin": float("inf")}
 
 
-def _accumulate(ops: TritonOps, node, value: TVar, acc: str) -> tuple:
+def _accumulate(ops: TritonOps, node, value: Var, acc: str) -> tuple:
     """(lines before the loop, lines ending each step, the finished row value)."""
     data = node.data
     kind = data.reduction_type
@@ -305,7 +305,7 @@ def _accumulate(ops: TritonOps, node, value: TVar, acc: str) -> tuple:
         acc_dtype = torch.int32
     if value.dtype != acc_dtype:
         value = ops.to_dtype(value, acc_dtype) if acc_dtype != torch.int32 else \
-            TVar(f"({value} != 0).to(tl.int32)", torch.int32)
+            Var(f"({value} != 0).to(tl.int32)", torch.int32)
     init = _init(kind, acc_dtype)
     tl_type = TL_DTYPE[acc_dtype]
     before = [f"{acc} = tl.full([XBLOCK, RBLOCK], {init}, {tl_type})"]
@@ -317,20 +317,20 @@ def _accumulate(ops: TritonOps, node, value: TVar, acc: str) -> tuple:
                 f"{acc}_better = xmask & rmask & (({acc}_new {better} {acc}) | (({acc}_new != {acc}_new) & ({acc} == {acc})))",
                 f"{acc}_index = tl.where({acc}_better, rindex.to(tl.int64), {acc}_index)",
                 f"{acc} = tl.where({acc}_better, {acc}_new, {acc})"]
-        return before, step, TVar(f"tl.reduce(({acc}, {acc}_index), 1, _{kind})[1][:, None]", torch.int64)
+        return before, step, Var(f"tl.reduce(({acc}, {acc}_index), 1, _{kind})[1][:, None]", torch.int64)
     combine = {"sum": f"{acc} + {masked}", "prod": f"{acc} * {masked}",
                "max": f"_max_nan({acc}, {masked})", "min": f"_min_nan({acc}, {masked})",
                "any": f"tl.maximum({acc}, {masked})", "all": f"tl.minimum({acc}, {masked})"}[kind]
     final = {"sum": "_add", "prod": "_prod", "max": "_max_nan", "min": "_min_nan", "any": "_maximum",
              "all": "_minimum"}[kind]
     final = f"tl.reduce({acc}, 1, {final})"
-    result = TVar(f"{final}[:, None]", acc_dtype)
+    result = Var(f"{final}[:, None]", acc_dtype)
     if kind in ("any", "all"):
-        result = TVar(f"({final}[:, None] != 0)", torch.bool)
+        result = Var(f"({final}[:, None] != 0)", torch.bool)
     return before, [f"{acc} = {combine}"], result
 
 
-def _scan(ops: TritonOps, node, value: TVar, acc: str, full_index) -> tuple:
+def _scan(ops: TritonOps, node, value: Var, acc: str, full_index) -> tuple:
     """(lines before the loop, lines of each step) of a prefix sum/product: each block is
     scanned and combined with the running total of the blocks before it."""
     kind, dtype = node.data.reduction_type, compute_dtype(node.data.dtype)
@@ -340,26 +340,24 @@ def _scan(ops: TritonOps, node, value: TVar, acc: str, full_index) -> tuple:
     masked = f"tl.where(xmask & rmask, {value}, {init})"
     combine = {"sum": "_add", "prod": "_prod", "logsumexp": "_logaddexp"}[kind]
     join = {"sum": "{} + {}", "prod": "{} * {}", "logsumexp": "_logaddexp({}, {})"}[kind].format
-    computed, ops.lines = ops.lines, []
-    ops.store(node.name, node.layout.index(full_index), TVar(f"{acc}_prefix", dtype), node.get_dtype())
+    with ops.scope() as stored:
+        ops.store(node.name, node.layout.index(full_index), Var(f"{acc}_prefix", dtype), node.get_dtype())
     step = [f"{acc}_block = {masked}",
             f"{acc}_prefix = " + join(f"tl.associative_scan({acc}_block, 1, {combine})", acc)]
-    step += ops.lines + [f"{acc} = " + join(acc, f"tl.reduce({acc}_block, 1, {combine})[:, None]")]
-    ops.lines = computed
+    step += stored + [f"{acc} = " + join(acc, f"tl.reduce({acc}_block, 1, {combine})[:, None]")]
     return [f"{acc} = tl.full([XBLOCK, 1], {init}, {TL_DTYPE[dtype]})"], step
 
 
-def _finish(ops: TritonOps, node, group: Group, index, value: TVar) -> list:
+def _finish(ops: TritonOps, node, group: Group, index, value: Var) -> list:
     """The row's result: through the epilogue, then stored or kept in registers."""
-    ops.lines, ops.cse = [], {}
-    result = ops._emit(str(value), value.dtype)
-    if node.data.epilogue is not None:
-        result = node.data.epilogue(result)
-    if node.name in group.local:
-        ops.define_local(node.name, result, node.get_dtype())
-    else:
-        ops.store(node.name, node.layout.index(index), result, node.get_dtype())
-    lines, ops.lines = ops.lines, []
+    with ops.scope() as lines:
+        result = ops._emit(str(value), value.dtype)
+        if node.data.epilogue is not None:
+            result = node.data.epilogue(result)
+        if node.name in group.local:
+            ops.define_local(node.name, result, node.get_dtype())
+        else:
+            ops.store(node.name, node.layout.index(index), result, node.get_dtype())
     return lines
 
 

@@ -1,7 +1,7 @@
 """The Triton ``ops`` handler: re-running an IR inner function under it emits Triton (Python)
 statements over blocks.
 
-Values are :class:`TVar` (an expression or temporary, plus its torch dtype).  float16 and
+Values are :class:`code_handler.Var` (an expression or temporary, plus its torch dtype).  float16 and
 bfloat16 are loaded and computed as float32 and rounded on explicit casts and stores, as on
 the host.  Every load and store is masked by the current mask (``xmask & rmask`` inside an
 inner loop, plus any ``ops.masked`` condition); masked-off lanes load 0."""
@@ -15,8 +15,9 @@ import torch
 
 from ..device_models import special_functions
 from ..dtypes import TL_DTYPE
+from ..ops_protocol import SPECIAL_FUNCTIONS
 from ..printer import PythonPrinter
-from ..symbolic import simplify_index
+from .code_handler import CodeHandler, Var
 
 LOW_PRECISION = (torch.float16, torch.bfloat16)
 
@@ -46,16 +47,6 @@ class TritonPrinter(PythonPrinter):
 texpr = TritonPrinter()
 
 
-class TVar:
-    __slots__ = ("name", "dtype")
-
-    def __init__(self, name: str, dtype: torch.dtype):
-        self.name, self.dtype = name, dtype
-
-    def __str__(self):
-        return self.name
-
-
 def literal(value, dtype: torch.dtype) -> str:
     if dtype == torch.bool:
         return "True" if value else "False"
@@ -81,41 +72,34 @@ _COMPARE = {"eq": "==", "ne": "!=", "lt": "<", "le": "<=", "gt": ">", "ge": ">="
 _FOLD = {"eq": operator.eq, "ne": operator.ne, "lt": operator.lt, "le": operator.le, "gt": operator.gt, "ge": operator.ge}
 
 
-class TritonOps:
-    """Collects the statements of one block body; CSE'd by expression text."""
+class TritonOps(CodeHandler):
+    """Collects the statements of one block body; CSE'd by expression text under the current mask."""
+    GENERATED = {"_tl_math": tuple(_TL_MATH), "_libdevice": tuple(_LIBDEVICE),
+                 "_binary_libdevice": tuple(_BINARY_LIBDEVICE), "_infix": tuple(_BINARY_INFIX),
+                 "_compare": tuple(_COMPARE), "_special": tuple(SPECIAL_FUNCTIONS)}
+    literal = staticmethod(literal)
 
-    def __init__(self, counter: list):
-        self.lines: list = []
-        self.counter = counter
-        self.cse: dict[str, TVar] = {}
-        self.loads: dict[str, torch.dtype] = {}
-        self.stores: dict[str, torch.dtype] = {}
-        self.symbols: set = set()
-        self.ranges: dict = {}
-        self.locals: dict[str, TVar] = {}
+    def __init__(self):
+        super().__init__()
         self.masks: list = ["xmask"]      # the current mask is their conjunction
         self.constants: dict = {}         # literal text → its Python value
 
     # ---------------------------------------------------------------- plumbing
-    def _emit(self, expr: str, dtype: torch.dtype) -> TVar:
-        key = f"{expr}:{dtype}:{self.mask}"
-        if key in self.cse:
-            return self.cse[key]
-        name = f"tmp{self.counter[0]}"
-        self.counter[0] += 1
-        self.lines.append(f"{name} = {expr}")
-        var = TVar(name, dtype)
-        self.cse[key] = var
-        return var
+    def _assignment(self, name: str, expr: str, dtype: torch.dtype) -> str:
+        return f"{name} = {expr}"
+
+    def _print(self, expr) -> str:
+        return texpr(expr)
+
+    def _value_dtype(self, dtype: torch.dtype) -> torch.dtype:
+        return compute_dtype(dtype)
+
+    def _cse_key(self, expr: str, dtype: torch.dtype) -> str:
+        return f"{expr}:{dtype}:{self.mask}"
 
     @property
     def mask(self) -> str:
         return " & ".join(self.masks)
-
-    def index(self, expr) -> str:
-        expr = simplify_index(sympy.sympify(expr), self.ranges)
-        self.symbols |= set(expr.free_symbols)
-        return texpr(expr)
 
     def address(self, expr) -> str:
         """An index as a block (a constant one is broadcast over the program's rows)."""
@@ -133,26 +117,26 @@ class TritonOps:
             text += ".to(tl.float32)"
         return self._emit(text, compute_dtype(dtype))
 
-    def store(self, name: str, index, value: TVar, dtype, mode=None):
+    def store(self, name: str, index, value: Var, dtype, mode=None):
         """``mode`` sum/amax/amin: an atomic combine (a scatter-reduce from parallel programs)."""
         self.stores.setdefault(name, dtype)
         how = {None: "tl.store", "sum": "tl.atomic_add", "amax": "tl.atomic_max", "amin": "tl.atomic_min"}[mode]
         self.lines.append(f"{how}({name} + ({self.address(index)}), {self._cast(value, dtype)}, mask={self.mask})")
 
-    def define_local(self, name: str, value: TVar, dtype):
+    def define_local(self, name: str, value: Var, dtype):
         """A buffer's value kept in registers (a reduction's row result, a matmul's output
         tile), rounded as a store would round it."""
         var = f"{name}_v"
         self.lines.append(f"{var} = {self._cast(value, dtype)}" + (".to(tl.float32)" if dtype in LOW_PRECISION else ""))
-        self.locals[name] = TVar(var, compute_dtype(dtype))
+        self.locals[name] = Var(var, compute_dtype(dtype))
 
-    def _cast(self, value: TVar, dtype) -> str:
+    def _cast(self, value: Var, dtype) -> str:
         return narrow(str(value), dtype) if value.dtype != dtype else str(value)
 
     def constant(self, value, dtype):
-        text = literal(value, compute_dtype(dtype))
-        self.constants[text] = value
-        return TVar(text, compute_dtype(dtype))
+        var = super().constant(value, dtype)
+        self.constants[var.name] = value
+        return var
 
     def index_expr(self, expr, dtype):
         expr = sympy.sympify(expr)
@@ -160,13 +144,13 @@ class TritonOps:
             return self.constant(int(expr), dtype)
         return self._emit(f"({self.index(expr)}).to({TL_DTYPE[compute_dtype(dtype)]})", compute_dtype(dtype))
 
-    def indirect_indexing(self, value: TVar, size):
+    def indirect_indexing(self, value: Var, size):
         """A data-dependent index (gather/embedding): wrapped like Python for negatives."""
         var = self._emit(f"({value}).to(tl.int64)", torch.int64)
         wrapped = self._emit(f"tl.where({var} < 0, {var} + {self.index(size)}, {var})", torch.int64)
         return sympy.Symbol(wrapped.name, integer=True)
 
-    def masked(self, mask: TVar, body, other, dtype):
+    def masked(self, mask: Var, body, other, dtype):
         """``where(mask, body(), other)``, with body's loads masked too."""
         self.masks.append(f"({mask})")
         value = body()
@@ -175,7 +159,7 @@ class TritonOps:
         return self._emit(f"tl.where({mask}, {value}, {literal(other, compute_dtype(dtype))})", compute_dtype(dtype))
 
     # ---------------------------------------------------------------- casts and math
-    def to_dtype(self, x: TVar, dtype):
+    def to_dtype(self, x: Var, dtype):
         if x.dtype == dtype:
             return x
         if x.name in self.constants:  # a Python literal: convert it here (rounded like a cast)
@@ -187,29 +171,31 @@ class TritonOps:
             return self._emit(f"({x}) != 0", dtype)
         return self._emit(f"({x}).to({TL_DTYPE[dtype]})", dtype)
 
-    def __getattr__(self, name):
-        if name in _TL_MATH:
-            return lambda x: self._emit(f"{_TL_MATH[name]}({self._float(x)})", x.dtype)
-        if name in _LIBDEVICE:
-            return lambda x: self._emit(f"hmath.{name}({self._float(x)})", x.dtype)
-        if name in special_functions.LIBDEVICE:
-            return lambda x: self._emit(f"hmath.{special_functions.LIBDEVICE[name]}({self._float(x)})", x.dtype)
-        if name in _BINARY_LIBDEVICE:
-            return lambda a, b: self._emit(f"hmath.{name}({a}, {b})", a.dtype)
-        if name in _BINARY_INFIX:
-            op = _BINARY_INFIX[name]
-            return lambda a, b: self._emit(f"{a} {op} {b}", a.dtype)
-        if name in _COMPARE:
-            op = _COMPARE[name]
+    def _tl_math(self, name: str, x):
+        return self._emit(f"{_TL_MATH[name]}({self._float(x)})", x.dtype)
 
-            def compare(a, b):
-                if str(a) in self.constants and str(b) in self.constants:  # fold: no Python bools in masks
-                    return self.constant(_FOLD[name](self.constants[str(a)], self.constants[str(b)]), torch.bool)
-                return self._emit(f"{a} {op} {b}", torch.bool)
-            return compare
-        raise AttributeError(f"the Triton backend has no op '{name}'")
+    def _libdevice(self, name: str, x):
+        return self._emit(f"hmath.{name}({self._float(x)})", x.dtype)
 
-    def _float(self, x: TVar) -> str:
+    def _binary_libdevice(self, name: str, a, b):
+        return self._emit(f"hmath.{name}({a}, {b})", a.dtype)
+
+    def _infix(self, name: str, a, b):
+        return self._emit(f"{a} {_BINARY_INFIX[name]} {b}", a.dtype)
+
+    def _compare(self, name: str, a, b):
+        if str(a) in self.constants and str(b) in self.constants:  # fold: no Python bools in masks
+            return self.constant(_FOLD[name](self.constants[str(a)], self.constants[str(b)]), torch.bool)
+        return self._emit(f"{a} {_COMPARE[name]} {b}", torch.bool)
+
+    def _special(self, name: str, *args):
+        """libdevice's, where it has the function; the lowering refuses the others
+        (``special_functions.native_on``), so reaching one here is a bug."""
+        if name not in special_functions.LIBDEVICE:
+            raise NotImplementedError(f"TritonOps.{name}: libdevice has no {name} (special_functions.LIBDEVICE)")
+        return self._emit(f"hmath.{special_functions.LIBDEVICE[name]}({self._float(args[0])})", args[0].dtype)
+
+    def _float(self, x: Var) -> str:
         if x.dtype.is_floating_point:
             return str(x)
         return str(self.to_dtype(x, torch.float32)) if x.name in self.constants else f"({x}).to(tl.float32)"

@@ -112,8 +112,8 @@ def promote(*args) -> torch.dtype:
         dummies[0].dtype if isinstance(dummies[0], torch.Tensor) else torch.tensor(dummies[0]).dtype)
 
 
-# What a libm call (exp, erf, tanh, …) counts as in ``op_count``: a GELU shared by several
-# kernels is computed once (a softmax's exp(x - max), read twice inside one kernel, stays inline).
+# What a transcendental (``ops_protocol.TRANSCENDENTAL``: exp, erf, tanh, …) counts as in
+# ``op_count``: a GELU shared by several kernels is computed once (a softmax's exp(x - max), read twice inside one kernel, stays inline).
 TRANSCENDENTAL_OPS = 2
 
 
@@ -122,7 +122,7 @@ def make_pointwise(fn: Callable, inputs: Sequence, compute_dtype: torch.dtype,
     """Elementwise ``fn`` over broadcast ``inputs`` (tensor values or scalars), each converted
     to ``compute_dtype`` first except those at positions ``uncast`` (a condition stays bool);
     the result is cast to ``out_dtype`` if given.  ``own_ops``: what ``fn`` counts as in
-    ``op_count`` (simple ops; TRANSCENDENTAL_OPS per libm call)."""
+    ``op_count`` (simple ops; TRANSCENDENTAL_OPS per transcendental)."""
     shape = broadcast_shapes(*[x.get_size() for x in inputs if is_tensor(x)])
     loaders = []
     for position, x in enumerate(inputs):

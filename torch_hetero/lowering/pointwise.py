@@ -5,6 +5,7 @@ import math
 
 import torch
 
+from ..ops_protocol import TRANSCENDENTAL
 from ..virtualized import ops
 from .common import TRANSCENDENTAL_OPS, is_tensor, make_pointwise, meta_val, promote
 from .registry import register_lowering
@@ -24,14 +25,10 @@ _UNARY = {
 }
 
 
-# libm calls: each counts as TRANSCENDENTAL_OPS simple ops when deciding to inline or realize
-TRANSCENDENTAL = {"exp", "exp2", "expm1", "log", "log2", "log10", "log1p", "sin", "cos", "tan", "asin", "acos",
-                  "atan", "sinh", "cosh", "tanh", "asinh", "acosh", "atanh", "sigmoid", "erf", "erfc", "lgamma"}
-
-
 def _unary(name):
     def lower(x):
         dtype = meta_val().dtype
+        # a transcendental counts as TRANSCENDENTAL_OPS simple ops when deciding to inline or realize
         return make_pointwise(getattr(ops, name), [x], dtype,
                               own_ops=TRANSCENDENTAL_OPS if name in TRANSCENDENTAL else 1)
     return lower
@@ -98,7 +95,7 @@ def gelu_backward(grad, x, approximate="none"):
         inner_derivative = ops.mul(c(beta), ops.add(c(1.0), ops.mul(c(3 * kappa), square)))
         right_derivative = ops.mul(ops.mul(ops.mul(c(0.5), v), tanh_derivative), inner_derivative)
         return ops.mul(g, ops.add(left_derivative, right_derivative))
-    # the derivative costs two libm calls' worth (a CDF and a density): shared, it is computed once
+    # the derivative costs two transcendentals' worth (a CDF and a density): shared, it is computed once
     return make_pointwise(fn, [grad, x], dtype, own_ops=(14 + TRANSCENDENTAL_OPS) if approximate == "tanh"
                           else 2 + 2 * TRANSCENDENTAL_OPS)
 

@@ -9,11 +9,11 @@ A roofline per kernel — max(FLOPs / peak, bytes / bandwidth) + launch overhead
 * parallel utilization and wave quantization: ``chunks`` of work over ``compute_units``
   reach ``chunks / (ceil(chunks / units) * units)`` of peak, and a serial kernel one unit's;
 * matrix-unit padding: a matmul's M, N, K are rounded up to the instruction shape;
-* on the host C++ target, the ops ``host_ops`` names (libm calls, a division g++ does not
+* on the host C++ target, the ops ``host_ops`` names (transcendentals, a division g++ does not
   hoist, select, and every other op as plain arithmetic, ``arith``: not at the sgemm FLOP/s,
   least of all in a scalar loop) cost what the host measured per
   element in a vectorized or scalar loop
-  (``DeviceProfile.vector_op_ns`` / ``scalar_op_ns``, from ``calibrate``; a libm call on an
+  (``DeviceProfile.vector_op_ns`` / ``scalar_op_ns``, from ``calibrate``; a transcendental on an
   argument a mask may have made infinite at ``vector_inf_op_ns``), and arg/any/all
   reductions a serial chain (``serial_combine``).
 

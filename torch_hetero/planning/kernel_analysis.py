@@ -10,32 +10,33 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from typing import Optional
 
 import sympy
 import torch
 
 from .. import ir, symbolic
-from ..device_models import special_functions
-from ..device_models.host_ops import ARITH, CALLS, INFINITE_PRICED, INLINE, REDUCTION_STEPS
+from ..device_models.host_ops import ARITH, INFINITE_PRICED, INLINE, REDUCTION_STEPS
+from ..ops_protocol import MATH, PREDICATES, TRANSCENDENTAL, OpsHandler
 from ..virtualized import set_ops_handler
-from .loop_nest import Group, host_inner_ranges, inner_ranges, node_indices, split_vars
+from .loop_nest import Group, inner_ranges, node_indices, split_vars
+from .loop_plan import LoopPlan, NodeLoops, plan_loops
 
-# One transcendental evaluation: its cost in vector FLOPs on vector targets.  On the host C++
-# target each priced op (``host_ops``: libm calls, division, select, and every other op as
-# ``arith``) is counted by name, and the cost model prices it with what the host measured.
+# One transcendental evaluation (``ops_protocol.TRANSCENDENTAL``): its cost in vector FLOPs on
+# vector targets.  On the host C++ target each priced op (``host_ops``: transcendentals,
+# division, select, and every other op as ``arith``) is counted by name, and the cost model
+# prices it with what the host measured.
 TRANSCENDENTAL_FLOPS = 8
 # A load whose index divides or takes the remainder of the innermost loop variable (a view
 # across a reshape) is computed per element in scalar code: counted as this op.
 DIVMOD_INDEX = "divmod_index"
-_CALLS = set(special_functions.CPP) | set(CALLS)
-_VECTOR_REDUCTIONS = {"sum", "prod"}   # of floats; max/min of any dtype but bool (codegen.cpp._extremum)
 _FREE = {"load", "store", "constant", "index_expr", "to_dtype", "masked", "indirect_indexing"}
 
 
 @dataclasses.dataclass(frozen=True)
 class KernelCost:
     flops: float
-    transcendentals: float  # evaluations of exp/log/sin/erf/...: their cost depends on the target
+    transcendentals: float  # transcendental evaluations (exp, erf, Bessel...): their cost depends on the target
     calls: dict            # (host_ops name, "vector" | "scalar") → evaluations, as the host's loops make them
     reads: dict            # buffer name → bytes read
     writes: dict           # buffer name → bytes written
@@ -48,6 +49,7 @@ class KernelCost:
     row_elements: float = 1.0     # the longest inner loop
     row_bytes: float = 0.0        # what one outer iteration's inner loops touch: the working set
     reread: dict = dataclasses.field(default_factory=dict)  # name → bytes read again by later passes
+    loops: Optional[LoopPlan] = None  # the host loops these counts are of: what codegen.cpp emits
 
     @property
     def bytes(self) -> float:
@@ -59,7 +61,7 @@ class _Value:
     what does not); whether it is a reduction the kernel keeps in a variable (``kept``: the
     C++ code divides by one as a multiply by its hoisted reciprocal, ``CppOps.truediv``);
     whether it may be infinite (``infinite``: an infinite constant flowed into it, as a
-    mask's -inf does: a vector libm call then takes its slow path, ``host_ops.INFINITE_PRICED``)."""
+    mask's -inf does: a vectorized transcendental then takes its slow path, ``host_ops.INFINITE_PRICED``)."""
     __slots__ = ("dtype", "moving", "kept", "infinite")
 
     def __init__(self, dtype, moving: bool = False, kept: bool = False, infinite: bool = False):
@@ -70,7 +72,11 @@ def _infinite(value) -> bool:
     return isinstance(value, (int, float)) and math.isinf(value)
 
 
-class CountingOps:
+class CountingOps(OpsHandler):
+    """Counts what one iteration of a node's loops evaluates and loads; every op that computes
+    a value is counted alike (``_counted``)."""
+    GENERATED = {"_counted": tuple(sorted(MATH))}
+
     def __init__(self, ranges: dict, innermost, hints: dict, kept: frozenset = frozenset()):
         self.ranges = ranges
         self.kept = kept               # reductions the kernel keeps in variables (Group.local, .reread)
@@ -84,7 +90,7 @@ class CountingOps:
         self.transcendentals = 0
         self.calls: dict = {}          # (priced op (host_ops), on a maybe-infinite argument) → evaluations per iteration
         self.masked_depth = 0
-        self.branch_calls = 0          # libm calls inside masked regions: no SIMD variant runs there
+        self.branch_transcendentals = 0          # transcendental calls inside masked regions: no SIMD variant runs there
         self.loads: dict = {}          # name → (distinct elements, dtype)
         self.indirect: dict = {}       # symbol → bound
         self.indices: list = []        # every load's index
@@ -140,29 +146,26 @@ class CountingOps:
         dividend, divisor = (args[0], args[1]) if name == "truediv" else (None, args[0])
         return divisor.moving or dividend is not None and dividend.moving and not divisor.kept
 
-    def __getattr__(self, name):
-        def op(*args):
-            values = [a for a in args if isinstance(a, _Value)]
-            self.ops += TRANSCENDENTAL_FLOPS if name in _CALLS else 1
-            self.transcendentals += name in _CALLS
-            if name in ("truediv", "reciprocal"):
-                priced = "truediv" if self._divides_per_element(name, args) else None
-            else:
-                priced = name if name in _CALLS or name == "where" else None
-            infinite = any(v.infinite for v in values)
-            if priced:
-                key = (priced, infinite and priced in INFINITE_PRICED)
-                self.calls[key] = self.calls.get(key, 0) + 1
-            elif name not in _CALLS:  # a hoisted division is a multiply
-                self.arith += 1
-            self.branch_calls += bool(self.masked_depth and name in _CALLS and name not in INLINE)
-            comparison = name in ("eq", "ne", "lt", "le", "gt", "ge", "logical_and", "logical_or",
-                                  "logical_xor", "logical_not", "isnan", "isinf")
-            dtype = torch.bool if comparison else (values[0].dtype if values else torch.float32)
-            # a call's result is taken as finite (exp(-inf) = 0), a comparison's is a bool
-            return _Value(dtype, any(v.moving for v in values),
-                          infinite=infinite and not comparison and name not in _CALLS)
-        return op
+    def _counted(self, name, *args):
+        values = [a for a in args if isinstance(a, _Value)]
+        self.ops += TRANSCENDENTAL_FLOPS if name in TRANSCENDENTAL else 1
+        self.transcendentals += name in TRANSCENDENTAL
+        if name in ("truediv", "reciprocal"):
+            priced = "truediv" if self._divides_per_element(name, args) else None
+        else:
+            priced = name if name in TRANSCENDENTAL or name == "where" else None
+        infinite = any(v.infinite for v in values)
+        if priced:
+            key = (priced, infinite and priced in INFINITE_PRICED)
+            self.calls[key] = self.calls.get(key, 0) + 1
+        elif name not in TRANSCENDENTAL:  # a hoisted division is a multiply
+            self.arith += 1
+        self.branch_transcendentals += bool(self.masked_depth and name in TRANSCENDENTAL and name not in INLINE)
+        predicate = name in PREDICATES
+        dtype = torch.bool if predicate else (values[0].dtype if values else torch.float32)
+        # a transcendental's result is taken as finite (exp(-inf) = 0), a predicate's is a bool
+        return _Value(dtype, any(v.moving for v in values),
+                      infinite=infinite and not predicate and name not in TRANSCENDENTAL)
 
 
 def stride_along(index, var, hints: dict) -> int:
@@ -223,10 +226,11 @@ class _NodeCounts:
 def analyze(group: Group, storage: dict, hints: dict, memo: dict | None = None) -> KernelCost:
     """Cost of one kernel: a group of nodes in one loop nest (``loop_nest``).  ``storage``:
     buffer name → (numel, dtype) for every buffer the graph knows; ``hints``: size symbol →
-    example value (for dynamic shapes); ``memo``: per-node counts kept between calls.
+    example value (for dynamic shapes); ``memo``: per-node loops and counts kept between calls.
     Buffers written inside the kernel are re-read from registers or cache, not memory;
     ``group.local`` ones are never written."""
     memo = {} if memo is None else memo
+    loops = plan_loops(group, memo)
     written = set(group.names)
     flops = transcendentals = serial = 0.0
     calls: dict = {}
@@ -235,11 +239,11 @@ def analyze(group: Group, storage: dict, hints: dict, memo: dict | None = None) 
     strided: dict = {}
     row: dict = {}       # buffer → bytes per inner element, for everything a row iteration touches
     row_elements = 1.0
-    for node in group.nodes:
+    for node, node_loops in zip(group.nodes, loops.nodes):
         kept = frozenset(group.local | group.reread)
-        key = (node.name, group.outer, group.column, kept)
+        key = ("counts", node.name, group.outer, group.column, kept)
         if key not in memo:
-            memo[key] = _count(node, group.outer, storage, hints, group.column, kept)
+            memo[key] = _count(node, node_loops, group.outer, storage, hints, group.column, kept)
         counts = memo[key]
         flops += counts.ops * counts.iterations
         transcendentals += counts.transcendentals * counts.iterations
@@ -262,23 +266,24 @@ def analyze(group: Group, storage: dict, hints: dict, memo: dict | None = None) 
     reduction = any(isinstance(n.data, ir.Reduction) for n in group.nodes)
     outputs = _evaluate(symbolic.product(group.outer), hints) if reduction else \
         max(_evaluate(symbolic.product(n.data.ranges), hints) for n in group.nodes)
-    chunks = int(_evaluate(group.parallel_iterations(), hints))
+    chunks = int(_evaluate(loops.parallel_iterations, hints))
     reread = {name: passes[name] - reads[name] for name in reads if passes[name] > reads[name]}
     rows = _evaluate(symbolic.product(group.outer), hints)
     return KernelCost(flops, transcendentals, calls, reads, writes, max(chunks, 1), outputs, reduction,
-                      strided, serial, rows, row_elements, row_elements * sum(row.values()), reread)
+                      strided, serial, rows, row_elements, row_elements * sum(row.values()), reread, loops)
 
 
-def _count(node, outer: tuple, storage: dict, hints: dict, column: bool = False,
-           kept: frozenset = frozenset()) -> _NodeCounts:
-    """``column``: a column reduction (see ``column_reduction``), whose innermost loop is its
-    last output dim; ``kept``: the kernel's reductions held in variables."""
+def _count(node, loops: NodeLoops, outer: tuple, storage: dict, hints: dict, column: bool,
+           kept: frozenset) -> _NodeCounts:
+    """``loops``: the node's (``loop_plan``); ``column``: a column reduction (see
+    ``column_reduction``), whose innermost loop is its last output dim; ``kept``: the kernel's
+    reductions held in variables."""
     outer_vars = list(symbolic.index_symbols("o", len(outer)))
-    inner, split = host_inner_ranges(node, outer)
+    inner, split, serial = loops.inner, loops.split, loops.serial
     inner_vars = list(symbolic.index_symbols("x", len(inner)))
-    loops = outer_vars + inner_vars
-    innermost = outer_vars[-1] if column else (loops[-1] if loops else None)
-    counter = CountingOps(dict(zip(loops, outer + inner)), innermost, hints, kept)
+    variables = outer_vars + inner_vars
+    innermost = outer_vars[-1] if column else (variables[-1] if variables else None)
+    counter = CountingOps(dict(zip(variables, outer + inner)), innermost, hints, kept)
     index, rindex = node_indices(node, outer_vars, outer, split_vars(inner_vars, split))
     data = node.data
     with set_ops_handler(counter):
@@ -296,12 +301,9 @@ def _count(node, outer: tuple, storage: dict, hints: dict, column: bool = False,
     for name, (touched, dtype) in counter.loads.items():
         numel, _ = storage.get(name, (touched, dtype))
         loads[name] = min(_evaluate(touched, hints), _evaluate(numel, hints), total) * dtype.itemsize
-    serial = not column and (isinstance(data, ir.Scan) or isinstance(data, ir.Reduction) and not (
-        data.reduction_type in _VECTOR_REDUCTIONS and data.dtype.is_floating_point
-        or data.reduction_type in ("max", "min") and data.dtype != torch.bool))
-    # the host vectorizes a simd-marked inner loop (pointwise, or a sum/prod; selects are
-    # if-converted) unless a libm call sits in a masked branch (libmvec has no masked variants)
-    vectorized = bool(inner) and not serial and not isinstance(data, ir.Scatter) and not counter.branch_calls
+    # g++ vectorizes a simd loop (selects are if-converted) unless a transcendental call sits in
+    # a masked branch (libmvec has no masked variants)
+    vectorized = loops.vectorized and not counter.branch_transcendentals
     kind = "vector" if vectorized else "scalar"
     calls: dict = {}
     for (op, infinite), count in counter.calls.items():

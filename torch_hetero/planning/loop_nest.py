@@ -12,6 +12,7 @@ from typing import Optional
 import sympy
 
 from .. import ir, symbolic
+from ..ops_protocol import OPS, OpsHandler
 from ..virtualized import set_ops_handler
 
 PARALLEL_MIN_ELEMENTS = 32768   # below this, OpenMP fork/join costs more than it saves
@@ -125,8 +126,9 @@ def same(a, b) -> bool:
         sympy.expand(x - y) == 0 for x, y in zip(a, b))
 
 
-class _LoadRecorder:
-    """An ``ops`` handler that only records loads (name, index)."""
+class _LoadRecorder(OpsHandler):
+    """An ``ops`` handler that only records loads (name, index); every other op computes nothing."""
+    GENERATED = {"_nothing": tuple(sorted(set(OPS) - {"load", "indirect_indexing", "masked"}))}
 
     def __init__(self):
         self.loads: list = []
@@ -142,8 +144,8 @@ class _LoadRecorder:
     def masked(self, mask, body, other, dtype):
         return body()
 
-    def __getattr__(self, name):
-        return lambda *args: None
+    def _nothing(self, name, *args):
+        return None
 
 
 def loads_of(node: ir.ComputedBuffer, outer: tuple, outer_vars: list) -> list:

@@ -1,0 +1,65 @@
+"""A kernel's host loops are planned once (``planning.loop_plan``): the cost analysis counts
+them and the C++ renderer emits them as planned."""
+import dataclasses
+
+import pytest
+import torch
+
+from torch_hetero.backend import collect_compiled_graphs
+from torch_hetero.codegen.cpp import render_kernel
+
+
+@dataclasses.dataclass
+class HostKernel:
+    """A kernel's plan and the C++ rendered from it."""
+    plan: object    # planning.plan.KernelPlan
+    source: str
+
+    @property
+    def loops(self):
+        return self.plan.cost.loops
+
+
+def host_kernels(fn, *inputs):
+    torch._dynamo.reset()
+    with torch.no_grad(), collect_compiled_graphs() as graphs:
+        torch.compile(fn, backend="hetero")(*inputs)
+    return [HostKernel(plan, rendered.source) for _, graph, _ in graphs
+            for plan, rendered in zip(graph.plan.kernels, graph.kernels, strict=True)]
+
+
+def test_the_plan_says_which_loops_vectorize_and_which_are_serial():
+    x = torch.randn(64, 256)
+    [total] = host_kernels(lambda x: x.sum(-1), x)
+    [loops] = total.loops.nodes
+    assert loops.vectorized and not loops.serial and "#pragma omp simd reduction(+:acc0)" in total.source
+    [argmax] = host_kernels(lambda x: x.argmax(-1), x)
+    [loops] = argmax.loops.nodes
+    assert loops.serial and not loops.vectorized and "omp simd" not in argmax.source
+    assert all(kind == "scalar" for _, kind in argmax.plan.cost.calls)
+
+
+def test_a_scatter_runs_in_order():
+    index = torch.randint(0, 64, (4096,))
+    [*_, scatter] = host_kernels(lambda x, i, v: x.index_add(0, i, v), torch.zeros(64), index, torch.randn(4096))
+    assert not scatter.loops.nodes[-1].vectorized and not scatter.loops.parallel
+
+
+def test_a_loop_over_a_reshaped_view_is_split():
+    """Heads moved back next to each other: x // 16 and x % 16 per element, unless the loop is
+    split in two (16 elements inside)."""
+    x = torch.randn(4, 8, 64, 16)
+    [kernel] = host_kernels(lambda x: x.transpose(1, 2).reshape(4, 64, 128) * 2, x)
+    [loops] = kernel.loops.nodes
+    assert loops.split == 16 and loops.inner[-2:] == (8, 16) and loops.vectorized
+
+
+@pytest.mark.parametrize("fn", [lambda x: (x * 2).sum(-1), lambda x: x.amax(-1), lambda x: x.exp() + 1],
+                         ids=["sum", "max", "pointwise"])
+def test_the_renderer_emits_the_plan_it_is_given(fn):
+    [kernel] = host_kernels(fn, torch.randn(64, 256))
+    plan = kernel.loops
+    assert render_kernel(kernel.plan, {}).source == kernel.source
+    scalar = dataclasses.replace(plan, nodes=tuple(dataclasses.replace(n, vectorized=False) for n in plan.nodes))
+    scalar_kernel = dataclasses.replace(kernel.plan, cost=dataclasses.replace(kernel.plan.cost, loops=scalar))
+    assert "omp simd" in kernel.source and "omp simd" not in render_kernel(scalar_kernel, {}).source
