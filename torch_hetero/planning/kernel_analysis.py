@@ -29,7 +29,6 @@ TRANSCENDENTAL_FLOPS = 8
 DIVMOD_INDEX = "divmod_index"
 _CALLS = set(special_functions.CPP) | set(CALLS)
 _VECTOR_REDUCTIONS = {"sum", "prod"}   # of floats; max/min of any dtype but bool (codegen.cpp._extremum)
-_FREE = {"load", "store", "constant", "index_expr", "to_dtype", "masked", "indirect_indexing"}
 
 
 @dataclasses.dataclass(frozen=True)
