@@ -5,6 +5,7 @@ import math
 
 import torch
 
+from ..device_models.host_ops import CALLS as LIBM_CALLS
 from ..virtualized import ops
 from .common import TRANSCENDENTAL_OPS, is_tensor, make_pointwise, meta_val, promote
 from .registry import register_lowering
@@ -24,16 +25,11 @@ _UNARY = {
 }
 
 
-# libm calls: each counts as TRANSCENDENTAL_OPS simple ops when deciding to inline or realize
-TRANSCENDENTAL = {"exp", "exp2", "expm1", "log", "log2", "log10", "log1p", "sin", "cos", "tan", "asin", "acos",
-                  "atan", "sinh", "cosh", "tanh", "asinh", "acosh", "atanh", "sigmoid", "erf", "erfc", "lgamma"}
-
-
 def _unary(name):
     def lower(x):
         dtype = meta_val().dtype
         return make_pointwise(getattr(ops, name), [x], dtype,
-                              own_ops=TRANSCENDENTAL_OPS if name in TRANSCENDENTAL else 1)
+                              own_ops=TRANSCENDENTAL_OPS if name in LIBM_CALLS else 1)
     return lower
 
 
