@@ -113,18 +113,19 @@ def estimates_agree(new: str, stored: str) -> bool:
 
 
 def write_goldens(directory: str, graph: str, rendered: dict[str, Golden]) -> None:
+    """The files of ``graph``; a plan quoting no estimate has no estimates file."""
     os.makedirs(directory, exist_ok=True)
     files = {f"{graph}.host.txt": host_text(rendered)}
     for profile, golden in rendered.items():
         files[f"{graph}.{profile}.txt"] = golden.plan
-        estimates = os.path.join(directory, f"{graph}.{profile}.estimates.txt")
-        if golden.estimates:
-            files[f"{graph}.{profile}.estimates.txt"] = golden.estimates
-        elif os.path.exists(estimates):
-            os.remove(estimates)
+        files[f"{graph}.{profile}.estimates.txt"] = golden.estimates
     for name, text in files.items():
-        with open(os.path.join(directory, name), "w") as f:
-            f.write(text)
+        path = os.path.join(directory, name)
+        if text:
+            with open(path, "w") as f:
+                f.write(text)
+        elif os.path.exists(path):
+            os.remove(path)
 
 
 def golden_differences(directory: str, graph: str, rendered: dict[str, Golden]) -> list[str]:
@@ -169,7 +170,6 @@ def test_golden_plan(graph):
         return
     problems = golden_differences(GOLDENS, graph, rendered)
     assert not problems, "\n".join(problems + ["(EXPECTTEST_ACCEPT=1 regenerates them)"])
-
 
 
 def test_golden_check_fails_on_a_changed_plan_or_a_moved_estimate(tmp_path):
