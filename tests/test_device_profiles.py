@@ -1,6 +1,7 @@
 """Device profiles: the shipped files load and make sense, broken files fail with errors that
-name the file and the field, the device is selected by option > environment > auto, the table
-is stable, and the host calibration is measured once and then read from the cache."""
+name the file and the field, the table is stable, and the host calibration is measured once and
+then read from the cache.  Selecting the device (option > environment > auto) is an option:
+test_options.py."""
 
 import dataclasses
 import datetime
@@ -279,36 +280,6 @@ def test_user_file_works_and_is_reread_when_edited(tmp_path):
     assert get_profile(str(path)).dram_gbps == 1000.0
 
 
-# --- selection -----------------------------------------------------------------------------
-
-@pytest.fixture
-def gpu(monkeypatch):
-    """Pretend a GPU named ``gpu(name)`` is visible (None: no GPU)."""
-    def set_gpu(name):
-        monkeypatch.setattr(torch.cuda, "is_available", lambda: name is not None)
-        monkeypatch.setattr(torch.cuda, "get_device_name", lambda *args: name)
-    set_gpu(None)
-    return set_gpu
-
-
-def test_option_beats_environment_beats_auto(monkeypatch, gpu):
-    gpu("NVIDIA H100 80GB HBM3")
-    assert options_mod.resolve().device == "h100"
-    monkeypatch.setenv("TORCH_HETERO_DEVICE", "mi300x")
-    assert options_mod.resolve().device == "mi300x"
-    assert options_mod.resolve({"device": "mtia-v2"}).device == "mtia-v2"
-    assert options_mod.resolve({"device": "mtia-v2"}).profile is get_profile("mtia-v2")
-
-
-@pytest.mark.parametrize("gpu_name,device", [
-    (None, "cpu"), ("NVIDIA H100 80GB HBM3", "h100"), ("NVIDIA H200", "h200"),
-    ("NVIDIA A100-SXM4-80GB", "a100"), ("AMD Instinct MI300X", "mi300x"), ("NVIDIA GeForce RTX 4090", "cpu"),
-])
-def test_auto_matches_the_visible_gpu_by_name(gpu_name, device, gpu):
-    gpu(gpu_name)
-    assert options_mod.resolve().device == device
-
-
 def test_the_host_profile_takes_its_figures_from_the_calibration_handed_in(monkeypatch):
     """The profile layer imports no calibration (it runs codegen and runtime): the package hands
     ``calibrate.load`` in; without one the cpu profile names the fix instead of guessing."""
@@ -323,38 +294,6 @@ def test_the_host_profile_takes_its_figures_from_the_calibration_handed_in(monke
             get_profile("cpu")
     finally:
         host.use_calibration(calibrate.load)
-
-
-def test_resolving_the_host_does_not_calibrate(fake_host, gpu):
-    opts = options_mod.resolve()
-    assert opts.device == "cpu" and fake_host == []
-    assert opts.profile.name == "cpu" and len(fake_host) == calibrate.RUNS
-
-
-def test_profile_file_as_option(tmp_path, monkeypatch):
-    path = tmp_path / "mine.toml"
-    path.write_text(edit('name = "h100"', 'name = "mine"'))
-    monkeypatch.setenv("TORCH_HETERO_DEVICE", str(path))
-    opts = options_mod.resolve()
-    assert opts.device == str(path) and opts.profile.name == "mine"
-
-
-def test_profile_path_object_as_option(tmp_path):
-    path = tmp_path / "mine.toml"
-    path.write_text(edit('name = "h100"', 'name = "mine"'))
-    assert options_mod.resolve({"device": path}).device == str(path)
-
-
-@pytest.mark.parametrize("device,message", [
-    ("nope", "unknown device profile 'nope'; known profiles: cpu, a100, h100"),
-    (3, "a device is a profile name or the path of a profile file, got 3"),
-    ("broken.toml", "broken.toml: not valid TOML"),
-])
-def test_bad_device_option_raises_compile_error(device, message, tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    (tmp_path / "broken.toml").write_text("name = ")
-    with pytest.raises(HeteroCompileError, match=re.escape(message)):
-        options_mod.resolve({"device": device})
 
 
 # --- calibration ---------------------------------------------------------------------------

@@ -11,6 +11,7 @@ import torch.multiprocessing as mp
 from torch.nn.parallel import DistributedDataParallel
 
 from torch_hetero.tools.examples import TinyGPT
+from utils import compile_hetero
 
 STEPS = 3
 
@@ -28,7 +29,7 @@ def _train(rank: int, world: int, port: int, compiled: bool, out_dir: str) -> No
     torch.manual_seed(0)
     torch.set_num_threads(1)
     model = DistributedDataParallel(TinyGPT(vocab=64, dim=32, heads=2, layers=2, max_seq=16))
-    step_fn = torch.compile(model, backend="hetero", options={"strict": True}) if compiled else model
+    step_fn = compile_hetero(model, native=True) if compiled else model
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
     generator = torch.Generator().manual_seed(100 + rank)  # each rank sees its own data
     for _ in range(STEPS):

@@ -176,13 +176,3 @@ def test_graph_that_ran_eagerly_is_in_the_report(monkeypatch):
     assert f"inference ran eagerly: {eager.cause}" in text, text
     assert "its ATen ops: aten.exp x1, aten.histc x1, aten.mul x1" in text, text
     assert "no fallbacks" not in text
-
-
-# (c) Code generation is deterministic.
-@pytest.mark.parametrize("fn,args", [
-    pytest.param(pointwise_chain, lambda: (x3(),), id="pointwise"),
-    pytest.param(mixed, lambda: (x3(), torch.randn(7, 4)), id="mixed"),
-])
-def test_codegen_is_deterministic(fn, args):
-    inputs = args()
-    assert explain(fn, *inputs).code == explain(fn, *inputs).code

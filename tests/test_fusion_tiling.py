@@ -11,7 +11,7 @@ from torch_hetero.backend import collect_compiled_graphs, hetero_backend
 from torch_hetero.device_models import get_profile
 from torch_hetero.planning.tiling import VECTOR_MATMUL_TILE, plan_matmul
 from torch_hetero.tools.examples import Block, TinyGPT
-from utils import check
+from utils import check, compile_hetero
 
 PROFILES = ["a100", "h100", "h200", "mi300x", "mtia-v1", "mtia-v2", "rivos-sim", "cpu"]
 SIZES = [1, 7, 64, 100, 512, 4096]
@@ -135,7 +135,7 @@ def test_column_reductions_vectorize_over_outputs(fn, make_input):
     torch._dynamo.reset()
     expected = fn(x)
     with collect_compiled_graphs() as graphs:
-        actual = torch.compile(fn, backend="hetero", options={"strict": True})(x)
+        actual = compile_hetero(fn, native=True)(x)
     torch.testing.assert_close(actual.float(), expected.float(), atol=1e-4, rtol=1e-3, equal_nan=True)
     columns = [k for _, g, _ in graphs for p, k in zip(g.plan.kernels, g.kernels) if p.group.column]
     assert columns and all("acc[ij0]" in k.source for k in columns)
@@ -150,7 +150,7 @@ def test_transposed_outputs_are_written_along_memory():
     x, w = torch.randn(96, 64), torch.randn(96, 32)
     torch._dynamo.reset()
     with collect_compiled_graphs() as graphs:
-        actual = torch.compile(fn, backend="hetero", options={"strict": True})(x, w)
+        actual = compile_hetero(fn, native=True)(x, w)
     torch.testing.assert_close(actual, fn(x, w), atol=1e-4, rtol=1e-4)
     (kernel,) = [k for _, g, _ in graphs for k in g.kernels]
     assert "[64 * i0 + x0]" in kernel.source, kernel.source
@@ -166,7 +166,7 @@ def test_costly_values_are_computed_once_not_per_broadcast_copy():
     x, freqs = torch.randn(2, 4, 16, 8), torch.randn(16, 4)
     torch._dynamo.reset()
     with collect_compiled_graphs() as graphs:
-        actual = torch.compile(rotary, backend="hetero", options={"strict": True})(x, freqs)
+        actual = compile_hetero(rotary, native=True)(x, freqs)
     torch.testing.assert_close(actual, rotary(x, freqs))
     kernels = [k for _, g, _ in graphs for k in g.kernels]
     trig = [k for k in kernels if "hetero_cosf" in k.source or "hetero_sinf" in k.source]
@@ -178,7 +178,7 @@ def test_costly_values_are_computed_once_not_per_broadcast_copy():
 def _host_kernels(fn, *inputs):
     torch._dynamo.reset()
     with collect_compiled_graphs() as graphs:
-        actual = torch.compile(fn, backend="hetero", options={"strict": True})(*inputs)
+        actual = compile_hetero(fn, native=True)(*inputs)
     torch.testing.assert_close(actual, fn(*inputs), atol=1e-4, rtol=1e-4)
     return [k for _, g, _ in graphs for k in g.kernels], graphs
 
@@ -222,7 +222,7 @@ def test_layer_norm_weight_gradient_is_a_column_reduction():
     kernel from walking rows outside and 64 outputs inside, vectorized."""
     norm = torch.nn.LayerNorm(96)
     x = torch.randn(4, 33, 96, requires_grad=True)
-    check(norm, x, grad=True, options={"strict": True})
+    check(norm, x, grad=True, native=True)
     torch._dynamo.reset()
     with collect_compiled_graphs() as graphs:
         torch.compile(norm, backend="hetero")(x).sum().backward()
@@ -258,7 +258,7 @@ def test_a_saved_activation_is_computed_where_it_is_produced():
     tanh is computed once, in the summing kernel, not again by a kernel of its own at the end."""
     x = torch.randn(64, 128, requires_grad=True)
     with collect_compiled_graphs() as graphs:
-        torch.compile(lambda x: (x * 2).tanh().sum(-1), backend="hetero", options={"strict": True})(x).sum().backward()
+        compile_hetero(lambda x: (x * 2).tanh().sum(-1), native=True)(x).sum().backward()
     forward = next(g for kind, g, _ in graphs if kind == "forward")
     assert len(forward.kernels) == 1, [k.source for k in forward.kernels]
     assert forward.kernels[0].source.count("hetero_tanhf") == 1, forward.kernels[0].source
@@ -276,7 +276,7 @@ def test_cross_entropy_backward_is_one_kernel_without_a_scatter():
         return F.cross_entropy(x, t)
     torch._dynamo.reset()
     with collect_compiled_graphs() as graphs:
-        torch.compile(fn, backend="hetero", options={"strict": True})(x, target).backward()
+        compile_hetero(fn, native=True)(x, target).backward()
     grad, x.grad = x.grad, None
     fn(x, target).backward()
     torch.testing.assert_close(grad, x.grad)

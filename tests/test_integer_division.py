@@ -7,7 +7,7 @@ import torch
 
 import torch_hetero
 from torch_hetero.runtime import triton_run
-from utils import check, compiled_kernels
+from utils import check, compile_hetero, compiled_kernels
 
 HOST, TRITON = {}, {"device": "h100", "executor": "interpret"}
 TARGETS = pytest.mark.parametrize("options", [HOST, TRITON], ids=["host", "triton"])
@@ -80,7 +80,7 @@ def test_division_by_zero_raises_on_the_host_as_eager(dtype, op):
     zero = b.clone()
     zero[0, 4] = 0
     torch._dynamo.reset()
-    compiled = torch.compile(lambda x, y: op(x, y) + 1, backend="hetero", options={"strict": True})
+    compiled = compile_hetero(lambda x, y: op(x, y) + 1, native=True)
     with pytest.raises(RuntimeError, match="ZeroDivisionError"):
         op(a, zero)
     with pytest.raises(RuntimeError, match="ZeroDivisionError"):
@@ -90,7 +90,7 @@ def test_division_by_zero_raises_on_the_host_as_eager(dtype, op):
 
 def test_division_by_a_scalar_zero_raises_on_the_host():
     torch._dynamo.reset()
-    compiled = torch.compile(lambda x: x // 0, backend="hetero", options={"strict": True})
+    compiled = compile_hetero(lambda x: x // 0, native=True)
     with pytest.raises(RuntimeError, match="ZeroDivisionError"):
         compiled(_dividends(torch.int16))
 

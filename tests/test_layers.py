@@ -1,10 +1,12 @@
 """The package's layers point one way: a module imports only from its own layer or the ones
-below it.  ``LAYERS`` is the table ``docs/architecture.md`` shows; every import counts, those
-inside functions too (a lazy import is still a dependency)."""
+below it.  ``LAYERS`` is the table ``docs/architecture.md`` shows (checked: the doc's diagram
+parses to the same layers); every import counts, those inside functions too (a lazy import is
+still a dependency)."""
 from __future__ import annotations
 
 import ast
 import pathlib
+import re
 
 import pytest
 
@@ -12,12 +14,13 @@ import torch_hetero
 
 PACKAGE = pathlib.Path(torch_hetero.__file__).parent
 ROOT = "torch_hetero"
+ARCHITECTURE = pathlib.Path(__file__).parent.parent / "docs" / "architecture.md"
 
 # Bottom to top: (layer, the modules and packages in it, relative to torch_hetero; "" is the
 # package itself).  A module may import from its own layer and from any layer listed before it.
 LAYERS = [
     ("errors", ["errors"]),
-    ("profiles and capabilities", ["device_models"]),
+    ("profiles", ["device_models"]),
     ("IR", ["symbolic", "ops_protocol", "virtualized", "printer", "dtypes", "ir"]),
     ("lowering", ["decompositions", "lowering", "graph"]),
     ("planning", ["planning"]),
@@ -89,6 +92,47 @@ def violations(sources: dict, known) -> list:
             elif theirs > own:
                 found.append((module, imported, f"{LAYERS[own][0]} imports {LAYERS[theirs][0]}"))
     return found
+
+
+def doc_layers(text: str) -> list:
+    """The layer diagram at the top of architecture.md, bottom to top, as (layer, its modules,
+    {package: the modules its parentheses name}); a module is named as in LAYERS
+    ("tools/" is "tools", "torch_hetero/__init__" is "")."""
+    diagram = text.split("## Layers", 1)[1].split("```")[1]
+    layers = []
+    for line in diagram.splitlines():
+        label = re.match(r" (\S.*?)\s{2,}(.*)", line)
+        if label:
+            layers.append([label.group(1), label.group(2)])
+        elif line.strip():
+            layers[-1][1] += " " + line.strip().lstrip("↓").strip()
+    parsed = []
+    for name, described in reversed(layers):
+        packages = {package: [m for m in re.split(r",\s*", inner) if m.isidentifier()]
+                    for package, inner in re.findall(r"(\w+)/ \(([^)]*)\)", described)}
+        members = re.sub(r"\([^)]*\)", "", described).split(":")[0]
+        members = [m.strip().rstrip("/").removeprefix(ROOT).lstrip("/").replace("__init__", "")
+                   for m in members.split(",")]
+        parsed.append((name, sorted(members), packages))
+    return parsed
+
+
+def test_the_architecture_doc_shows_the_layers():
+    assert [(name, members) for name, members, _ in doc_layers(ARCHITECTURE.read_text())] == [
+        (name, sorted(members)) for name, members in LAYERS]
+
+
+def test_the_architecture_doc_lists_each_package_whole():
+    found = modules()
+    for _, _, packages in doc_layers(ARCHITECTURE.read_text()):
+        for package, listed in packages.items():
+            assert sorted(listed) == sorted(m.split(".", 1)[1] for m in found if m.startswith(package + ".")), package
+
+
+def test_the_doc_check_sees_a_layer_change():
+    text = ARCHITECTURE.read_text()
+    for edited in (text.replace(", logs", ""), text.replace(" IR ", " ir "), text.replace("planning/ (", "planning/ (plan, ")):
+        assert doc_layers(edited) != doc_layers(text)
 
 
 def test_every_module_has_a_layer():

@@ -11,7 +11,7 @@ import torch_hetero
 from torch_hetero.backend import collect_compiled_graphs
 from torch_hetero.device_models import get_profile
 from torch_hetero.runtime import triton_run
-from utils import check, compiled_kernels
+from utils import check, compile_hetero, compiled_kernels
 
 
 def explain(fn, *args, device=None):
@@ -29,7 +29,7 @@ def explain(fn, *args, device=None):
 ])
 def test_special_function_is_native_on_the_host(fn):
     x = torch.randn(64, 33)
-    check(fn, x, atol=1e-5, rtol=1e-5, options={"strict": True})
+    check(fn, x, atol=1e-5, rtol=1e-5, native=True)
     report = explain(fn, x, device="cpu")
     assert not report.fallbacks, report.fallbacks
     assert "#include <ATen/native/Math.h>" in "".join(report.code.values())
@@ -56,7 +56,7 @@ def test_as_strided_of_an_input_is_relative_to_its_storage_offset():
     is not guarded by Dynamo: Inductor and we both read relative to the traced offset.)"""
     big = torch.randn(6, 5)
     torch._dynamo.reset()
-    compiled = torch.compile(lambda x: torch.trace(x) * 2, backend="hetero", options={"strict": True})
+    compiled = compile_hetero(lambda x: torch.trace(x) * 2, native=True)
     for view in (big[1:], big[:5]):
         torch.testing.assert_close(compiled(view), torch.trace(view) * 2)
 
@@ -81,7 +81,7 @@ def test_as_strided_of_an_input_is_relative_to_its_storage_offset():
 ])
 def test_composed_lowerings_are_native_and_match(fn, make_inputs, options):
     inputs = make_inputs()
-    check(fn, *inputs, options={"strict": True, **options})
+    check(fn, *inputs, options=options, native=True)
     assert not explain(fn, *inputs, device=options.get("device", "cpu")).fallbacks
 
 
@@ -145,20 +145,6 @@ def test_scatter_prod_has_no_triton_kernel():
     assert not explain(fn, *inputs, device="cpu").fallbacks
 
 
-def test_outputs_keep_eager_strides_of_views():
-    """A returned column of a computed matrix keeps eager's strides (gaps included): AOT's
-    backward graphs address saved tensors by them (householder_product's backward does)."""
-    x = torch.randn(6, 5)
-    torch._dynamo.reset()
-    fn = lambda v: (v * 2)[:, 1]  # noqa: E731
-    assert torch.compile(fn, backend="hetero")(x).stride() == fn(x).stride()
-    # seeded: its gradient sums products of random reflectors, and an unlucky draw put one
-    # element 1.1e-4 apart in relative terms (a summation order, not a wrong stride)
-    g = torch.Generator().manual_seed(0)
-    check(torch.linalg.householder_product, torch.randn(6, 5, generator=g), torch.randn(5, generator=g), grad=True,
-          atol=1e-4, rtol=1e-4)
-
-
 @pytest.mark.parametrize("options", [{}, {"device": "h100", "executor": "interpret"}], ids=["host", "interpret"])
 @pytest.mark.parametrize("fn,shape", [
     pytest.param(lambda x: torch.nn.functional.avg_pool2d(x, 3, 2, 1, ceil_mode=True, count_include_pad=False),
@@ -169,7 +155,7 @@ def test_outputs_keep_eager_strides_of_views():
 ])
 def test_average_pooling_is_native_with_gradients(fn, shape, options):
     x = torch.randn(shape)
-    check(fn, x, grad=True, atol=1e-5, rtol=1e-5, options={"strict": True, **options})
+    check(fn, x, grad=True, atol=1e-5, rtol=1e-5, options=options, native=True)
     assert not explain(fn, x, device=options.get("device", "cpu")).fallbacks
 
 
@@ -191,7 +177,7 @@ def test_max_pooling_matches_eager_values_and_indices(args, options):
     fn = lambda v: torch.nn.functional.max_pool2d_with_indices(v * 2, *args)  # noqa: E731
     torch._dynamo.reset()
     (values, indices), (expected_values, expected_indices) = \
-        torch.compile(fn, backend="hetero", options={"strict": True, **options})(x), fn(x)
+        compile_hetero(fn, options=options, native=True)(x), fn(x)
     assert torch.equal(values.nan_to_num(), expected_values.nan_to_num()) and torch.equal(indices, expected_indices)
     assert not explain(fn, x, device=options.get("device", "cpu")).fallbacks
 
@@ -202,7 +188,7 @@ def test_max_pooling_reads_a_computed_input_once_and_skips_unused_indices():
     frame and the windows; no index output."""
     fn = lambda v: torch.nn.functional.max_pool2d((v * 3 - 1).relu(), 3, 2, 1)  # noqa: E731
     x = torch.randn(2, 4, 16, 16)
-    check(fn, x, grad=True, options={"strict": True})
+    check(fn, x, grad=True, native=True)
     _, kernels = compiled_kernels(fn, (x,), {})
     assert len(kernels) == 3 and all("int64_t*" not in k.source for k in kernels), [k.source for k in kernels]
     assert sum("aten.relu" in k.origins for k in kernels) == 1, [k.origins for k in kernels]
@@ -213,7 +199,7 @@ def test_max_pooling_for_training_scans_each_window_once():
     instead of a second kernel scanning every window for the values."""
     fn = lambda v: torch.nn.functional.max_pool2d((v * 3 - 1).relu(), 3, 2, 1).sum()  # noqa: E731
     x = _pooling_input((2, 4, 16, 16)).requires_grad_()
-    check(fn, x, grad=True, options={"strict": True})
+    check(fn, x, grad=True, native=True)
     torch._dynamo.reset()
     with collect_compiled_graphs() as graphs:
         torch.compile(fn, backend="hetero")(x).backward()
@@ -240,7 +226,7 @@ def test_max_pooling_for_training_scans_each_window_once():
 def test_scans_are_native_with_gradients(fn, make_inputs, atol, options):
     inputs = make_inputs()
     grad = inputs[0].dtype == torch.float32
-    check(fn, *inputs, grad=grad, atol=atol, rtol=1e-4, options={"strict": True, **options})
+    check(fn, *inputs, grad=grad, atol=atol, rtol=1e-4, options=options, native=True)
     assert not explain(fn, *inputs, device=options.get("device", "cpu")).fallbacks
 
 
@@ -282,7 +268,7 @@ NAN = float("nan")
 ])
 def test_sorting_is_native_on_the_host(fn, make_inputs, grad):
     inputs = make_inputs()
-    check(fn, *inputs, grad=grad, options={"strict": True})
+    check(fn, *inputs, grad=grad, native=True)
     assert not explain(fn, *inputs).fallbacks
 
 
@@ -310,7 +296,7 @@ INF = float("inf")
 ])
 def test_running_reductions_are_native(fn, make_inputs, grad, options):
     inputs = make_inputs()
-    check(fn, *inputs, grad=grad, atol=1e-4, rtol=1e-4, options={"strict": True, **options})
+    check(fn, *inputs, grad=grad, atol=1e-4, rtol=1e-4, options=options, native=True)
     assert not explain(fn, *inputs, device=options.get("device", "cpu")).fallbacks
 
 
@@ -366,7 +352,7 @@ def test_host_gelu_and_its_gradient_are_accurate_over_their_range():
     x = torch.cat([torch.linspace(-13, 13, 260001), torch.tensor([0.0, -0.0, float("nan"), float("inf")])])
     x.requires_grad_()
     torch._dynamo.reset()
-    out = torch.compile(F.gelu, backend="hetero", options={"device": "cpu", "strict": True})(x)
+    out = compile_hetero(F.gelu, options={"device": "cpu"}, native=True)(x)
     out.backward(torch.ones_like(out))
     exact = x.detach().double()
     cdf = 0.5 * torch.special.erfc(-exact / math.sqrt(2))
@@ -377,4 +363,4 @@ def test_host_gelu_and_its_gradient_are_accurate_over_their_range():
     assert grad_error[:-4].max() < 8e-7, grad_error[:-4].max()
     assert out[-4:-2].tolist() == [0.0, -0.0] and out[-2].isnan() and out[-1].item() == float("inf")
     y = torch.randn(1000, requires_grad=True)
-    check(lambda v: F.gelu(v, approximate="tanh"), y, grad=True, options={"strict": True})
+    check(lambda v: F.gelu(v, approximate="tanh"), y, grad=True, native=True)

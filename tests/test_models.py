@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from torch_hetero.tools import model_zoo
+from utils import compile_hetero
 
 pytest.importorskip("transformers")
 
@@ -18,7 +19,7 @@ def test_model_inference_matches_eager(name):
     torch._dynamo.reset()
     with torch.no_grad():
         expected = zoo.main_output(zoo.model(*zoo.inputs))
-        actual = zoo.main_output(torch.compile(zoo.model, backend="hetero", options={"strict": True})(*zoo.inputs))
+        actual = zoo.main_output(compile_hetero(zoo.model, native=True)(*zoo.inputs))
     torch.testing.assert_close(actual, expected, atol=1e-4, rtol=1e-4)
 
 
@@ -28,7 +29,7 @@ def test_model_training_step_matches_eager(name):
     model = zoo.model.train()
     copy_ = copy.deepcopy(model)
     torch._dynamo.reset()
-    for m, run in ((model, model), (copy_, torch.compile(copy_, backend="hetero", options={"strict": True}))):
+    for m, run in ((model, model), (copy_, compile_hetero(copy_, native=True))):
         zoo.main_output(run(*zoo.inputs)).float().pow(2).mean().backward()
     scale = max(p.grad.abs().max() for p in model.parameters() if p.grad is not None)
     for (name_, p), q in zip(model.named_parameters(), copy_.parameters()):

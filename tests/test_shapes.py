@@ -13,6 +13,7 @@ from torch_hetero.compiler import compile_graph
 from torch_hetero.decompositions import decomposition_table
 from torch_hetero.options import Options
 from torch_hetero.runtime import triton_run
+from utils import compile_hetero
 
 
 def fn(x):
@@ -29,7 +30,7 @@ SHAPES = [(4, 8), (6, 8), (9, 8), (4, 8)]
 ], ids=["static", "automatic", "dynamic"])
 def test_recompilation_follows_the_dynamic_setting(dynamic, graphs, symbolic):
     torch._dynamo.reset()
-    compiled = torch.compile(fn, backend="hetero", dynamic=dynamic, options={"strict": True})
+    compiled = compile_hetero(fn, dynamic=dynamic, native=True)
     with collect_compiled_graphs() as compiled_graphs:
         for shape in SHAPES:
             x = torch.randn(shape)

@@ -11,8 +11,6 @@ class ExprPrinter:
     appear (loads guarded by a mask are only evaluated where the mask holds), so C's
     truncating ``/`` and ``%`` are exact there."""
 
-    language = "cpp"
-
     def __call__(self, expr) -> str:
         return self.print(sympy.sympify(expr))
 
@@ -73,8 +71,6 @@ class ExprPrinter:
 
 class PythonPrinter(ExprPrinter):
     """For the wrapper: sizes of allocations and kernel arguments (Python semantics)."""
-
-    language = "python"
 
     def integer(self, value: int) -> str:
         return str(value)

@@ -155,12 +155,6 @@ def _cast(load, dtype):
     return lambda index: ops.to_dtype(load(index), dtype)
 
 
-def cast_value(value: ir.TensorValue, dtype: torch.dtype) -> ir.TensorValue:
-    if value.get_dtype() == dtype:
-        return value
-    return make_pointwise(lambda x: x, [value], dtype)
-
-
 def size_of(meta) -> list:
     return [symbolic.sym(s) for s in meta.shape]
 

@@ -30,7 +30,6 @@ TRANSCENDENTAL_FLOPS = 8
 # A load whose index divides or takes the remainder of the innermost loop variable (a view
 # across a reshape) is computed per element in scalar code: counted as this op.
 DIVMOD_INDEX = "divmod_index"
-_FREE = {"load", "store", "constant", "index_expr", "to_dtype", "masked", "indirect_indexing"}
 
 
 @dataclasses.dataclass(frozen=True)

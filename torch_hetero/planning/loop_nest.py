@@ -54,10 +54,6 @@ class Group:
         return symbolic.product(self.outer[:MAX_PARALLEL_DIMS])
 
 
-def single(node: ir.ComputedBuffer) -> Group:
-    return Group((node,), default_outer(node))
-
-
 def dims(ranges) -> tuple:
     return tuple(r for r in ranges if r != 1)
 
