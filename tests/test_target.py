@@ -38,10 +38,15 @@ def test_shipped_profiles_carry_their_languages_capabilities_and_libraries():
             cpu.special_functions) == ("cpp", True, True, True, False, "aten_math")
     assert (h100.language, h100.host_threads, h100.sorting, h100.scatter_multiply, h100.scatter_add_16bit,
             h100.matmul_epilogue, h100.special_functions) == ("triton", False, False, False, False, True, "libdevice")
-    assert (h100.blas, h100.attention, h100.convolution) == (("cuBLAS",), ("cuDNN", "flash attention"), ("cuDNN",))
-    assert (mi300x.blas, mi300x.attention, mi300x.convolution) == (("rocBLAS",), (), ("MIOpen",))
+    assert (h100.blas, h100.attention, h100.convolution) == (("cuBLAS",), ("flash attention", "cuDNN"), ("cuDNN",))
+    assert (mi300x.blas, mi300x.attention, mi300x.convolution) == (("rocBLAS", "hipBLASLt"), ("CK",), ("MIOpen",))
     assert (mtia.blas, mtia.attention, mtia.convolution) == ((), (), ())
+    assert get_profile("rivos-sim").target.attention == () and get_profile("rivos-sim").target.convolution == ()
     assert cpu.blas == (("MKL",) if torch.backends.mkl.is_available() else ())
+    assert cpu.attention == ("ATen CPU flash attention",)
+    assert (h100.attention_op, mi300x.attention_op, mtia.attention_op, cpu.attention_op) == (
+        "aten._scaled_dot_product_flash_attention", "aten._scaled_dot_product_flash_attention",
+        "", "aten._scaled_dot_product_flash_attention_for_cpu")
     assert h100.matrix_dtypes == ("bf16", "fp16", "fp8", "int8", "tf32")
     assert get_profile("h100").codegen == "triton" and get_profile("cpu").codegen == "cpp"
 
@@ -80,6 +85,18 @@ def test_a_library_entry_is_a_list_of_names(tmp_path):
     with pytest.raises(ProfileError) as excinfo:
         get_profile(path)
     assert str(excinfo.value) == f"{path}: capabilities.blas must be a list of library names, got 'cuBLAS'"
+
+
+def test_an_attention_library_must_name_the_op_that_reaches_it(tmp_path):
+    """A report names an attention extern by the op of the profile's first attention library."""
+    path = h100_with(tmp_path, 'attention = ["my fused attention"]')
+    path = str(path)
+    with open(path) as f:
+        text = f.read().replace('attention = ["flash attention", "cuDNN"]', "")
+    with open(path, "w") as f:
+        f.write(text)
+    with pytest.raises(ProfileError, match=r"capabilities.attention names \['my fused attention'\]: known"):
+        get_profile(path)
 
 
 def test_capabilities_must_be_a_table(tmp_path):

@@ -196,7 +196,7 @@ class GraphLowering:
         copy = ir.Pointwise(value.get_dtype(), tuple(value.get_size()), loader)
         return self.add_computed(copy, layout)
 
-    def call_aten(self, op, args, kwargs, kind: str):
+    def call_aten(self, op, args, kwargs, kind: str, device_op: str = "", note: str = ""):
         """An ATen call on realized inputs in eager's layouts: ATen picks its outputs' strides
         from its inputs' (attention keeps the query's order), and the outputs are declared
         with the strides the traced metadata gives them."""
@@ -209,7 +209,7 @@ class GraphLowering:
         outputs = [ir.ExternBuffer(self.new_buffer_name(), _layout_of(m), fresh) if isinstance(m, torch.Tensor)
                    else None for m in metas]
         self.nodes.append(ExternCall(op, args, kwargs, outputs, kind, isinstance(meta, (tuple, list)),
-                                     module_path(node)))
+                                     module_path(node), device_op, note))
         values = [ir.StridedValue(b) if b is not None else None for b in outputs]
         return tuple(values) if isinstance(meta, (tuple, list)) else values[0]
 

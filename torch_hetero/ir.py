@@ -345,10 +345,13 @@ class ExternCall:
     kind: str                # "extern" | "fallback"
     tuple_result: bool
     layer: str = ""          # the module it came from ("transformer.h.0.mlp"), for reports
+    device_op: str = ""      # the op (no overload) that reaches the profile's library on the device,
+                             # when the host executor runs another kernel for it ("": ``op`` itself)
+    note: str = ""           # why it is this call: for reports and the schedule
 
     @property
     def name(self) -> str:
-        return str(self.op)
+        return f"{self.device_op}.default" if self.device_op else str(self.op)
 
     def input_names(self) -> list:
         """Names of the buffers its arguments view, in argument order."""

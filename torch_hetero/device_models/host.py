@@ -99,9 +99,11 @@ def host_table() -> dict:
 
 
 def _aten_libraries() -> dict:
-    """The vendor libraries this torch build's ATen calls on the CPU for the GEMMs and
-    convolutions the wrapper runs as extern calls."""
+    """The vendor libraries this torch build's ATen calls on the CPU for the GEMMs,
+    convolutions and fused attention the wrapper runs as extern calls (ATen's CPU flash
+    attention is built into every CPU build)."""
     return {"blas": ["MKL"] if torch.backends.mkl.is_available() else [],
+            "attention": ["ATen CPU flash attention"],
             "convolution": ["oneDNN"] if torch.backends.mkldnn.is_available() else []}
 
 

@@ -27,10 +27,17 @@ class Target:
     sorting: bool               # a stable argsort kernel (ir.Sort)
     running_extremes: bool      # cummax/cummin kernels (a scan of positions)
     special_functions: str      # the library the special functions come from (special_functions)
-    blas: tuple[str, ...]       # vendor kernel libraries the device has (data: nothing chooses by them yet)
-    attention: tuple[str, ...]
-    convolution: tuple[str, ...]
+    blas: tuple[str, ...]       # vendor kernel libraries the device has, per op family (GEMM: data,
+                                # nothing chooses by it yet)
+    attention: tuple[str, ...]  # fused SDPA: with one, SDPA is an extern call reported under the
+                                # library's op (ATTENTION_OPS); without, SDPA is traced as its math
+    convolution: tuple[str, ...]  # with one, convolution is an extern call; without, a fallback (debt)
     matrix_dtypes: tuple[str, ...]  # dtypes its matrix units take (the profile's matrix_shapes)
+
+    @property
+    def attention_op(self) -> str:
+        """The ATen op (no overload) that reaches the device's attention library; "" without one."""
+        return ATTENTION_OPS[self.attention[0]] if self.attention else ""
 
 
 # What each language's renderer implements.  A profile may turn these off (its device lacks
@@ -47,6 +54,13 @@ RENDERER_FLAGS = ("matmul_epilogue", "column_reductions", "scatter_add_16bit", "
 DEVICE_DEFAULTS = {"triton": dict(cached_local_memory=False), "cpp": dict(cached_local_memory=True)}
 DEVICE_FLAGS = ("cached_local_memory",)
 LIBRARIES = ("blas", "attention", "convolution")
+# The ATen op by which a device reaches each attention library: what a report names for a fused
+# SDPA call (the first library a profile lists), whatever kernel the executor at hand runs.
+# PyTorch's ROCm flash attention is built on CK (or AOTriton), reached by the same op as CUDA's.
+ATTENTION_OPS = {"flash attention": "aten._scaled_dot_product_flash_attention",
+                 "cuDNN": "aten._scaled_dot_product_cudnn_attention",
+                 "CK": "aten._scaled_dot_product_flash_attention",
+                 "ATen CPU flash attention": "aten._scaled_dot_product_flash_attention_for_cpu"}
 DECLARABLE = RENDERER_FLAGS + DEVICE_FLAGS + LIBRARIES  # the keys of a profile's [capabilities] table
 
 
@@ -56,5 +70,9 @@ def make_target(language: str, declared: dict, matrix_dtypes) -> Target:
         if declared.get(flag) and not LANGUAGES[language][flag]:
             raise ProfileError(f"capabilities.{flag} cannot be true with codegen = {language!r}: its renderer "
                                f"has no code for it (leave the key out, or set it to false)")
+    unknown = [name for name in declared.get("attention", ()) if name not in ATTENTION_OPS]
+    if unknown:
+        raise ProfileError(f"capabilities.attention names {unknown}: known attention libraries are "
+                           f"{sorted(ATTENTION_OPS)} (target.ATTENTION_OPS: the ATen op that reaches each)")
     values = {**LANGUAGES[language], **DEVICE_DEFAULTS[language], **dict.fromkeys(LIBRARIES, ()), **declared}
     return Target(language=language, matrix_dtypes=tuple(sorted(matrix_dtypes)), **values)

@@ -1,6 +1,7 @@
-"""Ops that call an ATen kernel from the generated wrapper on realized inputs: matmul family,
-convolution and fused CPU attention (the host's tuned BLAS/oneDNN kernels beat a generated
-loop nest).  Unlike fallbacks these are a choice, so the report lists them apart."""
+"""Ops that call an ATen kernel from the generated wrapper on realized inputs: the matmul
+family, and convolution and fused attention where the profile declares a library for them
+(``Target.convolution``, ``Target.attention``).  Unlike fallbacks these are a choice, so the
+report lists them apart; without the library the op is the target's debt, not a choice."""
 from __future__ import annotations
 
 import torch
@@ -10,8 +11,11 @@ from .registry import register_lowering
 
 aten = torch.ops.aten
 
-EXTERN_OPS = (aten.mm, aten.bmm, aten.addmm, aten.convolution, aten.convolution_backward,
-              aten._scaled_dot_product_flash_attention_for_cpu,
+EXTERN_OPS = (aten.mm, aten.bmm, aten.addmm)
+CONVOLUTIONS = (aten.convolution, aten.convolution_backward)
+# AOTAutograd traces SDPA into these on CPU inputs only where the target has an attention library
+# (``decompositions.attention_form``); elsewhere SDPA arrives as its math.
+ATTENTIONS = (aten._scaled_dot_product_flash_attention_for_cpu,
               aten._scaled_dot_product_flash_attention_for_cpu_backward)
 
 
@@ -20,5 +24,39 @@ def _extern(*args, **kwargs):
     return graph.call_aten(graph.current_node.target, args, kwargs, kind="extern")
 
 
+def _convolution(*args, **kwargs):
+    graph = current_graph()
+    if not graph.target.convolution:
+        raise NotImplementedError("the profile declares no convolution library (capabilities.convolution) "
+                                  "and convolution is not generated yet")
+    return graph.call_aten(graph.current_node.target, args, kwargs, kind="extern")
+
+
+def _attention(*args, **kwargs):
+    """The fused CPU kernel stands for the device's library: the call is named by the op that
+    reaches that library (``Target.attention_op``), its note says what this executor runs."""
+    graph = current_graph()
+    op, device_op = graph.current_node.target, graph.target.attention_op
+    if not device_op:
+        raise NotImplementedError("the profile declares no attention library (capabilities.attention); "
+                                  "SDPA is traced as its math for such targets")
+    backward = op.overloadpacket is aten._scaled_dot_product_flash_attention_for_cpu_backward
+    device_op += "_backward" if backward else ""
+    if device_op == op_name(op):
+        return graph.call_aten(op, args, kwargs, kind="extern")
+    note = (f"{graph.target.attention[0]} on the device; the host executor runs ATen's CPU flash "
+            "attention kernel in its place")
+    return graph.call_aten(op, args, kwargs, kind="extern", device_op=device_op, note=note)
+
+
+def op_name(op) -> str:
+    """"aten._foo" for ``aten._foo.default``."""
+    return str(op).rsplit(".", 1)[0]
+
+
 for _op in EXTERN_OPS:
     register_lowering(_op)(_extern)
+for _op in CONVOLUTIONS:
+    register_lowering(_op)(_convolution)
+for _op in ATTENTIONS:
+    register_lowering(_op)(_attention)

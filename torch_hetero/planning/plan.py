@@ -106,5 +106,6 @@ def schedule_text(plan: Plan, fused_ops: dict) -> str:
             lines.append(f"  fuses {', '.join(fused_ops[work.name]) or '(copy)'}")
             lines += [f"  {decision}" for decision in group.decisions]
         else:
-            lines.append(f"{work.call.kind} {work.call.name}" + (f": {work.tile}" if work.tile else ""))
+            detail = work.tile or work.call.note
+            lines.append(f"{work.call.kind} {work.call.name}" + (f": {detail}" if detail else ""))
     return "\n".join(lines)

@@ -141,7 +141,8 @@ def report_of(graphs: list, default_device: str) -> Report:
         for extern in graph.plan.externs:
             call = extern.call
             info = ExternInfo(f"{prefix}: {call.name}", call.kind, **_estimate_fields(extern.estimate),
-                              tiling=str(extern.tile) if extern.tile else "", op=op_name(call.op), layer=call.layer)
+                              tiling=str(extern.tile) if extern.tile else call.note,
+                              op=call.device_op or op_name(call.op), layer=call.layer)
             (externs if call.kind == "extern" else fallback_calls).append(info)
         schedule.append(f"{prefix}:\n{schedule_text(graph.plan, fused_ops)}")
         fallbacks.update(graph.fallbacks)
