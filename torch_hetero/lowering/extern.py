@@ -42,15 +42,15 @@ def _attention(*args, **kwargs):
                                   "SDPA is traced as its math for such targets")
     backward = op.overloadpacket is aten._scaled_dot_product_flash_attention_for_cpu_backward
     device_op += "_backward" if backward else ""
-    if device_op == op_name(op):
+    if device_op == _without_overload(op):
         return graph.call_aten(op, args, kwargs, kind="extern")
     note = (f"{graph.target.attention[0]} on the device; the host executor runs ATen's CPU flash "
             "attention kernel in its place")
     return graph.call_aten(op, args, kwargs, kind="extern", device_op=device_op, note=note)
 
 
-def op_name(op) -> str:
-    """"aten._foo" for ``aten._foo.default``."""
+def _without_overload(op) -> str:
+    """The op's name without its overload: ``aten._foo`` for ``aten._foo.default``."""
     return str(op).rsplit(".", 1)[0]
 
 
