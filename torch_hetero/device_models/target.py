@@ -27,10 +27,16 @@ class Target:
     sorting: bool               # a stable argsort kernel (ir.Sort)
     running_extremes: bool      # cummax/cummin kernels (a scan of positions)
     special_functions: str      # the library the special functions come from (special_functions)
-    blas: tuple[str, ...]       # vendor kernel libraries the device has (data: nothing chooses by them yet)
+    blas: tuple[str, ...]       # vendor kernel libraries the device has (blas: generates_gemm reads it)
     attention: tuple[str, ...]
     convolution: tuple[str, ...]
     matrix_dtypes: tuple[str, ...]  # dtypes its matrix units take (the profile's matrix_shapes)
+
+    @property
+    def generates_gemm(self) -> bool:
+        """Every matmul is a generated kernel, not only one an epilogue follows: the renderer
+        has the template and the device declares no BLAS library to call instead."""
+        return self.matmul_epilogue and not self.blas
 
 
 # What each language's renderer implements.  A profile may turn these off (its device lacks
