@@ -121,3 +121,11 @@ def test_generated_plain_matmul_compiles_for_cuda_90(tmp_path):
     [source] = [code for name, code in graph.code.items() if name.endswith(".triton.py")]
     shared = triton_run.compile_ahead(source, kernels, "cuda:90")
     assert 0 < shared["kernel0"] <= get_profile("h100").local_sram_bytes
+
+
+def test_generated_matmul_with_dynamic_shapes():
+    """Sizes as symbols: the template's bounds and grid read them at run time."""
+    torch.manual_seed(0)
+    for m, k, n in ((37, 150, 29), (5, 9, 70)):
+        check(torch.mm, torch.randn(m, k), torch.randn(k, n), dynamic=True, atol=1e-4, rtol=1e-4,
+              options=RIVOS, native=True)
