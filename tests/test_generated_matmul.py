@@ -129,3 +129,11 @@ def test_generated_matmul_with_dynamic_shapes():
     for m, k, n in ((37, 150, 29), (5, 9, 70)):
         check(torch.mm, torch.randn(m, k), torch.randn(k, n), dynamic=True, atol=1e-4, rtol=1e-4,
               options=RIVOS, native=True)
+
+
+def test_addmm_with_beta_zero_ignores_a_nan_bias():
+    """As eager: beta = 0 drops the bias, NaNs included (0 * NaN would be NaN)."""
+    bias = torch.full((29,), float("nan"))
+    fn = lambda c, a, b: torch.addmm(c, a, b, beta=0.0, alpha=0.5)  # noqa: E731
+    out = check(fn, bias, torch.randn(37, 50), torch.randn(50, 29), atol=1e-4, rtol=1e-4, options=RIVOS, native=True)
+    assert not out.isnan().any()
