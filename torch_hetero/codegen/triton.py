@@ -225,8 +225,7 @@ def _render_matmul(name: str, group: Group, tile, wide: bool) -> TritonKernel:
         if alpha != 1:
             value = ops.mul(value, ops.constant(alpha, torch.float32))
         if bias is not None and beta != 0:  # beta 0 ignores the bias, NaNs included, as eager
-            bias_vars = [v if sympy.sympify(size) != 1 else sympy.Integer(0)  # broadcast along its size-1 dims
-                         for v, size in zip([rm, rn][-len(bias.layout.size):], bias.layout.size)]
+            bias_vars = ([rm, rn])[-len(bias.layout.size):] if bias.layout.size else []  # size-1 dims: no stride
             loaded = ops.load(bias.buffer.name, bias.layout.index(bias_vars), bias.get_dtype())
             value = ops.add(value, ops.mul(loaded, ops.constant(beta, torch.float32)) if beta != 1 else loaded)
         out = call.outputs[0]
