@@ -107,20 +107,22 @@ def test_integer_matmul_falls_back_where_nothing_generates_it():
     check(torch.mm, a, b, options={"device": "rivos-sim"})
 
 
-def test_generated_plain_matmul_compiles_for_cuda_90(tmp_path):
-    """h100 without its BLAS library: the plain GEMM builds ahead of time for sm_90 in h100's
-    tile, within its shared memory."""
-    text = (pathlib.Path(torch_hetero.__file__).parent / "device_models" / "profiles" / "h100.toml").read_text()
-    assert 'blas = ["cuBLAS"]' in text
-    path = tmp_path / "h100-no-blas.toml"
-    path.write_text(text.replace('name = "h100"', 'name = "h100-no-blas"').replace('blas = ["cuBLAS"]', "blas = []"))
+@pytest.mark.parametrize("profile, library", [("a100", "cuBLAS"), ("h100", "cuBLAS"), ("mi300x", "rocBLAS")])
+def test_generated_plain_matmul_compiles_for_the_real_target(tmp_path, profile, library):
+    """The profile without its BLAS library: the plain GEMM builds ahead of time for its target
+    (cuda:80, cuda:90, hip:gfx942) in its tile, within its shared memory."""
+    text = (pathlib.Path(torch_hetero.__file__).parent / "device_models" / "profiles" / f"{profile}.toml").read_text()
+    assert f'blas = ["{library}"]' in text
+    path = tmp_path / f"{profile}-no-blas.toml"
+    path.write_text(text.replace(f'name = "{profile}"', f'name = "{profile}-no-blas"')
+                    .replace(f'blas = ["{library}"]', "blas = []"))
     inputs = (torch.randn(256, 512, dtype=torch.bfloat16), torch.randn(512, 384, dtype=torch.bfloat16))
     [(_, graph, _)] = compile_and_run(torch.mm, inputs, {}, {"device": str(path)})
     kernels = graph.rendered["triton"]
     assert [k.origins for k in kernels] == [["aten.mm"]]
     [source] = [code for name, code in graph.code.items() if name.endswith(".triton.py")]
-    shared = triton_run.compile_ahead(source, kernels, "cuda:90")
-    assert 0 < shared["kernel0"] <= get_profile("h100").local_sram_bytes
+    shared = triton_run.compile_ahead(source, kernels, get_profile(profile).triton_target)
+    assert 0 < shared["kernel0"] <= get_profile(profile).local_sram_bytes
 
 
 def test_generated_matmul_with_dynamic_shapes():
