@@ -14,8 +14,9 @@ are checked against files in ``tests/goldens/``, split so that each file changes
 
 The set shows that the profile, not a fixed heuristic, decides: a long softmax row is
 one-pass on mtia-v2 (384 KiB local SRAM) but looped on h100 (228 KiB) and mi300x (64 KiB);
-bf16 matmul tiles differ across h100, a100, mi300x and mtia-v2; a user profile differing in
-one field plans differently."""
+bf16 matmul tiles differ across h100, a100, mi300x and mtia-v2; a plain fp32 matmul is a
+library call where the profile declares BLAS and a kernel in the profile's own tile where it
+does not (``matmul``); a user profile differing in one field plans differently."""
 import math
 import os
 import re
@@ -56,6 +57,8 @@ def graphs():
         "linear_bias_gelu": (mlp, (torch.randn(128, 256, dtype=torch.bfloat16),)),
         "attention": (attention, tuple(torch.randn(2, 4, 64, 64) for _ in range(3))),
         "large_reduction": (lambda x: x.sum(), (torch.randn(1 << 20),)),
+        "matmul": (lambda a, b, c, d: (a @ b, torch.bmm(c, d)),
+                   (torch.randn(256, 512), torch.randn(512, 384), torch.randn(4, 128, 64), torch.randn(4, 64, 96))),
     }
 
 

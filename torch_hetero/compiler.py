@@ -78,8 +78,10 @@ class CompiledGraph:
 
     @property
     def fused_ops(self) -> dict:
-        """Kernel name → the ATen ops its code computes (``plan.schedule_text`` reads it)."""
-        return {k.name: k.origins for k in self.kernels}
+        """Kernel name → the ATen ops its code computes (``plan.schedule_text`` reads it): as
+        the code that runs here has it, else (a matmul the host leaves to its GEMM) the target's."""
+        ops = {k.name: k.origins for kernels in self.rendered.values() for k in kernels}
+        return {**ops, **{k.name: k.origins for k in self.kernels}}
 
 
 @dataclasses.dataclass
@@ -115,7 +117,8 @@ def compile_graph(gm: torch.fx.GraphModule, options, name: str = "graph", estima
     language = renderers.HOST if runs == "host" else profile.target.language
     plan = build_plan(graph, profile, language, options.fusion, estimate)
     storage = graph.storage()
-    rendered = {lang: tuple(renderers.render(k, lang, storage) for k in plan.kernels)
+    rendered = {lang: tuple(renderers.render(k, lang, storage) for k in plan.kernels
+                            if not (lang == language and k.library_only))  # nothing of its own to run here
                 for lang in dict.fromkeys([profile.target.language, language])}
     code = {f"{name}.{renderers.RENDERERS[lang].suffix}": renderers.RENDERERS[lang].module(k.source for k in kernels)
             for lang, kernels in rendered.items() if kernels}

@@ -197,6 +197,7 @@ def _render_matmul(name: str, group: Group, tile, wide: bool) -> TritonKernel:
     batch_var, rm, rn, ka, kb = (sympy.Symbol(v, integer=True, nonnegative=True)
                                  for v in ("i0", "rm", "rn", "ka", "kb"))
     ops.ranges.update({rm: m, rn: n, ka: k, kb: k})
+    ops.block = "(rm + rn)"  # a [BM, BN] index: a 1 x 1 output's constant address is broadcast over it
     body = [f"pid = {_program_id(0, wide)}", f"blocks_n = ({ops.index(n)} + BN - 1) // BN",
             "rm = (pid // blocks_n) * BM + tl.arange(0, BM)[:, None]",
             "rn = (pid % blocks_n) * BN + tl.arange(0, BN)[None, :]",
@@ -223,8 +224,8 @@ def _render_matmul(name: str, group: Group, tile, wide: bool) -> TritonKernel:
         alpha, beta = call.kwargs.get("alpha", 1), call.kwargs.get("beta", 1)
         if alpha != 1:
             value = ops.mul(value, ops.constant(alpha, torch.float32))
-        if bias is not None:
-            bias_vars = ([rm, rn])[-len(bias.layout.size):] if bias.layout.size else []
+        if bias is not None and beta != 0:  # beta 0 ignores the bias, NaNs included, as eager
+            bias_vars = ([rm, rn])[-len(bias.layout.size):] if bias.layout.size else []  # size-1 dims: no stride
             loaded = ops.load(bias.buffer.name, bias.layout.index(bias_vars), bias.get_dtype())
             value = ops.add(value, ops.mul(loaded, ops.constant(beta, torch.float32)) if beta != 1 else loaded)
         out = call.outputs[0]

@@ -83,6 +83,7 @@ class TritonOps(CodeHandler):
         super().__init__()
         self.masks: list = ["xmask"]      # the current mask is their conjunction
         self.constants: dict = {}         # literal text → its Python value
+        self.block = "xindex"             # an index of the program's block shape (constant addresses broadcast over it)
 
     # ---------------------------------------------------------------- plumbing
     def _assignment(self, name: str, expr: str, dtype: torch.dtype) -> str:
@@ -105,7 +106,7 @@ class TritonOps(CodeHandler):
         """An index as a block (a constant one is broadcast over the program's rows)."""
         text = self.index(expr)
         blocks = [s for s in sympy.sympify(expr).free_symbols if s in self.ranges or s.name.startswith("tmp")]
-        return text if blocks else f"{text} + 0 * xindex"
+        return text if blocks else f"{text} + 0 * {self.block}"
 
     # ---------------------------------------------------------------- memory
     def load(self, name: str, index, dtype):

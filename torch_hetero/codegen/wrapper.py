@@ -66,7 +66,7 @@ def _render_step(step: Step, rendered: dict, device) -> list:
                 where = f", device={str(device)!r}" if device is not None else ""
                 alloc.append(f"{buffer.name} = empty_strided({_tuple(layout.size)}, {_tuple(layout.stride)}, "
                              f"dtype={_dtype(layout.dtype)}{where})")
-        return alloc + rendered[work.name].launch()
+        return alloc + ([] if work.library_only else rendered[work.name].launch())
     return _render_extern(work.call)
 
 

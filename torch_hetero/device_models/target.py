@@ -27,8 +27,8 @@ class Target:
     sorting: bool               # a stable argsort kernel (ir.Sort)
     running_extremes: bool      # cummax/cummin kernels (a scan of positions)
     special_functions: str      # the library the special functions come from (special_functions)
-    blas: tuple[str, ...]       # vendor kernel libraries the device has, per op family (GEMM: data,
-                                # nothing chooses by it yet)
+    blas: tuple[str, ...]       # vendor kernel libraries the device has, per op family (GEMM: with
+                                # one, a plain matmul calls it; without, generates_gemm)
     attention: tuple[str, ...]  # fused SDPA: with one, SDPA is an extern call reported under the
                                 # library's op (ATTENTION_OPS); without, SDPA is traced as its math
     convolution: tuple[str, ...]  # with one, convolution is an extern call; without, a fallback (debt)
@@ -38,6 +38,12 @@ class Target:
     def attention_op(self) -> str:
         """The ATen op (no overload) that reaches the device's attention library; "" without one."""
         return ATTENTION_OPS[self.attention[0]] if self.attention else ""
+
+    @property
+    def generates_gemm(self) -> bool:
+        """Every matmul is a generated kernel, not only one an epilogue follows: the renderer
+        has the template and the device declares no BLAS library to call instead."""
+        return self.matmul_epilogue and not self.blas
 
 
 # What each language's renderer implements.  A profile may turn these off (its device lacks

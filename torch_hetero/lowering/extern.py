@@ -1,7 +1,9 @@
 """Ops that call an ATen kernel from the generated wrapper on realized inputs: the matmul
 family, and convolution and fused attention where the profile declares a library for them
 (``Target.convolution``, ``Target.attention``).  Unlike fallbacks these are a choice, so the
-report lists them apart; without the library the op is the target's debt, not a choice."""
+report lists them apart; without the library the op is the target's debt, not a choice.  On a
+target that generates every GEMM (``Target.generates_gemm``: no BLAS library) the planner turns
+each matmul call into a generated kernel (``planning.fusion``); one it cannot generate falls back."""
 from __future__ import annotations
 
 import torch
@@ -11,7 +13,10 @@ from .registry import register_lowering
 
 aten = torch.ops.aten
 
-EXTERN_OPS = (aten.mm, aten.bmm, aten.addmm)
+# What the generated GEMM's ``tl.dot`` takes: a target without a BLAS library runs other
+# matmuls (integers, float64) as fallbacks, reported as its debt
+GEMM_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+MATMUL_OPS = (aten.mm, aten.bmm, aten.addmm)
 CONVOLUTIONS = (aten.convolution, aten.convolution_backward)
 # AOTAutograd traces SDPA into these on CPU inputs only where the target has an attention library
 # (``decompositions.attention_form``); elsewhere SDPA arrives as its math.
@@ -21,7 +26,13 @@ ATTENTIONS = (aten._scaled_dot_product_flash_attention_for_cpu,
 
 def _extern(*args, **kwargs):
     graph = current_graph()
-    return graph.call_aten(graph.current_node.target, args, kwargs, kind="extern")
+    op = graph.current_node.target
+    if graph.target.generates_gemm and op.overloadpacket in MATMUL_OPS:
+        dtype = graph.current_node.meta["val"].dtype
+        if dtype not in GEMM_DTYPES:
+            raise NotImplementedError(f"{op}: the target has no BLAS library and its generated GEMM "
+                                      f"takes {', '.join(str(d) for d in GEMM_DTYPES)}, not {dtype}")
+    return graph.call_aten(op, args, kwargs, kind="extern")
 
 
 def _convolution(*args, **kwargs):
@@ -54,7 +65,7 @@ def _without_overload(op) -> str:
     return str(op).rsplit(".", 1)[0]
 
 
-for _op in EXTERN_OPS:
+for _op in MATMUL_OPS:
     register_lowering(_op)(_extern)
 for _op in CONVOLUTIONS:
     register_lowering(_op)(_convolution)

@@ -50,11 +50,13 @@ def peak_memory(graph: GraphLowering, steps: list) -> int:
 
 
 def _estimate_epilogue_kernel(kernel: KernelPlan, hints, profile, memory) -> Estimate:
-    """A matmul with its epilogue applied to each output tile: one launch; the matmul output
-    reaches memory only if something else reads it."""
+    """A matmul with its epilogue (if any) applied to each output tile: one launch; the matmul
+    output reaches memory only if something else reads it."""
     call = kernel.group.matmul
     out = call.outputs[0].name
     matmul = _estimate_extern(call, hints, profile, memory, keep_output=out not in kernel.group.local)
+    if not kernel.group.nodes:  # a matmul generated alone
+        return matmul
     cost = dataclasses.replace(kernel.cost, reads={n: b for n, b in kernel.cost.reads.items() if n != out})
     epilogue = estimate_kernel(cost, profile, memory, kernel.group.nodes[-1].get_dtype())
     compute, mem = matmul.compute_us + epilogue.compute_us, matmul.memory_us + epilogue.memory_us

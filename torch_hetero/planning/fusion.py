@@ -34,21 +34,34 @@ def group_nodes(graph, profile, tiles, loads: dict, storage: dict, readers: dict
     (``loop_nest.loads_by_node``); ``readers``: buffer name → number of nodes reading it;
     ``pinned``: buffers that must reach memory (graph outputs).  ``local``:
     buffers that never reach memory — reductions read only inside their kernel, and a fused
-    matmul's output when only its epilogue reads it (on the host, ATen still writes it)."""
+    matmul's output when only its epilogue reads it (on the host, ATen still writes it).  On a
+    target that generates every GEMM (``Target.generates_gemm``) a matmul no epilogue joins is
+    a kernel of its own, with no nodes."""
     planner = _Planner(profile, tiles, loads, storage, graph.size_hints)
     groups: list = []
     current: Optional[_Draft] = None
     matmul = None  # the extern matmul just before, whose epilogue the next node may become
+
+    def alone(call) -> None:
+        """``call`` left without an epilogue: its own generated kernel where the target
+        generates every GEMM, else the library call it is."""
+        if call is not None and profile.target.generates_gemm:
+            groups.append(_Draft([], (), [f"{call.outputs[0].name}: {call.name} generated in the device model's "
+                                          f"tile (the profile declares no BLAS library)"], matmul=call))
+
     for node in graph.nodes:
         if not isinstance(node, ir.ComputedBuffer):
-            current, matmul = None, node if node.op in MATMULS else None
+            alone(matmul)
+            current, matmul = None, node if node.op in MATMULS and node.kind == "extern" else None
             continue
         if isinstance(node.data, (ir.Scatter, ir.Scan)):  # writes what other iterations read: alone
             kind = {ir.Scatter: "scatter", ir.Scan: "scan", ir.Sort: "sort"}[type(node.data)]
+            alone(matmul)
             groups.append(_Draft([node], default_outer(node), [f"{node.name}: a {kind} runs alone"]))
             current, matmul = None, None
             continue
         if profile.target.column_reductions and column_reduction(node, default_outer(node), graph.size_hints):
+            alone(matmul)
             groups.append(_Draft([node], default_outer(node), column=True, decisions=[
                 f"{node.name}: a column reduction runs alone (reduction loop outside, outputs vectorized)"]))
             current, matmul = None, None
@@ -59,12 +72,16 @@ def group_nodes(graph, profile, tiles, loads: dict, storage: dict, readers: dict
                 continue
             current.decisions.append(f"{node.name} not fused: {verdict}")
         current = _Draft([node], default_outer(node), [])
-        groups.append(current)
         if matmul is not None and enabled:
             verdict = planner.try_epilogue(current, matmul, readers)
             current.decisions.append(f"{node.name} {'fused' if verdict is None else 'not fused'} into the "
                                      f"{matmul.name} output tile{': ' + verdict if verdict else ''}")
-            matmul = None
+            if verdict is None:
+                matmul = None
+        alone(matmul)  # it runs before the node that did not become its epilogue
+        groups.append(current)
+        matmul = None
+    alone(matmul)
     return [_frozen(draft, planner, readers, pinned) for draft in groups]
 
 
@@ -90,7 +107,7 @@ def _frozen(draft: _Draft, planner: "_Planner", readers: dict, pinned: set) -> G
     reread = {n.name for n in draft.nodes if isinstance(n.data, ir.Reduction) and inside[n.name]} - local
     if draft.matmul is not None:  # on its target, the matmul output tile never leaves the kernel
         out = draft.matmul.outputs[0].name
-        local |= {out} if out not in pinned and readers.get(out, 0) == inside[out] else set()
+        local |= {out} if out not in pinned and readers.get(out, 0) == inside[out] > 0 else set()
     return Group(tuple(draft.nodes), draft.outer, frozenset(local), frozenset(reread), tuple(draft.decisions),
                  draft.matmul, draft.column)
 

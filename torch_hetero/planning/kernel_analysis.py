@@ -264,7 +264,7 @@ def analyze(group: Group, storage: dict, hints: dict, memo: dict | None = None) 
               for n in group.stored}
     reduction = any(isinstance(n.data, ir.Reduction) for n in group.nodes)
     outputs = _evaluate(symbolic.product(group.outer), hints) if reduction else \
-        max(_evaluate(symbolic.product(n.data.ranges), hints) for n in group.nodes)
+        max((_evaluate(symbolic.product(n.data.ranges), hints) for n in group.nodes), default=0)  # a lone GEMM: none
     chunks = int(_evaluate(loops.parallel_iterations, hints))
     reread = {name: passes[name] - reads[name] for name in reads if passes[name] > reads[name]}
     rows = _evaluate(symbolic.product(group.outer), hints)

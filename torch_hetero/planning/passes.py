@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 from ..graph import GraphLowering
+from ..ir import MATMULS
 from . import scheduler
 from .estimates import estimate_steps, peak_memory
 from .kernel_analysis import analyze
@@ -28,9 +29,20 @@ def build_plan(graph: GraphLowering, profile, target: str, fuse: bool = True, es
         matmul_tile = tiles.of(group.matmul) if group.matmul is not None else None
         kernels.append(KernelPlan(f"kernel{k}", group, tuple(name for n in group.nodes for name in loads[n.name]),
                                   target, cost, plan_kernel(cost, profile, cost.reduction), matmul_tile))
-    work = [item if isinstance(item, KernelPlan) else ExternPlan(item, tiles.of(item))
+    work = [item if isinstance(item, KernelPlan)
+            else ExternPlan(item, tiles.of(item), reason=_library_reason(item, profile))
             for item in scheduler.execution_order(graph, kernels)]
     if estimate:
         work = [dataclasses.replace(item, estimate=e) for item, e in zip(work, estimate_steps(graph, work, profile))]
     steps = scheduler.plan_memory(graph, work)
     return Plan(tuple(steps), peak_memory(graph, steps) if estimate else None)
+
+
+def _library_reason(call, profile) -> str:
+    """Why a chosen matmul extern is a library call ("" for other calls): the profile declares
+    the library, or the target's renderer has no GEMM (fusion generates every other one)."""
+    if call.kind != "extern" or call.op not in MATMULS:
+        return ""
+    if profile.target.blas:
+        return f"library call: {', '.join(profile.target.blas)}, declared by the profile"
+    return "library call: the target's code generator has no GEMM"

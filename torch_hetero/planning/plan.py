@@ -40,6 +40,12 @@ class KernelPlan:
         return self.group.matmul is not None and not LANGUAGES[self.target]["matmul_epilogue"]
 
     @property
+    def library_only(self) -> bool:
+        """A generated matmul with no epilogue that the language running it leaves to its
+        library GEMM (the host): the ATen call is the whole step, with no kernel to launch."""
+        return self.library_gemm and not self.group.nodes
+
+    @property
     def buffers(self) -> list:
         """The buffers this kernel writes to memory (a generated matmul writes its output
         unless only the epilogue reads it; ATen's GEMM writes it itself)."""
@@ -66,6 +72,7 @@ class ExternPlan:
     call: ExternCall
     tile: Optional[MatmulTiling] = None       # a matmul's tile on the profile (None: not a matmul, or the host)
     estimate: Optional[Estimate] = None
+    reason: str = ""                          # why a chosen extern is a call (a matmul: its library)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -93,11 +100,16 @@ def schedule_text(plan: Plan, fused_ops: dict) -> str:
     """A plan as stable text (the golden tests' form): per kernel its nodes (local ones
     marked), outer loops, tiling, fused ATen ops (``fused_ops``: kernel name → the ops its
     rendered code computes) and fusion decisions; per extern call its op and, for matmuls,
-    the tile."""
+    the tile and the library called."""
     lines = []
     for step in plan.steps:
         work = step.work
-        if isinstance(work, KernelPlan):
+        if isinstance(work, KernelPlan) and not work.group.nodes:  # a matmul generated alone
+            matmul = work.group.matmul
+            lines.append(f"{work.name}: {matmul.name} -> {matmul.outputs[0].name}; {work.matmul_tile}")
+            lines.append(f"  fuses {', '.join(fused_ops[work.name])}")
+            lines += [f"  {decision}" for decision in work.group.decisions]
+        elif isinstance(work, KernelPlan):
             group = work.group
             nodes = ", ".join(f"{n.name}{' (local)' if n.name in group.local else ''}" for n in group.nodes)
             lines.append(f"{work.name}: {nodes}; outer ({', '.join(str(r) for r in group.outer)}); {work.tiling}")
@@ -107,5 +119,6 @@ def schedule_text(plan: Plan, fused_ops: dict) -> str:
             lines += [f"  {decision}" for decision in group.decisions]
         else:
             detail = work.tile or work.call.note
-            lines.append(f"{work.call.kind} {work.call.name}" + (f": {detail}" if detail else ""))
+            lines.append(f"{work.call.kind} {work.call.name}" + (f": {detail}" if detail else "")
+                         + (f"; {work.reason}" if work.reason else ""))
     return "\n".join(lines)

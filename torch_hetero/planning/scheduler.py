@@ -23,8 +23,10 @@ def fuse(graph: GraphLowering, profile, tiles, loads: dict, enabled: bool = True
 
 def execution_order(graph: GraphLowering, kernels: list) -> list:
     """The kernels (``plan.KernelPlan``) and the graph's extern calls, in execution order: a
-    kernel where its first node was, a fused matmul inside its epilogue's kernel."""
+    kernel where its first node was, a fused matmul inside its epilogue's kernel, a matmul
+    generated alone where its call was."""
     by_node = {n.name: k for k in kernels for n in k.group.nodes}
+    alone = {id(k.group.matmul): k for k in kernels if k.group.matmul is not None and not k.group.nodes}
     absorbed = {id(k.group.matmul) for k in kernels if k.group.matmul is not None}
     order, placed = [], set()
     for node in graph.nodes:
@@ -33,6 +35,8 @@ def execution_order(graph: GraphLowering, kernels: list) -> list:
             if kernel.name not in placed:
                 placed.add(kernel.name)
                 order.append(kernel)
+        elif id(node) in alone:
+            order.append(alone[id(node)])
         elif id(node) not in absorbed:  # a fused matmul runs as part of its epilogue's step
             order.append(node)
     return order

@@ -1,0 +1,141 @@
+"""Every matmul generated where the profile declares no BLAS library (``Target.generates_gemm``):
+mm, bmm and addmm are the Triton template in the device model's tile, with or without an
+epilogue, checked against eager under Triton's interpreter (forward and backward) and, on the
+host executor, with the host's own GEMM; where the profile declares a library the matmul stays
+a call and the plan says which."""
+import pathlib
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import torch_hetero
+from torch_hetero.device_models import get_profile
+from torch_hetero.runtime import triton_run
+from torch_hetero.tools.report import compile_and_run
+from utils import check, compiled_kernels, planned_kernels
+
+RIVOS = {"device": "rivos-sim", "executor": "interpret"}
+TOL = {torch.float32: 1e-4, torch.bfloat16: 2e-2, torch.float16: 2e-3}
+
+
+def _randn(*shape, dtype=torch.float32):
+    return torch.randn(*shape).to(dtype)
+
+
+# (name, fn, input shapes); sizes that are not multiples of any tile, size-1 and empty dims
+MM_CASES = [
+    ("mm", torch.mm, [(37, 150), (150, 29)]),  # several BK steps
+    ("mm_size1", torch.mm, [(1, 7), (7, 1)]),
+    ("mm_empty_m", torch.mm, [(0, 7), (7, 5)]),
+    ("mm_empty_n", torch.mm, [(6, 7), (7, 0)]),
+    ("mm_k0", torch.mm, [(6, 0), (0, 5)]),
+    ("mm_transposed", lambda a, b: a.t() @ b.t(), [(50, 37), (29, 50)]),
+    ("bmm", torch.bmm, [(3, 17, 20), (3, 20, 9)]),
+    ("bmm_transposed", lambda a, b: torch.bmm(a.transpose(1, 2), b), [(2, 20, 17), (2, 20, 9)]),
+    ("bmm_empty_batch", torch.bmm, [(0, 4, 5), (0, 5, 3)]),
+    ("addmm_bias1d", lambda c, a, b: torch.addmm(c, a, b), [(29,), (37, 50), (50, 29)]),
+    ("addmm_bias2d", lambda c, a, b: torch.addmm(c, a, b), [(37, 29), (37, 50), (50, 29)]),
+    ("addmm_bias_row", lambda c, a, b: torch.addmm(c, a, b), [(1, 29), (37, 50), (50, 29)]),
+    ("addmm_bias_column", lambda c, a, b: torch.addmm(c, a, b), [(37, 1), (37, 50), (50, 29)]),
+    ("addmm_scaled", lambda c, a, b: torch.addmm(c, a, b, beta=0.5, alpha=2.0), [(29,), (37, 50), (50, 29)]),
+    ("addmm_k0", lambda c, a, b: torch.addmm(c, a, b), [(5,), (6, 0), (0, 5)]),
+]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16], ids=str)
+@pytest.mark.parametrize("name, fn, shapes", MM_CASES, ids=[c[0] for c in MM_CASES])
+def test_generated_matmul_matches_eager_under_the_interpreter(name, fn, shapes, dtype):
+    torch.manual_seed(0)
+    inputs = [_randn(*s, dtype=dtype) for s in shapes]
+    check(fn, *inputs, atol=TOL[dtype], rtol=TOL[dtype], options=RIVOS, native=True)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
+@pytest.mark.parametrize("fn, shapes", [
+    (lambda x, w, b: F.linear(x, w, b), [(19, 24), (33, 24), (33,)]),
+    (lambda a, b: torch.bmm(a, b.transpose(1, 2)), [(2, 17, 20), (2, 9, 20)]),
+], ids=["linear", "bmm_transposed"])
+@pytest.mark.parametrize("executor", ["interpret", "host"])
+def test_generated_matmul_gradients_under_the_interpreter(fn, shapes, dtype, executor):
+    """Backward graphs multiply transposed operands (x^T @ grad, grad @ w): generated too (the
+    host executor runs the same plan with its own GEMM)."""
+    torch.manual_seed(0)
+    inputs = [_randn(*s, dtype=dtype) for s in shapes]
+    check(fn, *inputs, grad=True, atol=TOL[dtype] * 2, rtol=TOL[dtype] * 2, native=True,
+          options={"device": "rivos-sim", "executor": executor})
+
+
+def test_fp32_matmul_stays_ieee():
+    """Operands whose products TF32 would round: the generated GEMM keeps fp32 exact, as eager."""
+    a = torch.full((16, 32), 1 + 2 ** -20)
+    b = torch.full((32, 16), 1 + 2 ** -20)
+    out, [kernel] = compiled_kernels(torch.mm, (a, b), RIVOS)
+    assert "_dot(a, b, True)" in kernel.source
+    torch.testing.assert_close(out, a @ b, rtol=0, atol=0)
+
+
+def test_plain_matmuls_are_kernels_where_the_profile_has_no_blas():
+    """No extern left on rivos-sim; the plan gives each matmul its tile, and the host executor
+    (the same plan, run as host C++) calls its own GEMM for it and launches nothing else."""
+    torch.manual_seed(0)
+    a, b, c = torch.randn(37, 50), torch.randn(50, 29), torch.randn(3, 8, 8)
+    fn = lambda a, b, c: (a @ b, torch.bmm(c, c))  # noqa: E731
+    for executor in ("interpret", "host"):
+        out, kernels = planned_kernels(fn, (a, b, c), {"device": "rivos-sim", "executor": executor})
+        assert [(k.group.matmul.name, k.group.nodes, k.matmul_tile is not None) for k in kernels] == [
+            ("aten.mm.default", (), True), ("aten.bmm.default", (), True)]
+        assert all(k.library_only == (executor == "host") for k in kernels)
+        torch.testing.assert_close(out, fn(a, b, c))
+    report = torch_hetero.explain(fn, a, b, c, device="rivos-sim")
+    assert report.externs == [] and report.fallbacks == {}
+    assert "generated in the device model's tile (the profile declares no BLAS library)" in report.schedule
+    assert "def kernel0" in report.code["inference.triton.py"] and "inference.cpp" not in report.code
+
+
+def test_library_matmul_says_why():
+    report = torch_hetero.explain(torch.mm, torch.randn(8, 16), torch.randn(16, 8), device="h100")
+    assert [e.op for e in report.externs] == ["aten.mm"]
+    assert "library call: cuBLAS, declared by the profile" in report.schedule
+
+
+def test_integer_matmul_falls_back_where_nothing_generates_it():
+    """tl.dot takes no int64: on a target without BLAS the call is reported as debt, not hidden."""
+    a, b = torch.randint(-5, 5, (6, 7)), torch.randint(-5, 5, (7, 4))
+    report = torch_hetero.explain(torch.mm, a, b, device="rivos-sim")
+    assert report.fallbacks == {"aten.mm": 1}
+    check(torch.mm, a, b, options={"device": "rivos-sim"})
+
+
+@pytest.mark.parametrize("profile, library", [("a100", "cuBLAS"), ("h100", "cuBLAS"), ("mi300x", "rocBLAS\", \"hipBLASLt")])
+def test_generated_plain_matmul_compiles_for_the_real_target(tmp_path, profile, library):
+    """The profile without its BLAS library: the plain GEMM builds ahead of time for its target
+    (cuda:80, cuda:90, hip:gfx942) in its tile, within its shared memory."""
+    text = (pathlib.Path(torch_hetero.__file__).parent / "device_models" / "profiles" / f"{profile}.toml").read_text()
+    assert f'blas = ["{library}"]' in text
+    path = tmp_path / f"{profile}-no-blas.toml"
+    path.write_text(text.replace(f'name = "{profile}"', f'name = "{profile}-no-blas"')
+                    .replace(f'blas = ["{library}"]', "blas = []"))
+    inputs = (torch.randn(256, 512, dtype=torch.bfloat16), torch.randn(512, 384, dtype=torch.bfloat16))
+    [(_, graph, _)] = compile_and_run(torch.mm, inputs, {}, {"device": str(path)})
+    kernels = graph.rendered["triton"]
+    assert [k.origins for k in kernels] == [["aten.mm"]]
+    [source] = [code for name, code in graph.code.items() if name.endswith(".triton.py")]
+    shared = triton_run.compile_ahead(source, kernels, get_profile(profile).triton_target)
+    assert 0 < shared["kernel0"] <= get_profile(profile).local_sram_bytes
+
+
+def test_generated_matmul_with_dynamic_shapes():
+    """Sizes as symbols: the template's bounds and grid read them at run time."""
+    torch.manual_seed(0)
+    for m, k, n in ((37, 150, 29), (5, 9, 70)):
+        check(torch.mm, torch.randn(m, k), torch.randn(k, n), dynamic=True, atol=1e-4, rtol=1e-4,
+              options=RIVOS, native=True)
+
+
+def test_addmm_with_beta_zero_ignores_a_nan_bias():
+    """As eager: beta = 0 drops the bias, NaNs included (0 * NaN would be NaN)."""
+    bias = torch.full((29,), float("nan"))
+    fn = lambda c, a, b: torch.addmm(c, a, b, beta=0.0, alpha=0.5)  # noqa: E731
+    out = check(fn, bias, torch.randn(37, 50), torch.randn(50, 29), atol=1e-4, rtol=1e-4, options=RIVOS, native=True)
+    assert not out.isnan().any()
