@@ -151,10 +151,18 @@ def render_kernel(kernel: KernelPlan, storage: dict) -> TritonKernel:
             f"xmask = xindex < {ops.index(xnumel)}"]
     body += _split_index(ops, "xindex", outer_vars, outer)
     origins: dict = {}
+    pair = tiling.online
     for position, node in enumerate(group.nodes):
+        if pair and node.name == pair[1]:
+            continue  # computed with the max, in its pass
         with set_ops_handler(ops), collect_origins() as inlined:
-            body += _node(ops, node, group, outer_vars, f"acc{position}")
+            if pair and node.name == pair[0]:
+                body += _online(ops, node, group.nodes[position + 1], group, outer_vars, f"acc{position}")
+            else:
+                body += _node(ops, node, group, outer_vars, f"acc{position}")
         origins.update(dict.fromkeys(in_order(inlined, node.data.origins)))
+        if pair and node.name == pair[0]:
+            origins.update(dict.fromkeys(group.nodes[position + 1].data.origins))
     constexprs = {"XBLOCK": tiling.xblock, "RBLOCK": tiling.rblock}
     grid = (symbolic.FloorDiv(xnumel + tiling.xblock - 1, tiling.xblock),)
     return _kernel(name, ops, body, constexprs, grid, list(origins))
@@ -291,6 +299,48 @@ def _node(ops: TritonOps, node, group: Group, outer_vars: list, acc: str) -> lis
     if reduction:
         lines += _finish(ops, node, group, index, value)
     return lines
+
+
+def _online(ops: TritonOps, row_max, row_sum, group: Group, outer_vars: list, acc: str) -> list:
+    """One pass for a max and the sum of exp(t - max) (``planning.online``): each lane keeps
+    a running max ``acc`` and a sum ``acc_sum`` of exp(t - running max), rescaled by
+    exp(old - new) when the max grows; lanes join rescaled to the row's max.  A lane whose
+    max is -inf holds no terms (its exp(-inf - -inf) would be NaN); a non-empty row whose
+    max is -inf sums NaN, as the passes' exp(-inf - -inf) does in eager."""
+    inner = inner_ranges(row_max, group.outer)
+    inner_vars = list(symbolic.index_symbols("x", len(inner)))
+    ops.ranges.update(zip(inner_vars, inner))
+    index, rindex = node_indices(row_max, outer_vars, group.outer, inner_vars)
+    rnumel = ops.index(symbolic.product(inner))
+    loop = ["rindex = roffset + tl.arange(0, RBLOCK)[None, :]", f"rmask = rindex < {rnumel}"]
+    loop += _split_index(ops, "rindex", inner_vars, inner)
+    ops.masks.append("rmask")
+    with ops.scope() as computed:
+        value = row_max.data.inner_fn(index, rindex)
+        dtype = compute_dtype(value.dtype)
+        if value.dtype != dtype:
+            value = ops.to_dtype(value, dtype)
+        split = len(computed)  # the lines after need the new running max
+        term = ops.exp(ops.sub(value, Var(f"{acc}_new", dtype)))
+        sum_dtype = compute_dtype(row_sum.data.dtype)
+        if term.dtype != sum_dtype:
+            term = ops.to_dtype(term, sum_dtype)
+    ops.masks.pop()
+    lowest, zero = _init("max", dtype), literal(0, sum_dtype)
+    loop += computed[:split] + [f"{acc}_new = _max_nan({acc}, tl.where(xmask & rmask, {value}, {lowest}))"]
+    loop += computed[split:] + [
+        f"{acc}_sum = {acc}_sum * tl.where({acc}_new == {lowest}, 1, tl.exp({acc} - {acc}_new))"
+        f" + tl.where(xmask & rmask & ({acc}_new != {lowest}), {term}, {zero})",
+        f"{acc} = {acc}_new"]
+    lines = [f"{acc} = tl.full([XBLOCK, RBLOCK], {lowest}, {TL_DTYPE[dtype]})",
+             f"{acc}_sum = tl.full([XBLOCK, RBLOCK], {zero}, {TL_DTYPE[sum_dtype]})",
+             f"for roffset in range(0, {rnumel}, RBLOCK):"] + ["    " + line for line in loop]
+    with ops.scope() as tail:
+        total = ops._emit(f"tl.reduce({acc}, 1, _max_nan)[:, None]", dtype)
+    lines += tail + _finish(ops, row_max, group, index, total)
+    joined = f"tl.reduce(tl.where({acc} == {lowest}, {zero}, {acc}_sum * tl.exp({acc} - {total})), 1, _add)[:, None]"
+    nan_row = f"({total} == {lowest}) & ({rnumel} > 0)"
+    return lines + _finish(ops, row_sum, group, index, Var(f"tl.where({nan_row}, float(\"nan\"), {joined})", sum_dtype))
 
 
 _INIT = {"sum": 0, "prod": 1, "max": float("-inf"), "min": float("inf"), "any": 0, "all": 1, "logsumexp": float("-inf"),

@@ -26,6 +26,8 @@ class Target:
     scatter_multiply: bool      # multiply into elements at data-dependent positions
     sorting: bool               # a stable argsort kernel (ir.Sort)
     running_extremes: bool      # cummax/cummin kernels (a scan of positions)
+    online_softmax: bool        # a looped max → sum of exp(x - max) is one pass (running max and
+                                # rescaled sum, ``planning.online``); else a pass each
     special_functions: str      # the library the special functions come from (special_functions)
     blas: tuple[str, ...]       # vendor kernel libraries the device has, per op family (GEMM: with
                                 # one, a plain matmul calls it; without, generates_gemm)
@@ -50,12 +52,14 @@ class Target:
 # them), never on: the renderer would have no code for them.
 LANGUAGES = {
     "triton": dict(host_threads=False, matmul_epilogue=True, column_reductions=False, scatter_add_16bit=False,
-                   scatter_multiply=False, sorting=False, running_extremes=False, special_functions="libdevice"),
+                   scatter_multiply=False, sorting=False, running_extremes=False, online_softmax=True,
+                   special_functions="libdevice"),
     "cpp": dict(host_threads=True, matmul_epilogue=False, column_reductions=True, scatter_add_16bit=True,
-                scatter_multiply=True, sorting=True, running_extremes=True, special_functions="aten_math"),
+                scatter_multiply=True, sorting=True, running_extremes=True, online_softmax=False,
+                special_functions="aten_math"),
 }
 RENDERER_FLAGS = ("matmul_epilogue", "column_reductions", "scatter_add_16bit", "scatter_multiply", "sorting",
-                  "running_extremes")
+                  "running_extremes", "online_softmax")
 # What the device has, whatever renders its code: a profile sets these either way.
 DEVICE_DEFAULTS = {"triton": dict(cached_local_memory=False), "cpp": dict(cached_local_memory=True)}
 DEVICE_FLAGS = ("cached_local_memory",)

@@ -157,6 +157,18 @@ def row_fits(cost: KernelCost, profile) -> bool:
     return cost.row_bytes <= profile.local_sram_bytes
 
 
+def online(cost: KernelCost, profile) -> bool:
+    """Does the target compute the kernel's max and sum of exp in one pass over a row?  Only
+    a looped row gains (a one-pass row is re-read from local SRAM anyway)."""
+    return bool(cost.online) and profile.target.online_softmax and not row_fits(cost, profile)
+
+
+def reread_bytes(cost: KernelCost, profile, name: str) -> float:
+    """Bytes of ``name`` a looped kernel's later passes read again (one pass fewer online)."""
+    saved = cost.online_saved.get(name, 0.0) if online(cost, profile) else 0.0
+    return max(cost.reread.get(name, 0.0) - saved, 0.0)
+
+
 def estimate_kernel(cost: KernelCost, profile, memory: MemoryModel, dtype: torch.dtype) -> Estimate:
     """A generated (pointwise / reduction) kernel: vector units, parallel over its work chunks."""
     chunks = work_chunks(cost, profile)
@@ -170,7 +182,7 @@ def estimate_kernel(cost: KernelCost, profile, memory: MemoryModel, dtype: torch
         core_seconds += cost.serial_combines * op_seconds(profile, "serial_combine", "scalar")
         compute = core_seconds / (profile.compute_units * efficiency)
     reads = cost.reads if row_fits(cost, profile) else {
-        name: nbytes + cost.reread.get(name, 0.0) for name, nbytes in cost.reads.items()}
+        name: nbytes + reread_bytes(cost, profile, name) for name, nbytes in cost.reads.items()}
     mem = memory.seconds(reads, cost.writes, efficiency, cost.strided)
     # a serial host kernel is only a call; a parallel one (launch_overhead_us) forks and joins
     launch = profile.launch_overhead_us if chunks > 1 or not profile.target.host_threads else profile.host_call_us

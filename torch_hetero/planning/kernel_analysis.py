@@ -21,6 +21,7 @@ from ..ops_protocol import MATH, PREDICATES, TRANSCENDENTAL, OpsHandler
 from ..virtualized import set_ops_handler
 from .loop_nest import Group, inner_ranges, node_indices, split_vars
 from .loop_plan import LoopPlan, NodeLoops, plan_loops
+from .online import online_pair
 
 # One transcendental evaluation (``ops_protocol.TRANSCENDENTAL``): its cost in vector FLOPs on
 # vector targets.  On the host C++ target each priced op (``host_ops``: transcendentals,
@@ -49,6 +50,8 @@ class KernelCost:
     row_bytes: float = 0.0        # what one outer iteration's inner loops touch: the working set
     reread: dict = dataclasses.field(default_factory=dict)  # name → bytes read again by later passes
     loops: Optional[LoopPlan] = None  # the host loops these counts are of: what codegen.cpp emits
+    online: tuple = ()            # (max, sum) reductions one online pass can compute (``online``)
+    online_saved: dict = dataclasses.field(default_factory=dict)  # name → bytes that pass does not re-read
 
     @property
     def bytes(self) -> float:
@@ -238,6 +241,8 @@ def analyze(group: Group, storage: dict, hints: dict, memo: dict | None = None) 
     strided: dict = {}
     row: dict = {}       # buffer → bytes per inner element, for everything a row iteration touches
     row_elements = 1.0
+    online = online_pair(group) or ()
+    online_saved: dict = {}
     for node, node_loops in zip(group.nodes, loops.nodes):
         kept = frozenset(group.local | group.reread)
         key = ("counts", node.name, group.outer, group.column, kept)
@@ -257,6 +262,8 @@ def analyze(group: Group, storage: dict, hints: dict, memo: dict | None = None) 
             if name not in written:
                 reads[name] = max(reads.get(name, 0.0), nbytes)
                 passes[name] = passes.get(name, 0.0) + nbytes
+                if online and node.name == online[0]:  # the max's pass is the sum's
+                    online_saved[name] = nbytes
         for name, elements in counts.strided.items():
             if name not in written:
                 strided[name] = max(strided.get(name, 0.0), elements)
@@ -269,7 +276,8 @@ def analyze(group: Group, storage: dict, hints: dict, memo: dict | None = None) 
     reread = {name: passes[name] - reads[name] for name in reads if passes[name] > reads[name]}
     rows = _evaluate(symbolic.product(group.outer), hints)
     return KernelCost(flops, transcendentals, calls, reads, writes, max(chunks, 1), outputs, reduction,
-                      strided, serial, rows, row_elements, row_elements * sum(row.values()), reread, loops)
+                      strided, serial, rows, row_elements, row_elements * sum(row.values()), reread, loops,
+                      online, online_saved)
 
 
 def _count(node, loops: NodeLoops, outer: tuple, storage: dict, hints: dict, column: bool,

@@ -22,7 +22,7 @@ from typing import Optional
 import torch
 
 from ..device_models.matmul_tiles import STAGES, VECTOR_MATMUL_TILE, smallest_dim, staged_bytes
-from .cost_model import dtype_name, parallel_efficiency, row_fits
+from .cost_model import dtype_name, online, parallel_efficiency, row_fits
 from .kernel_analysis import KernelCost
 
 MAX_PROGRAM_ELEMENTS = 4096    # XBLOCK·RBLOCK a Triton program steps through at once, if not a whole row
@@ -35,9 +35,11 @@ class KernelTiling:
     xblock: int
     rblock: int
     working_set: int     # bytes of local SRAM one program's tile needs
+    online: tuple = ()   # looped: (max, sum) computed in one pass over the row (``online``)
 
     def __str__(self) -> str:
-        return f"{self.strategy} XBLOCK={self.xblock} RBLOCK={self.rblock} tile {_kib(self.working_set)}"
+        strategy = f"{self.strategy}, online max+sum" if self.online else self.strategy
+        return f"{strategy} XBLOCK={self.xblock} RBLOCK={self.rblock} tile {_kib(self.working_set)}"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,7 +76,8 @@ def plan_kernel(cost: KernelCost, profile, reduction: bool) -> KernelTiling:
     while (xblock * 2 <= rows_per_unit and xblock * 2 * rblock <= MAX_PROGRAM_ELEMENTS
            and xblock * 2 * rblock * bytes_per_element <= sram):
         xblock *= 2
-    return KernelTiling(strategy, xblock, rblock, xblock * rblock * bytes_per_element)
+    return KernelTiling(strategy, xblock, rblock, xblock * rblock * bytes_per_element,
+                        cost.online if online(cost, profile) else ())
 
 
 class MatmulTiles:
