@@ -311,7 +311,8 @@ def _online(ops: TritonOps, row_max, row_sum, group: Group, outer_vars: list, ac
     inner_vars = list(symbolic.index_symbols("x", len(inner)))
     ops.ranges.update(zip(inner_vars, inner))
     index, rindex = node_indices(row_max, outer_vars, group.outer, inner_vars)
-    rnumel = ops.index(symbolic.product(inner))
+    numel = symbolic.product(inner)
+    rnumel = ops.index(numel)
     loop = ["rindex = roffset + tl.arange(0, RBLOCK)[None, :]", f"rmask = rindex < {rnumel}"]
     loop += _split_index(ops, "rindex", inner_vars, inner)
     ops.masks.append("rmask")
@@ -339,7 +340,8 @@ def _online(ops: TritonOps, row_max, row_sum, group: Group, outer_vars: list, ac
         total = ops._emit(f"tl.reduce({acc}, 1, _max_nan)[:, None]", dtype)
     lines += tail + _finish(ops, row_max, group, index, total)
     joined = f"tl.reduce(tl.where({acc} == {lowest}, {zero}, {acc}_sum * tl.exp({acc} - {total})), 1, _add)[:, None]"
-    nan_row = f"({total} == {lowest}) & ({rnumel} > 0)"
+    nonempty = sympy.sympify(numel).is_positive  # else a runtime test (a symbolic, or an empty, row)
+    nan_row = f"{total} == {lowest}" if nonempty else f"({total} == {lowest}) & ({rnumel} > 0)"
     return lines + _finish(ops, row_sum, group, index, Var(f"tl.where({nan_row}, float(\"nan\"), {joined})", sum_dtype))
 
 
