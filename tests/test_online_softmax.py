@@ -104,3 +104,20 @@ def test_online_max_and_sum_as_outputs(device):
     expected = fn(with_infinities())
     assert expected[1][2].isnan() and not expected[1][[0, 1, 3]].isnan().any()
     torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-5, equal_nan=True)
+
+
+def test_online_max_and_sum_kept_in_registers():
+    """A logsumexp whose max and sum only its own kernel reads: both stay local (never stored)."""
+    def fn(x):
+        m = x.amax(-1, keepdim=True)
+        return m.squeeze(-1) + (x - m).exp().sum(-1).log()
+    out, kernels = planned_kernels(fn, (with_infinities(),), options("h100"))
+    kernel = next(k for k in kernels if k.tiling.online)
+    assert set(kernel.tiling.online) <= kernel.group.local
+    torch.testing.assert_close(out, fn(with_infinities()), rtol=1e-5, atol=1e-5, equal_nan=True)
+
+
+def test_online_dynamic_row():
+    """A symbolic row length: the fully -inf test also asks whether the row is empty at run time."""
+    for rows, columns in ((3, 70001), (5, 80001)):
+        check(FNS["softmax"], torch.randn(rows, columns), dynamic=True, atol=1e-5, rtol=1e-4, options=options("h100"))
