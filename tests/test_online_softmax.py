@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from torch_hetero.device_models import get_profile
-from torch_hetero.planning.cost_model import estimate_kernel, reread_bytes
+from torch_hetero.planning.cost_model import MemoryModel, estimate_kernel, reread_bytes
 from utils import check, compiled_kernels, planned_kernels
 
 ROW = 70000  # longer than h100's and mi300x's local SRAM, and not a multiple of RBLOCK (4096)
@@ -87,9 +87,8 @@ def test_cost_counts_one_pass_fewer_only_with_the_capability():
     assert kernel.cost.reread["arg0"] == row  # two passes planned apart ...
     assert reread_bytes(kernel.cost, h100, "arg0") == 0  # ... one online
     assert reread_bytes(kernel.cost, without, "arg0") == row
-    memory = __import__("torch_hetero.planning.cost_model", fromlist=["MemoryModel"]).MemoryModel
-    fast = estimate_kernel(kernel.cost, h100, memory(h100), torch.float32).time_us
-    slow = estimate_kernel(kernel.cost, without, memory(without), torch.float32).time_us
+    fast = estimate_kernel(kernel.cost, h100, MemoryModel(h100), torch.float32).time_us
+    slow = estimate_kernel(kernel.cost, without, MemoryModel(without), torch.float32).time_us
     assert fast < slow
 
 
