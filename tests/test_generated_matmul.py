@@ -139,3 +139,64 @@ def test_addmm_with_beta_zero_ignores_a_nan_bias():
     fn = lambda c, a, b: torch.addmm(c, a, b, beta=0.0, alpha=0.5)  # noqa: E731
     out = check(fn, bias, torch.randn(37, 50), torch.randn(50, 29), atol=1e-4, rtol=1e-4, options=RIVOS, native=True)
     assert not out.isnan().any()
+
+
+FAMILY_CASES = [
+    ("baddbmm", lambda c, a, b: torch.baddbmm(c, a, b, beta=0.5, alpha=2.0), [(2, 5, 7), (2, 5, 19), (2, 19, 7)]),
+    ("baddbmm_broadcast_bias", lambda c, a, b: torch.baddbmm(c, a, b), [(7,), (2, 5, 19), (2, 19, 7)]),
+    ("addbmm", lambda c, a, b: torch.addbmm(c, a, b, beta=0.5, alpha=2.0), [(5, 7), (3, 5, 19), (3, 19, 7)]),
+    ("linear_3d", lambda x, w, b: F.linear(x, w, b), [(2, 3, 24), (33, 24), (33,)]),
+    ("matmul_broadcast", lambda a, b: a @ b, [(2, 1, 5, 9), (3, 9, 7)]),
+]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
+@pytest.mark.parametrize("name, fn, shapes", FAMILY_CASES, ids=[c[0] for c in FAMILY_CASES])
+def test_matmul_family_is_generated_forward_and_backward(name, fn, shapes, dtype):
+    """baddbmm, addbmm, 3-d linear and broadcast matmul reach the template (bmm/mm, their
+    alpha/beta scaling and bias the epilogue), nothing falls back, gradients match eager."""
+    torch.manual_seed(0)
+    inputs = [_randn(*s, dtype=dtype) for s in shapes]
+    check(fn, *inputs, grad=True, atol=TOL[dtype] * 2, rtol=TOL[dtype] * 2, options=RIVOS, native=True)
+
+
+def test_baddbmm_with_beta_zero_ignores_a_nan_input():
+    nan = torch.full((2, 5, 7), float("nan"))
+    fn = lambda c, a, b: torch.baddbmm(c, a, b, beta=0.0, alpha=2.0)  # noqa: E731
+    out = check(fn, nan, torch.randn(2, 5, 19), torch.randn(2, 19, 7), atol=1e-4, rtol=1e-4, options=RIVOS, native=True)
+    assert not out.isnan().any()
+
+
+def _rivos_with_l2(tmp_path, llc_mib: float) -> str:
+    text = (pathlib.Path(torch_hetero.__file__).parent / "device_models" / "profiles" / "rivos-sim.toml").read_text()
+    assert "llc_mib = 64\n" in text
+    path = tmp_path / "rivos-small-l2.toml"
+    path.write_text(text.replace('name = "rivos-sim"', 'name = "rivos-small-l2"')
+                    .replace("llc_mib = 64\n", f"llc_mib = {llc_mib}\n"))
+    return str(path)
+
+
+def test_grouped_launch_order_from_the_l2_size(tmp_path):
+    """Operands larger than L2: the launch groups tile rows (GROUP_M > 1, the plan says why) and
+    every output tile is still computed once, as eager; operands that fit L2 keep row-major
+    order (GROUP_M=1)."""
+    torch.manual_seed(0)
+    a, b = torch.randn(300, 40), torch.randn(40, 200)
+    out, [kernel] = planned_kernels(torch.mm, (a, b), {"device": "rivos-sim"})
+    assert kernel.matmul_tile.group_m == 1 and "fit L2" in str(kernel.matmul_tile)
+    small = {"device": _rivos_with_l2(tmp_path, 0.01), "executor": "interpret"}
+    out, [kernel] = planned_kernels(torch.mm, (a, b), small)
+    tile = kernel.matmul_tile
+    assert tile.group_m > 1 and f"GROUP_M={tile.group_m} (operands" in str(tile) and "in row order" in str(tile)
+    torch.testing.assert_close(out, a @ b, atol=1e-4, rtol=1e-4)
+    [(_, graph, _)] = compile_and_run(torch.mm, (a, b), {}, small)
+    [rendered] = graph.rendered["triton"]
+    assert rendered.constexprs["GROUP_M"] == tile.group_m and "in_group // group_rows" in rendered.source
+
+
+def test_group_m_on_a_large_gemm_groups_about_a_wave():
+    """8192³ bf16 on h100 (132 SMs, 50 MiB L2): a wave spans a few tile rows and columns,
+    not one row panel of A and all of B."""
+    from torch_hetero.planning.tiling import plan_matmul
+    tile = plan_matmul(1, 8192, 8192, 8192, torch.bfloat16, get_profile("h100"))
+    assert 4 <= tile.group_m <= 16, tile

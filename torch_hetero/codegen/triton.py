@@ -206,9 +206,7 @@ def _render_matmul(name: str, group: Group, tile, wide: bool) -> TritonKernel:
                                  for v in ("i0", "rm", "rn", "ka", "kb"))
     ops.ranges.update({rm: m, rn: n, ka: k, kb: k})
     ops.block = "(rm + rn)"  # a [BM, BN] index: a 1 x 1 output's constant address is broadcast over it
-    body = [f"pid = {_program_id(0, wide)}", f"blocks_n = ({ops.index(n)} + BN - 1) // BN",
-            "rm = (pid // blocks_n) * BM + tl.arange(0, BM)[:, None]",
-            "rn = (pid % blocks_n) * BN + tl.arange(0, BN)[None, :]",
+    body = [f"pid = {_program_id(0, wide)}"] + _grouped_tiles(ops.index(m), ops.index(n)) + [
             f"xmask = (rm < {ops.index(m)}) & (rn < {ops.index(n)})"]
     if batched:
         body.append(f"i0 = {_program_id(1, wide)}")
@@ -248,7 +246,20 @@ def _render_matmul(name: str, group: Group, tile, wide: bool) -> TritonKernel:
     body += epilogue
     rows = symbolic.FloorDiv(m + tile.bm - 1, tile.bm) * symbolic.FloorDiv(n + tile.bn - 1, tile.bn)
     grid = (rows, a.layout.size[0]) if batched else (rows,)
-    return _kernel(name, ops, body, {"BM": tile.bm, "BN": tile.bn, "BK": tile.bk}, grid, list(origins))
+    constexprs = {"BM": tile.bm, "BN": tile.bn, "BK": tile.bk, "GROUP_M": tile.group_m}
+    return _kernel(name, ops, body, constexprs, grid, list(origins))
+
+
+def _grouped_tiles(m: str, n: str) -> list:
+    """Program ``pid`` → its output tile's rows ``rm`` and columns ``rn`` in grouped order (L2
+    swizzle, ``tiling.group_rows``): programs walk GROUP_M tile rows down a tile column, then
+    the next column; the last group may have fewer rows.  GROUP_M=1 is row-major order."""
+    return [f"blocks_n = ({n} + BN - 1) // BN",
+            "group = pid // (GROUP_M * blocks_n)",
+            f"group_rows = tl.minimum(({m} + BM - 1) // BM - group * GROUP_M, GROUP_M)",
+            "in_group = pid % (GROUP_M * blocks_n)",
+            "rm = (group * GROUP_M + in_group % group_rows) * BM + tl.arange(0, BM)[:, None]",
+            "rn = (in_group // group_rows) * BN + tl.arange(0, BN)[None, :]"]
 
 
 def _split_index(ops: TritonOps, flat: str, variables: list, ranges) -> list:

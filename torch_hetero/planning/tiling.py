@@ -10,7 +10,9 @@ benchmarking.
   through rows one SIMD vector at a time.
 * A matmul gets (BM, BN, BK, stages): multiples of the profile's matrix-instruction shape,
   staged operand tiles (BM·BK + BK·BN)·bytes·stages within local SRAM, chosen to minimise
-  estimated time including padding waste, wave quantization over the units and pipelining.
+  estimated time including padding waste, wave quantization over the units and pipelining;
+  and GROUP_M, the tile rows its launch order groups (L2 swizzle) so that a wave of programs
+  reads few operand rows and columns from DRAM (``group_rows``).
 """
 from __future__ import annotations
 
@@ -51,10 +53,12 @@ class MatmulTiling:
     smem: int            # bytes of staged operand tiles
     waves: float         # output tiles / units
     padding: float       # fraction of the padded work that is waste
+    group_m: int = 1     # tile rows that consecutive programs share (L2 swizzle; 1: row-major order)
+    group_why: str = ""  # the L2 figures that chose ``group_m``
 
     def __str__(self) -> str:
         return (f"BM={self.bm} BN={self.bn} BK={self.bk} stages={self.stages} smem {_kib(self.smem)}, "
-                f"{self.waves:.2f} waves, {self.padding:.0%} padding")
+                f"{self.waves:.2f} waves, {self.padding:.0%} padding, GROUP_M={self.group_m} ({self.group_why})")
 
 
 def plan_kernel(cost: KernelCost, profile, reduction: bool) -> KernelTiling:
@@ -123,7 +127,35 @@ def plan_matmul(batch: int, m: int, n: int, k: int, dtype: torch.dtype, profile)
             if best is None or key < best[0]:
                 waste = 1 - 2.0 * batch * m * n * k / padded if padded else 0.0  # a zero size: no work
                 best = (key, MatmulTiling(bm, bn, bk, stages, smem, tiles / profile.compute_units, waste))
-    return best[1] if best else None
+    if best is None:
+        return None
+    tile = best[1]
+    group_m, why = group_rows(batch, m, n, k, tile.bm, tile.bn, itemsize, profile)
+    return dataclasses.replace(tile, group_m=group_m, group_why=why)
+
+
+def group_rows(batch: int, m: int, n: int, k: int, bm: int, bn: int, itemsize: int, profile) -> tuple:
+    """(GROUP_M, why): the grouping of output tile rows whose wave — the ``compute_units``
+    programs running at once — reads the fewest operand bytes, and the figures that chose it.
+    Programs run GROUP_M tile rows down each tile column before moving right, so a wave reads
+    ~GROUP_M row panels of A and U/GROUP_M column panels of B instead of one or two rows of A
+    and all of B.  Where both operands fit the last-level SRAM (L2) together, DRAM reads each
+    once in any order: row-major order (GROUP_M=1)."""
+    operands = batch * (m + n) * k * itemsize
+    if operands <= profile.llc_bytes:
+        return 1, f"operands {_mib(operands)} fit L2 {_mib(profile.llc_bytes)}"
+    rows, cols, units = math.ceil(m / bm), math.ceil(n / bn), profile.compute_units
+
+    def wave_bytes(group: int) -> int:
+        group = min(group, rows)
+        touched_cols = min(math.ceil(units / group), cols)
+        touched_rows = min(max(group, math.ceil(units / cols)), rows)
+        return (touched_rows * bm + touched_cols * bn) * k * itemsize
+
+    candidates = [1 << e for e in range(max(rows, 1).bit_length())]  # powers of two up to the tile rows
+    group = min(candidates, key=lambda g: (wave_bytes(g), g))
+    return group, (f"operands {_mib(operands)} > L2 {_mib(profile.llc_bytes)}: a wave reads "
+                   f"{_mib(wave_bytes(group))}, {_mib(wave_bytes(1))} in row order")
 
 
 def _multiples(base: int, top: int) -> list:
@@ -145,3 +177,7 @@ def _pow2_at_most(n: float) -> int:
 
 def _kib(nbytes: float) -> str:
     return f"{nbytes / 1024:.4g} KiB"
+
+
+def _mib(nbytes: float) -> str:
+    return f"{nbytes / 2 ** 20:.4g} MiB"
