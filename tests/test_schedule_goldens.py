@@ -54,6 +54,7 @@ def graphs():
         "softmax_short": (lambda x: x.softmax(-1), (torch.randn(512, 128),)),
         "softmax_long": (lambda x: x.softmax(-1), (torch.randn(16, 65536),)),
         "layer_norm": (lambda x: F.layer_norm(x, (768,)), (torch.randn(256, 768),)),
+        "layer_norm_long": (lambda x: F.layer_norm(x, (65536,)), (torch.randn(16, 65536),)),
         "linear_bias_gelu": (mlp, (torch.randn(128, 256, dtype=torch.bfloat16),)),
         "attention": (attention, tuple(torch.randn(2, 4, 64, 64) for _ in range(3))),
         "large_reduction": (lambda x: x.sum(), (torch.randn(1 << 20),)),

@@ -60,6 +60,18 @@ def _prod(a, b):
 
 
 @triton.jit
+def _welford(mean_a, m2_a, n_a, mean_b, m2_b, n_b):
+    """Chan's merge of two lanes' (mean, sum of squared deviations, count); an empty lane
+    adds nothing (not even an overflowing delta² times its zero weight)."""
+    n = n_a + n_b
+    delta = mean_b - mean_a
+    weight_b = n_b / tl.maximum(n, 1)
+    both = (n_a > 0) & (n_b > 0)
+    mean = tl.where(n_b == 0, mean_a, tl.where(n_a == 0, mean_b, mean_a + delta * weight_b))
+    return mean, m2_a + m2_b + tl.where(both, delta * delta * n_a * weight_b, 0), n
+
+
+@triton.jit
 def _logaddexp(a, b):
     """log(exp(a) + exp(b)) without overflow; equal infinities stay (logcumsumexp)."""
     lo = tl.where(b != b, b, tl.minimum(a, b))
@@ -153,15 +165,16 @@ def render_kernel(kernel: KernelPlan, storage: dict) -> TritonKernel:
     origins: dict = {}
     pair = tiling.online
     for position, node in enumerate(group.nodes):
-        if pair and node.name == pair[1]:
-            continue  # computed with the max, in its pass
+        if pair and node.name == pair.second:
+            continue  # computed with the max (the mean), in its pass
         with set_ops_handler(ops), collect_origins() as inlined:
-            if pair and node.name == pair[0]:
-                body += _online(ops, node, group.nodes[position + 1], group, outer_vars, f"acc{position}")
+            if pair and node.name == pair.first:
+                online = _online if pair.kind == "max+sum" else _online_norm
+                body += online(ops, node, group.nodes[position + 1], group, outer_vars, f"acc{position}")
             else:
                 body += _node(ops, node, group, outer_vars, f"acc{position}")
         origins.update(dict.fromkeys(in_order(inlined, node.data.origins)))
-        if pair and node.name == pair[0]:
+        if pair and node.name == pair.first:
             origins.update(dict.fromkeys(group.nodes[position + 1].data.origins))
     constexprs = {"XBLOCK": tiling.xblock, "RBLOCK": tiling.rblock}
     grid = (symbolic.FloorDiv(xnumel + tiling.xblock - 1, tiling.xblock),)
@@ -318,14 +331,8 @@ def _online(ops: TritonOps, row_max, row_sum, group: Group, outer_vars: list, ac
     exp(old - new) when the max grows; lanes join rescaled to the row's max.  A lane whose
     max is -inf holds no terms (its exp(-inf - -inf) would be NaN); a non-empty row whose
     max is -inf sums NaN, as the passes' exp(-inf - -inf) does in eager."""
-    inner = inner_ranges(row_max, group.outer)
-    inner_vars = list(symbolic.index_symbols("x", len(inner)))
-    ops.ranges.update(zip(inner_vars, inner))
-    index, rindex = node_indices(row_max, outer_vars, group.outer, inner_vars)
-    numel = symbolic.product(inner)
+    index, rindex, numel, loop = _row_pass(ops, row_max, group, outer_vars)
     rnumel = ops.index(numel)
-    loop = ["rindex = roffset + tl.arange(0, RBLOCK)[None, :]", f"rmask = rindex < {rnumel}"]
-    loop += _split_index(ops, "rindex", inner_vars, inner)
     ops.masks.append("rmask")
     with ops.scope() as computed:
         value = row_max.data.inner_fn(index, rindex)
@@ -354,6 +361,47 @@ def _online(ops: TritonOps, row_max, row_sum, group: Group, outer_vars: list, ac
     nonempty = sympy.sympify(numel).is_positive  # else a runtime test (a symbolic, or an empty, row)
     nan_row = f"{total} == {lowest}" if nonempty else f"({total} == {lowest}) & ({rnumel} > 0)"
     return lines + _finish(ops, row_sum, group, index, Var(f"tl.where({nan_row}, float(\"nan\"), {joined})", sum_dtype))
+
+
+def _online_norm(ops: TritonOps, mean, deviations, group: Group, outer_vars: list, acc: str) -> list:
+    """One pass for a mean and the sum of squared deviations from it (``planning.online``):
+    each lane keeps the running sum ``acc`` (the mean is the row's total over its length, as
+    the mean's own pass computes it) and Welford's running mean ``acc_mean`` and squared
+    deviations ``acc_m2`` of its ``acc_n`` elements; lanes join by Chan's merge (``_welford``).
+    An infinite or NaN element makes the squared deviations NaN, as (t - mean)² does in eager."""
+    index, rindex, numel, loop = _row_pass(ops, mean, group, outer_vars)
+    sum_dtype, stat_dtype = compute_dtype(mean.data.dtype), compute_dtype(deviations.data.dtype)
+    ops.masks.append("rmask")
+    with ops.scope() as computed:
+        value = mean.data.inner_fn(index, rindex)
+        summand = ops.to_dtype(value, sum_dtype) if value.dtype != sum_dtype else value
+        stat = ops.to_dtype(value, stat_dtype) if value.dtype != stat_dtype else value
+    ops.masks.pop()
+    zero, stat_zero = literal(0, sum_dtype), literal(0, stat_dtype)
+    loop += computed + [
+        f"{acc}_valid = xmask & rmask",
+        f"{acc} = {acc} + tl.where({acc}_valid, {summand}, {zero})",
+        f"{acc}_n = {acc}_n + {acc}_valid.to({TL_DTYPE[stat_dtype]})",
+        f"{acc}_delta = tl.where({acc}_valid, {stat} - {acc}_mean, {stat_zero})",
+        f"{acc}_mean = {acc}_mean + {acc}_delta / tl.maximum({acc}_n, 1)",
+        f"{acc}_m2 = {acc}_m2 + {acc}_delta * tl.where({acc}_valid, {stat} - {acc}_mean, {stat_zero})"]
+    lines = [f"{acc} = tl.full([XBLOCK, RBLOCK], {zero}, {TL_DTYPE[sum_dtype]})"]
+    lines += [f"{acc}_{s} = tl.full([XBLOCK, RBLOCK], {stat_zero}, {TL_DTYPE[stat_dtype]})" for s in ("mean", "m2", "n")]
+    lines += [f"for roffset in range(0, {ops.index(numel)}, RBLOCK):"] + ["    " + line for line in loop]
+    lines += _finish(ops, mean, group, index, Var(f"tl.reduce({acc}, 1, _add)[:, None]", sum_dtype))
+    m2 = Var(f"tl.reduce(({acc}_mean, {acc}_m2, {acc}_n), 1, _welford)[1][:, None]", stat_dtype)
+    return lines + _finish(ops, deviations, group, index, m2)
+
+
+def _row_pass(ops: TritonOps, node, group: Group, outer_vars: list) -> tuple:
+    """(index, rindex, row length, the lines that open each step) of one pass over ``node``'s row."""
+    inner = inner_ranges(node, group.outer)
+    inner_vars = list(symbolic.index_symbols("x", len(inner)))
+    ops.ranges.update(zip(inner_vars, inner))
+    index, rindex = node_indices(node, outer_vars, group.outer, inner_vars)
+    numel = symbolic.product(inner)
+    loop = ["rindex = roffset + tl.arange(0, RBLOCK)[None, :]", f"rmask = rindex < {ops.index(numel)}"]
+    return index, rindex, numel, loop + _split_index(ops, "rindex", inner_vars, inner)
 
 
 _INIT = {"sum": 0, "prod": 1, "max": float("-inf"), "min": float("inf"), "any": 0, "all": 1, "logsumexp": float("-inf"),

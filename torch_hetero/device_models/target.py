@@ -28,6 +28,8 @@ class Target:
     running_extremes: bool      # cummax/cummin kernels (a scan of positions)
     online_softmax: bool        # a looped max → sum of exp(x - max) is one pass (running max and
                                 # rescaled sum, ``planning.online``); else a pass each
+    online_norm: bool           # a looped mean → sum of (x - mean)² is one pass (running sum and
+                                # Welford's mean and squared deviations, ``planning.online``)
     special_functions: str      # the library the special functions come from (special_functions)
     blas: tuple[str, ...]       # vendor kernel libraries the device has, per op family (GEMM: with
                                 # one, a plain matmul calls it; without, generates_gemm)
@@ -53,13 +55,13 @@ class Target:
 LANGUAGES = {
     "triton": dict(host_threads=False, matmul_epilogue=True, column_reductions=False, scatter_add_16bit=False,
                    scatter_multiply=False, sorting=False, running_extremes=False, online_softmax=True,
-                   special_functions="libdevice"),
+                   online_norm=True, special_functions="libdevice"),
     "cpp": dict(host_threads=True, matmul_epilogue=False, column_reductions=True, scatter_add_16bit=True,
                 scatter_multiply=True, sorting=True, running_extremes=True, online_softmax=False,
-                special_functions="aten_math"),
+                online_norm=False, special_functions="aten_math"),
 }
 RENDERER_FLAGS = ("matmul_epilogue", "column_reductions", "scatter_add_16bit", "scatter_multiply", "sorting",
-                  "running_extremes", "online_softmax")
+                  "running_extremes", "online_softmax", "online_norm")
 # What the device has, whatever renders its code: a profile sets these either way.
 DEVICE_DEFAULTS = {"triton": dict(cached_local_memory=False), "cpp": dict(cached_local_memory=True)}
 DEVICE_FLAGS = ("cached_local_memory",)

@@ -29,6 +29,7 @@ import torch
 
 from ..device_models import special_functions
 from .kernel_analysis import DIVMOD_INDEX, KernelCost
+from .online import CAPABILITY
 
 _DTYPE_NAMES = {torch.float16: "fp16", torch.bfloat16: "bf16", torch.float32: "fp32",
                 torch.float64: "fp64", torch.int8: "int8"}
@@ -158,9 +159,10 @@ def row_fits(cost: KernelCost, profile) -> bool:
 
 
 def online(cost: KernelCost, profile) -> bool:
-    """Does the target compute the kernel's max and sum of exp in one pass over a row?  Only
-    a looped row gains (a one-pass row is re-read from local SRAM anyway)."""
-    return bool(cost.online) and profile.target.online_softmax and not row_fits(cost, profile)
+    """Does the target compute the kernel's max and sum of exp (mean and variance) in one
+    pass over a row?  Only a looped row gains (a one-pass row is re-read from local SRAM anyway)."""
+    return (cost.online is not None and getattr(profile.target, CAPABILITY[cost.online.kind])
+            and not row_fits(cost, profile))
 
 
 def reread_bytes(cost: KernelCost, profile, name: str) -> float:

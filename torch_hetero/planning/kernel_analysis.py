@@ -50,7 +50,7 @@ class KernelCost:
     row_bytes: float = 0.0        # what one outer iteration's inner loops touch: the working set
     reread: dict = dataclasses.field(default_factory=dict)  # name → bytes read again by later passes
     loops: Optional[LoopPlan] = None  # the host loops these counts are of: what codegen.cpp emits
-    online: tuple = ()            # (max, sum) reductions one online pass can compute (``online``)
+    online: object = None         # the OnlinePair of reductions one pass can compute (``online``)
     online_saved: dict = dataclasses.field(default_factory=dict)  # name → bytes that pass does not re-read
 
     @property
@@ -241,7 +241,7 @@ def analyze(group: Group, storage: dict, hints: dict, memo: dict | None = None) 
     strided: dict = {}
     row: dict = {}       # buffer → bytes per inner element, for everything a row iteration touches
     row_elements = 1.0
-    online = online_pair(group) or ()
+    online = online_pair(group)
     online_saved: dict = {}
     for node, node_loops in zip(group.nodes, loops.nodes):
         kept = frozenset(group.local | group.reread)
@@ -262,7 +262,7 @@ def analyze(group: Group, storage: dict, hints: dict, memo: dict | None = None) 
             if name not in written:
                 reads[name] = max(reads.get(name, 0.0), nbytes)
                 passes[name] = passes.get(name, 0.0) + nbytes
-                if online and node.name == online[0]:  # the max's pass is the sum's
+                if online and node.name == online.first:  # the max's (mean's) pass is the sum's
                     online_saved[name] = nbytes
         for name, elements in counts.strided.items():
             if name not in written:

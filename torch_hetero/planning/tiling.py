@@ -37,10 +37,10 @@ class KernelTiling:
     xblock: int
     rblock: int
     working_set: int     # bytes of local SRAM one program's tile needs
-    online: tuple = ()   # looped: (max, sum) computed in one pass over the row (``online``)
+    online: object = None  # looped: the OnlinePair computed in one pass over the row (``online``)
 
     def __str__(self) -> str:
-        strategy = f"{self.strategy}, online max+sum" if self.online else self.strategy
+        strategy = f"{self.strategy}, online {self.online.kind}" if self.online else self.strategy
         return f"{strategy} XBLOCK={self.xblock} RBLOCK={self.rblock} tile {_kib(self.working_set)}"
 
 
@@ -81,7 +81,7 @@ def plan_kernel(cost: KernelCost, profile, reduction: bool) -> KernelTiling:
            and xblock * 2 * rblock * bytes_per_element <= sram):
         xblock *= 2
     return KernelTiling(strategy, xblock, rblock, xblock * rblock * bytes_per_element,
-                        cost.online if online(cost, profile) else ())
+                        cost.online if online(cost, profile) else None)
 
 
 class MatmulTiles:
