@@ -167,12 +167,16 @@ def test_baddbmm_with_beta_zero_ignores_a_nan_input():
     assert not out.isnan().any()
 
 
-def _rivos_with_l2(tmp_path, llc_mib: float) -> str:
+def _small_rivos(tmp_path) -> str:
+    """rivos-sim shrunk so that a matmul the interpreter runs quickly has many waves of small
+    tiles and operands larger than L2: 4 units, 8 KiB of local SRAM, 1 KiB of L2."""
     text = (pathlib.Path(torch_hetero.__file__).parent / "device_models" / "profiles" / "rivos-sim.toml").read_text()
-    assert "llc_mib = 64\n" in text
-    path = tmp_path / "rivos-small-l2.toml"
-    path.write_text(text.replace('name = "rivos-sim"', 'name = "rivos-small-l2"')
-                    .replace("llc_mib = 64\n", f"llc_mib = {llc_mib}\n"))
+    for old, new in (('name = "rivos-sim"', 'name = "rivos-small"'), ("units = 64\n", "units = 4\n"),
+                     ("local_sram_kib = 192 ", "local_sram_kib = 8 "), ("llc_mib = 64\n", "llc_mib = 0.001\n")):
+        assert old in text
+        text = text.replace(old, new)
+    path = tmp_path / "rivos-small.toml"
+    path.write_text(text)
     return str(path)
 
 
@@ -181,10 +185,10 @@ def test_grouped_launch_order_from_the_l2_size(tmp_path):
     every output tile is still computed once, as eager; operands that fit L2 keep row-major
     order (GROUP_M=1)."""
     torch.manual_seed(0)
-    a, b = torch.randn(300, 40), torch.randn(40, 200)
+    a, b = torch.randn(200, 16), torch.randn(16, 200)
     out, [kernel] = planned_kernels(torch.mm, (a, b), {"device": "rivos-sim"})
     assert kernel.matmul_tile.group_m == 1 and "fit L2" in str(kernel.matmul_tile)
-    small = {"device": _rivos_with_l2(tmp_path, 0.01), "executor": "interpret"}
+    small = {"device": _small_rivos(tmp_path), "executor": "interpret"}
     out, [kernel] = planned_kernels(torch.mm, (a, b), small)
     tile = kernel.matmul_tile
     assert tile.group_m > 1 and f"GROUP_M={tile.group_m} (operands" in str(tile) and "in row order" in str(tile)
@@ -200,3 +204,72 @@ def test_group_m_on_a_large_gemm_groups_about_a_wave():
     from torch_hetero.planning.tiling import plan_matmul
     tile = plan_matmul(1, 8192, 8192, 8192, torch.bfloat16, get_profile("h100"))
     assert 4 <= tile.group_m <= 16, tile
+
+
+# Few output tiles, long K: rivos-sim (64 units) splits K of these fp32 shapes (its vector FMAs
+# are slow enough that idle units cost more than the partials); bf16 splits at 64 x 64 x 16384
+SPLIT_CASES = [
+    ("mm", torch.mm, [(20, 1024), (1024, 24)], torch.float32),
+    ("addmm_scaled", lambda c, a, b: torch.addmm(c, a, b, beta=0.5, alpha=2.0), [(24,), (20, 1024), (1024, 24)],
+     torch.float32),
+    ("bmm", torch.bmm, [(2, 20, 1024), (2, 1024, 24)], torch.float32),
+    ("mm_relu_epilogue", lambda a, b: (a @ b).relu(), [(20, 1024), (1024, 24)], torch.float32),
+    ("mm_bf16", torch.mm, [(64, 16384), (16384, 64)], torch.bfloat16),
+]
+
+
+@pytest.mark.parametrize("name, fn, shapes, dtype", SPLIT_CASES, ids=[c[0] for c in SPLIT_CASES])
+def test_split_k_matches_eager_under_the_interpreter(name, fn, shapes, dtype):
+    """Each K slice's fp32 partial tile, added in slice order by the tile's last program, which
+    then applies the bias, alpha/beta and the fused epilogue."""
+    torch.manual_seed(0)
+    inputs = [_randn(*s, dtype=dtype) for s in shapes]
+    out, kernels = planned_kernels(fn, inputs, RIVOS)
+    [kernel] = [k for k in kernels if k.matmul_tile is not None]
+    assert kernel.matmul_tile.split_k > 1 and "split-K" in str(kernel.matmul_tile)
+    torch.testing.assert_close(out, fn(*inputs), atol=TOL[dtype] * 4, rtol=TOL[dtype] * 4)
+
+
+def test_split_k_source_and_backward():
+    a, w = torch.randn(20, 1024), torch.randn(24, 1024)
+    _, kernels = compiled_kernels(F.linear, (a, w), RIVOS)
+    [kernel] = kernels
+    assert kernel.constexprs["SPLIT_K"] > 1 and "tl.atomic_add" in kernel.source
+    assert any("new_zeros" in line for line in kernel.launch())  # the arrival counters start at 0
+    check(F.linear, a, w, grad=True, atol=1e-4, rtol=1e-4, options=RIVOS, native=True)
+
+
+def test_split_k_is_the_device_models_decision():
+    """Few output tiles and a long K split where they under-fill the units, more K slices on
+    h100's 132 SMs than on mtia-v2's 64 PEs; a large square GEMM never splits; the estimate
+    prices the split (faster than the same tile unsplit, slower than no partials at all)."""
+    from torch_hetero.planning.cost_model import MemoryModel, estimate_matmul
+    from torch_hetero.planning.tiling import plan_matmul
+    h100, mtia = get_profile("h100"), get_profile("mtia-v2")
+    tall = plan_matmul(1, 64, 64, 16384, torch.float32, h100), plan_matmul(1, 64, 64, 16384, torch.float32, mtia)
+    assert tall[0].split_k > tall[1].split_k > 1, tall
+    assert "64 units" in str(tall[1]) and "132 units" in str(tall[0])
+    for profile in (h100, mtia):
+        assert plan_matmul(1, 1024, 1024, 1024, torch.bfloat16, profile).split_k == 1
+    tile = tall[0]
+    args = (1, 64, 64, 16384, torch.float32, {"a": 64 * 16384 * 4, "b": 64 * 16384 * 4}, {"c": 64 * 64 * 4}, h100)
+    plain = estimate_matmul(*args, MemoryModel(h100))
+    split = estimate_matmul(*args, MemoryModel(h100), tile.split_k, tile.partial_bytes(1, 64, 64))
+    assert split.time_us < plain.time_us and split.memory_us > plain.memory_us
+
+
+@pytest.mark.parametrize("profile, library", [("h100", "cuBLAS"), ("mi300x", "rocBLAS\", \"hipBLASLt")])
+def test_split_k_gemm_compiles_for_the_real_target(tmp_path, profile, library):
+    """The split GEMM (partials, barrier, integer atomic, the last program's join) builds ahead
+    of time for cuda:90 and hip:gfx942."""
+    text = (pathlib.Path(torch_hetero.__file__).parent / "device_models" / "profiles" / f"{profile}.toml").read_text()
+    path = tmp_path / f"{profile}-no-blas.toml"
+    path.write_text(text.replace(f'name = "{profile}"', f'name = "{profile}-no-blas"')
+                    .replace(f'blas = ["{library}"]', "blas = []"))
+    inputs = (torch.randn(64, 16384, dtype=torch.bfloat16), torch.randn(16384, 64, dtype=torch.bfloat16))
+    [(_, graph, _)] = compile_and_run(torch.mm, inputs, {}, {"device": str(path)})
+    [kernel] = graph.rendered["triton"]
+    assert kernel.constexprs["SPLIT_K"] > 1
+    [source] = [code for name, code in graph.code.items() if name.endswith(".triton.py")]
+    shared = triton_run.compile_ahead(source, [kernel], get_profile(profile).triton_target)
+    assert 0 < shared["kernel0"] <= get_profile(profile).local_sram_bytes

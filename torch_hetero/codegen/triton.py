@@ -116,6 +116,8 @@ class TritonKernel:
     grid: tuple             # program counts (sympy), given the launch's block sizes
     constexprs: dict        # block-size parameter → value
     origins: list           # ATen ops fused into this kernel
+    scratch: tuple = ()     # (name, elements, torch dtype name, like, zeroed): buffers the launch
+                            # allocates (a split GEMM's partials and arrival counters) on ``like``'s device
 
     def launch(self) -> list:
         """The wrapper's lines that launch it (none over an empty grid: an empty tensor)."""
@@ -124,7 +126,9 @@ class TritonKernel:
         args = list(self.buffer_args) + [pexpr(s) for s in self.symbol_args]
         args += [f"{name}={value}" for name, value in self.constexprs.items()]
         grid = [pexpr(size) for size in self.grid]
-        return [f"{self.name}[({', '.join(grid)}{',' if len(grid) == 1 else ''})]({', '.join(args)})"]
+        scratch = [f"{name} = {like}.{'new_zeros' if zeroed else 'new_empty'}(({pexpr(size)},), dtype=torch.{dtype})"
+                   for name, size, dtype, like, zeroed in self.scratch]
+        return scratch + [f"{self.name}[({', '.join(grid)}{',' if len(grid) == 1 else ''})]({', '.join(args)})"]
 
 
 def module_source(prelude: str, kernels) -> str:
@@ -226,8 +230,14 @@ def _render_matmul(name: str, group: Group, tile, wide: bool) -> TritonKernel:
         ops.ranges[batch_var] = a.layout.size[0]
     lead = [batch_var] if batched else []
     ieee = a.get_dtype() == torch.float32  # fp32 stays IEEE, as in eager (no TF32)
+    split = tile.split_k > 1
+    k_range = f"0, {ops.index(k)}"
+    if split:  # this program's slice of K: whole BK steps
+        body += [f"ks = {_program_id(2 if batched else 1, wide)}",
+                 f"k_slice = (({ops.index(k)} + SPLIT_K - 1) // SPLIT_K + BK - 1) // BK * BK"]
+        k_range = f"ks * k_slice, tl.minimum((ks + 1) * k_slice, {ops.index(k)})"
     body += ["acc = tl.full([BM, BN], 0, tl.float32)",
-             f"for koffset in range(0, {ops.index(k)}, BK):",
+             f"for koffset in range({k_range}, BK):",
              "    ka = koffset + tl.arange(0, BK)[None, :]",
              "    kb = koffset + tl.arange(0, BK)[:, None]",
              f"    a = tl.load({a.buffer.name} + ({ops.index(a.layout.index(lead + [rm, ka]))}), "
@@ -256,11 +266,39 @@ def _render_matmul(name: str, group: Group, tile, wide: bool) -> TritonKernel:
             with set_ops_handler(ops), collect_origins() as inlined:
                 node.data.store_to(node, index)
             origins.update(dict.fromkeys(in_order(inlined, node.data.origins)))
-    body += epilogue
     rows = symbolic.FloorDiv(m + tile.bm - 1, tile.bm) * symbolic.FloorDiv(n + tile.bn - 1, tile.bn)
     grid = (rows, a.layout.size[0]) if batched else (rows,)
     constexprs = {"BM": tile.bm, "BN": tile.bn, "BK": tile.bk, "GROUP_M": tile.group_m}
-    return _kernel(name, ops, body, constexprs, grid, list(origins))
+    scratch = ()
+    if split:
+        partials, arrivals = f"{name}_partials", f"{name}_arrivals"
+        tiles = rows * a.layout.size[0] if batched else rows
+        body += _split_k_join(ops.index(rows), batched, partials, arrivals)
+        epilogue = ["    " + line for line in epilogue]
+        ops.stores.update({partials: torch.float32, arrivals: torch.int32})
+        scratch = ((partials, tiles * tile.split_k * tile.bm * tile.bn, "float32", a.buffer.name, False),
+                   (arrivals, tiles, "int32", a.buffer.name, True))
+        grid, constexprs = grid + (tile.split_k,), {**constexprs, "SPLIT_K": tile.split_k}
+    body += epilogue
+    kernel = _kernel(name, ops, body, constexprs, grid, list(origins))
+    return dataclasses.replace(kernel, scratch=scratch)
+
+
+def _split_k_join(tiles: str, batched: bool, partials: str, arrivals: str) -> list:
+    """A split GEMM's handshake: each program stores its fp32 partial tile, counts itself in
+    (an integer atomic, released after a barrier so that every thread's stores precede it),
+    and the last of an output tile's SPLIT_K programs adds the partials in slice order (the
+    same sum whatever the arrival order) and runs the epilogue."""
+    tile = f"pid + i0 * {tiles}" if batched else "pid"
+    return [f"tile = {tile}",
+            "partial = tile * SPLIT_K * BM * BN + tl.arange(0, BM)[:, None] * BN + tl.arange(0, BN)[None, :]",
+            f"tl.store({partials} + partial + ks * BM * BN, acc)",
+            "tl.debug_barrier()",
+            f"arrived = tl.atomic_add({arrivals} + tile, 1, sem=\"acq_rel\")",
+            "if arrived == SPLIT_K - 1:",
+            f"    acc = tl.load({partials} + partial)",
+            "    for s in range(1, SPLIT_K):",
+            f"        acc += tl.load({partials} + partial + s * BM * BN)"]
 
 
 def _grouped_tiles(m: str, n: str) -> list:

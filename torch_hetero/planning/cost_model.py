@@ -209,9 +209,20 @@ def op_seconds(profile, op: str, kind: str) -> float:
     return ASSUMED_CYCLES[op] / (profile.clock_ghz * 1e9)
 
 
+PARTIAL_BYTES = 4   # a split GEMM's partial sums are fp32
+SPLIT_K_US = 1.0    # assumed: a split GEMM's fixed extra cost (partials and counters allocated, the handshake)
+
+
+def split_k_seconds(partial_bytes: float, profile) -> float:
+    """What splitting K adds to a GEMM: its fp32 partials written and read back through the
+    last-level SRAM, and ``SPLIT_K_US``."""
+    return SPLIT_K_US * 1e-6 + 2 * partial_bytes / (profile.llc_gbps * 1e9)
+
+
 def estimate_matmul(batch: int, m: int, n: int, k: int, dtype: torch.dtype, reads: dict, writes: dict,
-                    profile, memory: MemoryModel) -> Estimate:
-    """A matmul on the matrix units: padding to the instruction shape, waves of output tiles."""
+                    profile, memory: MemoryModel, split: int = 1, partial_bytes: float = 0.0) -> Estimate:
+    """A matmul on the matrix units: padding to the instruction shape, waves of output tiles
+    (times ``split`` K slices where the generated GEMM splits K, plus its partials' cost)."""
     name = dtype_name(dtype)
     shape = profile.matrix_shapes.get(name)
     flops = 2.0 * batch * m * n * k
@@ -221,9 +232,11 @@ def estimate_matmul(batch: int, m: int, n: int, k: int, dtype: torch.dtype, read
         tiles = batch * math.ceil(m / tm) * math.ceil(n / tn)
     else:
         padded, tiles = flops, batch * max(m // 16, 1) * max(n // 16, 1)
-    efficiency = parallel_efficiency(tiles, profile.compute_units)
+    efficiency = parallel_efficiency(tiles * split, profile.compute_units)
     compute = padded / (profile.peak_flops(name, matrix=True) * efficiency)
     mem = memory.seconds(reads, writes, 1.0, ours=False)
+    if split > 1:
+        mem += split_k_seconds(partial_bytes, profile)
     return _estimate(compute, mem, extern_launch_us(profile), flops, sum(reads.values()) + sum(writes.values()))
 
 

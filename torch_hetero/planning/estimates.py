@@ -54,7 +54,8 @@ def _estimate_epilogue_kernel(kernel: KernelPlan, hints, profile, memory) -> Est
     output reaches memory only if something else reads it."""
     call = kernel.group.matmul
     out = call.outputs[0].name
-    matmul = _estimate_extern(call, hints, profile, memory, keep_output=out not in kernel.group.local)
+    matmul = _estimate_extern(call, hints, profile, memory, keep_output=out not in kernel.group.local,
+                              tile=kernel.matmul_tile)
     if not kernel.group.nodes:  # a matmul generated alone
         return matmul
     cost = dataclasses.replace(kernel.cost, reads={n: b for n, b in kernel.cost.reads.items() if n != out})
@@ -72,7 +73,8 @@ def _tensor_bytes(value: ir.StridedValue, hints) -> float:
     return _value(symbolic.product(value.layout.size), hints) * value.get_dtype().itemsize
 
 
-def _estimate_extern(call: ExternCall, hints, profile, memory, keep_output: bool = True):
+def _estimate_extern(call: ExternCall, hints, profile, memory, keep_output: bool = True, tile=None):
+    """``tile``: a generated matmul's (its split of K priced); None for a library call."""
     tensors = [a for a in call.args if isinstance(a, ir.StridedValue)]
     reads = {}
     for t in tensors:
@@ -81,6 +83,9 @@ def _estimate_extern(call: ExternCall, hints, profile, memory, keep_output: bool
               for b in call.outputs if b is not None and keep_output}
     shape = call.matmul_shape(hints)
     if shape:
+        if tile is not None and tile.split_k > 1:
+            batch, m, n = shape[:3]
+            return estimate_matmul(*shape, reads, writes, profile, memory, tile.split_k, tile.partial_bytes(batch, m, n))
         return estimate_matmul(*shape, reads, writes, profile, memory)
     if call.op == aten.convolution.default:  # an implicit GEMM: (N·H·W) × Cout × (Cin/groups·kh·kw)
         out, weight = call.outputs[0], tensors[1]

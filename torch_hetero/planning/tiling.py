@@ -12,7 +12,11 @@ benchmarking.
   staged operand tiles (BM·BK + BK·BN)·bytes·stages within local SRAM, chosen to minimise
   estimated time including padding waste, wave quantization over the units and pipelining;
   and GROUP_M, the tile rows its launch order groups (L2 swizzle) so that a wave of programs
-  reads few operand rows and columns from DRAM (``group_rows``).
+  reads few operand rows and columns from DRAM (``group_rows``).  Where few output tiles
+  leave units idle and K is long, K is split: each of ``split_k`` programs per output tile
+  sums one slice of K into fp32 partials, and the last of them to finish adds the partials
+  in slice order (deterministic, no float atomics) and applies the epilogue; the split is a
+  candidate of the same search, priced with its partials' traffic.
 """
 from __future__ import annotations
 
@@ -24,11 +28,13 @@ from typing import Optional
 import torch
 
 from ..device_models.matmul_tiles import STAGES, VECTOR_MATMUL_TILE, smallest_dim, staged_bytes
-from .cost_model import dtype_name, online, parallel_efficiency, row_fits
+from .cost_model import PARTIAL_BYTES, dtype_name, online, parallel_efficiency, row_fits, split_k_seconds
 from .kernel_analysis import KernelCost
 
 MAX_PROGRAM_ELEMENTS = 4096    # XBLOCK·RBLOCK a Triton program steps through at once, if not a whole row
 MAX_TILE = (256, 256, 128)
+SPLITS = (1, 2, 4, 8, 16, 32, 64)  # K slices per output tile a split GEMM may run
+MIN_SPLIT_STEPS = 4      # BK steps each K slice runs at least, so that its pipeline fills
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,10 +61,19 @@ class MatmulTiling:
     padding: float       # fraction of the padded work that is waste
     group_m: int = 1     # tile rows that consecutive programs share (L2 swizzle; 1: row-major order)
     group_why: str = ""  # the L2 figures that chose ``group_m``
+    split_k: int = 1     # programs per output tile, each over one slice of K (1: no split)
+    split_why: str = ""  # the figures that chose ``split_k`` > 1
 
     def __str__(self) -> str:
+        split = f", split-K {self.split_k} ({self.split_why})" if self.split_k > 1 else ""
         return (f"BM={self.bm} BN={self.bn} BK={self.bk} stages={self.stages} smem {_kib(self.smem)}, "
-                f"{self.waves:.2f} waves, {self.padding:.0%} padding, GROUP_M={self.group_m} ({self.group_why})")
+                f"{self.waves:.2f} waves, {self.padding:.0%} padding, GROUP_M={self.group_m} ({self.group_why}){split}")
+
+    def partial_bytes(self, batch: int, m: int, n: int) -> int:
+        """The fp32 partials a split GEMM writes and its last programs read back (0: no split)."""
+        if self.split_k == 1:
+            return 0
+        return self.split_k * batch * math.ceil(m / self.bm) * math.ceil(n / self.bn) * self.bm * self.bn * PARTIAL_BYTES
 
 
 def plan_kernel(cost: KernelCost, profile, reduction: bool) -> KernelTiling:
@@ -120,18 +135,27 @@ def plan_matmul(batch: int, m: int, n: int, k: int, dtype: torch.dtype, profile)
             tiles = batch * math.ceil(m / bm) * math.ceil(n / bn)
             padded_k = max(math.ceil(k / bk), 1) * bk  # k == 0 still zeroes and stores each output tile
             padded = 2.0 * tiles * bm * bn * padded_k
-            # a pipeline of ``stages`` hides all but 1 / (2 * stages) of each step's load latency
-            compute = padded / (peak * parallel_efficiency(tiles, profile.compute_units)) / (1 - 0.5 / stages)
             memory = tiles * (bm + bn) * padded_k * itemsize / (profile.llc_gbps * 1e9)
-            key = (max(compute, memory), stages, -bm * bn, -bk, bm, bn)
-            if best is None or key < best[0]:
-                waste = 1 - 2.0 * batch * m * n * k / padded if padded else 0.0  # a zero size: no work
-                best = (key, MatmulTiling(bm, bn, bk, stages, smem, tiles / profile.compute_units, waste))
+            for split in (s for s in SPLITS if s == 1 or k >= s * MIN_SPLIT_STEPS * bk):
+                # a pipeline of ``stages`` hides all but 1 / (2 * stages) of each step's load latency
+                efficiency = parallel_efficiency(tiles * split, profile.compute_units)
+                compute = padded / (peak * efficiency) / (1 - 0.5 / stages)
+                partials = split_k_seconds(split * tiles * bm * bn * PARTIAL_BYTES, profile) if split > 1 else 0.0
+                key = (max(compute, memory) + partials, split, stages, -bm * bn, -bk, bm, bn)
+                if best is None or key < best[0]:
+                    waste = 1 - 2.0 * batch * m * n * k / padded if padded else 0.0  # a zero size: no work
+                    best = (key, MatmulTiling(bm, bn, bk, stages, smem, tiles / profile.compute_units, waste,
+                                              split_k=split))
     if best is None:
         return None
     tile = best[1]
     group_m, why = group_rows(batch, m, n, k, tile.bm, tile.bn, itemsize, profile)
-    return dataclasses.replace(tile, group_m=group_m, group_why=why)
+    split_why = ""
+    if tile.split_k > 1:
+        tiles = batch * math.ceil(m / tile.bm) * math.ceil(n / tile.bn)
+        split_why = (f"{tiles} output tiles for {profile.compute_units} units: K={k} in {tile.split_k} slices, "
+                     f"fp32 partials {_kib(tile.partial_bytes(batch, m, n))}")
+    return dataclasses.replace(tile, group_m=group_m, group_why=why, split_why=split_why)
 
 
 def group_rows(batch: int, m: int, n: int, k: int, bm: int, bn: int, itemsize: int, profile) -> tuple:
