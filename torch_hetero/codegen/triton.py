@@ -210,7 +210,10 @@ _SHORT = {torch.float32: "fp32", torch.float64: "fp64", torch.float16: "fp16", t
 
 def _render_matmul(name: str, group: Group, tile, wide: bool) -> TritonKernel:
     """The matmul template: a ``[BM, BN]`` fp32 accumulator over ``BK`` steps of ``tl.dot``,
-    then (addmm) the bias, then the group's nodes applied to the tile before it is stored."""
+    then (addmm) the bias, then the group's nodes applied to the tile before it is stored.
+    Programs take output tiles in grouped order (``_grouped_tiles``); with a split of K
+    (``tile.split_k``) the grid's last axis is the slice, and the tile's last slice to finish
+    joins the partials before the epilogue (``_split_k_join``)."""
     call = group.matmul
     tensors = [a for a in call.args if isinstance(a, ir.StridedValue)]
     a, b = tensors[-2], tensors[-1]
