@@ -31,7 +31,8 @@ def small_sram(tmp_path_factory):
     text = (pathlib.Path(torch_hetero.__file__).parent / "device_models" / "profiles" / "mi300x.toml").read_text()
     assert "local_sram_kib = 64 " in text
     path = tmp_path_factory.mktemp("profiles") / "mi300x-8k.toml"
-    path.write_text(text.replace('name = "mi300x"', 'name = "mi300x-8k"').replace("local_sram_kib = 64 ", "local_sram_kib = 8 "))
+    path.write_text(text.replace('name = "mi300x"', 'name = "mi300x-8k"')
+                    .replace("local_sram_kib = 64 ", "local_sram_kib = 8 "))
     return {"device": str(path), "executor": "interpret"}
 
 

@@ -427,7 +427,8 @@ def _online_norm(ops: TritonOps, mean, deviations, group: Group, outer_vars: lis
         f"{acc}_mean = {acc}_mean + {acc}_delta / tl.maximum({acc}_n, 1)",
         f"{acc}_m2 = {acc}_m2 + {acc}_delta * tl.where({acc}_valid, {stat} - {acc}_mean, {stat_zero})"]
     lines = [f"{acc} = tl.full([XBLOCK, RBLOCK], {zero}, {TL_DTYPE[sum_dtype]})"]
-    lines += [f"{acc}_{s} = tl.full([XBLOCK, RBLOCK], {stat_zero}, {TL_DTYPE[stat_dtype]})" for s in ("mean", "m2", "n")]
+    lines += [f"{acc}_{s} = tl.full([XBLOCK, RBLOCK], {stat_zero}, {TL_DTYPE[stat_dtype]})"
+              for s in ("mean", "m2", "n")]
     lines += [f"for roffset in range(0, {ops.index(numel)}, RBLOCK):"] + ["    " + line for line in loop]
     lines += _finish(ops, mean, group, index, Var(f"tl.reduce({acc}, 1, _add)[:, None]", sum_dtype))
     m2 = Var(f"tl.reduce(({acc}_mean, {acc}_m2, {acc}_n), 1, _welford)[1][:, None]", stat_dtype)

@@ -85,7 +85,8 @@ def _estimate_extern(call: ExternCall, hints, profile, memory, keep_output: bool
     if shape:
         if tile is not None and tile.split_k > 1:
             batch, m, n = shape[:3]
-            return estimate_matmul(*shape, reads, writes, profile, memory, tile.split_k, tile.partial_bytes(batch, m, n))
+            return estimate_matmul(*shape, reads, writes, profile, memory, tile.split_k,
+                                   tile.partial_bytes(batch, m, n))
         return estimate_matmul(*shape, reads, writes, profile, memory)
     if call.op == aten.convolution.default:  # an implicit GEMM: (N·H·W) × Cout × (Cin/groups·kh·kw)
         out, weight = call.outputs[0], tensors[1]

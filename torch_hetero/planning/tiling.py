@@ -73,7 +73,8 @@ class MatmulTiling:
         """The fp32 partials a split GEMM writes and its last programs read back (0: no split)."""
         if self.split_k == 1:
             return 0
-        return self.split_k * batch * math.ceil(m / self.bm) * math.ceil(n / self.bn) * self.bm * self.bn * PARTIAL_BYTES
+        tiles = batch * math.ceil(m / self.bm) * math.ceil(n / self.bn)
+        return self.split_k * tiles * self.bm * self.bn * PARTIAL_BYTES
 
 
 def plan_kernel(cost: KernelCost, profile, reduction: bool) -> KernelTiling:
