@@ -20,7 +20,7 @@ from ..planning.plan import KernelPlan
 from ..printer import pexpr
 from ..virtualized import collect_origins, in_order, set_ops_handler
 from .code_handler import Var
-from .triton_ops import TritonOps, compute_dtype, literal
+from .triton_ops import TritonOps, compute_dtype, literal, narrow
 
 PRELUDE = '''import triton
 import triton.language as tl
@@ -193,14 +193,16 @@ _SHORT = {torch.float32: "fp32", torch.float64: "fp64", torch.float16: "fp16", t
 
 def _render_matmul(name: str, group: Group, tile, wide: bool) -> TritonKernel:
     """The matmul template: a ``[BM, BN]`` fp32 accumulator over ``BK`` steps of ``tl.dot``,
-    then (addmm) the bias, then the group's nodes applied to the tile before it is stored."""
+    then (addmm) the bias, then the group's nodes applied to the tile before it is stored.  The
+    operands (``ExternCall.operands``) are inner functions run under ``TritonOps`` on the
+    ``[BM, BK]`` and ``[BK, BN]`` index blocks inside the K loop: a strided load, or a value
+    computed from loads (a convolution's im2col gather, masked at the padding)."""
     call = group.matmul
+    gemm = call.operands()
     tensors = [a for a in call.args if isinstance(a, ir.StridedValue)]
-    a, b = tensors[-2], tensors[-1]
-    bias = tensors[0] if len(tensors) == 3 else None
-    batched = len(a.layout.size) == 3
-    m, k = a.layout.size[-2:]
-    n = b.layout.size[-1]
+    bias = tensors[0] if call.gemm is None and len(tensors) == 3 else None
+    batched = gemm.batch is not None
+    m, n, k = gemm.m, gemm.n, gemm.k
     ops = TritonOps()
     batch_var, rm, rn, ka, kb = (sympy.Symbol(v, integer=True, nonnegative=True)
                                  for v in ("i0", "rm", "rn", "ka", "kb"))
@@ -212,20 +214,19 @@ def _render_matmul(name: str, group: Group, tile, wide: bool) -> TritonKernel:
             f"xmask = (rm < {ops.index(m)}) & (rn < {ops.index(n)})"]
     if batched:
         body.append(f"i0 = {_program_id(1, wide)}")
-        ops.ranges[batch_var] = a.layout.size[0]
-    lead = [batch_var] if batched else []
-    ieee = a.get_dtype() == torch.float32  # fp32 stays IEEE, as in eager (no TF32)
+        ops.ranges[batch_var] = gemm.batch
+    g = batch_var if batched else sympy.Integer(0)
+    ieee = gemm.dtype == torch.float32  # fp32 stays IEEE, as in eager (no TF32)
+    a_lines, a = _operand(ops, lambda: gemm.a(g, rm, ka), f"(rm < {ops.index(m)}) & (ka < {ops.index(k)})",
+                          "(rm + ka)", gemm.dtype)
+    b_lines, b = _operand(ops, lambda: gemm.b(g, kb, rn), f"(kb < {ops.index(k)}) & (rn < {ops.index(n)})",
+                          "(kb + rn)", gemm.dtype)
     body += ["acc = tl.full([BM, BN], 0, tl.float32)",
              f"for koffset in range(0, {ops.index(k)}, BK):",
              "    ka = koffset + tl.arange(0, BK)[None, :]",
-             "    kb = koffset + tl.arange(0, BK)[:, None]",
-             f"    a = tl.load({a.buffer.name} + ({ops.index(a.layout.index(lead + [rm, ka]))}), "
-             f"mask=(rm < {ops.index(m)}) & (ka < {ops.index(k)}), other=0)",
-             f"    b = tl.load({b.buffer.name} + ({ops.index(b.layout.index(lead + [kb, rn]))}), "
-             f"mask=(kb < {ops.index(k)}) & (rn < {ops.index(n)}), other=0)",
-             f"    acc += _dot(a, b, {ieee})"]
-    ops.loads.setdefault(a.buffer.name, a.get_dtype())
-    ops.loads.setdefault(b.buffer.name, b.get_dtype())
+             "    kb = koffset + tl.arange(0, BK)[:, None]"]
+    body += ["    " + line for line in a_lines + [f"a = {a}"] + b_lines + [f"b = {b}"]]
+    body += [f"    acc += _dot(a, b, {ieee})"]
     origins: dict = {}
     with ops.scope() as epilogue:
         value = Var("acc", torch.float32)
@@ -237,18 +238,32 @@ def _render_matmul(name: str, group: Group, tile, wide: bool) -> TritonKernel:
             loaded = ops.load(bias.buffer.name, bias.layout.index(bias_vars), bias.get_dtype())
             value = ops.add(value, ops.mul(loaded, ops.constant(beta, torch.float32)) if beta != 1 else loaded)
         out = call.outputs[0]
+        output = gemm.output(g, rm, rn)
         ops.define_local(out.name, value, out.get_dtype())  # rounded to the output dtype, as eager's epilogue sees it
         if out.name not in group.local:
-            ops.store(out.name, out.layout.index(lead + [rm, rn]), ops.locals[out.name], out.get_dtype())
+            ops.store(out.name, out.layout.index(output), ops.locals[out.name], out.get_dtype())
         for node in group.nodes:
-            index, _ = node_indices(node, lead + [rm], group.outer, [rn])
+            if call.gemm is None:
+                index, _ = node_indices(node, output[:-1], group.outer, [rn])
+            else:  # over the output's dims (fusion checked), in the node's loop order
+                index = [output[d] for d in node.data.order] if node.data.order else output
             with set_ops_handler(ops), collect_origins() as inlined:
                 node.data.store_to(node, index)
             origins.update(dict.fromkeys(in_order(inlined, node.data.origins)))
     body += epilogue
     rows = symbolic.FloorDiv(m + tile.bm - 1, tile.bm) * symbolic.FloorDiv(n + tile.bn - 1, tile.bn)
-    grid = (rows, a.layout.size[0]) if batched else (rows,)
+    grid = (rows, gemm.batch) if batched else (rows,)
     return _kernel(name, ops, body, {"BM": tile.bm, "BN": tile.bn, "BK": tile.bk}, grid, list(origins))
+
+
+def _operand(ops: TritonOps, load, mask: str, block: str, dtype: torch.dtype) -> tuple:
+    """(lines, value) of one operand block: ``load()`` run under ``mask`` (its edges) with
+    ``block`` its index shape, the value rounded to the dtype the matrix units take."""
+    masks, ops.masks, ops.block = ops.masks, [mask], block
+    with ops.scope() as lines, set_ops_handler(ops):
+        value = load()
+    ops.masks, ops.block = masks, "(rm + rn)"
+    return lines, (narrow(str(value), dtype) if value.dtype != dtype else str(value))
 
 
 def _split_index(ops: TritonOps, flat: str, variables: list, ranges) -> list:

@@ -21,7 +21,6 @@ from typing import Optional
 import sympy
 
 from .. import ir, symbolic
-from ..ir import MATMULS
 from .cost_model import MemoryModel, estimate_kernel
 from .kernel_analysis import analyze, column_reduction
 from .loop_nest import Group, default_outer, dims, inner_ranges, loads_of, node_indices, same
@@ -44,15 +43,20 @@ def group_nodes(graph, profile, tiles, loads: dict, storage: dict, readers: dict
 
     def alone(call) -> None:
         """``call`` left without an epilogue: its own generated kernel where the target
-        generates every GEMM, else the library call it is."""
-        if call is not None and profile.target.generates_gemm:
+        generates every GEMM or the lowering made it a GEMM (a convolution with no library),
+        else the library call it is."""
+        if call is not None and call.gemm is not None:
+            groups.append(_Draft([], (), [f"{call.outputs[0].name}: {call.name} generated as an implicit GEMM in "
+                                          f"the device model's tile (the profile declares no convolution "
+                                          f"library)"], matmul=call))
+        elif call is not None and profile.target.generates_gemm:
             groups.append(_Draft([], (), [f"{call.outputs[0].name}: {call.name} generated in the device model's "
                                           f"tile (the profile declares no BLAS library)"], matmul=call))
 
     for node in graph.nodes:
         if not isinstance(node, ir.ComputedBuffer):
             alone(matmul)
-            current, matmul = None, node if node.op in MATMULS and node.kind == "extern" else None
+            current, matmul = None, node if node.is_matmul else None
             continue
         if isinstance(node.data, (ir.Scatter, ir.Scan)):  # writes what other iterations read: alone
             kind = {ir.Scatter: "scatter", ir.Scan: "scan", ir.Sort: "sort"}[type(node.data)]
@@ -153,6 +157,8 @@ class _Planner:
             return "the target's GEMM is a library call"
         if not isinstance(node.data, ir.Pointwise) or not same(dims(node.data.ranges), dims(out.layout.size)):
             return f"iterates {_fmt(dims(node.data.ranges))}, the matmul output is {_fmt(dims(out.layout.size))}"
+        if call.gemm is not None and not same(node.data.logical(list(node.data.ranges)), out.layout.size):
+            return f"iterates {_fmt(node.data.ranges)}, not the output's dims {_fmt(out.layout.size)}"
         outer = default_outer(node)
         outer_vars = list(symbolic.index_symbols("o", len(outer)))
         inner_vars = list(symbolic.index_symbols("x", len(inner_ranges(node, outer))))
