@@ -379,6 +379,12 @@ class ExternCall:
         return names
 
     @property
+    def result(self) -> "ExternBuffer":
+        """The buffer a matmul writes: its one output (a call split per output, a convolution
+        backward's gradient, has None at the others)."""
+        return next(b for b in self.outputs if b is not None)
+
+    @property
     def is_matmul(self) -> bool:
         """A chosen matmul: an mm/addmm/bmm extern, or a call generated as a GEMM."""
         return self.kind == "extern" and (self.op in MATMULS or self.gemm is not None)

@@ -237,7 +237,7 @@ def _render_matmul(name: str, group: Group, tile, wide: bool) -> TritonKernel:
             bias_vars = ([rm, rn])[-len(bias.layout.size):] if bias.layout.size else []  # size-1 dims: no stride
             loaded = ops.load(bias.buffer.name, bias.layout.index(bias_vars), bias.get_dtype())
             value = ops.add(value, ops.mul(loaded, ops.constant(beta, torch.float32)) if beta != 1 else loaded)
-        out = call.outputs[0]
+        out = call.result
         output = gemm.output(g, rm, rn)
         ops.define_local(out.name, value, out.get_dtype())  # rounded to the output dtype, as eager's epilogue sees it
         if out.name not in group.local:

@@ -46,11 +46,11 @@ def group_nodes(graph, profile, tiles, loads: dict, storage: dict, readers: dict
         generates every GEMM or the lowering made it a GEMM (a convolution with no library),
         else the library call it is."""
         if call is not None and call.gemm is not None:
-            groups.append(_Draft([], (), [f"{call.outputs[0].name}: {call.name} generated as an implicit GEMM in "
+            groups.append(_Draft([], (), [f"{call.result.name}: {call.name} generated as an implicit GEMM in "
                                           f"the device model's tile (the profile declares no convolution "
                                           f"library)"], matmul=call))
         elif call is not None and profile.target.generates_gemm:
-            groups.append(_Draft([], (), [f"{call.outputs[0].name}: {call.name} generated in the device model's "
+            groups.append(_Draft([], (), [f"{call.result.name}: {call.name} generated in the device model's "
                                           f"tile (the profile declares no BLAS library)"], matmul=call))
 
     for node in graph.nodes:
@@ -110,7 +110,7 @@ def _frozen(draft: _Draft, planner: "_Planner", readers: dict, pinned: set) -> G
              and 0 < readers.get(n.name, 0) == inside[n.name]}
     reread = {n.name for n in draft.nodes if isinstance(n.data, ir.Reduction) and inside[n.name]} - local
     if draft.matmul is not None:  # on its target, the matmul output tile never leaves the kernel
-        out = draft.matmul.outputs[0].name
+        out = draft.matmul.result.name
         local |= {out} if out not in pinned and readers.get(out, 0) == inside[out] > 0 else set()
     return Group(tuple(draft.nodes), draft.outer, frozenset(local), frozenset(reread), tuple(draft.decisions),
                  draft.matmul, draft.column)
@@ -152,7 +152,7 @@ class _Planner:
     def try_epilogue(self, group: _Draft, call, readers: dict) -> Optional[str]:
         """Make ``group`` (one pointwise node) the epilogue of the matmul ``call`` — applied to
         each output tile before it is stored — and return None, or return why not."""
-        node, out = group.nodes[0], call.outputs[0]
+        node, out = group.nodes[0], call.result
         if not self.profile.target.matmul_epilogue:
             return "the target's GEMM is a library call"
         if not isinstance(node.data, ir.Pointwise) or not same(dims(node.data.ranges), dims(out.layout.size)):
