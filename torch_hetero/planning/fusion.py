@@ -35,7 +35,8 @@ def group_nodes(graph, profile, tiles, loads: dict, storage: dict, readers: dict
     buffers that never reach memory — reductions read only inside their kernel, and a fused
     matmul's output when only its epilogue reads it (on the host, ATen still writes it).  On a
     target that generates every GEMM (``Target.generates_gemm``) a matmul no epilogue joins is
-    a kernel of its own, with no nodes."""
+    a kernel of its own, with no nodes.  Nodes that do not read a matmul's output (a batch
+    norm's per-channel scale) may run before it: it waits for the first node that reads it."""
     planner = _Planner(profile, tiles, loads, storage, graph.size_hints)
     groups: list = []
     current: Optional[_Draft] = None
@@ -73,9 +74,19 @@ def group_nodes(graph, profile, tiles, loads: dict, storage: dict, readers: dict
         if current is not None and enabled:
             verdict = planner.try_join(current, node)
             if verdict is None:
+                if matmul is not None and matmul.result.name in planner.loaded(node):
+                    alone(matmul)  # read inside another kernel: it cannot wait for an epilogue
+                    matmul = None
                 continue
             current.decisions.append(f"{node.name} not fused: {verdict}")
         current = _Draft([node], default_outer(node), [])
+        if matmul is not None and enabled and matmul.result.name not in planner.loaded(node):
+            # independent of the matmul (a batch norm's per-channel scale): it runs first and
+            # the matmul waits for the node that reads it, its epilogue if it can be
+            current.decisions.append(f"{node.name} runs before {matmul.name} (it does not read "
+                                     f"{matmul.result.name}), which waits for its epilogue")
+            groups.append(current)
+            continue
         if matmul is not None and enabled:
             verdict = planner.try_epilogue(current, matmul, readers)
             current.decisions.append(f"{node.name} {'fused' if verdict is None else 'not fused'} into the "
