@@ -2,7 +2,7 @@
 only where the profile declares a library for them.  Without an attention library SDPA is
 compiled from its math (generated softmax, matmuls as the matmul policy says); with one it is
 an extern named by the device's op, never a CPU-only kernel; a convolution without a library
-is the target's debt."""
+is generated."""
 import pytest
 import torch
 import torch.nn.functional as F

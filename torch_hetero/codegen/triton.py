@@ -258,11 +258,15 @@ def _render_matmul(name: str, group: Group, tile, wide: bool) -> TritonKernel:
 
 def _operand(ops: TritonOps, load, mask: str, block: str, dtype: torch.dtype) -> tuple:
     """(lines, value) of one operand block: ``load()`` run under ``mask`` (its edges) with
-    ``block`` its index shape, the value rounded to the dtype the matrix units take."""
-    masks, ops.masks, ops.block = ops.masks, [mask], block
+    ``block`` its index shape, the value rounded to the dtype the matrix units take; a plain
+    load (a strided operand) is taken as stored, with no round trip through fp32."""
+    masks, counter, ops.masks, ops.block = ops.masks, ops.counter, [mask], block
     with ops.scope() as lines, set_ops_handler(ops):
         value = load()
     ops.masks, ops.block = masks, "(rm + rn)"
+    if len(lines) == 1 and lines[0].startswith(f"{value} = tl.load("):
+        ops.counter = counter  # no temporary
+        return [], lines[0].split(" = ", 1)[1].removesuffix(".to(tl.float32)")
     return lines, (narrow(str(value), dtype) if value.dtype != dtype else str(value))
 
 
