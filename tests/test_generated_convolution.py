@@ -2,11 +2,16 @@
 implicit GEMM whose A operand is the im2col gather (never materialized), depthwise as a direct
 reduction, forward and backward, checked against eager under Triton's interpreter and on the
 host executor (which runs the same plan with ATen's convolution for the GEMM steps)."""
+import pathlib
+
 import pytest
 import torch
 import torch.nn.functional as F
 
+import torch_hetero
 from torch_hetero.device_models import get_profile
+from torch_hetero.runtime import triton_run
+from torch_hetero.tools.report import compile_and_run
 from utils import check, compiled_kernels, planned_kernels
 
 RIVOS = {"device": "rivos-sim", "executor": "interpret"}
@@ -112,3 +117,24 @@ def test_transposed_convolution_falls_back():
     with pytest.raises(Exception, match="transposed convolution"):
         check(lambda x, w: F.conv_transpose2d(x, w), torch.randn(1, 3, 4, 4), torch.randn(3, 2, 3, 3),
               options=RIVOS, native=True)
+
+
+@pytest.mark.parametrize("profile, library", [("h100", '["cuDNN"]'), ("mi300x", '["MIOpen"]')])
+def test_implicit_gemm_compiles_for_the_real_target(tmp_path, profile, library):
+    """The profile without its convolution library: the implicit GEMM (bf16, padded, with a
+    bias and ReLU epilogue) and the depthwise reduction build ahead of time for its target
+    (cuda:90, hip:gfx942), within its shared memory."""
+    text = (pathlib.Path(torch_hetero.__file__).parent / "device_models" / "profiles" / f"{profile}.toml").read_text()
+    line = next(line for line in text.splitlines() if line.startswith(f"convolution = {library}"))
+    path = tmp_path / f"{profile}-no-conv.toml"
+    path.write_text(text.replace(f'name = "{profile}"', f'name = "{profile}-no-conv"').replace(line, "convolution = []"))
+
+    def block(x, w, b, dw):
+        return F.conv2d(F.conv2d(x, w, b, padding=1).relu(), dw, padding=1, groups=8)
+    inputs = [torch.randn(2, 3, 9, 9), torch.randn(8, 3, 3, 3), torch.randn(8), torch.randn(8, 1, 3, 3)]
+    [(_, graph, _)] = compile_and_run(block, [t.to(torch.bfloat16) for t in inputs], {}, {"device": str(path)})
+    kernels = graph.rendered["triton"]
+    assert len(kernels) == 2 and graph.plan.kernels[0].group.matmul.gemm is not None
+    [source] = [code for name, code in graph.code.items() if name.endswith(".triton.py")]
+    shared = triton_run.compile_ahead(source, kernels, get_profile(profile).triton_target)
+    assert 0 < shared["kernel0"] <= get_profile(profile).local_sram_bytes
