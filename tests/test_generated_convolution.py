@@ -23,6 +23,7 @@ CASES = [
     ("dilation2", (2, 3, 9, 9), (5, 3, 3, 3), False, dict(padding=2, dilation=2)),
     ("groups2", (2, 4, 7, 7), (6, 2, 3, 3), True, dict(padding=1, groups=2)),
     ("1x1", (2, 3, 5, 5), (7, 3, 1, 1), False, {}),
+    ("one_output_pixel", (1, 4, 2, 2), (5, 4, 3, 3), True, dict(stride=2, padding=1)),  # M = 1: rows broadcast
     ("batch1_rect", (1, 3, 8, 7), (4, 3, 3, 2), True, dict(stride=(2, 1), padding=(1, 0))),
     ("depthwise", (2, 4, 7, 7), (4, 1, 3, 3), True, dict(stride=2, padding=1, groups=4)),
     ("depthwise_multiplier", (2, 3, 6, 6), (6, 1, 3, 3), False, dict(padding=1, groups=3)),

@@ -207,7 +207,7 @@ def _render_matmul(name: str, group: Group, tile, wide: bool) -> TritonKernel:
     batch_var, rm, rn, ka, kb = (sympy.Symbol(v, integer=True, nonnegative=True)
                                  for v in ("i0", "rm", "rn", "ka", "kb"))
     ops.ranges.update({rm: m, rn: n, ka: k, kb: k})
-    ops.block = "(rm + rn)"  # a [BM, BN] index: a 1 x 1 output's constant address is broadcast over it
+    ops.block, ops.block_symbols = "(rm + rn)", frozenset({rm, rn})  # [BM, BN]: an address without rm or rn is broadcast
     body = [f"pid = {_program_id(0, wide)}", f"blocks_n = ({ops.index(n)} + BN - 1) // BN",
             "rm = (pid // blocks_n) * BM + tl.arange(0, BM)[:, None]",
             "rn = (pid % blocks_n) * BN + tl.arange(0, BN)[None, :]",
@@ -218,9 +218,9 @@ def _render_matmul(name: str, group: Group, tile, wide: bool) -> TritonKernel:
     g = batch_var if batched else sympy.Integer(0)
     ieee = gemm.dtype == torch.float32  # fp32 stays IEEE, as in eager (no TF32)
     a_lines, a = _operand(ops, lambda: gemm.a(g, rm, ka), f"(rm < {ops.index(m)}) & (ka < {ops.index(k)})",
-                          "(rm + ka)", gemm.dtype)
+                          "(rm + ka)", {rm, ka}, gemm.dtype)
     b_lines, b = _operand(ops, lambda: gemm.b(g, kb, rn), f"(kb < {ops.index(k)}) & (rn < {ops.index(n)})",
-                          "(kb + rn)", gemm.dtype)
+                          "(kb + rn)", {kb, rn}, gemm.dtype)
     body += ["acc = tl.full([BM, BN], 0, tl.float32)",
              f"for koffset in range(0, {ops.index(k)}, BK):",
              "    ka = koffset + tl.arange(0, BK)[None, :]",
@@ -256,14 +256,15 @@ def _render_matmul(name: str, group: Group, tile, wide: bool) -> TritonKernel:
     return _kernel(name, ops, body, {"BM": tile.bm, "BN": tile.bn, "BK": tile.bk}, grid, list(origins))
 
 
-def _operand(ops: TritonOps, load, mask: str, block: str, dtype: torch.dtype) -> tuple:
+def _operand(ops: TritonOps, load, mask: str, block: str, symbols: set, dtype: torch.dtype) -> tuple:
     """(lines, value) of one operand block: ``load()`` run under ``mask`` (its edges) with
-    ``block`` its index shape, the value rounded to the dtype the matrix units take; a plain
-    load (a strided operand) is taken as stored, with no round trip through fp32."""
-    masks, counter, ops.masks, ops.block = ops.masks, ops.counter, [mask], block
+    ``block`` (spanned by ``symbols``) its index shape, the value rounded to the dtype the matrix
+    units take; a plain load (a strided operand) is taken as stored, with no round trip through fp32."""
+    saved = ops.masks, ops.block, ops.block_symbols
+    counter, ops.masks, ops.block, ops.block_symbols = ops.counter, [mask], block, frozenset(symbols)
     with ops.scope() as lines, set_ops_handler(ops):
         value = load()
-    ops.masks, ops.block = masks, "(rm + rn)"
+    ops.masks, ops.block, ops.block_symbols = saved
     if len(lines) == 1 and lines[0].startswith(f"{value} = tl.load("):
         ops.counter = counter  # no temporary
         return [], lines[0].split(" = ", 1)[1].removesuffix(".to(tl.float32)")

@@ -41,23 +41,24 @@ def group_nodes(graph, profile, tiles, loads: dict, storage: dict, readers: dict
     groups: list = []
     current: Optional[_Draft] = None
     matmul = None  # the extern matmul just before, whose epilogue the next node may become
+    matmul_at = 0  # where its kernel goes if it runs alone: where its call was
 
     def alone(call) -> None:
         """``call`` left without an epilogue: its own generated kernel where the target
         generates every GEMM or the lowering made it a GEMM (a convolution with no library),
         else the library call it is."""
         if call is not None and call.gemm is not None:
-            groups.append(_Draft([], (), [f"{call.result.name}: {call.name} generated as an implicit GEMM in "
+            groups.insert(matmul_at, _Draft([], (), [f"{call.result.name}: {call.name} generated as an implicit GEMM in "
                                           f"the device model's tile (the profile declares no convolution "
                                           f"library)"], matmul=call))
         elif call is not None and profile.target.generates_gemm:
-            groups.append(_Draft([], (), [f"{call.result.name}: {call.name} generated in the device model's "
+            groups.insert(matmul_at, _Draft([], (), [f"{call.result.name}: {call.name} generated in the device model's "
                                           f"tile (the profile declares no BLAS library)"], matmul=call))
 
     for node in graph.nodes:
         if not isinstance(node, ir.ComputedBuffer):
             alone(matmul)
-            current, matmul = None, node if node.is_matmul else None
+            current, matmul, matmul_at = None, node if node.is_matmul else None, len(groups)
             continue
         if isinstance(node.data, (ir.Scatter, ir.Scan)):  # writes what other iterations read: alone
             kind = {ir.Scatter: "scatter", ir.Scan: "scan", ir.Sort: "sort"}[type(node.data)]
@@ -80,7 +81,8 @@ def group_nodes(graph, profile, tiles, loads: dict, storage: dict, readers: dict
                 continue
             current.decisions.append(f"{node.name} not fused: {verdict}")
         current = _Draft([node], default_outer(node), [])
-        if matmul is not None and enabled and matmul.result.name not in planner.loaded(node):
+        if matmul is not None and enabled and profile.target.matmul_epilogue and \
+                matmul.result.name not in planner.loaded(node):
             # independent of the matmul (a batch norm's per-channel scale): it runs first and
             # the matmul waits for the node that reads it, its epilogue if it can be
             current.decisions.append(f"{node.name} runs before {matmul.name} (it does not read "
