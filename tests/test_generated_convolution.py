@@ -139,3 +139,15 @@ def test_implicit_gemm_compiles_for_the_real_target(tmp_path, profile, library):
     [source] = [code for name, code in graph.code.items() if name.endswith(".triton.py")]
     shared = triton_run.compile_ahead(source, kernels, get_profile(profile).triton_target)
     assert 0 < shared["kernel0"] <= get_profile(profile).local_sram_bytes
+
+
+@pytest.mark.parametrize("dynamic", [False, True], ids=["static", "dynamic"])
+@pytest.mark.parametrize("x, w, grad", [((0, 3, 8, 8), (4, 3, 3, 3), True), ((1, 0, 5, 5), (2, 0, 3, 3), False),
+                                        ((2, 3, 9, 7), (4, 3, 3, 3), True)],
+                         ids=["empty_batch", "no_input_channels", "sizes"])
+def test_sizes_as_symbols_and_empty_values(x, w, grad, dynamic):
+    """An empty batch (no GEMM rows: nothing launched), no input channels (K = 0: the
+    output is the bias alone), and sizes as symbols read at run time."""
+    torch.manual_seed(0)
+    check(lambda x, w, b: F.conv2d(x, w, b, padding=1).relu(), torch.randn(x), torch.randn(w), torch.randn(w[0]),
+          grad=grad, dynamic=dynamic, atol=1e-4, rtol=1e-4, options=RIVOS, native=True)

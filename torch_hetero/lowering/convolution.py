@@ -100,7 +100,8 @@ def _index(expr):
 def _geometry(x_size, w_size, out_size, stride, padding, dilation, groups) -> _Geometry:
     spatial = len(x_size) - 2
     expand = (lambda v: list(v) * spatial if len(v) == 1 else list(v))
-    return _Geometry(x_size[0], x_size[1], list(x_size[2:]), w_size[0], list(w_size[2:]), list(out_size[2:]),
+    # the output's channels, not the weight's: eager gives an input without channels none
+    return _Geometry(x_size[0], x_size[1], list(x_size[2:]), out_size[1], list(w_size[2:]), list(out_size[2:]),
                      expand(stride), expand(padding), expand(dilation), int(groups))
 
 
