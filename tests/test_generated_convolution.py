@@ -128,7 +128,8 @@ def test_implicit_gemm_compiles_for_the_real_target(tmp_path, profile, library):
     text = (pathlib.Path(torch_hetero.__file__).parent / "device_models" / "profiles" / f"{profile}.toml").read_text()
     line = next(line for line in text.splitlines() if line.startswith(f"convolution = {library}"))
     path = tmp_path / f"{profile}-no-conv.toml"
-    path.write_text(text.replace(f'name = "{profile}"', f'name = "{profile}-no-conv"').replace(line, "convolution = []"))
+    path.write_text(text.replace(f'name = "{profile}"', f'name = "{profile}-no-conv"')
+                    .replace(line, "convolution = []"))
 
     def block(x, w, b, dw):
         return F.conv2d(F.conv2d(x, w, b, padding=1).relu(), dw, padding=1, groups=8)

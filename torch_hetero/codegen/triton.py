@@ -207,7 +207,7 @@ def _render_matmul(name: str, group: Group, tile, wide: bool) -> TritonKernel:
     batch_var, rm, rn, ka, kb = (sympy.Symbol(v, integer=True, nonnegative=True)
                                  for v in ("i0", "rm", "rn", "ka", "kb"))
     ops.ranges.update({rm: m, rn: n, ka: k, kb: k})
-    ops.block, ops.block_symbols = "(rm + rn)", frozenset({rm, rn})  # [BM, BN]: an address without rm or rn is broadcast
+    ops.block, ops.block_symbols = "(rm + rn)", frozenset({rm, rn})  # [BM, BN]: a store lacking rm or rn is broadcast
     body = [f"pid = {_program_id(0, wide)}", f"blocks_n = ({ops.index(n)} + BN - 1) // BN",
             "rm = (pid // blocks_n) * BM + tl.arange(0, BM)[:, None]",
             "rn = (pid % blocks_n) * BN + tl.arange(0, BN)[None, :]",

@@ -105,7 +105,7 @@ def _geometry(x_size, w_size, out_size, stride, padding, dilation, groups) -> _G
                      expand(stride), expand(padding), expand(dilation), int(groups))
 
 
-def _generated(graph, dtype, transposed: bool) -> None:
+def _generated(dtype, transposed: bool) -> None:
     """Refuse (a fallback, the target's debt) what is not generated."""
     if transposed:
         raise NotImplementedError("the profile declares no convolution library and a transposed convolution "
@@ -130,7 +130,7 @@ def convolution(x, weight, bias, stride, padding, dilation, transposed, output_p
         return graph.call_aten(aten.convolution.default, (x, weight, bias, stride, padding, dilation, transposed,
                                                           output_padding, groups), {}, kind="extern")
     meta = meta_val()
-    _generated(graph, meta.dtype, transposed)
+    _generated(meta.dtype, transposed)
     geo = _geometry(x.get_size(), weight.get_size(), size_of(meta), stride, padding, dilation, groups)
     if geo.depthwise:
         out = _depthwise(geo, x, weight, meta)
@@ -175,7 +175,7 @@ def convolution_backward(grad, x, weight, bias_sizes, stride, padding, dilation,
     if graph.target.convolution:
         return graph.call_aten(aten.convolution_backward.default, tuple(args + [output_mask]), {}, kind="extern")
     metas = meta_val()
-    _generated(graph, grad.get_dtype(), transposed)
+    _generated(grad.get_dtype(), transposed)
     geo = _geometry(x.get_size(), weight.get_size(), grad.get_size(), stride, padding, dilation, groups)
     if not geo.depthwise and not graph.target.matmul_epilogue:
         raise NotImplementedError("the profile declares no convolution library and the target generates no GEMM")

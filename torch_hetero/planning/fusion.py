@@ -48,9 +48,9 @@ def group_nodes(graph, profile, tiles, loads: dict, storage: dict, readers: dict
         generates every GEMM or the lowering made it a GEMM (a convolution with no library),
         else the library call it is."""
         if call is not None and call.gemm is not None:
-            groups.insert(matmul_at, _Draft([], (), [f"{call.result.name}: {call.name} generated as an implicit GEMM in "
-                                          f"the device model's tile (the profile declares no convolution "
-                                          f"library)"], matmul=call))
+            groups.insert(matmul_at, _Draft([], (), [
+                f"{call.result.name}: {call.name} generated as an implicit GEMM in the device model's tile "
+                f"(the profile declares no convolution library)"], matmul=call))
         elif call is not None and profile.target.generates_gemm:
             groups.insert(matmul_at, _Draft([], (), [f"{call.result.name}: {call.name} generated in the device model's "
                                           f"tile (the profile declares no BLAS library)"], matmul=call))
