@@ -171,3 +171,8 @@ def test_resnet_has_no_convolution_fallback_and_matches_eager_on_the_host_execut
     convolutions = [k for k in plans if k.group.matmul is not None and k.group.matmul.gemm is not None]
     assert len(convolutions) == 12
     assert sum(bool(k.group.nodes) for k in convolutions) == 7  # the others feed a convolution or a pooling
+
+
+def test_conv3d_is_generated():
+    check(lambda x, w: F.conv3d(x, w, stride=(1, 2, 1), padding=1), torch.randn(1, 2, 4, 5, 5),
+          torch.randn(3, 2, 3, 3, 3), grad=True, atol=1e-4, rtol=1e-4, options=RIVOS, native=True)

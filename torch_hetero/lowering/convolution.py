@@ -15,7 +15,7 @@ device model:
 * depthwise (one input channel per group) as a direct reduction over the window, forward and
   backward: no matrix unit needed.
 
-Any number of spatial dims; a transposed convolution or a dtype ``tl.dot`` cannot take falls
+Any number of spatial dims (1-d, 2-d, 3-d); a transposed convolution or a dtype ``tl.dot`` cannot take falls
 back (the target's debt)."""
 from __future__ import annotations
 
