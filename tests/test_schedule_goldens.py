@@ -16,7 +16,9 @@ The set shows that the profile, not a fixed heuristic, decides: a long softmax r
 one-pass on mtia-v2 (384 KiB local SRAM) but looped on h100 (228 KiB) and mi300x (64 KiB);
 bf16 matmul tiles differ across h100, a100, mi300x and mtia-v2; a plain fp32 matmul is a
 library call where the profile declares BLAS and a kernel in the profile's own tile where it
-does not (``matmul``); a user profile differing in one field plans differently."""
+does not (``matmul``); a convolution is a library call where the profile declares one and
+elsewhere an implicit GEMM in the profile's tile (``conv3x3``, ``conv1x1``) or a direct
+reduction (``conv_depthwise``); a user profile differing in one field plans differently."""
 import math
 import os
 import re
@@ -60,6 +62,10 @@ def graphs():
         "large_reduction": (lambda x: x.sum(), (torch.randn(1 << 20),)),
         "matmul": (lambda a, b, c, d: (a @ b, torch.bmm(c, d)),
                    (torch.randn(256, 512), torch.randn(512, 384), torch.randn(4, 128, 64), torch.randn(4, 64, 96))),
+        "conv3x3": (lambda x, w: F.conv2d(x, w, padding=1), (torch.randn(2, 16, 14, 14), torch.randn(32, 16, 3, 3))),
+        "conv1x1": (lambda x, w: F.conv2d(x, w), (torch.randn(2, 32, 14, 14), torch.randn(64, 32, 1, 1))),
+        "conv_depthwise": (lambda x, w: F.conv2d(x, w, padding=1, groups=32),
+                           (torch.randn(2, 32, 14, 14), torch.randn(32, 1, 3, 3))),
     }
 
 

@@ -196,20 +196,24 @@ class GraphLowering:
         copy = ir.Pointwise(value.get_dtype(), tuple(value.get_size()), loader)
         return self.add_computed(copy, layout)
 
-    def call_aten(self, op, args, kwargs, kind: str, device_op: str = "", note: str = ""):
+    def call_aten(self, op, args, kwargs, kind: str, device_op: str = "", note: str = "",
+                  output: Optional[int] = None, gemm=None):
         """An ATen call on realized inputs in eager's layouts: ATen picks its outputs' strides
         from its inputs' (attention keeps the query's order), and the outputs are declared
-        with the strides the traced metadata gives them."""
+        with the strides the traced metadata gives them.  ``output``: the one output a call
+        split per output computes (the others None); ``gemm``: (realized args, outputs) → the
+        ``ir.GemmOperands`` the target generates the call as."""
         node = self.current_node
         args, kwargs = _map_with_metas((args, kwargs), (node.args, node.kwargs), self.in_eager_layout)
         meta = self.current_node.meta["val"]
         metas = list(meta) if isinstance(meta, (tuple, list)) else [meta]
         returns = getattr(getattr(op, "_schema", None), "returns", [])
         fresh = not any(r.alias_info is not None for r in returns)
-        outputs = [ir.ExternBuffer(self.new_buffer_name(), _layout_of(m), fresh) if isinstance(m, torch.Tensor)
-                   else None for m in metas]
+        outputs = [ir.ExternBuffer(self.new_buffer_name(), _layout_of(m), fresh)
+                   if isinstance(m, torch.Tensor) and output in (None, position) else None
+                   for position, m in enumerate(metas)]
         self.nodes.append(ExternCall(op, args, kwargs, outputs, kind, isinstance(meta, (tuple, list)),
-                                     module_path(node), device_op, note))
+                                     module_path(node), device_op, note, gemm(args, outputs) if gemm else None))
         values = [ir.StridedValue(b) if b is not None else None for b in outputs]
         return tuple(values) if isinstance(meta, (tuple, list)) else values[0]
 

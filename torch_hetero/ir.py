@@ -334,6 +334,23 @@ def as_strided(value: TensorValue) -> Optional[StridedValue]:
 MATMULS = {torch.ops.aten.mm.default, torch.ops.aten.addmm.default, torch.ops.aten.bmm.default}
 
 
+@dataclasses.dataclass(frozen=True)
+class GemmOperands:
+    """A generated matmul as ``out[output(g, i, j)] = sum over kk of a(g, i, kk) * b(g, kk, j)``
+    for ``g < batch`` (None: not batched), ``i < m``, ``j < n``, ``kk < k``: ``a`` and ``b`` are
+    inner functions (index → ``ops`` value, like a loader), so an operand may be computed from
+    loads inside the K loop — a convolution's im2col gather with its padding masks — and never
+    materialized.  ``output`` is the output buffer's logical index of element (g, i, j)."""
+    batch: Optional[sympy.Expr]
+    m: sympy.Expr
+    n: sympy.Expr
+    k: sympy.Expr
+    dtype: torch.dtype      # what the matrix units take (the operands are rounded to it)
+    a: Callable
+    b: Callable
+    output: Callable
+
+
 @dataclasses.dataclass
 class ExternCall:
     """An ATen op run by the wrapper on realized tensors: a native extern (matmul, conv) or a
@@ -348,6 +365,8 @@ class ExternCall:
     device_op: str = ""      # the op (no overload) that reaches the profile's library on the device,
                              # when the host executor runs another kernel for it ("": ``op`` itself)
     note: str = ""           # why it is this call: for reports and the schedule
+    gemm: Optional[GemmOperands] = None   # a call the target generates as a GEMM of these operands
+                                          # (a convolution); the host executor still calls ``op``
 
     @property
     def name(self) -> str:
@@ -359,14 +378,36 @@ class ExternCall:
         _collect_buffers((self.args, self.kwargs), names)
         return names
 
-    def matmul_shape(self, hints: dict):
-        """(batch, m, n, k, dtype) of an mm/addmm/bmm call, else None."""
-        if self.op not in MATMULS:
-            return None
+    @property
+    def result(self) -> "ExternBuffer":
+        """The buffer a matmul writes: its one output (a call split per output, a convolution
+        backward's gradient, has None at the others)."""
+        return next(b for b in self.outputs if b is not None)
+
+    @property
+    def is_matmul(self) -> bool:
+        """A chosen matmul: an mm/addmm/bmm extern, or a call generated as a GEMM."""
+        return self.kind == "extern" and (self.op in MATMULS or self.gemm is not None)
+
+    def operands(self) -> GemmOperands:
+        """Its GEMM: the lowering's (``gemm``), or an mm/addmm/bmm's strided A and B."""
+        if self.gemm is not None:
+            return self.gemm
         a, b = [t for t in self.args if isinstance(t, StridedValue)][-2:]
-        *batch, m, k = [int(sympy.sympify(s).subs(hints)) for s in a.layout.size]
-        n = int(sympy.sympify(b.layout.size[-1]).subs(hints))
-        return batch[0] if batch else 1, m, n, k, a.get_dtype()
+        load_a, load_b = a.make_loader(), b.make_loader()
+        batched = len(a.layout.size) == 3
+        lead = (lambda g: [g]) if batched else (lambda g: [])
+        return GemmOperands(a.layout.size[0] if batched else None, a.layout.size[-2], b.layout.size[-1],
+                            a.layout.size[-1], a.get_dtype(), lambda g, i, kk: load_a(lead(g) + [i, kk]),
+                            lambda g, kk, j: load_b(lead(g) + [kk, j]), lambda g, i, j: lead(g) + [i, j])
+
+    def matmul_shape(self, hints: dict):
+        """(batch, m, n, k, dtype) of an mm/addmm/bmm call or a generated GEMM, else None."""
+        if self.op not in MATMULS and self.gemm is None:
+            return None
+        gemm = self.operands()
+        batch, m, n, k = (int(sympy.sympify(s).subs(hints)) for s in (gemm.batch or 1, gemm.m, gemm.n, gemm.k))
+        return batch, m, n, k, gemm.dtype
 
 
 def _collect_buffers(tree, out: list) -> None:

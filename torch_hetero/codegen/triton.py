@@ -20,7 +20,7 @@ from ..planning.plan import KernelPlan
 from ..printer import pexpr
 from ..virtualized import collect_origins, in_order, set_ops_handler
 from .code_handler import Var
-from .triton_ops import TritonOps, compute_dtype, literal
+from .triton_ops import TritonOps, compute_dtype, literal, narrow
 
 PRELUDE = '''import triton
 import triton.language as tl
@@ -210,46 +210,47 @@ _SHORT = {torch.float32: "fp32", torch.float64: "fp64", torch.float16: "fp16", t
 
 def _render_matmul(name: str, group: Group, tile, wide: bool) -> TritonKernel:
     """The matmul template: a ``[BM, BN]`` fp32 accumulator over ``BK`` steps of ``tl.dot``,
-    then (addmm) the bias, then the group's nodes applied to the tile before it is stored.
-    Programs take output tiles in grouped order (``_grouped_tiles``); with a split of K
-    (``tile.split_k``) the grid's last axis is the slice, and the tile's last slice to finish
-    joins the partials before the epilogue (``_split_k_join``)."""
+    then (addmm) the bias, then the group's nodes applied to the tile before it is stored.  The
+    operands (``ExternCall.operands``) are inner functions run under ``TritonOps`` on the
+    ``[BM, BK]`` and ``[BK, BN]`` index blocks inside the K loop: a strided load, or a value
+    computed from loads (a convolution's im2col gather, masked at the padding).  Programs take
+    output tiles in grouped order (``_grouped_tiles``); with a split of K (``tile.split_k``) the
+    grid's last axis is the slice, and the tile's last slice to finish joins the partials before
+    the epilogue (``_split_k_join``)."""
     call = group.matmul
+    gemm = call.operands()
     tensors = [a for a in call.args if isinstance(a, ir.StridedValue)]
-    a, b = tensors[-2], tensors[-1]
-    bias = tensors[0] if len(tensors) == 3 else None
-    batched = len(a.layout.size) == 3
-    m, k = a.layout.size[-2:]
-    n = b.layout.size[-1]
+    bias = tensors[0] if call.gemm is None and len(tensors) == 3 else None
+    batched = gemm.batch is not None
+    m, n, k = gemm.m, gemm.n, gemm.k
     ops = TritonOps()
     batch_var, rm, rn, ka, kb = (sympy.Symbol(v, integer=True, nonnegative=True)
                                  for v in ("i0", "rm", "rn", "ka", "kb"))
     ops.ranges.update({rm: m, rn: n, ka: k, kb: k})
-    ops.block = "(rm + rn)"  # a [BM, BN] index: a 1 x 1 output's constant address is broadcast over it
+    ops.block, ops.block_symbols = "(rm + rn)", frozenset({rm, rn})  # [BM, BN]: a store lacking rm or rn is broadcast
     body = [f"pid = {_program_id(0, wide)}"] + _grouped_tiles(ops.index(m), ops.index(n)) + [
             f"xmask = (rm < {ops.index(m)}) & (rn < {ops.index(n)})"]
     if batched:
         body.append(f"i0 = {_program_id(1, wide)}")
-        ops.ranges[batch_var] = a.layout.size[0]
-    lead = [batch_var] if batched else []
-    ieee = a.get_dtype() == torch.float32  # fp32 stays IEEE, as in eager (no TF32)
+        ops.ranges[batch_var] = gemm.batch
+    g = batch_var if batched else sympy.Integer(0)
+    ieee = gemm.dtype == torch.float32  # fp32 stays IEEE, as in eager (no TF32)
     split = tile.split_k > 1
     k_range = f"0, {ops.index(k)}"
     if split:  # this program's slice of K: whole BK steps
         body += [f"ks = {_program_id(2 if batched else 1, wide)}",
                  f"k_slice = (({ops.index(k)} + SPLIT_K - 1) // SPLIT_K + BK - 1) // BK * BK"]
         k_range = f"ks * k_slice, tl.minimum((ks + 1) * k_slice, {ops.index(k)})"
+    a_lines, a = _operand(ops, lambda: gemm.a(g, rm, ka), f"(rm < {ops.index(m)}) & (ka < {ops.index(k)})",
+                          "(rm + ka)", {rm, ka}, gemm.dtype)
+    b_lines, b = _operand(ops, lambda: gemm.b(g, kb, rn), f"(kb < {ops.index(k)}) & (rn < {ops.index(n)})",
+                          "(kb + rn)", {kb, rn}, gemm.dtype)
     body += ["acc = tl.full([BM, BN], 0, tl.float32)",
              f"for koffset in range({k_range}, BK):",
              "    ka = koffset + tl.arange(0, BK)[None, :]",
-             "    kb = koffset + tl.arange(0, BK)[:, None]",
-             f"    a = tl.load({a.buffer.name} + ({ops.index(a.layout.index(lead + [rm, ka]))}), "
-             f"mask=(rm < {ops.index(m)}) & (ka < {ops.index(k)}), other=0)",
-             f"    b = tl.load({b.buffer.name} + ({ops.index(b.layout.index(lead + [kb, rn]))}), "
-             f"mask=(kb < {ops.index(k)}) & (rn < {ops.index(n)}), other=0)",
-             f"    acc += _dot(a, b, {ieee})"]
-    ops.loads.setdefault(a.buffer.name, a.get_dtype())
-    ops.loads.setdefault(b.buffer.name, b.get_dtype())
+             "    kb = koffset + tl.arange(0, BK)[:, None]"]
+    body += ["    " + line for line in a_lines + [f"a = {a}"] + b_lines + [f"b = {b}"]]
+    body += [f"    acc += _dot(a, b, {ieee})"]
     origins: dict = {}
     with ops.scope() as epilogue:
         value = Var("acc", torch.float32)
@@ -260,27 +261,32 @@ def _render_matmul(name: str, group: Group, tile, wide: bool) -> TritonKernel:
             bias_vars = ([rm, rn])[-len(bias.layout.size):] if bias.layout.size else []  # size-1 dims: no stride
             loaded = ops.load(bias.buffer.name, bias.layout.index(bias_vars), bias.get_dtype())
             value = ops.add(value, ops.mul(loaded, ops.constant(beta, torch.float32)) if beta != 1 else loaded)
-        out = call.outputs[0]
+        out = call.result
+        output = gemm.output(g, rm, rn)
         ops.define_local(out.name, value, out.get_dtype())  # rounded to the output dtype, as eager's epilogue sees it
         if out.name not in group.local:
-            ops.store(out.name, out.layout.index(lead + [rm, rn]), ops.locals[out.name], out.get_dtype())
+            ops.store(out.name, out.layout.index(output), ops.locals[out.name], out.get_dtype())
         for node in group.nodes:
-            index, _ = node_indices(node, lead + [rm], group.outer, [rn])
+            if call.gemm is None:
+                index, _ = node_indices(node, output[:-1], group.outer, [rn])
+            else:  # over the output's dims (fusion checked), in the node's loop order
+                index = [output[d] for d in node.data.order] if node.data.order else output
             with set_ops_handler(ops), collect_origins() as inlined:
                 node.data.store_to(node, index)
             origins.update(dict.fromkeys(in_order(inlined, node.data.origins)))
     rows = symbolic.FloorDiv(m + tile.bm - 1, tile.bm) * symbolic.FloorDiv(n + tile.bn - 1, tile.bn)
-    grid = (rows, a.layout.size[0]) if batched else (rows,)
+    grid = (rows, gemm.batch) if batched else (rows,)
     constexprs = {"BM": tile.bm, "BN": tile.bn, "BK": tile.bk, "GROUP_M": tile.group_m}
     scratch = ()
     if split:
+        like = tensors[0].buffer.name  # any input: the scratch goes on its device
         partials, arrivals = f"{name}_partials", f"{name}_arrivals"
-        tiles = rows * a.layout.size[0] if batched else rows
+        tiles = rows * gemm.batch if batched else rows
         body += _split_k_join(ops.index(rows), batched, partials, arrivals)
         epilogue = ["    " + line for line in epilogue]
         ops.stores.update({partials: torch.float32, arrivals: torch.int32})
-        scratch = ((partials, tiles * tile.split_k * tile.bm * tile.bn, "float32", a.buffer.name, False),
-                   (arrivals, tiles, "int32", a.buffer.name, True))
+        scratch = ((partials, tiles * tile.split_k * tile.bm * tile.bn, "float32", like, False),
+                   (arrivals, tiles, "int32", like, True))
         grid, constexprs = grid + (tile.split_k,), {**constexprs, "SPLIT_K": tile.split_k}
     body += epilogue
     kernel = _kernel(name, ops, body, constexprs, grid, list(origins))
@@ -314,6 +320,21 @@ def _grouped_tiles(m: str, n: str) -> list:
             "in_group = pid % (GROUP_M * blocks_n)",
             "rm = (group * GROUP_M + in_group % group_rows) * BM + tl.arange(0, BM)[:, None]",
             "rn = (in_group // group_rows) * BN + tl.arange(0, BN)[None, :]"]
+
+
+def _operand(ops: TritonOps, load, mask: str, block: str, symbols: set, dtype: torch.dtype) -> tuple:
+    """(lines, value) of one operand block: ``load()`` run under ``mask`` (its edges) with
+    ``block`` (spanned by ``symbols``) its index shape, the value rounded to the dtype the matrix
+    units take; a plain load (a strided operand) is taken as stored, with no round trip through fp32."""
+    saved = ops.masks, ops.block, ops.block_symbols
+    counter, ops.masks, ops.block, ops.block_symbols = ops.counter, [mask], block, frozenset(symbols)
+    with ops.scope() as lines, set_ops_handler(ops):
+        value = load()
+    ops.masks, ops.block, ops.block_symbols = saved
+    if len(lines) == 1 and lines[0].startswith(f"{value} = tl.load("):
+        ops.counter = counter  # no temporary
+        return [], lines[0].split(" = ", 1)[1].removesuffix(".to(tl.float32)")
+    return lines, (narrow(str(value), dtype) if value.dtype != dtype else str(value))
 
 
 def _split_index(ops: TritonOps, flat: str, variables: list, ranges) -> list:

@@ -17,6 +17,7 @@ from ..device_models import special_functions
 from ..dtypes import TL_DTYPE
 from ..ops_protocol import SPECIAL_FUNCTIONS
 from ..printer import PythonPrinter
+from ..symbolic import simplify_index
 from .code_handler import CodeHandler, Var
 
 LOW_PRECISION = (torch.float16, torch.bfloat16)
@@ -84,6 +85,7 @@ class TritonOps(CodeHandler):
         self.masks: list = ["xmask"]      # the current mask is their conjunction
         self.constants: dict = {}         # literal text → its Python value
         self.block = "xindex"             # an index of the program's block shape (constant addresses broadcast over it)
+        self.block_symbols = frozenset()  # the symbols spanning the block: a store's address lacking one is broadcast
 
     # ---------------------------------------------------------------- plumbing
     def _assignment(self, name: str, expr: str, dtype: torch.dtype) -> str:
@@ -102,11 +104,13 @@ class TritonOps(CodeHandler):
     def mask(self) -> str:
         return " & ".join(self.masks)
 
-    def address(self, expr) -> str:
-        """An index as a block (a constant one is broadcast over the program's rows)."""
+    def address(self, expr, span=frozenset()) -> str:
+        """An index as a block (a constant one, or one lacking a symbol of ``span``, is broadcast
+        over the program's block: a store's address must have the shape of its mask)."""
         text = self.index(expr)
-        blocks = [s for s in sympy.sympify(expr).free_symbols if s in self.ranges or s.name.startswith("tmp")]
-        return text if blocks else f"{text} + 0 * {self.block}"
+        free = simplify_index(sympy.sympify(expr), self.ranges).free_symbols
+        blocks = [s for s in free if s in self.ranges or s.name.startswith("tmp")]
+        return text if blocks and span <= free else f"{text} + 0 * {self.block}"
 
     # ---------------------------------------------------------------- memory
     def load(self, name: str, index, dtype):
@@ -122,7 +126,8 @@ class TritonOps(CodeHandler):
         """``mode`` sum/amax/amin: an atomic combine (a scatter-reduce from parallel programs)."""
         self.stores.setdefault(name, dtype)
         how = {None: "tl.store", "sum": "tl.atomic_add", "amax": "tl.atomic_max", "amin": "tl.atomic_min"}[mode]
-        self.lines.append(f"{how}({name} + ({self.address(index)}), {self._cast(value, dtype)}, mask={self.mask})")
+        self.lines.append(f"{how}({name} + ({self.address(index, self.block_symbols)}), {self._cast(value, dtype)}, "
+                          f"mask={self.mask})")
 
     def define_local(self, name: str, value: Var, dtype):
         """A buffer's value kept in registers (a reduction's row result, a matmul's output

@@ -35,7 +35,8 @@ class Target:
                                 # one, a plain matmul calls it; without, generates_gemm)
     attention: tuple[str, ...]  # fused SDPA: with one, SDPA is an extern call reported under the
                                 # library's op (ATTENTION_OPS); without, SDPA is traced as its math
-    convolution: tuple[str, ...]  # with one, convolution is an extern call; without, a fallback (debt)
+    convolution: tuple[str, ...]  # with one, convolution is an extern call; without, generated where
+                                  # matmul_epilogue (implicit GEMM, lowering/convolution.py)
     matrix_dtypes: tuple[str, ...]  # dtypes its matrix units take (the profile's matrix_shapes)
 
     @property

@@ -1,6 +1,6 @@
 """Ops that call an ATen kernel from the generated wrapper on realized inputs: the matmul
-family, and convolution and fused attention where the profile declares a library for them
-(``Target.convolution``, ``Target.attention``).  Unlike fallbacks these are a choice, so the
+family, and fused attention where the profile declares a library for it (``Target.attention``;
+convolution is in ``convolution.py``).  Unlike fallbacks these are a choice, so the
 report lists them apart; without the library the op is the target's debt, not a choice.  On a
 target that generates every GEMM (``Target.generates_gemm``: no BLAS library) the planner turns
 each matmul call into a generated kernel (``planning.fusion``); one it cannot generate falls back."""
@@ -17,7 +17,6 @@ aten = torch.ops.aten
 # matmuls (integers, float64) as fallbacks, reported as its debt
 GEMM_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 MATMUL_OPS = (aten.mm, aten.bmm, aten.addmm)
-CONVOLUTIONS = (aten.convolution, aten.convolution_backward)
 # AOTAutograd traces SDPA into these on CPU inputs only where the target has an attention library
 # (``decompositions.attention_form``); elsewhere SDPA arrives as its math.
 ATTENTIONS = (aten._scaled_dot_product_flash_attention_for_cpu,
@@ -33,14 +32,6 @@ def _extern(*args, **kwargs):
             raise NotImplementedError(f"{op}: the target has no BLAS library and its generated GEMM "
                                       f"takes {', '.join(str(d) for d in GEMM_DTYPES)}, not {dtype}")
     return graph.call_aten(op, args, kwargs, kind="extern")
-
-
-def _convolution(*args, **kwargs):
-    graph = current_graph()
-    if not graph.target.convolution:
-        raise NotImplementedError("the profile declares no convolution library (capabilities.convolution) "
-                                  "and convolution is not generated yet")
-    return graph.call_aten(graph.current_node.target, args, kwargs, kind="extern")
 
 
 def _attention(*args, **kwargs):
@@ -67,7 +58,5 @@ def _without_overload(op) -> str:
 
 for _op in MATMUL_OPS:
     register_lowering(_op)(_extern)
-for _op in CONVOLUTIONS:
-    register_lowering(_op)(_convolution)
 for _op in ATTENTIONS:
     register_lowering(_op)(_attention)

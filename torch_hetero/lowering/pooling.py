@@ -71,7 +71,7 @@ def _avg_pool(spatial, x, kernel_size, stride, padding, count_include_pad, divis
         total = None
         for offsets in itertools.product(*[range(k) for k in kernel]):
             source = [o * s - p + j for o, s, p, j in zip(out_index, stride, padding, offsets)]
-            value = ops.masked(_inside(source, windows.inputs), lambda source=source: ops.to_dtype(load(list(index[:lead]) + source), acc), 0, acc)
+            value = ops.masked(inside(source, windows.inputs), lambda source=source: ops.to_dtype(load(list(index[:lead]) + source), acc), 0, acc)
             total = value if total is None else ops.add(total, value)
         return ops.to_dtype(ops.truediv(total, windows.divisor(out_index, acc)), dtype)
     return new_pointwise(inner, out_size, dtype, 2)
@@ -106,12 +106,13 @@ def _avg_pool_backward(spatial, grad, x, kernel_size, stride, padding, count_inc
     return new_pointwise(inner, size, dtype, 2)
 
 
-def _inside(source, sizes):
-    inside = None
+def inside(source, sizes):
+    """Is every coordinate of ``source`` within ``sizes`` (an ``ops`` bool)?"""
+    result = None
     for i, size in zip(source, sizes):
         cond = ops.logical_and(ops.ge(_idx(i), _idx(sympy.Integer(0))), ops.lt(_idx(i), _idx(size)))
-        inside = cond if inside is None else ops.logical_and(inside, cond)
-    return inside
+        result = cond if result is None else ops.logical_and(result, cond)
+    return result
 
 
 def _first_inside(start, dilation):
@@ -141,7 +142,7 @@ def _max_pool(spatial, x, kernel_size, stride, padding, dilation):
             at = [o * s + j * d for o, s, j, d in zip(index[lead:], stride, offsets, dilation)]
             source = [a - p for a, p in zip(at, padding)]
             value = ops.to_dtype(load(list(index[:lead]) + at), acc)
-            yield _inside(source, sizes), value, _flat(source, sizes)
+            yield inside(source, sizes), value, _flat(source, sizes)
 
     def values(index):
         best = None
@@ -167,7 +168,7 @@ def _max_pool(spatial, x, kernel_size, stride, padding, dilation):
 
     def gathered(index):
         flat = ops.indirect_indexing(positions(index), symbolic.product(sizes))
-        return ops.to_dtype(load(list(index[:lead]) + [c + p for c, p in zip(_unflat(flat, sizes), padding)]), dtype)
+        return ops.to_dtype(load(list(index[:lead]) + [c + p for c, p in zip(unflat(flat, sizes), padding)]), dtype)
     return new_pointwise(gathered, out_size, dtype, 2), index_value
 
 
@@ -181,13 +182,13 @@ def _padded(x, lead, padding, extents, dtype):
 
     def inner(index):
         source = [i - p for i, p in zip(index[lead:], padding)]
-        return ops.masked(_inside(source, sizes), lambda: ops.to_dtype(load(list(index[:lead]) + source), dtype),
+        return ops.masked(inside(source, sizes), lambda: ops.to_dtype(load(list(index[:lead]) + source), dtype),
                           float("-inf"), dtype)
     frame = [sympy.Max(e, n + p) for e, n, p in zip(extents, sizes, padding)]
     return current_graph().realize(new_pointwise(inner, list(x.get_size()[:lead]) + frame, dtype, 2))
 
 
-def _unflat(flat, sizes) -> list:
+def unflat(flat, sizes) -> list:
     """The coordinates of flat position ``flat`` within a row-major plane of ``sizes``."""
     coords, inner = [], sympy.Integer(1)
     for k in reversed(range(len(sizes))):

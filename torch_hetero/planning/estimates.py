@@ -53,7 +53,7 @@ def _estimate_epilogue_kernel(kernel: KernelPlan, hints, profile, memory) -> Est
     """A matmul with its epilogue (if any) applied to each output tile: one launch; the matmul
     output reaches memory only if something else reads it."""
     call = kernel.group.matmul
-    out = call.outputs[0].name
+    out = call.result.name
     matmul = _estimate_extern(call, hints, profile, memory, keep_output=out not in kernel.group.local,
                               tile=kernel.matmul_tile)
     if not kernel.group.nodes:  # a matmul generated alone

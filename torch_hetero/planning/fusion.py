@@ -21,7 +21,6 @@ from typing import Optional
 import sympy
 
 from .. import ir, symbolic
-from ..ir import MATMULS
 from .cost_model import MemoryModel, estimate_kernel
 from .kernel_analysis import analyze, column_reduction
 from .loop_nest import Group, default_outer, dims, inner_ranges, loads_of, node_indices, same
@@ -36,23 +35,30 @@ def group_nodes(graph, profile, tiles, loads: dict, storage: dict, readers: dict
     buffers that never reach memory — reductions read only inside their kernel, and a fused
     matmul's output when only its epilogue reads it (on the host, ATen still writes it).  On a
     target that generates every GEMM (``Target.generates_gemm``) a matmul no epilogue joins is
-    a kernel of its own, with no nodes."""
+    a kernel of its own, with no nodes.  Nodes that do not read a matmul's output (a batch
+    norm's per-channel scale) may run before it: it waits for the first node that reads it."""
     planner = _Planner(profile, tiles, loads, storage, graph.size_hints)
     groups: list = []
     current: Optional[_Draft] = None
     matmul = None  # the extern matmul just before, whose epilogue the next node may become
+    matmul_at = 0  # where its kernel goes if it runs alone: where its call was
 
     def alone(call) -> None:
         """``call`` left without an epilogue: its own generated kernel where the target
-        generates every GEMM, else the library call it is."""
-        if call is not None and profile.target.generates_gemm:
-            groups.append(_Draft([], (), [f"{call.outputs[0].name}: {call.name} generated in the device model's "
+        generates every GEMM or the lowering made it a GEMM (a convolution with no library),
+        else the library call it is."""
+        if call is not None and call.gemm is not None:
+            groups.insert(matmul_at, _Draft([], (), [
+                f"{call.result.name}: {call.name} generated as an implicit GEMM in the device model's tile "
+                f"(the profile declares no convolution library)"], matmul=call))
+        elif call is not None and profile.target.generates_gemm:
+            groups.insert(matmul_at, _Draft([], (), [f"{call.result.name}: {call.name} generated in the device model's "
                                           f"tile (the profile declares no BLAS library)"], matmul=call))
 
     for node in graph.nodes:
         if not isinstance(node, ir.ComputedBuffer):
             alone(matmul)
-            current, matmul = None, node if node.op in MATMULS and node.kind == "extern" else None
+            current, matmul, matmul_at = None, node if node.is_matmul else None, len(groups)
             continue
         if isinstance(node.data, (ir.Scatter, ir.Scan)):  # writes what other iterations read: alone
             kind = {ir.Scatter: "scatter", ir.Scan: "scan", ir.Sort: "sort"}[type(node.data)]
@@ -69,9 +75,20 @@ def group_nodes(graph, profile, tiles, loads: dict, storage: dict, readers: dict
         if current is not None and enabled:
             verdict = planner.try_join(current, node)
             if verdict is None:
+                if matmul is not None and matmul.result.name in planner.loaded(node):
+                    alone(matmul)  # read inside another kernel: it cannot wait for an epilogue
+                    matmul = None
                 continue
             current.decisions.append(f"{node.name} not fused: {verdict}")
         current = _Draft([node], default_outer(node), [])
+        if matmul is not None and enabled and profile.target.matmul_epilogue and \
+                matmul.result.name not in planner.loaded(node):
+            # independent of the matmul (a batch norm's per-channel scale): it runs first and
+            # the matmul waits for the node that reads it, its epilogue if it can be
+            current.decisions.append(f"{node.name} runs before {matmul.name} (it does not read "
+                                     f"{matmul.result.name}), which waits for its epilogue")
+            groups.append(current)
+            continue
         if matmul is not None and enabled:
             verdict = planner.try_epilogue(current, matmul, readers)
             current.decisions.append(f"{node.name} {'fused' if verdict is None else 'not fused'} into the "
@@ -106,7 +123,7 @@ def _frozen(draft: _Draft, planner: "_Planner", readers: dict, pinned: set) -> G
              and 0 < readers.get(n.name, 0) == inside[n.name]}
     reread = {n.name for n in draft.nodes if isinstance(n.data, ir.Reduction) and inside[n.name]} - local
     if draft.matmul is not None:  # on its target, the matmul output tile never leaves the kernel
-        out = draft.matmul.outputs[0].name
+        out = draft.matmul.result.name
         local |= {out} if out not in pinned and readers.get(out, 0) == inside[out] > 0 else set()
     return Group(tuple(draft.nodes), draft.outer, frozenset(local), frozenset(reread), tuple(draft.decisions),
                  draft.matmul, draft.column)
@@ -148,11 +165,13 @@ class _Planner:
     def try_epilogue(self, group: _Draft, call, readers: dict) -> Optional[str]:
         """Make ``group`` (one pointwise node) the epilogue of the matmul ``call`` — applied to
         each output tile before it is stored — and return None, or return why not."""
-        node, out = group.nodes[0], call.outputs[0]
+        node, out = group.nodes[0], call.result
         if not self.profile.target.matmul_epilogue:
             return "the target's GEMM is a library call"
         if not isinstance(node.data, ir.Pointwise) or not same(dims(node.data.ranges), dims(out.layout.size)):
             return f"iterates {_fmt(dims(node.data.ranges))}, the matmul output is {_fmt(dims(out.layout.size))}"
+        if call.gemm is not None and not same(node.data.logical(list(node.data.ranges)), out.layout.size):
+            return f"iterates {_fmt(node.data.ranges)}, not the output's dims {_fmt(out.layout.size)}"
         outer = default_outer(node)
         outer_vars = list(symbolic.index_symbols("o", len(outer)))
         inner_vars = list(symbolic.index_symbols("x", len(inner_ranges(node, outer))))

@@ -50,8 +50,8 @@ class KernelPlan:
         """The buffers this kernel writes to memory (a generated matmul writes its output
         unless only the epilogue reads it; ATen's GEMM writes it itself)."""
         matmul = self.group.matmul
-        if matmul is not None and not self.library_gemm and matmul.outputs[0].name not in self.group.local:
-            return [matmul.outputs[0]] + self.group.stored
+        if matmul is not None and not self.library_gemm and matmul.result.name not in self.group.local:
+            return [matmul.result] + self.group.stored
         return self.group.stored
 
     @property
@@ -61,7 +61,7 @@ class KernelPlan:
         by ATen's in the same step)."""
         own = set(self.group.names)
         if self.group.matmul is not None and not self.library_gemm:
-            own.add(self.group.matmul.outputs[0].name)   # the accumulator tile, never reloaded
+            own.add(self.group.matmul.result.name)   # the accumulator tile, never reloaded
         names = [name for name in self.loads if name not in own]
         return names + (self.group.matmul.input_names() if self.group.matmul is not None else [])
 
@@ -106,7 +106,7 @@ def schedule_text(plan: Plan, fused_ops: dict) -> str:
         work = step.work
         if isinstance(work, KernelPlan) and not work.group.nodes:  # a matmul generated alone
             matmul = work.group.matmul
-            lines.append(f"{work.name}: {matmul.name} -> {matmul.outputs[0].name}; {work.matmul_tile}")
+            lines.append(f"{work.name}: {matmul.name} -> {matmul.result.name}; {work.matmul_tile}")
             lines.append(f"  fuses {', '.join(fused_ops[work.name])}")
             lines += [f"  {decision}" for decision in work.group.decisions]
         elif isinstance(work, KernelPlan):
