@@ -27,6 +27,7 @@ CASES = [
     ("batch1_rect", (1, 3, 8, 7), (4, 3, 3, 2), True, dict(stride=(2, 1), padding=(1, 0))),
     ("depthwise", (2, 4, 7, 7), (4, 1, 3, 3), True, dict(stride=2, padding=1, groups=4)),
     ("depthwise_multiplier", (2, 3, 6, 6), (6, 1, 3, 3), False, dict(padding=1, groups=3)),
+    ("long_k", (2, 3, 24, 24), (4, 3, 3, 3), True, dict(padding=1)),  # grad_weight: 2 tiles, K=1152 split
 ]
 
 
@@ -52,6 +53,16 @@ def test_bf16_convolution_and_gradients_match_eager(name):
     _, x, w, bias, kwargs = next(c for c in CASES if c[0] == name)
     check(_conv(kwargs), *_inputs(x, w, bias, torch.bfloat16), grad=True, atol=3e-2, rtol=3e-2,
           options=RIVOS, native=True)
+
+
+def test_weight_gradient_over_a_long_k_is_split():
+    """grad_weight is a GEMM over N·OH·OW: few output tiles and a long K, so K is split (the
+    ``long_k`` case above checks its values)."""
+    _, x, w, bias, kwargs = next(c for c in CASES if c[0] == "long_k")
+    x, w, b = (t.requires_grad_() for t in _inputs(x, w, bias, torch.float32))
+    report = torch_hetero.explain(lambda x, w, b: _conv(kwargs)(x, w, b).sum().backward(), x, w, b,
+                                  device="rivos-sim")
+    assert any("convolution_backward" in line and "split-K" in line for line in report.schedule.splitlines())
 
 
 def test_conv_batch_norm_relu_is_the_gemm_epilogue():
