@@ -20,6 +20,7 @@ from ..planning.plan import KernelPlan
 from ..printer import pexpr
 from ..virtualized import collect_origins, in_order, set_ops_handler
 from .code_handler import Var
+from .triton_attention import render_attention
 from .triton_ops import TritonOps, compute_dtype, literal
 
 PRELUDE = '''import triton
@@ -129,7 +130,8 @@ def needs_int64(kernel: KernelPlan, storage: dict) -> bool:
     group = kernel.group
     names = set(group.names) | set(kernel.loads)
     if group.matmul is not None:
-        names |= {a.buffer.name for a in group.matmul.args if isinstance(a, ir.StridedValue)}
+        names |= {a.buffer.name for a in [*group.matmul.args, *group.matmul.kwargs.values()]
+                  if isinstance(a, ir.StridedValue)}
         names |= {b.name for b in group.matmul.outputs if b is not None}
     sizes = [storage[n][0] for n in sorted(names) if n in storage] + [group.iterations()]
     return any(not sympy.sympify(size).is_number or int(size) > INT32_MAX for size in sizes)
@@ -140,6 +142,9 @@ def render_kernel(kernel: KernelPlan, storage: dict) -> TritonKernel:
     with it fused, in the plan's matmul tile; indices in int64 where ``storage`` (buffer name →
     elements, dtype) says they may pass int32 (``needs_int64``)."""
     name, group, tiling, wide = kernel.name, kernel.group, kernel.tiling, needs_int64(kernel, storage)
+    if kernel.attention_tile is not None:
+        ops, body, constexprs, grid = render_attention(kernel, lambda axis: _program_id(axis, wide))
+        return _kernel(name, ops, body, constexprs, grid, [])  # its origin is its call's (renderers.render)
     if group.matmul is not None and kernel.matmul_tile is not None:
         return _render_matmul(name, group, kernel.matmul_tile, wide)
     ops = TritonOps()

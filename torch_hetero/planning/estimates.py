@@ -11,7 +11,8 @@ import torch
 from .. import ir, symbolic
 from ..graph import GraphLowering
 from ..ir import ExternCall
-from .cost_model import Estimate, MemoryModel, estimate_kernel, estimate_matmul, estimate_memory_op
+from .cost_model import (Estimate, MemoryModel, estimate_attention, estimate_kernel, estimate_matmul,
+                         estimate_memory_op)
 from .plan import KernelPlan
 from .scheduler import peak_bytes
 
@@ -28,7 +29,10 @@ def estimate_steps(graph: GraphLowering, work: list, profile) -> list:
     memory = MemoryModel(profile, {name: _value(n, hints) for name, n in inputs.items()})
     out = []
     for item in work:
-        if isinstance(item, KernelPlan) and item.group.matmul is not None:
+        if isinstance(item, KernelPlan) and item.attention_tile is not None:
+            out.append(estimate_attention(item.group.matmul.attention_shape(hints), item.attention_tile,
+                                          *_operands(item.group.matmul, hints), profile, memory))
+        elif isinstance(item, KernelPlan) and item.group.matmul is not None:
             out.append(_estimate_epilogue_kernel(item, hints, profile, memory))
         elif isinstance(item, KernelPlan):
             out.append(estimate_kernel(item.cost, profile, memory, item.group.nodes[-1].get_dtype()))
@@ -72,13 +76,19 @@ def _tensor_bytes(value: ir.StridedValue, hints) -> float:
     return _value(symbolic.product(value.layout.size), hints) * value.get_dtype().itemsize
 
 
-def _estimate_extern(call: ExternCall, hints, profile, memory, keep_output: bool = True):
-    tensors = [a for a in call.args if isinstance(a, ir.StridedValue)]
+def _operands(call: ExternCall, hints, keep_output: bool = True) -> tuple:
+    """(reads, writes): bytes per buffer name of the call's tensor arguments and its outputs."""
     reads = {}
-    for t in tensors:
+    for t in [a for a in list(call.args) + list(call.kwargs.values()) if isinstance(a, ir.StridedValue)]:
         reads[t.buffer.name] = reads.get(t.buffer.name, 0) + _tensor_bytes(t, hints)
     writes = {b.name: _value(symbolic.product(b.layout.size), hints) * b.get_dtype().itemsize
               for b in call.outputs if b is not None and keep_output}
+    return reads, writes
+
+
+def _estimate_extern(call: ExternCall, hints, profile, memory, keep_output: bool = True):
+    tensors = [a for a in call.args if isinstance(a, ir.StridedValue)]
+    reads, writes = _operands(call, hints, keep_output)
     shape = call.matmul_shape(hints)
     if shape:
         return estimate_matmul(*shape, reads, writes, profile, memory)
