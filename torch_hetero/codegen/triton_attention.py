@@ -33,6 +33,7 @@ from .triton_ops import TritonOps
 # the block indices the template's text names: batch, query head, KV head; query rows [BR, 1] and
 # columns [1, BR]; keys as columns [1, BC] and rows [BC, 1]; the head dim as columns and rows
 _SYMBOLS = ("i0", "i1", "ik", "rq", "rqc", "rk", "kk", "rd", "kd")
+_BLOCKS = _SYMBOLS[3:]
 
 
 def render_attention(kernel: KernelPlan, program_id) -> tuple:
@@ -74,18 +75,22 @@ class _Template:
     def _text(self, expr) -> str:
         return self.ops.index(expr)
 
-    def _address(self, value, *index) -> str:
-        """``value``'s buffer offset at ``index`` (sympy, one per dim of [B, H, L|S, D])."""
-        return self._text(value.layout.index(list(index)))
+    def _address(self, layout, index) -> str:
+        """The offset at ``index`` (sympy, one per dim) as a block of every block index in it:
+        a size-1 dim drops its index from the address, which must still span the block."""
+        expr = sympy.sympify(layout.index(list(index)))
+        blocks = [v for v in index if isinstance(v, sympy.Symbol) and v.name in _BLOCKS]
+        missing = [v.name for v in blocks if v not in expr.free_symbols]
+        return self._text(expr) + (f" + 0 * ({' + '.join(missing)})" if missing else "")
 
     def _load(self, value, index: tuple, mask: str) -> str:
         name = value.buffer.name
         self.ops.loads.setdefault(name, value.get_dtype())
-        return f"tl.load({name} + ({self._address(value, *index)}), mask={mask}, other=0)"
+        return f"tl.load({name} + ({self._address(value.layout, index)}), mask={mask}, other=0)"
 
     def _store(self, buffer, index: tuple, value: str, mask: str) -> str:
         self.ops.stores.setdefault(buffer.name, buffer.get_dtype())
-        text = self._text(buffer.layout.index(list(index)))
+        text = self._address(buffer.layout, index)
         return f"tl.store({buffer.name} + ({text}), ({value}).to({TL_DTYPE[buffer.get_dtype()]}), mask={mask})"
 
     def _mask_term(self, head, query, key, inside: str) -> list:
@@ -99,7 +104,7 @@ class _Template:
         name = self.mask.buffer.name
         self.ops.loads.setdefault(name, self.mask.get_dtype())
         offset = self._text(self.mask.layout.index(index)) if index else "0"
-        return [f"s += tl.load({name} + ({offset}), mask={inside}, other=0).to(tl.float32)"]
+        return [f"s += tl.load({name} + ({offset} + 0 * ({query} + {key})), mask={inside}, other=0).to(tl.float32)"]
 
     def _scores(self, head, query, key, left: str, right: str, inside: str, causal: str) -> list:
         """``s``: the scaled (and masked) scores ``left @ right``, -inf where a key is out of
