@@ -30,8 +30,7 @@ def estimate_steps(graph: GraphLowering, work: list, profile) -> list:
     out = []
     for item in work:
         if isinstance(item, KernelPlan) and item.attention_tile is not None:
-            out.append(estimate_attention(item.group.matmul.attention_shape(hints), item.attention_tile,
-                                          *_operands(item.group.matmul, hints), profile, memory))
+            out.append(_estimate_attention_kernel(item.group.matmul, item.attention_tile, hints, profile, memory))
         elif isinstance(item, KernelPlan) and item.group.matmul is not None:
             out.append(_estimate_epilogue_kernel(item, hints, profile, memory))
         elif isinstance(item, KernelPlan):
@@ -76,19 +75,26 @@ def _tensor_bytes(value: ir.StridedValue, hints) -> float:
     return _value(symbolic.product(value.layout.size), hints) * value.get_dtype().itemsize
 
 
-def _operands(call: ExternCall, hints, keep_output: bool = True) -> tuple:
-    """(reads, writes): bytes per buffer name of the call's tensor arguments and its outputs."""
+def _operands(call: ExternCall, tensors: list, hints, keep_output: bool = True) -> tuple:
+    """(reads, writes): bytes per buffer name of ``tensors`` (the call's arguments it reads)
+    and of the call's outputs."""
     reads = {}
-    for t in [a for a in list(call.args) + list(call.kwargs.values()) if isinstance(a, ir.StridedValue)]:
+    for t in tensors:
         reads[t.buffer.name] = reads.get(t.buffer.name, 0) + _tensor_bytes(t, hints)
     writes = {b.name: _value(symbolic.product(b.layout.size), hints) * b.get_dtype().itemsize
               for b in call.outputs if b is not None and keep_output}
     return reads, writes
 
 
+def _estimate_attention_kernel(call: ExternCall, tile, hints, profile, memory) -> Estimate:
+    """Our flash attention: every tensor it reads (the mask, a keyword argument, included)."""
+    tensors = [a for a in [*call.args, *call.kwargs.values()] if isinstance(a, ir.StridedValue)]
+    return estimate_attention(call.attention_shape(hints), tile, *_operands(call, tensors, hints), profile, memory)
+
+
 def _estimate_extern(call: ExternCall, hints, profile, memory, keep_output: bool = True):
     tensors = [a for a in call.args if isinstance(a, ir.StridedValue)]
-    reads, writes = _operands(call, hints, keep_output)
+    reads, writes = _operands(call, tensors, hints, keep_output)
     shape = call.matmul_shape(hints)
     if shape:
         return estimate_matmul(*shape, reads, writes, profile, memory)
