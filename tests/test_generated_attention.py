@@ -99,3 +99,27 @@ def test_long_rows_plan_by_local_sram():
         assert tile.smem <= get_profile(name).local_sram_bytes, (name, tile)
     assert (tiles["mtia-v2"].br, tiles["mtia-v2"].bc) != (tiles["h100"].br, tiles["h100"].bc), tiles
     assert tiles["mtia-v2"].br * tiles["mtia-v2"].bc > tiles["h100"].br * tiles["h100"].bc, tiles
+
+
+@pytest.mark.parametrize("target", ["cuda:90", "hip:gfx942"])
+def test_builds_ahead_of_time(target):
+    """The forward and the backward kernel (bf16, GQA, a mask) compile for a GPU without one,
+    within its shared memory."""
+    from torch_hetero.backend import collect_compiled_graphs, hetero_backend
+    from torch_hetero.runtime import triton_run
+    torch._dynamo.reset()
+    q, k, v = (t.requires_grad_() for t in _qkv(heads=4, kv_heads=2, queries=64, dim=64, dtype=torch.bfloat16))
+    mask = torch.randn(64, 64, dtype=torch.bfloat16)
+    options = {"device": "rivos-sim", "strict": True}
+    compiled = torch.compile(_sdpa(attn_mask=mask, enable_gqa=True),
+                             backend=lambda gm, example: hetero_backend(gm, example, options=options))
+    with collect_compiled_graphs() as graphs:
+        compiled(q, k, v).sum().backward()
+    built = []
+    for kind, graph, _ in graphs:
+        module = triton_run.load_module(graph.code[f"{kind}.triton.py"], interpret=False)
+        for kernel in graph.rendered["triton"]:
+            result = triton_run.aot_compile(getattr(module, kernel.name), kernel.signature, kernel.constexprs, target)
+            assert result.metadata.shared <= get_profile("h100" if target.startswith("cuda") else "mi300x").local_sram_bytes
+            built += kernel.origins
+    assert built == ["aten.scaled_dot_product_attention", "aten.scaled_dot_product_attention_backward"]
