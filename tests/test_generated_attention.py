@@ -123,3 +123,34 @@ def test_builds_ahead_of_time(target):
             assert result.metadata.shared <= get_profile("h100" if target.startswith("cuda") else "mi300x").local_sram_bytes
             built += kernel.origins
     assert built == ["aten.scaled_dot_product_attention", "aten.scaled_dot_product_attention_backward"]
+
+
+def _explicit(q, k, v, mask):
+    scores = (q @ k.transpose(-1, -2)) / 4.0 + mask
+    return scores.softmax(-1) @ v
+
+
+def _explicit_scores_kept(q, k, v, mask):
+    scores = (q @ k.transpose(-1, -2)) / 4.0 + mask
+    return scores.softmax(-1) @ v, scores.sum()   # the scores are read outside the pattern
+
+
+def _explicit_over_queries(q, k, v, mask):
+    scores = (q @ k.transpose(-1, -2)) / 4.0 + mask
+    return scores.softmax(-2) @ v                 # not a softmax over the keys
+
+
+def test_explicit_attention_becomes_the_kernel():
+    inputs = (*_qkv(batch=2, queries=6, keys=6), torch.randn(6, 6, generator=torch.Generator().manual_seed(4)))
+    _, kernels = planned_kernels(_explicit, inputs, INTERPRET)
+    assert [k.group.matmul.name for k in kernels] == ["aten.scaled_dot_product_attention.default"]
+    check(_explicit, *inputs, options=INTERPRET, native=True)
+
+
+@pytest.mark.parametrize("fn", [_explicit_scores_kept, _explicit_over_queries])
+def test_explicit_attention_outside_the_pattern_is_unchanged(fn):
+    inputs = (*_qkv(batch=2, queries=6, keys=6), torch.randn(6, 6, generator=torch.Generator().manual_seed(4)))
+    _, kernels = planned_kernels(fn, inputs, HOST)
+    ops = [k.group.matmul.name for k in kernels if k.group.matmul is not None]
+    assert ops == ["aten.bmm.default", "aten.bmm.default"], ops
+    check(fn, *inputs, options=HOST, native=True)
