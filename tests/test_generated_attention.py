@@ -154,3 +154,20 @@ def test_explicit_attention_outside_the_pattern_is_unchanged(fn):
     ops = [k.group.matmul.name for k in kernels if k.group.matmul is not None]
     assert ops == ["aten.bmm.default", "aten.bmm.default"], ops
     check(fn, *inputs, options=HOST, native=True)
+
+
+def _repeat_kv(x, repeats):
+    """LLaMA's repeat_kv: each KV head copied for the query heads that share it."""
+    batch, heads, keys, dim = x.shape
+    return x[:, :, None].expand(batch, heads, repeats, keys, dim).reshape(batch, heads * repeats, keys, dim)
+
+
+def test_repeated_kv_heads_are_read_not_copied():
+    def llama_style(q, k, v):
+        return F.scaled_dot_product_attention(q, _repeat_kv(k, 2), _repeat_kv(v, 2), is_causal=True)
+    inputs = _qkv(heads=4, kv_heads=2, queries=5)
+    _, kernels = planned_kernels(llama_style, inputs, INTERPRET)
+    (kernel,) = kernels
+    assert kernel.group.matmul.attention_shape({}).kv_heads == 2
+    check(llama_style, *inputs, options=INTERPRET, native=True)
+    check(llama_style, *inputs, grad=True, options=INTERPRET, native=True)   # training keeps its copies

@@ -1,19 +1,25 @@
-"""Attention written out — ``softmax(q @ k^T * scale [+ mask]) @ v`` — found in the ATen graph
-and replaced by the fused attention op that SDPA is traced as, so that a target without an
-attention library runs it as our flash attention (one kernel, no [L, S] scores in memory)
-instead of two matmuls around a softmax.  A pass over the FX graph before lowering.
+"""Attention in forms the fused op can take more cheaply, rewritten in the ATen graph before
+lowering so that a target without an attention library runs our flash attention on it
+(``codegen.triton_attention``): one kernel, no [L, S] scores in memory, no copied KV heads.
 
-What a match requires (anything else leaves the graph unchanged):
-* the traced form of the matmuls: ``view(bmm(view(expand(q)), view(expand(k^T))))`` where q, k, v
-  are 4-d [B, H, L|S, D] with one B and H, each expand a no-op (no broadcast: GQA written with
-  repeated heads is not matched), k^T a transpose or permute of k's last two dims;
-* the scale a multiplication or division of the scores by a number (applied as a product,
-  within one rounding of a division), then at most one added mask of the scores' dtype that
-  broadcasts to [B, H, L, S];
-* the softmax as our decomposition traces it over the last dim: amax, sub, exp, sum, div, in
-  the scores' dtype (a 16-bit softmax computes in fp32 through casts, which do not match);
-* every intermediate read only inside the pattern (a training graph saves the softmax for its
-  backward, so it keeps its matmuls), and the output in the strides the fused op gives it."""
+1. Attention written out — ``softmax(q @ k^T * scale [+ mask]) @ v`` — becomes the fused op SDPA is
+   traced as (``_scaled_dot_product_flash_attention_for_cpu``).  A match requires (anything
+   else leaves the graph unchanged):
+   * the traced form of the matmuls: ``view(bmm(view(expand(q)), view(expand(k^T))))`` where q,
+     k, v are 4-d [B, H, L|S, D] with one B and H, each expand a no-op (no broadcast), k^T a
+     transpose or permute of k's last two dims;
+   * the scale a multiplication or division of the scores by a number (applied as a product,
+     within one rounding of a division), then at most one added mask of the scores' dtype
+     that broadcasts to [B, H, L, S];
+   * the softmax as our decomposition traces it over the last dim: amax, sub, exp, sum, div,
+     in the scores' dtype (a 16-bit softmax computes in fp32 through casts, which do not match);
+   * every intermediate read only inside the pattern (a training graph saves the softmax for
+     its backward, so it keeps its matmuls), and the output in the strides the fused op gives.
+2. KV heads repeated for grouped-query attention (LLaMA's ``repeat_kv``:
+   ``_unsafe_view(clone(expand(unsqueeze(x, 2))), [B, Hkv * n, S, D])``) as a fused op's key or
+   value: the op reads x itself, query head h from KV head h // n (the fused op takes fewer KV
+   heads), when both key and value are so repeated and each copy is read only by the op (in a
+   training graph the copies are saved for the backward, so they stay)."""
 from __future__ import annotations
 
 import numbers
@@ -27,10 +33,10 @@ _VIEWS = (aten.view.default, aten._unsafe_view.default, aten.reshape.default)
 _FLOATS = (torch.float32, torch.float16, torch.bfloat16)
 
 
-def fuse_explicit_attention(gm: torch.fx.GraphModule) -> torch.fx.GraphModule:
-    """``gm`` with each match replaced by the fused op's output (a new module; ``gm`` itself
-    is left as it is, for running eagerly if the compile fails), or ``gm`` if none matches."""
-    if not any(_match(node) for node in gm.graph.nodes):
+def rewrite_attention(gm: torch.fx.GraphModule) -> torch.fx.GraphModule:
+    """``gm`` with both rewrites applied (a new module; ``gm`` itself is left as it is, for
+    running eagerly if the compile fails), or ``gm`` if neither applies."""
+    if not any(_match(node) or _shared_kv(node) for node in gm.graph.nodes):
         return gm
     graph = torch.fx.Graph()
     graph.output(graph.graph_copy(gm.graph, {}))
@@ -38,8 +44,41 @@ def fuse_explicit_attention(gm: torch.fx.GraphModule) -> torch.fx.GraphModule:
         found = _match(node)
         if found is not None:
             _replace(graph, node, *found)
+    for node in list(graph.nodes):
+        shared = _shared_kv(node)
+        if shared is not None:
+            node.args = (node.args[0], *shared, *node.args[3:])
     graph.eliminate_dead_code()
     return torch.fx.GraphModule(gm, graph)
+
+
+def _shared_kv(node):
+    """(k, v) with fewer heads for a fused op reading repeated KV heads, else None."""
+    if not _is(node, FUSED):
+        return None
+    shared = [_unrepeated(node.args[i]) for i in (1, 2)]
+    return tuple(shared) if all(x is not None for x in shared) else None
+
+
+def _unrepeated(node):
+    """x for ``_unsafe_view(clone(expand(unsqueeze(x, 2), [B, Hkv, n, S, D])), [B, Hkv * n, S, D])``."""
+    if not (_is(node, *_VIEWS) and len(node.users) == 1):
+        return None
+    clone = _only_input(node, aten.clone.default)
+    expand = _only_input(clone, aten.expand.default) if clone is not None else None
+    unsqueeze = _only_input(expand, aten.unsqueeze.default) if expand is not None else None
+    if unsqueeze is None or unsqueeze.args[1] != 2:
+        return None
+    x = unsqueeze.args[0]
+    shape = list(x.meta["val"].shape) if isinstance(x, torch.fx.Node) else []
+    if len(shape) != 4:
+        return None
+    batch, kv_heads, keys, dim = shape
+    repeats = expand.args[1][2]
+    if list(expand.args[1]) != [batch, kv_heads, repeats, keys, dim] or \
+            list(node.args[1]) != [batch, kv_heads * repeats, keys, dim]:
+        return None
+    return x
 
 
 def _match(out):
