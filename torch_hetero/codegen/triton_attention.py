@@ -47,8 +47,10 @@ def render_attention(kernel: KernelPlan, program_id) -> tuple:
 
 
 class _Template:
+    """One attention call's kernel text: its operands, sizes (sympy) and scale."""
+
     def __init__(self, ops: TritonOps, call, tile, backward: bool):
-        self.ops, self.call, self.tile, self.is_backward = ops, call, tile, backward
+        self.ops, self.tile, self.is_backward = ops, tile, backward
         args = call.args
         if backward:
             self.dout, self.q, self.k, self.v, self.out, self.lse = args[:6]
@@ -67,7 +69,6 @@ class _Template:
         scale = call.kwargs.get("scale")
         self.scale = repr(float(scale if scale is not None else 1 / math.sqrt(self.head_dim)))
         self.ieee = self.q.get_dtype() == torch.float32   # fp32 stays IEEE, as in eager (no TF32)
-        self.dtype = TL_DTYPE[self.q.get_dtype()]
         self.sym = {name: sympy.Symbol(name, integer=True, nonnegative=True) for name in _SYMBOLS}
         self.grid: tuple = ()
 
