@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch_hetero.device_models import get_profile
 from torch_hetero.ir import AttentionShape
 from torch_hetero.planning.tiling import plan_attention
-from utils import check, planned_kernels
+from utils import check, compile_hetero, planned_kernels
 
 INTERPRET = {"device": "rivos-sim", "executor": "interpret"}
 HOST = {"device": "rivos-sim", "executor": "host"}
@@ -171,3 +171,13 @@ def test_repeated_kv_heads_are_read_not_copied():
     assert kernel.group.matmul.attention_shape({}).kv_heads == 2
     check(llama_style, *inputs, options=INTERPRET, native=True)
     check(llama_style, *inputs, grad=True, options=INTERPRET, native=True)   # training keeps its copies
+
+
+def test_dynamic_shapes_check_the_planned_head_dim():
+    """Symbolic sizes: a head dim is planned at its hint (its block, BD) and each launch checks it."""
+    check(_sdpa(is_causal=True), *_qkv(queries=5, keys=7, dim=8), dynamic=True, grad=True, options=INTERPRET,
+          native=True)
+    compiled = compile_hetero(_sdpa(), dynamic=True, options=INTERPRET, native=True)
+    compiled(*_qkv(queries=3, dim=8))
+    with pytest.raises(AssertionError, match="planned for head dims up to 16"):
+        compiled(*_qkv(queries=3, dim=32))

@@ -105,15 +105,18 @@ class TritonKernel:
     grid: tuple             # program counts (sympy), given the launch's block sizes
     constexprs: dict        # block-size parameter → value
     origins: list           # ATen ops fused into this kernel
+    checks: tuple = ()      # (size, its largest value, message): what a launch needs that the plan assumed
 
     def launch(self) -> list:
-        """The wrapper's lines that launch it (none over an empty grid: an empty tensor)."""
+        """The wrapper's lines that launch it (none over an empty grid: an empty tensor),
+        after its checks."""
+        checks = [f"assert {pexpr(size)} <= {largest}, {message!r}" for size, largest, message in self.checks]
         if any(sympy.sympify(size) == 0 for size in self.grid):
-            return []
+            return checks
         args = list(self.buffer_args) + [pexpr(s) for s in self.symbol_args]
         args += [f"{name}={value}" for name, value in self.constexprs.items()]
         grid = [pexpr(size) for size in self.grid]
-        return [f"{self.name}[({', '.join(grid)}{',' if len(grid) == 1 else ''})]({', '.join(args)})"]
+        return checks + [f"{self.name}[({', '.join(grid)}{',' if len(grid) == 1 else ''})]({', '.join(args)})"]
 
 
 def module_source(prelude: str, kernels) -> str:
@@ -143,8 +146,9 @@ def render_kernel(kernel: KernelPlan, storage: dict) -> TritonKernel:
     elements, dtype) says they may pass int32 (``needs_int64``)."""
     name, group, tiling, wide = kernel.name, kernel.group, kernel.tiling, needs_int64(kernel, storage)
     if kernel.attention_tile is not None:
-        ops, body, constexprs, grid = render_attention(kernel, lambda axis: _program_id(axis, wide))
-        return _kernel(name, ops, body, constexprs, grid, [])  # its origin is its call's (renderers.render)
+        ops, body, constexprs, grid, checks = render_attention(kernel, lambda axis: _program_id(axis, wide))
+        rendered = _kernel(name, ops, body, constexprs, grid, [])  # its origin is its call's (renderers.render)
+        return dataclasses.replace(rendered, checks=checks)
     if group.matmul is not None and kernel.matmul_tile is not None:
         return _render_matmul(name, group, kernel.matmul_tile, wide)
     ops = TritonOps()

@@ -37,13 +37,17 @@ _BLOCKS = _SYMBOLS[3:]
 
 
 def render_attention(kernel: KernelPlan, program_id) -> tuple:
-    """(ops handler, body lines, block sizes, grid) of ``kernel``'s attention call in its
-    tile; ``program_id(axis)``: the program id as the kernel's index width wants it."""
+    """(ops handler, body lines, block sizes, grid, launch checks) of ``kernel``'s attention
+    call in its tile; ``program_id(axis)``: the program id as the kernel's index width wants
+    it.  A symbolic head dim was planned at its size hint: a launch checks that its block holds it."""
     call, tile = kernel.group.matmul, kernel.attention_tile
     ops = TritonOps()
     template = _Template(ops, call, tile, "backward" in str(call.op))
     body = template.backward(program_id) if template.is_backward else template.forward(program_id)
-    return ops, body, {"BR": tile.br, "BC": tile.bc, "BD": tile.bd}, template.grid
+    head_dim = sympy.sympify(template.head_dim)
+    checks = () if head_dim.is_number else (
+        (head_dim, tile.bd, f"generated attention was planned for head dims up to {tile.bd}"),)
+    return ops, body, {"BR": tile.br, "BC": tile.bc, "BD": tile.bd}, template.grid, checks
 
 
 class _Template:
@@ -64,10 +68,13 @@ class _Template:
         batch, heads, queries, head_dim = self.q.layout.size
         kv_heads, keys = self.k.layout.size[1:3]
         self.batch, self.heads, self.kv_heads, self.queries, self.keys = batch, heads, kv_heads, queries, keys
-        self.head_dim = int(head_dim)
+        self.head_dim = head_dim
         self.group = symbolic.FloorDiv(heads, kv_heads)   # query heads per KV head
         scale = call.kwargs.get("scale")
-        self.scale = repr(float(scale if scale is not None else 1 / math.sqrt(self.head_dim)))
+        if scale is None and sympy.sympify(head_dim).is_number:
+            scale = 1 / math.sqrt(int(head_dim))
+        self.scale = repr(float(scale)) if scale is not None else \
+            f"(1.0 / tl.sqrt(({self._text(head_dim)}).to(tl.float32)))"  # a symbolic head dim's default
         self.ieee = self.q.get_dtype() == torch.float32   # fp32 stays IEEE, as in eager (no TF32)
         self.sym = {name: sympy.Symbol(name, integer=True, nonnegative=True) for name in _SYMBOLS}
         self.grid: tuple = ()
@@ -118,7 +125,7 @@ class _Template:
     # ------------------------------------------------------------- forward
     def forward(self, program_id) -> list:
         i0, i1, ik, rq, _, rk, kk, rd, kd = (self.sym[n] for n in _SYMBOLS)
-        L, S, D = self._text(self.queries), self._text(self.keys), self.head_dim
+        L, S, D = self._text(self.queries), self._text(self.keys), self._text(self.head_dim)
         head_of = [f"i0 = {program_id(1)} // {self._text(self.heads)}",
                    f"i1 = {program_id(1)} % {self._text(self.heads)}",
                    f"ik = i1 // {self._text(self.group)}"]
@@ -157,7 +164,7 @@ class _Template:
     # ------------------------------------------------------------- backward
     def backward(self, program_id) -> list:
         i0, i1, ik, rq, rqc, rk, kk, rd, kd = (self.sym[n] for n in _SYMBOLS)
-        L, S, D = self._text(self.queries), self._text(self.keys), self.head_dim
+        L, S, D = self._text(self.queries), self._text(self.keys), self._text(self.head_dim)
         H, HK, G = self._text(self.heads), self._text(self.kv_heads), self._text(self.group)
         key_blocks = symbolic.FloorDiv(self.keys + self.tile.bc - 1, self.tile.bc)
         query_blocks = symbolic.FloorDiv(self.queries + self.tile.br - 1, self.tile.br)

@@ -71,8 +71,8 @@ def _generated_attention(graph, op, args, kwargs, backward: bool):
                                   f"not {query.dtype}")
     if dropout:
         raise NotImplementedError("generated attention has no dropout")
-    head_dim = query.shape[-1]
-    if not isinstance(head_dim, int) or head_dim > MAX_HEAD_DIM:
+    head_dim = query.shape[-1]   # symbolic: planned at its hint, checked at each launch
+    if (head_dim if isinstance(head_dim, int) else head_dim.node.hint) > MAX_HEAD_DIM:
         raise NotImplementedError(f"generated attention holds a head dim up to {MAX_HEAD_DIM} whole, "
                                   f"not {head_dim}")
     name = "aten.scaled_dot_product_attention" + ("_backward" if backward else "")
