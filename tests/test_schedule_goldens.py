@@ -59,6 +59,8 @@ def graphs():
         "layer_norm_long": (lambda x: F.layer_norm(x, (65536,)), (torch.randn(16, 65536),)),
         "linear_bias_gelu": (mlp, (torch.randn(128, 256, dtype=torch.bfloat16),)),
         "attention": (attention, tuple(torch.randn(2, 4, 64, 64) for _ in range(3))),
+        # long rows: generated flash attention tiles follow each library-less profile's local SRAM
+        "attention_long": (F.scaled_dot_product_attention, tuple(torch.randn(1, 1, 4096, 64) for _ in range(3))),
         "large_reduction": (lambda x: x.sum(), (torch.randn(1 << 20),)),
         "matmul": (lambda a, b, c, d: (a @ b, torch.bmm(c, d)),
                    (torch.randn(256, 512), torch.randn(512, 384), torch.randn(4, 128, 64), torch.randn(4, 64, 96))),

@@ -18,7 +18,7 @@ from torch._functorch.partitioners import min_cut_rematerialization_partition
 from . import aot_cache, logs
 from . import options as options_mod
 from .compiler import EagerGraph, compile_graph
-from .decompositions import attention_form, decomposition_table
+from .decompositions import decomposition_table
 from .errors import GraphFallbackWarning, HeteroCompileError, one_line
 
 _collectors = threading.local()
@@ -55,18 +55,8 @@ def hetero_backend(gm: torch.fx.GraphModule, example_inputs, options=None, mode=
                            inference_compiler=compiler_for("inference"),
                            decompositions=decomposition_table(),
                            partition_fn=min_cut_rematerialization_partition)
-    with aot_cache.caching(opts) if cache else contextlib.nullcontext(), _attention_form(opts):
+    with aot_cache.caching(opts) if cache else contextlib.nullcontext():
         return backend(gm, example_inputs)
-
-
-def _attention_form(opts):
-    """How SDPA is traced for the profile (``decompositions.attention_form``).  A profile that
-    fails to load changes nothing here: compiling the graph then fails, and it runs eagerly."""
-    try:
-        target = opts.profile.target
-    except Exception:  # reported by _compile_or_fall_back, which loads it again
-        return contextlib.nullcontext()
-    return attention_form(target)
 
 
 def _compile_or_fall_back(gm, kind: str, opts, sink):

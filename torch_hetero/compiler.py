@@ -15,6 +15,7 @@ from .codegen import renderers
 from .codegen.wrapper import render_wrapper
 from .errors import HeteroCompileError, one_line
 from .graph import GraphLowering, module_path, op_name, warn_fallback
+from .lowering.attention_pattern import rewrite_attention
 from .planning.passes import build_plan
 from .planning.plan import Plan
 from .runtime import loaders
@@ -112,6 +113,8 @@ def compile_graph(gm: torch.fx.GraphModule, options, name: str = "graph", estima
     of running through ATen.  ``estimate``: estimate every step (for reports)."""
     start = time.perf_counter()
     profile = options.profile
+    if not profile.target.attention:  # written-out attention and repeated KV heads: our flash attention
+        gm = rewrite_attention(gm)
     graph = GraphLowering(gm, profile.target, profile.name, options.strict).run()
     runs = choose_executor(options.executor, profile, graph)
     language = renderers.HOST if runs == "host" else profile.target.language

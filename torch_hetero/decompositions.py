@@ -4,12 +4,10 @@ Ops with a native lowering (see ``lowering/``) are deliberately absent: decompos
 would only make longer graphs."""
 from __future__ import annotations
 
-import contextlib
 import functools
 
 import torch
 from torch._decomp import get_decompositions
-from torch.nn.attention import SDPBackend, sdpa_kernel
 
 aten = torch.ops.aten
 
@@ -113,13 +111,3 @@ OWN_DECOMPOSITIONS = {aten.addbmm.default: _addbmm, aten._trilinear.default: _tr
 @functools.lru_cache(maxsize=None)
 def decomposition_table() -> dict:
     return {**get_decompositions(DECOMPOSED_OPS), **OWN_DECOMPOSITIONS}
-
-
-def attention_form(target):
-    """Where SDPA is decomposed, per target.  SDPA is CompositeImplicitAutograd: on CPU inputs
-    torch's dispatcher (not a decomposition table) turns it into the fused
-    ``_scaled_dot_product_flash_attention_for_cpu`` (+ its backward) while AOTAutograd traces,
-    before our table is consulted.  A target without an attention library must not get that CPU
-    kernel, so tracing runs with only the math backend enabled: SDPA arrives as matmuls, a
-    softmax and its mask (causal, boolean, additive; GQA by repeated KV heads), which we lower."""
-    return contextlib.nullcontext() if target.attention else sdpa_kernel([SDPBackend.MATH])

@@ -332,6 +332,26 @@ def as_strided(value: TensorValue) -> Optional[StridedValue]:
 # the ATen matrix products: extern calls with a tile (tiling.plan_matmul) and, where the target
 # generates its GEMM, an epilogue (fusion)
 MATMULS = {torch.ops.aten.mm.default, torch.ops.aten.addmm.default, torch.ops.aten.bmm.default}
+# the fused attention ops AOTAutograd keeps whole (SDPA on CPU inputs): a library call where the
+# profile declares an attention library, else our generated flash attention (``AttentionShape``)
+ATTENTIONS = {torch.ops.aten._scaled_dot_product_flash_attention_for_cpu.default,
+              torch.ops.aten._scaled_dot_product_flash_attention_for_cpu_backward.default}
+
+
+@dataclasses.dataclass(frozen=True)
+class AttentionShape:
+    """What a fused attention call computes, with sizes as the size hints give them: per batch
+    and query head, softmax(q @ k^T * scale + mask) @ v over ``heads // kv_heads`` query heads
+    per KV head (GQA/MQA)."""
+    batch: int
+    heads: int
+    kv_heads: int
+    queries: int       # L
+    keys: int          # S
+    head_dim: int      # D
+    dtype: torch.dtype
+    causal: bool
+    backward: bool
 
 
 @dataclasses.dataclass(frozen=True)
@@ -408,6 +428,17 @@ class ExternCall:
         gemm = self.operands()
         batch, m, n, k = (int(sympy.sympify(s).subs(hints)) for s in (gemm.batch or 1, gemm.m, gemm.n, gemm.k))
         return batch, m, n, k, gemm.dtype
+
+    def attention_shape(self, hints: dict) -> "AttentionShape | None":
+        """The shape of a fused attention call (``ATTENTIONS``), else None."""
+        if self.op not in ATTENTIONS:
+            return None
+        backward = "backward" in str(self.op)
+        q, k = self.args[1:3] if backward else self.args[:2]
+        causal = self.args[7] if backward else (self.args[4] if len(self.args) > 4 else False)
+        batch, heads, queries, head_dim = [int(sympy.sympify(s).subs(hints)) for s in q.layout.size]
+        kv_heads, keys = [int(sympy.sympify(s).subs(hints)) for s in k.layout.size[1:3]]
+        return AttentionShape(batch, heads, kv_heads, queries, keys, head_dim, q.get_dtype(), bool(causal), backward)
 
 
 def _collect_buffers(tree, out: list) -> None:

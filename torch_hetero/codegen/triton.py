@@ -20,6 +20,7 @@ from ..planning.plan import KernelPlan
 from ..printer import pexpr
 from ..virtualized import collect_origins, in_order, set_ops_handler
 from .code_handler import Var
+from .triton_attention import render_attention
 from .triton_ops import TritonOps, compute_dtype, literal, narrow
 
 PRELUDE = '''import triton
@@ -118,17 +119,20 @@ class TritonKernel:
     origins: list           # ATen ops fused into this kernel
     scratch: tuple = ()     # (name, elements, torch dtype name, like, zeroed): buffers the launch
                             # allocates (a split GEMM's partials and arrival counters) on ``like``'s device
+    checks: tuple = ()      # (size, its largest value, message): what a launch needs that the plan assumed
 
     def launch(self) -> list:
-        """The wrapper's lines that launch it (none over an empty grid: an empty tensor)."""
+        """The wrapper's lines that launch it (none over an empty grid: an empty tensor),
+        after its checks."""
+        checks = [f"assert {pexpr(size)} <= {largest}, {message!r}" for size, largest, message in self.checks]
         if any(sympy.sympify(size) == 0 for size in self.grid):
-            return []
+            return checks
         args = list(self.buffer_args) + [pexpr(s) for s in self.symbol_args]
         args += [f"{name}={value}" for name, value in self.constexprs.items()]
         grid = [pexpr(size) for size in self.grid]
         scratch = [f"{name} = {like}.{'new_zeros' if zeroed else 'new_empty'}(({pexpr(size)},), dtype=torch.{dtype})"
                    for name, size, dtype, like, zeroed in self.scratch]
-        return scratch + [f"{self.name}[({', '.join(grid)}{',' if len(grid) == 1 else ''})]({', '.join(args)})"]
+        return checks + scratch + [f"{self.name}[({', '.join(grid)}{',' if len(grid) == 1 else ''})]({', '.join(args)})"]
 
 
 def module_source(prelude: str, kernels) -> str:
@@ -145,7 +149,8 @@ def needs_int64(kernel: KernelPlan, storage: dict) -> bool:
     group = kernel.group
     names = set(group.names) | set(kernel.loads)
     if group.matmul is not None:
-        names |= {a.buffer.name for a in group.matmul.args if isinstance(a, ir.StridedValue)}
+        names |= {a.buffer.name for a in [*group.matmul.args, *group.matmul.kwargs.values()]
+                  if isinstance(a, ir.StridedValue)}
         names |= {b.name for b in group.matmul.outputs if b is not None}
     sizes = [storage[n][0] for n in sorted(names) if n in storage] + [group.iterations()]
     return any(not sympy.sympify(size).is_number or int(size) > INT32_MAX for size in sizes)
@@ -156,6 +161,10 @@ def render_kernel(kernel: KernelPlan, storage: dict) -> TritonKernel:
     with it fused, in the plan's matmul tile; indices in int64 where ``storage`` (buffer name →
     elements, dtype) says they may pass int32 (``needs_int64``)."""
     name, group, tiling, wide = kernel.name, kernel.group, kernel.tiling, needs_int64(kernel, storage)
+    if kernel.attention_tile is not None:
+        ops, body, constexprs, grid, checks = render_attention(kernel, lambda axis: _program_id(axis, wide))
+        rendered = _kernel(name, ops, body, constexprs, grid, [])  # its origin is its call's (renderers.render)
+        return dataclasses.replace(rendered, checks=checks)
     if group.matmul is not None and kernel.matmul_tile is not None:
         return _render_matmul(name, group, kernel.matmul_tile, wide)
     ops = TritonOps()

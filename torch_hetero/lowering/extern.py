@@ -3,11 +3,14 @@ family, and fused attention where the profile declares a library for it (``Targe
 convolution is in ``convolution.py``).  Unlike fallbacks these are a choice, so the
 report lists them apart; without the library the op is the target's debt, not a choice.  On a
 target that generates every GEMM (``Target.generates_gemm``: no BLAS library) the planner turns
-each matmul call into a generated kernel (``planning.fusion``); one it cannot generate falls back."""
+each matmul call into a generated kernel (``planning.fusion``); one it cannot generate falls back.
+Likewise a fused attention call on a target without an attention library becomes our generated
+flash attention (``codegen.triton_attention``), forward and backward."""
 from __future__ import annotations
 
 import torch
 
+from ..ir import ATTENTIONS
 from ..virtualized import current_graph
 from .registry import register_lowering
 
@@ -17,10 +20,8 @@ aten = torch.ops.aten
 # matmuls (integers, float64) as fallbacks, reported as its debt
 GEMM_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 MATMUL_OPS = (aten.mm, aten.bmm, aten.addmm)
-# AOTAutograd traces SDPA into these on CPU inputs only where the target has an attention library
-# (``decompositions.attention_form``); elsewhere SDPA arrives as its math.
-ATTENTIONS = (aten._scaled_dot_product_flash_attention_for_cpu,
-              aten._scaled_dot_product_flash_attention_for_cpu_backward)
+# what our generated attention reads: head dims a tile holds whole (a power-of-two block, >= 16 for tl.dot)
+MAX_HEAD_DIM = 256
 
 
 def _extern(*args, **kwargs):
@@ -39,16 +40,35 @@ def _attention(*args, **kwargs):
     reaches that library (``Target.attention_op``), its note says what this executor runs."""
     graph = current_graph()
     op, device_op = graph.current_node.target, graph.target.attention_op
-    if not device_op:
-        raise NotImplementedError("the profile declares no attention library (capabilities.attention); "
-                                  "SDPA is traced as its math for such targets")
     backward = op.overloadpacket is aten._scaled_dot_product_flash_attention_for_cpu_backward
+    if not device_op:
+        return _generated_attention(graph, op, args, kwargs, backward)
     device_op += "_backward" if backward else ""
     if device_op == _without_overload(op):
         return graph.call_aten(op, args, kwargs, kind="extern")
     note = (f"{graph.target.attention[0]} on the device; the host executor runs ATen's CPU flash "
             "attention kernel in its place")
     return graph.call_aten(op, args, kwargs, kind="extern", device_op=device_op, note=note)
+
+
+def _generated_attention(graph, op, args, kwargs, backward: bool):
+    """Our flash attention (the profile declares no attention library): planned as a kernel of
+    its own (``planning.fusion``), named by SDPA rather than by the CPU op it was traced as.
+    What the template cannot compute falls back, reported as the target's debt."""
+    query = graph.current_node.meta["val"][0] if backward else graph.current_node.args[0].meta["val"]
+    dropout = args[6] if backward else (args[3] if len(args) > 3 else 0.0)
+    if query.dtype not in GEMM_DTYPES:
+        raise NotImplementedError(f"generated attention takes {', '.join(str(d) for d in GEMM_DTYPES)}, "
+                                  f"not {query.dtype}")
+    if dropout:
+        raise NotImplementedError("generated attention has no dropout")
+    head_dim = query.shape[-1]   # symbolic: planned at its hint, checked at each launch
+    if (head_dim if isinstance(head_dim, int) else head_dim.node.hint) > MAX_HEAD_DIM:
+        raise NotImplementedError(f"generated attention holds a head dim up to {MAX_HEAD_DIM} whole, "
+                                  f"not {head_dim}")
+    name = "aten.scaled_dot_product_attention" + ("_backward" if backward else "")
+    return graph.call_aten(op, args, kwargs, kind="extern", device_op=name,
+                           note="generated flash attention (the profile declares no attention library)")
 
 
 def _without_overload(op) -> str:

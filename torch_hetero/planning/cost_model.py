@@ -9,6 +9,8 @@ A roofline per kernel — max(FLOPs / peak, bytes / bandwidth) + launch overhead
 * parallel utilization and wave quantization: ``chunks`` of work over ``compute_units``
   reach ``chunks / (ceil(chunks / units) * units)`` of peak, and a serial kernel one unit's;
 * matrix-unit padding: a matmul's M, N, K are rounded up to the instruction shape;
+* a generated flash attention (``attention_work``): its matrix work padded to its tile,
+  q, k, v and the output moved once each, and K and V re-read once per query block;
 * on the host C++ target, the ops ``host_ops`` names (transcendentals, a division g++ does not
   hoist, select, and every other op as plain arithmetic, ``arith``: not at the sgemm FLOP/s,
   least of all in a scalar loop) cost what the host measured per
@@ -238,6 +240,35 @@ def estimate_matmul(batch: int, m: int, n: int, k: int, dtype: torch.dtype, read
     if split > 1:
         mem += split_k_seconds(partial_bytes, profile)
     return _estimate(compute, mem, extern_launch_us(profile), flops, sum(reads.values()) + sum(writes.values()))
+
+
+def attention_work(shape, br: int, bc: int, bd: int) -> tuple:
+    """(FLOPs, FLOPs padded to the tile, programs, bytes of K and V re-read) of a flash
+    attention over ``shape`` (``ir.AttentionShape``) in (BR, BC) blocks of a BD head block:
+    forward 2 matmuls per block pair (scores, P @ V), backward 7 (scores and dP recomputed
+    per key block with dV and dK, and per query block with dQ); causal does about half."""
+    matmuls = 7 if shape.backward else 2
+    causal = 0.5 if shape.causal and shape.queries > 1 else 1.0
+    heads = shape.batch * shape.heads
+    programs = heads * math.ceil(shape.queries / br)
+    flops = 2.0 * matmuls * heads * shape.queries * shape.keys * shape.head_dim * causal
+    padded = 2.0 * matmuls * programs * br * max(math.ceil(shape.keys / bc), 1) * bc * bd * causal
+    rereads = programs * shape.keys * 2 * bd * shape.dtype.itemsize * causal
+    return flops, padded, programs, rereads
+
+
+def estimate_attention(shape, tile, reads: dict, writes: dict, profile, memory: "MemoryModel") -> Estimate:
+    """A generated flash attention (``tiling.AttentionTiling``): the padded matrix work over
+    the programs' waves, its operands and outputs once each plus K and V re-read per query
+    block from the last level, never an [L, S] score matrix."""
+    name = dtype_name(shape.dtype)
+    matrix = name in profile.matrix_shapes
+    flops, padded, programs, rereads = attention_work(shape, tile.br, tile.bc, tile.bd)
+    efficiency = parallel_efficiency(programs, profile.compute_units)
+    compute = padded / (profile.peak_flops(name if matrix else "fp32", matrix=matrix) * efficiency)
+    mem = memory.seconds(reads, writes, efficiency) + rereads / (profile.llc_gbps * 1e9)
+    moved = sum(reads.values()) + sum(writes.values())
+    return _estimate(compute, mem, profile.launch_overhead_us, flops, moved + rereads)
 
 
 def extern_launch_us(profile) -> float:

@@ -11,7 +11,8 @@ import torch
 from .. import ir, symbolic
 from ..graph import GraphLowering
 from ..ir import ExternCall
-from .cost_model import Estimate, MemoryModel, estimate_kernel, estimate_matmul, estimate_memory_op
+from .cost_model import (Estimate, MemoryModel, estimate_attention, estimate_kernel, estimate_matmul,
+                         estimate_memory_op)
 from .plan import KernelPlan
 from .scheduler import peak_bytes
 
@@ -28,7 +29,9 @@ def estimate_steps(graph: GraphLowering, work: list, profile) -> list:
     memory = MemoryModel(profile, {name: _value(n, hints) for name, n in inputs.items()})
     out = []
     for item in work:
-        if isinstance(item, KernelPlan) and item.group.matmul is not None:
+        if isinstance(item, KernelPlan) and item.attention_tile is not None:
+            out.append(_estimate_attention_kernel(item.group.matmul, item.attention_tile, hints, profile, memory))
+        elif isinstance(item, KernelPlan) and item.group.matmul is not None:
             out.append(_estimate_epilogue_kernel(item, hints, profile, memory))
         elif isinstance(item, KernelPlan):
             out.append(estimate_kernel(item.cost, profile, memory, item.group.nodes[-1].get_dtype()))
@@ -73,14 +76,27 @@ def _tensor_bytes(value: ir.StridedValue, hints) -> float:
     return _value(symbolic.product(value.layout.size), hints) * value.get_dtype().itemsize
 
 
-def _estimate_extern(call: ExternCall, hints, profile, memory, keep_output: bool = True, tile=None):
-    """``tile``: a generated matmul's (its split of K priced); None for a library call."""
-    tensors = [a for a in call.args if isinstance(a, ir.StridedValue)]
+def _operands(call: ExternCall, tensors: list, hints, keep_output: bool = True) -> tuple:
+    """(reads, writes): bytes per buffer name of ``tensors`` (the call's arguments it reads)
+    and of the call's outputs."""
     reads = {}
     for t in tensors:
         reads[t.buffer.name] = reads.get(t.buffer.name, 0) + _tensor_bytes(t, hints)
     writes = {b.name: _value(symbolic.product(b.layout.size), hints) * b.get_dtype().itemsize
               for b in call.outputs if b is not None and keep_output}
+    return reads, writes
+
+
+def _estimate_attention_kernel(call: ExternCall, tile, hints, profile, memory) -> Estimate:
+    """Our flash attention: every tensor it reads (the mask, a keyword argument, included)."""
+    tensors = [a for a in [*call.args, *call.kwargs.values()] if isinstance(a, ir.StridedValue)]
+    return estimate_attention(call.attention_shape(hints), tile, *_operands(call, tensors, hints), profile, memory)
+
+
+def _estimate_extern(call: ExternCall, hints, profile, memory, keep_output: bool = True, tile=None):
+    """``tile``: a generated matmul's (its split of K priced); None for a library call."""
+    tensors = [a for a in call.args if isinstance(a, ir.StridedValue)]
+    reads, writes = _operands(call, tensors, hints, keep_output)
     shape = call.matmul_shape(hints)
     if shape:
         if tile is not None and tile.split_k > 1:

@@ -27,7 +27,8 @@ class Group:
     local: frozenset = frozenset()   # reductions kept in registers (and a fused matmul's output tile)
     reread: frozenset = frozenset()  # stored reductions later nodes also read
     decisions: tuple = ()       # why each node joined or not
-    matmul: object = None       # the ExternCall matmul this group is the epilogue of, if fused
+    matmul: object = None       # the ExternCall this kernel generates: a matmul (the nodes, if any, its
+                                # epilogue) or a fused attention (alone, ``KernelPlan.attention_tile``)
     column: bool = False        # one column reduction (host): reduction loop outside, outputs vectorized
 
     @property

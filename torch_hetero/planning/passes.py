@@ -11,7 +11,7 @@ from .estimates import estimate_steps, peak_memory
 from .kernel_analysis import analyze
 from .loop_nest import loads_by_node
 from .plan import ExternPlan, KernelPlan, Plan
-from .tiling import MatmulTiles, plan_kernel
+from .tiling import MatmulTiles, plan_attention, plan_kernel
 
 
 def build_plan(graph: GraphLowering, profile, target: str, fuse: bool = True, estimate: bool = True) -> Plan:
@@ -27,8 +27,10 @@ def build_plan(graph: GraphLowering, profile, target: str, fuse: bool = True, es
     for k, group in enumerate(groups):
         cost = analyze(group, storage, graph.size_hints, memo)
         matmul_tile = tiles.of(group.matmul) if group.matmul is not None else None
+        attention = group.matmul.attention_shape(graph.size_hints) if group.matmul is not None else None
         kernels.append(KernelPlan(f"kernel{k}", group, tuple(name for n in group.nodes for name in loads[n.name]),
-                                  target, cost, plan_kernel(cost, profile, cost.reduction), matmul_tile))
+                                  target, cost, plan_kernel(cost, profile, cost.reduction), matmul_tile,
+                                  attention_tile=plan_attention(attention, profile) if attention else None))
     work = [item if isinstance(item, KernelPlan)
             else ExternPlan(item, tiles.of(item), reason=_library_reason(item, profile))
             for item in scheduler.execution_order(graph, kernels)]

@@ -18,7 +18,7 @@ from ..ir import ExternCall
 from .cost_model import Estimate
 from .kernel_analysis import KernelCost
 from .loop_nest import Group
-from .tiling import KernelTiling, MatmulTiling
+from .tiling import AttentionTiling, KernelTiling, MatmulTiling
 
 
 @dataclasses.dataclass(frozen=True)
@@ -32,6 +32,7 @@ class KernelPlan:
     tiling: KernelTiling          # strategy and block sizes on the profile
     matmul_tile: Optional[MatmulTiling] = None  # the fused matmul's tile on the profile (None: none, or ATen's GEMM)
     estimate: Optional[Estimate] = None         # on the profile; None when estimates are off
+    attention_tile: Optional[AttentionTiling] = None  # a generated attention's tile (its group's call)
 
     @property
     def library_gemm(self) -> bool:
@@ -51,7 +52,7 @@ class KernelPlan:
         unless only the epilogue reads it; ATen's GEMM writes it itself)."""
         matmul = self.group.matmul
         if matmul is not None and not self.library_gemm and matmul.result.name not in self.group.local:
-            return [matmul.result] + self.group.stored
+            return [b for b in matmul.outputs if b is not None] + self.group.stored
         return self.group.stored
 
     @property
@@ -104,9 +105,10 @@ def schedule_text(plan: Plan, fused_ops: dict) -> str:
     lines = []
     for step in plan.steps:
         work = step.work
-        if isinstance(work, KernelPlan) and not work.group.nodes:  # a matmul generated alone
-            matmul = work.group.matmul
-            lines.append(f"{work.name}: {matmul.name} -> {matmul.result.name}; {work.matmul_tile}")
+        if isinstance(work, KernelPlan) and not work.group.nodes:  # a matmul or an attention generated alone
+            call = work.group.matmul
+            outputs = ", ".join(b.name for b in call.outputs if b is not None)
+            lines.append(f"{work.name}: {call.name} -> {outputs}; {work.matmul_tile or work.attention_tile}")
             lines.append(f"  fuses {', '.join(fused_ops[work.name])}")
             lines += [f"  {decision}" for decision in work.group.decisions]
         elif isinstance(work, KernelPlan):

@@ -17,6 +17,12 @@ benchmarking.
   sums one slice of K into fp32 partials, and the last of them to finish adds the partials
   in slice order (deterministic, no float atomics) and applies the epilogue; the split is a
   candidate of the same search, priced with its partials' traffic.
+* A generated flash attention gets (BR, BC, stages): BR query rows per program, BC keys per
+  step, multiples of the matrix-instruction shape; what one program holds (its query rows, the
+  staged key/value blocks, the fp32 accumulator and score block; backward: the key/value rows,
+  their gradients and the staged query-side rows) within local SRAM.  Larger BR re-reads K and
+  V fewer times but leaves fewer programs for the units, so long rows pick BR by that trade,
+  as far as the unit's local memory allows.
 """
 from __future__ import annotations
 
@@ -28,7 +34,8 @@ from typing import Optional
 import torch
 
 from ..device_models.matmul_tiles import STAGES, VECTOR_MATMUL_TILE, smallest_dim, staged_bytes
-from .cost_model import PARTIAL_BYTES, dtype_name, online, parallel_efficiency, row_fits, split_k_seconds
+from .cost_model import (PARTIAL_BYTES, attention_work, dtype_name, online, parallel_efficiency, row_fits,
+                         split_k_seconds)
 from .kernel_analysis import KernelCost
 
 MAX_PROGRAM_ELEMENTS = 4096    # XBLOCK·RBLOCK a Triton program steps through at once, if not a whole row
@@ -75,6 +82,21 @@ class MatmulTiling:
             return 0
         tiles = batch * math.ceil(m / self.bm) * math.ceil(n / self.bn)
         return self.split_k * tiles * self.bm * self.bn * PARTIAL_BYTES
+
+
+@dataclasses.dataclass(frozen=True)
+class AttentionTiling:
+    br: int              # query rows per program
+    bc: int              # keys per step of the online softmax
+    bd: int              # the head dim's block (a power of two >= 16, masked past D)
+    stages: int
+    smem: int            # bytes one program holds in local SRAM
+    sram: int            # the profile's local SRAM per unit: the limit the tile was chosen within
+    waves: float         # programs / units
+
+    def __str__(self) -> str:
+        return (f"BR={self.br} BC={self.bc} BD={self.bd} stages={self.stages} smem {_kib(self.smem)} "
+                f"of {_kib(self.sram)} local SRAM, {self.waves:.2f} waves")
 
 
 def plan_kernel(cost: KernelCost, profile, reduction: bool) -> KernelTiling:
@@ -181,6 +203,48 @@ def group_rows(batch: int, m: int, n: int, k: int, bm: int, bn: int, itemsize: i
     group = min(candidates, key=lambda g: (wave_bytes(g), g))
     return group, (f"operands {_mib(operands)} > L2 {_mib(profile.llc_bytes)}: a wave reads "
                    f"{_mib(wave_bytes(group))}, {_mib(wave_bytes(1))} in row order")
+
+
+MAX_ATTENTION_BLOCK = 256
+
+
+def plan_attention(shape, profile) -> AttentionTiling:
+    """The best (BR, BC, stages) for the attention ``shape`` (``ir.AttentionShape``) on
+    ``profile``: the least estimated time — padded matrix work over the programs' waves, with
+    K and V re-read once per query block — among tiles within local SRAM; ties go to fewer
+    stages, then larger blocks."""
+    name = dtype_name(shape.dtype)
+    matrix = name in profile.matrix_shapes  # fp32 stays IEEE (as eager): vector FMAs
+    base = tuple(profile.matrix_shapes[name]) if matrix else VECTOR_MATMUL_TILE
+    peak = profile.peak_flops(name if matrix else "fp32", matrix=matrix)
+    itemsize, bd = shape.dtype.itemsize, max(_pow2_at_least(shape.head_dim), 16)
+    best = None
+    for br, bc in itertools.product(_multiples(base[0], MAX_ATTENTION_BLOCK), _multiples(base[1], MAX_ATTENTION_BLOCK)):
+        for stages in STAGES:
+            smem = _attention_bytes(br, bc, bd, itemsize, stages, shape.backward)
+            if smem > profile.local_sram_bytes:
+                continue
+            _, padded, blocks, rereads = attention_work(shape, br, bc, bd)
+            compute = padded / (peak * parallel_efficiency(blocks, profile.compute_units)) / (1 - 0.5 / stages)
+            memory = rereads / (profile.llc_gbps * 1e9)
+            key = (max(compute, memory), stages, -br * bc, -br, br, bc)
+            if best is None or key < best[0]:
+                best = (key, AttentionTiling(br, bc, bd, stages, smem, profile.local_sram_bytes,
+                                             blocks / profile.compute_units))
+    if best is None:
+        raise NotImplementedError(f"no attention tile with a head dim of {shape.head_dim} fits local SRAM "
+                                  f"({_kib(profile.local_sram_bytes)})")
+    return best[1]
+
+
+def _attention_bytes(br: int, bc: int, bd: int, itemsize: int, stages: int, backward: bool) -> int:
+    """Local SRAM one attention program holds: forward, its query rows, ``stages`` staged
+    key and value blocks, the fp32 accumulator and scores; backward (per key block), its key
+    and value rows and their fp32 gradients, ``stages`` staged query, output-gradient and
+    output rows, the fp32 scores and their gradients."""
+    if backward:
+        return (2 * bc * bd + 3 * br * bd * stages) * itemsize + (2 * bc * bd + 2 * br * bc) * 4
+    return (br * bd + 2 * bc * bd * stages) * itemsize + (br * bd + br * bc) * 4
 
 
 def _multiples(base: int, top: int) -> list:

@@ -165,7 +165,7 @@ def graph_prefixes(graphs: list) -> list:
 def _kernel_tiling(kernel) -> str:
     matmul = kernel.group.matmul
     if matmul is not None and not kernel.group.nodes:
-        return f"{matmul.name} generated alone {kernel.matmul_tile}"
+        return f"{matmul.name} generated alone {kernel.matmul_tile or kernel.attention_tile}"
     return str(kernel.tiling) + (f"; epilogue of {matmul.name} {kernel.matmul_tile}" if matmul else "")
 
 

@@ -1,0 +1,183 @@
+"""The generated flash attention (codegen/triton_attention.py) on a profile without an attention
+library: forward and gradients against eager under Triton's interpreter, at sequence lengths
+around the plan's blocks, 16-bit dtypes, head dims, causal, boolean (with a fully masked row)
+and additive masks, GQA and an empty batch; the same plan on the host executor; one kernel
+each way, never an [L, S] buffer; tiles that follow the profile's local SRAM."""
+import pytest
+import torch
+import torch.nn.functional as F
+
+from torch_hetero.device_models import get_profile
+from torch_hetero.ir import AttentionShape
+from torch_hetero.planning.tiling import plan_attention
+from utils import check, compile_hetero, planned_kernels
+
+INTERPRET = {"device": "rivos-sim", "executor": "interpret"}
+HOST = {"device": "rivos-sim", "executor": "host"}
+BLOCK = 16   # BR = BC on rivos-sim for these tiny shapes (test_tiny_shapes_take_the_smallest_tile)
+
+
+def _qkv(batch=1, heads=2, queries=5, keys=None, dim=16, kv_heads=None, dtype=torch.float32, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    keys, kv_heads = keys or queries, kv_heads or heads
+    return tuple(torch.randn(batch, h, n, dim, generator=gen).to(dtype)
+                 for h, n in ((heads, queries), (kv_heads, keys), (kv_heads, keys)))
+
+
+def _sdpa(**kwargs):
+    return lambda q, k, v: F.scaled_dot_product_attention(q, k, v, **kwargs)
+
+
+def test_tiny_shapes_take_the_smallest_tile():
+    _, kernels = planned_kernels(_sdpa(), _qkv(), INTERPRET)
+    (kernel,) = kernels
+    assert (kernel.attention_tile.br, kernel.attention_tile.bc) == (BLOCK, BLOCK)
+
+
+@pytest.mark.parametrize("queries,keys", [(1, BLOCK + 1), (BLOCK - 1, BLOCK), (BLOCK + 1, 2 * BLOCK + 3)])
+def test_sequence_lengths_around_the_blocks(queries, keys):
+    check(_sdpa(), *_qkv(queries=queries, keys=keys), grad=True, options=INTERPRET, native=True)
+
+
+@pytest.mark.parametrize("dtype,tol", [(torch.bfloat16, 3e-2), (torch.float16, 5e-3)])
+def test_half_precision(dtype, tol):
+    """P and dS meet the matrix units in the input dtype (as FlashAttention), eager keeps fp32."""
+    check(_sdpa(is_causal=True), *_qkv(queries=9, dim=32, dtype=dtype), grad=True, atol=tol, rtol=tol,
+          options=INTERPRET, native=True)
+
+
+@pytest.mark.parametrize("dim", [8, 32, 64, 128])
+def test_head_dims(dim):
+    check(_sdpa(), *_qkv(heads=1, queries=3, keys=4, dim=dim), grad=dim <= 32, options=INTERPRET, native=True)
+
+
+def test_causal_with_more_keys_than_queries():
+    check(_sdpa(is_causal=True, scale=0.3), *_qkv(queries=6, keys=BLOCK + 4), grad=True, options=INTERPRET,
+          native=True)
+
+
+def test_boolean_mask_with_a_fully_masked_row():
+    """A query no key may see gives 0 (as eager's SDPA on CPU), and no NaN reaches the gradients."""
+    mask = torch.rand(5, 7, generator=torch.Generator().manual_seed(1)) > 0.3
+    mask[2] = False
+    check(_sdpa(attn_mask=mask), *_qkv(queries=5, keys=7), grad=True, options=INTERPRET, native=True)
+
+
+def test_additive_mask_broadcast_over_heads():
+    mask = torch.randn(2, 1, 5, 7, generator=torch.Generator().manual_seed(2))
+    check(_sdpa(attn_mask=mask), *_qkv(batch=2, queries=5, keys=7), grad=True, options=INTERPRET, native=True)
+
+
+def test_grouped_query_attention_reads_shared_kv_heads():
+    check(_sdpa(is_causal=True, enable_gqa=True), *_qkv(heads=4, kv_heads=2, queries=5), grad=True,
+          options=INTERPRET, native=True)
+
+
+def test_empty_batch():
+    check(_sdpa(), *_qkv(batch=0), options=INTERPRET, native=True)
+
+
+def test_host_executor_runs_the_same_plan():
+    mask = torch.randn(5, 7, generator=torch.Generator().manual_seed(3))
+    check(_sdpa(attn_mask=mask), *_qkv(queries=5, keys=7), grad=True, options=HOST, native=True)
+
+
+def test_one_kernel_and_no_score_matrix():
+    queries, keys = 5, 7
+    _, kernels = planned_kernels(_sdpa(is_causal=True), _qkv(queries=queries, keys=keys), INTERPRET)
+    (kernel,) = kernels
+    assert kernel.attention_tile is not None and kernel.group.matmul.name == "aten.scaled_dot_product_attention.default"
+    for buffer in kernel.buffers:
+        assert tuple(buffer.layout.size[-2:]) != (queries, keys)
+
+
+def test_long_rows_plan_by_local_sram():
+    """On long rows MTIA-class local memory holds larger blocks than a GPU's shared memory."""
+    shape = AttentionShape(1, 8, 8, 4096, 4096, 64, torch.bfloat16, causal=False, backward=False)
+    tiles = {name: plan_attention(shape, get_profile(name)) for name in ("mtia-v2", "rivos-sim", "h100")}
+    for name, tile in tiles.items():
+        assert tile.smem <= get_profile(name).local_sram_bytes, (name, tile)
+    assert (tiles["mtia-v2"].br, tiles["mtia-v2"].bc) != (tiles["h100"].br, tiles["h100"].bc), tiles
+    assert tiles["mtia-v2"].br * tiles["mtia-v2"].bc > tiles["h100"].br * tiles["h100"].bc, tiles
+
+
+@pytest.mark.parametrize("target", ["cuda:90", "hip:gfx942"])
+def test_builds_ahead_of_time(target):
+    """The forward and the backward kernel (bf16, GQA, a mask) compile for a GPU without one,
+    within its shared memory."""
+    from torch_hetero.backend import collect_compiled_graphs, hetero_backend
+    from torch_hetero.runtime import triton_run
+    torch._dynamo.reset()
+    q, k, v = (t.requires_grad_() for t in _qkv(heads=4, kv_heads=2, queries=64, dim=64, dtype=torch.bfloat16))
+    mask = torch.randn(64, 64, dtype=torch.bfloat16)
+    options = {"device": "rivos-sim", "strict": True}
+    compiled = torch.compile(_sdpa(attn_mask=mask, enable_gqa=True),
+                             backend=lambda gm, example: hetero_backend(gm, example, options=options))
+    with collect_compiled_graphs() as graphs:
+        compiled(q, k, v).sum().backward()
+    built = []
+    for kind, graph, _ in graphs:
+        module = triton_run.load_module(graph.code[f"{kind}.triton.py"], interpret=False)
+        for kernel in graph.rendered["triton"]:
+            result = triton_run.aot_compile(getattr(module, kernel.name), kernel.signature, kernel.constexprs, target)
+            assert result.metadata.shared <= get_profile("h100" if target.startswith("cuda") else "mi300x").local_sram_bytes
+            built += kernel.origins
+    assert built == ["aten.scaled_dot_product_attention", "aten.scaled_dot_product_attention_backward"]
+
+
+def _explicit(q, k, v, mask):
+    scores = (q @ k.transpose(-1, -2)) / 4.0 + mask
+    return scores.softmax(-1) @ v
+
+
+def _explicit_scores_kept(q, k, v, mask):
+    scores = (q @ k.transpose(-1, -2)) / 4.0 + mask
+    return scores.softmax(-1) @ v, scores.sum()   # the scores are read outside the pattern
+
+
+def _explicit_over_queries(q, k, v, mask):
+    scores = (q @ k.transpose(-1, -2)) / 4.0 + mask
+    return scores.softmax(-2) @ v                 # not a softmax over the keys
+
+
+def test_explicit_attention_becomes_the_kernel():
+    inputs = (*_qkv(batch=2, queries=6, keys=6), torch.randn(6, 6, generator=torch.Generator().manual_seed(4)))
+    _, kernels = planned_kernels(_explicit, inputs, INTERPRET)
+    assert [k.group.matmul.name for k in kernels] == ["aten.scaled_dot_product_attention.default"]
+    check(_explicit, *inputs, options=INTERPRET, native=True)
+
+
+@pytest.mark.parametrize("fn", [_explicit_scores_kept, _explicit_over_queries])
+def test_explicit_attention_outside_the_pattern_is_unchanged(fn):
+    inputs = (*_qkv(batch=2, queries=6, keys=6), torch.randn(6, 6, generator=torch.Generator().manual_seed(4)))
+    _, kernels = planned_kernels(fn, inputs, HOST)
+    ops = [k.group.matmul.name for k in kernels if k.group.matmul is not None]
+    assert ops == ["aten.bmm.default", "aten.bmm.default"], ops
+    check(fn, *inputs, options=HOST, native=True)
+
+
+def _repeat_kv(x, repeats):
+    """LLaMA's repeat_kv: each KV head copied for the query heads that share it."""
+    batch, heads, keys, dim = x.shape
+    return x[:, :, None].expand(batch, heads, repeats, keys, dim).reshape(batch, heads * repeats, keys, dim)
+
+
+def test_repeated_kv_heads_are_read_not_copied():
+    def llama_style(q, k, v):
+        return F.scaled_dot_product_attention(q, _repeat_kv(k, 2), _repeat_kv(v, 2), is_causal=True)
+    inputs = _qkv(heads=4, kv_heads=2, queries=5)
+    _, kernels = planned_kernels(llama_style, inputs, INTERPRET)
+    (kernel,) = kernels
+    assert kernel.group.matmul.attention_shape({}).kv_heads == 2
+    check(llama_style, *inputs, options=INTERPRET, native=True)
+    check(llama_style, *inputs, grad=True, options=INTERPRET, native=True)   # training keeps its copies
+
+
+def test_dynamic_shapes_check_the_planned_head_dim():
+    """Symbolic sizes: a head dim is planned at its hint (its block, BD) and each launch checks it."""
+    check(_sdpa(is_causal=True), *_qkv(queries=5, keys=7, dim=8), dynamic=True, grad=True, options=INTERPRET,
+          native=True)
+    compiled = compile_hetero(_sdpa(), dynamic=True, options=INTERPRET, native=True)
+    compiled(*_qkv(queries=3, dim=8))
+    with pytest.raises(AssertionError, match="planned for head dims up to 16"):
+        compiled(*_qkv(queries=3, dim=32))
