@@ -21,6 +21,7 @@ from ..printer import pexpr
 from ..virtualized import collect_origins, in_order, set_ops_handler
 from .code_handler import Var
 from .triton_ops import TritonOps, compute_dtype, literal
+from .triton_sort import render_sort
 
 PRELUDE = '''import triton
 import triton.language as tl
@@ -264,6 +265,8 @@ def _split_index(ops: TritonOps, flat: str, variables: list, ranges) -> list:
 
 
 def _node(ops: TritonOps, node, group: Group, outer_vars: list, acc: str) -> list:
+    if isinstance(node.data, ir.Sort):
+        return render_sort(ops, node, outer_vars, group.outer, acc)
     inner = inner_ranges(node, group.outer)
     inner_vars = list(symbolic.index_symbols("x", len(inner)))
     ops.ranges.update(zip(inner_vars, inner))

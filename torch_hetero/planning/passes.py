@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 from ..graph import GraphLowering
-from ..ir import MATMULS
+from ..ir import MATMULS, Sort
 from . import scheduler
 from .estimates import estimate_steps, peak_memory
 from .kernel_analysis import analyze
@@ -28,7 +28,7 @@ def build_plan(graph: GraphLowering, profile, target: str, fuse: bool = True, es
         cost = analyze(group, storage, graph.size_hints, memo)
         matmul_tile = tiles.of(group.matmul) if group.matmul is not None else None
         kernels.append(KernelPlan(f"kernel{k}", group, tuple(name for n in group.nodes for name in loads[n.name]),
-                                  target, cost, plan_kernel(cost, profile, cost.reduction), matmul_tile))
+                                  target, cost, plan_kernel(cost, profile, cost.reduction, _sorts(group)), matmul_tile))
     work = [item if isinstance(item, KernelPlan)
             else ExternPlan(item, tiles.of(item), reason=_library_reason(item, profile))
             for item in scheduler.execution_order(graph, kernels)]
@@ -46,3 +46,7 @@ def _library_reason(call, profile) -> str:
     if profile.target.blas:
         return f"library call: {', '.join(profile.target.blas)}, declared by the profile"
     return "library call: the target's code generator has no GEMM"
+
+
+def _sorts(group) -> bool:
+    return any(isinstance(node.data, Sort) for node in group.nodes)

@@ -57,7 +57,8 @@ class MatmulTiling:
                 f"{self.waves:.2f} waves, {self.padding:.0%} padding")
 
 
-def plan_kernel(cost: KernelCost, profile, reduction: bool) -> KernelTiling:
+def plan_kernel(cost: KernelCost, profile, reduction: bool, ranks: bool = False) -> KernelTiling:
+    """``ranks``: the kernel sorts, comparing a row's blocks pairwise (``codegen.triton_sort``)."""
     bytes_per_element = max(int(cost.row_bytes / max(cost.row_elements, 1)), 1)
     one_pass = row_fits(cost, profile)
     strategy = "pointwise" if not reduction else ("one-pass" if one_pass else "looped")
@@ -65,6 +66,8 @@ def plan_kernel(cost: KernelCost, profile, reduction: bool) -> KernelTiling:
         rblock = profile.simd_width
         working_set = int(cost.row_bytes) if one_pass else rblock * bytes_per_element
         return KernelTiling(strategy, 1, rblock, working_set)
+    if ranks:
+        return _plan_ranks(cost, profile)
     sram = profile.local_sram_bytes
     if reduction and one_pass:  # the whole row at once: it stays in local SRAM for every pass
         rblock = _pow2_at_least(cost.row_elements)
@@ -78,6 +81,18 @@ def plan_kernel(cost: KernelCost, profile, reduction: bool) -> KernelTiling:
         xblock *= 2
     return KernelTiling(strategy, xblock, rblock, xblock * rblock * bytes_per_element,
                         cost.online if online(cost, profile) else ())
+
+
+def _plan_ranks(cost: KernelCost, profile) -> KernelTiling:
+    """A sort's blocks: its programs compare ``[XBLOCK, RBLOCK, RBLOCK]`` pairs of positions
+    (a position's rank counts the positions ordered before it), so that cube, not a row's
+    block, is what ``MAX_PROGRAM_ELEMENTS`` bounds; its working set is that cube of flags."""
+    rblock = min(_pow2_at_least(cost.row_elements), _pow2_at_most(int(math.isqrt(MAX_PROGRAM_ELEMENTS))))
+    xblock = 1
+    rows_per_unit = max(int(cost.rows // profile.compute_units), 1)
+    while xblock * 2 <= rows_per_unit and xblock * 2 * rblock * rblock <= MAX_PROGRAM_ELEMENTS:
+        xblock *= 2
+    return KernelTiling("pairwise ranks", xblock, rblock, xblock * rblock * rblock)
 
 
 class MatmulTiles:
