@@ -38,3 +38,32 @@ def test_sorting_is_a_triton_kernel_not_debt():
     x = torch.randn(4, 9)
     report = explain(lambda v: torch.sort(v, 1), x, device="h100")
     assert not report.fallbacks and "a sort runs alone" in report.schedule
+
+
+def _offsets(counts):
+    return torch.tensor(counts, dtype=torch.int32).cumsum(0, dtype=torch.int32)
+
+
+@pytest.mark.parametrize("counts", [[3, 0, 9, 1], [0, 0, 13, 0], [13]], ids=["uneven_empty", "one_group", "single"])
+def test_grouped_mm_generated_on_rivos_sim(counts):
+    x, w = torch.randn(13, 24).bfloat16(), torch.randn(len(counts), 24, 16).bfloat16()
+    offs = _offsets(counts)
+    fn = lambda a, b, o: torch._grouped_mm(a, b, offs=o)  # noqa: E731
+    check(fn, x, w, offs, options=INTERPRET, native=True, atol=1e-2, rtol=1e-2)
+    report = explain(fn, x, w, offs)
+    assert not report.externs and not report.fallbacks
+
+
+def test_grouped_mm_backward_generated_on_rivos_sim():
+    """Its gradient is two grouped GEMMs: a's as the forward's form, b's as 2-d x 2-d with the
+    shared dim split by offs."""
+    x, w = torch.randn(11, 16).bfloat16(), torch.randn(3, 16, 8).bfloat16()
+    offs = _offsets([5, 0, 6])
+    check(lambda a, b, o: torch._grouped_mm(a, b.transpose(-2, -1).transpose(-2, -1), offs=o), x, w, offs,
+          grad=True, options=INTERPRET, native=True, atol=2e-2, rtol=2e-2)
+
+
+def test_grouped_mm_is_a_library_call_with_blas():
+    x, w, offs = torch.randn(8, 16).bfloat16(), torch.randn(2, 16, 8).bfloat16(), _offsets([3, 5])
+    report = explain(lambda a, b, o: torch._grouped_mm(a, b, offs=o), x, w, offs, device="h100")
+    assert [e.name for e in report.externs] and "library call: cuBLAS" in report.schedule, report.schedule

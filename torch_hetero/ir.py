@@ -332,6 +332,8 @@ def as_strided(value: TensorValue) -> Optional[StridedValue]:
 # the ATen matrix products: extern calls with a tile (tiling.plan_matmul) and, where the target
 # generates its GEMM, an epilogue (fusion)
 MATMULS = {torch.ops.aten.mm.default, torch.ops.aten.addmm.default, torch.ops.aten.bmm.default}
+# One GEMM per group (an MoE's experts) in one call; no epilogue joins it
+GROUPED_MATMUL = torch.ops.aten._grouped_mm.default
 
 
 @dataclasses.dataclass
@@ -360,13 +362,27 @@ class ExternCall:
         return names
 
     def matmul_shape(self, hints: dict):
-        """(batch, m, n, k, dtype) of an mm/addmm/bmm call, else None."""
+        """(batch, m, n, k, dtype) of an mm/addmm/bmm call (a grouped one: the shape of each
+        group when rows split evenly), else None."""
+        if self.op == GROUPED_MATMUL:
+            return self._grouped_shape(hints)
         if self.op not in MATMULS:
             return None
         a, b = [t for t in self.args if isinstance(t, StridedValue)][-2:]
         *batch, m, k = [int(sympy.sympify(s).subs(hints)) for s in a.layout.size]
         n = int(sympy.sympify(b.layout.size[-1]).subs(hints))
         return batch[0] if batch else 1, m, n, k, a.get_dtype()
+
+    def _grouped_shape(self, hints: dict):
+        """``_grouped_mm(a, b, offs)``: offs splits a's rows among b's groups (2-d x 3-d, an
+        MoE's tokens per expert) or the shared dim among the output's groups (2-d x 2-d, its
+        weights' gradient)."""
+        a, b, offs = [t for t in self.args if isinstance(t, StridedValue)][:3]
+        size = lambda t: [int(sympy.sympify(s).subs(hints)) for s in t.layout.size]  # noqa: E731
+        (m, k), groups, n = size(a), size(offs)[0], size(b)[-1]
+        if len(b.layout.size) == 3:
+            return groups, -(-m // max(groups, 1)), n, k, a.get_dtype()
+        return groups, m, n, -(-k // max(groups, 1)), a.get_dtype()
 
 
 def _collect_buffers(tree, out: list) -> None:

@@ -21,6 +21,7 @@ from ..printer import pexpr
 from ..virtualized import collect_origins, in_order, set_ops_handler
 from .code_handler import Var
 from .triton_ops import TritonOps, compute_dtype, literal
+from .triton_grouped_mm import grouped_mm_body
 from .triton_sort import render_sort
 
 PRELUDE = '''import triton
@@ -141,6 +142,11 @@ def render_kernel(kernel: KernelPlan, storage: dict) -> TritonKernel:
     with it fused, in the plan's matmul tile; indices in int64 where ``storage`` (buffer name →
     elements, dtype) says they may pass int32 (``needs_int64``)."""
     name, group, tiling, wide = kernel.name, kernel.group, kernel.tiling, needs_int64(kernel, storage)
+    if group.matmul is not None and group.matmul.op == ir.GROUPED_MATMUL:
+        ops = TritonOps()
+        body, grid = grouped_mm_body(ops, group.matmul, kernel.matmul_tile, lambda axis: _program_id(axis, wide))
+        tile = kernel.matmul_tile
+        return _kernel(name, ops, body, {"BM": tile.bm, "BN": tile.bn, "BK": tile.bk}, grid, [])
     if group.matmul is not None and kernel.matmul_tile is not None:
         return _render_matmul(name, group, kernel.matmul_tile, wide)
     ops = TritonOps()

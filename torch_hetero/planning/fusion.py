@@ -21,7 +21,7 @@ from typing import Optional
 import sympy
 
 from .. import ir, symbolic
-from ..ir import MATMULS
+from ..ir import GROUPED_MATMUL, MATMULS
 from .cost_model import MemoryModel, estimate_kernel
 from .kernel_analysis import analyze, column_reduction
 from .loop_nest import Group, default_outer, dims, inner_ranges, loads_of, node_indices, same
@@ -53,6 +53,8 @@ def group_nodes(graph, profile, tiles, loads: dict, storage: dict, readers: dict
         if not isinstance(node, ir.ComputedBuffer):
             alone(matmul)
             current, matmul = None, node if node.op in MATMULS and node.kind == "extern" else None
+            if node.op == GROUPED_MATMUL and node.kind == "extern":
+                alone(node)  # its output rows belong to data-dependent groups: no epilogue
             continue
         if isinstance(node.data, (ir.Scatter, ir.Scan)):  # writes what other iterations read: alone
             kind = {ir.Scatter: "scatter", ir.Scan: "scan", ir.Sort: "sort"}[type(node.data)]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 from ..graph import GraphLowering
-from ..ir import MATMULS, Sort
+from ..ir import GROUPED_MATMUL, MATMULS, Sort
 from . import scheduler
 from .estimates import estimate_steps, peak_memory
 from .kernel_analysis import analyze
@@ -41,7 +41,7 @@ def build_plan(graph: GraphLowering, profile, target: str, fuse: bool = True, es
 def _library_reason(call, profile) -> str:
     """Why a chosen matmul extern is a library call ("" for other calls): the profile declares
     the library, or the target's renderer has no GEMM (fusion generates every other one)."""
-    if call.kind != "extern" or call.op not in MATMULS:
+    if call.kind != "extern" or call.op not in MATMULS | {GROUPED_MATMUL}:
         return ""
     if profile.target.blas:
         return f"library call: {', '.join(profile.target.blas)}, declared by the profile"
