@@ -67,3 +67,11 @@ def test_grouped_mm_is_a_library_call_with_blas():
     x, w, offs = torch.randn(8, 16).bfloat16(), torch.randn(2, 16, 8).bfloat16(), _offsets([3, 5])
     report = explain(lambda a, b, o: torch._grouped_mm(a, b, offs=o), x, w, offs, device="h100")
     assert [e.name for e in report.externs] and "library call: cuBLAS" in report.schedule, report.schedule
+
+
+@pytest.mark.parametrize("options", [INTERPRET, {}], ids=["triton", "host"])
+def test_histc_over_a_given_range_is_native(options):
+    """The tokens per expert of Hugging Face's grouped-GEMM experts: expert ids as floats."""
+    ids = torch.tensor([[0., 3., 3., 7.], [7., 7., 2., 0.], [-1., 8., NAN, 6.99]])
+    check(lambda v: torch.histc(v, bins=8, min=0, max=7), ids, options=options, native=True)
+    check(lambda v: torch.histc(v, bins=5, min=-1.5, max=2.5), torch.randn(3, 40), options=options, native=True)
