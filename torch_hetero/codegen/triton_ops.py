@@ -132,7 +132,13 @@ class TritonOps(CodeHandler):
         self.locals[name] = Var(var, compute_dtype(dtype))
 
     def _cast(self, value: Var, dtype) -> str:
-        return narrow(str(value), dtype) if value.dtype != dtype else str(value)
+        """A literal is made a scalar of its type first: a Python float has no ``.to``."""
+        if value.dtype == dtype:
+            return str(value)
+        text = str(value)
+        if text in self.constants:
+            text = f"tl.full([], {text}, {TL_DTYPE[value.dtype]})"
+        return narrow(text, dtype)
 
     def constant(self, value, dtype):
         var = super().constant(value, dtype)
