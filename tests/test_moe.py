@@ -38,6 +38,16 @@ def test_sorting_on_triton_matches_eager(fn, make_inputs):
     check(fn, *make_inputs(), options=INTERPRET, native=True)
 
 
+def test_router_softmax_topk_renormalize_matches_eager():
+    """The router of tests/test_schedule_goldens.py (``moe_router``): three kernels per row block
+    — softmax's max and sum, the ranks (the softmax recomputed inline), the top-2 gathered and
+    renormalized — forward and backward."""
+    def router(logits):
+        weights, experts = logits.softmax(-1).topk(2)
+        return weights / weights.sum(-1, keepdim=True), experts
+    check(router, torch.randn(37, 8), grad=True, options=INTERPRET, native=True)
+
+
 def test_sorting_is_a_triton_kernel_not_debt():
     x = torch.randn(4, 9)
     report = explain(lambda v: torch.sort(v, 1), x, device="h100")

@@ -46,6 +46,12 @@ def attention(q, k, v):
     return scores.softmax(-1) @ v
 
 
+def moe_router(logits):
+    """An MoE router: softmax over the experts, top-2, the two weights renormalized."""
+    weights, experts = logits.softmax(-1).topk(2)
+    return weights / weights.sum(-1, keepdim=True), experts
+
+
 def graphs():
     torch.manual_seed(0)
     mlp = nn.Sequential(nn.Linear(256, 1024), nn.GELU()).to(torch.bfloat16)
@@ -59,6 +65,7 @@ def graphs():
         "large_reduction": (lambda x: x.sum(), (torch.randn(1 << 20),)),
         "matmul": (lambda a, b, c, d: (a @ b, torch.bmm(c, d)),
                    (torch.randn(256, 512), torch.randn(512, 384), torch.randn(4, 128, 64), torch.randn(4, 64, 96))),
+        "moe_router": (moe_router, (torch.randn(256, 8),)),
     }
 
 
