@@ -7,7 +7,8 @@ import pytest
 import torch
 
 import torch_hetero
-from utils import check, compile_hetero
+from utils import check, compile_hetero, compiled_kernels
+from torch_hetero.runtime import triton_run
 from torch_hetero.tools import model_zoo
 
 INTERPRET = {"device": "rivos-sim", "executor": "interpret"}
@@ -133,3 +134,20 @@ def test_moe_block_under_the_interpreter():
     check(block, x, grad=True, options=INTERPRET, atol=2e-2, rtol=2e-2)
     with torch.no_grad():
         assert not _fallbacks(block, x)
+
+
+@pytest.mark.parametrize("target", ["cuda:90", "hip:gfx942"])
+def test_sort_and_grouped_gemm_compile_ahead_for_real_targets(target):
+    """The rank sort (a [XBLOCK, RBLOCK, RBLOCK] comparison) and the grouped GEMM (a runtime
+    branch per group; the gradient's loop over a group's span) build for GPUs without one."""
+    offs = _offsets([3, 0, 10])
+    def fn(keys, a, b, grad):
+        return (torch.sort(keys, dim=1, stable=True, descending=True), torch._grouped_mm(a, b, offs=offs),
+                torch._grouped_mm(a.t(), grad, offs=offs))
+    inputs = (torch.randn(5, 130), torch.randn(13, 24).bfloat16(), torch.randn(3, 24, 16).bfloat16(),
+              torch.randn(13, 16).bfloat16())
+    _, kernels = compiled_kernels(fn, inputs, {"device": "rivos-sim"})
+    with torch.no_grad():
+        source = explain(fn, *inputs).code["inference.triton.py"]
+    shared = triton_run.compile_ahead(source, kernels, target)
+    assert set(shared) == {k.name for k in kernels} and len(shared) == 4
