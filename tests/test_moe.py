@@ -7,9 +7,9 @@ import pytest
 import torch
 
 import torch_hetero
-from utils import check, compile_hetero, compiled_kernels
 from torch_hetero.runtime import triton_run
 from torch_hetero.tools import model_zoo
+from utils import check, compile_hetero, compiled_kernels
 
 INTERPRET = {"device": "rivos-sim", "executor": "interpret"}
 NAN, INF = float("nan"), float("inf")
