@@ -9,7 +9,7 @@ import torch
 import torch_hetero
 from torch_hetero.runtime import triton_run
 from torch_hetero.tools import model_zoo
-from utils import check, compile_hetero, compiled_kernels
+from utils import check, compile_hetero, compiled_kernels, planned_kernels
 
 INTERPRET = {"device": "rivos-sim", "executor": "interpret"}
 NAN, INF = float("nan"), float("inf")
@@ -39,10 +39,21 @@ def test_sorting_on_triton_matches_eager(fn, make_inputs):
     check(fn, *make_inputs(), options=INTERPRET, native=True)
 
 
+def test_rows_past_one_block_sort_by_ranks():
+    """Rows longer than a bitonic block (MAX_PROGRAM_ELEMENTS), or of a length known only at run
+    time, sort by pairwise ranks, block against block."""
+    sort = lambda x: torch.sort(x, dim=1, stable=True, descending=True)  # noqa: E731
+    check(sort, torch.tensor([[3., NAN, 1., 3., -INF, 0.] * 25] * 3), dynamic=True, options=INTERPRET, native=True)
+    check(lambda x: torch.argsort(x, dim=1, stable=True), torch.randint(0, 4, (3, 150)), dynamic=True,
+          options=INTERPRET, native=True)
+    plans = planned_kernels(sort, (torch.randn(2, 4100),), {"device": "rivos-sim"})[1]
+    assert [k.tiling.strategy for k in plans][:1] == ["pairwise ranks"]
+
+
 def test_router_softmax_topk_renormalize_matches_eager():
     """The router of tests/test_schedule_goldens.py (``moe_router``): three kernels per row block
-    — softmax's max and sum, the ranks (the softmax recomputed inline), the top-2 gathered and
-    renormalized — forward and backward."""
+    — softmax's max and sum, the bitonic sort (the softmax recomputed inline), the top-2 gathered
+    and renormalized — forward and backward."""
     def router(logits):
         weights, experts = logits.softmax(-1).topk(2)
         return weights / weights.sum(-1, keepdim=True), experts
@@ -52,7 +63,7 @@ def test_router_softmax_topk_renormalize_matches_eager():
 def test_sorting_is_a_triton_kernel_not_debt():
     x = torch.randn(4, 9)
     report = explain(lambda v: torch.sort(v, 1), x, device="h100")
-    assert not report.fallbacks and "a sort runs alone" in report.schedule
+    assert not report.fallbacks and "a sort runs alone" in report.schedule and "bitonic" in report.schedule
 
 
 def _offsets(counts):
@@ -138,16 +149,17 @@ def test_moe_block_under_the_interpreter():
 
 @pytest.mark.parametrize("target", ["cuda:90", "hip:gfx942"])
 def test_sort_and_grouped_gemm_compile_ahead_for_real_targets(target):
-    """The rank sort (a [XBLOCK, RBLOCK, RBLOCK] comparison) and the grouped GEMM (a runtime
-    branch per group; the gradient's loop over a group's span) build for GPUs without one."""
+    """Both sorts (the bitonic network's hypercube; the ranks' [XBLOCK, RBLOCK, RBLOCK]
+    comparison) and the grouped GEMM (a runtime branch per group; the gradient's loop over a
+    group's span) build for GPUs without one."""
     offs = _offsets([3, 0, 10])
-    def fn(keys, a, b, grad):
-        return (torch.sort(keys, dim=1, stable=True, descending=True), torch._grouped_mm(a, b, offs=offs),
-                torch._grouped_mm(a.t(), grad, offs=offs))
-    inputs = (torch.randn(5, 130), torch.randn(13, 24).bfloat16(), torch.randn(3, 24, 16).bfloat16(),
-              torch.randn(13, 16).bfloat16())
+    def fn(keys, long, a, b, grad):
+        return (torch.sort(keys, dim=1, stable=True, descending=True), torch.argsort(long, dim=1, stable=True),
+                torch._grouped_mm(a, b, offs=offs), torch._grouped_mm(a.t(), grad, offs=offs))
+    inputs = (torch.randn(5, 130), torch.randint(0, 9, (2, 4100)), torch.randn(13, 24).bfloat16(),
+              torch.randn(3, 24, 16).bfloat16(), torch.randn(13, 16).bfloat16())
     _, kernels = compiled_kernels(fn, inputs, {"device": "rivos-sim"})
     with torch.no_grad():
         source = explain(fn, *inputs).code["inference.triton.py"]
     shared = triton_run.compile_ahead(source, kernels, target)
-    assert set(shared) == {k.name for k in kernels} and len(shared) == 4
+    assert set(shared) == {k.name for k in kernels} and len(shared) == 5

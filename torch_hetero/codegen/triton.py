@@ -22,7 +22,7 @@ from ..virtualized import collect_origins, in_order, set_ops_handler
 from .code_handler import Var
 from .triton_ops import TritonOps, compute_dtype, literal
 from .triton_grouped_mm import grouped_mm_body
-from .triton_sort import render_sort
+from . import triton_sort
 
 PRELUDE = '''import triton
 import triton.language as tl
@@ -93,7 +93,7 @@ def _argmin(av, ai, bv, bi):
     b_nan = bv != bv
     pick = (av < bv) | (a_nan & (bv == bv)) | (((av == bv) | (a_nan & b_nan)) & (ai < bi))
     return tl.where(pick, av, bv), tl.where(pick, ai, bi)
-'''
+''' + triton_sort.PRELUDE
 
 
 @dataclasses.dataclass
@@ -165,6 +165,8 @@ def render_kernel(kernel: KernelPlan, storage: dict) -> TritonKernel:
         with set_ops_handler(ops), collect_origins() as inlined:
             if pair and node.name == pair[0]:
                 body += _online(ops, node, group.nodes[position + 1], group, outer_vars, f"acc{position}")
+            elif isinstance(node.data, ir.Sort):
+                body += triton_sort.render_sort(ops, node, outer_vars, group.outer, f"acc{position}", tiling)
             else:
                 body += _node(ops, node, group, outer_vars, f"acc{position}")
         origins.update(dict.fromkeys(in_order(inlined, node.data.origins)))
@@ -271,8 +273,6 @@ def _split_index(ops: TritonOps, flat: str, variables: list, ranges) -> list:
 
 
 def _node(ops: TritonOps, node, group: Group, outer_vars: list, acc: str) -> list:
-    if isinstance(node.data, ir.Sort):
-        return render_sort(ops, node, outer_vars, group.outer, acc)
     inner = inner_ranges(node, group.outer)
     inner_vars = list(symbolic.index_symbols("x", len(inner)))
     ops.ranges.update(zip(inner_vars, inner))

@@ -28,7 +28,7 @@ def build_plan(graph: GraphLowering, profile, target: str, fuse: bool = True, es
         cost = analyze(group, storage, graph.size_hints, memo)
         matmul_tile = tiles.of(group.matmul) if group.matmul is not None else None
         kernels.append(KernelPlan(f"kernel{k}", group, tuple(name for n in group.nodes for name in loads[n.name]),
-                                  target, cost, plan_kernel(cost, profile, cost.reduction, _sorts(group)), matmul_tile))
+                                  target, cost, plan_kernel(cost, profile, cost.reduction, _sort_row(group)), matmul_tile))
     work = [item if isinstance(item, KernelPlan)
             else ExternPlan(item, tiles.of(item), reason=_library_reason(item, profile))
             for item in scheduler.execution_order(graph, kernels)]
@@ -48,5 +48,6 @@ def _library_reason(call, profile) -> str:
     return "library call: the target's code generator has no GEMM"
 
 
-def _sorts(group) -> bool:
-    return any(isinstance(node.data, Sort) for node in group.nodes)
+def _sort_row(group):
+    """The length of the row the group sorts (an ``ir.Sort``), or None."""
+    return next((node.data.reduction_ranges[0] for node in group.nodes if isinstance(node.data, Sort)), None)

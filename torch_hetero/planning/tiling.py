@@ -19,6 +19,7 @@ import itertools
 import math
 from typing import Optional
 
+import sympy
 import torch
 
 from ..device_models.matmul_tiles import STAGES, VECTOR_MATMUL_TILE, smallest_dim, staged_bytes
@@ -57,8 +58,8 @@ class MatmulTiling:
                 f"{self.waves:.2f} waves, {self.padding:.0%} padding")
 
 
-def plan_kernel(cost: KernelCost, profile, reduction: bool, ranks: bool = False) -> KernelTiling:
-    """``ranks``: the kernel sorts, comparing a row's blocks pairwise (``codegen.triton_sort``)."""
+def plan_kernel(cost: KernelCost, profile, reduction: bool, sort_row=None) -> KernelTiling:
+    """``sort_row``: the length of the row the kernel sorts (``ir.Sort``), if it sorts."""
     bytes_per_element = max(int(cost.row_bytes / max(cost.row_elements, 1)), 1)
     one_pass = row_fits(cost, profile)
     strategy = "pointwise" if not reduction else ("one-pass" if one_pass else "looped")
@@ -66,8 +67,8 @@ def plan_kernel(cost: KernelCost, profile, reduction: bool, ranks: bool = False)
         rblock = profile.simd_width
         working_set = int(cost.row_bytes) if one_pass else rblock * bytes_per_element
         return KernelTiling(strategy, 1, rblock, working_set)
-    if ranks:
-        return _plan_ranks(cost, profile)
+    if sort_row is not None:
+        return _plan_sort(cost, profile, sort_row)
     sram = profile.local_sram_bytes
     if reduction and one_pass:  # the whole row at once: it stays in local SRAM for every pass
         rblock = _pow2_at_least(cost.row_elements)
@@ -83,16 +84,23 @@ def plan_kernel(cost: KernelCost, profile, reduction: bool, ranks: bool = False)
                         cost.online if online(cost, profile) else ())
 
 
-def _plan_ranks(cost: KernelCost, profile) -> KernelTiling:
-    """A sort's blocks: its programs compare ``[XBLOCK, RBLOCK, RBLOCK]`` pairs of positions
-    (a position's rank counts the positions ordered before it), so that cube, not a row's
-    block, is what ``MAX_PROGRAM_ELEMENTS`` bounds; its working set is that cube of flags."""
-    rblock = min(_pow2_at_least(cost.row_elements), _pow2_at_most(int(math.isqrt(MAX_PROGRAM_ELEMENTS))))
+def _plan_sort(cost: KernelCost, profile, row) -> KernelTiling:
+    """A sort's blocks (``codegen.triton_sort``): a row of a known length that fits one block
+    sorts in a bitonic network, ``XBLOCK`` rows a program; any other compares blocks of the row
+    pairwise, ``[XBLOCK, RBLOCK, RBLOCK]`` at once (a position's rank counts the positions
+    ordered before it), so that cube, not a row's block, is what ``MAX_PROGRAM_ELEMENTS``
+    bounds (its working set: the cube of flags)."""
+    whole = _pow2_at_least(int(row)) if sympy.sympify(row).is_number else None
+    bitonic = whole is not None and whole <= MAX_PROGRAM_ELEMENTS
+    rblock = whole if bitonic else min(_pow2_at_least(cost.row_elements),
+                                       _pow2_at_most(int(math.isqrt(MAX_PROGRAM_ELEMENTS))))
+    per_program = rblock if bitonic else rblock * rblock
     xblock = 1
     rows_per_unit = max(int(cost.rows // profile.compute_units), 1)
-    while xblock * 2 <= rows_per_unit and xblock * 2 * rblock * rblock <= MAX_PROGRAM_ELEMENTS:
+    while xblock * 2 <= rows_per_unit and xblock * 2 * per_program <= MAX_PROGRAM_ELEMENTS:
         xblock *= 2
-    return KernelTiling("pairwise ranks", xblock, rblock, xblock * rblock * rblock)
+    working_set = xblock * rblock * 16 if bitonic else xblock * per_program  # (key, position) pairs; flags
+    return KernelTiling("bitonic" if bitonic else "pairwise ranks", xblock, rblock, working_set)
 
 
 class MatmulTiles:
