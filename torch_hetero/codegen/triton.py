@@ -19,10 +19,10 @@ from ..planning.loop_nest import Group, inner_ranges, node_indices
 from ..planning.plan import KernelPlan
 from ..printer import pexpr
 from ..virtualized import collect_origins, in_order, set_ops_handler
-from .code_handler import Var
-from .triton_ops import TritonOps, compute_dtype, literal
-from .triton_grouped_mm import grouped_mm_body
 from . import triton_sort
+from .code_handler import Var
+from .triton_grouped_mm import grouped_mm_body
+from .triton_ops import TritonOps, compute_dtype, literal
 
 PRELUDE = '''import triton
 import triton.language as tl

@@ -34,9 +34,9 @@ def grouped_mm_body(ops: TritonOps, call, tile, program_id) -> tuple:
     for value in (a, b, offs):
         ops.loads.setdefault(value.buffer.name, value.get_dtype())
     ieee = a.get_dtype() == torch.float32  # fp32 stays IEEE, as in eager (no TF32)
-    bound = lambda position: (f"tl.load({offs.buffer.name} + ({ops.index(offs.layout.index([group]))}) - 1, "  # noqa: E731
-                              f"mask={group} > 0, other=0)" if position == "start" else
-                              f"tl.load({offs.buffer.name} + ({ops.index(offs.layout.index([group]))}))")
+    end = f"{offs.buffer.name} + ({ops.index(offs.layout.index([group]))})"
+    bounds = [f"start = tl.load({end} - {ops.index(offs.layout.stride[0])}, mask={group} > 0, other=0)",
+              f"end = tl.load({end})"]
     body = [f"pid = {program_id(0)}", f"blocks_n = ({ops.index(n)} + BN - 1) // BN",
             "rm = (pid // blocks_n) * BM + tl.arange(0, BM)[:, None]",
             "rn = (pid % blocks_n) * BN + tl.arange(0, BN)[None, :]"]
@@ -64,12 +64,10 @@ def grouped_mm_body(ops: TritonOps, call, tile, program_id) -> tuple:
     tiles = symbolic.FloorDiv(m + tile.bm - 1, tile.bm) * symbolic.FloorDiv(n + tile.bn - 1, tile.bn)
     if by_rows:
         body += ["first = (pid // blocks_n) * BM",
-                 f"for i0 in range(0, {ops.index(groups)}):",
-                 f"    start = {bound('start')}",
-                 f"    end = {bound('end')}",
+                 f"for i0 in range(0, {ops.index(groups)}):"] + ["    " + line for line in bounds] + [
                  "    if (start < end) & (start < first + BM) & (end > first):",
                  "        rows = (rm >= start) & (rm < end)"]
         body += ["        " + line for line in steps + stored]
         return body, (tiles,)
-    body += [f"i0 = {program_id(1)}", f"start = {bound('start')}", f"end = {bound('end')}"] + steps + stored
+    body += [f"i0 = {program_id(1)}"] + bounds + steps + stored
     return body, (tiles, groups)

@@ -1,9 +1,10 @@
 """Ops that call an ATen kernel from the generated wrapper on realized inputs: the matmul
-family (the grouped GEMM of MoE experts included), and convolution and fused attention where the profile declares a library for them
-(``Target.convolution``, ``Target.attention``).  Unlike fallbacks these are a choice, so the
-report lists them apart; without the library the op is the target's debt, not a choice.  On a
-target that generates every GEMM (``Target.generates_gemm``: no BLAS library) the planner turns
-each matmul call into a generated kernel (``planning.fusion``); one it cannot generate falls back."""
+family (the grouped GEMM of MoE experts included), and convolution and fused attention where
+the profile declares a library for them (``Target.convolution``, ``Target.attention``).  Unlike
+fallbacks these are a choice, so the report lists them apart; without the library the op is the
+target's debt, not a choice.  On a target that generates every GEMM (``Target.generates_gemm``:
+no BLAS library) the planner turns each matmul call into a generated kernel
+(``planning.fusion``); one it cannot generate falls back."""
 from __future__ import annotations
 
 import torch

@@ -209,7 +209,8 @@ def histc(x, bins=100, min=0, max=0):
 
     def inside(index):
         value = load(index)
-        return ops.logical_and(ops.ge(value, ops.constant(low.item(), dtype)), ops.le(value, ops.constant(high.item(), dtype)))
+        return ops.logical_and(ops.ge(value, ops.constant(low.item(), dtype)),
+                               ops.le(value, ops.constant(high.item(), dtype)))
 
     def position(index):
         value = load(index)

@@ -27,8 +27,9 @@ def build_plan(graph: GraphLowering, profile, target: str, fuse: bool = True, es
     for k, group in enumerate(groups):
         cost = analyze(group, storage, graph.size_hints, memo)
         matmul_tile = tiles.of(group.matmul) if group.matmul is not None else None
+        tiling = plan_kernel(cost, profile, cost.reduction, _sort_row(group))
         kernels.append(KernelPlan(f"kernel{k}", group, tuple(name for n in group.nodes for name in loads[n.name]),
-                                  target, cost, plan_kernel(cost, profile, cost.reduction, _sort_row(group)), matmul_tile))
+                                  target, cost, tiling, matmul_tile))
     work = [item if isinstance(item, KernelPlan)
             else ExternPlan(item, tiles.of(item), reason=_library_reason(item, profile))
             for item in scheduler.execution_order(graph, kernels)]
