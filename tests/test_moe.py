@@ -33,6 +33,12 @@ def explain(fn, *args, device="rivos-sim"):
     pytest.param(lambda x: torch.topk(x, 2, 1), lambda: (torch.randn(7, 8),), id="topk"),
     pytest.param(lambda x: torch.sort(x, dim=1, stable=True), lambda: (torch.randn(4, 0),), id="empty_rows"),
     pytest.param(lambda x: torch.sort(x, dim=1, stable=True)[1], lambda: (torch.randn(6, 9).bfloat16(),), id="bf16"),
+    pytest.param(lambda x: torch.sort(x, dim=1, stable=True), lambda: (torch.randn(4, 33, 5).double(),),
+                 id="float64_middle_dim"),
+    pytest.param(lambda x: torch.sort(x, dim=-1, stable=True, descending=True),
+                 lambda: (torch.randint(-5, 5, (3, 17), dtype=torch.int8),), id="int8_descending"),
+    pytest.param(lambda x: (torch.kthvalue(x, 4, 1), torch.median(x, 1)), lambda: (torch.randn(5, 11),),
+                 id="kthvalue_median"),
 ])
 def test_sorting_on_triton_matches_eager(fn, make_inputs):
     check(fn, *make_inputs(), options=INTERPRET, native=True)

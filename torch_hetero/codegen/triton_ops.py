@@ -152,7 +152,11 @@ class TritonOps(CodeHandler):
         return self._emit(f"({self.index(expr)}).to({TL_DTYPE[compute_dtype(dtype)]})", compute_dtype(dtype))
 
     def indirect_indexing(self, value: Var, size):
-        """A data-dependent index (gather/embedding): wrapped like Python for negatives."""
+        """A data-dependent index (gather/embedding): wrapped like Python for negatives.  A
+        literal position (kthvalue's k) is an index expression, not a block."""
+        if value.name in self.constants:
+            position = int(self.constants[value.name])
+            return sympy.Integer(position) if position >= 0 else sympy.sympify(size) + position
         var = self._emit(f"({value}).to(tl.int64)", torch.int64)
         wrapped = self._emit(f"tl.where({var} < 0, {var} + {self.index(size)}, {var})", torch.int64)
         return sympy.Symbol(wrapped.name, integer=True)
