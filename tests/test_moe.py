@@ -53,6 +53,9 @@ def test_rows_past_one_block_sort_by_ranks():
           options=INTERPRET, native=True)
     plans = planned_kernels(sort, (torch.randn(2, 4100),), {"device": "rivos-sim"})[1]
     assert [k.tiling.strategy for k in plans][:1] == ["pairwise ranks"]
+    # the estimate prices the comparisons: every pair of a long row, a network's steps in a block
+    ranks, bitonic = (explain(sort, torch.randn(2, n), device="h100").estimate_us for n in (4100, 4096))
+    assert ranks > 10 * bitonic, (ranks, bitonic)
 
 
 def test_router_softmax_topk_renormalize_matches_eager():
