@@ -3,7 +3,7 @@ fallbacks (debt), on the model zoo's real models, inference: per model and profi
 generated kernels, the extern calls, the fallback calls by op, and any CPU-only ATen kernel
 (``*_for_cpu``, ``mkldnn_*``) a report names — which no Triton profile's report may hold.
 
-    python benchmarks/library_debt.py [--models gpt2,llama,vit,resnet] [--devices rivos-sim,mtia-v2,h100]
+    python benchmarks/library_debt.py [--models gpt2,llama,vit,resnet,qwen3_moe] [--devices rivos-sim,mtia-v2,h100]
 
 Graphs are compiled for each profile and run once on this host (``explain``)."""
 from __future__ import annotations
@@ -34,7 +34,7 @@ def row(name: str, device: str) -> str:
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", default="gpt2,llama,vit,resnet")
+    parser.add_argument("--models", default="gpt2,llama,vit,resnet,qwen3_moe")
     parser.add_argument("--devices", default="rivos-sim,mtia-v2,h100")
     args = parser.parse_args()
     warnings.simplefilter("error", GraphFallbackWarning)   # a graph run eagerly has no plan to count

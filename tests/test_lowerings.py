@@ -272,13 +272,6 @@ def test_sorting_is_native_on_the_host(fn, make_inputs, grad):
     assert not explain(fn, *inputs).fallbacks
 
 
-def test_sorting_has_no_triton_kernel():
-    """Triton has no argsort: on a Triton target sorting is portability debt (and correct)."""
-    x = torch.randn(4, 9)
-    assert explain(lambda v: torch.sort(v, 1), x, device="h100").fallbacks == {"aten.sort": 1}
-    check(lambda v: torch.topk(v, 2), x, options={"device": "mi300x", "executor": "interpret"})
-
-
 INF = float("inf")
 
 

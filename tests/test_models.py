@@ -20,7 +20,7 @@ def test_model_inference_matches_eager(name):
     with torch.no_grad():
         expected = zoo.main_output(zoo.model(*zoo.inputs))
         actual = zoo.main_output(compile_hetero(zoo.model, native=True)(*zoo.inputs))
-    torch.testing.assert_close(actual, expected, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(actual, expected, atol=zoo.tolerance, rtol=zoo.tolerance)
 
 
 @pytest.mark.parametrize("name", ["llama", "resnet"])

@@ -48,6 +48,12 @@ def attention(q, k, v):
     return scores.softmax(-1) @ v
 
 
+def moe_router(logits):
+    """An MoE router: softmax over the experts, top-2, the two weights renormalized."""
+    weights, experts = logits.softmax(-1).topk(2)
+    return weights / weights.sum(-1, keepdim=True), experts
+
+
 def graphs():
     torch.manual_seed(0)
     mlp = nn.Sequential(nn.Linear(256, 1024), nn.GELU()).to(torch.bfloat16)
@@ -68,6 +74,7 @@ def graphs():
         "conv1x1": (lambda x, w: F.conv2d(x, w), (torch.randn(2, 32, 14, 14), torch.randn(64, 32, 1, 1))),
         "conv_depthwise": (lambda x, w: F.conv2d(x, w, padding=1, groups=32),
                            (torch.randn(2, 32, 14, 14), torch.randn(32, 1, 3, 3))),
+        "moe_router": (moe_router, (torch.randn(256, 8),)),
     }
 
 

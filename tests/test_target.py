@@ -37,7 +37,7 @@ def test_shipped_profiles_carry_their_languages_capabilities_and_libraries():
     assert (cpu.language, cpu.host_threads, cpu.sorting, cpu.column_reductions, cpu.matmul_epilogue,
             cpu.special_functions) == ("cpp", True, True, True, False, "aten_math")
     assert (h100.language, h100.host_threads, h100.sorting, h100.scatter_multiply, h100.scatter_add_16bit,
-            h100.matmul_epilogue, h100.special_functions) == ("triton", False, False, False, False, True, "libdevice")
+            h100.matmul_epilogue, h100.special_functions) == ("triton", False, True, False, False, True, "libdevice")
     assert (h100.blas, h100.attention, h100.convolution) == (("cuBLAS",), ("flash attention", "cuDNN"), ("cuDNN",))
     assert (mi300x.blas, mi300x.attention, mi300x.convolution) == (("rocBLAS", "hipBLASLt"), ("CK",), ("MIOpen",))
     assert (mtia.blas, mtia.attention, mtia.convolution) == ((), (), ())
@@ -67,7 +67,8 @@ def test_a_file_may_turn_a_renderer_capability_off_and_set_device_ones(tmp_path)
 
 
 @pytest.mark.parametrize("lines,message", [
-    ("sorting = true", "capabilities.sorting cannot be true with codegen = 'triton': its renderer has no code for it"),
+    ("running_extremes = true",
+     "capabilities.running_extremes cannot be true with codegen = 'triton': its renderer has no code for it"),
     ("sorting = 1", "capabilities.sorting must be true or false, got 1"),
     ("tensor_cores = [\"wgmma\"]", "capabilities.tensor_cores: unknown capability"),
     ("fast = true", f"capabilities.fast: unknown capability; capabilities are {', '.join(DECLARABLE)}"),

@@ -332,6 +332,8 @@ def as_strided(value: TensorValue) -> Optional[StridedValue]:
 # the ATen matrix products: extern calls with a tile (tiling.plan_matmul) and, where the target
 # generates its GEMM, an epilogue (fusion)
 MATMULS = {torch.ops.aten.mm.default, torch.ops.aten.addmm.default, torch.ops.aten.bmm.default}
+# One GEMM per group (an MoE's experts) in one call; no epilogue joins it
+GROUPED_MATMUL = torch.ops.aten._grouped_mm.default
 # the fused attention ops AOTAutograd keeps whole (SDPA on CPU inputs): a library call where the
 # profile declares an attention library, else our generated flash attention (``AttentionShape``)
 ATTENTIONS = {torch.ops.aten._scaled_dot_product_flash_attention_for_cpu.default,
@@ -422,7 +424,10 @@ class ExternCall:
                             lambda g, kk, j: load_b(lead(g) + [kk, j]), lambda g, i, j: lead(g) + [i, j])
 
     def matmul_shape(self, hints: dict):
-        """(batch, m, n, k, dtype) of an mm/addmm/bmm call or a generated GEMM, else None."""
+        """(batch, m, n, k, dtype) of an mm/addmm/bmm call or a generated GEMM (a grouped one:
+        the shape of each group when rows split evenly), else None."""
+        if self.op == GROUPED_MATMUL:
+            return self._grouped_shape(hints)
         if self.op not in MATMULS and self.gemm is None:
             return None
         gemm = self.operands()
@@ -439,6 +444,17 @@ class ExternCall:
         batch, heads, queries, head_dim = [int(sympy.sympify(s).subs(hints)) for s in q.layout.size]
         kv_heads, keys = [int(sympy.sympify(s).subs(hints)) for s in k.layout.size[1:3]]
         return AttentionShape(batch, heads, kv_heads, queries, keys, head_dim, q.get_dtype(), bool(causal), backward)
+
+    def _grouped_shape(self, hints: dict):
+        """``_grouped_mm(a, b, offs)``: offs splits a's rows among b's groups (2-d x 3-d, an
+        MoE's tokens per expert) or the shared dim among the output's groups (2-d x 2-d, its
+        weights' gradient)."""
+        a, b, offs = [t for t in self.args if isinstance(t, StridedValue)][:3]
+        size = lambda t: [int(sympy.sympify(s).subs(hints)) for s in t.layout.size]  # noqa: E731
+        (m, k), groups, n = size(a), size(offs)[0], size(b)[-1]
+        if len(b.layout.size) == 3:
+            return groups, -(-m // max(groups, 1)), n, k, a.get_dtype()
+        return groups, m, n, -(-k // max(groups, 1)), a.get_dtype()
 
 
 def _collect_buffers(tree, out: list) -> None:

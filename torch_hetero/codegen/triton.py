@@ -19,8 +19,10 @@ from ..planning.loop_nest import Group, inner_ranges, node_indices
 from ..planning.plan import KernelPlan
 from ..printer import pexpr
 from ..virtualized import collect_origins, in_order, set_ops_handler
+from . import triton_sort
 from .code_handler import Var
 from .triton_attention import render_attention
+from .triton_grouped_mm import grouped_mm_body
 from .triton_ops import TritonOps, compute_dtype, literal, narrow
 
 PRELUDE = '''import triton
@@ -104,7 +106,7 @@ def _argmin(av, ai, bv, bi):
     b_nan = bv != bv
     pick = (av < bv) | (a_nan & (bv == bv)) | (((av == bv) | (a_nan & b_nan)) & (ai < bi))
     return tl.where(pick, av, bv), tl.where(pick, ai, bi)
-'''
+''' + triton_sort.PRELUDE
 
 
 @dataclasses.dataclass
@@ -165,6 +167,11 @@ def render_kernel(kernel: KernelPlan, storage: dict) -> TritonKernel:
         ops, body, constexprs, grid, checks = render_attention(kernel, lambda axis: _program_id(axis, wide))
         rendered = _kernel(name, ops, body, constexprs, grid, [])  # its origin is its call's (renderers.render)
         return dataclasses.replace(rendered, checks=checks)
+    if group.matmul is not None and group.matmul.op == ir.GROUPED_MATMUL:
+        ops = TritonOps()
+        body, grid = grouped_mm_body(ops, group.matmul, kernel.matmul_tile, lambda axis: _program_id(axis, wide))
+        tile = kernel.matmul_tile
+        return _kernel(name, ops, body, {"BM": tile.bm, "BN": tile.bn, "BK": tile.bk}, grid, [])
     if group.matmul is not None and kernel.matmul_tile is not None:
         return _render_matmul(name, group, kernel.matmul_tile, wide)
     ops = TritonOps()
@@ -184,6 +191,8 @@ def render_kernel(kernel: KernelPlan, storage: dict) -> TritonKernel:
             if pair and node.name == pair.first:
                 online = _online if pair.kind == "max+sum" else _online_norm
                 body += online(ops, node, group.nodes[position + 1], group, outer_vars, f"acc{position}")
+            elif isinstance(node.data, ir.Sort):
+                body += triton_sort.render_sort(ops, node, outer_vars, group.outer, f"acc{position}", tiling)
             else:
                 body += _node(ops, node, group, outer_vars, f"acc{position}")
         origins.update(dict.fromkeys(in_order(inlined, node.data.origins)))

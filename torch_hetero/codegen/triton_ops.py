@@ -137,7 +137,13 @@ class TritonOps(CodeHandler):
         self.locals[name] = Var(var, compute_dtype(dtype))
 
     def _cast(self, value: Var, dtype) -> str:
-        return narrow(str(value), dtype) if value.dtype != dtype else str(value)
+        """A literal is made a scalar of its type first: a Python float has no ``.to``."""
+        if value.dtype == dtype:
+            return str(value)
+        text = str(value)
+        if text in self.constants:
+            text = f"tl.full([], {text}, {TL_DTYPE[value.dtype]})"
+        return narrow(text, dtype)
 
     def constant(self, value, dtype):
         var = super().constant(value, dtype)
@@ -151,7 +157,11 @@ class TritonOps(CodeHandler):
         return self._emit(f"({self.index(expr)}).to({TL_DTYPE[compute_dtype(dtype)]})", compute_dtype(dtype))
 
     def indirect_indexing(self, value: Var, size):
-        """A data-dependent index (gather/embedding): wrapped like Python for negatives."""
+        """A data-dependent index (gather/embedding): wrapped like Python for negatives.  A
+        literal position (kthvalue's k) is an index expression, not a block."""
+        if value.name in self.constants:
+            position = int(self.constants[value.name])
+            return sympy.Integer(position) if position >= 0 else sympy.sympify(size) + position
         var = self._emit(f"({value}).to(tl.int64)", torch.int64)
         wrapped = self._emit(f"tl.where({var} < 0, {var} + {self.index(size)}, {var})", torch.int64)
         return sympy.Symbol(wrapped.name, integer=True)

@@ -55,7 +55,7 @@ class Target:
 # them), never on: the renderer would have no code for them.
 LANGUAGES = {
     "triton": dict(host_threads=False, matmul_epilogue=True, column_reductions=False, scatter_add_16bit=False,
-                   scatter_multiply=False, sorting=False, running_extremes=False, online_softmax=True,
+                   scatter_multiply=False, sorting=True, running_extremes=False, online_softmax=True,
                    online_norm=True, special_functions="libdevice"),
     "cpp": dict(host_threads=True, matmul_epilogue=False, column_reductions=True, scatter_add_16bit=True,
                 scatter_multiply=True, sorting=True, running_extremes=True, online_softmax=False,

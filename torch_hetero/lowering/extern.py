@@ -1,5 +1,5 @@
 """Ops that call an ATen kernel from the generated wrapper on realized inputs: the matmul
-family, and fused attention where the profile declares a library for it (``Target.attention``;
+family (the grouped GEMM of MoE experts included), and fused attention where the profile declares a library for it (``Target.attention``;
 convolution is in ``convolution.py``).  Unlike fallbacks these are a choice, so the
 report lists them apart; without the library the op is the target's debt, not a choice.  On a
 target that generates every GEMM (``Target.generates_gemm``: no BLAS library) the planner turns
@@ -27,12 +27,23 @@ MAX_HEAD_DIM = 256
 def _extern(*args, **kwargs):
     graph = current_graph()
     op = graph.current_node.target
-    if graph.target.generates_gemm and op.overloadpacket in MATMUL_OPS:
+    if graph.target.generates_gemm and op.overloadpacket in MATMUL_OPS + (aten._grouped_mm,):
         dtype = graph.current_node.meta["val"].dtype
         if dtype not in GEMM_DTYPES:
             raise NotImplementedError(f"{op}: the target has no BLAS library and its generated GEMM "
                                       f"takes {', '.join(str(d) for d in GEMM_DTYPES)}, not {dtype}")
     return graph.call_aten(op, args, kwargs, kind="extern")
+
+
+@register_lowering(aten._grouped_mm)
+def _grouped_mm(*args, **kwargs):
+    """One GEMM per group, rows (2-d x 3-d) or the shared dim (2-d x 2-d) split by ``offs``:
+    a library call where the profile has a BLAS library, else a generated kernel (fusion)."""
+    named = dict(zip(("a", "b", "offs", "bias", "out_dtype"), args), **kwargs)
+    if current_graph().target.generates_gemm and (named.get("offs") is None or named.get("bias") is not None
+                                                  or named["a"].dim() != 2):
+        raise NotImplementedError("the generated grouped GEMM takes a 2-d input split by offs, without bias")
+    return _extern(*args, **kwargs)
 
 
 def _attention(*args, **kwargs):

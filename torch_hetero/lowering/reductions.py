@@ -211,7 +211,7 @@ register_lowering(aten.cummin)(_running_extreme("argmin"))
 
 def argsort(x, dim, descending: bool):
     """The stable sorting permutation along ``dim`` (int64), an ``ir.Sort``, on targets that can
-    sort (Triton has no argsort: there sorting falls back to ATen)."""
+    sort (``Target.sorting``: a profile may turn it off, and sorting then falls back to ATen)."""
     if not current_graph().target.sorting:
         raise NotImplementedError("the target has no sorting kernel")
     size = x.get_size()

@@ -7,10 +7,11 @@ from __future__ import annotations
 import sympy
 import torch
 
-from .. import ir
+from .. import ir, symbolic
 from ..virtualized import current_graph, current_origin, ops
 from .common import broadcast_loader, canonical_dim, is_one, is_tensor, make_pointwise, new_pointwise, scalar_loader
 from .indexing import advanced_indexing
+from .views import reshape
 from .registry import register_lowering
 
 aten = torch.ops.aten
@@ -190,3 +191,35 @@ def scatter_reduce(x, dim, index, src, reduce, include_self=True):
 def index_reduce(x, dim, index, source, reduce, include_self=True):
     output_index, value = _along(x, dim, index, source, _row_index)
     return _reduce_into(x, source.get_size(), output_index, value, reduce, include_self)
+
+
+@register_lowering(aten.histc)
+def histc(x, bins=100, min=0, max=0):
+    """Counts per bin of a given range (an MoE's tokens per expert) as a scatter-add of ones:
+    an element's bin is ``int((v - min) * bins / (max - min))``, ``max`` in the last bin, values
+    outside the range (and NaN) counted nowhere — ATen's CPU kernel, computed in its dtype."""
+    dtype = x.get_dtype()
+    if min >= max or dtype not in (torch.float32, torch.float64):
+        raise NotImplementedError("histc over the data's own range, or of 16-bit floats")
+    low, high = torch.tensor(min, dtype=dtype), torch.tensor(max, dtype=dtype)
+    width = (high - low).item()
+    count = symbolic.product(x.get_size())
+    flat = reshape(x, [count])
+    load = flat.make_loader()
+
+    def inside(index):
+        value = load(index)
+        return ops.logical_and(ops.ge(value, ops.constant(low.item(), dtype)),
+                               ops.le(value, ops.constant(high.item(), dtype)))
+
+    def position(index):
+        value = load(index)
+        scaled = ops.truediv(ops.mul(ops.sub(value, ops.constant(low.item(), dtype)), ops.constant(bins, dtype)),
+                             ops.constant(width, dtype))
+        bin_ = ops.to_dtype(ops.where(inside(index), scaled, ops.constant(0, dtype)), torch.int64)
+        last = ops.constant(bins - 1, torch.int64)
+        return [ops.indirect_indexing(ops.where(ops.gt(bin_, last), last, bin_), bins)]
+
+    zeros = new_pointwise(lambda index: ops.constant(0, dtype), [sympy.Integer(bins)], dtype)
+    ones = lambda index: ops.where(inside(index), ops.constant(1, dtype), ops.constant(0, dtype))  # noqa: E731
+    return scatter_into(zeros, [count], position, ones, "sum")

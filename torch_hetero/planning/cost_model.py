@@ -11,6 +11,8 @@ A roofline per kernel — max(FLOPs / peak, bytes / bandwidth) + launch overhead
 * matrix-unit padding: a matmul's M, N, K are rounded up to the instruction shape;
 * a generated flash attention (``attention_work``): its matrix work padded to its tile,
   q, k, v and the output moved once each, and K and V re-read once per query block;
+* a Triton sort's comparisons (``sort_flops``): its bitonic network's, or every pair's in blocks
+  (``tiling._plan_sort``);
 * on the host C++ target, the ops ``host_ops`` names (transcendentals, a division g++ does not
   hoist, select, and every other op as plain arithmetic, ``arith``: not at the sgemm FLOP/s,
   least of all in a scalar loop) cost what the host measured per
@@ -191,6 +193,22 @@ def estimate_kernel(cost: KernelCost, profile, memory: MemoryModel, dtype: torch
     # a serial host kernel is only a call; a parallel one (launch_overhead_us) forks and joins
     launch = profile.launch_overhead_us if chunks > 1 or not profile.target.host_threads else profile.host_call_us
     return _estimate(compute, mem, launch, cost.flops, cost.bytes)
+
+
+SORT_COMPARE_FLOPS = 8  # one (key, position) comparison and its selects (``triton_sort._sort_before``)
+
+
+def sort_flops(cost: KernelCost, tiling) -> float:
+    """What a Triton sort computes beyond reading its rows: a bitonic network over a block of
+    ``RBLOCK`` makes log2(R)(log2(R)+1)/2 compare-exchanges per element; pairwise ranks compare
+    every position with every position of its row, padded to whole blocks."""
+    if tiling.strategy == "bitonic":
+        steps = math.log2(tiling.rblock) * (math.log2(tiling.rblock) + 1) / 2
+        return cost.rows * tiling.rblock * steps * SORT_COMPARE_FLOPS
+    if tiling.strategy == "pairwise ranks":
+        padded = math.ceil(cost.row_elements / tiling.rblock) * tiling.rblock
+        return cost.rows * padded * padded * SORT_COMPARE_FLOPS
+    return 0.0
 
 
 # Per-element costs no calibration measures, in core cycles: a load indexed by a div/mod of

@@ -12,7 +12,7 @@ from .. import ir, symbolic
 from ..graph import GraphLowering
 from ..ir import ExternCall
 from .cost_model import (Estimate, MemoryModel, estimate_attention, estimate_kernel, estimate_matmul,
-                         estimate_memory_op)
+                         estimate_memory_op, sort_flops)
 from .plan import KernelPlan
 from .scheduler import peak_bytes
 
@@ -34,7 +34,8 @@ def estimate_steps(graph: GraphLowering, work: list, profile) -> list:
         elif isinstance(item, KernelPlan) and item.group.matmul is not None:
             out.append(_estimate_epilogue_kernel(item, hints, profile, memory))
         elif isinstance(item, KernelPlan):
-            out.append(estimate_kernel(item.cost, profile, memory, item.group.nodes[-1].get_dtype()))
+            cost = dataclasses.replace(item.cost, flops=item.cost.flops + sort_flops(item.cost, item.tiling))
+            out.append(estimate_kernel(cost, profile, memory, item.group.nodes[-1].get_dtype()))
         else:
             out.append(_estimate_extern(item.call, hints, profile, memory))
     return out

@@ -21,7 +21,7 @@ from typing import Optional
 import sympy
 
 from .. import ir, symbolic
-from ..ir import ATTENTIONS
+from ..ir import ATTENTIONS, GROUPED_MATMUL
 from .cost_model import MemoryModel, estimate_kernel
 from .kernel_analysis import analyze, column_reduction
 from .loop_nest import Group, default_outer, dims, inner_ranges, loads_of, node_indices, same
@@ -64,6 +64,8 @@ def group_nodes(graph, profile, tiles, loads: dict, storage: dict, readers: dict
                 groups.append(_Draft([], (), [f"{', '.join(b.name for b in node.outputs if b)}: {node.name} "
                                               f"generated as flash attention in the device model's tile (the "
                                               f"profile declares no attention library)"], matmul=node))
+            elif node.op == GROUPED_MATMUL and node.kind == "extern":
+                alone(node)  # its output rows belong to data-dependent groups: no epilogue
             continue
         if isinstance(node.data, (ir.Scatter, ir.Scan)):  # writes what other iterations read: alone
             kind = {ir.Scatter: "scatter", ir.Scan: "scan", ir.Sort: "sort"}[type(node.data)]

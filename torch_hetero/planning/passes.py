@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 from ..graph import GraphLowering
-from ..ir import MATMULS
+from ..ir import GROUPED_MATMUL, MATMULS, Sort
 from . import scheduler
 from .estimates import estimate_steps, peak_memory
 from .kernel_analysis import analyze
@@ -28,8 +28,9 @@ def build_plan(graph: GraphLowering, profile, target: str, fuse: bool = True, es
         cost = analyze(group, storage, graph.size_hints, memo)
         matmul_tile = tiles.of(group.matmul) if group.matmul is not None else None
         attention = group.matmul.attention_shape(graph.size_hints) if group.matmul is not None else None
+        tiling = plan_kernel(cost, profile, cost.reduction, _sort_row(group))
         kernels.append(KernelPlan(f"kernel{k}", group, tuple(name for n in group.nodes for name in loads[n.name]),
-                                  target, cost, plan_kernel(cost, profile, cost.reduction), matmul_tile,
+                                  target, cost, tiling, matmul_tile,
                                   attention_tile=plan_attention(attention, profile) if attention else None))
     work = [item if isinstance(item, KernelPlan)
             else ExternPlan(item, tiles.of(item), reason=_library_reason(item, profile))
@@ -43,8 +44,13 @@ def build_plan(graph: GraphLowering, profile, target: str, fuse: bool = True, es
 def _library_reason(call, profile) -> str:
     """Why a chosen matmul extern is a library call ("" for other calls): the profile declares
     the library, or the target's renderer has no GEMM (fusion generates every other one)."""
-    if call.kind != "extern" or call.op not in MATMULS:
+    if call.kind != "extern" or call.op not in MATMULS | {GROUPED_MATMUL}:
         return ""
     if profile.target.blas:
         return f"library call: {', '.join(profile.target.blas)}, declared by the profile"
     return "library call: the target's code generator has no GEMM"
+
+
+def _sort_row(group):
+    """The length of the row the group sorts (an ``ir.Sort``), or None."""
+    return next((node.data.reduction_ranges[0] for node in group.nodes if isinstance(node.data, Sort)), None)

@@ -31,6 +31,7 @@ import itertools
 import math
 from typing import Optional
 
+import sympy
 import torch
 
 from ..device_models.matmul_tiles import STAGES, VECTOR_MATMUL_TILE, smallest_dim, staged_bytes
@@ -99,7 +100,8 @@ class AttentionTiling:
                 f"of {_kib(self.sram)} local SRAM, {self.waves:.2f} waves")
 
 
-def plan_kernel(cost: KernelCost, profile, reduction: bool) -> KernelTiling:
+def plan_kernel(cost: KernelCost, profile, reduction: bool, sort_row=None) -> KernelTiling:
+    """``sort_row``: the length of the row the kernel sorts (``ir.Sort``), if it sorts."""
     bytes_per_element = max(int(cost.row_bytes / max(cost.row_elements, 1)), 1)
     one_pass = row_fits(cost, profile)
     strategy = "pointwise" if not reduction else ("one-pass" if one_pass else "looped")
@@ -107,6 +109,8 @@ def plan_kernel(cost: KernelCost, profile, reduction: bool) -> KernelTiling:
         rblock = profile.simd_width
         working_set = int(cost.row_bytes) if one_pass else rblock * bytes_per_element
         return KernelTiling(strategy, 1, rblock, working_set)
+    if sort_row is not None:
+        return _plan_sort(cost, profile, sort_row)
     sram = profile.local_sram_bytes
     if reduction and one_pass:  # the whole row at once: it stays in local SRAM for every pass
         rblock = _pow2_at_least(cost.row_elements)
@@ -120,6 +124,25 @@ def plan_kernel(cost: KernelCost, profile, reduction: bool) -> KernelTiling:
         xblock *= 2
     return KernelTiling(strategy, xblock, rblock, xblock * rblock * bytes_per_element,
                         cost.online if online(cost, profile) else None)
+
+
+def _plan_sort(cost: KernelCost, profile, row) -> KernelTiling:
+    """A sort's blocks (``codegen.triton_sort``): a row of a known length that fits one block
+    sorts in a bitonic network, ``XBLOCK`` rows a program; any other compares blocks of the row
+    pairwise, ``[XBLOCK, RBLOCK, RBLOCK]`` at once (a position's rank counts the positions
+    ordered before it), so that cube, not a row's block, is what ``MAX_PROGRAM_ELEMENTS``
+    bounds (its working set: the cube of flags)."""
+    whole = _pow2_at_least(int(row)) if sympy.sympify(row).is_number else None
+    bitonic = whole is not None and whole <= MAX_PROGRAM_ELEMENTS
+    rblock = whole if bitonic else min(_pow2_at_least(cost.row_elements),
+                                       _pow2_at_most(int(math.isqrt(MAX_PROGRAM_ELEMENTS))))
+    per_program = rblock if bitonic else rblock * rblock
+    xblock = 1
+    rows_per_unit = max(int(cost.rows // profile.compute_units), 1)
+    while xblock * 2 <= rows_per_unit and xblock * 2 * per_program <= MAX_PROGRAM_ELEMENTS:
+        xblock *= 2
+    working_set = xblock * rblock * 16 if bitonic else xblock * per_program  # (key, position) pairs; flags
+    return KernelTiling("bitonic" if bitonic else "pairwise ranks", xblock, rblock, working_set)
 
 
 class MatmulTiles:

@@ -13,7 +13,7 @@ from typing import Callable
 
 import torch
 
-NAMES = ("gpt2", "bert", "llama", "vit", "resnet", "mlp")
+NAMES = ("gpt2", "bert", "llama", "vit", "resnet", "qwen3_moe", "mlp")
 
 
 @dataclasses.dataclass
@@ -22,6 +22,7 @@ class ZooModel:
     model: torch.nn.Module
     inputs: tuple
     main_output: Callable[[object], torch.Tensor]
+    tolerance: float = 1e-4     # compiled vs eager, absolute and relative (bfloat16 models: looser)
 
     @property
     def parameters_m(self) -> float:
@@ -72,12 +73,26 @@ def _resnet(t):
     return t.ResNetModel(config), (torch.randn(4, 3, 64, 64),), lambda out: out.pooler_output
 
 
+def _qwen3_moe(t):
+    """An MoE decoder whose experts run as grouped GEMMs (``experts_implementation``): the
+    router's softmax, top-2 and renormalization, tokens sorted by expert, ``histc`` counts and
+    ``torch._grouped_mm`` — one graph with static shapes.  bfloat16, as ``_grouped_mm`` is
+    under torch.compile."""
+    config = t.Qwen3MoeConfig(vocab_size=1024, hidden_size=128, num_hidden_layers=2, num_attention_heads=4,
+                              num_key_value_heads=2, head_dim=32, intermediate_size=256, moe_intermediate_size=64,
+                              num_experts=8, num_experts_per_tok=2, norm_topk_prob=True, max_position_embeddings=128,
+                              use_cache=False, experts_implementation="grouped_mm")
+    return t.Qwen3MoeForCausalLM(config).to(torch.bfloat16), (torch.randint(0, 1024, (2, 32)),), \
+        lambda out: out.logits
+
+
 def _mlp(_):
     model = torch.nn.Sequential(torch.nn.Linear(512, 2048), torch.nn.GELU(), torch.nn.Linear(2048, 512))
     return model, (torch.randn(256, 512),), lambda out: out
 
 
-_BUILDERS = {"gpt2": _gpt2, "bert": _bert, "llama": _llama, "vit": _vit, "resnet": _resnet, "mlp": _mlp}
+_BUILDERS = {"gpt2": _gpt2, "bert": _bert, "llama": _llama, "vit": _vit, "resnet": _resnet, "qwen3_moe": _qwen3_moe,
+             "mlp": _mlp}
 
 
 def build(name: str, seed: int = 0) -> ZooModel:
@@ -85,4 +100,4 @@ def build(name: str, seed: int = 0) -> ZooModel:
         raise ValueError(f"unknown model {name!r}; choose from {', '.join(NAMES)}")
     torch.manual_seed(seed)
     model, inputs, main_output = _BUILDERS[name](None if name == "mlp" else _transformers())
-    return ZooModel(name, model.eval(), inputs, main_output)
+    return ZooModel(name, model.eval(), inputs, main_output, 2e-2 if name == "qwen3_moe" else 1e-4)
