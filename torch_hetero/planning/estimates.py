@@ -12,6 +12,7 @@ from .. import ir, symbolic
 from ..graph import GraphLowering
 from ..ir import ExternCall
 from .cost_model import Estimate, MemoryModel, estimate_kernel, estimate_matmul, estimate_memory_op
+from .kernel_analysis import extern_traffic
 from .plan import KernelPlan
 from .scheduler import peak_bytes
 
@@ -54,7 +55,8 @@ def _estimate_epilogue_kernel(kernel: KernelPlan, hints, profile, memory) -> Est
     output reaches memory only if something else reads it."""
     call = kernel.group.matmul
     out = call.outputs[0].name
-    matmul = _estimate_extern(call, hints, profile, memory, keep_output=out not in kernel.group.local)
+    matmul = _estimate_extern(call, hints, profile, memory, keep_output=out not in kernel.group.local,
+                              tile=kernel.matmul_tile)
     if not kernel.group.nodes:  # a matmul generated alone
         return matmul
     cost = dataclasses.replace(kernel.cost, reads={n: b for n, b in kernel.cost.reads.items() if n != out})
@@ -68,20 +70,13 @@ def _value(expr, hints) -> int:
     return int(sympy.sympify(expr).subs(hints))
 
 
-def _tensor_bytes(value: ir.StridedValue, hints) -> float:
-    return _value(symbolic.product(value.layout.size), hints) * value.get_dtype().itemsize
-
-
-def _estimate_extern(call: ExternCall, hints, profile, memory, keep_output: bool = True):
+def _estimate_extern(call: ExternCall, hints, profile, memory, keep_output: bool = True, tile=None):
+    """An ATen call, or (``tile``: the template's tile) a matmul we generate."""
     tensors = [a for a in call.args if isinstance(a, ir.StridedValue)]
-    reads = {}
-    for t in tensors:
-        reads[t.buffer.name] = reads.get(t.buffer.name, 0) + _tensor_bytes(t, hints)
-    writes = {b.name: _value(symbolic.product(b.layout.size), hints) * b.get_dtype().itemsize
-              for b in call.outputs if b is not None and keep_output}
+    reads, writes = extern_traffic(call, hints, keep_output)
     shape = call.matmul_shape(hints)
     if shape:
-        return estimate_matmul(*shape, reads, writes, profile, memory)
+        return estimate_matmul(*shape, reads, writes, profile, memory, tile.seconds if tile else None)
     if call.op == aten.convolution.default:  # an implicit GEMM: (N·H·W) × Cout × (Cin/groups·kh·kw)
         out, weight = call.outputs[0], tensors[1]
         channels = _value(out.layout.size[1], hints)

@@ -51,6 +51,7 @@ class MatmulTiling:
     smem: int            # bytes of staged operand tiles
     waves: float         # output tiles / units
     padding: float       # fraction of the padded work that is waste
+    seconds: float       # its estimated time (compute or operand traffic, whichever is longer)
 
     def __str__(self) -> str:
         return (f"BM={self.bm} BN={self.bn} BK={self.bk} stages={self.stages} smem {_kib(self.smem)}, "
@@ -84,46 +85,69 @@ class MatmulTiles:
     """Each matmul's tile on one profile, computed once per shape: fusion's SRAM check, the
     plan (schedule text, explain) and the generated GEMM read the same one."""
 
-    def __init__(self, profile, hints: dict):
-        self.profile, self.hints = profile, hints
+    def __init__(self, profile, hints: dict, tuning=None):
+        self.profile, self.hints, self.tuning = profile, hints, tuning
         self._tiles: dict = {}
 
     def of(self, call) -> Optional[MatmulTiling]:
-        """The tile of the extern ``call`` (None: not a matmul, or the host's GEMM is ATen's)."""
+        """The tile of the extern ``call`` (None: not a matmul, or the host's GEMM is ATen's):
+        the one max-autotune timed fastest, if it timed this shape, else the analytic one."""
         shape = call.matmul_shape(self.hints)
         if shape is None:
             return None
         if shape not in self._tiles:
-            self._tiles[shape] = plan_matmul(*shape, self.profile)
+            timed = self.timed(call)
+            self._tiles[shape] = timed.tile if timed is not None else plan_matmul(*shape, self.profile)
         return self._tiles[shape]
+
+    def timed(self, call):
+        """What max-autotune measured for ``call``'s shape (``gemm_choice.Timed``), or None."""
+        return None if self.tuning is None else self.tuning.timed.get(call.matmul_shape(self.hints))
 
 
 def plan_matmul(batch: int, m: int, n: int, k: int, dtype: torch.dtype, profile) -> Optional[MatmulTiling]:
     """The best tile for ``profile``, or None where the GEMM is a library call (the host: ATen's)."""
     if not profile.target.matmul_epilogue:
         return None
+    best = None
+    for bm, bn, bk in itertools.product(*(_multiples(b, top) for b, top in zip(instruction_tile(dtype, profile),
+                                                                             MAX_TILE))):
+        for stages in STAGES:
+            tile = matmul_tile(bm, bn, bk, stages, batch, m, n, k, dtype, profile)
+            if tile is None:
+                continue
+            key = (tile.seconds, stages, -bm * bn, -bk, bm, bn)
+            if best is None or key < best[0]:
+                best = (key, tile)
+    return best[1] if best else None
+
+
+def matmul_tile(bm: int, bn: int, bk: int, stages: int, batch: int, m: int, n: int, k: int, dtype: torch.dtype,
+                profile) -> Optional[MatmulTiling]:
+    """The tile (BM, BN, BK, stages) for this GEMM with its estimated time, or None if its
+    staged operands do not fit local SRAM."""
     name = dtype_name(dtype)
     matrix = name in profile.matrix_shapes  # fp32 stays IEEE (as eager): vector FMAs, not TF32
-    base = tuple(profile.matrix_shapes[name]) if matrix else VECTOR_MATMUL_TILE
     peak = profile.peak_flops(name if matrix else "fp32", matrix=matrix)
     itemsize = dtype.itemsize
-    best = None
-    for bm, bn, bk in itertools.product(*(_multiples(b, top) for b, top in zip(base, MAX_TILE))):
-        for stages in STAGES:
-            smem = staged_bytes(bm, bn, bk, itemsize, stages)
-            if smem > profile.local_sram_bytes:
-                continue
-            tiles = batch * math.ceil(m / bm) * math.ceil(n / bn)
-            padded_k = max(math.ceil(k / bk), 1) * bk  # k == 0 still zeroes and stores each output tile
-            padded = 2.0 * tiles * bm * bn * padded_k
-            # a pipeline of ``stages`` hides all but 1 / (2 * stages) of each step's load latency
-            compute = padded / (peak * parallel_efficiency(tiles, profile.compute_units)) / (1 - 0.5 / stages)
-            memory = tiles * (bm + bn) * padded_k * itemsize / (profile.llc_gbps * 1e9)
-            key = (max(compute, memory), stages, -bm * bn, -bk, bm, bn)
-            if best is None or key < best[0]:
-                waste = 1 - 2.0 * batch * m * n * k / padded if padded else 0.0  # a zero size: no work
-                best = (key, MatmulTiling(bm, bn, bk, stages, smem, tiles / profile.compute_units, waste))
-    return best[1] if best else None
+    smem = staged_bytes(bm, bn, bk, itemsize, stages)
+    if smem > profile.local_sram_bytes:
+        return None
+    tiles = batch * math.ceil(m / bm) * math.ceil(n / bn)
+    padded_k = max(math.ceil(k / bk), 1) * bk  # k == 0 still zeroes and stores each output tile
+    padded = 2.0 * tiles * bm * bn * padded_k
+    # a pipeline of ``stages`` hides all but 1 / (2 * stages) of each step's load latency
+    compute = padded / (peak * parallel_efficiency(tiles, profile.compute_units)) / (1 - 0.5 / stages)
+    memory = tiles * (bm + bn) * padded_k * itemsize / (profile.llc_gbps * 1e9)
+    waste = 1 - 2.0 * batch * m * n * k / padded if padded else 0.0  # a zero size: no work
+    return MatmulTiling(bm, bn, bk, stages, smem, tiles / profile.compute_units, waste, max(compute, memory))
+
+
+def instruction_tile(dtype: torch.dtype, profile) -> tuple:
+    """The (m, n, k) every tile dim is a multiple of: the matrix instruction for ``dtype``, or
+    the FMA tile without one."""
+    name = dtype_name(dtype)
+    return tuple(profile.matrix_shapes[name]) if name in profile.matrix_shapes else VECTOR_MATMUL_TILE
 
 
 def _multiples(base: int, top: int) -> list:
