@@ -54,7 +54,7 @@ def candidates(tile, dtype, profile) -> list:
     the library (where the profile declares one), then its neighbours — BM, BN, BK halved and
     doubled, one stage fewer or more — that ``tl.dot`` takes and local SRAM stages; in a fixed
     order, so the same GEMM on the same profile is timed alike."""
-    from .tiling import instruction_tile
+    from .tiling import instruction_tile, largest_tile
     from ..device_models.matmul_tiles import STAGES, smallest_dim, staged_bytes
     analytic = (tile.bm, tile.bn, tile.bk, tile.stages)
     out = [("template", *analytic)] + ([LIBRARY] if profile.target.blas else [])
@@ -65,7 +65,8 @@ def candidates(tile, dtype, profile) -> list:
             1 if factor > 1 else -1)
         bm, bn, bk, stages = changed
         fits = staged_bytes(bm, bn, bk, dtype.itemsize, stages) <= profile.local_sram_bytes
-        if (position < 3 and changed[position] < lowest[position]) or stages not in STAGES or not fits:
+        small_or_large = position < 3 and not lowest[position] <= changed[position] <= largest_tile(dtype, profile)[position]
+        if small_or_large or stages not in STAGES or not fits:
             continue
         if ("template", *changed) not in out:
             out.append(("template", *changed))

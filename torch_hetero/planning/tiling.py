@@ -27,6 +27,10 @@ from .kernel_analysis import KernelCost
 
 MAX_PROGRAM_ELEMENTS = 4096    # XBLOCK·RBLOCK a Triton program steps through at once, if not a whole row
 MAX_TILE = (256, 256, 128)
+# FMA tiles (no matrix instruction for the dtype: fp32 stays IEEE) hold their operands in
+# registers: larger ones spill on cuda:80 (ahead-of-time builds, tests/test_aot_resources.py:
+# BM=16 BN=64 BK=128 and BM=BN=128 spill, BM=BN=64 BK=32 does not)
+MAX_FMA_TILE = (64, 64, 32)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -111,7 +115,7 @@ def plan_matmul(batch: int, m: int, n: int, k: int, dtype: torch.dtype, profile)
         return None
     best = None
     for bm, bn, bk in itertools.product(*(_multiples(b, top) for b, top in zip(instruction_tile(dtype, profile),
-                                                                             MAX_TILE))):
+                                                                             largest_tile(dtype, profile)))):
         for stages in STAGES:
             tile = matmul_tile(bm, bn, bk, stages, batch, m, n, k, dtype, profile)
             if tile is None:
@@ -148,6 +152,11 @@ def instruction_tile(dtype: torch.dtype, profile) -> tuple:
     the FMA tile without one."""
     name = dtype_name(dtype)
     return tuple(profile.matrix_shapes[name]) if name in profile.matrix_shapes else VECTOR_MATMUL_TILE
+
+
+def largest_tile(dtype: torch.dtype, profile) -> tuple:
+    """The largest (BM, BN, BK) the planner considers for ``dtype``."""
+    return MAX_TILE if dtype_name(dtype) in profile.matrix_shapes else MAX_FMA_TILE
 
 
 def _multiples(base: int, top: int) -> list:
