@@ -337,9 +337,9 @@ def extern_traffic(call: ir.ExternCall, hints: dict, keep_output: bool = True) -
     ``keep_output``, of its outputs."""
     reads: dict = {}
     for t in (a for a in call.args if isinstance(a, ir.StridedValue)):
-        reads[t.buffer.name] = reads.get(t.buffer.name, 0) + _evaluate(symbolic.product(t.layout.size), hints) \
+        reads[t.buffer.name] = reads.get(t.buffer.name, 0) + int(_evaluate(symbolic.product(t.layout.size), hints)) \
             * t.get_dtype().itemsize
-    writes = {b.name: _evaluate(symbolic.product(b.layout.size), hints) * b.get_dtype().itemsize
+    writes = {b.name: int(_evaluate(symbolic.product(b.layout.size), hints)) * b.get_dtype().itemsize
               for b in call.outputs if b is not None and keep_output}
     return reads, writes
 
