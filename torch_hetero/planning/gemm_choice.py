@@ -18,9 +18,10 @@ import dataclasses
 import itertools
 from typing import Optional
 
+from ..device_models.matmul_tiles import STAGES, smallest_dim, staged_bytes
 from .cost_model import MemoryModel, estimate_matmul
 from .kernel_analysis import extern_traffic
-
+from .tiling import instruction_tile, largest_tile
 
 LIBRARY = ("library",)  # the candidate that calls the profile's BLAS library
 UNTIMED = "max-autotune: not timed (no GPU visible), the analytic choice stands"
@@ -54,8 +55,6 @@ def candidates(tile, dtype, profile) -> list:
     the library (where the profile declares one), then its neighbours — BM, BN, BK halved and
     doubled, one stage fewer or more — that ``tl.dot`` takes and local SRAM stages; in a fixed
     order, so the same GEMM on the same profile is timed alike."""
-    from .tiling import instruction_tile, largest_tile
-    from ..device_models.matmul_tiles import STAGES, smallest_dim, staged_bytes
     analytic = (tile.bm, tile.bn, tile.bk, tile.stages)
     out = [("template", *analytic)] + ([LIBRARY] if profile.target.blas else [])
     lowest = [smallest_dim(b) for b in instruction_tile(dtype, profile)]
