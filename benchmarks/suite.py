@@ -3,7 +3,10 @@ BERT, LLaMA, ViT, ResNet from small configs, and an MLP; torch_hetero.tools.mode
 and one training step (forward, loss, backward), on the host.
 
     python benchmarks/suite.py [--models gpt2,bert,...] [--rounds 15] [--threads 1,all]
-                               [--out benchmarks/results]
+                               [--out benchmarks/results] [--gpu PROFILE]
+
+With ``--gpu h100`` (a Triton profile) the models, inputs and both compilers run on the visible
+GPU instead: hetero plans for that profile and runs its Triton natively (threads do not apply).
 
 Per model, in one process: cold compile (fresh cache directories, Dynamo reset: the first
 call pays everything) and warm compile (Dynamo reset, caches kept) of each compiler; the
@@ -38,10 +41,19 @@ from torch_hetero.runtime import cache
 from torch_hetero.tools import model_zoo
 
 COMPILERS = ("inductor", "hetero")
+RUN = {"device": "cpu", "options": {}, "sync": lambda: None}   # --gpu: the GPU, its profile, cuda's sync
 
 
 def compiled(model, compiler):
-    return torch.compile(model) if compiler == "inductor" else torch.compile(model, backend="hetero")
+    return torch.compile(model) if compiler == "inductor" else \
+        torch.compile(model, backend="hetero", options=RUN["options"])
+
+
+def on_device(zoo):
+    """The zoo model with its module and inputs on the run's device."""
+    zoo.model.to(RUN["device"])
+    zoo.inputs = tuple(t.to(RUN["device"]) for t in zoo.inputs)
+    return zoo
 
 
 def fresh_caches():
@@ -95,7 +107,7 @@ def gradient_error(actual: dict, expected: dict) -> float:
 
 
 def bench_model(name, rounds, threads, log):
-    zoo = model_zoo.build(name)
+    zoo = on_device(model_zoo.build(name))
     inference_model = zoo.model
     training_model = copy.deepcopy(zoo.model).train()
     inputs = zoo.inputs
@@ -134,7 +146,7 @@ def bench_model(name, rounds, threads, log):
     for count in threads:
         torch.set_num_threads(count)
         for mode in ("inference", "training"):
-            ms = interleaved_ms(variants[mode], inputs, rounds, no_grad=mode == "inference")
+            ms = interleaved_ms(variants[mode], inputs, rounds, RUN["sync"], no_grad=mode == "inference")
             result["ms"][f"{mode} {count}t"] = {k: round(v, 4) for k, v in ms.items()}
             log(f"  {mode} {count} thread(s): " + ", ".join(f"{k} {v:.2f} ms" for k, v in ms.items()))
     return result
@@ -144,10 +156,10 @@ def tiny_graph_overhead_us(calls: int) -> dict:
     """Per-call time of ``x * 2 + 1`` on 16 floats: what a compiler's wrapper costs per call."""
     def fn(x):
         return x * 2 + 1
-    x = torch.randn(16)
+    x = torch.randn(16, device=RUN["device"])
     torch._dynamo.reset()
     variants = {"eager": fn, **{c: compiled(fn, c) for c in COMPILERS}}
-    ms = [interleaved_ms(variants, (x,), calls, warmup=20) for _ in range(5)]
+    ms = [interleaved_ms(variants, (x,), calls, RUN["sync"], warmup=20) for _ in range(5)]
     return {k: round(statistics.median(m[k] for m in ms) * 1e3, 2) for k in variants}
 
 
@@ -269,8 +281,14 @@ def main():
     parser.add_argument("--threads", default="1,all")
     parser.add_argument("--tiny-calls", type=int, default=200)
     parser.add_argument("--out", default=str(Path(__file__).parent / "results"))
+    parser.add_argument("--gpu", metavar="PROFILE", help="run on the visible GPU, hetero planning for PROFILE")
     args = parser.parse_args()
     threads = [os.cpu_count() if t == "all" else int(t) for t in args.threads.split(",")]
+    if args.gpu:
+        if not torch.cuda.is_available():
+            sys.exit("--gpu needs a visible GPU")
+        RUN.update(device="cuda", options={"device": args.gpu, "executor": "native"}, sync=torch.cuda.synchronize)
+        threads = [1]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
 
@@ -278,15 +296,16 @@ def main():
         print(message, file=sys.stderr, flush=True)
 
     torch.compile(lambda x: x.sin() + 1, backend="hetero")(torch.randn(4))   # imports; calibrates the host
-    torch.compile(lambda x: x.cos() + 1)(torch.randn(4))
+    torch.compile(lambda x: x.cos() + 1)(torch.randn(4, device=RUN["device"]))
     results = []
     for name in args.models.split(","):
         log(f"{name}:")
         torch.set_num_threads(max(threads))
         results.append(bench_model(name, args.rounds, threads, log))
     torch.set_num_threads(1)
-    data = {"host": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch "
-                    f"{torch.__version__}, torch_hetero {torch_hetero.__version__}",
+    where = f"{torch.cuda.get_device_name()} ({args.gpu} profile, Triton)" if args.gpu else \
+        f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"
+    data = {"host": f"{where}, torch {torch.__version__}, torch_hetero {torch_hetero.__version__}",
             "rounds": args.rounds, "models": results, "tiny_graph_us": tiny_graph_overhead_us(args.tiny_calls),
             "summary": summarize(results, threads)}
     (out / "suite.json").write_text(json.dumps(data, indent=1))

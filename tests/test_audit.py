@@ -69,7 +69,7 @@ def test_every_profile_compiles_the_model_and_is_reported():
         assert result.fits(d) and result.need_bytes(d) < profile.dram_bytes
         if profile.triton_target:
             assert d.aot.target == profile.triton_target and d.aot.ok and not d.aot.errors
-            assert set(d.aot.shared_bytes) == {k.name for k in d.report.kernels}
+            assert set(d.aot.resources) == {k.name for k in d.report.kernels}
         else:
             assert d.aot is None
     text = str(result)
@@ -153,7 +153,7 @@ def test_a_kernel_that_does_not_build_ahead_of_time_is_reported(monkeypatch):
     [h100] = audit(model, *inputs, devices=["h100"], progress=False).devices
     assert h100.error is None and not h100.aot.ok
     assert list(h100.aot.errors) == ["inference.kernel0"] and "simulated" in h100.aot.errors["inference.kernel0"]
-    assert len(h100.aot.shared_bytes) == len(h100.report.kernels) - 1
+    assert len(h100.aot.resources) == len(h100.report.kernels) - 1
 
 
 FACTORY = '''

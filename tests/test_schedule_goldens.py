@@ -15,10 +15,11 @@ are checked against files in ``tests/goldens/``, split so that each file changes
 The set shows that the profile, not a fixed heuristic, decides: a long softmax row is
 one-pass on mtia-v2 (384 KiB local SRAM) but looped on h100 (228 KiB) and mi300x (64 KiB);
 bf16 matmul tiles differ across h100, a100, mi300x and mtia-v2; a plain fp32 matmul is a
-library call where the profile declares BLAS and a kernel in the profile's own tile where it
-does not (``matmul``); a convolution is a library call where the profile declares one and
-elsewhere an implicit GEMM in the profile's tile (``conv3x3``, ``conv1x1``) or a direct
-reduction (``conv_depthwise``); a user profile differing in one field plans differently."""
+kernel in the profile's own tile where the profile declares no BLAS, and where it declares one
+the cost model's choice, with both estimates (``matmul``: cuBLAS on h100/h200, the template on
+a100/mi300x); a convolution is a library call where the profile
+declares one and elsewhere an implicit GEMM in the profile's tile (``conv3x3``, ``conv1x1``) or a
+direct reduction (``conv_depthwise``); a user profile differing in one field plans differently."""
 import math
 import os
 import re

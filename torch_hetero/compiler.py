@@ -16,9 +16,11 @@ from .codegen.wrapper import render_wrapper
 from .errors import HeteroCompileError, one_line
 from .graph import GraphLowering, module_path, op_name, warn_fallback
 from .lowering.attention_pattern import rewrite_attention
+from .planning.gemm_choice import LIBRARY, UNTIMED, Timed, Tuning
 from .planning.passes import build_plan
 from .planning.plan import Plan
-from .runtime import loaders
+from .planning.tiling import matmul_tile
+from .runtime import autotune, loaders
 
 
 @dataclasses.dataclass
@@ -106,11 +108,14 @@ class EagerGraph:
         return cls(one_line(error), ops, layers, compile_s)
 
 
-def compile_graph(gm: torch.fx.GraphModule, options, name: str = "graph", estimate: bool = True) -> CompiledGraph:
+def compile_graph(gm: torch.fx.GraphModule, options, name: str = "graph", estimate: bool = True,
+                  tuning=None) -> CompiledGraph:
     """``options``: ``options.Options`` — its profile's device model plans the kernels (fusing
     them unless ``fusion`` is False), its ``executor`` decides what runs here (the target's code
-    is rendered either way), and with ``strict`` an op with no native lowering raises instead
-    of running through ATen.  ``estimate``: estimate every step (for reports)."""
+    is rendered either way), with ``strict`` an op with no native lowering raises instead
+    of running through ATen, and with ``autotune`` each GEMM's choice is timed on the GPU that
+    runs it (``_tuning``).  ``estimate``: estimate every step (for reports); ``tuning``: GEMM
+    choices given (``gemm_choice.Tuning``: what ``gpu_timer`` compiles), not timed here."""
     start = time.perf_counter()
     profile = options.profile
     if not profile.target.attention:  # written-out attention and repeated KV heads: our flash attention
@@ -118,7 +123,9 @@ def compile_graph(gm: torch.fx.GraphModule, options, name: str = "graph", estima
     graph = GraphLowering(gm, profile.target, profile.name, options.strict).run()
     runs = choose_executor(options.executor, profile, graph)
     language = renderers.HOST if runs == "host" else profile.target.language
-    plan = build_plan(graph, profile, language, options.fusion, estimate)
+    if tuning is None and options.autotune:
+        tuning = _tuning(graph, profile, options, runs)
+    plan = build_plan(graph, profile, language, options.fusion, estimate, tuning)
     storage = graph.storage()
     rendered = {lang: tuple(renderers.render(k, lang, storage) for k in plan.kernels
                             if not (lang == language and k.library_only))  # nothing of its own to run here
@@ -135,6 +142,49 @@ def compile_graph(gm: torch.fx.GraphModule, options, name: str = "graph", estima
                         graph.fallback_notes)
     return CompiledGraph(loadable.load(), loadable, plan, rendered, graph.fallback_counts, code,
                          time.perf_counter() - start)
+
+
+def _tuning(graph: GraphLowering, profile, options, runs: str) -> Tuning:
+    """max-autotune for this graph: its GEMMs timed on the GPU that runs it (cached on disk),
+    or, where no GPU runs it, nothing timed and the plan says so."""
+    calls = autotune.matmul_calls(graph)
+    if runs != "native" or not calls or not profile.target.matmul_epilogue:
+        return Tuning({}, UNTIMED)
+    return autotune.tune(calls, profile, graph.size_hints, torch.cuda.get_device_name(),
+                         lambda call: gpu_timer(call, graph.size_hints, options))
+
+
+def gpu_timer(call, hints: dict, options, device: str = "cuda"):
+    """The time function of one GEMM's candidates (``gemm_choice.candidates``): the library
+    through ATen, or our template compiled in the candidate's tile (the same graph, lowering
+    and renderer as any compile, its tile given), each timed on random operands of the GEMM's
+    shape with Triton's ``do_bench`` (the median of repeated runs, milliseconds).
+    ``device`` "cpu" with ``options.executor`` "interpret" runs the same candidates under the
+    interpreter: what the tests check, as no GPU is lent to them."""
+    from torch.fx.experimental.proxy_tensor import make_fx
+    batch, m, n, k, dtype = call.matmul_shape(hints)
+    a = torch.randn(batch, m, k, device=device).to(dtype)
+    b = torch.randn(batch, k, n, device=device).to(dtype)
+    gm = make_fx(lambda a, b: (torch.bmm(a, b),))(a, b)  # a graph returns a tuple, as AOTAutograd's do
+
+    def run(candidate):
+        if candidate == LIBRARY:
+            return lambda: torch.bmm(a, b)
+        shape = (batch, m, n, k, dtype)
+        tile = matmul_tile(*candidate[1:], *shape, options.profile)
+        forced = Tuning({shape: Timed(tile, 0.0, float("inf"), f"candidate {candidate}")})
+        compiled = compile_graph(gm, dataclasses.replace(options, autotune=False), "candidate", False, forced)
+        return lambda: compiled([a, b])
+
+    def time_fn(candidate) -> float:
+        from triton.testing import do_bench
+        call_once = run(candidate)
+        if device == "cpu":  # the interpreter: one run, to check what would be timed
+            started = time.perf_counter()
+            call_once()
+            return time.perf_counter() - started
+        return do_bench(call_once) * 1e-3
+    return time_fn
 
 
 def choose_executor(option: str, profile, graph: GraphLowering) -> str:

@@ -16,6 +16,7 @@ from .errors import HeteroCompileError, ProfileError
 # native: Triton on the GPU (an error without one); interpret: Triton's CPU interpreter; host: C++
 EXECUTORS = ("auto", "native", "interpret", "host")
 KNOWN_MODES = (None, "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+AUTOTUNE_MODES = ("max-autotune", "max-autotune-no-cudagraphs")  # what turns ``autotune`` on
 GPU_PROFILES = (("H100", "h100"), ("H200", "h200"), ("A100", "a100"), ("MI300", "mi300x"))  # name part → profile
 
 
@@ -26,6 +27,7 @@ class Options:
     fusion: bool = True  # False: one kernel per realized node (to debug, or to measure what fusion buys)
     executor: str = "auto"  # what runs the kernels of a Triton-target profile: see EXECUTORS
     aot_cache: bool = True  # warm compiles load our graphs from AOTAutograd's cache (see aot_cache.py)
+    autotune: bool = False  # time each GEMM's candidates on a visible GPU (runtime/autotune.py); mode="max-autotune"
 
     @property
     def profile(self) -> DeviceProfile:
@@ -41,7 +43,8 @@ def resolve(options: dict | None = None, mode: str | None = None) -> Options:
                                  f"{[f.name for f in dataclasses.fields(Options)]}")
     if mode not in KNOWN_MODES:
         raise HeteroCompileError(f"unknown mode {mode!r}; torch_hetero accepts {KNOWN_MODES[1:]} "
-                                 "(all compile the same way today)")
+                                 "(the max-autotune modes time GEMM candidates on a visible GPU; the others "
+                                 "compile alike)")
     device = options.get("device") or os.environ.get("TORCH_HETERO_DEVICE") or auto_device()
     if device != HOST:  # the host profile is checked when first used: it runs a calibration
         try:
@@ -55,7 +58,8 @@ def resolve(options: dict | None = None, mode: str | None = None) -> Options:
                                  f"choose one of {list(EXECUTORS)}")
     return Options(device=device, strict=_flag(options, "strict", "TORCH_HETERO_STRICT", False),
                    fusion=_flag(options, "fusion", "TORCH_HETERO_FUSION", True), executor=executor,
-                   aot_cache=_flag(options, "aot_cache", "TORCH_HETERO_AOT_CACHE", True))
+                   aot_cache=_flag(options, "aot_cache", "TORCH_HETERO_AOT_CACHE", True),
+                   autotune=_flag(options, "autotune", "TORCH_HETERO_AUTOTUNE", mode in AUTOTUNE_MODES))
 
 
 TRUE_WORDS, FALSE_WORDS = ("1", "true", "on", "yes"), ("0", "false", "off", "no")

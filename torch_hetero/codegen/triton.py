@@ -246,7 +246,7 @@ def _render_matmul(name: str, group: Group, tile, wide: bool) -> TritonKernel:
                                  for v in ("i0", "rm", "rn", "ka", "kb"))
     ops.ranges.update({rm: m, rn: n, ka: k, kb: k})
     ops.block, ops.block_symbols = "(rm + rn)", frozenset({rm, rn})  # [BM, BN]: a store lacking rm or rn is broadcast
-    body = [f"pid = {_program_id(0, wide)}"] + _grouped_tiles(ops.index(m), ops.index(n)) + [
+    body = [f"pid = {_program_id(0, wide)}"] + _grouped_tiles(ops.index(m), ops.index(n), tile.group_m) + [
             f"xmask = (rm < {ops.index(m)}) & (rn < {ops.index(n)})"]
     if batched:
         body.append(f"i0 = {_program_id(1, wide)}")
@@ -294,7 +294,7 @@ def _render_matmul(name: str, group: Group, tile, wide: bool) -> TritonKernel:
             origins.update(dict.fromkeys(in_order(inlined, node.data.origins)))
     rows = symbolic.FloorDiv(m + tile.bm - 1, tile.bm) * symbolic.FloorDiv(n + tile.bn - 1, tile.bn)
     grid = (rows, gemm.batch) if batched else (rows,)
-    constexprs = {"BM": tile.bm, "BN": tile.bn, "BK": tile.bk, "GROUP_M": tile.group_m}
+    constexprs = {"BM": tile.bm, "BN": tile.bn, "BK": tile.bk, **({"GROUP_M": tile.group_m} if tile.group_m > 1 else {})}
     scratch = ()
     if split:
         like = tensors[0].buffer.name  # any input: the scratch goes on its device
@@ -328,10 +328,15 @@ def _split_k_join(tiles: str, batched: bool, partials: str, arrivals: str) -> li
             f"        acc += tl.load({partials} + partial + s * BM * BN)"]
 
 
-def _grouped_tiles(m: str, n: str) -> list:
+def _grouped_tiles(m: str, n: str, group_m: int) -> list:
     """Program ``pid`` → its output tile's rows ``rm`` and columns ``rn`` in grouped order (L2
     swizzle, ``tiling.group_rows``): programs walk GROUP_M tile rows down a tile column, then
-    the next column; the last group may have fewer rows.  GROUP_M=1 is row-major order."""
+    the next column; the last group may have fewer rows.  GROUP_M=1 is row-major order, written
+    as such: no division by the group's row count, a runtime value."""
+    if group_m == 1:
+        return [f"blocks_n = ({n} + BN - 1) // BN",
+                "rm = (pid // blocks_n) * BM + tl.arange(0, BM)[:, None]",
+                "rn = (pid % blocks_n) * BN + tl.arange(0, BN)[None, :]"]
     return [f"blocks_n = ({n} + BN - 1) // BN",
             "group = pid // (GROUP_M * blocks_n)",
             f"group_rows = tl.minimum(({m} + BM - 1) // BM - group * GROUP_M, GROUP_M)",

@@ -79,6 +79,11 @@ def _number(value):
     return float(value)
 
 
+def _fraction(value):
+    _require(_number(value) <= 1)
+    return float(value)
+
+
 def _bytes(scale: int):
     def check(value):
         scaled = _number(value) * scale
@@ -145,6 +150,7 @@ SCHEMA = {
     "runtime.launch_overhead_us": ("launch_overhead_us", _number, "a positive number (µs)", _REQUIRED),
     "runtime.host_call_us": ("host_call_us", _number, "a positive number (µs)", None),
     "runtime.extern_call_us": ("extern_call_us", _number, "a positive number (µs)", None),
+    "libraries.gemm_efficiency": ("gemm_efficiency", _fraction, "a number in (0, 1] (of the matrix peak)", None),
     "power.tdp_w": ("tdp_w", _number, "a positive number (W)", _REQUIRED),
     "compute.vector_op_ns": ("vector_op_ns", _PerOp(_time), "a number >= 0 (ns per element, one core)", {}),
     "compute.scalar_op_ns": ("scalar_op_ns", _PerOp(_time), "a number >= 0 (ns per element, one core)", {}),
@@ -263,6 +269,10 @@ def _check_together(fields: dict) -> None:
                                    f"missing: {', '.join(missing)} (the cpu profile measures them)")
     if target.matmul_epilogue:
         _check_smallest_matmul_tile(fields)
+    if target.matmul_epilogue and target.blas and fields["gemm_efficiency"] is None:
+        raise ProfileError("missing libraries.gemm_efficiency: a number in (0, 1], the fraction of the matrix "
+                           "peak the declared BLAS library reaches (the planner prices it against the "
+                           "generated GEMM)")
 
 
 def _check_smallest_matmul_tile(fields: dict) -> None:

@@ -32,6 +32,8 @@ class DeviceProfile:
     launch_overhead_us: float        # fixed cost per kernel launch, µs (host: a parallel kernel's call)
     host_call_us: float              # host C++: a serial kernel's call (no OpenMP fork/join), µs
     extern_call_us: float            # host C++: an ATen call's from the wrapper (dispatch, output), µs
+    gemm_efficiency: float | None    # fraction of the matrix peak its BLAS library's GEMM reaches (a
+                                     # Triton target with BLAS: priced against the generated template)
     tdp_w: float                     # W
     vector_op_ns: dict[str, float]   # host C++: op → ns per element on one core in a vectorized loop (host_ops)
     scalar_op_ns: dict[str, float]   # the same in a scalar loop; serial_combine: a serial reduction's step

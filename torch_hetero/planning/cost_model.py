@@ -240,23 +240,26 @@ def split_k_seconds(partial_bytes: float, profile) -> float:
 
 
 def estimate_matmul(batch: int, m: int, n: int, k: int, dtype: torch.dtype, reads: dict, writes: dict,
-                    profile, memory: MemoryModel, split: int = 1, partial_bytes: float = 0.0) -> Estimate:
-    """A matmul on the matrix units: padding to the instruction shape, waves of output tiles
-    (times ``split`` K slices where the generated GEMM splits K, plus its partials' cost)."""
+                    profile, memory: MemoryModel, tile_seconds: float | None = None) -> Estimate:
+    """A matmul on the matrix units.  Our template (``tile_seconds``: its tile's time,
+    ``tiling.plan_matmul``: tile and wave quantization, pipelining) or a library call: padding to
+    the instruction shape, waves of instruction tiles, at the fraction of the peak the profile
+    says its library reaches (``gemm_efficiency``; the host's ATen GEMM: its peak)."""
+    flops = 2.0 * batch * m * n * k
+    mem = memory.seconds(reads, writes, 1.0, ours=False)
+    if tile_seconds is not None:
+        return _estimate(tile_seconds, mem, extern_launch_us(profile), flops,
+                         sum(reads.values()) + sum(writes.values()))
     name = dtype_name(dtype)
     shape = profile.matrix_shapes.get(name)
-    flops = 2.0 * batch * m * n * k
     if shape:
         tm, tn, tk = shape
         padded = batch * _round_up(m, tm) * _round_up(n, tn) * _round_up(k, tk) * 2.0
         tiles = batch * math.ceil(m / tm) * math.ceil(n / tn)
     else:
         padded, tiles = flops, batch * max(m // 16, 1) * max(n // 16, 1)
-    efficiency = parallel_efficiency(tiles * split, profile.compute_units)
+    efficiency = parallel_efficiency(tiles, profile.compute_units) * (profile.gemm_efficiency or 1.0)
     compute = padded / (profile.peak_flops(name, matrix=True) * efficiency)
-    mem = memory.seconds(reads, writes, 1.0, ours=False)
-    if split > 1:
-        mem += split_k_seconds(partial_bytes, profile)
     return _estimate(compute, mem, extern_launch_us(profile), flops, sum(reads.values()) + sum(writes.values()))
 
 

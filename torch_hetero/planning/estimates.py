@@ -13,6 +13,7 @@ from ..graph import GraphLowering
 from ..ir import ExternCall
 from .cost_model import (Estimate, MemoryModel, estimate_attention, estimate_kernel, estimate_matmul,
                          estimate_memory_op, sort_flops)
+from .kernel_analysis import extern_traffic
 from .plan import KernelPlan
 from .scheduler import peak_bytes
 
@@ -73,38 +74,18 @@ def _value(expr, hints) -> int:
     return int(sympy.sympify(expr).subs(hints))
 
 
-def _tensor_bytes(value: ir.StridedValue, hints) -> float:
-    return _value(symbolic.product(value.layout.size), hints) * value.get_dtype().itemsize
-
-
-def _operands(call: ExternCall, tensors: list, hints, keep_output: bool = True) -> tuple:
-    """(reads, writes): bytes per buffer name of ``tensors`` (the call's arguments it reads)
-    and of the call's outputs."""
-    reads = {}
-    for t in tensors:
-        reads[t.buffer.name] = reads.get(t.buffer.name, 0) + _tensor_bytes(t, hints)
-    writes = {b.name: _value(symbolic.product(b.layout.size), hints) * b.get_dtype().itemsize
-              for b in call.outputs if b is not None and keep_output}
-    return reads, writes
-
-
 def _estimate_attention_kernel(call: ExternCall, tile, hints, profile, memory) -> Estimate:
     """Our flash attention: every tensor it reads (the mask, a keyword argument, included)."""
-    tensors = [a for a in [*call.args, *call.kwargs.values()] if isinstance(a, ir.StridedValue)]
-    return estimate_attention(call.attention_shape(hints), tile, *_operands(call, tensors, hints), profile, memory)
+    return estimate_attention(call.attention_shape(hints), tile, *extern_traffic(call, hints), profile, memory)
 
 
 def _estimate_extern(call: ExternCall, hints, profile, memory, keep_output: bool = True, tile=None):
-    """``tile``: a generated matmul's (its split of K priced); None for a library call."""
+    """An ATen call, or (``tile``: the template's tile) a matmul we generate."""
     tensors = [a for a in call.args if isinstance(a, ir.StridedValue)]
-    reads, writes = _operands(call, tensors, hints, keep_output)
+    reads, writes = extern_traffic(call, hints, keep_output)
     shape = call.matmul_shape(hints)
     if shape:
-        if tile is not None and tile.split_k > 1:
-            batch, m, n = shape[:3]
-            return estimate_matmul(*shape, reads, writes, profile, memory, tile.split_k,
-                                   tile.partial_bytes(batch, m, n))
-        return estimate_matmul(*shape, reads, writes, profile, memory)
+        return estimate_matmul(*shape, reads, writes, profile, memory, tile.seconds if tile else None)
     if call.op == aten.convolution.default:  # an implicit GEMM: (N·H·W) × Cout × (Cin/groups·kh·kw)
         out, weight = call.outputs[0], tensors[1]
         channels = _value(out.layout.size[1], hints)

@@ -23,6 +23,7 @@ import sympy
 from .. import ir, symbolic
 from ..ir import ATTENTIONS, GROUPED_MATMUL
 from .cost_model import MemoryModel, estimate_kernel
+from .gemm_choice import choose
 from .kernel_analysis import analyze, column_reduction
 from .loop_nest import Group, default_outer, dims, inner_ranges, loads_of, node_indices, same
 
@@ -45,16 +46,22 @@ def group_nodes(graph, profile, tiles, loads: dict, storage: dict, readers: dict
     matmul_at = 0  # where its kernel goes if it runs alone: where its call was
 
     def alone(call) -> None:
-        """``call`` left without an epilogue: its own generated kernel where the target
-        generates every GEMM or the lowering made it a GEMM (a convolution with no library),
+        """``call`` left without an epilogue: its own generated kernel where the lowering
+        made it a GEMM (a convolution with no library), or where the target generates GEMMs and
+        the template is the choice (``gemm_choice``; a grouped GEMM only without a BLAS library),
         else the library call it is."""
-        if call is not None and call.gemm is not None:
+        if call is None:
+            return
+        if call.gemm is not None:
             groups.insert(matmul_at, _Draft([], (), [
                 f"{call.result.name}: {call.name} generated as an implicit GEMM in the device model's tile "
                 f"(the profile declares no convolution library)"], matmul=call))
-        elif call is not None and profile.target.generates_gemm:
-            groups.insert(matmul_at, _Draft([], (), [f"{call.result.name}: {call.name} generated in the device model's "
-                                          f"tile (the profile declares no BLAS library)"], matmul=call))
+            return
+        if not profile.target.matmul_epilogue or (call.op == GROUPED_MATMUL and profile.target.blas):
+            return
+        choice = choose(call, tiles, profile, graph.size_hints)
+        if choice.template:
+            groups.insert(matmul_at, _Draft([], (), [f"{call.result.name}: {call.name} {choice.reason}"], matmul=call))
 
     for node in graph.nodes:
         if not isinstance(node, ir.ComputedBuffer):
@@ -97,10 +104,10 @@ def group_nodes(graph, profile, tiles, loads: dict, storage: dict, readers: dict
             groups.append(current)
             continue
         if matmul is not None and enabled:
-            verdict = planner.try_epilogue(current, matmul, readers)
-            current.decisions.append(f"{node.name} {'fused' if verdict is None else 'not fused'} into the "
-                                     f"{matmul.name} output tile{': ' + verdict if verdict else ''}")
-            if verdict is None:
+            fused, why = planner.try_epilogue(current, matmul, readers)
+            current.decisions.append(f"{node.name} {'fused' if fused else 'not fused'} into the "
+                                     f"{matmul.name} output tile{': ' + why if why else ''}")
+            if fused:
                 matmul = None
         alone(matmul)  # it runs before the node that did not become its epilogue
         groups.append(current)
@@ -169,10 +176,26 @@ class _Planner:
         group.decisions.append(f"{node.name} fused: {how}; est. {fused:.3g} us vs {apart:.3g} us apart")
         return None
 
-    def try_epilogue(self, group: _Draft, call, readers: dict) -> Optional[str]:
+    def try_epilogue(self, group: _Draft, call, readers: dict) -> tuple:
         """Make ``group`` (one pointwise node) the epilogue of the matmul ``call`` — applied to
-        each output tile before it is stored — and return None, or return why not."""
-        node, out = group.nodes[0], call.result
+        each output tile before it is stored: (True, why or ""), or (False, why not)."""
+        node = group.nodes[0]
+        why_not = self._epilogue_problem(node, call)
+        if why_not:
+            return False, why_not
+        if not self.profile.target.blas or call.gemm is not None:
+            # the template is the only GEMM: the epilogue saves a launch and the output's trip
+            group.matmul = call
+            return True, ""
+        choice = choose(call, self.tiles, self.profile, self.hints,
+                        epilogue_us=self.time_us([([node], default_outer(node))]))
+        if choice.template:
+            group.matmul = call
+        return choice.template, choice.reason
+
+    def _epilogue_problem(self, node, call) -> Optional[str]:
+        """Why ``node`` cannot be the epilogue of ``call``'s template, if so."""
+        out = call.result
         if not self.profile.target.matmul_epilogue:
             return "the target's GEMM is a library call"
         if not isinstance(node.data, ir.Pointwise) or not same(dims(node.data.ranges), dims(out.layout.size)):
@@ -196,8 +219,7 @@ class _Planner:
         if tile.smem + epilogue_bytes > self.profile.local_sram_bytes:
             return (f"the output tile's epilogue ({epilogue_bytes} B) and the staged operands "
                     f"({tile.smem} B) exceed local SRAM")
-        group.matmul = call
-        return None  # always faster: it saves a launch and the output's trip through memory
+        return None
 
     def loaded(self, node) -> list:
         """Names of the buffers ``node`` loads."""

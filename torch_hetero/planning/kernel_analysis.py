@@ -332,5 +332,17 @@ def _count(node, loops: NodeLoops, outer: tuple, storage: dict, hints: dict, col
                        {name: min(_evaluate(t, hints), total) for name, t in counter.strided.items()}, row_loads)
 
 
+def extern_traffic(call: ir.ExternCall, hints: dict, keep_output: bool = True) -> tuple:
+    """(reads, writes) of an ATen call: bytes per buffer of its tensor arguments (keyword
+    ones too: an attention's mask) and, with ``keep_output``, of its outputs."""
+    reads: dict = {}
+    for t in (a for a in [*call.args, *call.kwargs.values()] if isinstance(a, ir.StridedValue)):
+        reads[t.buffer.name] = reads.get(t.buffer.name, 0) + int(_evaluate(symbolic.product(t.layout.size), hints)) \
+            * t.get_dtype().itemsize
+    writes = {b.name: int(_evaluate(symbolic.product(b.layout.size), hints)) * b.get_dtype().itemsize
+              for b in call.outputs if b is not None and keep_output}
+    return reads, writes
+
+
 def _evaluate(expr, hints: dict) -> float:
     return float(expr) if isinstance(expr, (int, float)) else float(sympy.sympify(expr).subs(hints))

@@ -8,18 +8,21 @@ from ..graph import GraphLowering
 from ..ir import GROUPED_MATMUL, MATMULS, Sort
 from . import scheduler
 from .estimates import estimate_steps, peak_memory
+from .gemm_choice import choose
 from .kernel_analysis import analyze
 from .loop_nest import loads_by_node
 from .plan import ExternPlan, KernelPlan, Plan
 from .tiling import MatmulTiles, plan_attention, plan_kernel
 
 
-def build_plan(graph: GraphLowering, profile, target: str, fuse: bool = True, estimate: bool = True) -> Plan:
+def build_plan(graph: GraphLowering, profile, target: str, fuse: bool = True, estimate: bool = True,
+               tuning=None) -> Plan:
     """``graph``'s plan on ``profile``.  ``target``: the language of the code that runs its
     kernels (the executor's choice: memory planning depends on it, as a library GEMM writes
     its output itself); ``fuse``: False gives one kernel per node; ``estimate``: estimate
-    every step and the activations' peak (for reports: plain compiles skip it)."""
-    tiles = MatmulTiles(profile, graph.size_hints)
+    every step and the activations' peak (for reports: plain compiles skip it); ``tuning``:
+    what max-autotune measured (``gemm_choice.Tuning``; None: not asked for)."""
+    tiles = MatmulTiles(profile, graph.size_hints, tuning)
     loads = loads_by_node(graph.nodes)
     groups = scheduler.fuse(graph, profile, tiles, loads, fuse)
     storage, memo = graph.storage(), {}
@@ -33,7 +36,7 @@ def build_plan(graph: GraphLowering, profile, target: str, fuse: bool = True, es
                                   target, cost, tiling, matmul_tile,
                                   attention_tile=plan_attention(attention, profile) if attention else None))
     work = [item if isinstance(item, KernelPlan)
-            else ExternPlan(item, tiles.of(item), reason=_library_reason(item, profile))
+            else ExternPlan(item, tiles.of(item), reason=_library_reason(item, profile, tiles, graph.size_hints))
             for item in scheduler.execution_order(graph, kernels)]
     if estimate:
         work = [dataclasses.replace(item, estimate=e) for item, e in zip(work, estimate_steps(graph, work, profile))]
@@ -41,11 +44,15 @@ def build_plan(graph: GraphLowering, profile, target: str, fuse: bool = True, es
     return Plan(tuple(steps), peak_memory(graph, steps) if estimate else None)
 
 
-def _library_reason(call, profile) -> str:
-    """Why a chosen matmul extern is a library call ("" for other calls): the profile declares
-    the library, or the target's renderer has no GEMM (fusion generates every other one)."""
+def _library_reason(call, profile, tiles, hints: dict) -> str:
+    """Why a chosen matmul extern is a library call ("" for other calls): the cost model
+    preferred the library the profile declares (``gemm_choice``), or the profile declares one
+    and the target's renderer has no GEMM (the host: fusion generates every other one); a grouped GEMM calls the
+    library wherever the profile declares one."""
     if call.kind != "extern" or call.op not in MATMULS | {GROUPED_MATMUL}:
         return ""
+    if profile.target.matmul_epilogue and profile.target.blas and call.op in MATMULS:
+        return choose(call, tiles, profile, hints).reason
     if profile.target.blas:
         return f"library call: {', '.join(profile.target.blas)}, declared by the profile"
     return "library call: the target's code generator has no GEMM"

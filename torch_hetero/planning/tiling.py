@@ -43,6 +43,10 @@ MAX_PROGRAM_ELEMENTS = 4096    # XBLOCK·RBLOCK a Triton program steps through a
 MAX_TILE = (256, 256, 128)
 SPLITS = (1, 2, 4, 8, 16, 32, 64)  # K slices per output tile a split GEMM may run
 MIN_SPLIT_STEPS = 4      # BK steps each K slice runs at least, so that its pipeline fills
+# FMA tiles (no matrix instruction for the dtype: fp32 stays IEEE) hold their operands in
+# registers: larger ones spill on cuda:80 (ahead-of-time builds, tests/test_aot_resources.py:
+# BM=16 BN=64 BK=128 and BM=BN=128 spill, BM=BN=64 BK=32 does not)
+MAX_FMA_TILE = (64, 64, 32)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,6 +71,7 @@ class MatmulTiling:
     smem: int            # bytes of staged operand tiles
     waves: float         # output tiles / units
     padding: float       # fraction of the padded work that is waste
+    seconds: float       # its estimated time (compute or operand traffic, whichever is longer, and a split's partials)
     group_m: int = 1     # tile rows that consecutive programs share (L2 swizzle; 1: row-major order)
     group_why: str = ""  # the L2 figures that chose ``group_m``
     split_k: int = 1     # programs per output tile, each over one slice of K (1: no split)
@@ -149,59 +154,75 @@ class MatmulTiles:
     """Each matmul's tile on one profile, computed once per shape: fusion's SRAM check, the
     plan (schedule text, explain) and the generated GEMM read the same one."""
 
-    def __init__(self, profile, hints: dict):
-        self.profile, self.hints = profile, hints
+    def __init__(self, profile, hints: dict, tuning=None):
+        self.profile, self.hints, self.tuning = profile, hints, tuning
         self._tiles: dict = {}
 
     def of(self, call) -> Optional[MatmulTiling]:
-        """The tile of the extern ``call`` (None: not a matmul, or the host's GEMM is ATen's)."""
+        """The tile of the extern ``call`` (None: not a matmul, or the host's GEMM is ATen's):
+        the one max-autotune timed fastest, if it timed this shape, else the analytic one."""
         shape = call.matmul_shape(self.hints)
         if shape is None:
             return None
         if shape not in self._tiles:
-            self._tiles[shape] = plan_matmul(*shape, self.profile)
+            timed = self.timed(call)
+            self._tiles[shape] = timed.tile if timed is not None else plan_matmul(*shape, self.profile)
         return self._tiles[shape]
+
+    def timed(self, call):
+        """What max-autotune measured for ``call``'s shape (``gemm_choice.Timed``), or None."""
+        return None if self.tuning is None else self.tuning.timed.get(call.matmul_shape(self.hints))
 
 
 def plan_matmul(batch: int, m: int, n: int, k: int, dtype: torch.dtype, profile) -> Optional[MatmulTiling]:
     """The best tile for ``profile``, or None where the GEMM is a library call (the host: ATen's)."""
     if not profile.target.matmul_epilogue:
         return None
+    best = None
+    for bm, bn, bk in itertools.product(*(_multiples(b, top) for b, top in zip(instruction_tile(dtype, profile),
+                                                                             largest_tile(dtype, profile)))):
+        for stages in STAGES:
+            tile = matmul_tile(bm, bn, bk, stages, batch, m, n, k, dtype, profile)
+            if tile is None:
+                continue
+            key = (tile.seconds, tile.split_k, stages, -bm * bn, -bk, bm, bn)
+            if best is None or key < best[0]:
+                best = (key, tile)
+    return best[1] if best else None
+
+
+def matmul_tile(bm: int, bn: int, bk: int, stages: int, batch: int, m: int, n: int, k: int, dtype: torch.dtype,
+                profile, splits: Optional[tuple] = None) -> Optional[MatmulTiling]:
+    """The tile (BM, BN, BK, stages) for this GEMM with its split of K (the fastest of
+    ``splits``, default ``SPLITS``), its launch order (``group_rows``) and its estimated time, or None if its staged
+    operands do not fit local SRAM."""
     name = dtype_name(dtype)
     matrix = name in profile.matrix_shapes  # fp32 stays IEEE (as eager): vector FMAs, not TF32
-    base = tuple(profile.matrix_shapes[name]) if matrix else VECTOR_MATMUL_TILE
     peak = profile.peak_flops(name if matrix else "fp32", matrix=matrix)
     itemsize = dtype.itemsize
-    best = None
-    for bm, bn, bk in itertools.product(*(_multiples(b, top) for b, top in zip(base, MAX_TILE))):
-        for stages in STAGES:
-            smem = staged_bytes(bm, bn, bk, itemsize, stages)
-            if smem > profile.local_sram_bytes:
-                continue
-            tiles = batch * math.ceil(m / bm) * math.ceil(n / bn)
-            padded_k = max(math.ceil(k / bk), 1) * bk  # k == 0 still zeroes and stores each output tile
-            padded = 2.0 * tiles * bm * bn * padded_k
-            memory = tiles * (bm + bn) * padded_k * itemsize / (profile.llc_gbps * 1e9)
-            for split in (s for s in SPLITS if s == 1 or k >= s * MIN_SPLIT_STEPS * bk):
-                # a pipeline of ``stages`` hides all but 1 / (2 * stages) of each step's load latency
-                efficiency = parallel_efficiency(tiles * split, profile.compute_units)
-                compute = padded / (peak * efficiency) / (1 - 0.5 / stages)
-                partials = split_k_seconds(split * tiles * bm * bn * PARTIAL_BYTES, profile) if split > 1 else 0.0
-                key = (max(compute, memory) + partials, split, stages, -bm * bn, -bk, bm, bn)
-                if best is None or key < best[0]:
-                    waste = 1 - 2.0 * batch * m * n * k / padded if padded else 0.0  # a zero size: no work
-                    best = (key, MatmulTiling(bm, bn, bk, stages, smem, tiles / profile.compute_units, waste,
-                                              split_k=split))
-    if best is None:
+    smem = staged_bytes(bm, bn, bk, itemsize, stages)
+    if smem > profile.local_sram_bytes:
         return None
-    tile = best[1]
-    group_m, why = group_rows(batch, m, n, k, tile.bm, tile.bn, itemsize, profile)
+    tiles = batch * math.ceil(m / bm) * math.ceil(n / bn)
+    padded_k = max(math.ceil(k / bk), 1) * bk  # k == 0 still zeroes and stores each output tile
+    padded = 2.0 * tiles * bm * bn * padded_k
+    memory = tiles * (bm + bn) * padded_k * itemsize / (profile.llc_gbps * 1e9)
+    best = None
+    for split in (s for s in splits or SPLITS if s == 1 or k >= s * MIN_SPLIT_STEPS * bk):
+        # a pipeline of ``stages`` hides all but 1 / (2 * stages) of each step's load latency
+        compute = padded / (peak * parallel_efficiency(tiles * split, profile.compute_units)) / (1 - 0.5 / stages)
+        partials = split_k_seconds(split * tiles * bm * bn * PARTIAL_BYTES, profile) if split > 1 else 0.0
+        if best is None or max(compute, memory) + partials < best[0]:  # ties: fewer slices
+            best = (max(compute, memory) + partials, split)
+    seconds, split = best
+    waste = 1 - 2.0 * batch * m * n * k / padded if padded else 0.0  # a zero size: no work
+    group_m, group_why = group_rows(batch, m, n, k, bm, bn, itemsize, profile)
     split_why = ""
-    if tile.split_k > 1:
-        tiles = batch * math.ceil(m / tile.bm) * math.ceil(n / tile.bn)
-        split_why = (f"{tiles} output tiles for {profile.compute_units} units: K={k} in {tile.split_k} slices, "
-                     f"fp32 partials {_kib(tile.partial_bytes(batch, m, n))}")
-    return dataclasses.replace(tile, group_m=group_m, group_why=why, split_why=split_why)
+    if split > 1:
+        split_why = (f"{tiles} output tiles for {profile.compute_units} units: K={k} in {split} slices, "
+                     f"fp32 partials {_kib(split * tiles * bm * bn * PARTIAL_BYTES)}")
+    return MatmulTiling(bm, bn, bk, stages, smem, tiles / profile.compute_units, waste, seconds,
+                        group_m, group_why, split, split_why)
 
 
 def group_rows(batch: int, m: int, n: int, k: int, bm: int, bn: int, itemsize: int, profile) -> tuple:
@@ -268,6 +289,16 @@ def _attention_bytes(br: int, bc: int, bd: int, itemsize: int, stages: int, back
     if backward:
         return (2 * bc * bd + 3 * br * bd * stages) * itemsize + (2 * bc * bd + 2 * br * bc) * 4
     return (br * bd + 2 * bc * bd * stages) * itemsize + (br * bd + br * bc) * 4
+def instruction_tile(dtype: torch.dtype, profile) -> tuple:
+    """The (m, n, k) every tile dim is a multiple of: the matrix instruction for ``dtype``, or
+    the FMA tile without one."""
+    name = dtype_name(dtype)
+    return tuple(profile.matrix_shapes[name]) if name in profile.matrix_shapes else VECTOR_MATMUL_TILE
+
+
+def largest_tile(dtype: torch.dtype, profile) -> tuple:
+    """The largest (BM, BN, BK) the planner considers for ``dtype``."""
+    return MAX_TILE if dtype_name(dtype) in profile.matrix_shapes else MAX_FMA_TILE
 
 
 def _multiples(base: int, top: int) -> list:

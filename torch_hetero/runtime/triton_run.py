@@ -6,10 +6,14 @@ directory (``triton/<sha256>.py``, atomically) and imported from there."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import importlib.util
 import os
+import re
+import subprocess
 import sys
+import tempfile
 
 import torch
 
@@ -122,10 +126,74 @@ def _interpreter_dot(a, b, ieee):
 
 def compile_ahead(source: str, kernels: list, target: str) -> dict:
     """Compile each TritonKernel of a module ``source`` for ``target`` (no GPU needed):
-    kernel name → bytes of shared memory it uses."""
+    kernel name → its KernelResources."""
     module = load_module(source, interpret=False)
-    return {k.name: aot_compile(getattr(module, k.name), k.signature, k.constexprs, target).metadata.shared
+    return {k.name: kernel_resources(aot_compile(getattr(module, k.name), k.signature, k.constexprs, target), target)
             for k in kernels}
+
+
+# registers one thread may hold: NVIDIA's ISA encodes 255; on AMD CDNA3 a lane's VGPRs and
+# AGPRs share one 512-entry file (AMD CDNA3 ISA reference, "Vector GPRs")
+REGISTER_LIMIT = {"cuda": 255, "hip": 512}
+
+
+@dataclasses.dataclass(frozen=True)
+class KernelResources:
+    """What one kernel built ahead of time needs per thread and per block, read from the
+    target's binary, not estimated."""
+    registers: int       # per thread: NVIDIA's REG, AMD's VGPRs (AGPRs included)
+    spill_bytes: int     # per-thread local (NVIDIA, where the code touches it) / scratch (AMD) memory
+    shared_bytes: int    # shared memory (LDS) per block
+    register_limit: int
+
+    def problems(self, shared_limit: int) -> list:
+        """Why this kernel would run badly or not at all on a unit with ``shared_limit`` bytes."""
+        found = []
+        if self.registers > self.register_limit:
+            found.append(f"{self.registers} registers > {self.register_limit}")
+        if self.spill_bytes:
+            found.append(f"spills {self.spill_bytes} B per thread")
+        if self.shared_bytes > shared_limit:
+            found.append(f"shared memory {self.shared_bytes} B > {shared_limit} B")
+        return found
+
+
+def kernel_resources(compiled, target: str) -> KernelResources:
+    """Registers, spills and shared memory of a kernel ``aot_compile`` built for ``target``:
+    NVIDIA's from ``cuobjdump`` on the cubin (Triton's bundled tool): its stack and local
+    memory counted as spills where the code stores to or loads from local memory (``STL``/
+    ``LDL``), as ptxas may reserve a frame it never touches; AMD's from the amdgcn text's
+    kernel metadata."""
+    backend = target.split(":")[0]
+    if backend == "cuda":
+        usage = _cuobjdump(compiled.asm["cubin"], "-res-usage")
+        line = next(line for line in usage.splitlines() if "REG:" in line)
+        fields = {key: int(value) for key, value in re.findall(r"(\w+(?:\[\d+\])?):(\d+)", line)}
+        touched = re.search(r"\b(STL|LDL)(\.\w+)*\s", _cuobjdump(compiled.asm["cubin"], "-sass"))
+        registers, spills = fields["REG"], (fields["STACK"] + fields["LOCAL"]) if touched else 0
+    else:
+        text = compiled.asm["amdgcn"]
+        registers, spills = _amdgcn_field(text, ".vgpr_count"), _amdgcn_field(text, ".private_segment_fixed_size")
+    return KernelResources(registers, spills, compiled.metadata.shared, REGISTER_LIMIT[backend])
+
+
+def _cuobjdump(cubin: bytes, flag: str) -> str:
+    """``cuobjdump flag`` of a cubin: ``-res-usage`` (``REG:128 STACK:0 SHARED:0 LOCAL:0 ...``)
+    or ``-sass``."""
+    from triton import knobs
+    with tempfile.NamedTemporaryFile(suffix=".cubin") as f:
+        f.write(cubin)
+        f.flush()
+        return subprocess.run([knobs.nvidia.cuobjdump.path, flag, f.name],
+                              capture_output=True, text=True, check=True).stdout
+
+
+def _amdgcn_field(text: str, key: str) -> int:
+    """A number from the amdgcn text's kernel metadata (``  .vgpr_count:     117``)."""
+    match = re.search(rf"^\s*{re.escape(key)}:\s*(\d+)", text, re.M)
+    if match is None:
+        raise HeteroCompileError(f"the amdgcn metadata has no {key}")
+    return int(match.group(1))
 
 
 def _interpreter_to_bf16(x):

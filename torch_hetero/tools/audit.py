@@ -39,13 +39,18 @@ class Debt:
 class AheadOfTime:
     """The device's Triton kernels compiled for its real target (no GPU needed)."""
     target: str                    # "cuda:90", "hip:gfx942"
-    shared_bytes: dict             # kernel → shared memory it uses, for each that compiled
+    resources: dict                # kernel → its triton_run.KernelResources, for each that compiled
     errors: dict                   # kernel → why it did not compile
     limit_bytes: int               # shared memory (local SRAM) per unit on the profile
 
+    def problems(self, kernel: str) -> list:
+        """Why a built kernel would not run well: registers over the ISA's limit, spills, shared
+        memory over the profile's."""
+        return self.resources[kernel].problems(self.limit_bytes)
+
     @property
     def ok(self) -> bool:
-        return not self.errors and all(used <= self.limit_bytes for used in self.shared_bytes.values())
+        return not self.errors and not any(self.problems(k) for k in self.resources)
 
 
 @dataclasses.dataclass
@@ -262,7 +267,7 @@ def _compile_ahead(graphs: list, profile) -> AheadOfTime:
             try:
                 compiled = triton_run.aot_compile(getattr(module, triton.name), triton.signature,
                                                   triton.constexprs, profile.triton_target)
-                result.shared_bytes[name] = compiled.metadata.shared
+                result.resources[name] = triton_run.kernel_resources(compiled, profile.triton_target)
             except Exception as error:
                 result.errors[name] = _first_lines(error)
     return result

@@ -2,6 +2,7 @@
 JSON record, and the roofline chart with every kernel placed on each device's roofline."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -40,10 +41,13 @@ def _summary_row(audit, d) -> tuple:
 def _aot_cell(d) -> str:
     if d.aot is None:
         return "no public Triton target" if d.codegen == "triton" and not d.triton_target else "-"
-    compiled = len(d.aot.shared_bytes)
+    compiled = len(d.aot.resources)
     total = compiled + len(d.aot.errors)
-    most = max(d.aot.shared_bytes.values(), default=0)
-    return f"{compiled}/{total} built, smem ≤ {format_bytes(most)}" + ("" if d.aot.ok else " FAILED")
+    most = max((r.shared_bytes for r in d.aot.resources.values()), default=0)
+    registers = max((r.registers for r in d.aot.resources.values()), default=0)
+    spilling = sum(1 for r in d.aot.resources.values() if r.spill_bytes)
+    return (f"{compiled}/{total} built, smem ≤ {format_bytes(most)}, regs ≤ {registers}"
+            + (f", {spilling} spill" if spilling else "") + ("" if d.aot.ok else " FAILED"))
 
 
 def summary_text(audit) -> str:
@@ -90,12 +94,14 @@ def markdown(audit, roofline: str | None = "roofline.png") -> str:
                            for c in calls])
         if d.aot is not None:
             out += ["", f"### Ahead-of-time Triton compile for {d.aot.target}", "",
-                    f"{len(d.aot.shared_bytes)} of {len(d.aot.shared_bytes) + len(d.aot.errors)} kernels built; "
-                    f"shared memory limit {format_bytes(d.aot.limit_bytes)} per unit.", ""]
-            out += _table(("kernel", "shared memory", "result"),
-                          [(k, format_bytes(used), "ok" if used <= d.aot.limit_bytes else "over the limit")
-                           for k, used in d.aot.shared_bytes.items()]
-                          + [(k, "-", "error: " + e.splitlines()[0]) for k, e in d.aot.errors.items()])
+                    f"{len(d.aot.resources)} of {len(d.aot.resources) + len(d.aot.errors)} kernels built; "
+                    f"shared memory limit {format_bytes(d.aot.limit_bytes)} per unit; registers and spills "
+                    "(per thread) read from the built binary.", ""]
+            out += _table(("kernel", "registers", "spills", "shared memory", "result"),
+                          [(k, f"{r.registers} / {r.register_limit}", format_bytes(r.spill_bytes),
+                            format_bytes(r.shared_bytes), "; ".join(d.aot.problems(k)) or "ok")
+                           for k, r in d.aot.resources.items()]
+                          + [(k, "-", "-", "-", "error: " + e.splitlines()[0]) for k, e in d.aot.errors.items()])
     return "\n".join(out) + "\n"
 
 
@@ -120,7 +126,9 @@ def to_json(audit) -> dict:
                                 "estimate_us": c.estimate_us, "bound": c.bound, "flops": c.flops, "bytes": c.bytes,
                                 "tiling": c.tiling} for c in report.externs + report.fallback_calls],
                 "ahead_of_time": None if d.aot is None else {
-                    "target": d.aot.target, "shared_bytes": d.aot.shared_bytes, "errors": d.aot.errors,
+                    "target": d.aot.target, "errors": d.aot.errors,
+                    "kernels": {k: {**dataclasses.asdict(r), "problems": d.aot.problems(k)}
+                                for k, r in d.aot.resources.items()},
                     "limit_bytes": d.aot.limit_bytes, "ok": d.aot.ok}})
         devices.append(entry)
     return {"model": audit.model, "dtype": audit.dtype, "parameters": audit.parameters, "weight_bytes": audit.weight_bytes,

@@ -1,0 +1,103 @@
+"""Library GEMM or generated template: a priced choice.
+
+On a Triton target that declares a BLAS library (h100, h200, a100, mi300x) a matmul may be a
+call into that library or our template in the device model's tile (``tiling.plan_matmul``),
+and the cost model decides.  The library runs at the fraction of the matrix peak the profile
+states for it (``gemm_efficiency``: a vendor GEMM's tiles, split-K and kernels we do not model,
+folded into one figure); the template is priced by its tile (tile and wave quantization over
+the units, pipelining).  A pointwise node that can become the template's epilogue would
+otherwise be a kernel of its own after the library call: its estimate (a launch, the output's
+trip through memory) joins the library's side.  Ties go to the library.  Without a library
+the template is the only choice; on the host the GEMM is ATen's (no choice is made).
+
+With ``mode="max-autotune"`` on a visible GPU the choice is confirmed by timing
+(``runtime/autotune.py``); without one it stands as priced here."""
+from __future__ import annotations
+
+import dataclasses
+import itertools
+from typing import Optional
+
+from ..device_models.matmul_tiles import STAGES, smallest_dim, staged_bytes
+from .cost_model import MemoryModel, estimate_matmul
+from .kernel_analysis import extern_traffic
+from .tiling import instruction_tile, largest_tile
+
+LIBRARY = ("library",)  # the candidate that calls the profile's BLAS library
+UNTIMED = "max-autotune: not timed (no GPU visible), the analytic choice stands"
+
+
+@dataclasses.dataclass(frozen=True)
+class GemmChoice:
+    template: bool       # generate the template (else: call the library)
+    reason: str          # for the schedule and explain(): the estimates or timings compared
+
+
+@dataclasses.dataclass(frozen=True)
+class Timed:
+    """One GEMM shape as max-autotune measured it on the GPU (``runtime/autotune.py``)."""
+    tile: object                  # tiling.MatmulTiling of the fastest template candidate
+    template_us: float
+    library_us: Optional[float]   # None: the profile declares no library
+    summary: str                  # the candidates and their times, for the reason
+
+
+@dataclasses.dataclass(frozen=True)
+class Tuning:
+    """max-autotune's results for a graph: ``timed``, matmul shape (``ExternCall.matmul_shape``)
+    → Timed; ``note``: what the reasons of shapes it did not time say."""
+    timed: dict
+    note: str = ""
+
+
+def candidates(tile, dtype, profile) -> list:
+    """What max-autotune times for a GEMM whose analytic tile is ``tile``: that tile first,
+    the library (where the profile declares one), then its neighbours — BM, BN, BK halved and
+    doubled, one stage fewer or more — that ``tl.dot`` takes and local SRAM stages; in a fixed
+    order, so the same GEMM on the same profile is timed alike."""
+    analytic = (tile.bm, tile.bn, tile.bk, tile.stages)
+    out = [("template", *analytic)] + ([LIBRARY] if profile.target.blas else [])
+    lowest = [smallest_dim(b) for b in instruction_tile(dtype, profile)]
+    for position, factor in itertools.product(range(4), (0.5, 2)):
+        changed = list(analytic)
+        changed[position] = int(changed[position] * factor) if position < 3 else changed[position] + (
+            1 if factor > 1 else -1)
+        bm, bn, bk, stages = changed
+        fits = staged_bytes(bm, bn, bk, dtype.itemsize, stages) <= profile.local_sram_bytes
+        small_or_large = position < 3 and not lowest[position] <= changed[position] <= largest_tile(dtype, profile)[position]
+        if small_or_large or stages not in STAGES or not fits:
+            continue
+        if ("template", *changed) not in out:
+            out.append(("template", *changed))
+    return out
+
+
+def choose(call, tiles, profile, hints: dict, epilogue_us: float = 0.0) -> GemmChoice:
+    """Template or library for the matmul ``call`` (its tile: ``tiles.of(call)``);
+    ``epilogue_us``: the estimate of the pointwise kernel the template would take in as its
+    epilogue (0: none).  Timed by max-autotune, the measured times decide; else estimates."""
+    timed = tiles.timed(call)
+    if not profile.target.blas:
+        reason = "generated in the device model's tile (the profile declares no BLAS library)"
+        return GemmChoice(True, reason + (f"; {timed.summary}" if timed else _untimed(tiles)))
+    names = ", ".join(profile.target.blas)
+    if timed is not None:
+        template, library, how = timed.template_us, timed.library_us, "timed"
+    else:
+        shape = call.matmul_shape(hints)
+        reads, writes = extern_traffic(call, hints)
+        library = estimate_matmul(*shape, reads, writes, profile, MemoryModel(profile)).time_us
+        template = estimate_matmul(*shape, reads, writes, profile, MemoryModel(profile),
+                                   tiles.of(call).seconds).time_us
+        how = "est."
+    theirs = f"{names} {library:.3g} us" + (f" + its epilogue kernel {epilogue_us:.3g} us (est.)" if epilogue_us else "")
+    after = f"; {timed.summary}" if timed else _untimed(tiles)
+    if template < library + epilogue_us:
+        return GemmChoice(True, f"generated in the device model's tile: {how} {template:.3g} us vs {theirs}{after}")
+    return GemmChoice(False, f"library call: {names}, declared by the profile; {how} {theirs} vs the template's "
+                             f"{template:.3g} us{after}")
+
+
+def _untimed(tiles) -> str:
+    """The note for a shape max-autotune did not time ("" when it was not asked for)."""
+    return f"; {tiles.tuning.note}" if tiles.tuning is not None and tiles.tuning.note else ""
