@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from torch_hetero.device_models import get_profile
 from torch_hetero.ir import AttentionShape
 from torch_hetero.planning.tiling import plan_attention
+from torch_hetero.tools.report import compile_and_run
 from utils import check, compile_hetero, planned_kernels
 
 INTERPRET = {"device": "rivos-sim", "executor": "interpret"}
@@ -181,3 +182,15 @@ def test_dynamic_shapes_check_the_planned_head_dim():
     compiled(*_qkv(queries=3, dim=8))
     with pytest.raises(AssertionError, match="planned for head dims up to 16"):
         compiled(*_qkv(queries=3, dim=32))
+
+
+def test_every_bf16_rounding_goes_through_the_prelude():
+    """P, dS and the stored outputs reach bfloat16 through ``_to_bf16`` (``triton_ops.narrow``),
+    which rounds to nearest even under the interpreter too; a plain ``.to(tl.bfloat16)`` there
+    truncates, and the interpreter's gradients drift from eager's by twice its rounding."""
+    q, k, v = (t.requires_grad_() for t in _qkv(queries=9, dim=32, dtype=torch.bfloat16))
+    graphs = compile_and_run(lambda q, k, v: _sdpa(is_causal=True)(q, k, v).sum().backward(), (q, k, v), {},
+                             {"device": "rivos-sim"})
+    sources = [code for _, graph, _ in graphs for name, code in graph.code.items() if name.endswith(".triton.py")]
+    assert len(sources) == 2 and all("_to_bf16(" in s for s in sources)
+    assert not any(".to(tl.bfloat16)" in s[s.index("def kernel"):] for s in sources)

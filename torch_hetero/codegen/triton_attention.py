@@ -26,9 +26,8 @@ import sympy
 import torch
 
 from .. import symbolic
-from ..dtypes import TL_DTYPE
 from ..planning.plan import KernelPlan
-from .triton_ops import TritonOps
+from .triton_ops import TritonOps, narrow
 
 # the block indices the template's text names: batch, query head, KV head; query rows [BR, 1] and
 # columns [1, BR]; keys as columns [1, BC] and rows [BC, 1]; the head dim as columns and rows
@@ -99,7 +98,11 @@ class _Template:
     def _store(self, buffer, index: tuple, value: str, mask: str) -> str:
         self.ops.stores.setdefault(buffer.name, buffer.get_dtype())
         text = self._address(buffer.layout, index)
-        return f"tl.store({buffer.name} + ({text}), ({value}).to({TL_DTYPE[buffer.get_dtype()]}), mask={mask})"
+        return f"tl.store({buffer.name} + ({text}), {narrow(value, buffer.get_dtype())}, mask={mask})"
+
+    def _operand(self, name: str) -> str:
+        """An fp32 block rounded to the inputs' dtype for ``tl.dot`` (as flash attention does)."""
+        return narrow(name, self.q.get_dtype())
 
     def _mask_term(self, head, query, key, inside: str) -> list:
         """The additive mask's block at (query, key), added to ``s`` (it broadcasts over batch
@@ -151,7 +154,7 @@ class _Template:
                  "l = l * alpha + tl.reduce(p, 1, _add)[:, None]",
                  "kk = start + tl.arange(0, BC)[:, None]",
                  f"v = {self._load(self.v, (i0, ik, kk, rd), f'(kk < {S}) & (rd < {D})')}",
-                 f"acc = acc * alpha + _dot(p.to(v.dtype), v, {self.ieee})",
+                 f"acc = acc * alpha + _dot({self._operand('p')}, v, {self.ieee})",
                  "m = m_new"]
         body += ["    " + line for line in step]
         body += ["o = tl.where(l > 0, acc / tl.where(l > 0, l, 1), 0)",
@@ -198,10 +201,10 @@ class _Template:
                  f"lse = {self._load(self.lse, (i0, i1, rqc), f'rqc < {L}')}"]
         inner += self._scores(i1, rqc, kk, "k", "tl.trans(q)", f"(rqc < {L}) & (kk < {S})", "kk <= rqc")
         inner += ["p = tl.exp(s - lse)",
-                  f"dv += _dot(p.to(do.dtype), do, {self.ieee})",
+                  f"dv += _dot({self._operand('p')}, do, {self.ieee})",
                   f"dp = _dot(v, tl.trans(do), {self.ieee})",
                   "ds = p * (dp - delta)",
-                  f"dk += _dot(ds.to(q.dtype), q, {self.ieee})"]
+                  f"dk += _dot({self._operand('ds')}, q, {self.ieee})"]
         kv += ["        " + line for line in inner]
         kv += [self._store(self.dk, (i0, ik, kk, rd), f"dk * {self.scale}", "kmask"),
                self._store(self.dv, (i0, ik, kk, rd), "dv", "kmask")]
@@ -232,7 +235,7 @@ class _Template:
         step += ["p = tl.exp(s - lse)",
                  f"dp = _dot(do, vt, {self.ieee})",
                  "ds = p * (dp - delta)",
-                 f"dq += _dot(ds.to(k.dtype), k, {self.ieee})"]
+                 f"dq += _dot({self._operand('ds')}, k, {self.ieee})"]
         dq += ["    " + line for line in step]
         dq += [self._store(self.dq, (i0, i1, rq, rd), f"dq * {self.scale}", "qmask")]
         body += ["    " + line for line in dq]
