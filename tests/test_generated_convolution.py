@@ -117,11 +117,20 @@ def test_depthwise_is_a_reduction_not_a_gemm():
     assert len(plans) == 1 and plans[0].group.matmul is None
 
 
-def test_a_profile_with_a_convolution_library_calls_it():
+def test_a_profile_with_a_convolution_library_prices_it_against_the_template():
+    """h100 declares cuDNN: a convolution alone is its call, one with a bias and ReLU our implicit
+    GEMM with them as its epilogue (cuDNN at the profile's gemm_efficiency plus the epilogue's own
+    kernel, against the template's tile), each saying why; a depthwise one is not priced (no
+    template GEMM): cuDNN's."""
     assert get_profile("h100").target.convolution
-    x, w = torch.randn(2, 3, 9, 9), torch.randn(5, 3, 3, 3)
-    _, plans = planned_kernels(_conv(dict(padding=1)), [x, w], {"device": "h100", "executor": "host"})
-    assert not plans  # the cuDNN call is an extern, not a kernel
+    x, w, b = torch.randn(2, 64, 28, 28).bfloat16(), torch.randn(128, 64, 3, 3).bfloat16(), torch.randn(128).bfloat16()
+    report = torch_hetero.explain(_conv(dict(padding=1)), x, w, device="h100")
+    assert not report.kernels and "library call: cuDNN, declared by the profile; est. cuDNN" in report.schedule
+    report = torch_hetero.explain(lambda x, w, b: _conv(dict(padding=1))(x, w, b).relu(), x, w, b, device="h100")
+    assert not report.externs and "generated as an implicit GEMM in the device model's tile: est." in report.schedule
+    dw = torch.randn(64, 1, 3, 3).bfloat16()
+    report = torch_hetero.explain(_conv(dict(padding=1, groups=64)), x, dw, device="h100")
+    assert not report.kernels and "library call: cuDNN, declared by the profile\n" in report.schedule + "\n"
 
 
 def test_transposed_convolution_falls_back():

@@ -1,6 +1,7 @@
 """Convolution, forward and backward.  Where the profile declares a convolution library
-(``Target.convolution``) it is an ATen call.  Elsewhere it is generated, tiles from the
-device model:
+(``Target.convolution``) a convolution our implicit GEMM takes is lowered as below and the
+planner prices the two (``planning.gemm_choice``: the library's call or our kernel); any other
+is the library's ATen call.  Elsewhere it is generated, tiles from the device model:
 
 * as an implicit GEMM on the matrix units (where the target generates its GEMMs): an
   ``ExternCall`` carrying ``ir.GemmOperands`` whose operands gather the input by the im2col
@@ -105,6 +106,15 @@ def _geometry(x_size, w_size, out_size, stride, padding, dilation, groups) -> _G
                      expand(stride), expand(padding), expand(dilation), int(groups))
 
 
+def _priced(target, dtype, transposed: bool, weight, groups) -> bool:
+    """Where the profile declares a convolution library, whether our implicit GEMM is priced
+    against it (``planning.gemm_choice``): a GEMM the template takes, not depthwise (one input
+    channel per group), its groups known.  Else it is the library's."""
+    if not isinstance(groups, int) or transposed or dtype not in GEMM_DTYPES or not target.matmul_epilogue:
+        return False
+    return groups == 1 or sympy.expand(weight.get_size()[1] - 1) != 0
+
+
 def _generated(dtype, transposed: bool) -> None:
     """Refuse (a fallback, the target's debt) what is not generated."""
     if transposed:
@@ -125,11 +135,10 @@ def _to_float(value):
 
 @register_lowering(aten.convolution)
 def convolution(x, weight, bias, stride, padding, dilation, transposed, output_padding, groups):
-    graph = current_graph()
-    if graph.target.convolution:
+    graph, meta = current_graph(), meta_val()
+    if graph.target.convolution and not _priced(graph.target, meta.dtype, transposed, weight, groups):
         return graph.call_aten(aten.convolution.default, (x, weight, bias, stride, padding, dilation, transposed,
                                                           output_padding, groups), {}, kind="extern")
-    meta = meta_val()
     _generated(meta.dtype, transposed)
     geo = _geometry(x.get_size(), weight.get_size(), size_of(meta), stride, padding, dilation, groups)
     if geo.depthwise:
@@ -172,7 +181,7 @@ def convolution_backward(grad, x, weight, bias_sizes, stride, padding, dilation,
                          groups, output_mask):
     graph = current_graph()
     args = [grad, x, weight, bias_sizes, stride, padding, dilation, transposed, output_padding, groups]
-    if graph.target.convolution:
+    if graph.target.convolution and not _priced(graph.target, grad.get_dtype(), transposed, weight, groups):
         return graph.call_aten(aten.convolution_backward.default, tuple(args + [output_mask]), {}, kind="extern")
     metas = meta_val()
     _generated(grad.get_dtype(), transposed)

@@ -23,7 +23,7 @@ import sympy
 from .. import ir, symbolic
 from ..ir import ATTENTIONS, GROUPED_MATMUL
 from .cost_model import MemoryModel, estimate_kernel
-from .gemm_choice import choose
+from .gemm_choice import choose, libraries
 from .kernel_analysis import analyze, column_reduction
 from .loop_nest import Group, default_outer, dims, inner_ranges, loads_of, node_indices, same
 
@@ -46,18 +46,12 @@ def group_nodes(graph, profile, tiles, loads: dict, storage: dict, readers: dict
     matmul_at = 0  # where its kernel goes if it runs alone: where its call was
 
     def alone(call) -> None:
-        """``call`` left without an epilogue: its own generated kernel where the lowering
-        made it a GEMM (a convolution with no library), or where the target generates GEMMs and
-        the template is the choice (``gemm_choice``; a grouped GEMM only without a BLAS library),
-        else the library call it is."""
-        if call is None:
-            return
-        if call.gemm is not None:
-            groups.insert(matmul_at, _Draft([], (), [
-                f"{call.result.name}: {call.name} generated as an implicit GEMM in the device model's tile "
-                f"(the profile declares no convolution library)"], matmul=call))
-            return
-        if not profile.target.matmul_epilogue or (call.op == GROUPED_MATMUL and profile.target.blas):
+        """``call`` left without an epilogue: its own generated kernel where the template is
+        the choice (``gemm_choice``: the only one without a library; a convolution the lowering
+        made a GEMM, or a matmul where the target generates GEMMs; a grouped GEMM only without
+        a BLAS library), else the library call it is."""
+        if call is None or (call.gemm is None and (not profile.target.matmul_epilogue
+                                                   or (call.op == GROUPED_MATMUL and profile.target.blas))):
             return
         choice = choose(call, tiles, profile, graph.size_hints)
         if choice.template:
@@ -183,7 +177,7 @@ class _Planner:
         why_not = self._epilogue_problem(node, call)
         if why_not:
             return False, why_not
-        if not self.profile.target.blas or call.gemm is not None:
+        if not libraries(call, self.profile):
             # the template is the only GEMM: the epilogue saves a launch and the output's trip
             group.matmul = call
             return True, ""

@@ -72,15 +72,24 @@ def candidates(tile, dtype, profile) -> list:
     return out
 
 
+def libraries(call, profile) -> tuple:
+    """The profile's libraries that could run the GEMM ``call`` instead of our template: its
+    convolution library for a convolution the lowering made a GEMM (``call.gemm``), else BLAS."""
+    return profile.target.convolution if call.gemm is not None else profile.target.blas
+
+
 def choose(call, tiles, profile, hints: dict, epilogue_us: float = 0.0) -> GemmChoice:
     """Template or library for the matmul ``call`` (its tile: ``tiles.of(call)``);
     ``epilogue_us``: the estimate of the pointwise kernel the template would take in as its
     epilogue (0: none).  Timed by max-autotune, the measured times decide; else estimates."""
     timed = tiles.timed(call)
-    if not profile.target.blas:
-        reason = "generated in the device model's tile (the profile declares no BLAS library)"
+    convolution = call.gemm is not None
+    ours = "generated as an implicit GEMM in the device model's tile" if convolution else \
+        "generated in the device model's tile"
+    if not libraries(call, profile):
+        reason = f"{ours} (the profile declares no {'convolution' if convolution else 'BLAS'} library)"
         return GemmChoice(True, reason + (f"; {timed.summary}" if timed else _untimed(tiles)))
-    names = ", ".join(profile.target.blas)
+    names = ", ".join(libraries(call, profile))
     if timed is not None:
         template, library, how = timed.template_us, timed.library_us, "timed"
     else:
@@ -93,7 +102,7 @@ def choose(call, tiles, profile, hints: dict, epilogue_us: float = 0.0) -> GemmC
     theirs = f"{names} {library:.3g} us" + (f" + its epilogue kernel {epilogue_us:.3g} us (est.)" if epilogue_us else "")
     after = f"; {timed.summary}" if timed else _untimed(tiles)
     if template < library + epilogue_us:
-        return GemmChoice(True, f"generated in the device model's tile: {how} {template:.3g} us vs {theirs}{after}")
+        return GemmChoice(True, f"{ours}: {how} {template:.3g} us vs {theirs}{after}")
     return GemmChoice(False, f"library call: {names}, declared by the profile; {how} {theirs} vs the template's "
                              f"{template:.3g} us{after}")
 

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 
+import torch
+
 from ..graph import GraphLowering
-from ..ir import GROUPED_MATMUL, MATMULS, Sort
+from ..ir import ATTENTIONS, GROUPED_MATMUL, MATMULS, Sort
 from . import scheduler
 from .estimates import estimate_steps, peak_memory
-from .gemm_choice import choose
+from .gemm_choice import choose, libraries
 from .kernel_analysis import analyze
 from .loop_nest import loads_by_node
 from .plan import ExternPlan, KernelPlan, Plan
@@ -45,17 +47,24 @@ def build_plan(graph: GraphLowering, profile, target: str, fuse: bool = True, es
 
 
 def _library_reason(call, profile, tiles, hints: dict) -> str:
-    """Why a chosen matmul extern is a library call ("" for other calls): the cost model
-    preferred the library the profile declares (``gemm_choice``), or the profile declares one
-    and the target's renderer has no GEMM (the host: fusion generates every other one); a grouped GEMM calls the
-    library wherever the profile declares one."""
-    if call.kind != "extern" or call.op not in MATMULS | {GROUPED_MATMUL}:
+    """Why an extern call is a library call ("" for a fallback): the cost model preferred the
+    library the profile declares over our template (``gemm_choice``: a matmul, or a convolution
+    our implicit GEMM takes), or the profile declares a library for the call's family and
+    nothing of ours is priced against it (attention, a grouped GEMM, other convolutions), or
+    the target's renderer has no GEMM (the host)."""
+    if call.kind != "extern":
         return ""
-    if profile.target.matmul_epilogue and profile.target.blas and call.op in MATMULS:
+    if call.is_matmul and profile.target.matmul_epilogue and libraries(call, profile):
         return choose(call, tiles, profile, hints).reason
-    if profile.target.blas:
-        return f"library call: {', '.join(profile.target.blas)}, declared by the profile"
-    return "library call: the target's code generator has no GEMM"
+    family = next((getattr(profile.target, name) for ops, name in _FAMILIES if call.op in ops), None)
+    if family:
+        return f"library call: {', '.join(family)}, declared by the profile"
+    return "library call: the target's code generator has no GEMM" if call.op in MATMULS else ""
+
+
+# an extern call's op family → the profile's libraries for it (``Target``)
+_FAMILIES = ((MATMULS | {GROUPED_MATMUL}, "blas"), (ATTENTIONS, "attention"),
+             ({torch.ops.aten.convolution.default, torch.ops.aten.convolution_backward.default}, "convolution"))
 
 
 def _sort_row(group):
