@@ -4,12 +4,15 @@ generated flash attention (one kernel each way, tests/test_generated_attention.p
 it is an extern named by the device's op, never a CPU-only kernel; a convolution without a
 library is
 generated."""
+import pathlib
+
 import pytest
 import torch
 import torch.nn.functional as F
 
 import torch_hetero
 from torch_hetero.device_models import get_profile, list_profiles
+from torch_hetero.errors import ProfileError
 from utils import check
 
 TRITON_PROFILES = [name for name in list_profiles() if name != "cpu" and get_profile(name).target.language == "triton"]
@@ -105,3 +108,19 @@ def test_convolution_is_an_extern_only_with_a_library_else_generated(device):
     else:
         assert ops == {"extern": [], "fallback": []}, text  # generated (tests/test_generated_convolution.py)
     check(_conv, x, w, grad=True, atol=1e-4, rtol=1e-4, options={"device": device})
+
+
+def test_a_library_attention_is_estimated_by_its_matrix_work(tmp_path):
+    """h100's flash attention call costs its FLOPs at the profile's ``attention_efficiency`` of
+    the bf16 peak, not only a launch and its bytes; a GPU profile declaring an attention library
+    must state that figure."""
+    q = torch.randn(1, 8, 1024, 64, dtype=torch.bfloat16)
+    [call] = torch_hetero.explain(_sdpa(), q, q, q, device="h100").externs
+    profile = get_profile("h100")
+    flops = 4 * 8 * 1024 * 1024 * 64
+    assert call.estimate_us >= flops / (profile.peak_flops("bf16", matrix=True) * profile.attention_efficiency) * 1e6
+    text = (pathlib.Path(torch_hetero.__file__).parent / "device_models" / "profiles" / "h100.toml").read_text()
+    path = tmp_path / "h100-no-figure.toml"
+    path.write_text(text.replace('name = "h100"', 'name = "h100-no-figure"').replace("attention_efficiency = 0.45\n", ""))
+    with pytest.raises(ProfileError, match="missing libraries.attention_efficiency"):
+        get_profile(str(path))

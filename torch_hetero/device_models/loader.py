@@ -151,6 +151,8 @@ SCHEMA = {
     "runtime.host_call_us": ("host_call_us", _number, "a positive number (µs)", None),
     "runtime.extern_call_us": ("extern_call_us", _number, "a positive number (µs)", None),
     "libraries.gemm_efficiency": ("gemm_efficiency", _fraction, "a number in (0, 1] (of the matrix peak)", None),
+    "libraries.attention_efficiency": ("attention_efficiency", _fraction, "a number in (0, 1] (of the matrix peak)",
+                                       None),
     "power.tdp_w": ("tdp_w", _number, "a positive number (W)", _REQUIRED),
     "compute.vector_op_ns": ("vector_op_ns", _PerOp(_time), "a number >= 0 (ns per element, one core)", {}),
     "compute.scalar_op_ns": ("scalar_op_ns", _PerOp(_time), "a number >= 0 (ns per element, one core)", {}),
@@ -273,6 +275,10 @@ def _check_together(fields: dict) -> None:
         raise ProfileError("missing libraries.gemm_efficiency: a number in (0, 1], the fraction of the matrix "
                            "peak the declared BLAS library reaches (the planner prices it against the "
                            "generated GEMM)")
+    if target.matmul_epilogue and target.attention and fields["attention_efficiency"] is None:
+        raise ProfileError("missing libraries.attention_efficiency: a number in (0, 1], the fraction of the "
+                           "matrix peak the declared attention library reaches (the planner estimates its calls "
+                           "with it)")
 
 
 def _check_smallest_matmul_tile(fields: dict) -> None:

@@ -34,6 +34,8 @@ class DeviceProfile:
     extern_call_us: float            # host C++: an ATen call's from the wrapper (dispatch, output), µs
     gemm_efficiency: float | None    # fraction of the matrix peak its BLAS library's GEMM reaches (a
                                      # Triton target with BLAS: priced against the generated template)
+    attention_efficiency: float | None  # the same for its attention library's fused attention (a Triton
+                                        # target with one: the estimate of its calls)
     tdp_w: float                     # W
     vector_op_ns: dict[str, float]   # host C++: op → ns per element on one core in a vectorized loop (host_ops)
     scalar_op_ns: dict[str, float]   # the same in a scalar loop; serial_combine: a serial reduction's step

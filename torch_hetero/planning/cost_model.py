@@ -292,6 +292,18 @@ def estimate_attention(shape, tile, reads: dict, writes: dict, profile, memory: 
     return _estimate(compute, mem, profile.launch_overhead_us, flops, moved + rereads)
 
 
+def estimate_library_attention(shape, reads: dict, writes: dict, profile, memory: "MemoryModel") -> Estimate:
+    """An attention library's fused attention (FlashAttention, CK): its matrix work at the
+    fraction of the matrix peak the profile states for it (``attention_efficiency``), its
+    operands and outputs moved once."""
+    name = dtype_name(shape.dtype)
+    matrix = name in profile.matrix_shapes
+    flops = attention_work(shape, 1, 1, shape.head_dim)[0]
+    compute = flops / (profile.peak_flops(name if matrix else "fp32", matrix=matrix) * profile.attention_efficiency)
+    mem = memory.seconds(reads, writes, 1.0, ours=False)
+    return _estimate(compute, mem, extern_launch_us(profile), flops, sum(reads.values()) + sum(writes.values()))
+
+
 def extern_launch_us(profile) -> float:
     """An extern call's fixed cost: on the host, an ATen call from the wrapper (measured)."""
     return profile.extern_call_us if profile.target.host_threads else profile.launch_overhead_us

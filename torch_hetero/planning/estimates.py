@@ -11,8 +11,8 @@ import torch
 from .. import ir, symbolic
 from ..graph import GraphLowering
 from ..ir import ExternCall
-from .cost_model import (Estimate, MemoryModel, estimate_attention, estimate_kernel, estimate_matmul,
-                         estimate_memory_op, sort_flops)
+from .cost_model import (Estimate, MemoryModel, estimate_attention, estimate_kernel, estimate_library_attention,
+                         estimate_matmul, estimate_memory_op, sort_flops)
 from .kernel_analysis import extern_traffic
 from .plan import KernelPlan
 from .scheduler import peak_bytes
@@ -86,6 +86,8 @@ def _estimate_extern(call: ExternCall, hints, profile, memory, keep_output: bool
     shape = call.matmul_shape(hints)
     if shape:
         return estimate_matmul(*shape, reads, writes, profile, memory, tile.seconds if tile else None)
+    if call.attention_shape(hints) is not None and profile.attention_efficiency:
+        return estimate_library_attention(call.attention_shape(hints), reads, writes, profile, memory)
     if call.op == aten.convolution.default:  # an implicit GEMM: (N·H·W) × Cout × (Cin/groups·kh·kw)
         out, weight = call.outputs[0], tensors[1]
         channels = _value(out.layout.size[1], hints)
