@@ -3,6 +3,8 @@ library: forward and gradients against eager under Triton's interpreter, at sequ
 around the plan's blocks, 16-bit dtypes, head dims, causal, boolean (with a fully masked row)
 and additive masks, GQA and an empty batch; the same plan on the host executor; one kernel
 each way, never an [L, S] buffer; tiles that follow the profile's local SRAM."""
+import dataclasses
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -124,6 +126,47 @@ def test_builds_ahead_of_time(target):
             assert result.metadata.shared <= get_profile("h100" if target.startswith("cuda") else "mi300x").local_sram_bytes
             built += kernel.origins
     assert built == ["aten.scaled_dot_product_attention", "aten.scaled_dot_product_attention_backward"]
+
+
+def _no_attention_library(tmp_path, profile: str) -> str:
+    """``profile`` declaring no attention library: its attention is our kernel, in its GPU tiles."""
+    import pathlib
+    import torch_hetero
+    text = (pathlib.Path(torch_hetero.__file__).parent / "device_models" / "profiles" / f"{profile}.toml").read_text()
+    line = next(line for line in text.splitlines() if line.startswith("attention = "))
+    efficiency = next(line for line in text.splitlines() if line.startswith("attention_efficiency = "))
+    path = tmp_path / f"{profile}-own-attention.toml"
+    path.write_text(text.replace(f'name = "{profile}"', f'name = "{profile}-own-attention"')
+                    .replace(line, "attention = []").replace(efficiency + "\n", ""))
+    return str(path)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float32], ids=str)
+@pytest.mark.parametrize("dim", [64, 128])
+def test_gpu_attention_tiles_build_without_spills(tmp_path, dtype, dim):
+    """Every (BR, BC, warps) of ``tiling.GPU_ATTENTION_TILES`` for this dtype and head dim, forward
+    and backward, builds for cuda:90 with no spill (registers read from the binary); the plan
+    on a GPU profile takes one of them, with its warps in the launch."""
+    from torch_hetero.planning.tiling import GPU_ATTENTION_TILES
+    from torch_hetero.runtime import triton_run
+    q, k, v = (t.requires_grad_() for t in _qkv(batch=2, heads=4, queries=200, dim=dim, dtype=dtype))
+    graphs = compile_and_run(lambda q, k, v: _sdpa(is_causal=True)(q, k, v).sum().backward(), (q, k, v), {},
+                             {"device": _no_attention_library(tmp_path, "h100")})
+    built = 0
+    for kind, graph, _ in graphs:
+        [kernel] = [k for k in graph.rendered["triton"] if "BR" in k.constexprs]
+        tile = next(p.attention_tile for p in graph.plan.kernels if p.name == kernel.name)
+        tiles = GPU_ATTENTION_TILES[("fp32" if dtype == torch.float32 else "16-bit", kind == "backward", dim)]
+        assert (tile.br, tile.bc, tile.warps) in tiles and f"num_warps={tile.warps}" in kernel.launch()[-1]
+        source = graph.code[f"{kind}.triton.py"]
+        for br, bc, warps in tiles:
+            candidate = dataclasses.replace(kernel, constexprs={**kernel.constexprs, "BR": br, "BC": bc},
+                                            num_warps=warps)
+            [resources] = triton_run.compile_ahead(source, [candidate], "cuda:90").values()
+            assert not resources.problems(get_profile("h100").local_sram_bytes), (kind, br, bc, warps, resources)
+            built += 1
+    assert built == sum(len(GPU_ATTENTION_TILES.get((c, b, dim), ())) for c in
+                        ["fp32" if dtype == torch.float32 else "16-bit"] for b in (False, True))
 
 
 def _explicit(q, k, v, mask):

@@ -124,3 +124,16 @@ def test_a_library_attention_is_estimated_by_its_matrix_work(tmp_path):
     path.write_text(text.replace('name = "h100"', 'name = "h100-no-figure"').replace("attention_efficiency = 0.45\n", ""))
     with pytest.raises(ProfileError, match="missing libraries.attention_efficiency"):
         get_profile(str(path))
+
+
+def test_attention_is_priced_against_the_library():
+    """h100 declares FlashAttention and cuDNN: each SDPA call is priced against our flash
+    attention in its GPU tile (``tiling.GPU_ATTENTION_TILES``), and the schedule says which won
+    and by how much — the library at head dim 128, ours at 64 over 2048 keys."""
+    for dim, generated in ((128, False), (64, True)):
+        q = torch.randn(8, 16, 2048, dim, dtype=torch.bfloat16)
+        report = torch_hetero.explain(_sdpa(is_causal=True), q, q, q, device="h100")
+        assert bool(report.kernels) == generated and bool(report.externs) != generated, report.schedule
+        decision = ("generated as flash attention in the device model's tile: est." if generated else
+                    "library call: flash attention, cuDNN, declared by the profile; est. flash attention, cuDNN")
+        assert decision in report.schedule and "vs" in report.schedule, report.schedule

@@ -9,6 +9,7 @@ under ``CppOps`` for the host."""
 from __future__ import annotations
 
 import dataclasses
+from typing import Optional
 
 import sympy
 import torch
@@ -122,6 +123,7 @@ class TritonKernel:
     scratch: tuple = ()     # (name, elements, torch dtype name, like, zeroed): buffers the launch
                             # allocates (a split GEMM's partials and arrival counters) on ``like``'s device
     checks: tuple = ()      # (size, its largest value, message): what a launch needs that the plan assumed
+    num_warps: Optional[int] = None  # warps per program the plan chose (None: Triton's default)
 
     def launch(self) -> list:
         """The wrapper's lines that launch it (none over an empty grid: an empty tensor),
@@ -131,6 +133,7 @@ class TritonKernel:
             return checks
         args = list(self.buffer_args) + [pexpr(s) for s in self.symbol_args]
         args += [f"{name}={value}" for name, value in self.constexprs.items()]
+        args += [f"num_warps={self.num_warps}"] if self.num_warps else []
         grid = [pexpr(size) for size in self.grid]
         scratch = [f"{name} = {like}.{'new_zeros' if zeroed else 'new_empty'}(({pexpr(size)},), dtype=torch.{dtype})"
                    for name, size, dtype, like, zeroed in self.scratch]
@@ -166,7 +169,7 @@ def render_kernel(kernel: KernelPlan, storage: dict) -> TritonKernel:
     if kernel.attention_tile is not None:
         ops, body, constexprs, grid, checks = render_attention(kernel, lambda axis: _program_id(axis, wide))
         rendered = _kernel(name, ops, body, constexprs, grid, [])  # its origin is its call's (renderers.render)
-        return dataclasses.replace(rendered, checks=checks)
+        return dataclasses.replace(rendered, checks=checks, num_warps=kernel.attention_tile.warps)
     if group.matmul is not None and group.matmul.op == ir.GROUPED_MATMUL:
         ops = TritonOps()
         body, grid = grouped_mm_body(ops, group.matmul, kernel.matmul_tile, lambda axis: _program_id(axis, wide))

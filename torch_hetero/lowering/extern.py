@@ -67,19 +67,31 @@ def _generated_attention(graph, op, args, kwargs, backward: bool):
     its own (``planning.fusion``), named by SDPA rather than by the CPU op it was traced as.
     What the template cannot compute falls back, reported as the target's debt."""
     query = graph.current_node.meta["val"][0] if backward else graph.current_node.args[0].meta["val"]
-    dropout = args[6] if backward else (args[3] if len(args) > 3 else 0.0)
-    if query.dtype not in GEMM_DTYPES:
-        raise NotImplementedError(f"generated attention takes {', '.join(str(d) for d in GEMM_DTYPES)}, "
-                                  f"not {query.dtype}")
-    if dropout:
-        raise NotImplementedError("generated attention has no dropout")
     head_dim = query.shape[-1]   # symbolic: planned at its hint, checked at each launch
-    if (head_dim if isinstance(head_dim, int) else head_dim.node.hint) > MAX_HEAD_DIM:
-        raise NotImplementedError(f"generated attention holds a head dim up to {MAX_HEAD_DIM} whole, "
-                                  f"not {head_dim}")
+    problem = generated_attention_problem(query.dtype, attention_dropout(args, backward),
+                                          head_dim if isinstance(head_dim, int) else head_dim.node.hint)
+    if problem:
+        raise NotImplementedError(problem)
     name = "aten.scaled_dot_product_attention" + ("_backward" if backward else "")
     return graph.call_aten(op, args, kwargs, kind="extern", device_op=name,
                            note="generated flash attention (the profile declares no attention library)")
+
+
+def attention_dropout(args, backward: bool) -> float:
+    """The dropout probability among a fused attention call's arguments (``ir.ATTENTIONS``)."""
+    return args[6] if backward else (args[3] if len(args) > 3 else 0.0)
+
+
+def generated_attention_problem(dtype, dropout, head_dim: int):
+    """Why our flash attention cannot compute a call, or None: what the lowering refuses
+    without an attention library, and what the planner does not price against one."""
+    if dtype not in GEMM_DTYPES:
+        return f"generated attention takes {', '.join(str(d) for d in GEMM_DTYPES)}, not {dtype}"
+    if dropout:
+        return "generated attention has no dropout"
+    if head_dim > MAX_HEAD_DIM:
+        return f"generated attention holds a head dim up to {MAX_HEAD_DIM} whole, not {head_dim}"
+    return None
 
 
 def _without_overload(op) -> str:

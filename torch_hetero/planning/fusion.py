@@ -23,7 +23,7 @@ import sympy
 from .. import ir, symbolic
 from ..ir import ATTENTIONS, GROUPED_MATMUL
 from .cost_model import MemoryModel, estimate_kernel
-from .gemm_choice import choose, libraries
+from .gemm_choice import choose, choose_attention, libraries
 from .kernel_analysis import analyze, column_reduction
 from .loop_nest import Group, default_outer, dims, inner_ranges, loads_of, node_indices, same
 
@@ -61,10 +61,13 @@ def group_nodes(graph, profile, tiles, loads: dict, storage: dict, readers: dict
         if not isinstance(node, ir.ComputedBuffer):
             alone(matmul)
             current, matmul, matmul_at = None, node if node.is_matmul else None, len(groups)
-            if node.op in ATTENTIONS and node.kind == "extern" and not profile.target.attention:
-                groups.append(_Draft([], (), [f"{', '.join(b.name for b in node.outputs if b)}: {node.name} "
-                                              f"generated as flash attention in the device model's tile (the "
-                                              f"profile declares no attention library)"], matmul=node))
+            if node.op in ATTENTIONS and node.kind == "extern":
+                choice = choose_attention(node, profile, graph.size_hints) if profile.target.attention else None
+                if not profile.target.attention or (choice is not None and choice.template):
+                    why = choice.reason if choice else ("generated as flash attention in the device model's tile "
+                                                        "(the profile declares no attention library)")
+                    groups.append(_Draft([], (), [f"{', '.join(b.name for b in node.outputs if b)}: {node.name} {why}"],
+                                         matmul=node))
             elif node.op == GROUPED_MATMUL and node.kind == "extern":
                 alone(node)  # its output rows belong to data-dependent groups: no epilogue
             continue

@@ -11,7 +11,11 @@ trip through memory) joins the library's side.  Ties go to the library.  Without
 the template is the only choice; on the host the GEMM is ATen's (no choice is made).
 
 With ``mode="max-autotune"`` on a visible GPU the choice is confirmed by timing
-(``runtime/autotune.py``); without one it stands as priced here."""
+(``runtime/autotune.py``); without one it stands as priced here.
+
+A fused attention is priced the same way where the profile declares an attention library:
+the library at its ``attention_efficiency`` of the matrix peak against our flash attention in
+its tile (``choose_attention``; not timed by max-autotune yet)."""
 from __future__ import annotations
 
 import dataclasses
@@ -19,9 +23,10 @@ import itertools
 from typing import Optional
 
 from ..device_models.matmul_tiles import STAGES, smallest_dim, staged_bytes
-from .cost_model import MemoryModel, estimate_matmul
+from ..lowering.extern import attention_dropout, generated_attention_problem
+from .cost_model import MemoryModel, estimate_attention, estimate_library_attention, estimate_matmul
 from .kernel_analysis import extern_traffic
-from .tiling import instruction_tile, largest_tile
+from .tiling import instruction_tile, largest_tile, plan_attention
 
 LIBRARY = ("library",)  # the candidate that calls the profile's BLAS library
 UNTIMED = "max-autotune: not timed (no GPU visible), the analytic choice stands"
@@ -110,3 +115,26 @@ def choose(call, tiles, profile, hints: dict, epilogue_us: float = 0.0) -> GemmC
 def _untimed(tiles) -> str:
     """The note for a shape max-autotune did not time ("" when it was not asked for)."""
     return f"; {tiles.tuning.note}" if tiles.tuning is not None and tiles.tuning.note else ""
+
+
+def choose_attention(call, profile, hints: dict) -> Optional[GemmChoice]:
+    """Our flash attention or the profile's attention library for the fused attention ``call``,
+    priced; None where nothing is priced: the target generates no such kernel, or ours cannot
+    compute the call (a dtype, dropout, a head dim no tile holds) — the library's."""
+    shape = call.attention_shape(hints)
+    if not profile.target.matmul_epilogue or generated_attention_problem(
+            shape.dtype, attention_dropout(call.args, shape.backward), shape.head_dim):
+        return None
+    try:
+        tile = plan_attention(shape, profile)
+    except NotImplementedError:
+        return None
+    reads, writes = extern_traffic(call, hints)
+    ours = estimate_attention(shape, tile, reads, writes, profile, MemoryModel(profile)).time_us
+    theirs = estimate_library_attention(shape, reads, writes, profile, MemoryModel(profile)).time_us
+    names = ", ".join(profile.target.attention)
+    if ours < theirs:
+        return GemmChoice(True, f"generated as flash attention in the device model's tile: est. {ours:.3g} us vs "
+                                f"{names} {theirs:.3g} us")
+    return GemmChoice(False, f"library call: {names}, declared by the profile; est. {names} {theirs:.3g} us vs the "
+                             f"generated flash attention's {ours:.3g} us")

@@ -10,7 +10,7 @@ from ..graph import GraphLowering
 from ..ir import ATTENTIONS, GROUPED_MATMUL, MATMULS, Sort
 from . import scheduler
 from .estimates import estimate_steps, peak_memory
-from .gemm_choice import choose, libraries
+from .gemm_choice import choose, choose_attention, libraries
 from .kernel_analysis import analyze
 from .loop_nest import loads_by_node
 from .plan import ExternPlan, KernelPlan, Plan
@@ -48,14 +48,18 @@ def build_plan(graph: GraphLowering, profile, target: str, fuse: bool = True, es
 
 def _library_reason(call, profile, tiles, hints: dict) -> str:
     """Why an extern call is a library call ("" for a fallback): the cost model preferred the
-    library the profile declares over our template (``gemm_choice``: a matmul, or a convolution
-    our implicit GEMM takes), or the profile declares a library for the call's family and
-    nothing of ours is priced against it (attention, a grouped GEMM, other convolutions), or
+    library the profile declares over our template (``gemm_choice``: a matmul, a convolution
+    our implicit GEMM takes, an attention our flash attention computes), or the profile
+    declares a library for the call's family and nothing of ours is priced against it (a
+    grouped GEMM, other convolutions and attentions), or
     the target's renderer has no GEMM (the host)."""
     if call.kind != "extern":
         return ""
     if call.is_matmul and profile.target.matmul_epilogue and libraries(call, profile):
         return choose(call, tiles, profile, hints).reason
+    attention = choose_attention(call, profile, hints) if call.op in ATTENTIONS and profile.target.attention else None
+    if attention is not None:
+        return attention.reason
     family = next((getattr(profile.target, name) for ops, name in _FAMILIES if call.op in ops), None)
     if family:
         return f"library call: {', '.join(family)}, declared by the profile"

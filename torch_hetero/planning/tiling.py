@@ -99,10 +99,12 @@ class AttentionTiling:
     smem: int            # bytes one program holds in local SRAM
     sram: int            # the profile's local SRAM per unit: the limit the tile was chosen within
     waves: float         # programs / units
+    warps: Optional[int] = None  # a GPU's warps per program (Triton's num_warps; None: its default)
 
     def __str__(self) -> str:
+        warps = f", {self.warps} warps (GPU_ATTENTION_TILES)" if self.warps else ""
         return (f"BR={self.br} BC={self.bc} BD={self.bd} stages={self.stages} smem {_kib(self.smem)} "
-                f"of {_kib(self.sram)} local SRAM, {self.waves:.2f} waves")
+                f"of {_kib(self.sram)} local SRAM, {self.waves:.2f} waves{warps}")
 
 
 def plan_kernel(cost: KernelCost, profile, reduction: bool, sort_row=None) -> KernelTiling:
@@ -250,33 +252,58 @@ def group_rows(batch: int, m: int, n: int, k: int, bm: int, bn: int, itemsize: i
 
 
 MAX_ATTENTION_BLOCK = 256
+# On a GPU (a profile naming a Triton backend target) an attention program's score block,
+# accumulators and operand blocks live in registers, which the device model does not size:
+# the (BR, BC, warps) that build for cuda:90 with no spill and a margin (at most ~230 of its
+# 255 registers: near the limit a tile spills at some shapes), by (16-bit or fp32 inputs,
+# backward, BD), measured ahead of time and kept so by tests/test_generated_attention.py
+# (test_gpu_attention_tiles_build_without_spills).  Smaller head dims take BD=64's tiles;
+# none measured for a pair: no generated attention there (a library, or the graph runs eagerly).
+GPU_ATTENTION_TILES = {
+    ("16-bit", False, 64): ((32, 32, 4), (64, 32, 4), (64, 64, 8), (128, 64, 8)),
+    ("16-bit", False, 128): ((32, 32, 4), (64, 32, 8), (32, 64, 8)),
+    ("16-bit", False, 256): ((16, 32, 4),),
+    ("16-bit", True, 64): ((16, 16, 4), (32, 32, 4), (64, 64, 8), (128, 64, 8)),
+    ("16-bit", True, 128): ((16, 16, 4), (16, 32, 8), (32, 32, 8)),
+    ("fp32", False, 64): ((16, 16, 4), (16, 32, 4)),
+    ("fp32", False, 128): ((16, 16, 4), (16, 32, 4), (64, 32, 8)),
+    ("fp32", True, 64): ((16, 16, 4),),
+    ("fp32", True, 128): ((16, 16, 4),),
+}
 
 
 def plan_attention(shape, profile) -> AttentionTiling:
     """The best (BR, BC, stages) for the attention ``shape`` (``ir.AttentionShape``) on
     ``profile``: the least estimated time — padded matrix work over the programs' waves, with
-    K and V re-read once per query block — among tiles within local SRAM; ties go to fewer
-    stages, then larger blocks."""
+    K and V re-read once per query block — among tiles within local SRAM (and on a GPU among
+    ``GPU_ATTENTION_TILES``); ties go to fewer stages, then larger blocks."""
     name = dtype_name(shape.dtype)
     matrix = name in profile.matrix_shapes  # fp32 stays IEEE (as eager): vector FMAs
     base = tuple(profile.matrix_shapes[name]) if matrix else VECTOR_MATMUL_TILE
     peak = profile.peak_flops(name if matrix else "fp32", matrix=matrix)
     itemsize, bd = shape.dtype.itemsize, max(_pow2_at_least(shape.head_dim), 16)
+    if profile.triton_target:
+        key = ("fp32" if itemsize == 4 else "16-bit", shape.backward, max(bd, 64))
+        blocks = list(GPU_ATTENTION_TILES.get(key, ()))  # Triton picks the instruction for each
+    else:
+        blocks = [(br, bc, None) for br, bc in itertools.product(_multiples(base[0], MAX_ATTENTION_BLOCK),
+                                                                 _multiples(base[1], MAX_ATTENTION_BLOCK))]
     best = None
-    for br, bc in itertools.product(_multiples(base[0], MAX_ATTENTION_BLOCK), _multiples(base[1], MAX_ATTENTION_BLOCK)):
+    for br, bc, warps in blocks:
         for stages in STAGES:
             smem = _attention_bytes(br, bc, bd, itemsize, stages, shape.backward)
             if smem > profile.local_sram_bytes:
                 continue
-            _, padded, blocks, rereads = attention_work(shape, br, bc, bd)
-            compute = padded / (peak * parallel_efficiency(blocks, profile.compute_units)) / (1 - 0.5 / stages)
+            _, padded, programs, rereads = attention_work(shape, br, bc, bd)
+            compute = padded / (peak * parallel_efficiency(programs, profile.compute_units)) / (1 - 0.5 / stages)
             memory = rereads / (profile.llc_gbps * 1e9)
             key = (max(compute, memory), stages, -br * bc, -br, br, bc)
             if best is None or key < best[0]:
                 best = (key, AttentionTiling(br, bc, bd, stages, smem, profile.local_sram_bytes,
-                                             blocks / profile.compute_units))
+                                             programs / profile.compute_units, warps))
     if best is None:
-        raise NotImplementedError(f"no attention tile with a head dim of {shape.head_dim} fits local SRAM "
+        where = "a GPU tile measured without spills (GPU_ATTENTION_TILES) within" if profile.triton_target else "fits"
+        raise NotImplementedError(f"no attention tile with a head dim of {shape.head_dim} {where} local SRAM "
                                   f"({_kib(profile.local_sram_bytes)})")
     return best[1]
 

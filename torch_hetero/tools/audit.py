@@ -266,7 +266,7 @@ def _compile_ahead(graphs: list, profile) -> AheadOfTime:
             name = f"{prefix}.{triton.name}"
             try:
                 compiled = triton_run.aot_compile(getattr(module, triton.name), triton.signature,
-                                                  triton.constexprs, profile.triton_target)
+                                                  triton.constexprs, profile.triton_target, triton.num_warps)
                 result.resources[name] = triton_run.kernel_resources(compiled, profile.triton_target)
             except Exception as error:
                 result.errors[name] = _first_lines(error)
