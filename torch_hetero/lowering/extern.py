@@ -39,11 +39,18 @@ def _extern(*args, **kwargs):
 def _grouped_mm(*args, **kwargs):
     """One GEMM per group, rows (2-d x 3-d) or the shared dim (2-d x 2-d) split by ``offs``:
     a library call where the profile has a BLAS library, else a generated kernel (fusion)."""
-    named = dict(zip(("a", "b", "offs", "bias", "out_dtype"), args), **kwargs)
-    if current_graph().target.generates_gemm and (named.get("offs") is None or named.get("bias") is not None
-                                                  or named["a"].dim() != 2):
-        raise NotImplementedError("the generated grouped GEMM takes a 2-d input split by offs, without bias")
+    if current_graph().target.generates_gemm and grouped_mm_problem(args, kwargs):
+        raise NotImplementedError(grouped_mm_problem(args, kwargs))
     return _extern(*args, **kwargs)
+
+
+def grouped_mm_problem(args, kwargs):
+    """Why our grouped GEMM cannot compute ``_grouped_mm(*args, **kwargs)``, or None: what the
+    lowering refuses without a BLAS library, and what the planner does not price against one."""
+    named = dict(zip(("a", "b", "offs", "bias", "out_dtype"), args), **kwargs)
+    if named.get("offs") is None or named.get("bias") is not None or len(named["a"].get_size()) != 2:
+        return "the generated grouped GEMM takes a 2-d input split by offs, without bias"
+    return None
 
 
 def _attention(*args, **kwargs):

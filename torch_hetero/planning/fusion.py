@@ -22,6 +22,7 @@ import sympy
 
 from .. import ir, symbolic
 from ..ir import ATTENTIONS, GROUPED_MATMUL
+from ..lowering.extern import grouped_mm_problem
 from .cost_model import MemoryModel, estimate_kernel
 from .gemm_choice import choose, choose_attention, libraries
 from .kernel_analysis import analyze, column_reduction
@@ -50,9 +51,10 @@ def group_nodes(graph, profile, tiles, loads: dict, storage: dict, readers: dict
         the choice (``gemm_choice``: the only one without a library; a convolution the lowering
         made a GEMM, or a matmul where the target generates GEMMs; a grouped GEMM only without
         a BLAS library), else the library call it is."""
-        if call is None or (call.gemm is None and (not profile.target.matmul_epilogue
-                                                   or (call.op == GROUPED_MATMUL and profile.target.blas))):
+        if call is None or (call.gemm is None and not profile.target.matmul_epilogue):
             return
+        if call.op == GROUPED_MATMUL and grouped_mm_problem(call.args, call.kwargs):
+            return  # the library's (without one the lowering made it a fallback)
         choice = choose(call, tiles, profile, graph.size_hints)
         if choice.template:
             groups.insert(matmul_at, _Draft([], (), [f"{call.result.name}: {call.name} {choice.reason}"], matmul=call))

@@ -8,6 +8,7 @@ import torch
 
 from ..graph import GraphLowering
 from ..ir import ATTENTIONS, GROUPED_MATMUL, MATMULS, Sort
+from ..lowering.extern import grouped_mm_problem
 from . import scheduler
 from .estimates import estimate_steps, peak_memory
 from .gemm_choice import choose, choose_attention, libraries
@@ -48,14 +49,15 @@ def build_plan(graph: GraphLowering, profile, target: str, fuse: bool = True, es
 
 def _library_reason(call, profile, tiles, hints: dict) -> str:
     """Why an extern call is a library call ("" for a fallback): the cost model preferred the
-    library the profile declares over our template (``gemm_choice``: a matmul, a convolution
-    our implicit GEMM takes, an attention our flash attention computes), or the profile
-    declares a library for the call's family and nothing of ours is priced against it (a
-    grouped GEMM, other convolutions and attentions), or
+    library the profile declares over our template (``gemm_choice``: a matmul, a grouped GEMM,
+    a convolution or an attention our kernels compute), or the profile declares a library for
+    the call's family and nothing of ours is priced against it (other grouped GEMMs,
+    convolutions and attentions), or
     the target's renderer has no GEMM (the host)."""
     if call.kind != "extern":
         return ""
-    if call.is_matmul and profile.target.matmul_epilogue and libraries(call, profile):
+    priced = call.is_matmul or (call.op == GROUPED_MATMUL and not grouped_mm_problem(call.args, call.kwargs))
+    if priced and profile.target.matmul_epilogue and libraries(call, profile):
         return choose(call, tiles, profile, hints).reason
     attention = choose_attention(call, profile, hints) if call.op in ATTENTIONS and profile.target.attention else None
     if attention is not None:
