@@ -2,7 +2,6 @@
 the profiles that declare BLAS: the schedule says which and why, the profile's
 ``libraries.gemm_efficiency`` moves the choice, an epilogue can tip it, and a template chosen
 over the library computes what eager does (under the interpreter)."""
-import pathlib
 import re
 
 import pytest
@@ -11,20 +10,13 @@ import torch
 import torch_hetero
 from torch_hetero.device_models import get_profile
 from torch_hetero.errors import ProfileError
-from utils import check
-
-PROFILES = pathlib.Path(torch_hetero.__file__).parent / "device_models" / "profiles"
+from utils import check, profile_variant
 
 
 def _profile_file(tmp_path, efficiency) -> str:
     """h100 with another figure for cuBLAS's efficiency (None: the key left out)."""
-    text = (PROFILES / "h100.toml").read_text()
-    line = "gemm_efficiency = 0.75\n"
-    assert line in text
-    path = tmp_path / f"h100-{efficiency}.toml"
-    path.write_text(text.replace('name = "h100"', f'name = "h100-{efficiency}"')
-                    .replace(line, "" if efficiency is None else f"gemm_efficiency = {efficiency}\n"))
-    return str(path)
+    return profile_variant(tmp_path, "h100", f"h100-{efficiency}",
+                           ("gemm_efficiency = 0.75\n", "" if efficiency is None else f"gemm_efficiency = {efficiency}\n"))
 
 
 def _schedule(fn, *inputs, device) -> str:

@@ -13,7 +13,7 @@ from torch_hetero.device_models import get_profile
 from torch_hetero.ir import AttentionShape
 from torch_hetero.planning.tiling import plan_attention
 from torch_hetero.tools.report import compile_and_run
-from utils import check, compile_hetero, planned_kernels
+from utils import check, compile_hetero, planned_kernels, profile_variant
 
 INTERPRET = {"device": "rivos-sim", "executor": "interpret"}
 HOST = {"device": "rivos-sim", "executor": "host"}
@@ -130,15 +130,9 @@ def test_builds_ahead_of_time(target):
 
 def _no_attention_library(tmp_path, profile: str) -> str:
     """``profile`` declaring no attention library: its attention is our kernel, in its GPU tiles."""
-    import pathlib
-    import torch_hetero
-    text = (pathlib.Path(torch_hetero.__file__).parent / "device_models" / "profiles" / f"{profile}.toml").read_text()
-    line = next(line for line in text.splitlines() if line.startswith("attention = "))
-    efficiency = next(line for line in text.splitlines() if line.startswith("attention_efficiency = "))
-    path = tmp_path / f"{profile}-own-attention.toml"
-    path.write_text(text.replace(f'name = "{profile}"', f'name = "{profile}-own-attention"')
-                    .replace(line, "attention = []").replace(efficiency + "\n", ""))
-    return str(path)
+    return profile_variant(tmp_path, profile, f"{profile}-own-attention",
+                           ('attention = ["flash attention", "cuDNN"]', "attention = []"),
+                           ("attention_efficiency = 0.45\n", ""))
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float32], ids=str)

@@ -2,8 +2,6 @@
 implicit GEMM whose A operand is the im2col gather (never materialized), depthwise as a direct
 reduction, forward and backward, checked against eager under Triton's interpreter and on the
 host executor (which runs the same plan with ATen's convolution for the GEMM steps)."""
-import pathlib
-
 import pytest
 import torch
 import torch.nn.functional as F
@@ -12,7 +10,7 @@ import torch_hetero
 from torch_hetero.device_models import get_profile
 from torch_hetero.runtime import triton_run
 from torch_hetero.tools.report import compile_and_run
-from utils import check, compiled_kernels, planned_kernels
+from utils import check, compiled_kernels, planned_kernels, profile_variant
 
 RIVOS = {"device": "rivos-sim", "executor": "interpret"}
 TOL = {torch.float32: 1e-4, torch.bfloat16: 3e-2}
@@ -145,11 +143,7 @@ def test_implicit_gemm_compiles_for_the_real_target(tmp_path, profile, library):
     """The profile without its convolution library: the implicit GEMM (bf16, padded, with a
     bias and ReLU epilogue) and the depthwise reduction build ahead of time for its target
     (cuda:90, hip:gfx942), within its shared memory."""
-    text = (pathlib.Path(torch_hetero.__file__).parent / "device_models" / "profiles" / f"{profile}.toml").read_text()
-    line = next(line for line in text.splitlines() if line.startswith(f"convolution = {library}"))
-    path = tmp_path / f"{profile}-no-conv.toml"
-    path.write_text(text.replace(f'name = "{profile}"', f'name = "{profile}-no-conv"')
-                    .replace(line, "convolution = []"))
+    path = profile_variant(tmp_path, profile, f"{profile}-no-conv", (f"convolution = {library}", "convolution = []"))
 
     def block(x, w, b, dw):
         return F.conv2d(F.conv2d(x, w, b, padding=1).relu(), dw, padding=1, groups=8)

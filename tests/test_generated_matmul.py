@@ -3,8 +3,6 @@ mm, bmm and addmm are the Triton template in the device model's tile, with or wi
 epilogue, checked against eager under Triton's interpreter (forward and backward) and, on the
 host executor, with the host's own GEMM; where the profile declares a library the matmul stays
 a call and the plan says which."""
-import pathlib
-
 import pytest
 import torch
 import torch.nn.functional as F
@@ -13,7 +11,7 @@ import torch_hetero
 from torch_hetero.device_models import get_profile
 from torch_hetero.runtime import triton_run
 from torch_hetero.tools.report import compile_and_run
-from utils import check, compiled_kernels, planned_kernels
+from utils import check, compiled_kernels, planned_kernels, profile_variant
 
 RIVOS = {"device": "rivos-sim", "executor": "interpret"}
 TOL = {torch.float32: 1e-4, torch.bfloat16: 2e-2, torch.float16: 2e-3}
@@ -111,11 +109,7 @@ def test_integer_matmul_falls_back_where_nothing_generates_it():
 def test_generated_plain_matmul_compiles_for_the_real_target(tmp_path, profile, library):
     """The profile without its BLAS library: the plain GEMM builds ahead of time for its target
     (cuda:80, cuda:90, hip:gfx942) in its tile, within its shared memory."""
-    text = (pathlib.Path(torch_hetero.__file__).parent / "device_models" / "profiles" / f"{profile}.toml").read_text()
-    assert f'blas = ["{library}"]' in text
-    path = tmp_path / f"{profile}-no-blas.toml"
-    path.write_text(text.replace(f'name = "{profile}"', f'name = "{profile}-no-blas"')
-                    .replace(f'blas = ["{library}"]', "blas = []"))
+    path = profile_variant(tmp_path, profile, f"{profile}-no-blas", (f'blas = ["{library}"]', "blas = []"))
     inputs = (torch.randn(256, 512, dtype=torch.bfloat16), torch.randn(512, 384, dtype=torch.bfloat16))
     [(_, graph, _)] = compile_and_run(torch.mm, inputs, {}, {"device": str(path)})
     kernels = graph.rendered["triton"]
@@ -170,14 +164,8 @@ def test_baddbmm_with_beta_zero_ignores_a_nan_input():
 def _small_rivos(tmp_path) -> str:
     """rivos-sim shrunk so that a matmul the interpreter runs quickly has many waves of small
     tiles and operands larger than L2: 4 units, 8 KiB of local SRAM, 1 KiB of L2."""
-    text = (pathlib.Path(torch_hetero.__file__).parent / "device_models" / "profiles" / "rivos-sim.toml").read_text()
-    for old, new in (('name = "rivos-sim"', 'name = "rivos-small"'), ("units = 64\n", "units = 4\n"),
-                     ("local_sram_kib = 192 ", "local_sram_kib = 8 "), ("llc_mib = 64\n", "llc_mib = 0.001\n")):
-        assert old in text
-        text = text.replace(old, new)
-    path = tmp_path / "rivos-small.toml"
-    path.write_text(text)
-    return str(path)
+    return profile_variant(tmp_path, "rivos-sim", "rivos-small", ("units = 64\n", "units = 4\n"),
+                           ("local_sram_kib = 192 ", "local_sram_kib = 8 "), ("llc_mib = 64\n", "llc_mib = 0.001\n"))
 
 
 def test_grouped_launch_order_from_the_l2_size(tmp_path):
@@ -259,10 +247,7 @@ def test_split_k_is_the_device_models_decision():
 def test_split_k_gemm_compiles_for_the_real_target(tmp_path, profile, library):
     """The split GEMM (partials, barrier, integer atomic, the last program's join) builds ahead
     of time for cuda:90 and hip:gfx942."""
-    text = (pathlib.Path(torch_hetero.__file__).parent / "device_models" / "profiles" / f"{profile}.toml").read_text()
-    path = tmp_path / f"{profile}-no-blas.toml"
-    path.write_text(text.replace(f'name = "{profile}"', f'name = "{profile}-no-blas"')
-                    .replace(f'blas = ["{library}"]', "blas = []"))
+    path = profile_variant(tmp_path, profile, f"{profile}-no-blas", (f'blas = ["{library}"]', "blas = []"))
     inputs = (torch.randn(64, 16384, dtype=torch.bfloat16), torch.randn(16384, 64, dtype=torch.bfloat16))
     [(_, graph, _)] = compile_and_run(torch.mm, inputs, {}, {"device": str(path)})
     [kernel] = graph.rendered["triton"]

@@ -2,10 +2,7 @@
 only where the profile declares a library for them.  Without an attention library SDPA is our
 generated flash attention (one kernel each way, tests/test_generated_attention.py); with one
 it is an extern named by the device's op, never a CPU-only kernel; a convolution without a
-library is
-generated."""
-import pathlib
-
+library is generated."""
 import pytest
 import torch
 import torch.nn.functional as F
@@ -13,7 +10,7 @@ import torch.nn.functional as F
 import torch_hetero
 from torch_hetero.device_models import get_profile, list_profiles
 from torch_hetero.errors import ProfileError
-from utils import check
+from utils import check, profile_variant
 
 TRITON_PROFILES = [name for name in list_profiles() if name != "cpu" and get_profile(name).target.language == "triton"]
 CPU_ONLY = ("_for_cpu", "mkldnn")
@@ -119,11 +116,9 @@ def test_a_library_attention_is_estimated_by_its_matrix_work(tmp_path):
     profile = get_profile("h100")
     flops = 4 * 8 * 1024 * 1024 * 64
     assert call.estimate_us >= flops / (profile.peak_flops("bf16", matrix=True) * profile.attention_efficiency) * 1e6
-    text = (pathlib.Path(torch_hetero.__file__).parent / "device_models" / "profiles" / "h100.toml").read_text()
-    path = tmp_path / "h100-no-figure.toml"
-    path.write_text(text.replace('name = "h100"', 'name = "h100-no-figure"').replace("attention_efficiency = 0.45\n", ""))
+    path = profile_variant(tmp_path, "h100", "h100-no-figure", ("attention_efficiency = 0.45\n", ""))
     with pytest.raises(ProfileError, match="missing libraries.attention_efficiency"):
-        get_profile(str(path))
+        get_profile(path)
 
 
 def test_attention_is_priced_against_the_library():

@@ -4,17 +4,11 @@ deviations for the variance), so a layer norm row longer than local SRAM is read
 three times.  Checked under Triton's interpreter against eager, forward and backward, on the
 edges: rows around RBLOCK, constant rows (variance 0), a mean large against the spread,
 infinities and NaN, bf16."""
-import dataclasses
-import pathlib
-
 import pytest
 import torch
 import torch.nn.functional as F
 
-import torch_hetero
-from torch_hetero.device_models import get_profile
-from torch_hetero.planning.cost_model import MemoryModel, estimate_kernel, reread_bytes
-from utils import check, compiled_kernels, planned_kernels
+from utils import assert_online_reads_once, check, compiled_kernels, planned_kernels, profile_variant
 
 ROW = 70000  # longer than h100's local SRAM, and not a multiple of RBLOCK (4096)
 TOL = {torch.float32: 1e-4, torch.bfloat16: 2e-2}
@@ -28,12 +22,9 @@ def layer_norm(x, weight, bias):
 def small_sram(tmp_path_factory):
     """mi300x with 8 KiB of local SRAM: rows of a few thousand floats are looped in RBLOCK=2048
     steps, so rows around RBLOCK stay cheap under the interpreter."""
-    text = (pathlib.Path(torch_hetero.__file__).parent / "device_models" / "profiles" / "mi300x.toml").read_text()
-    assert "local_sram_kib = 64 " in text
-    path = tmp_path_factory.mktemp("profiles") / "mi300x-8k.toml"
-    path.write_text(text.replace('name = "mi300x"', 'name = "mi300x-8k"')
-                    .replace("local_sram_kib = 64 ", "local_sram_kib = 8 "))
-    return {"device": str(path), "executor": "interpret"}
+    path = profile_variant(tmp_path_factory.mktemp("profiles"), "mi300x", "mi300x-8k",
+                           ("local_sram_kib = 64 ", "local_sram_kib = 8 "))
+    return {"device": path, "executor": "interpret"}
 
 
 def _inputs(rows, columns, dtype=torch.float32):
@@ -125,15 +116,7 @@ def test_cost_counts_one_pass_fewer_only_with_the_capability():
     x = torch.randn(16, 65536)
     _, kernels = planned_kernels(lambda x: F.layer_norm(x, (65536,)), (x,), {"device": "h100"})
     [kernel] = _online(kernels)
-    h100 = get_profile("h100")
-    without = dataclasses.replace(h100, target=dataclasses.replace(h100.target, online_norm=False))
-    row = kernel.cost.reads["arg0"]
-    assert kernel.cost.reread["arg0"] == row  # two passes planned apart ...
-    assert reread_bytes(kernel.cost, h100, "arg0") == 0  # ... one online
-    assert reread_bytes(kernel.cost, without, "arg0") == row
-    fast = estimate_kernel(kernel.cost, h100, MemoryModel(h100), torch.float32).time_us
-    slow = estimate_kernel(kernel.cost, without, MemoryModel(without), torch.float32).time_us
-    assert fast < slow
+    assert_online_reads_once(kernel, "online_norm")
 
 
 def test_not_online_when_the_deviation_is_from_another_mean(small_sram):

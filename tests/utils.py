@@ -1,5 +1,7 @@
 """Shared helpers for the torch_hetero test suite."""
 
+import dataclasses
+
 import torch
 import torch.utils._pytree as pytree
 
@@ -103,3 +105,32 @@ def _compiled_graphs(fn, inputs, options, native):
     with torch.no_grad(), collect_compiled_graphs() as graphs:
         out = compiled(*inputs)
     return out, graphs
+
+
+def assert_online_reads_once(kernel, capability: str) -> None:
+    """``kernel`` (an online pass planned on h100) rereads its row with ``capability`` off and
+    not with it on, and the cost model prices the pass saved."""
+    from torch_hetero.planning.cost_model import MemoryModel, estimate_kernel, reread_bytes
+    h100 = get_profile("h100")
+    without = dataclasses.replace(h100, target=dataclasses.replace(h100.target, **{capability: False}))
+    row = kernel.cost.reads["arg0"]
+    assert kernel.cost.reread["arg0"] == row  # two passes planned apart ...
+    assert reread_bytes(kernel.cost, h100, "arg0") == 0  # ... one online
+    assert reread_bytes(kernel.cost, without, "arg0") == row
+    fast = estimate_kernel(kernel.cost, h100, MemoryModel(h100), torch.float32).time_us
+    slow = estimate_kernel(kernel.cost, without, MemoryModel(without), torch.float32).time_us
+    assert fast < slow
+
+
+def profile_variant(directory, profile: str, name: str, *replacements) -> str:
+    """The path of a copy of the shipped ``profile`` named ``name``, each ``(old, new)`` text of
+    ``replacements`` replaced (each must occur): a device differing from a shipped one in a few
+    figures or libraries."""
+    import pathlib
+    text = (pathlib.Path(torch_hetero.__file__).parent / "device_models" / "profiles" / f"{profile}.toml").read_text()
+    for old, new in ((f'name = "{profile}"', f'name = "{name}"'), *replacements):
+        assert old in text, old
+        text = text.replace(old, new)
+    path = pathlib.Path(directory) / f"{name}.toml"
+    path.write_text(text)
+    return str(path)

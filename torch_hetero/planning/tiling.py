@@ -184,13 +184,13 @@ def plan_matmul(batch: int, m: int, n: int, k: int, dtype: torch.dtype, profile)
     for bm, bn, bk in itertools.product(*(_multiples(b, top) for b, top in zip(instruction_tile(dtype, profile),
                                                                              largest_tile(dtype, profile)))):
         for stages in STAGES:
-            tile = matmul_tile(bm, bn, bk, stages, batch, m, n, k, dtype, profile)
+            tile = _priced_tile(bm, bn, bk, stages, batch, m, n, k, dtype, profile)
             if tile is None:
                 continue
             key = (tile.seconds, tile.split_k, stages, -bm * bn, -bk, bm, bn)
             if best is None or key < best[0]:
                 best = (key, tile)
-    return best[1] if best else None
+    return _in_launch_order(best[1], batch, m, n, k, dtype, profile) if best else None
 
 
 def matmul_tile(bm: int, bn: int, bk: int, stages: int, batch: int, m: int, n: int, k: int, dtype: torch.dtype,
@@ -198,6 +198,19 @@ def matmul_tile(bm: int, bn: int, bk: int, stages: int, batch: int, m: int, n: i
     """The tile (BM, BN, BK, stages) for this GEMM with its split of K (the fastest of
     ``splits``, default ``SPLITS``), its launch order (``group_rows``) and its estimated time, or None if its staged
     operands do not fit local SRAM."""
+    tile = _priced_tile(bm, bn, bk, stages, batch, m, n, k, dtype, profile, splits)
+    return _in_launch_order(tile, batch, m, n, k, dtype, profile) if tile else None
+
+
+def _in_launch_order(tile: MatmulTiling, batch: int, m: int, n: int, k: int, dtype: torch.dtype,
+                     profile) -> MatmulTiling:
+    group_m, why = group_rows(batch, m, n, k, tile.bm, tile.bn, dtype.itemsize, profile)
+    return dataclasses.replace(tile, group_m=group_m, group_why=why)
+
+
+def _priced_tile(bm: int, bn: int, bk: int, stages: int, batch: int, m: int, n: int, k: int, dtype: torch.dtype,
+                 profile, splits: Optional[tuple] = None) -> Optional[MatmulTiling]:
+    """``matmul_tile`` before its launch order, which only the chosen tile needs."""
     name = dtype_name(dtype)
     matrix = name in profile.matrix_shapes  # fp32 stays IEEE (as eager): vector FMAs, not TF32
     peak = profile.peak_flops(name if matrix else "fp32", matrix=matrix)
@@ -218,13 +231,12 @@ def matmul_tile(bm: int, bn: int, bk: int, stages: int, batch: int, m: int, n: i
             best = (max(compute, memory) + partials, split)
     seconds, split = best
     waste = 1 - 2.0 * batch * m * n * k / padded if padded else 0.0  # a zero size: no work
-    group_m, group_why = group_rows(batch, m, n, k, bm, bn, itemsize, profile)
     split_why = ""
     if split > 1:
         split_why = (f"{tiles} output tiles for {profile.compute_units} units: K={k} in {split} slices, "
                      f"fp32 partials {_kib(split * tiles * bm * bn * PARTIAL_BYTES)}")
     return MatmulTiling(bm, bn, bk, stages, smem, tiles / profile.compute_units, waste, seconds,
-                        group_m, group_why, split, split_why)
+                        split_k=split, split_why=split_why)
 
 
 def group_rows(batch: int, m: int, n: int, k: int, bm: int, bn: int, itemsize: int, profile) -> tuple:

@@ -167,10 +167,10 @@ def kernel_resources(compiled, target: str) -> KernelResources:
     kernel metadata."""
     backend = target.split(":")[0]
     if backend == "cuda":
-        usage = _cuobjdump(compiled.asm["cubin"], "-res-usage")
-        line = next(line for line in usage.splitlines() if "REG:" in line)
+        dump = _cuobjdump(compiled.asm["cubin"])
+        line = next(line for line in dump.splitlines() if "REG:" in line)
         fields = {key: int(value) for key, value in re.findall(r"(\w+(?:\[\d+\])?):(\d+)", line)}
-        touched = re.search(r"\b(STL|LDL)(\.\w+)*\s", _cuobjdump(compiled.asm["cubin"], "-sass"))
+        touched = re.search(r"\b(STL|LDL)(\.\w+)*\s", dump)
         registers, spills = fields["REG"], (fields["STACK"] + fields["LOCAL"]) if touched else 0
     else:
         text = compiled.asm["amdgcn"]
@@ -178,14 +178,14 @@ def kernel_resources(compiled, target: str) -> KernelResources:
     return KernelResources(registers, spills, compiled.metadata.shared, REGISTER_LIMIT[backend])
 
 
-def _cuobjdump(cubin: bytes, flag: str) -> str:
-    """``cuobjdump flag`` of a cubin: ``-res-usage`` (``REG:128 STACK:0 SHARED:0 LOCAL:0 ...``)
-    or ``-sass``."""
+def _cuobjdump(cubin: bytes) -> str:
+    """``cuobjdump -res-usage -sass`` of a cubin: its resource line (``REG:128 STACK:0 SHARED:0
+    LOCAL:0 ...``) and its SASS."""
     from triton import knobs
     with tempfile.NamedTemporaryFile(suffix=".cubin") as f:
         f.write(cubin)
         f.flush()
-        return subprocess.run([knobs.nvidia.cuobjdump.path, flag, f.name],
+        return subprocess.run([knobs.nvidia.cuobjdump.path, "-res-usage", "-sass", f.name],
                               capture_output=True, text=True, check=True).stdout
 
 
