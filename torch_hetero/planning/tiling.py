@@ -266,8 +266,9 @@ def group_rows(batch: int, m: int, n: int, k: int, bm: int, bn: int, itemsize: i
 MAX_ATTENTION_BLOCK = 256
 # On a GPU (a profile naming a Triton backend target) an attention program's score block,
 # accumulators and operand blocks live in registers, which the device model does not size:
-# the (BR, BC, warps) that build for cuda:90 with no spill and a margin (at most ~230 of its
-# 255 registers: near the limit a tile spills at some shapes), by (16-bit or fp32 inputs,
+# the (BR, BC, warps) that build for cuda:90 with no spill and some margin (those measured at
+# 250+ of its 255 registers left out: near the limit a tile spills at some shapes; see
+# benchmarks/gpu_tile_builds.py), by (16-bit or fp32 inputs,
 # backward, BD), measured ahead of time and kept so by tests/test_generated_attention.py
 # (test_gpu_attention_tiles_build_without_spills).  Smaller head dims take BD=64's tiles;
 # none measured for a pair: no generated attention there (a library, or the graph runs eagerly).
