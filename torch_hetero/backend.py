@@ -44,10 +44,13 @@ def hetero_backend(gm: torch.fx.GraphModule, example_inputs, options=None, mode=
     logs.register()
     opts = options_mod.resolve(options, mode)
     sink = getattr(_collectors, "sink", None)
-    cache = opts.aot_cache and getattr(_collectors, "cached", True) and aot_cache.available()
+    # a frozen graph holds the parameters' values: not for AOTAutograd's cache (nor is Inductor's)
+    cache = opts.aot_cache and not opts.freeze and getattr(_collectors, "cached", True) and aot_cache.available()
 
     def compiler_for(kind):
         def compile_fn(graph_module, _example_inputs):
+            if kind == "inference" and opts.freeze:
+                return _frozen(graph_module, example_inputs, opts, sink)
             return _compile_or_fall_back(graph_module, kind, opts, sink)
         return aot_cache.serializable(compile_fn) if cache else compile_fn
 
@@ -59,7 +62,42 @@ def hetero_backend(gm: torch.fx.GraphModule, example_inputs, options=None, mode=
         return backend(gm, example_inputs)
 
 
-def _compile_or_fall_back(gm, kind: str, opts, sink):
+def _frozen(gm, example_inputs, opts, sink):
+    """The inference graph compiled with the module's parameters and buffers as constants
+    (``lowering/freezing.py``): AOTAutograd's static inputs that the graph does not mutate, taken
+    from Dynamo's real example inputs (AOTAutograd's are fake).  The call takes the full
+    argument list and passes on the rest; called with other parameter tensors (another instance
+    of the module) it raises rather than compute with the frozen ones."""
+    from .lowering.freezing import freeze
+    metadata = torch._guards.TracingContext.get().fw_metadata
+    placeholders = gm.graph.find_nodes(op="placeholder")
+    if len(placeholders) != len(example_inputs):   # AOTAutograd added inputs (RNG state, effects)
+        return _compile_or_fall_back(gm, "inference", opts, sink)
+    viewed = {out.base_idx for out in metadata.output_info if out.base_idx is not None}   # an output aliases it
+    frozen = {i: example_inputs[i] for i in metadata.static_input_indices
+              if not metadata.input_info[i].mutates_data and not metadata.input_info[i].mutates_metadata
+              and i not in viewed and isinstance(example_inputs[i], torch.Tensor)}
+    if not frozen:
+        return _compile_or_fall_back(gm, "inference", opts, sink)
+    compiled = _compile_or_fall_back(freeze(gm, frozen), "inference", opts, sink, original=gm)
+    if compiled is None:   # ran eagerly: the original graph, all its arguments
+        return make_boxed_func(gm.forward)
+    kept = [i for i in range(len(placeholders)) if i not in frozen]
+    first, first_value = next(iter(frozen.items()))
+
+    def call(args):
+        if args[first] is not first_value and any(args[i].data_ptr() != v.data_ptr() for i, v in frozen.items()):
+            raise HeteroCompileError("a graph compiled with freeze=True was called with other parameters than it "
+                                     "froze (another instance of the module?): compile that module separately "
+                                     "or call torch._dynamo.reset() first")
+        rest = [args[i] for i in kept]
+        args.clear()
+        return compiled(rest)
+    call._boxed_call = True
+    return call
+
+
+def _compile_or_fall_back(gm, kind: str, opts, sink, original=None):
     """The compiled graph; on any failure, the graph itself (run eagerly) with one warning
     naming the cause, or in strict mode a ``HeteroCompileError`` with the full text."""
     start = time.perf_counter()
@@ -76,7 +114,7 @@ def _compile_or_fall_back(gm, kind: str, opts, sink):
         warnings.warn(f"torch_hetero could not compile the {kind} graph ({one_line(error)}); running it "
                       'eagerly. TORCH_LOGS="torch_hetero" logs the full error; options={"strict": True} '
                       "raises it instead.", GraphFallbackWarning, stacklevel=2)
-        return make_boxed_func(gm.forward)
+        return None if original is not None else make_boxed_func(gm.forward)
     if sink is not None:
         sink.append((kind, compiled, opts.profile.name))
     logs.compiled(kind, compiled, opts.profile.name)

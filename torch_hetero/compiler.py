@@ -16,6 +16,7 @@ from .codegen.wrapper import render_wrapper
 from .errors import HeteroCompileError, one_line
 from .graph import GraphLowering, module_path, op_name, warn_fallback
 from .lowering.attention_pattern import rewrite_attention
+from .lowering.freezing import fold_padding
 from .planning.gemm_choice import LIBRARY, UNTIMED, Timed, Tuning
 from .planning.passes import build_plan
 from .planning.plan import Plan
@@ -118,6 +119,7 @@ def compile_graph(gm: torch.fx.GraphModule, options, name: str = "graph", estima
     choices given (``gemm_choice.Tuning``: what ``gpu_timer`` compiles), not timed here."""
     start = time.perf_counter()
     profile = options.profile
+    gm = fold_padding(gm)
     if not profile.target.attention:  # written-out attention and repeated KV heads: our flash attention
         gm = rewrite_attention(gm)
     graph = GraphLowering(gm, profile.target, profile.name, options.strict).run()

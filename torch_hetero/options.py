@@ -28,6 +28,7 @@ class Options:
     executor: str = "auto"  # what runs the kernels of a Triton-target profile: see EXECUTORS
     aot_cache: bool = True  # warm compiles load our graphs from AOTAutograd's cache (see aot_cache.py)
     autotune: bool = False  # time each GEMM's candidates on a visible GPU (runtime/autotune.py); mode="max-autotune"
+    freeze: bool = False    # inference graphs: parameters and buffers as constants (lowering/freezing.py)
 
     @property
     def profile(self) -> DeviceProfile:
@@ -59,7 +60,8 @@ def resolve(options: dict | None = None, mode: str | None = None) -> Options:
     return Options(device=device, strict=_flag(options, "strict", "TORCH_HETERO_STRICT", False),
                    fusion=_flag(options, "fusion", "TORCH_HETERO_FUSION", True), executor=executor,
                    aot_cache=_flag(options, "aot_cache", "TORCH_HETERO_AOT_CACHE", True),
-                   autotune=_flag(options, "autotune", "TORCH_HETERO_AUTOTUNE", mode in AUTOTUNE_MODES))
+                   autotune=_flag(options, "autotune", "TORCH_HETERO_AUTOTUNE", mode in AUTOTUNE_MODES),
+                   freeze=_flag(options, "freeze", "TORCH_HETERO_FREEZE", False))
 
 
 TRUE_WORDS, FALSE_WORDS = ("1", "true", "on", "yes"), ("0", "false", "off", "no")

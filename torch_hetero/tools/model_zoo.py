@@ -13,7 +13,7 @@ from typing import Callable
 
 import torch
 
-NAMES = ("gpt2", "bert", "llama", "vit", "resnet", "qwen3_moe", "mlp")
+NAMES = ("gpt2", "bert", "llama", "vit", "resnet", "mobilenet_v2", "convnext", "qwen3_moe", "mlp")
 
 
 @dataclasses.dataclass
@@ -73,6 +73,19 @@ def _resnet(t):
     return t.ResNetModel(config), (torch.randn(4, 3, 64, 64),), lambda out: out.pooler_output
 
 
+def _mobilenet_v2(t):
+    """Depthwise-separable blocks with ReLU6 and TensorFlow's "same" padding (an explicit pad
+    before each strided convolution), as the published MobileNetV2 checkpoints are built."""
+    config = t.MobileNetV2Config(depth_multiplier=0.5, image_size=96, tf_padding=True, classifier_dropout_prob=0.0)
+    return t.MobileNetV2Model(config), (torch.randn(4, 3, 96, 96),), lambda out: out.pooler_output
+
+
+def _convnext(t):
+    """7x7 depthwise convolutions, channels-last LayerNorm, GELU MLPs and layer scale."""
+    config = t.ConvNextConfig(hidden_sizes=[32, 64, 128, 256], depths=[1, 1, 2, 1], image_size=64)
+    return t.ConvNextModel(config), (torch.randn(4, 3, 64, 64),), lambda out: out.pooler_output
+
+
 def _qwen3_moe(t):
     """An MoE decoder whose experts run as grouped GEMMs (``experts_implementation``): the
     router's softmax, top-2 and renormalization, tokens sorted by expert, ``histc`` counts and
@@ -91,7 +104,8 @@ def _mlp(_):
     return model, (torch.randn(256, 512),), lambda out: out
 
 
-_BUILDERS = {"gpt2": _gpt2, "bert": _bert, "llama": _llama, "vit": _vit, "resnet": _resnet, "qwen3_moe": _qwen3_moe,
+_BUILDERS = {"gpt2": _gpt2, "bert": _bert, "llama": _llama, "vit": _vit, "resnet": _resnet,
+             "mobilenet_v2": _mobilenet_v2, "convnext": _convnext, "qwen3_moe": _qwen3_moe,
              "mlp": _mlp}
 
 
