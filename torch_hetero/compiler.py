@@ -18,6 +18,7 @@ from .graph import GraphLowering, module_path, op_name, warn_fallback
 from .lowering.attention_pattern import rewrite_attention
 from .lowering.freezing import fold_padding
 from .planning.gemm_choice import LIBRARY, UNTIMED, Timed, Tuning
+from .planning import host_library
 from .planning.passes import build_plan
 from .planning.plan import Plan
 from .planning.tiling import matmul_tile
@@ -119,7 +120,12 @@ def compile_graph(gm: torch.fx.GraphModule, options, name: str = "graph", estima
     choices given (``gemm_choice.Tuning``: what ``gpu_timer`` compiles), not timed here."""
     start = time.perf_counter()
     profile = options.profile
-    gm = fold_padding(gm)
+    gm, notes = fold_padding(gm), ()
+    if host_library.applies(profile):   # oneDNN's layout, post-ops and prepacked weights
+        gm, layout = host_library.plan_layout(gm, profile)
+        gm = host_library.fuse_epilogues(gm, profile)
+        host_library.prepack_weights(gm)
+        notes = (layout,) if layout else ()
     if not profile.target.attention:  # written-out attention and repeated KV heads: our flash attention
         gm = rewrite_attention(gm)
     graph = GraphLowering(gm, profile.target, profile.name, options.strict).run()
@@ -127,7 +133,7 @@ def compile_graph(gm: torch.fx.GraphModule, options, name: str = "graph", estima
     language = renderers.HOST if runs == "host" else profile.target.language
     if tuning is None and options.autotune:
         tuning = _tuning(graph, profile, options, runs)
-    plan = build_plan(graph, profile, language, options.fusion, estimate, tuning)
+    plan = build_plan(graph, profile, language, options.fusion, estimate, tuning, notes)
     storage = graph.storage()
     rendered = {lang: tuple(renderers.render(k, lang, storage) for k in plan.kernels
                             if not (lang == language and k.library_only))  # nothing of its own to run here

@@ -118,6 +118,8 @@ class GraphLowering:
         value = getattr(self.gm, node.target)
         name = f"const_{len(self.constants)}"
         self.constants[name] = value
+        if value.is_mkldnn:   # a prepacked weight: opaque, only its library reads it (planning.host_library)
+            return ir.StridedValue(ir.InputBuffer(name, ir.Layout.contiguous(tuple(value.shape), value.dtype), 0))
         return ir.StridedValue(ir.InputBuffer(name, _layout_of(value), value.storage_offset()))
 
     def _call(self, node, args, kwargs):

@@ -42,13 +42,13 @@ REMEASURES = 3            # extra runs of a level found out of order
 OP_REPS = 16              # passes over the op benchmarks' L1-resident arrays per timing
 BANDWIDTHS = ("local_sram_gbps", "llc_gbps", "dram_gbps")  # fastest level first
 FIGURES = ["dram_gbps", "llc_gbps", "llc_bytes", "local_sram_gbps", "fp32_tflops", "call_us", "parallel_call_us",
-           "aten_call_us"]
+           "aten_call_us", "channels_last_speedup"]
 TIMES = ("call_us", "parallel_call_us", "aten_call_us")  # the figures where lower is better
 ATEN_CALLS = 200          # per timing of an ATen call
 # the record's layout, in the cache key: a process of another version finds its own record (one
 # with figures it does not know would not load as a profile; one missing figures, measured again,
 # would be overwritten back and forth)
-RECORD_FORMAT = 2
+RECORD_FORMAT = 3
 METHOD = ("C++ streaming loops (dst = src * 0.5; the sum of each thread's best), per-op loops "
           f"(host_microbench), torch matmul; best of {REPEATS} timings per run, best of {RUNS} runs")
 
@@ -67,6 +67,9 @@ def measure(bf16_matrix: bool, l2_bytes: int, llc_bytes: int) -> dict:
     * ``call_us``, ``parallel_call_us``: a kernel's call from Python without and with an
       OpenMP parallel region (``host_microbench.call_us``); ``aten_call_us``: an extern call's,
       a 1x1 ``addmm`` through ``torch.ops.aten`` as the wrapper calls it (dispatch, output);
+    * ``channels_last_speedup``: an inverted-residual block's convolutions through ATen (1x1
+      64 → 128, 3x3 depthwise, 1x1 128 → 64; batch 2, 32x32) in NCHW over their time in
+      channels-last, the library's own layout (what ``planning.host_layout`` prices);
     * ``op_ns``: op → {"vector": ns, "scalar": ns(, "vector_inf": ns)} per element, one core
       (``host_ops``, ``host_microbench.op_seconds``).
 
@@ -78,6 +81,7 @@ def measure(bf16_matrix: bool, l2_bytes: int, llc_bytes: int) -> dict:
         figures["llc_bytes"] = float(_effective_llc(figures, l2_bytes, llc_bytes))
         figures["fp32_tflops"] = _matmul_tflops(torch.float32)
         figures["aten_call_us"] = _aten_call_us()
+        figures["channels_last_speedup"] = _channels_last_speedup()
         if bf16_matrix:
             figures["bf16_tflops"] = _matmul_tflops(torch.bfloat16)
         calls = host_microbench.call_us(REPEATS)
@@ -216,6 +220,18 @@ def _aten_call_us() -> float:
             torch.ops.aten.addmm.default(bias, a, b)
         return torch.ops.aten.addmm.default(bias, a, b)
     return _best_seconds(calls) / ATEN_CALLS * 1e6
+
+
+def _channels_last_speedup() -> float:
+    x = torch.rand(2, 64, 32, 32)
+    weights = [torch.rand(128, 64, 1, 1), torch.rand(128, 1, 3, 3), torch.rand(64, 128, 1, 1)]
+
+    def block(x):
+        x = torch.conv2d(x, weights[0])
+        x = torch.conv2d(x, weights[1], padding=1, groups=128)
+        return torch.conv2d(x, weights[2])
+    channels_last = x.contiguous(memory_format=torch.channels_last)
+    return _best_seconds(lambda: block(x)) / _best_seconds(lambda: block(channels_last))
 
 
 def _best_seconds(fn, repeats: int = REPEATS) -> float:

@@ -153,6 +153,8 @@ SCHEMA = {
     "libraries.gemm_efficiency": ("gemm_efficiency", _fraction, "a number in (0, 1] (of the matrix peak)", None),
     "libraries.attention_efficiency": ("attention_efficiency", _fraction, "a number in (0, 1] (of the matrix peak)",
                                        None),
+    "libraries.channels_last_speedup": ("channels_last_speedup", _number,
+                                        "a positive number (NCHW time over channels-last time)", None),
     "power.tdp_w": ("tdp_w", _number, "a positive number (W)", _REQUIRED),
     "compute.vector_op_ns": ("vector_op_ns", _PerOp(_time), "a number >= 0 (ns per element, one core)", {}),
     "compute.scalar_op_ns": ("scalar_op_ns", _PerOp(_time), "a number >= 0 (ns per element, one core)", {}),

@@ -36,6 +36,8 @@ class DeviceProfile:
                                      # Triton target with BLAS: priced against the generated template)
     attention_efficiency: float | None  # the same for its attention library's fused attention (a Triton
                                         # target with one: the estimate of its calls)
+    channels_last_speedup: float | None  # its convolution library in channels-last over NCHW (the host:
+                                         # measured, calibration; planning.host_layout)
     tdp_w: float                     # W
     vector_op_ns: dict[str, float]   # host C++: op → ns per element on one core in a vectorized loop (host_ops)
     scalar_op_ns: dict[str, float]   # the same in a scalar loop; serial_combine: a serial reduction's step

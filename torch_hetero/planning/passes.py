@@ -9,6 +9,7 @@ import torch
 from ..graph import GraphLowering
 from ..ir import ATTENTIONS, GROUPED_MATMUL, MATMULS, Sort
 from ..lowering.extern import grouped_mm_problem
+from ..lowering.onednn import FUSED_CONVOLUTIONS
 from . import scheduler
 from .estimates import estimate_steps, peak_memory
 from .gemm_choice import choose, choose_attention, libraries
@@ -19,12 +20,13 @@ from .tiling import MatmulTiles, plan_attention, plan_kernel
 
 
 def build_plan(graph: GraphLowering, profile, target: str, fuse: bool = True, estimate: bool = True,
-               tuning=None) -> Plan:
+               tuning=None, notes: tuple = ()) -> Plan:
     """``graph``'s plan on ``profile``.  ``target``: the language of the code that runs its
     kernels (the executor's choice: memory planning depends on it, as a library GEMM writes
     its output itself); ``fuse``: False gives one kernel per node; ``estimate``: estimate
     every step and the activations' peak (for reports: plain compiles skip it); ``tuning``:
-    what max-autotune measured (``gemm_choice.Tuning``; None: not asked for)."""
+    what max-autotune measured (``gemm_choice.Tuning``; None: not asked for); ``notes``: the
+    whole-graph decisions made before lowering (the host's layout, ``host_library``)."""
     tiles = MatmulTiles(profile, graph.size_hints, tuning)
     loads = loads_by_node(graph.nodes)
     groups = scheduler.fuse(graph, profile, tiles, loads, fuse)
@@ -44,7 +46,7 @@ def build_plan(graph: GraphLowering, profile, target: str, fuse: bool = True, es
     if estimate:
         work = [dataclasses.replace(item, estimate=e) for item, e in zip(work, estimate_steps(graph, work, profile))]
     steps = scheduler.plan_memory(graph, work)
-    return Plan(tuple(steps), peak_memory(graph, steps) if estimate else None)
+    return Plan(tuple(steps), peak_memory(graph, steps) if estimate else None, notes)
 
 
 def _library_reason(call, profile, tiles, hints: dict) -> str:
@@ -70,7 +72,8 @@ def _library_reason(call, profile, tiles, hints: dict) -> str:
 
 # an extern call's op family → the profile's libraries for it (``Target``)
 _FAMILIES = ((MATMULS | {GROUPED_MATMUL}, "blas"), (ATTENTIONS, "attention"),
-             ({torch.ops.aten.convolution.default, torch.ops.aten.convolution_backward.default}, "convolution"))
+             ({torch.ops.aten.convolution.default, torch.ops.aten.convolution_backward.default} | FUSED_CONVOLUTIONS,
+              "convolution"))
 
 
 def _sort_row(group):

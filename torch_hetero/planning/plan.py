@@ -87,6 +87,7 @@ class Step:
 class Plan:
     steps: tuple                   # Step, in execution order
     peak_bytes: Optional[int] = None  # activations live at once at the peak (with estimates only)
+    notes: tuple = ()              # whole-graph decisions made before lowering (the host's layout)
 
     @property
     def kernels(self) -> list:
@@ -102,7 +103,7 @@ def schedule_text(plan: Plan, fused_ops: dict) -> str:
     marked), outer loops, tiling, fused ATen ops (``fused_ops``: kernel name → the ops its
     rendered code computes) and fusion decisions; per extern call its op and, for matmuls,
     the tile and the library called."""
-    lines = []
+    lines = list(plan.notes)
     for step in plan.steps:
         work = step.work
         if isinstance(work, KernelPlan) and not work.group.nodes:  # a matmul or an attention generated alone

@@ -1,0 +1,287 @@
+"""The host's choices about its convolution library (oneDNN), made on the ATen graph before
+lowering and priced by the cost model; each is stated in the plan (``Plan.notes``) or on the
+call it makes (the extern's note, in the schedule and ``explain()``).
+
+1. ``plan_layout``: channels-last (NHWC, oneDNN's own layout) from the first 2-d convolution
+   to the last, converted only at the graph's edges — when the convolutions' time saved at
+   the host's measured NCHW/NHWC ratio (``DeviceProfile.channels_last_speedup``, calibration)
+   exceeds the conversions' cost.  A conversion is a ``clone`` in channels-last before each
+   convolution whose input is not already so; after the graph's metadata is propagated again,
+   every op downstream follows its inputs' layout (pointwise kernels vectorize along the
+   channels), and the conversions of tensors already channels-last are dropped.  Outputs are
+   converted back to the strides eager gives them.
+2. ``fuse_epilogues``: a convolution's epilogue — an activation (relu, hardtanh/ReLU6, gelu,
+   sigmoid, tanh, silu), or a residual add of a tensor in the output's layout optionally
+   followed by relu — applied by the library as post-ops (``lowering/onednn.py``) where the
+   convolution's output is read by nothing else: the separate pass it saves (reading and
+   writing the output, one launch) is priced by the cost model, the post-op itself is free
+   (applied in registers).
+3. ``prepack_weights``: in a frozen graph (constant weights, static shapes), each fused
+   convolution's weight reordered once into oneDNN's blocked layout for its input shape."""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch._subclasses.fake_tensor import FakeTensor
+
+from ..device_models import DeviceProfile
+from ..lowering.onednn import (CONVOLUTION_BINARY, CONVOLUTION_UNARY, NOTE, ONEDNN, REORDER_WEIGHT,
+                               weight_position)
+from .cost_model import MemoryModel, estimate_memory_op
+
+aten = torch.ops.aten
+CONVOLUTION = aten.convolution.default
+TO_CHANNELS_LAST = "channels-last conversion"   # the meta tag of a conversion this pass inserts
+
+# ATen op → (oneDNN post-op name, its scalars from the op's arguments, its algorithm)
+_UNARY = {
+    aten.relu.default: lambda node: ("relu", [], ""),
+    aten.hardtanh.default: lambda node: ("hardtanh", [_arg(node, 1, "min_val", -1.0), _arg(node, 2, "max_val", 1.0)], ""),
+    aten.clamp.default: lambda node: ("hardtanh", [node.args[1], node.args[2]], "")
+    if len(node.args) == 3 and all(isinstance(a, (int, float)) for a in node.args[1:]) else None,
+    aten.gelu.default: lambda node: ("gelu", [], node.kwargs.get("approximate", "none")),
+    aten.sigmoid.default: lambda node: ("sigmoid", [], ""),
+    aten.tanh.default: lambda node: ("tanh", [], ""),
+}
+
+
+def _arg(node, position: int, name: str, default):
+    return node.args[position] if len(node.args) > position else node.kwargs.get(name, default)
+
+
+def applies(profile: DeviceProfile) -> bool:
+    """The host's library passes run for a C++ target whose convolution library is oneDNN."""
+    return ONEDNN and profile.target.host_threads and "oneDNN" in profile.target.convolution
+
+
+# ---------------------------------------------------------------- 1. layout
+def plan_layout(gm: torch.fx.GraphModule, profile: DeviceProfile) -> tuple:
+    """(graph, note): ``gm`` itself and "" where nothing is decided (no 2-d convolution), else
+    the chosen graph — a channels-last copy, or ``gm`` — and the reason."""
+    convolutions = [n for n in gm.graph.nodes if _is_2d_convolution(n)]
+    if not convolutions:
+        return gm, ""
+    speedup = profile.channels_last_speedup or 1.0
+    conv_us = sum(_convolution_flops(n) for n in convolutions) / profile.peak_flops("fp32", matrix=False) * 1e6
+    saved_us = conv_us * (1 - 1 / speedup)
+    what = (f"{len(convolutions)} convolutions, est. {conv_us:.0f} µs at the fp32 peak, "
+            f"{speedup:.2f}x faster in channels-last (measured)")
+    if saved_us <= 0:
+        return gm, f"layout: NCHW ({what})"
+    converted = _channels_last(gm)
+    if converted is None:
+        return gm, f"layout: NCHW (a view in the graph needs NCHW strides; {what})"
+    candidate, conversions = converted
+    cost_us = sum(_pass_us(meta, profile) for meta in conversions)
+    if cost_us >= saved_us:
+        return gm, f"layout: NCHW ({what}: saves {saved_us:.0f} µs, converting costs {cost_us:.0f} µs)"
+    return candidate, (f"layout: channels-last ({what}: saves {saved_us:.0f} µs; {len(conversions)} conversions "
+                       f"at the edges cost {cost_us:.0f} µs)")
+
+
+def _is_2d_convolution(node) -> bool:
+    return node.op == "call_function" and node.target is CONVOLUTION and not node.args[6] \
+        and isinstance(node.meta.get("val"), torch.Tensor) and node.meta["val"].dim() == 4 \
+        and node.meta["val"].dtype == torch.float32
+
+
+def _convolution_flops(node) -> float:
+    out, weight = node.meta["val"], node.args[1].meta["val"]
+    return 2.0 * _hint(out.numel()) * math.prod(_hint(s) for s in weight.shape[1:])
+
+
+def _hint(value) -> int:
+    return int(value.node.hint) if isinstance(value, torch.SymInt) else int(value)
+
+
+def _pass_us(meta, profile) -> float:
+    """A copy of ``meta``'s bytes (read and write), as a generated kernel: its estimate."""
+    nbytes = _hint(meta.numel()) * meta.element_size()
+    return estimate_memory_op({"in": nbytes}, {"out": nbytes}, 0.0, profile, MemoryModel(profile)).time_us
+
+
+def _channels_last(gm):
+    """(a channels-last copy of ``gm``, the metas of the tensors converted), or None where the
+    graph's metadata cannot be propagated in the new layout (a ``view`` needing NCHW strides)."""
+    graph = torch.fx.Graph()
+    graph.output(graph.graph_copy(gm.graph, {}))
+    output = graph.find_nodes(op="output")[0]
+    eager = [a.meta.get("val") if isinstance(a, torch.fx.Node) else None for a in output.args[0]]
+    for conv in [n for n in graph.nodes if _is_2d_convolution(n)]:
+        with graph.inserting_before(conv):
+            clone = graph.call_function(aten.clone.default, (conv.args[0],), {"memory_format": torch.channels_last})
+        clone.meta[TO_CHANNELS_LAST] = True
+        conv.args = (clone, *conv.args[1:])
+    try:
+        _propagate(graph)
+    except Exception:   # noqa: BLE001 - a shape or view error of the new layout: keep NCHW
+        return None
+    conversions = []
+    for node in list(graph.nodes):
+        if node.meta.get(TO_CHANNELS_LAST):
+            source = node.args[0].meta["val"]
+            if source.is_contiguous(memory_format=torch.channels_last):
+                node.replace_all_uses_with(node.args[0])
+                graph.erase_node(node)
+            else:
+                conversions.append(source)
+    outputs = list(output.args[0])
+    for position, (value, before) in enumerate(zip(outputs, eager)):
+        if not isinstance(before, torch.Tensor) or value.meta["val"].stride() == before.stride():
+            continue
+        if not before.is_contiguous():
+            return None
+        with graph.inserting_before(output):
+            back = graph.call_function(aten.clone.default, (value,), {"memory_format": torch.contiguous_format})
+        back.meta["val"] = before
+        conversions.append(before)
+        outputs[position] = back
+    output.args = (tuple(outputs),) + output.args[1:]
+    graph.eliminate_dead_code()
+    return torch.fx.GraphModule(gm, graph), conversions
+
+
+def _propagate(graph: torch.fx.Graph) -> None:
+    """Each op's traced value computed again from its inputs' (fake tensors, the graph's own
+    fake mode): the strides of a new layout flow through the graph."""
+    values = [n.meta.get("val") for n in graph.nodes if n.op in ("placeholder", "get_attr")]
+    mode = torch._guards.detect_fake_mode([v for v in values if isinstance(v, FakeTensor)])
+    if mode is None:
+        raise RuntimeError("no fake tensor mode to propagate the graph's metadata in")
+
+    def fake(node):
+        value = node.meta.get("val")
+        if isinstance(value, torch.Tensor) and not isinstance(value, FakeTensor):
+            value = mode.from_tensor(value, static_shapes=True)
+        return value
+    with mode:
+        for node in graph.nodes:
+            if node.op == "call_function":
+                args, kwargs = torch.fx.node.map_arg((node.args, node.kwargs), fake)
+                node.meta["val"] = node.target(*args, **kwargs)
+
+
+# ---------------------------------------------------------------- 2. epilogues
+def fuse_epilogues(gm: torch.fx.GraphModule, profile: DeviceProfile) -> torch.fx.GraphModule:
+    """``gm`` (a copy if changed) with each convolution whose epilogue the library can apply
+    replaced by the fused call, its reason in the node's meta (``lowering.onednn.NOTE``)."""
+    if not any(_epilogue(n) for n in gm.graph.nodes if _is_2d_convolution(n)):
+        return gm
+    graph = torch.fx.Graph()
+    graph.output(graph.graph_copy(gm.graph, {}))
+    for conv in [n for n in graph.nodes if _is_2d_convolution(n)]:
+        found = _epilogue(conv)
+        if found is None:
+            continue
+        last, other, unary, names = found
+        x, weight, bias, stride, padding, dilation, _, _, groups = conv.args
+        attr, scalars, algorithm = unary or ("none", [], "")
+        with graph.inserting_before(last):
+            if other is None:
+                fused = graph.call_function(CONVOLUTION_UNARY, (x, weight, bias, list(padding), list(stride),
+                                                                list(dilation), groups, attr, scalars, algorithm))
+            else:
+                fused = graph.call_function(CONVOLUTION_BINARY, (
+                    x, other, weight, bias, list(padding), list(stride), list(dilation), groups, "add", None,
+                    unary[0] if unary else None, unary[1] if unary else [], unary[2] or None if unary else None))
+        fused.meta.update(last.meta)
+        fused.meta[NOTE] = _reason(names, last.meta["val"], profile)
+        last.replace_all_uses_with(fused)
+    graph.eliminate_dead_code()
+    return torch.fx.GraphModule(gm, graph)
+
+
+def _epilogue(conv):
+    """(last node, residual or None, unary post-op or None, the ops' names) of the epilogue
+    the library can take after ``conv``, or None."""
+    out = conv.meta["val"]
+    if len(conv.users) == 1:
+        user = next(iter(conv.users))
+        unary = _unary(user, conv)
+        if unary is not None:
+            return user, None, unary, [str(user.target.overloadpacket).removeprefix("aten.")]
+        if _silu(conv) is not None:
+            return _silu(conv), None, ("swish", [], ""), ["silu"]
+        if user.op == "call_function" and user.target is aten.add.Tensor and user.kwargs.get("alpha", 1) == 1 \
+                and len(user.args) == 2 and all(isinstance(a, torch.fx.Node) for a in user.args):
+            other = user.args[1] if user.args[0] is conv else user.args[0]
+            value = other.meta.get("val")
+            if other is conv or not isinstance(value, torch.Tensor) or value.shape != out.shape \
+                    or value.dtype != out.dtype or value.stride() != out.stride() \
+                    or user.meta["val"].stride() != out.stride():
+                return None
+            after = next(iter(user.users)) if len(user.users) == 1 else None
+            if after is not None and after.op == "call_function" and after.target is aten.relu.default:
+                return after, other, ("relu", [], ""), ["add", "relu"]
+            return user, other, None, ["add"]
+    silu = _silu(conv)
+    return None if silu is None else (silu, None, ("swish", [], ""), ["silu"])
+
+
+def _unary(node, source):
+    if node.op != "call_function" or node.target not in _UNARY or node.args[0] is not source:
+        return None
+    return _UNARY[node.target](node)
+
+
+def _silu(conv):
+    """The ``mul(x, sigmoid(x))`` (silu as decomposed) reading ``conv`` twice, else None."""
+    if len(conv.users) != 2:
+        return None
+    sigmoid = next((u for u in conv.users if u.op == "call_function" and u.target is aten.sigmoid.default), None)
+    if sigmoid is None or len(sigmoid.users) != 1:
+        return None
+    mul = next(iter(sigmoid.users))
+    if mul.op == "call_function" and mul.target is aten.mul.Tensor and set(mul.args) == {conv, sigmoid} \
+            and conv in mul.args and set(conv.users) == {sigmoid, mul}:
+        return mul
+    return None
+
+
+def _reason(names: list, meta, profile) -> str:
+    return (f"{' + '.join(names)} as oneDNN post-ops: saves a pass over the output "
+            f"(est. {_pass_us(meta, profile):.1f} µs)")
+
+
+# ---------------------------------------------------------------- 3. prepacked weights
+def prepack_weights(gm: torch.fx.GraphModule) -> None:
+    """In place: each 2-d convolution of a constant weight and a static input shape takes the
+    weight reordered into oneDNN's blocked layout for that shape (an opaque constant); one
+    without post-ops becomes the fused call without any, which takes the packed weight."""
+    for node in list(gm.graph.nodes):
+        if _is_2d_convolution(node) and _packable(gm, node, 1):
+            x, weight, bias, stride, padding, dilation, _, _, groups = node.args
+            with gm.graph.inserting_before(node):
+                fused = gm.graph.call_function(CONVOLUTION_UNARY, (x, weight, bias, list(padding), list(stride),
+                                                                   list(dilation), groups, "none", [], ""))
+            fused.meta.update(node.meta)
+            fused.meta[NOTE] = "oneDNN with the weight prepacked"
+            node.replace_all_uses_with(fused)
+            gm.graph.erase_node(node)
+            node = fused
+        if node.op != "call_function" or node.target not in (CONVOLUTION_UNARY, CONVOLUTION_BINARY):
+            continue
+        position = weight_position(node.target)
+        if not _packable(gm, node, position):
+            continue
+        weight, x = node.args[position], node.args[0].meta["val"]
+        padding, stride, dilation, groups = node.args[position + 2:position + 6]
+        with torch.utils._python_dispatch._disable_current_modes():
+            packed = REORDER_WEIGHT(getattr(gm, weight.target), padding, stride, dilation, groups, list(x.shape))
+        name = f"{weight.target}_packed_{node.name}"
+        gm.register_buffer(name, packed, persistent=False)
+        with gm.graph.inserting_before(node):
+            constant = gm.graph.get_attr(name)
+        args = list(node.args)
+        args[position] = constant
+        node.args = tuple(args)
+    gm.graph.eliminate_dead_code()
+    gm.recompile()
+
+
+def _packable(gm, node, position: int) -> bool:
+    """A constant dense weight at ``position`` and an input of static shape."""
+    weight, x = node.args[position], node.args[0].meta.get("val")
+    return isinstance(weight, torch.fx.Node) and weight.op == "get_attr" and not getattr(gm, weight.target).is_mkldnn \
+        and isinstance(x, torch.Tensor) and not any(isinstance(s, torch.SymInt) for s in x.shape)
