@@ -174,7 +174,7 @@ class GraphLowering:
             return
         users = _readers(node)
         if value.op_count > MAX_INLINE_OPS or (users > 1 and value.op_count > MAX_SHARED_INLINE_OPS):
-            value.realize()
+            value.realize(_channels_last_layout(node.meta.get("val")))
 
     # ------------------------------------------------------------------ building
     def new_buffer_name(self) -> str:
@@ -225,13 +225,20 @@ class GraphLowering:
         them, and ATen calls derive their outputs' strides from their inputs'."""
         if isinstance(value, ir.TensorValue):
             layout = _layout_of(meta) if isinstance(meta, torch.Tensor) and _non_overlapping(meta) else None
-            if layout is not None and tuple(layout.size) != tuple(value.get_size()):
+            if layout is not None and not self._same_sizes(layout.size, value.get_size()):
                 layout = None
             strided = ir.as_strided(value)
             if layout is not None and strided is not None and not _same_strides(strided.layout, layout):
                 value = ir.Lazy(ir.Pointwise(layout.dtype, tuple(layout.size), strided.make_loader()), self)
             return self.realize(value, layout)
         return value
+
+    def _same_sizes(self, traced, computed) -> bool:
+        """The traced sizes and the IR's, which may spell a size differently (``(s*s)//s``):
+        equal where they simplify alike or take the same value at the example inputs' sizes."""
+        return len(traced) == len(computed) and all(
+            sympy.expand(a - b) == 0 or sympy.sympify(a - b).subs(self.size_hints) == 0
+            for a, b in zip(traced, computed))
 
     def storage(self) -> dict:
         """Buffer name → (elements of storage, dtype) for every buffer the graph knows."""
@@ -330,14 +337,38 @@ def _non_overlapping(tensor: torch.Tensor) -> bool:
     layout = _layout_of(tensor)
     if layout.is_contiguous():
         return True
-    if not all(e.is_number for e in layout.size + layout.stride):
-        return False
+    if not all(e.is_number for e in layout.size + layout.stride):   # the fake tensor's own (symbolic) check first
+        return (tensor.dim() == 4 and tensor.is_contiguous(memory_format=torch.channels_last)) \
+            or _dense_permutation(layout)
     expected = 1
     for stride, size in sorted((int(st), int(s)) for s, st in zip(layout.size, layout.stride) if s != 1):
         if stride < expected:
             return False
         expected = stride * size
     return True
+
+
+def _dense_permutation(layout: ir.Layout) -> bool:
+    """Symbolic sizes: whether the layout is dense in some order of its dims (channels-last,
+    a permuted contiguous tensor), each stride provably the product of the sizes inside it."""
+    left = [(size, stride) for size, stride in zip(layout.size, layout.stride) if size != 1]
+    expected = sympy.Integer(1)
+    while left:
+        inner = next((dim for dim in left if sympy.expand(dim[1] - expected) == 0), None)
+        if inner is None:
+            return False
+        left.remove(inner)
+        expected = inner[0] * inner[1]
+    return True
+
+
+def _channels_last_layout(meta) -> Optional[ir.Layout]:
+    """The layout of a traced channels-last value (``planning.host_library`` planned the graph
+    so: its convolutions read it that way), else None (contiguous)."""
+    if isinstance(meta, torch.Tensor) and meta.dim() == 4 and not meta.is_contiguous() \
+            and meta.is_contiguous(memory_format=torch.channels_last):
+        return _layout_of(meta)
+    return None
 
 
 def _output_metas(node):

@@ -68,8 +68,8 @@ def measure(bf16_matrix: bool, l2_bytes: int, llc_bytes: int) -> dict:
       OpenMP parallel region (``host_microbench.call_us``); ``aten_call_us``: an extern call's,
       a 1x1 ``addmm`` through ``torch.ops.aten`` as the wrapper calls it (dispatch, output);
     * ``channels_last_speedup``: an inverted-residual block's convolutions through ATen (1x1
-      64 → 128, 3x3 depthwise, 1x1 128 → 64; batch 2, 32x32) in NCHW over their time in
-      channels-last, the library's own layout (what ``planning.host_layout`` prices);
+      64 → 128, 3x3 depthwise, 1x1 128 → 64; batch 2, 32x32) in NCHW over their time with
+      input and weights in channels-last, the library's own layout (``planning.host_library``);
     * ``op_ns``: op → {"vector": ns, "scalar": ns(, "vector_inf": ns)} per element, one core
       (``host_ops``, ``host_microbench.op_seconds``).
 
@@ -230,8 +230,10 @@ def _channels_last_speedup() -> float:
         x = torch.conv2d(x, weights[0])
         x = torch.conv2d(x, weights[1], padding=1, groups=128)
         return torch.conv2d(x, weights[2])
-    channels_last = x.contiguous(memory_format=torch.channels_last)
-    return _best_seconds(lambda: block(x)) / _best_seconds(lambda: block(channels_last))
+    nchw = _best_seconds(lambda: block(x))
+    x = x.contiguous(memory_format=torch.channels_last)
+    weights = [w.contiguous(memory_format=torch.channels_last) for w in weights]
+    return nchw / _best_seconds(lambda: block(x))
 
 
 def _best_seconds(fn, repeats: int = REPEATS) -> float:

@@ -6,7 +6,7 @@ call it makes (the extern's note, in the schedule and ``explain()``).
    to the last, converted only at the graph's edges — when the convolutions' time saved at
    the host's measured NCHW/NHWC ratio (``DeviceProfile.channels_last_speedup``, calibration)
    exceeds the conversions' cost.  A conversion is a ``clone`` in channels-last before each
-   convolution whose input is not already so; after the graph's metadata is propagated again,
+   convolution whose input (or weight, unless a frozen constant) is not already so; after the graph's metadata is propagated again,
    every op downstream follows its inputs' layout (pointwise kernels vectorize along the
    channels), and the conversions of tensors already channels-last are dropped.  Outputs are
    converted back to the strides eager gives them.
@@ -63,9 +63,9 @@ def plan_layout(gm: torch.fx.GraphModule, profile: DeviceProfile) -> tuple:
     if not convolutions:
         return gm, ""
     speedup = profile.channels_last_speedup or 1.0
-    conv_us = sum(_convolution_flops(n) for n in convolutions) / profile.peak_flops("fp32", matrix=False) * 1e6
+    conv_us = sum(_convolution_us(n, profile) for n in convolutions)
     saved_us = conv_us * (1 - 1 / speedup)
-    what = (f"{len(convolutions)} convolutions, est. {conv_us:.0f} µs at the fp32 peak, "
+    what = (f"{len(convolutions)} convolutions, est. {conv_us:.0f} µs in NCHW, "
             f"{speedup:.2f}x faster in channels-last (measured)")
     if saved_us <= 0:
         return gm, f"layout: NCHW ({what})"
@@ -86,9 +86,13 @@ def _is_2d_convolution(node) -> bool:
         and node.meta["val"].dtype == torch.float32
 
 
-def _convolution_flops(node) -> float:
-    out, weight = node.meta["val"], node.args[1].meta["val"]
-    return 2.0 * _hint(out.numel()) * math.prod(_hint(s) for s in weight.shape[1:])
+def _convolution_us(node, profile) -> float:
+    """A convolution's roofline time: its FLOPs at the fp32 peak or its tensors at DRAM
+    bandwidth, whichever is longer (a depthwise one is memory-bound)."""
+    out, x, weight = node.meta["val"], node.args[0].meta["val"], node.args[1].meta["val"]
+    flops = 2.0 * _hint(out.numel()) * math.prod(_hint(s) for s in weight.shape[1:])
+    nbytes = sum(_hint(t.numel()) * t.element_size() for t in (out, x, weight))
+    return max(flops / profile.peak_flops("fp32", matrix=False), nbytes / (profile.dram_gbps * 1e9)) * 1e6
 
 
 def _hint(value) -> int:
@@ -96,9 +100,11 @@ def _hint(value) -> int:
 
 
 def _pass_us(meta, profile) -> float:
-    """A copy of ``meta``'s bytes (read and write), as a generated kernel: its estimate."""
+    """A copy of ``meta``'s bytes (read and write) by a generated kernel, its source where the
+    previous call left it (in cache when it fits: the steady state of a model run in a loop)."""
     nbytes = _hint(meta.numel()) * meta.element_size()
-    return estimate_memory_op({"in": nbytes}, {"out": nbytes}, 0.0, profile, MemoryModel(profile)).time_us
+    memory = MemoryModel(profile, inputs={"in": nbytes})
+    return estimate_memory_op({"in": nbytes}, {"out": nbytes}, 0.0, profile, memory).time_us
 
 
 def _channels_last(gm):
@@ -109,10 +115,16 @@ def _channels_last(gm):
     output = graph.find_nodes(op="output")[0]
     eager = [a.meta.get("val") if isinstance(a, torch.fx.Node) else None for a in output.args[0]]
     for conv in [n for n in graph.nodes if _is_2d_convolution(n)]:
-        with graph.inserting_before(conv):
-            clone = graph.call_function(aten.clone.default, (conv.args[0],), {"memory_format": torch.channels_last})
-        clone.meta[TO_CHANNELS_LAST] = True
-        conv.args = (clone, *conv.args[1:])
+        # the input, and a weight that is no constant (a frozen one is prepacked instead): ATen
+        # reorders an NCHW weight for a channels-last input on every call
+        for position in (0, 1) if conv.args[1].op != "get_attr" else (0,):
+            with graph.inserting_before(conv):
+                clone = graph.call_function(aten.clone.default, (conv.args[position],),
+                                            {"memory_format": torch.channels_last})
+            clone.meta[TO_CHANNELS_LAST] = True
+            args = list(conv.args)
+            args[position] = clone
+            conv.args = tuple(args)
     try:
         _propagate(graph)
     except Exception:   # noqa: BLE001 - a shape or view error of the new layout: keep NCHW
