@@ -1,7 +1,8 @@
-"""The model benchmark suite: eager, Inductor (also with ``freezing=True``, inference only: what
-CPU users are told to use for inference) and hetero on real model code (Hugging Face GPT-2,
-BERT, LLaMA, ViT, ResNet from small configs, and an MLP; torch_hetero.tools.model_zoo), inference
-and one training step (forward, loss, backward), on the host.
+"""The model benchmark suite: eager, Inductor and hetero — each also with frozen parameters for
+inference (Inductor's ``freezing=True``, what CPU users are told to use for inference; hetero's
+``freeze=True``) — on real model code (Hugging Face GPT-2, BERT, LLaMA, ViT, ResNet, MobileNetV2,
+ConvNeXt, Qwen3-MoE from small configs, and an MLP; torch_hetero.tools.model_zoo), inference and
+one training step (forward, loss, backward), on the host.
 
     python benchmarks/suite.py [--models gpt2,bert,...] [--rounds 15] [--threads 1,all]
                                [--out benchmarks/results] [--gpu PROFILE]
@@ -41,14 +42,15 @@ from torch_hetero.errors import GraphFallbackWarning
 from torch_hetero.runtime import cache
 from torch_hetero.tools import model_zoo
 
-COMPILERS = ("inductor", "inductor-freezing", "hetero")
-INFERENCE_ONLY = ("inductor-freezing",)   # Inductor freezes parameters only where no gradient is taken
+COMPILERS = ("inductor", "inductor-freezing", "hetero", "hetero-freeze")
+INFERENCE_ONLY = ("inductor-freezing", "hetero-freeze")   # both freeze parameters only where no gradient is taken
 RUN = {"device": "cpu", "options": {}, "sync": lambda: None}   # --gpu: the GPU, its profile, cuda's sync
 
 
 def compiled(model, compiler):
-    if compiler == "hetero":
-        return torch.compile(model, backend="hetero", options=RUN["options"])
+    if compiler.startswith("hetero"):
+        freeze = {"freeze": True} if compiler == "hetero-freeze" else {}
+        return torch.compile(model, backend="hetero", options={**RUN["options"], **freeze})
     return torch.compile(model, options={"freezing": True} if compiler == "inductor-freezing" else None)
 
 
@@ -138,7 +140,7 @@ def bench_model(name, rounds, threads, log):
             with collect_compiled_graphs(cached=True) as warm_graphs:   # AOTAutograd's cache holds our graphs
                 warm = first_call_s(fn, inputs, no_grad)
             times = {"cold": round(cold, 3), "warm": round(warm, 3)}
-            if compiler == "hetero":   # our own part: lowering to loading, without Dynamo and AOTAutograd
+            if compiler.startswith("hetero"):   # our own part: lowering to loading, without Dynamo and AOTAutograd
                 times.update({f"{k} backend": round(sum(g.compile_s for _, g, _ in graphs), 3)
                               for k, graphs in (("cold", cold_graphs), ("warm", warm_graphs))})
             result["compile_s"][f"{compiler} {mode}"] = times
@@ -187,15 +189,21 @@ def summarize(results, threads):
     return summary
 
 
+NAMES = {"inductor": "Inductor", "inductor-freezing": "Inductor+freezing", "hetero": "hetero",
+         "hetero-freeze": "hetero+freeze"}
+CNNS = ("resnet", "mobilenet_v2", "convnext")   # issue 20: every CNN faster than eager
+
+
 def markdown(data, threads) -> str:
     results, summary = data["models"], data["summary"]
+    names = [NAMES[c] for c in COMPILERS]
     lines = [f"Host: {data['host']}; median of {data['rounds']} interleaved rounds; "
              f"speedup = eager ms / compiled ms.", ""]
     for count in threads:
         lines += [f"### {count} thread(s)", "",
-                  "| model | mode | eager ms | Inductor ms | Inductor+freezing ms | hetero ms | Inductor × "
-                  "| Inductor+freezing × | hetero × |",
-                  "|---|---|---|---|---|---|---|---|---|"]
+                  "| model | mode | eager ms | " + " | ".join(f"{n} ms" for n in names) + " | "
+                  + " | ".join(f"{n} ×" for n in names) + " |",
+                  "|---|---|---|" + "---|" * (2 * len(names))]
         for mode in ("inference", "training"):
             key = f"{mode} {count}t"
             for r in results:
@@ -205,28 +213,27 @@ def markdown(data, threads) -> str:
                 lines.append(f"| {r['model']} | {mode} | {ms['eager']:.2f} | " + " | ".join(cells) + " |")
             geomeans = [_cell(summary[f"{c} {key}"]["geomean"], bold=True) if f"{c} {key}" in summary else "-"
                         for c in COMPILERS]
-            lines.append(f"| **geomean** | {mode} | | | | | " + " | ".join(geomeans) + " |")
+            lines.append(f"| **geomean** | {mode} | |" + " |" * len(names) + " " + " | ".join(geomeans) + " |")
         lines.append("")
     lines += ["### Compile time and correctness", "",
               "Seconds of the first call after a Dynamo reset: cold with empty cache directories, warm "
-              "with the caches kept; *backend* is hetero's own part of it (lowering to loading, "
-              "without Dynamo and AOTAutograd; 0 when warm, where AOTAutograd's cache holds our graphs "
-              "and only their libraries are loaded). Errors: largest difference from eager relative to "
-              "the largest eager value (inference: the output; training: all gradients). Inductor with "
-              "freezing compiles after Inductor in the same process: its cold time keeps what Inductor "
+              "with the caches kept (a frozen graph is not cached, by either compiler: its warm compile "
+              "is a full one); *backend* is hetero's own part of it (lowering to loading, without "
+              "Dynamo and AOTAutograd; 0 when warm, where AOTAutograd's cache holds our graphs and only "
+              "their libraries are loaded). Errors: largest difference from eager relative to the "
+              "largest eager value (inference: the output; training: all gradients). The frozen "
+              "variants compile after the others in the same process: their cold time keeps what those "
               "left in memory.", "",
-              "| model | mode | Inductor cold | Inductor+freezing cold | hetero cold | hetero/Inductor | Inductor warm "
-              "| hetero warm | hetero warm backend | Inductor rel. err | Inductor+freezing rel. err | hetero rel. err |",
-              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+              "| model | mode | " + " | ".join(f"{n} cold" for n in names) + " | hetero/Inductor cold "
+              "| Inductor warm | hetero warm | hetero warm backend | " + " | ".join(f"{n} rel. err" for n in names) + " |",
+              "|---|---|" + "---|" * (2 * len(names) + 4)]
     for r in results:
         for mode in ("inference", "training"):
             ind, het = r["compile_s"][f"inductor {mode}"], r["compile_s"][f"hetero {mode}"]
-            frozen = r["compile_s"].get(f"inductor-freezing {mode}")
-            frozen_error = r["error"].get(f"inductor-freezing {mode}")
-            lines.append(f"| {r['model']} | {mode} | {ind['cold']:.2f} | {_cell(frozen and frozen['cold'])} | "
-                         f"{het['cold']:.2f} | {het['cold'] / ind['cold']:.2f} | {ind['warm']:.2f} | {het['warm']:.2f} | "
-                         f"{het['warm backend']:.2f} | {r['error'][f'inductor {mode}']:.1e} | "
-                         f"{'-' if frozen_error is None else f'{frozen_error:.1e}'} | {r['error'][f'hetero {mode}']:.1e} |")
+            colds = [_cell((r["compile_s"].get(f"{c} {mode}") or {}).get("cold")) for c in COMPILERS]
+            errors = [_error(r["error"].get(f"{c} {mode}")) for c in COMPILERS]
+            lines.append(f"| {r['model']} | {mode} | " + " | ".join(colds) + f" | {het['cold'] / ind['cold']:.2f} | "
+                         f"{ind['warm']:.2f} | {het['warm']:.2f} | {het['warm backend']:.2f} | " + " | ".join(errors) + " |")
     overhead = data["tiny_graph_us"]
     lines += ["", "### Targets (issues 7 and 20), as measured", ""] + [f"- {t}" for t in targets(data, threads)]
     lines += ["", "### Per-call time of a tiny graph (`x * 2 + 1`, 16 floats), µs", "",
@@ -242,18 +249,30 @@ def _cell(value, bold=False) -> str:
     return f"**{value:.2f}**" if bold else f"{value:.2f}"
 
 
+def _error(value) -> str:
+    return "-" if value is None else f"{value:.1e}"
+
+
 def targets(data, threads) -> list:
-    """Each target of the issue with the measured value and whether it is met."""
+    """Each target of the issues with the measured value and whether it is met."""
     results, summary, one = data["models"], data["summary"], min(threads)
 
     def mark(ok):
         return "met" if ok else "**missed**"
+
+    def behind(ours, theirs) -> str:
+        slower = [f"{m} {ours['per_model'][m]:.2f}× vs {v:.2f}×" for m, v in theirs["per_model"].items()
+                  if ours["per_model"][m] < v]
+        return ", ".join(slower) or "none"
     inference = summary[f"hetero inference {one}t"]
-    inductor = summary[f"inductor inference {one}t"]["geomean"]
+    inductor = summary[f"inductor inference {one}t"]
     frozen = summary[f"inductor-freezing inference {one}t"]
+    ours_frozen = summary[f"hetero-freeze inference {one}t"]
     slowest = min(inference["per_model"].items(), key=lambda kv: kv[1])
-    training = summary[f"hetero training {one}t"]["per_model"]
-    slowest_training = min(training.items(), key=lambda kv: kv[1])
+    cnns = {m: ours_frozen["per_model"][m] for m in CNNS if m in ours_frozen["per_model"]}
+    cnns_plain = {m: inference["per_model"][m] for m in CNNS if m in inference["per_model"]}
+    training = summary[f"hetero training {one}t"]
+    slowest_training = min(training["per_model"].items(), key=lambda kv: kv[1])
     ratios = {f"{r['model']} {m}": r["compile_s"][f"hetero {m}"]["cold"] / r["compile_s"][f"inductor {m}"]["cold"]
               for r in results for m in ("inference", "training")}
     worst_ratio = max(ratios.items(), key=lambda kv: kv[1])
@@ -262,16 +281,20 @@ def targets(data, threads) -> list:
     worst_backend = max(warm.items(), key=lambda kv: kv[1]["warm backend"])
     tiny = data["tiny_graph_us"]
     return [
-        f"inference geomean over eager, {one} thread: hetero {inference['geomean']:.2f}× vs Inductor "
-        f"{inductor:.2f}× — {mark(inference['geomean'] >= inductor)}; ≥ 1.25× — {mark(inference['geomean'] >= 1.25)}",
-        f"inference against Inductor with freezing (issue 20's bar), {one} thread: geomean hetero "
-        f"{inference['geomean']:.2f}× vs {frozen['geomean']:.2f}× — {mark(inference['geomean'] >= 1.05 * frozen['geomean'])} "
-        f"(≥ 5 % above); models behind it: "
-        + (", ".join(f"{m} {inference['per_model'][m]:.2f}× vs {v:.2f}×" for m, v in frozen["per_model"].items()
-                     if inference["per_model"][m] < v) or "none"),
+        f"inference, {one} thread, with freezing (issue 20): geomean hetero+freeze {ours_frozen['geomean']:.2f}× vs "
+        f"Inductor+freezing {frozen['geomean']:.2f}× — {mark(ours_frozen['geomean'] >= 1.05 * frozen['geomean'])} "
+        f"(≥ 5 % above); models behind it: {behind(ours_frozen, frozen)}",
+        f"inference, {one} thread, without freezing: geomean hetero {inference['geomean']:.2f}× vs Inductor "
+        f"{inductor['geomean']:.2f}× — {mark(inference['geomean'] >= inductor['geomean'])}; models behind it: "
+        f"{behind(inference, inductor)}; ≥ 1.25× — {mark(inference['geomean'] >= 1.25)}",
+        "CNNs faster than eager (issue 20): " + ", ".join(
+            f"{m} {cnns[m]:.2f}× frozen, {cnns_plain[m]:.2f}× not" for m in cnns)
+        + f" — {mark(all(v > 1.0 for v in list(cnns.values()) + list(cnns_plain.values())))}",
         f"slowest model: {slowest[0]} at {slowest[1]:.2f}× eager — {mark(slowest[1] >= 0.95)} (no model > 5 % slower)",
         f"training step: slowest {slowest_training[0]} at {slowest_training[1]:.2f}× eager — "
-        f"{mark(slowest_training[1] >= 1.0)} (not slower than eager)",
+        f"{mark(slowest_training[1] >= 1.0)} (not slower than eager); geomean {training['geomean']:.2f}× vs Inductor "
+        f"{summary[f'inductor training {one}t']['geomean']:.2f}× — "
+        f"{mark(training['geomean'] >= summary[f'inductor training {one}t']['geomean'])}",
         f"cold compile: worst {worst_ratio[0]} at {worst_ratio[1]:.2f} of Inductor's — {mark(worst_ratio[1] <= 0.25)} (≤ 0.25)",
         f"warm compile: worst {worst_warm[0]} at {worst_warm[1]['warm']:.2f} s — {mark(worst_warm[1]['warm'] < 0.5)} "
         f"(< 0.5 s); hetero's own part at most {worst_backend[1]['warm backend']:.2f} s ({worst_backend[0]})",
@@ -290,11 +313,11 @@ def chart(data, threads, path):
     for axis, (mode, count) in zip(axes, panels):
         key = f"{mode} {count}t"
         names = [r["model"] for r in results]
-        for offset, compiler in zip((-0.27, 0.0, 0.27), COMPILERS):
+        for offset, compiler in zip((-0.3, -0.1, 0.1, 0.3), COMPILERS):
             if mode not in modes(compiler):
                 continue
             speedups = [r["ms"][key]["eager"] / r["ms"][key][compiler] for r in results]
-            axis.bar([i + offset for i in range(len(names))], speedups, width=0.27, label=compiler)
+            axis.bar([i + offset for i in range(len(names))], speedups, width=0.2, label=compiler)
         axis.axhline(1.0, color="black", linewidth=0.8)
         axis.set_xticks(range(len(names)), names)
         axis.set_title(f"{mode}, {count} thread(s)")

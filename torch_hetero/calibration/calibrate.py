@@ -42,7 +42,7 @@ REMEASURES = 3            # extra runs of a level found out of order
 OP_REPS = 16              # passes over the op benchmarks' L1-resident arrays per timing
 BANDWIDTHS = ("local_sram_gbps", "llc_gbps", "dram_gbps")  # fastest level first
 FIGURES = ["dram_gbps", "llc_gbps", "llc_bytes", "local_sram_gbps", "fp32_tflops", "call_us", "parallel_call_us",
-           "aten_call_us", "channels_last_speedup"]
+           "aten_call_us", "channels_last_speedup", "convolution_efficiency"]
 TIMES = ("call_us", "parallel_call_us", "aten_call_us")  # the figures where lower is better
 ATEN_CALLS = 200          # per timing of an ATen call
 # the record's layout, in the cache key: a process of another version finds its own record (one
@@ -69,7 +69,9 @@ def measure(bf16_matrix: bool, l2_bytes: int, llc_bytes: int) -> dict:
       a 1x1 ``addmm`` through ``torch.ops.aten`` as the wrapper calls it (dispatch, output);
     * ``channels_last_speedup``: an inverted-residual block's convolutions through ATen (1x1
       64 → 128, 3x3 depthwise, 1x1 128 → 64; batch 2, 32x32) in NCHW over their time with
-      input and weights in channels-last, the library's own layout (``planning.host_library``);
+      input and weights in channels-last, the library's own layout; ``convolution_efficiency``:
+      the block's roofline time (its FLOPs at ``fp32_tflops``, its tensors at ``dram_gbps``) over
+      its measured NCHW time (both priced by ``planning.host_library``);
     * ``op_ns``: op → {"vector": ns, "scalar": ns(, "vector_inf": ns)} per element, one core
       (``host_ops``, ``host_microbench.op_seconds``).
 
@@ -81,7 +83,7 @@ def measure(bf16_matrix: bool, l2_bytes: int, llc_bytes: int) -> dict:
         figures["llc_bytes"] = float(_effective_llc(figures, l2_bytes, llc_bytes))
         figures["fp32_tflops"] = _matmul_tflops(torch.float32)
         figures["aten_call_us"] = _aten_call_us()
-        figures["channels_last_speedup"] = _channels_last_speedup()
+        figures["channels_last_speedup"], figures["convolution_efficiency"] = _convolution_figures(figures)
         if bf16_matrix:
             figures["bf16_tflops"] = _matmul_tflops(torch.bfloat16)
         calls = host_microbench.call_us(REPEATS)
@@ -222,7 +224,8 @@ def _aten_call_us() -> float:
     return _best_seconds(calls) / ATEN_CALLS * 1e6
 
 
-def _channels_last_speedup() -> float:
+def _convolution_figures(figures: dict) -> tuple:
+    """(channels_last_speedup, convolution_efficiency), as ``measure`` describes them."""
     x = torch.rand(2, 64, 32, 32)
     weights = [torch.rand(128, 64, 1, 1), torch.rand(128, 1, 3, 3), torch.rand(64, 128, 1, 1)]
 
@@ -231,9 +234,13 @@ def _channels_last_speedup() -> float:
         x = torch.conv2d(x, weights[1], padding=1, groups=128)
         return torch.conv2d(x, weights[2])
     nchw = _best_seconds(lambda: block(x))
+    pixels = 2 * 32 * 32
+    flops = 2 * pixels * (64 * 128 + 128 * 9 + 128 * 64)
+    nbytes = 4 * (pixels * (64 + 128 + 128 + 128 + 128 + 64) + sum(w.numel() for w in weights))
+    roofline = max(flops / (figures["fp32_tflops"] * 1e12), nbytes / (figures["dram_gbps"] * 1e9))
     x = x.contiguous(memory_format=torch.channels_last)
     weights = [w.contiguous(memory_format=torch.channels_last) for w in weights]
-    return nchw / _best_seconds(lambda: block(x))
+    return nchw / _best_seconds(lambda: block(x)), min(1.0, roofline / nchw)
 
 
 def _best_seconds(fn, repeats: int = REPEATS) -> float:

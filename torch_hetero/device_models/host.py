@@ -93,7 +93,8 @@ def host_table() -> dict:
         },
         "runtime": {"launch_overhead_us": measured["parallel_call_us"], "host_call_us": measured["call_us"],
                     "extern_call_us": measured["aten_call_us"]},
-        "libraries": {"channels_last_speedup": measured["channels_last_speedup"]},
+        "libraries": {"channels_last_speedup": measured["channels_last_speedup"],
+                      "convolution_efficiency": measured["convolution_efficiency"]},
         "power": {"tdp_w": WATTS_PER_CORE * cores},
         "capabilities": _aten_libraries(),
     }

@@ -155,6 +155,8 @@ SCHEMA = {
                                        None),
     "libraries.channels_last_speedup": ("channels_last_speedup", _number,
                                         "a positive number (NCHW time over channels-last time)", None),
+    "libraries.convolution_efficiency": ("convolution_efficiency", _fraction,
+                                         "a number in (0, 1] (of the roofline time)", None),
     "power.tdp_w": ("tdp_w", _number, "a positive number (W)", _REQUIRED),
     "compute.vector_op_ns": ("vector_op_ns", _PerOp(_time), "a number >= 0 (ns per element, one core)", {}),
     "compute.scalar_op_ns": ("scalar_op_ns", _PerOp(_time), "a number >= 0 (ns per element, one core)", {}),

@@ -37,7 +37,8 @@ class DeviceProfile:
     attention_efficiency: float | None  # the same for its attention library's fused attention (a Triton
                                         # target with one: the estimate of its calls)
     channels_last_speedup: float | None  # its convolution library in channels-last over NCHW (the host:
-                                         # measured, calibration; planning.host_layout)
+                                         # measured, calibration; planning.host_library)
+    convolution_efficiency: float | None  # the library's NCHW convolutions: roofline time over theirs
     tdp_w: float                     # W
     vector_op_ns: dict[str, float]   # host C++: op → ns per element on one core in a vectorized loop (host_ops)
     scalar_op_ns: dict[str, float]   # the same in a scalar loop; serial_combine: a serial reduction's step

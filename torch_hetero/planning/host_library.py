@@ -4,20 +4,25 @@ call it makes (the extern's note, in the schedule and ``explain()``).
 
 1. ``plan_layout``: channels-last (NHWC, oneDNN's own layout) from the first 2-d convolution
    to the last, converted only at the graph's edges — when the convolutions' time saved at
-   the host's measured NCHW/NHWC ratio (``DeviceProfile.channels_last_speedup``, calibration)
-   exceeds the conversions' cost.  A conversion is a ``clone`` in channels-last before each
-   convolution whose input (or weight, unless a frozen constant) is not already so; after the graph's metadata is propagated again,
-   every op downstream follows its inputs' layout (pointwise kernels vectorize along the
-   channels), and the conversions of tensors already channels-last are dropped.  Outputs are
-   converted back to the strides eager gives them.
+   the host's measured NCHW/NHWC ratio and NCHW efficiency (``DeviceProfile``'s
+   ``channels_last_speedup`` and ``convolution_efficiency``: calibration) exceeds the
+   conversions' cost.  A conversion is a ``clone`` in channels-last before each convolution
+   whose input (or weight, unless a frozen constant) is not already so; after the graph's
+   metadata is propagated again, every op downstream follows its inputs' layout (pointwise
+   kernels vectorize along the channels), and the conversions of tensors already
+   channels-last are dropped.  Outputs are converted back to the strides eager gives them.
+   Where the graph stays NCHW, a convolution whose input is channels-last anyway (ConvNeXt's
+   permuted LayerNorm) still gets its weight converted by our kernel: ATen would copy it
+   into the input's format on every call, by a strided copy several times slower.
 2. ``fuse_epilogues``: a convolution's epilogue — an activation (relu, hardtanh/ReLU6, gelu,
    sigmoid, tanh, silu), or a residual add of a tensor in the output's layout optionally
    followed by relu — applied by the library as post-ops (``lowering/onednn.py``) where the
    convolution's output is read by nothing else: the separate pass it saves (reading and
    writing the output, one launch) is priced by the cost model, the post-op itself is free
    (applied in registers).
-3. ``prepack_weights``: in a frozen graph (constant weights, static shapes), each fused
-   convolution's weight reordered once into oneDNN's blocked layout for its input shape."""
+3. ``prepack_weights``: in a frozen graph (constant weights, static shapes), each 2-d
+   convolution's weight reordered once into oneDNN's blocked layout for its input shape, and
+   each linear layer's (``addmm``/``mm`` by a transposed constant) packed once for MKL's GEMM."""
 from __future__ import annotations
 
 import math
@@ -26,8 +31,8 @@ import torch
 from torch._subclasses.fake_tensor import FakeTensor
 
 from ..device_models import DeviceProfile
-from ..lowering.onednn import (CONVOLUTION_BINARY, CONVOLUTION_UNARY, NOTE, ONEDNN, REORDER_WEIGHT,
-                               weight_position)
+from ..lowering.onednn import (CONVOLUTION_BINARY, CONVOLUTION_UNARY, NOTE, ONEDNN, PACKED_LINEAR,
+                               REORDER_LINEAR_WEIGHT, REORDER_WEIGHT, weight_position)
 from .cost_model import MemoryModel, estimate_memory_op
 
 aten = torch.ops.aten
@@ -75,7 +80,7 @@ def plan_layout(gm: torch.fx.GraphModule, profile: DeviceProfile) -> tuple:
     candidate, conversions = converted
     cost_us = sum(_pass_us(meta, profile) for meta in conversions)
     if cost_us >= saved_us:
-        return gm, f"layout: NCHW ({what}: saves {saved_us:.0f} µs, converting costs {cost_us:.0f} µs)"
+        return _weights_follow_inputs(gm), f"layout: NCHW ({what}: saves {saved_us:.0f} µs, converting costs {cost_us:.0f} µs)"
     return candidate, (f"layout: channels-last ({what}: saves {saved_us:.0f} µs; {len(conversions)} conversions "
                        f"at the edges cost {cost_us:.0f} µs)")
 
@@ -87,12 +92,14 @@ def _is_2d_convolution(node) -> bool:
 
 
 def _convolution_us(node, profile) -> float:
-    """A convolution's roofline time: its FLOPs at the fp32 peak or its tensors at DRAM
-    bandwidth, whichever is longer (a depthwise one is memory-bound)."""
+    """A convolution's time in NCHW: its roofline — its FLOPs at the fp32 peak or its tensors at
+    DRAM bandwidth, whichever is longer (a depthwise one is memory-bound) — at the library's
+    measured efficiency."""
     out, x, weight = node.meta["val"], node.args[0].meta["val"], node.args[1].meta["val"]
     flops = 2.0 * _hint(out.numel()) * math.prod(_hint(s) for s in weight.shape[1:])
     nbytes = sum(_hint(t.numel()) * t.element_size() for t in (out, x, weight))
-    return max(flops / profile.peak_flops("fp32", matrix=False), nbytes / (profile.dram_gbps * 1e9)) * 1e6
+    roofline = max(flops / profile.peak_flops("fp32", matrix=False), nbytes / (profile.dram_gbps * 1e9))
+    return roofline / (profile.convolution_efficiency or 1.0) * 1e6
 
 
 def _hint(value) -> int:
@@ -154,13 +161,41 @@ def _channels_last(gm):
     return torch.fx.GraphModule(gm, graph), conversions
 
 
-def _propagate(graph: torch.fx.Graph) -> None:
-    """Each op's traced value computed again from its inputs' (fake tensors, the graph's own
-    fake mode): the strides of a new layout flow through the graph."""
+def _weights_follow_inputs(gm: torch.fx.GraphModule) -> torch.fx.GraphModule:
+    """``gm`` (a copy if changed) where each 2-d convolution reading a channels-last input
+    reads its weight (no constant) converted to channels-last by a kernel of ours."""
+    def follows(conv) -> bool:
+        x, weight = conv.args[0].meta["val"], conv.args[1]
+        return weight.op != "get_attr" and not x.is_contiguous() \
+            and x.is_contiguous(memory_format=torch.channels_last) \
+            and not weight.meta["val"].is_contiguous(memory_format=torch.channels_last)
+    if not any(follows(conv) for conv in gm.graph.nodes if _is_2d_convolution(conv)):
+        return gm
+    graph = torch.fx.Graph()
+    graph.output(graph.graph_copy(gm.graph, {}))
+    mode = _fake_mode(graph)
+    for conv in [n for n in graph.nodes if _is_2d_convolution(n) and follows(n)]:
+        weight = conv.args[1]
+        with graph.inserting_before(conv):
+            clone = graph.call_function(aten.clone.default, (weight,), {"memory_format": torch.channels_last})
+        with mode:
+            clone.meta["val"] = weight.meta["val"].clone(memory_format=torch.channels_last)
+        conv.args = (conv.args[0], clone, *conv.args[2:])
+    return torch.fx.GraphModule(gm, graph)
+
+
+def _fake_mode(graph: torch.fx.Graph):
     values = [n.meta.get("val") for n in graph.nodes if n.op in ("placeholder", "get_attr")]
     mode = torch._guards.detect_fake_mode([v for v in values if isinstance(v, FakeTensor)])
     if mode is None:
         raise RuntimeError("no fake tensor mode to propagate the graph's metadata in")
+    return mode
+
+
+def _propagate(graph: torch.fx.Graph) -> None:
+    """Each op's traced value computed again from its inputs' (fake tensors, the graph's own
+    fake mode): the strides of a new layout flow through the graph."""
+    mode = _fake_mode(graph)
 
     def fake(node):
         value = node.meta.get("val")
@@ -288,8 +323,43 @@ def prepack_weights(gm: torch.fx.GraphModule) -> None:
         args = list(node.args)
         args[position] = constant
         node.args = tuple(args)
+    if PACKED_LINEAR is not None:
+        for node in list(gm.graph.nodes):
+            _pack_linear(gm, node)
     gm.graph.eliminate_dead_code()
     gm.recompile()
+
+
+def _pack_linear(gm, node) -> None:
+    """``addmm(bias, x, w.T)`` / ``mm(x, w.T)`` of a constant float32 ``w`` [N, K] (folded:
+    the transposed view of a contiguous weight) and an ``x`` [M, K] of static M → MKL's GEMM on
+    ``w`` packed for M rows."""
+    if node.op != "call_function" or node.target not in (aten.addmm.default, aten.mm.default) or node.kwargs:
+        return
+    bias, x, transposed = (None, *node.args) if node.target is aten.mm.default else node.args
+    x_meta, out = x.meta.get("val"), node.meta.get("val")
+    if not (isinstance(transposed, torch.fx.Node) and transposed.op == "get_attr") or out.dtype != torch.float32 \
+            or isinstance(x_meta.shape[0], torch.SymInt) or not x_meta.is_contiguous() or not out.is_contiguous():
+        return
+    rows = int(x_meta.shape[0])
+    with torch.utils._python_dispatch._disable_current_modes(), torch.no_grad():   # real tensors, in fake mode
+        weight = getattr(gm, transposed.target).detach().t()   # [N, K]
+        if weight.is_mkldnn or not weight.is_contiguous() or weight.dtype != torch.float32:
+            return
+        if bias is not None and not (isinstance(bias, torch.fx.Node) and bias.op == "get_attr"
+                                     and tuple(getattr(gm, bias.target).shape) == (weight.shape[0],)):
+            return
+        packed = REORDER_LINEAR_WEIGHT(weight, rows)
+    name = f"{transposed.target}_mkl_packed_{node.name}"
+    gm.register_buffer(name, packed, persistent=False)
+    gm.register_buffer(f"{name}_weight", weight, persistent=False)
+    with gm.graph.inserting_before(node):
+        packed_node, weight_node = gm.graph.get_attr(name), gm.graph.get_attr(f"{name}_weight")
+        linear = gm.graph.call_function(PACKED_LINEAR, (x, packed_node, weight_node, bias, rows))
+    linear.meta.update(node.meta)
+    linear.meta[NOTE] = "MKL with the weight packed"
+    node.replace_all_uses_with(linear)
+    gm.graph.erase_node(node)
 
 
 def _packable(gm, node, position: int) -> bool:

@@ -9,7 +9,7 @@ import torch
 from ..graph import GraphLowering
 from ..ir import ATTENTIONS, GROUPED_MATMUL, MATMULS, Sort
 from ..lowering.extern import grouped_mm_problem
-from ..lowering.onednn import FUSED_CONVOLUTIONS
+from ..lowering.onednn import FUSED_CONVOLUTIONS, PACKED_LINEAR
 from . import scheduler
 from .estimates import estimate_steps, peak_memory
 from .gemm_choice import choose, choose_attention, libraries
@@ -71,7 +71,7 @@ def _library_reason(call, profile, tiles, hints: dict) -> str:
 
 
 # an extern call's op family → the profile's libraries for it (``Target``)
-_FAMILIES = ((MATMULS | {GROUPED_MATMUL}, "blas"), (ATTENTIONS, "attention"),
+_FAMILIES = ((MATMULS | {GROUPED_MATMUL, PACKED_LINEAR}, "blas"), (ATTENTIONS, "attention"),
              ({torch.ops.aten.convolution.default, torch.ops.aten.convolution_backward.default} | FUSED_CONVOLUTIONS,
               "convolution"))
 
