@@ -21,7 +21,8 @@ call it makes (the extern's note, in the schedule and ``explain()``).
    writing the output, one launch) is priced by the cost model, the post-op itself is free
    (applied in registers).
 3. ``prepack_weights``: in a frozen graph (constant weights, static shapes), each 2-d
-   convolution's weight reordered once into oneDNN's blocked layout for its input shape, and
+   convolution's weight reordered once into oneDNN's blocked layout for its (channels-last)
+   input shape, and
    each linear layer's (``addmm``/``mm`` by a transposed constant) packed once for MKL's GEMM."""
 from __future__ import annotations
 
@@ -363,7 +364,10 @@ def _pack_linear(gm, node) -> None:
 
 
 def _packable(gm, node, position: int) -> bool:
-    """A constant dense weight at ``position`` and an input of static shape."""
+    """A constant dense weight at ``position`` and a channels-last input of static shape (on a
+    prepacked weight oneDNN writes channels-last whatever its input: the traced strides hold
+    only there)."""
     weight, x = node.args[position], node.args[0].meta.get("val")
     return isinstance(weight, torch.fx.Node) and weight.op == "get_attr" and not getattr(gm, weight.target).is_mkldnn \
-        and isinstance(x, torch.Tensor) and not any(isinstance(s, torch.SymInt) for s in x.shape)
+        and isinstance(x, torch.Tensor) and not any(isinstance(s, torch.SymInt) for s in x.shape) \
+        and x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last)
