@@ -33,7 +33,7 @@ SHIPPED = ["a100", "h100", "h200", "mi300x", "mtia-v1", "mtia-v2", "rivos-sim"]
 PROFILES_DIR = os.path.join(os.path.dirname(torch_hetero.__file__), "device_models", "profiles")
 FAKE_FIGURES = {"dram_gbps": 20.0, "llc_gbps": 50.0, "llc_bytes": 32.0 * 2**20, "local_sram_gbps": 70.0,
                 "fp32_tflops": 0.5, "bf16_tflops": 2.0, "call_us": 0.6, "parallel_call_us": 3.5,
-                "aten_call_us": 2.5}
+                "aten_call_us": 2.5, "channels_last_speedup": 1.4, "convolution_efficiency": 0.4}
 FAKE_OPS = {**{op: {"vector": 0.5, "scalar": 4.0, **({"vector_inf": 3.0} if op in INFINITE_PRICED else {})}
                for op in VECTOR_PRICED}, "serial_combine": {"scalar": 1.0}}
 REAL_MEASURE = calibrate.measure
@@ -123,7 +123,7 @@ def test_rivos_is_an_assumption_set():
     numbers = {f.name for f in dataclasses.fields(torch_hetero.get_profile("rivos-sim"))} - {
         "name", "description", "target", "triton_target", "sources", "assumed",
         "vector_op_ns", "scalar_op_ns", "vector_inf_op_ns", "host_call_us", "extern_call_us",  # the host C++ target's, empty here
-        "gemm_efficiency", "attention_efficiency"}  # its libraries', none here
+        "gemm_efficiency", "attention_efficiency", "channels_last_speedup", "convolution_efficiency"}  # its libraries', none here
     assert set(get_profile("rivos-sim").assumed) == numbers
     assert "assumption set" in get_profile("rivos-sim").description
 
