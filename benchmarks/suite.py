@@ -329,6 +329,10 @@ def chart(data, threads, path):
 
 def main():
     warnings.simplefilter("error", GraphFallbackWarning)  # it measures compiled graphs: one run eagerly is an error
+    # each model's forward is compiled by every variant (backend, freezing, grad mode): past Dynamo's
+    # default of 8 entries per code object a variant would silently run eagerly
+    torch._dynamo.config.recompile_limit = torch._dynamo.config.accumulated_recompile_limit = 1024
+    torch._dynamo.config.fail_on_recompile_limit_hit = True
     parser = argparse.ArgumentParser()
     parser.add_argument("--models", default=",".join(model_zoo.NAMES))
     parser.add_argument("--rounds", type=int, default=15)

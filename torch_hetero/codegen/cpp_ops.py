@@ -6,6 +6,7 @@ cast and when stored, as eager does per op for fp32 math."""
 from __future__ import annotations
 
 import math
+import re
 
 import sympy
 import torch
@@ -28,6 +29,9 @@ def compute_ctype(dtype: torch.dtype) -> str:
     if dtype not in STORAGE_CTYPE:
         raise NotImplementedError(f"dtype {dtype} has no C++ lowering")
     return STORAGE_CTYPE[dtype]
+
+
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 def literal(value, dtype: torch.dtype) -> str:
@@ -85,8 +89,24 @@ class CppOps(CodeHandler):
         self.indent = ""
         self.headers: set = set()         # extra headers the statements need
         self.may_divide_by_zero = False   # an integer division by a value (see _integer_division)
+        self._divisions = 0               # integer divisions by values emitted so far
+        self._guards: list = []           # (mask, what it depends on) of the masked bodies being emitted
+        self._depends: dict = {}          # variable → the loop variables and symbols its value depends on
 
     # ---------------------------------------------------------------- plumbing
+    def _emit(self, expr: str, dtype: torch.dtype, prefix: str = "tmp") -> Var:
+        var = super()._emit(expr, dtype, prefix)
+        self._depends.setdefault(var.name, self._dependencies(expr))
+        return var
+
+    def _dependencies(self, text: str) -> frozenset:
+        """The identifiers ``text`` reads, through the variables it names (function names
+        included: they only ever add)."""
+        found = set()
+        for name in _IDENTIFIER.findall(text):
+            found |= self._depends.get(name, {name})
+        return frozenset(found)
+
     def _assignment(self, name: str, expr: str, dtype: torch.dtype) -> str:
         return f"{self.indent}{compute_ctype(dtype)} {name} = {expr};"
 
@@ -102,9 +122,15 @@ class CppOps(CodeHandler):
         if name in self.locals:
             return self.locals[name]
         self.loads.setdefault(name, dtype)
-        text = f"{name}[{self.index(index)}]"
+        index_text = self.index(index)
+        text = f"{name}[{index_text}]"
         if dtype in LOW_PRECISION:
             text = f"{LOW_PRECISION[dtype][0]}({text})"
+        if any(depends & self._dependencies(index_text) for _, depends in self._guards):
+            # inside a masked body, an index the mask constrains: read only where the masks hold
+            # (a masked vector load).  One that shares nothing with them (a per-channel
+            # parameter) is read as it is: its value is in bounds wherever the body's is used
+            text = f"({' && '.join(mask for mask, _ in self._guards)}) ? {text} : {literal(0, dtype)}"
         return self._emit(text, dtype)
 
     def store(self, name: str, index, value: Var, dtype, mode=None):
@@ -145,6 +171,26 @@ class CppOps(CodeHandler):
         return sympy.Symbol(wrapped.name, integer=True)
 
     def masked(self, mask: Var, body, other, dtype):
+        """``mask ? body() : other``.  The body is computed in every iteration, each of its loads
+        reading memory only where the mask holds (``mask ? buf[i] : 0``: a masked vector load)
+        and the result selected, so the loop stays vectorized (a padded input's border, a
+        gather's bounds); a body with an integer division by a value, which would flag a
+        division by zero where the mask does not hold, is evaluated inside an ``if``."""
+        start, cse, divisions = len(self.lines), dict(self.cse), self._divisions
+        self._guards.append((str(mask), self._dependencies(str(mask))))
+        try:
+            value = body()
+            if value.dtype != dtype:
+                value = self.to_dtype(value, dtype)
+        finally:
+            self._guards.pop()
+        if self._divisions == divisions:
+            return self._emit(f"{mask} ? {value} : {literal(other, dtype)}", dtype)
+        del self.lines[start:]
+        self.cse = cse
+        return self._masked_branch(mask, body, other, dtype)
+
+    def _masked_branch(self, mask: Var, body, other, dtype):
         """``mask ? body() : other``, evaluating body (and its loads) only where mask holds."""
         result = self._emit(literal(other, dtype), dtype)
         self.cse = {k: v for k, v in self.cse.items() if v is not result}
@@ -238,6 +284,7 @@ class CppOps(CodeHandler):
         divisor converts.  A divisor that may be zero makes the kernel ``may_divide_by_zero``."""
         if not _nonzero_literal(str(b)):
             self.may_divide_by_zero = True
+            self._divisions += 1
         ctype = "int32_t" if a.dtype in (torch.int8, torch.uint8, torch.int16) else compute_ctype(a.dtype)
         return self._emit(self._narrow(f"{helper}<{ctype}>({a}, {b})", a.dtype), a.dtype)
 

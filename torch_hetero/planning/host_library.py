@@ -87,9 +87,14 @@ def plan_layout(gm: torch.fx.GraphModule, profile: DeviceProfile) -> tuple:
 
 
 def _is_2d_convolution(node) -> bool:
-    return node.op == "call_function" and node.target is CONVOLUTION and not node.args[6] \
-        and isinstance(node.meta.get("val"), torch.Tensor) and node.meta["val"].dim() == 4 \
-        and node.meta["val"].dtype == torch.float32
+    """A float32 2-d convolution, not transposed, with no empty tensor (oneDNN takes none:
+    symbolic sizes are never 0, Dynamo specializes those)."""
+    if not (node.op == "call_function" and node.target is CONVOLUTION and not node.args[6]
+            and isinstance(node.meta.get("val"), torch.Tensor) and node.meta["val"].dim() == 4
+            and node.meta["val"].dtype == torch.float32):
+        return False
+    tensors = (node.meta["val"], node.args[0].meta.get("val"), node.args[1].meta.get("val"))
+    return all(isinstance(t, torch.Tensor) and 0 not in t.shape for t in tensors)
 
 
 def _convolution_us(node, profile) -> float:
