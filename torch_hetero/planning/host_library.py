@@ -6,8 +6,8 @@ call it makes (the extern's note, in the schedule and ``explain()``).
    to the last, converted only at the graph's edges — when the convolutions' time saved at
    the host's measured NCHW/NHWC ratio and NCHW efficiency (``DeviceProfile``'s
    ``channels_last_speedup`` and ``convolution_efficiency``: calibration) exceeds the
-   conversions' cost.  A conversion is a ``clone`` in channels-last before each convolution
-   whose input (or weight, unless a frozen constant) is not already so; after the graph's
+   activations' conversions cost.  A conversion is a ``clone`` in channels-last before each
+   convolution whose input (or weight, unless a frozen constant) is not already so; after the graph's
    metadata is propagated again, every op downstream follows its inputs' layout (pointwise
    kernels vectorize along the channels), and the conversions of tensors already
    channels-last are dropped.  Outputs are converted back to the strides eager gives them.
@@ -17,13 +17,13 @@ call it makes (the extern's note, in the schedule and ``explain()``).
 2. ``fuse_epilogues``: a convolution's epilogue — an activation (relu, hardtanh/ReLU6, gelu,
    sigmoid, tanh, silu), or a residual add of a tensor in the output's layout optionally
    followed by relu — applied by the library as post-ops (``lowering/onednn.py``) where the
-   convolution's output is read by nothing else: the separate pass it saves (reading and
-   writing the output, one launch) is priced by the cost model, the post-op itself is free
-   (applied in registers).
+   convolution's output is read by nothing else.  The separate pass it saves (reading and
+   writing the output, one launch) is priced by the cost model and stated; the post-op is
+   applied in registers, so the fused call never prices higher and is always taken.
 3. ``prepack_weights``: in a frozen graph (constant weights, static shapes), each 2-d
    convolution's weight reordered once into oneDNN's blocked layout for its (channels-last)
-   input shape, and
-   each linear layer's (``addmm``/``mm`` by a transposed constant) packed once for MKL's GEMM."""
+   input shape, and each linear layer's (``addmm``/``mm`` by a transposed constant) packed
+   once for MKL's GEMM."""
 from __future__ import annotations
 
 import math
@@ -81,9 +81,10 @@ def plan_layout(gm: torch.fx.GraphModule, profile: DeviceProfile) -> tuple:
     candidate, conversions = converted
     cost_us = sum(_pass_us(meta, profile) for meta in conversions)
     if cost_us >= saved_us:
-        return _weights_follow_inputs(gm), f"layout: NCHW ({what}: saves {saved_us:.0f} µs, converting costs {cost_us:.0f} µs)"
-    return candidate, (f"layout: channels-last ({what}: saves {saved_us:.0f} µs; {len(conversions)} conversions "
-                       f"at the edges cost {cost_us:.0f} µs)")
+        return _weights_follow_inputs(gm), (f"layout: NCHW ({what}: saves {saved_us:.0f} µs, converting costs "
+                                            f"{cost_us:.0f} µs)")
+    return candidate, (f"layout: channels-last ({what}: saves {saved_us:.0f} µs; converting {len(conversions)} "
+                       f"activations at the edges costs {cost_us:.0f} µs)")
 
 
 def _is_2d_convolution(node) -> bool:
@@ -149,7 +150,9 @@ def _channels_last(gm):
             if source.is_contiguous(memory_format=torch.channels_last):
                 node.replace_all_uses_with(node.args[0])
                 graph.erase_node(node)
-            else:
+            elif all(user.args[1] is not node for user in node.users):
+                # an activation; a weight's conversion is not priced: in NCHW too the library
+                # reorders the weight on every call, into its blocked layout
                 conversions.append(source)
     outputs = list(output.args[0])
     for position, (value, before) in enumerate(zip(outputs, eager)):
