@@ -206,8 +206,10 @@ def column_reduction(node, outer: tuple, hints: dict) -> bool:
     strides = [(stride_along(i, outer_vars[-1], hints), stride_along(i, inner_vars[-1], hints))
                for i in counter.indices]
     # every load walks the outputs contiguously or strides along the rows; a per-row value
-    # (layer norm's mean and rstd in its weight gradient) is one scalar per row either way
-    return not counter.indirect and any(last == 1 for last, _ in strides) and \
+    # (layer norm's mean and rstd in its weight gradient) is one scalar per row either way.  A
+    # data-dependent index counts as a constant here (an MoE's top-k experts, the short sum of
+    # the rows it gathers): only the loop order follows, never the result
+    return any(last == 1 for last, _ in strides) and \
         all(abs(r) != 1 or last == 0 for last, r in strides)
 
 
