@@ -79,9 +79,7 @@ def _frozen(gm, example_inputs, opts, sink):
               and i not in viewed and isinstance(example_inputs[i], torch.Tensor)}
     if not frozen:
         return _compile_or_fall_back(gm, "inference", opts, sink)
-    compiled = _compile_or_fall_back(freeze(gm, frozen), "inference", opts, sink, original=gm)
-    if compiled is None:   # ran eagerly: the original graph, all its arguments
-        return make_boxed_func(gm.forward)
+    compiled = _compile_or_fall_back(freeze(gm, frozen), "inference", opts, sink)   # eagerly: still frozen
     kept = [i for i in range(len(placeholders)) if i not in frozen]
     first, first_value = next(iter(frozen.items()))
 
@@ -97,7 +95,7 @@ def _frozen(gm, example_inputs, opts, sink):
     return call
 
 
-def _compile_or_fall_back(gm, kind: str, opts, sink, original=None):
+def _compile_or_fall_back(gm, kind: str, opts, sink):
     """The compiled graph; on any failure, the graph itself (run eagerly) with one warning
     naming the cause, or in strict mode a ``HeteroCompileError`` with the full text."""
     start = time.perf_counter()
@@ -114,7 +112,7 @@ def _compile_or_fall_back(gm, kind: str, opts, sink, original=None):
         warnings.warn(f"torch_hetero could not compile the {kind} graph ({one_line(error)}); running it "
                       'eagerly. TORCH_LOGS="torch_hetero" logs the full error; options={"strict": True} '
                       "raises it instead.", GraphFallbackWarning, stacklevel=2)
-        return None if original is not None else make_boxed_func(gm.forward)
+        return make_boxed_func(gm.forward)
     if sink is not None:
         sink.append((kind, compiled, opts.profile.name))
     logs.compiled(kind, compiled, opts.profile.name)

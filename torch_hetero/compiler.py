@@ -124,7 +124,7 @@ def compile_graph(gm: torch.fx.GraphModule, options, name: str = "graph", estima
     if host_library.applies(profile):   # oneDNN's layout, post-ops and prepacked weights
         gm, layout = host_library.plan_layout(gm, profile)
         gm = host_library.fuse_epilogues(gm, profile)
-        host_library.prepack_weights(gm)
+        gm = host_library.prepack_weights(gm)
         notes = (layout,) if layout else ()
     if not profile.target.attention:  # written-out attention and repeated KV heads: our flash attention
         gm = rewrite_attention(gm)

@@ -257,8 +257,6 @@ def _epilogue(conv):
         unary = _unary(user, conv)
         if unary is not None:
             return user, None, unary, [str(user.target.overloadpacket).removeprefix("aten.")]
-        if _silu(conv) is not None:
-            return _silu(conv), None, ("swish", [], ""), ["silu"]
         if user.op == "call_function" and user.target is aten.add.Tensor and user.kwargs.get("alpha", 1) == 1 \
                 and len(user.args) == 2 and all(isinstance(a, torch.fx.Node) for a in user.args):
             other = user.args[1] if user.args[0] is conv else user.args[0]
@@ -290,7 +288,7 @@ def _silu(conv):
         return None
     mul = next(iter(sigmoid.users))
     if mul.op == "call_function" and mul.target is aten.mul.Tensor and set(mul.args) == {conv, sigmoid} \
-            and conv in mul.args and set(conv.users) == {sigmoid, mul}:
+            and set(conv.users) == {sigmoid, mul}:
         return mul
     return None
 
@@ -301,10 +299,16 @@ def _reason(names: list, meta, profile) -> str:
 
 
 # ---------------------------------------------------------------- 3. prepacked weights
-def prepack_weights(gm: torch.fx.GraphModule) -> None:
-    """In place: each 2-d convolution of a constant weight and a static input shape takes the
-    weight reordered into oneDNN's blocked layout for that shape (an opaque constant); one
-    without post-ops becomes the fused call without any, which takes the packed weight."""
+def prepack_weights(gm: torch.fx.GraphModule) -> torch.fx.GraphModule:
+    """``gm`` (a copy where it holds constants) in which each 2-d convolution of a constant
+    weight and a static input shape takes the weight reordered into oneDNN's blocked layout
+    for that shape (an opaque constant); one without post-ops becomes the fused call without
+    any, which takes the packed weight."""
+    if not gm.graph.find_nodes(op="get_attr"):
+        return gm
+    graph = torch.fx.Graph()
+    graph.output(graph.graph_copy(gm.graph, {}))
+    gm = torch.fx.GraphModule(gm, graph)
     for node in list(gm.graph.nodes):
         if _is_2d_convolution(node) and _packable(gm, node, 1):
             x, weight, bias, stride, padding, dilation, _, _, groups = node.args
@@ -337,6 +341,7 @@ def prepack_weights(gm: torch.fx.GraphModule) -> None:
             _pack_linear(gm, node)
     gm.graph.eliminate_dead_code()
     gm.recompile()
+    return gm
 
 
 def _pack_linear(gm, node) -> None:
