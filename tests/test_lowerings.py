@@ -152,6 +152,11 @@ def test_scatter_prod_has_no_triton_kernel():
     pytest.param(lambda x: torch.nn.functional.avg_pool3d(x, (2, 3, 2), 1, (1, 1, 0), divisor_override=5),
                  (1, 2, 4, 5, 3), id="avg_pool3d_divisor"),
     pytest.param(lambda x: torch.nn.functional.avg_pool1d(x, 4, 3, 2), (2, 3, 11), id="avg_pool1d"),
+    # windows past the unrolled limit loop as a reduction (EfficientNet's head: AvgPool2d(640))
+    pytest.param(lambda x: torch.nn.functional.avg_pool2d(x.relu() * 2, 640, ceil_mode=True), (2, 5, 3, 4),
+                 id="avg_pool2d_global_ceil"),
+    pytest.param(lambda x: torch.nn.functional.avg_pool2d(x, 6, 4, 2, ceil_mode=True, count_include_pad=False),
+                 (2, 3, 13, 11), id="avg_pool2d_large_padded"),
 ])
 def test_average_pooling_is_native_with_gradients(fn, shape, options):
     x = torch.randn(shape)
@@ -180,6 +185,15 @@ def test_max_pooling_matches_eager_values_and_indices(args, options):
         compile_hetero(fn, options=options, native=True)(x), fn(x)
     assert torch.equal(values.nan_to_num(), expected_values.nan_to_num()) and torch.equal(indices, expected_indices)
     assert not explain(fn, x, device=options.get("device", "cpu")).fallbacks
+
+
+def test_max_pooling_past_the_unrolled_window_falls_back_and_says_why():
+    fn = lambda v: torch.nn.functional.max_pool2d(v * 2, 6)  # noqa: E731
+    x = torch.randn(2, 3, 12, 12)
+    check(fn, x)
+    assert explain(fn, x).fallbacks == {"aten.max_pool2d_with_indices": 1}
+    with pytest.raises(torch._dynamo.exc.BackendCompilerFailed, match="a 6x6 window is past the 25 elements unrolled"):
+        check(fn, x, native=True)
 
 
 def test_max_pooling_reads_a_computed_input_once_and_skips_unused_indices():

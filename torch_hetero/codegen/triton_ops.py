@@ -152,9 +152,10 @@ class TritonOps(CodeHandler):
 
     def index_expr(self, expr, dtype):
         expr = sympy.sympify(expr)
-        if expr.is_number:
-            return self.constant(int(expr), dtype)
-        return self._emit(f"({self.index(expr)}).to({TL_DTYPE[compute_dtype(dtype)]})", compute_dtype(dtype))
+        text = str(int(expr)) if expr.is_number else self.index(expr)
+        if text.lstrip("-").isdigit():  # a number, or an index the loop ranges fold to one (o over range 1)
+            return self.constant(int(text), dtype)
+        return self._emit(f"({text}).to({TL_DTYPE[compute_dtype(dtype)]})", compute_dtype(dtype))
 
     def indirect_indexing(self, value: Var, size):
         """A data-dependent index (gather/embedding): wrapped like Python for negatives.  A

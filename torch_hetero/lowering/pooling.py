@@ -1,6 +1,8 @@
 """Average pooling (1-3 spatial dims, forward and backward) and max pooling (forward, with
 indices) unrolled over the (small, static) kernel window: elementwise over the output, so
-each fuses like any pointwise op.  Max pooling's indices cost nothing unless used; when they
+each fuses like any pointwise op.  A window past ``UNROLLED_WINDOW`` elements (a global pool
+written as ``AvgPool2d(640)``) is a loop instead: a reduction for average pooling, ATen's
+kernel for max pooling.  Max pooling's indices cost nothing unless used; when they
 are (training), the values are gathered at them rather than found by a second scan."""
 from __future__ import annotations
 
@@ -11,11 +13,12 @@ import torch
 
 from .. import ir, symbolic
 from ..symbolic import FloorDiv, ModularIndexing
-from ..virtualized import current_graph, ops
+from ..virtualized import current_graph, current_origin, ops
 from .common import meta_val, new_pointwise, output_read, size_of
 from .registry import register_lowering
 
 aten = torch.ops.aten
+UNROLLED_WINDOW = 25   # window elements unrolled into one expression; a larger window is a loop
 
 
 def _idx(expr):
@@ -65,6 +68,8 @@ def _avg_pool(spatial, x, kernel_size, stride, padding, count_include_pad, divis
     windows = _Windows(x.get_size(), out_size, kernel, stride, padding, count_include_pad, divisor_override)
     load, lead = x.make_loader(), len(out_size) - spatial
     acc = torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
+    if symbolic.product(kernel) > UNROLLED_WINDOW:
+        return _avg_pool_loop(x, out_size, windows, acc, dtype)
 
     def inner(index):
         out_index = index[lead:]
@@ -75,6 +80,24 @@ def _avg_pool(spatial, x, kernel_size, stride, padding, count_include_pad, divis
             total = value if total is None else ops.add(total, value)
         return ops.to_dtype(ops.truediv(total, windows.divisor(out_index, acc)), dtype)
     return new_pointwise(inner, out_size, dtype, 2)
+
+
+def _avg_pool_loop(x, out_size, windows: _Windows, acc, dtype):
+    """Average pooling as a sum over the window (a reduction), then the division.  Without
+    padding a window holds at most min(kernel, input) elements from its start: the loop runs
+    that far (ceil_mode's ``AvgPool2d(640)`` over a 3x3 map sums 9 elements, not 640 * 640)."""
+    load, lead = x.make_loader(), len(out_size) - len(windows.kernel)
+    reach = [sympy.Min(k, n) if p == 0 else sympy.Integer(k)
+             for k, n, p in zip(windows.kernel, windows.inputs, windows.padding)]
+
+    def inner(index, rindex):
+        source = [o * s - p + r for o, s, p, r in zip(index[lead:], windows.stride, windows.padding, rindex)]
+        return ops.masked(inside(source, windows.inputs),
+                          lambda: ops.to_dtype(load(list(index[:lead]) + source), acc), 0, acc)
+    total = current_graph().add_computed(ir.Reduction(acc, tuple(out_size), tuple(reach), "sum", inner, x.get_dtype(),
+                                                      current_origin())).make_loader()
+    return new_pointwise(lambda index: ops.to_dtype(ops.truediv(total(index), windows.divisor(index[lead:], acc)), dtype),
+                         out_size, dtype, 2)
 
 
 def _avg_pool_backward(spatial, grad, x, kernel_size, stride, padding, count_include_pad, divisor_override):
@@ -126,6 +149,9 @@ def _max_pool(spatial, x, kernel_size, stride, padding, dilation):
     the index (flat within the input plane) of the first maximum or the last NaN, and of the
     window's first element if all are -inf."""
     kernel, stride, padding, dilation = _args(kernel_size, stride, padding, spatial, dilation)
+    if symbolic.product(kernel) > UNROLLED_WINDOW:
+        raise NotImplementedError(f"a {'x'.join(map(str, kernel))} window is past the {UNROLLED_WINDOW} elements "
+                                  "unrolled into one expression")
     out_size, dtype = size_of(meta_val()[0]), x.get_dtype()
     sizes, lead = x.get_size()[-spatial:], len(out_size) - spatial
     acc = torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
