@@ -121,6 +121,36 @@ def test_convnext_with_dynamic_shapes(monkeypatch, speedup):
             torch.testing.assert_close(zoo.main_output(out), expected, atol=1e-4, rtol=1e-4)
 
 
+class SqueezeExcite(torch.nn.Module):
+    """EfficientNet's gate: 1x1 convolutions of the pooled 1x1 map, then a channel scale."""
+
+    def __init__(self, channels=32, squeezed=8):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, channels, 3, padding=1)
+        self.reduce = torch.nn.Conv2d(channels, squeezed, 1)
+        self.expand = torch.nn.Conv2d(squeezed, channels, 1, bias=False)
+
+    def forward(self, x):
+        x = torch.nn.functional.silu(self.conv(x))
+        gate = torch.sigmoid(self.expand(torch.nn.functional.silu(self.reduce(x.mean((2, 3), keepdim=True)))))
+        return x * gate
+
+
+@pytest.mark.parametrize("freeze", [False, True], ids=["parameters", "frozen"])
+def test_convolutions_of_1x1_maps_run_as_gemms(freeze):
+    """A oneDNN call creates its primitive each time (about 60 µs, measured) and ATen's own
+    kernel for a 1x1 map is unvectorized: a GEMM it is, and it runs as one."""
+    torch.manual_seed(0)
+    model, x = SqueezeExcite().eval(), torch.randn(2, 3, 12, 12)
+    (out,), graphs = _run(model, [x], {"freeze": freeze})
+    with torch.no_grad():
+        torch.testing.assert_close(out, model(x), atol=1e-5, rtol=1e-5)
+    assert "2 convolutions of 1x1 maps by 1x1 kernels run as GEMMs" in graphs[0][1].plan.notes
+    code = _wrapper(graphs)
+    assert code.count("addmm") == 1 and code.count(".mm.") == 1
+    assert code.count("convolution") == 1, code   # the 3x3 one
+
+
 def test_frozen_linear_layers_use_packed_weights():
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Linear(32, 64), torch.nn.GELU(), torch.nn.Linear(64, 16)).eval()

@@ -122,10 +122,11 @@ def compile_graph(gm: torch.fx.GraphModule, options, name: str = "graph", estima
     profile = options.profile
     gm, notes = fold_padding(gm), ()
     if host_library.applies(profile):   # oneDNN's layout, post-ops and prepacked weights
+        gm, gemms = host_library.convolutions_as_gemm(gm)
         gm, layout = host_library.plan_layout(gm, profile)
         gm = host_library.fuse_epilogues(gm, profile)
         gm = host_library.prepack_weights(gm)
-        notes = (layout,) if layout else ()
+        notes = tuple(note for note in (layout, gemms) if note)
     if not profile.target.attention:  # written-out attention and repeated KV heads: our flash attention
         gm = rewrite_attention(gm)
     graph = GraphLowering(gm, profile.target, profile.name, options.strict).run()

@@ -2,6 +2,10 @@
 lowering and priced by the cost model; each is stated in the plan (``Plan.notes``) or on the
 call it makes (the extern's note, in the schedule and ``explain()``).
 
+0. ``convolutions_as_gemm``: a 1x1 convolution of a 1x1 map (squeeze-and-excitation's two
+   layers) is a GEMM, and runs as one (MKL, a few µs) instead of a convolution call (ATen's
+   unvectorized fallback, or a fused oneDNN call that creates its primitive each time: about
+   60 µs, measured); its activation joins our next kernel.
 1. ``plan_layout``: channels-last (NHWC, oneDNN's own layout) from the first 2-d convolution
    to the last, converted only at the graph's edges — when the convolutions' time saved at
    the host's measured NCHW/NHWC ratio and NCHW efficiency (``DeviceProfile``'s
@@ -59,6 +63,40 @@ def _arg(node, position: int, name: str, default):
 def applies(profile: DeviceProfile) -> bool:
     """The host's library passes run for a C++ target whose convolution library is oneDNN."""
     return ONEDNN and profile.target.host_threads and "oneDNN" in profile.target.convolution
+
+
+# ---------------------------------------------------------------- 0. GEMMs
+def convolutions_as_gemm(gm: torch.fx.GraphModule) -> tuple:
+    """(graph, note): ``gm`` (a copy if changed) with each convolution that is a GEMM — a 1x1
+    kernel over a 1x1 map, unpadded, one group — written as ``addmm``/``mm``, and how many."""
+    found = [n for n in gm.graph.nodes if _is_gemm(n)]
+    if not found:
+        return gm, ""
+    graph = torch.fx.Graph()
+    graph.output(graph.graph_copy(gm.graph, {}))
+    for conv in [n for n in graph.nodes if _is_gemm(n)]:
+        x, weight, bias = conv.args[:3]
+        (batch, channels), outputs = x.meta["val"].shape[:2], weight.meta["val"].shape[0]
+        with graph.inserting_before(conv):
+            rows = graph.call_function(aten.view.default, (x, [batch, channels]))
+            columns = graph.call_function(aten.t.default, (graph.call_function(aten.view.default, (weight, [outputs, channels])),))
+            product = graph.call_function(aten.addmm.default, (bias, rows, columns)) if bias is not None \
+                else graph.call_function(aten.mm.default, (rows, columns))
+            out = graph.call_function(aten.view.default, (product, [batch, outputs, 1, 1]))
+        conv.replace_all_uses_with(out)
+        graph.erase_node(conv)
+    _propagate(graph)
+    return torch.fx.GraphModule(gm, graph), f"{len(found)} convolutions of 1x1 maps by 1x1 kernels run as GEMMs"
+
+
+def _is_gemm(node) -> bool:
+    if not _is_2d_convolution(node):
+        return False
+    x, weight = node.args[0].meta["val"], node.args[1].meta["val"]
+    padding, groups = node.args[4], node.args[8]
+    return tuple(x.shape[2:]) == (1, 1) and tuple(weight.shape[2:]) == (1, 1) and groups == 1 \
+        and not any(padding) and weight.is_contiguous() and x.is_contiguous() \
+        and not any(isinstance(s, torch.SymInt) for s in x.shape[:2])
 
 
 # ---------------------------------------------------------------- 1. layout
