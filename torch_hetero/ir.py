@@ -37,6 +37,12 @@ class Layout:
         size = tuple(size)
         return Layout(size, tuple(symbolic.contiguous_strides(size)), dtype)
 
+    @staticmethod
+    def channels_last(size, dtype) -> "Layout":
+        """NHWC strides for an NCHW-shaped 4-d ``size``."""
+        n, c, h, w = size
+        return Layout(tuple(size), (h * w * c, sympy.Integer(1), w * c, c), dtype)
+
     def index(self, index: Index) -> sympy.Expr:
         expr = self.offset
         for idx, size, stride in zip(index, self.size, self.stride):

@@ -157,7 +157,7 @@ def _max_pool(spatial, x, kernel_size, stride, padding, dilation):
     acc = torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
     extents = [(o - 1) * s + (k - 1) * d + 1 for o, s, k, d in zip(out_size[lead:], stride, kernel, dilation)]
     if ir.op_count(x):
-        x = current_graph().realize(x)    # each element is read by several overlapping windows
+        x = current_graph().realize(x, _input_layout(x.get_size(), dtype))   # read by several overlapping windows
     if any(p != 0 for p in padding) or not all(sympy.simplify(e <= n) == sympy.true for e, n in zip(extents, sizes)):
         x = _padded(x, lead, padding, extents, acc)   # windows read it without bounds checks
     load = x.make_loader()
@@ -211,7 +211,18 @@ def _padded(x, lead, padding, extents, dtype):
         return ops.masked(inside(source, sizes), lambda: ops.to_dtype(load(list(index[:lead]) + source), dtype),
                           float("-inf"), dtype)
     frame = [sympy.Max(e, n + p) for e, n, p in zip(extents, sizes, padding)]
-    return current_graph().realize(new_pointwise(inner, list(x.get_size()[:lead]) + frame, dtype, 2))
+    size = list(x.get_size()[:lead]) + frame
+    return current_graph().realize(new_pointwise(inner, size, dtype, 2), _input_layout(size, dtype))
+
+
+def _input_layout(size, dtype):
+    """Channels-last where the pooled input is (``host_library.plan_layout`` chose it: its
+    channels are the vector lanes), else None (contiguous)."""
+    x = current_graph().current_node.args[0].meta.get("val")
+    if len(size) == 4 and isinstance(x, torch.Tensor) and x.dim() == 4 and not x.is_contiguous() \
+            and x.is_contiguous(memory_format=torch.channels_last):
+        return ir.Layout.channels_last(size, dtype)
+    return None
 
 
 def unflat(flat, sizes) -> list:
