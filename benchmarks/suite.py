@@ -7,6 +7,9 @@ one training step (forward, loss, backward), on the host.
     python benchmarks/suite.py [--models gpt2,bert,...] [--rounds 15] [--threads 1,all]
                                [--out benchmarks/results] [--gpu PROFILE]
 
+The held-out models (``model_zoo.HELD_OUT``: EfficientNet, RegNet — never tuned on) check that a
+speed claim holds beyond the default set: ``--models efficientnet,regnet``.
+
 With ``--gpu h100`` (a Triton profile) the models, inputs and both compilers run on the visible
 GPU instead: hetero plans for that profile and runs its Triton natively (threads do not apply).
 
@@ -191,7 +194,7 @@ def summarize(results, threads):
 
 NAMES = {"inductor": "Inductor", "inductor-freezing": "Inductor+freezing", "hetero": "hetero",
          "hetero-freeze": "hetero+freeze"}
-CNNS = ("resnet", "mobilenet_v2", "convnext")   # issue 20: every CNN faster than eager
+CNNS = ("resnet", "mobilenet_v2", "convnext", "efficientnet", "regnet")   # issue 20: every CNN faster than eager
 
 
 def markdown(data, threads) -> str:

@@ -23,6 +23,7 @@ from .planning.passes import build_plan
 from .planning.plan import Plan
 from .planning.tiling import matmul_tile
 from .runtime import autotune, loaders
+from .runtime.kept_buffers import KeptBuffers
 
 
 @dataclasses.dataclass
@@ -44,7 +45,7 @@ class Loadable:
             warn_fallback(op, self.profile, what)
 
     def load(self):
-        namespace = {"torch": torch, "empty_strided": torch.empty_strided, "reinterpret": _reinterpret,
+        namespace = {"torch": torch, "empty_strided": torch.empty_strided, "reinterpret": _reinterpret, "KeptBuffers": KeptBuffers,
                      "cdiv": lambda a, b: -(-a // b), "sync_threads": lambda: None, **self.constants}
         if self.kernels:
             namespace.update(loaders.load(self.language, self.kernels, self.interpret))

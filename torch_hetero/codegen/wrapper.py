@@ -9,13 +9,16 @@ from .. import ir
 from ..graph import GraphLowering
 from ..ir import ExternCall
 from ..planning.plan import KernelPlan, Plan, Step
+from ..planning.scheduler import outliving
 from ..printer import pexpr
 
 
 def render_wrapper(graph: GraphLowering, plan: Plan, rendered: dict, device=None) -> str:
     """``rendered``: kernel name → its rendered kernel in the language that runs it (its
     ``launch()`` lines); ``device``: where buffers are allocated (None: the CPU)."""
-    lines = ["def call(args):"]
+    kept = _kept_slots(graph, plan) if device is None else {}
+    lines = ["kept_buffers = KeptBuffers([" + ", ".join(kept.values()) + "])", ""] if kept else []
+    lines.append("def call(args):")
     body = []
     names = [value.name if kind == "tensor" else f"sym{i}" for i, (kind, value, _) in enumerate(graph.placeholders)]
     if names:
@@ -24,10 +27,15 @@ def render_wrapper(graph: GraphLowering, plan: Plan, rendered: dict, device=None
     body += _bind_symbols(graph, names)
     body += [f"{name} = {code}" for name, code in graph.scalar_defs]
     body.append("sync_threads()")
+    if kept:
+        body.append("kept = kept_buffers.take()")
     for step in plan.steps:
-        body += _render_step(step, rendered, device)
-        if step.frees:
-            body.append(f"del {', '.join(step.frees)}")
+        body += _render_step(step, rendered, device, list(kept))
+        frees = list(step.frees) + _overwritten(step)
+        if frees:
+            body.append(f"del {', '.join(frees)}")
+    if kept:
+        body.append("kept_buffers.give(kept)")
     outputs = [_output_expr(v) for v in graph.outputs]
     body.append(f"return ({', '.join(outputs)}{',' if len(outputs) == 1 else ''})")
     return "\n".join(lines + ["    " + line for line in body]) + "\n"
@@ -53,14 +61,44 @@ def _bind_symbols(graph: GraphLowering, names: list) -> list:
     return lines
 
 
-def _render_step(step: Step, rendered: dict, device) -> list:
+def _kept_slots(graph: GraphLowering, plan: Plan) -> dict:
+    """Buffer allocated → its spec, for the buffers kept between calls
+    (``runtime.kept_buffers``): of static layout, and neither they nor any buffer that takes
+    them over later (``Step.reuses``) outlives the call."""
+    root, specs = {}, {}
+    for step in plan.steps:
+        for buffer in step.work.buffers if isinstance(step.work, KernelPlan) else []:
+            if buffer.name in step.reuses:
+                root[buffer.name] = root.get(step.reuses[buffer.name])
+                continue
+            layout = buffer.layout
+            if all(e.is_number for e in (*layout.size, *layout.stride)):
+                root[buffer.name] = buffer.name
+                specs[buffer.name] = f"({_tuple(layout.size)}, {_tuple(layout.stride)}, {_dtype(layout.dtype)})"
+    escaping = {root.get(name) for name in outliving(graph)}
+    return {name: spec for name, spec in specs.items() if name not in escaping}
+
+
+def _overwritten(step: Step) -> list:
+    """The buffers a kernel of ``step`` overwrote in place (named until it ran)."""
+    if not isinstance(step.work, KernelPlan):
+        return []
+    return [dead for dead in step.reuses.values() if dead in step.work.reads]
+
+
+def _render_step(step: Step, rendered: dict, device, kept: list) -> list:
     work = step.work
     if isinstance(work, KernelPlan):
         alloc = _render_extern(work.group.matmul) if work.library_gemm else []
         for buffer in work.buffers:
             if buffer.name in step.reuses:
                 dead = step.reuses[buffer.name]
-                alloc.append(f"{buffer.name} = {dead}; del {dead}")
+                if dead in work.reads:   # overwritten in place: the kernel reads it by its name, then it goes
+                    alloc.append(f"{buffer.name} = {dead}")
+                else:
+                    alloc.append(f"{buffer.name} = {dead}; del {dead}")
+            elif buffer.name in kept:
+                alloc.append(f"{buffer.name} = kept[{kept.index(buffer.name)}]")
             else:
                 layout = buffer.layout
                 where = f", device={str(device)!r}" if device is not None else ""

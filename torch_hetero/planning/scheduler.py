@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import collections
 
-from .. import ir
+import sympy
+
+from .. import ir, symbolic
 from ..graph import GraphLowering
 from ..ir import ExternCall
 from . import fusion
+from .loop_nest import default_outer, loaded_buffers, loads_of, node_indices
 from .plan import KernelPlan, Step
 
 
@@ -73,6 +76,7 @@ def plan_memory(graph: GraphLowering, work: list) -> list:
         if name not in pinned and (name in owned or name in inputs):
             dying[last_use[name]].append(name)
 
+    aliased = {base for bases in aliases.values() for base in bases} | set(inplace.values())
     free_pool: list = []  # (layout, name) of dead computed buffers
     reuses: list = []
     for position, item in enumerate(work):
@@ -81,18 +85,46 @@ def plan_memory(graph: GraphLowering, work: list) -> list:
             if buffer.name in inplace:
                 taken[buffer.name] = inplace[buffer.name]
                 continue
+            over = next((name for name in dying[position] if name in item.reads and name not in taken.values()
+                         and name not in aliased and _overwrites(buffer, owned.get(name), item)), None)
+            if over is not None:  # in place: its input is in cache, a new buffer is not
+                taken[buffer.name] = over
+                continue
             for i, (pooled_layout, name) in enumerate(free_pool):
                 if pooled_layout == buffer.layout:
                     taken[buffer.name] = name
                     del free_pool[i]
                     break
         reuses.append(taken)
-        free_pool += [(owned[n].layout, n) for n in dying[position]
-                      if isinstance(owned.get(n), ir.ComputedBuffer) and n not in inplace.values()]
+        free_pool += [(owned[n].layout, n) for n in dying[position] if isinstance(owned.get(n), ir.ComputedBuffer)
+                      and n not in inplace.values() and n not in taken.values()]
     reused = {name for taken in reuses for name in taken.values()}
     # a reused buffer is handed over, not deleted
     return [Step(item, taken, tuple(name for name in dying[position] if name not in reused))
             for position, (item, taken) in enumerate(zip(work, reuses))]
+
+
+def _overwrites(buffer, dead, kernel: KernelPlan) -> bool:
+    """May ``buffer``, written by ``kernel``, take over ``dead`` (a buffer whose last reader is
+    ``kernel``)?  Only where each element is read before it is written: ``dead`` has the same
+    layout and is loaded only by ``buffer``'s node — elementwise — at the element it stores."""
+    if dead is None or not isinstance(buffer, ir.ComputedBuffer) or type(buffer.data) is not ir.Pointwise \
+            or dead.layout != buffer.layout:
+        return False
+    if any(dead.name in loaded_buffers(node) for node in kernel.group.nodes if node is not buffer):
+        return False
+    if kernel.group.matmul is not None and dead.name in kernel.group.matmul.input_names():
+        return False
+    outer = default_outer(buffer)
+    outer_vars = list(symbolic.index_symbols("o", len(outer)))
+    loads = [(index, ranges) for name, index, ranges in loads_of(buffer, outer, outer_vars) if name == dead.name]
+    if not loads:
+        return False
+    inner_vars = list(symbolic.index_symbols("x", len(loads[0][1])))
+    index, _ = node_indices(buffer, outer_vars, outer, inner_vars)
+    ranges = {**loads[0][1], **dict(zip(outer_vars, outer))}
+    stored = symbolic.simplify_index(buffer.layout.index(buffer.data.logical(index)), ranges)
+    return all(sympy.expand(symbolic.simplify_index(i, ranges) - stored) == 0 for i, _ in loads)
 
 
 def peak_bytes(steps: list, sizes: dict) -> int:
@@ -120,6 +152,11 @@ def _writes(work) -> list:
         matmul = [work.group.matmul] if work.library_gemm else []  # the ATen call runs first
         return [b.name for b in work.buffers] + [b.name for call in matmul for b in call.outputs if b is not None]
     return [b.name for b in work.call.outputs if b is not None]
+
+
+def outliving(graph: GraphLowering) -> set:
+    """Buffers that outlive a call: its outputs, and what fallback outputs among them view."""
+    return _pinned(graph, _alias_bases(graph))
 
 
 def _pinned(graph: GraphLowering, aliases: dict) -> set:
