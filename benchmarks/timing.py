@@ -1,5 +1,9 @@
 """Timing shared by the benchmarks: variants run in interleaved rounds, so that machine noise
-hits each alike; medians in milliseconds."""
+hits each alike; medians in milliseconds.  Each timed call follows an untimed call of the same
+variant: on a shared VM the first call after another variant's (or after an idle second) pays
+for the memory the other one touched — after 0.8 s asleep a 10 ms EfficientNet call took
+120 ms — so whichever variant ran after a slow one was charged for it (the one timed after
+Inductor's 850 ms EfficientNet call took 110 ms instead of 12)."""
 from __future__ import annotations
 
 import contextlib
@@ -20,6 +24,7 @@ def interleaved_ms(variants: dict, inputs: tuple, rounds: int, sync=lambda: None
                 variant(*inputs)
         for _ in range(rounds):
             for name, variant in variants.items():
+                variant(*inputs)
                 sync()
                 start = time.perf_counter()
                 variant(*inputs)
