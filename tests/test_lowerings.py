@@ -196,6 +196,16 @@ def test_max_pooling_past_the_unrolled_window_falls_back_and_says_why():
         check(fn, x, native=True)
 
 
+def test_average_pooling_backward_past_the_unrolled_windows_falls_back_and_says_why():
+    """Stride 1 under a 6x6 window: 36 windows cover each input element; the forward loops, the
+    backward runs ATen's kernel."""
+    fn = lambda v: torch.nn.functional.avg_pool2d(v * 2, 6, 1)  # noqa: E731
+    x = torch.randn(2, 3, 12, 12)
+    check(fn, x, grad=True)
+    with pytest.raises(torch._dynamo.exc.BackendCompilerFailed, match="6x6 windows cover each element, past the 25"):
+        check(fn, x, grad=True, native=True)
+
+
 def test_max_pooling_reads_a_computed_input_once_and_skips_unused_indices():
     """Inference (ResNet's stem): batch norm and relu are computed once into memory, not
     recomputed for each of the 9 overlapping windows that read an element; then the -inf

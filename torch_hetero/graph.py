@@ -363,12 +363,8 @@ def _dense_permutation(layout: ir.Layout) -> bool:
 
 
 def _channels_last_layout(meta) -> Optional[ir.Layout]:
-    """The layout of a traced channels-last value (``planning.host_library`` planned the graph
-    so: its convolutions read it that way), else None (contiguous)."""
-    if isinstance(meta, torch.Tensor) and meta.dim() == 4 and not meta.is_contiguous() \
-            and meta.is_contiguous(memory_format=torch.channels_last):
-        return _layout_of(meta)
-    return None
+    """The layout of a traced channels-last value, else None (contiguous)."""
+    return _layout_of(meta) if ir.is_channels_last(meta) else None
 
 
 def _output_metas(node):

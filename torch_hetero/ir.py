@@ -65,6 +65,13 @@ class Layout:
         return self.offset + 1 + sum((size - 1) * stride for size, stride in zip(self.size, self.stride))
 
 
+def is_channels_last(meta) -> bool:
+    """Is the traced value a channels-last 4-d tensor (``planning.host_library`` planned the
+    graph so: its convolutions read it that way)?"""
+    return isinstance(meta, torch.Tensor) and meta.dim() == 4 and not meta.is_contiguous() \
+        and meta.is_contiguous(memory_format=torch.channels_last)
+
+
 # ---------------------------------------------------------------------------- buffers
 class Buffer:
     """A named piece of memory the generated wrapper owns or receives."""

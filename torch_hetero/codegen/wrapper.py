@@ -27,10 +27,11 @@ def render_wrapper(graph: GraphLowering, plan: Plan, rendered: dict, device=None
     body += _bind_symbols(graph, names)
     body += [f"{name} = {code}" for name, code in graph.scalar_defs]
     body.append("sync_threads()")
+    slots = {name: slot for slot, name in enumerate(kept)}
     if kept:
         body.append("kept = kept_buffers.take()")
     for step in plan.steps:
-        body += _render_step(step, rendered, device, list(kept))
+        body += _render_step(step, rendered, device, slots)
         frees = list(step.frees) + _overwritten(step)
         if frees:
             body.append(f"del {', '.join(frees)}")
@@ -86,7 +87,7 @@ def _overwritten(step: Step) -> list:
     return [dead for dead in step.reuses.values() if dead in step.work.reads]
 
 
-def _render_step(step: Step, rendered: dict, device, kept: list) -> list:
+def _render_step(step: Step, rendered: dict, device, slots: dict) -> list:
     work = step.work
     if isinstance(work, KernelPlan):
         alloc = _render_extern(work.group.matmul) if work.library_gemm else []
@@ -97,8 +98,8 @@ def _render_step(step: Step, rendered: dict, device, kept: list) -> list:
                     alloc.append(f"{buffer.name} = {dead}")
                 else:
                     alloc.append(f"{buffer.name} = {dead}; del {dead}")
-            elif buffer.name in kept:
-                alloc.append(f"{buffer.name} = kept[{kept.index(buffer.name)}]")
+            elif buffer.name in slots:
+                alloc.append(f"{buffer.name} = kept[{slots[buffer.name]}]")
             else:
                 layout = buffer.layout
                 where = f", device={str(device)!r}" if device is not None else ""

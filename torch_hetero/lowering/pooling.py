@@ -2,7 +2,7 @@
 indices) unrolled over the (small, static) kernel window: elementwise over the output, so
 each fuses like any pointwise op.  A window past ``UNROLLED_WINDOW`` elements (a global pool
 written as ``AvgPool2d(640)``) is a loop instead: a reduction for average pooling, ATen's
-kernel for max pooling.  Max pooling's indices cost nothing unless used; when they
+kernel for max pooling and for an average pool's backward whose windows overlap as much.  Max pooling's indices cost nothing unless used; when they
 are (training), the values are gathered at them rather than found by a second scan."""
 from __future__ import annotations
 
@@ -104,6 +104,10 @@ def _avg_pool_backward(spatial, grad, x, kernel_size, stride, padding, count_inc
     """Each input element gathers grad / divisor from the (at most ceil(k / s) per dim)
     windows that cover it."""
     kernel, stride, padding, _ = _args(kernel_size, stride, padding, spatial)
+    covering = [-(-k // s) for k, s in zip(kernel, stride)]
+    if symbolic.product(covering) > UNROLLED_WINDOW:
+        raise NotImplementedError(f"{'x'.join(map(str, covering))} windows cover each element, past the "
+                                  f"{UNROLLED_WINDOW} unrolled into one expression")
     size, dtype = x.get_size(), grad.get_dtype()
     windows = _Windows(size, grad.get_size(), kernel, stride, padding, count_include_pad, divisor_override)
     load, lead = grad.make_loader(), len(size) - spatial
@@ -112,7 +116,7 @@ def _avg_pool_backward(spatial, grad, x, kernel_size, stride, padding, count_inc
     def inner(index):
         in_index = index[lead:]
         total = None
-        for back in itertools.product(*[range(-(-k // s)) for k, s in zip(kernel, stride)]):
+        for back in itertools.product(*[range(c) for c in covering]):
             outs = [FloorDiv(i + p, s) - t for i, p, s, t in zip(in_index, padding, stride, back)]
             covered = None
             for o, i, n, k, s, p in zip(outs, in_index, windows.outputs, kernel, stride, padding):
@@ -218,9 +222,7 @@ def _padded(x, lead, padding, extents, dtype):
 def _input_layout(size, dtype):
     """Channels-last where the pooled input is (``host_library.plan_layout`` chose it: its
     channels are the vector lanes), else None (contiguous)."""
-    x = current_graph().current_node.args[0].meta.get("val")
-    if len(size) == 4 and isinstance(x, torch.Tensor) and x.dim() == 4 and not x.is_contiguous() \
-            and x.is_contiguous(memory_format=torch.channels_last):
+    if len(size) == 4 and ir.is_channels_last(current_graph().current_node.args[0].meta.get("val")):
         return ir.Layout.channels_last(size, dtype)
     return None
 

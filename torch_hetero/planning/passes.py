@@ -45,7 +45,7 @@ def build_plan(graph: GraphLowering, profile, target: str, fuse: bool = True, es
             for item in scheduler.execution_order(graph, kernels)]
     if estimate:
         work = [dataclasses.replace(item, estimate=e) for item, e in zip(work, estimate_steps(graph, work, profile))]
-    steps = scheduler.plan_memory(graph, work)
+    steps = scheduler.plan_memory(graph, work, loads)
     return Plan(tuple(steps), peak_memory(graph, steps) if estimate else None, notes)
 
 

@@ -11,7 +11,7 @@ from .. import ir, symbolic
 from ..graph import GraphLowering
 from ..ir import ExternCall
 from . import fusion
-from .loop_nest import default_outer, loaded_buffers, loads_of, node_indices
+from .loop_nest import default_outer, loads_of, node_indices
 from .plan import KernelPlan, Step
 
 
@@ -45,9 +45,9 @@ def execution_order(graph: GraphLowering, kernels: list) -> list:
     return order
 
 
-def plan_memory(graph: GraphLowering, work: list) -> list:
+def plan_memory(graph: GraphLowering, work: list, loads: dict) -> list:
     """``plan.Step``s for ``work`` (KernelPlan and ExternPlan in execution order) with frees
-    and reuse, from what each step reads and writes."""
+    and reuse, from what each step reads and writes; ``loads``: ``loop_nest.loads_by_node``."""
     aliases = _alias_bases(graph)
     pinned = _pinned(graph, aliases)
     owned = _owned(graph)
@@ -86,7 +86,7 @@ def plan_memory(graph: GraphLowering, work: list) -> list:
                 taken[buffer.name] = inplace[buffer.name]
                 continue
             over = next((name for name in dying[position] if name in item.reads and name not in taken.values()
-                         and name not in aliased and _overwrites(buffer, owned.get(name), item)), None)
+                         and name not in aliased and _overwrites(buffer, owned.get(name), item, loads)), None)
             if over is not None:  # in place: its input is in cache, a new buffer is not
                 taken[buffer.name] = over
                 continue
@@ -104,14 +104,14 @@ def plan_memory(graph: GraphLowering, work: list) -> list:
             for position, (item, taken) in enumerate(zip(work, reuses))]
 
 
-def _overwrites(buffer, dead, kernel: KernelPlan) -> bool:
+def _overwrites(buffer, dead, kernel: KernelPlan, loads: dict) -> bool:
     """May ``buffer``, written by ``kernel``, take over ``dead`` (a buffer whose last reader is
     ``kernel``)?  Only where each element is read before it is written: ``dead`` has the same
     layout and is loaded only by ``buffer``'s node — elementwise — at the element it stores."""
     if dead is None or not isinstance(buffer, ir.ComputedBuffer) or type(buffer.data) is not ir.Pointwise \
             or dead.layout != buffer.layout:
         return False
-    if any(dead.name in loaded_buffers(node) for node in kernel.group.nodes if node is not buffer):
+    if any(dead.name in loads[node.name] for node in kernel.group.nodes if node is not buffer):
         return False
     if kernel.group.matmul is not None and dead.name in kernel.group.matmul.input_names():
         return False
