@@ -161,6 +161,29 @@ def test_frozen_linear_layers_use_packed_weights():
     assert _wrapper(graphs).count("torch.ops.mkl._mkl_linear.default") == (2 if onednn.MKL else 0)
 
 
+class Conv1D(torch.nn.Module):
+    """GPT-2's linear layer: the weight stored [in, out], multiplied as stored (addmm(b, x, W))."""
+
+    def __init__(self, n_in, n_out):
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.randn(n_in, n_out) * 0.1)
+        self.bias = torch.nn.Parameter(torch.randn(n_out))
+
+    def forward(self, x):
+        return torch.addmm(self.bias, x.view(-1, x.shape[-1]), self.weight).view(*x.shape[:-1], -1)
+
+
+def test_frozen_weights_stored_in_by_out_are_packed_too():
+    """A constant multiplied as stored ([K, N], GPT-2's Conv1D) is packed from its transpose."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(Conv1D(32, 64), torch.nn.GELU(), Conv1D(64, 16)).eval()
+    x = torch.randn(2, 4, 32)
+    (out,), graphs = _run(model, [x], {"freeze": True})
+    with torch.no_grad():
+        torch.testing.assert_close(out, model(x), atol=1e-5, rtol=1e-5)
+    assert _wrapper(graphs).count("torch.ops.mkl._mkl_linear.default") == (2 if onednn.MKL else 0)
+
+
 def test_freeze_reads_parameters_once_and_refuses_others():
     """Frozen values are those of the first call; another instance of the module, whose
     parameters the compiled code would be handed instead, raises."""

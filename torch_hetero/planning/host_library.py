@@ -26,8 +26,8 @@ call it makes (the extern's note, in the schedule and ``explain()``).
    applied in registers, so the fused call never prices higher and is always taken.
 3. ``prepack_weights``: in a frozen graph (constant weights, static shapes), each 2-d
    convolution's weight reordered once into oneDNN's blocked layout for its (channels-last)
-   input shape, and each linear layer's (``addmm``/``mm`` by a transposed constant) packed
-   once for MKL's GEMM."""
+   input shape, and each linear layer's (``addmm``/``mm`` by a constant, transposed or stored
+   [in, out] as GPT-2's) packed once for MKL's GEMM."""
 from __future__ import annotations
 
 import math
@@ -383,26 +383,28 @@ def prepack_weights(gm: torch.fx.GraphModule) -> torch.fx.GraphModule:
 
 
 def _pack_linear(gm, node) -> None:
-    """``addmm(bias, x, w.T)`` / ``mm(x, w.T)`` of a constant float32 ``w`` [N, K] (folded:
-    the transposed view of a contiguous weight) and an ``x`` [M, K] of static M → MKL's GEMM on
-    ``w`` packed for M rows."""
+    """``addmm(bias, x, b)`` / ``mm(x, b)`` of a constant float32 ``b`` [K, N] and an ``x``
+    [M, K] of static M → MKL's GEMM on ``w = b.T`` [N, K] packed for M rows.  ``b`` is a
+    linear layer's weight transposed (a view), or a weight stored [K, N] (GPT-2's ``Conv1D``),
+    whose transpose is copied once, contiguous, for the packing."""
     if node.op != "call_function" or node.target not in (aten.addmm.default, aten.mm.default) or node.kwargs:
         return
-    bias, x, transposed = (None, *node.args) if node.target is aten.mm.default else node.args
+    bias, x, operand = (None, *node.args) if node.target is aten.mm.default else node.args
     x_meta, out = x.meta.get("val"), node.meta.get("val")
-    if not (isinstance(transposed, torch.fx.Node) and transposed.op == "get_attr") or out.dtype != torch.float32 \
+    if not (isinstance(operand, torch.fx.Node) and operand.op == "get_attr") or out.dtype != torch.float32 \
             or isinstance(x_meta.shape[0], torch.SymInt) or not x_meta.is_contiguous() or not out.is_contiguous():
         return
     rows = int(x_meta.shape[0])
     with torch.utils._python_dispatch._disable_current_modes(), torch.no_grad():   # real tensors, in fake mode
-        weight = getattr(gm, transposed.target).detach().t()   # [N, K]
-        if weight.is_mkldnn or not weight.is_contiguous() or weight.dtype != torch.float32:
+        weight = getattr(gm, operand.target).detach()
+        if weight.is_mkldnn or weight.dtype != torch.float32:
             return
+        weight = weight.t().contiguous()   # [N, K]
         if bias is not None and not (isinstance(bias, torch.fx.Node) and bias.op == "get_attr"
                                      and tuple(getattr(gm, bias.target).shape) == (weight.shape[0],)):
             return
         packed = REORDER_LINEAR_WEIGHT(weight, rows)
-    name = f"{transposed.target}_mkl_packed_{node.name}"
+    name = f"{operand.target}_mkl_packed_{node.name}"
     gm.register_buffer(name, packed, persistent=False)
     gm.register_buffer(f"{name}_weight", weight, persistent=False)
     with gm.graph.inserting_before(node):
