@@ -80,7 +80,8 @@ def _mobilenet_v2(t):
     """Depthwise-separable blocks with ReLU6 and TensorFlow's "same" padding (an explicit pad
     before each strided convolution), as the published MobileNetV2 checkpoints are built."""
     config = t.MobileNetV2Config(depth_multiplier=0.5, image_size=96, tf_padding=True, classifier_dropout_prob=0.0)
-    return t.MobileNetV2Model(config), (torch.randn(4, 3, 96, 96),), lambda out: out.pooler_output
+    return _batch_norm_calibrated(t.MobileNetV2Model(config), torch.randn(4, 3, 96, 96)), \
+        (torch.randn(4, 3, 96, 96),), lambda out: out.pooler_output
 
 
 def _convnext(t):
@@ -109,7 +110,8 @@ def _regnet(t):
 def _batch_norm_calibrated(model, batch):
     """Batch-norm statistics (and unit scales) from one training-mode pass, as a trained
     network has them: with the configs' initial scales of about 0.02 the activations of a deep
-    CNN vanish (EfficientNet's output is exactly 0), and nothing is left to compare."""
+    CNN vanish (EfficientNet's output is exactly 0, MobileNetV2's about 1e-23), and nothing is
+    left to compare."""
     norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
     momenta = [m.momentum for m in norms]
     for module in norms:
