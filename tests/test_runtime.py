@@ -21,7 +21,8 @@ import torch
 
 import torch_hetero
 from torch_hetero.codegen.cpp import library_source
-from torch_hetero.runtime import cache, cpp_build
+from torch_hetero.backend import collect_compiled_graphs
+from torch_hetero.runtime import cache, cpp_build, loaders
 
 TESTS_DIR = os.path.dirname(os.path.abspath(__file__))
 
@@ -461,6 +462,31 @@ def test_large_libraries_build_as_parallel_units(cache_dir, monkeypatch):
     for i in range(len(kernels)):
         getattr(lib, f"k{i}")(ctypes.c_void_p(out.data_ptr()))
         torch.testing.assert_close(out, torch.tensor([i], dtype=torch.float32).exp())
+
+
+def test_kernels_differing_only_in_names_are_built_once(cache_dir, builds):
+    """Two layers computing the same thing on their own buffers: two kernels in the graph,
+    one in the library, both calls through it; the results are each layer's own."""
+    def layers(x, w):
+        return torch.sigmoid(torch.sigmoid(x) @ w) @ w
+
+    x, w = torch.randn(8, 8), torch.randn(8, 8)
+    with collect_compiled_graphs() as graphs:
+        out = run_compiled(layers, x, w)
+    torch.testing.assert_close(out, layers(x, w))
+    (_, graph, _), = graphs
+    assert [k.name for k in graph.kernels] == ["kernel0", "kernel1"]
+    library, = builds
+    assert library.count('extern "C" void kernel') == 1
+
+
+def test_kernels_with_other_code_are_not_merged():
+    """The canonical form numbers names only: any other difference keeps kernels apart."""
+    one = 'extern "C" void kernel0(float* __restrict__ buf1, const float* __restrict__ arg0) { buf1[0] = arg0[0]; }'
+    renamed = one.replace("kernel0", "kernel3").replace("buf1", "buf7").replace("arg0", "buf2")
+    swapped = 'extern "C" void kernel1(float* __restrict__ buf1, const float* __restrict__ arg0) { buf1[0] = arg0[1]; }'
+    assert loaders._canonical("kernel0", one) == loaders._canonical("kernel3", renamed)
+    assert loaders._canonical("kernel0", one) != loaders._canonical("kernel1", swapped)
 
 
 def test_gcc_only_flags_are_not_passed_to_clang(monkeypatch):

@@ -3,6 +3,7 @@ namespace: the loading half of ``codegen.renderers``' registry (codegen loads no
 from __future__ import annotations
 
 import ctypes
+import re
 
 import torch
 
@@ -18,10 +19,19 @@ def load(language: str, kernels: list, interpret: bool) -> dict:
 
 def load_host(renderer, kernels: list, interpret: bool) -> dict:
     """The C++ library (from the build cache, built if missing): each kernel as a ctypes
-    function, and the wrapper's ``sync_threads`` and ``check_zero_division``."""
-    lib = cpp_build.load_library(renderer.prelude, [source for _, source, _, _ in kernels])
+    function, and the wrapper's ``sync_threads`` and ``check_zero_division``.  Kernels that
+    differ only in their names and their buffers' are built once (a CNN's batch norms, a
+    transformer's repeated layers: 108 kernels of MobileNetV2, 41 distinct), and share it."""
+    same_as = {}   # kernel → the first kernel whose code it repeats
+    first = {}
+    for name, source, _, _ in kernels:
+        same_as[name] = first.setdefault(_canonical(name, source), name)
+    lib = cpp_build.load_library(renderer.prelude, [source for name, source, _, _ in kernels if same_as[name] == name])
     namespace = {}
     for name, _, buffers, float_symbols in kernels:
+        if same_as[name] != name:
+            namespace[name] = namespace[same_as[name]]
+            continue
         fn = getattr(lib, name)
         fn.argtypes = [ctypes.c_void_p] * buffers + [ctypes.c_double if f else ctypes.c_int64 for f in float_symbols]
         fn.restype = None
@@ -29,6 +39,19 @@ def load_host(renderer, kernels: list, interpret: bool) -> dict:
     namespace["sync_threads"] = _thread_syncer(lib)
     namespace["check_zero_division"] = _zero_division_checker(lib)
     return namespace
+
+
+def _canonical(name: str, source: str) -> str:
+    """A kernel's code up to names: comments dropped, its own name and each buffer's
+    (``bufN``/``argN``, also inside a local's name) numbered by first appearance.  Equal
+    texts are the same function of their positional arguments."""
+    code = "\n".join(line for line in source.splitlines() if not line.lstrip().startswith("//"))
+    code = re.sub(rf"\b{name}\b", "kernel", code)
+    numbers: dict = {}
+    return _BUFFER_NAME.sub(lambda m: numbers.setdefault(m.group(0), f"b{len(numbers)}"), code)
+
+
+_BUFFER_NAME = re.compile(r"(?<![A-Za-z0-9_])(?:buf|arg)[0-9]+(?![0-9])")
 
 
 def load_triton(renderer, kernels: list, interpret: bool) -> dict:
