@@ -2,8 +2,9 @@
 indices) unrolled over the (small, static) kernel window: elementwise over the output, so
 each fuses like any pointwise op.  A window past ``UNROLLED_WINDOW`` elements (a global pool
 written as ``AvgPool2d(640)``) is a loop instead: a reduction for average pooling, ATen's
-kernel for max pooling and for an average pool's backward whose windows overlap as much.  Max pooling's indices cost nothing unless used; when they
-are (training), the values are gathered at them rather than found by a second scan."""
+kernel for max pooling and for an average pool's backward whose windows overlap as much.
+Max pooling's indices cost nothing unless used; when they are (training), the values are
+gathered at them rather than found by a second scan."""
 from __future__ import annotations
 
 import itertools
