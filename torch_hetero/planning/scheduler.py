@@ -11,7 +11,7 @@ from .. import ir, symbolic
 from ..graph import GraphLowering
 from ..ir import ExternCall
 from . import fusion
-from .loop_nest import default_outer, loads_of, node_indices
+from .loop_nest import default_outer, inner_ranges, loads_of, node_indices
 from .plan import KernelPlan, Step
 
 
@@ -107,24 +107,38 @@ def plan_memory(graph: GraphLowering, work: list, loads: dict) -> list:
 def _overwrites(buffer, dead, kernel: KernelPlan, loads: dict) -> bool:
     """May ``buffer``, written by ``kernel``, take over ``dead`` (a buffer whose last reader is
     ``kernel``)?  Only where each element is read before it is written: ``dead`` has the same
-    layout and is loaded only by ``buffer``'s node — elementwise — at the element it stores."""
+    layout and is loaded by ``buffer``'s node elementwise, at the element it stores, and
+    otherwise only by reductions that run before it over the same rows (a layer norm of a
+    GEMM's output written over it: the row's mean and variance are taken before the row is
+    written, where a new buffer would be written cold)."""
     if dead is None or not isinstance(buffer, ir.ComputedBuffer) or type(buffer.data) is not ir.Pointwise \
             or dead.layout != buffer.layout:
         return False
-    if any(dead.name in loads[node.name] for node in kernel.group.nodes if node is not buffer):
-        return False
     if kernel.group.matmul is not None and dead.name in kernel.group.matmul.input_names():
+        return False
+    nodes = list(kernel.group.nodes)
+    others = [node for node in nodes if node is not buffer and dead.name in loads[node.name]]
+    if others and (kernel.group.column or any(not isinstance(node.data, ir.Reduction)
+                                              or nodes.index(node) > nodes.index(buffer) for node in others)):
         return False
     outer = default_outer(buffer)
     outer_vars = list(symbolic.index_symbols("o", len(outer)))
-    loads = [(index, ranges) for name, index, ranges in loads_of(buffer, outer, outer_vars) if name == dead.name]
-    if not loads:
+    own = [(index, ranges) for name, index, ranges in loads_of(buffer, outer, outer_vars) if name == dead.name]
+    if not own:
         return False
-    inner_vars = list(symbolic.index_symbols("x", len(loads[0][1])))
+    inner_vars = list(symbolic.index_symbols("x", len(own[0][1])))
     index, _ = node_indices(buffer, outer_vars, outer, inner_vars)
-    ranges = {**loads[0][1], **dict(zip(outer_vars, outer))}
+    ranges = {**own[0][1], **dict(zip(outer_vars, outer))}
     stored = symbolic.simplify_index(buffer.layout.index(buffer.data.logical(index)), ranges)
-    return all(sympy.expand(symbolic.simplify_index(i, ranges) - stored) == 0 for i, _ in loads)
+    reads = list(own)
+    for node in others:   # a reduction over the row: its loop variables are the row's
+        if inner_ranges(node, outer) is None:
+            return False
+        theirs = [(index, ranges) for name, index, ranges in loads_of(node, outer, outer_vars) if name == dead.name]
+        if any(node_ranges != own[0][1] for _, node_ranges in theirs):
+            return False
+        reads += theirs
+    return all(sympy.expand(symbolic.simplify_index(i, ranges) - stored) == 0 for i, _ in reads)
 
 
 def peak_bytes(steps: list, sizes: dict) -> int:
