@@ -146,6 +146,11 @@ def _cpuinfo() -> dict:
     return info
 
 
+def simd_lanes() -> int:
+    """32-bit lanes per vector instruction on this host (the profile's ``simd_width``)."""
+    return _simd(_identity()[3])[0]
+
+
 def _simd(flags: set) -> tuple[int, str]:
     """32-bit lanes per vector instruction, and the ISA's name."""
     if "avx512f" in flags:
