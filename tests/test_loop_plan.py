@@ -54,6 +54,24 @@ def test_a_loop_over_a_reshaped_view_is_split():
     assert loops.split == 16 and loops.inner[-2:] == (8, 16) and loops.vectorized
 
 
+def test_channels_shorter_than_a_vector_are_vectorized_along_the_pixels():
+    """An NCHW image's 3 channels to channels-last: the simd loop runs along the row's 64
+    pixels (contiguous loads, g++ interleaves the 3 stores) around the unrolled channel loop,
+    not 3 channels at a time; 16 channels keep the simd loop over channels."""
+    to_channels_last = lambda x: x.contiguous(memory_format=torch.channels_last) + 1  # noqa: E731
+    image = torch.randn(4, 3, 64, 64)
+    [kernel] = host_kernels(to_channels_last, image)
+    [loops] = kernel.loops.nodes
+    assert loops.outer_lanes and loops.inner == (3,)
+    simd = kernel.source.index("#pragma omp simd")
+    assert "for (int64_t i2 = 0; i2 < 64" in kernel.source[simd:].splitlines()[1]
+    assert "collapse(2)" in kernel.source
+    out = torch.compile(to_channels_last, backend="hetero")(image)
+    assert torch.equal(out, to_channels_last(image)) and out.stride() == to_channels_last(image).stride()
+    [wide] = host_kernels(to_channels_last, torch.randn(2, 16, 64, 64))
+    assert not wide.loops.nodes[0].outer_lanes and "for (int64_t x0 = 0; x0 < 16" in wide.source
+
+
 @pytest.mark.parametrize("fn", [lambda x: (x * 2).sum(-1), lambda x: x.amax(-1), lambda x: x.exp() + 1],
                          ids=["sum", "max", "pointwise"])
 def test_the_renderer_emits_the_plan_it_is_given(fn):

@@ -55,6 +55,8 @@ def render_kernel(kernel: KernelPlan, storage: dict) -> CppKernel:
     ops.ranges.update(zip(outer_vars, group.outer))
     body: list[str] = []
     fused: dict = {}
+    along_outer = any(n.outer_lanes for n in loops.nodes)   # a lone node vectorized along its last outer loop
+    outer = group.outer[:-1] if along_outer else group.outer
     if group.column:
         with set_ops_handler(ops), collect_origins() as origins:
             rendered = _column_reduction(ops, group, loops, outer_vars)
@@ -65,7 +67,11 @@ def render_kernel(kernel: KernelPlan, storage: dict) -> CppKernel:
             inner_vars = _loop_vars("x", len(inner))
             ops.ranges.update(zip(inner_vars, inner))
             index, rindex = node_indices(node, outer_vars, group.outer, split_vars(inner_vars, node_loops.split))
-            if isinstance(node.data, ir.Pointwise):
+            if along_outer:
+                node.data.store_to(node, index)
+                inside = _loops(ops, inner, inner_vars, lines)
+                body += _loops(ops, group.outer[-1:], outer_vars[-1:], inside, pragma="#pragma omp simd")
+            elif isinstance(node.data, ir.Pointwise):
                 node.data.store_to(node, index)
                 # vectorized calls to libm included (vector variants from libmvec, see cpp_prelude.h)
                 simd = "#pragma omp simd" if node_loops.vectorized else ""
@@ -74,7 +80,7 @@ def render_kernel(kernel: KernelPlan, storage: dict) -> CppKernel:
                 body += _reduction(ops, node, index, rindex, inner, inner_vars, f"acc{position}",
                                    node.name in group.local, node.name in group.reread, node_loops.vectorized)
         fused.update(dict.fromkeys(in_order(origins, node.data.origins)))
-    return _function(name, ops, _loops(ops, group.outer, outer_vars, body, parallel=loops.parallel), list(fused))
+    return _function(name, ops, _loops(ops, outer, outer_vars, body, parallel=loops.parallel), list(fused))
 
 
 def _function(name: str, ops: CppOps, loops: list, fused: list) -> CppKernel:

@@ -285,13 +285,14 @@ def analyze(group: Group, storage: dict, hints: dict, memo: dict | None = None) 
 def _count(node, loops: NodeLoops, outer: tuple, storage: dict, hints: dict, column: bool,
            kept: frozenset) -> _NodeCounts:
     """``loops``: the node's (``loop_plan``); ``column``: a column reduction (see
-    ``column_reduction``), whose innermost loop is its last output dim; ``kept``: the kernel's
-    reductions held in variables."""
+    ``column_reduction``), whose innermost loop is its last output dim, as is a node vectorized
+    along its outer loop (``NodeLoops.outer_lanes``); ``kept``: the kernel's reductions held in
+    variables."""
     outer_vars = list(symbolic.index_symbols("o", len(outer)))
     inner, split, serial = loops.inner, loops.split, loops.serial
     inner_vars = list(symbolic.index_symbols("x", len(inner)))
     variables = outer_vars + inner_vars
-    innermost = outer_vars[-1] if column else (variables[-1] if variables else None)
+    innermost = outer_vars[-1] if column or loops.outer_lanes else (variables[-1] if variables else None)
     counter = CountingOps(dict(zip(variables, outer + inner)), innermost, hints, kept)
     index, rindex = node_indices(node, outer_vars, outer, split_vars(inner_vars, split))
     data = node.data
