@@ -72,6 +72,41 @@ def test_channels_shorter_than_a_vector_are_vectorized_along_the_pixels():
     assert not wide.loops.nodes[0].outer_lanes and "for (int64_t x0 = 0; x0 < 16" in wide.source
 
 
+def _simd_loop_bodies(source: str, variable: str = "") -> list:
+    """The lines inside each simd loop of ``source`` (by indentation), or only those over
+    ``variable``."""
+    lines, bodies = source.splitlines(), []
+    for i, line in enumerate(lines):
+        if "#pragma omp simd" in line and f"int64_t {variable}" in lines[i + 1]:
+            depth = len(lines[i + 1]) - len(lines[i + 1].lstrip())
+            body = []
+            for inner in lines[i + 2:]:
+                if len(inner) - len(inner.lstrip()) <= depth:
+                    break
+                body.append(inner)
+            bodies.append(body)
+    return bodies
+
+
+def test_what_a_simd_loop_does_not_change_is_computed_before_it():
+    """An embedding row's index (a load, its cast and wrap) is read once per row, before the
+    row's simd loops, so that g++ loads the row contiguously instead of gathering it; a
+    value assigned under a mask (a padded quotient, divided only inside) stays inside."""
+    table, ids = torch.randn(100, 256), torch.randint(-100, 100, (2, 64))
+    fn = lambda t, i: (lambda r: r * (r * r).mean(-1, keepdim=True).rsqrt())(t[i] + 1)  # noqa: E731
+    sources = [k.source for k in host_kernels(fn, table, ids)]
+    rows = [body for source in sources for body in _simd_loop_bodies(source, "x0")
+            if any("[256 * idx" in line for line in body)]
+    assert rows and not any("idx" in line.split("=")[0] for body in rows for line in body), sources
+    torch.testing.assert_close(torch.compile(fn, backend="hetero")(table, ids), fn(table, ids))
+    masked = lambda x, y: torch.nn.functional.pad(x // y[:, :252], (2, 2)) * y  # noqa: E731
+    x, y = torch.randint(-50, 50, (8, 252)), torch.randint(1, 9, (8, 256))
+    [kernel] = host_kernels(masked, x, y)
+    [body] = _simd_loop_bodies(kernel.source)
+    assert any(line.strip().startswith("if (") for line in body), kernel.source
+    assert torch.equal(torch.compile(masked, backend="hetero")(x, y), masked(x, y))
+
+
 @pytest.mark.parametrize("fn", [lambda x: (x * 2).sum(-1), lambda x: x.amax(-1), lambda x: x.exp() + 1],
                          ids=["sum", "max", "pointwise"])
 def test_the_renderer_emits_the_plan_it_is_given(fn):

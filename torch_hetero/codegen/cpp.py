@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.resources
+import re
 
 import sympy
 import torch
@@ -101,7 +102,11 @@ def _loop_vars(prefix: str, count: int) -> list:
 
 def _loops(ops: CppOps, ranges, variables, body: list, parallel: bool = False, pragma: str = "") -> list:
     """Wrap ``body`` in one loop per range; ``pragma`` goes on the innermost loop, and with
-    ``parallel`` the outer ones (up to MAX_PARALLEL_DIMS) become one OpenMP loop."""
+    ``parallel`` the outer ones (up to MAX_PARALLEL_DIMS) become one OpenMP loop.  A simd loop
+    of constant length has its invariant statements hoisted out of it (``_hoisted``)."""
+    before = []
+    if pragma and len(ranges) == 1 and ranges[0].is_Integer and int(ranges[0]) > 0:
+        before, body = _hoisted(ops, body, variables[0])
     out = body
     for depth in reversed(range(len(ranges))):
         var, size = variables[depth], ranges[depth]
@@ -112,7 +117,39 @@ def _loops(ops: CppOps, ranges, variables, body: list, parallel: bool = False, p
             levels = min(len(ranges), MAX_PARALLEL_DIMS)
             head.insert(0, "#pragma omp parallel for" + (f" collapse({levels})" if levels > 1 else ""))
         out = head + ["    " + line for line in out] + ["}"]
-    return out
+    return before + out
+
+
+_DECLARED = re.compile(r"[A-Za-z_][A-Za-z0-9_:<>]* ([A-Za-z_][A-Za-z0-9_]*) = ")
+_DECLARATION = re.compile(_DECLARED.pattern + "(.*);")
+_ASSIGNMENT = re.compile(r"\s*([A-Za-z_][A-Za-z0-9_]*) = ")
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_RECORDING = ("hetero_floordiv", "hetero_truncdiv", "hetero_mod")   # record a zero divisor
+
+
+def _hoisted(ops: CppOps, body: list, variable) -> tuple:
+    """(statements moved before the loop over ``variable``, the body left): the top-level
+    declarations whose value does not depend on it, in order.  An embedding row's index read
+    per element kept g++ gathering the row (vgatherqps, its accumulator spilled) where one
+    row pointer serves the whole loop.  Not moved: what reads a variable left inside, is
+    assigned again (a masked value) or divides integers (a zero divisor is recorded)."""
+    reassigned = {m.group(1) for line in body for m in [_ASSIGNMENT.match(line)] if m}
+    inside: set = set()
+    before, after = [], []
+    for line in body:
+        declaration = _DECLARATION.fullmatch(line)
+        if declaration is None:
+            inside.update(_DECLARED.findall(line))
+            after.append(line)
+            continue
+        name, expr = declaration.groups()
+        if (variable.name in ops._dependencies(expr) or name in reassigned or inside & set(_NAME.findall(expr))
+                or any(helper in expr for helper in _RECORDING)):
+            inside.add(name)
+            after.append(line)
+        else:
+            before.append(line)
+    return before, after
 
 
 _INIT = {"sum": 0, "prod": 1, "any": False, "all": True}
