@@ -17,7 +17,7 @@ from ..planning.plan import KernelPlan
 from ..printer import pexpr
 from ..virtualized import collect_origins, in_order, set_ops_handler
 from .code_handler import Var
-from .cpp_ops import CppOps, compute_ctype
+from .cpp_ops import IDENTIFIER, CppOps, compute_ctype
 
 LOOP_PREFIXES = ("i", "x", "idx")
 PRELUDE = importlib.resources.files("torch_hetero.codegen").joinpath("cpp_prelude.h").read_text()
@@ -123,7 +123,6 @@ def _loops(ops: CppOps, ranges, variables, body: list, parallel: bool = False, p
 _DECLARED = re.compile(r"[A-Za-z_][A-Za-z0-9_:<>]* ([A-Za-z_][A-Za-z0-9_]*) = ")
 _DECLARATION = re.compile(_DECLARED.pattern + "(.*);")
 _ASSIGNMENT = re.compile(r"\s*([A-Za-z_][A-Za-z0-9_]*) = ")
-_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _RECORDING = ("hetero_floordiv", "hetero_truncdiv", "hetero_mod")   # record a zero divisor
 
 
@@ -143,7 +142,7 @@ def _hoisted(ops: CppOps, body: list, variable) -> tuple:
             after.append(line)
             continue
         name, expr = declaration.groups()
-        if (variable.name in ops._dependencies(expr) or name in reassigned or inside & set(_NAME.findall(expr))
+        if (variable.name in ops.dependencies(expr) or name in reassigned or inside & set(IDENTIFIER.findall(expr))
                 or any(helper in expr for helper in _RECORDING)):
             inside.add(name)
             after.append(line)

@@ -33,7 +33,7 @@ def compute_ctype(dtype: torch.dtype) -> str:
 
 # a float literal (see ``literal``) that is not NaN
 _ORDERED_FLOAT = re.compile(r"-?(?:[0-9]+\.[0-9]*(?:e[-+]?[0-9]+)?|[0-9]+e[-+]?[0-9]+|INFINITY)f?")
-_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 def literal(value, dtype: torch.dtype) -> str:
@@ -98,14 +98,14 @@ class CppOps(CodeHandler):
     # ---------------------------------------------------------------- plumbing
     def _emit(self, expr: str, dtype: torch.dtype, prefix: str = "tmp") -> Var:
         var = super()._emit(expr, dtype, prefix)
-        self._depends.setdefault(var.name, self._dependencies(expr))
+        self._depends.setdefault(var.name, self.dependencies(expr))
         return var
 
-    def _dependencies(self, text: str) -> frozenset:
+    def dependencies(self, text: str) -> frozenset:
         """The identifiers ``text`` reads, through the variables it names (function names
         included: they only ever add)."""
         found = set()
-        for name in _IDENTIFIER.findall(text):
+        for name in IDENTIFIER.findall(text):
             found |= self._depends.get(name, {name})
         return frozenset(found)
 
@@ -128,7 +128,7 @@ class CppOps(CodeHandler):
         text = f"{name}[{index_text}]"
         if dtype in LOW_PRECISION:
             text = f"{LOW_PRECISION[dtype][0]}({text})"
-        if any(depends & self._dependencies(index_text) for _, depends in self._guards):
+        if any(depends & self.dependencies(index_text) for _, depends in self._guards):
             # inside a masked body, an index the mask constrains: read only where the masks hold
             # (a masked vector load).  One that shares nothing with them (a per-channel
             # parameter) is read as it is: its value is in bounds wherever the body's is used
@@ -179,7 +179,7 @@ class CppOps(CodeHandler):
         gather's bounds); a body with an integer division by a value, which would flag a
         division by zero where the mask does not hold, is evaluated inside an ``if``."""
         start, cse, divisions = len(self.lines), dict(self.cse), self._divisions
-        self._guards.append((str(mask), self._dependencies(str(mask))))
+        self._guards.append((str(mask), self.dependencies(str(mask))))
         try:
             value = body()
             if value.dtype != dtype:
@@ -305,9 +305,9 @@ class CppOps(CodeHandler):
         """NaN-propagating max/min.  Against a float constant that is not NaN (ReLU's 0, ReLU6's
         6, a clamp's bounds) ``c > x ? c : x`` propagates x's NaN by itself and is one vector
         max; ``hetero_max`` checks both operands (MobileNetV2's batch norm + ReLU6: 1.9x)."""
-        bound, x = (b, a) if _ORDERED_FLOAT.fullmatch(str(b)) else (a, b)
-        if a.dtype.is_floating_point and _ORDERED_FLOAT.fullmatch(str(bound)):
-            return self._emit(f"{bound} {beats} {x} ? {bound} : {x}", a.dtype)
+        for bound, x in ((b, a), (a, b)):
+            if a.dtype.is_floating_point and _ORDERED_FLOAT.fullmatch(str(bound)):
+                return self._emit(f"{bound} {beats} {x} ? {bound} : {x}", a.dtype)
         return self._emit(f"hetero_{name}<{compute_ctype(a.dtype)}>({a}, {b})", a.dtype)
 
     def where(self, cond, a, b):

@@ -2,8 +2,8 @@
 and per node its inner loops (split where div/mod indices would keep them scalar, see
 ``loop_nest.host_inner_ranges``), whether the innermost one is vectorized (``omp simd``),
 whether the vector runs along the last outer loop instead (inner loops shorter than a vector:
-a 3-channel image converted to channels-last) and whether it is a serial chain.  The C++ renderer emits these loops and the cost analysis
-counts them: neither derives them again."""
+a 3-channel image converted to channels-last) and whether it is a serial chain.  The C++
+renderer emits these loops and the cost analysis counts them: neither derives them again."""
 from __future__ import annotations
 
 import dataclasses
