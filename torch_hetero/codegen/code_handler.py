@@ -39,6 +39,7 @@ class CodeHandler(OpsHandler, abc.ABC, abstract=True):
         self.symbols: set = set()                 # the size symbols the indices use
         self.ranges: dict = {}                    # loop variable → extent, for index simplification
         self.locals: dict[str, Var] = {}          # buffers kept in variables (see define_local)
+        self._rounded: dict = {}                  # variable → (dtype, the value its cast rounded to dtype)
 
     # ---------------------------------------------------------------- what a language supplies
     @staticmethod
@@ -60,6 +61,18 @@ class CodeHandler(OpsHandler, abc.ABC, abstract=True):
 
     def _cse_key(self, expr: str, dtype: torch.dtype) -> str:
         return f"{expr}:{dtype}"
+
+    def _note_rounding(self, rounded: Var, dtype: torch.dtype, source) -> Var:
+        """``rounded`` is ``source`` cast to the narrow float ``dtype`` (see ``_unrounded``)."""
+        self._rounded.setdefault(rounded.name, (dtype, source))
+        return rounded
+
+    def _unrounded(self, value, dtype: torch.dtype) -> str:
+        """What storing ``value`` as ``dtype`` may narrow: the value a cast to ``dtype`` rounded,
+        where it is one.  Narrowing rounds the same way, so rounding first is a wasted
+        conversion (storing an fp8 cast ran 3x slower)."""
+        rounds_to, source = self._rounded.get(str(value), (None, None))
+        return str(source) if rounds_to == dtype else str(value)
 
     # ---------------------------------------------------------------- shared
     @contextlib.contextmanager

@@ -1,8 +1,8 @@
 """The C++ ``ops`` handler: re-running an IR inner function under it emits C++ statements.
 
 Values are :class:`code_handler.Var` (a C expression or temporary, plus its torch dtype).
-float16 and bfloat16 values live in float32 registers; they are rounded only on an explicit
-cast and when stored, as eager does per op for fp32 math."""
+float16, bfloat16 and the 8-bit floats live in float32 registers; they are rounded only on an
+explicit cast and when stored, as eager does per op for fp32 math."""
 from __future__ import annotations
 
 import math
@@ -12,13 +12,25 @@ import sympy
 import torch
 
 from ..device_models import special_functions
-from ..dtypes import STORAGE_CTYPE
+from ..dtypes import FLOAT8, STORAGE_CTYPE
 from ..ops_protocol import SPECIAL_FUNCTIONS
 from ..printer import cexpr
 from .code_handler import CodeHandler, Var
 
+
+
+def _float8_functions(fmt) -> tuple:
+    """The prelude's conversions of one 8-bit float format, instantiated for its layout."""
+    m, b, maxc, over, nanc, nz = fmt.params
+    return (f"hetero_fp82f<{m}, {b}, {maxc}, {fmt.inf_code}, {nz}>",
+            f"hetero_f2fp8<{m}, {b}, {maxc}, {over}, {nanc}, {nz}>",
+            f"hetero_round_fp8<{m}, {b}, {maxc}, {over}, {nanc}, {fmt.inf_code}, {nz}>")
+
+
+# dtype → (widen a stored value to float, narrow a float to storage, round a float as a store would)
 LOW_PRECISION = {torch.float16: ("hetero_h2f", "hetero_f2h", "hetero_round_half"),
-                 torch.bfloat16: ("hetero_b2f", "hetero_f2b", "hetero_round_bf16")}
+                 torch.bfloat16: ("hetero_b2f", "hetero_f2b", "hetero_round_bf16"),
+                 **{dtype: _float8_functions(fmt) for dtype, fmt in FLOAT8.items()}}
 
 
 def compute_ctype(dtype: torch.dtype) -> str:
@@ -145,7 +157,7 @@ class CppOps(CodeHandler):
             current = f"{LOW_PRECISION[dtype][0]}({target})" if dtype in LOW_PRECISION else target
             text = self._narrow(_COMBINE[mode].format(current, text), dtype)
         if dtype in LOW_PRECISION:
-            text = f"{LOW_PRECISION[dtype][1]}({text})"
+            text = f"{LOW_PRECISION[dtype][1]}({self._unrounded(value, dtype) if mode is None else text})"
         self.lines.append(f"{self.indent}{target} = {text};")
 
     def define_local(self, name: str, value: Var, dtype, variable: str | None = None) -> Var:
@@ -213,7 +225,7 @@ class CppOps(CodeHandler):
             return x
         if dtype in LOW_PRECISION:
             src = x if x.dtype.is_floating_point else self._emit(f"static_cast<float>({x})", torch.float32)
-            return self._emit(f"{LOW_PRECISION[dtype][2]}({src})", dtype)
+            return self._note_rounding(self._emit(f"{LOW_PRECISION[dtype][2]}({src})", dtype), dtype, src)
         if dtype == torch.bool:
             return self._emit(f"{x} != 0", dtype)
         return self._emit(f"static_cast<{compute_ctype(dtype)}>({x})", dtype)

@@ -118,6 +118,45 @@ static inline uint16_t hetero_f2b(float f) {
 static inline float hetero_round_half(float f) { return hetero_h2f(hetero_f2h(f)); }
 static inline float hetero_round_bf16(float f) { return hetero_b2f(hetero_f2b(f)); }
 
+// 8-bit floats (dtypes.Float8Format) are stored as their byte and converted through float32
+// in integer arithmetic, branch-free so that loops of them vectorize: M mantissa bits, B the
+// exponent bias, MAXC the largest finite magnitude's byte, OVER what a larger one becomes, NANC
+// a NaN's, INF infinity's (-1: none), NZ whether -0 exists.  Rounds to nearest even, as c10.
+template <int M, int B, uint32_t MAXC, uint32_t OVER, uint32_t NANC, int NZ>
+static inline uint8_t hetero_f2fp8(float f) {
+  const uint32_t magic_bits = (uint32_t)(127 - B + 23 - M + 1) << 23;  // its ulp: the least subnormal
+  uint32_t u, shifted_bits; float magic, magnitude, shifted;
+  std::memcpy(&u, &f, 4);
+  const uint32_t sign = (u >> 24) & 0x80u, a = u & 0x7fffffffu;
+  std::memcpy(&magic, &magic_bits, 4); std::memcpy(&magnitude, &a, 4);
+  shifted = magnitude + magic;                                     // the FPU rounds the subnormals
+  std::memcpy(&shifted_bits, &shifted, 4);
+  const uint32_t subnormal = shifted_bits - magic_bits;
+  const uint32_t normal = (a - ((uint32_t)(127 - B) << 23) + ((1u << (22 - M)) - 1u) + ((a >> (23 - M)) & 1u)) >> (23 - M);
+  uint32_t code = a < ((uint32_t)(128 - B) << 23) ? subnormal : normal;
+  code = code > MAXC ? (a > 0x7f800000u ? NANC : OVER) : code;   // one select: g++ 12 vectorizes
+  return (uint8_t)(NZ || code != 0 ? code | sign : 0u);              // this, not two in a row
+}
+template <int M, int B, uint32_t MAXC, int INF, int NZ>
+static inline float hetero_fp82f(uint8_t c) {
+  const uint32_t sign = (uint32_t)(c & 0x80u) << 24, mag = c & 0x7fu;
+  const uint32_t normal = sign | ((mag + ((uint32_t)(127 - B) << M)) << (23 - M));
+  const uint32_t scale_bits = (uint32_t)(127 + 1 - B - M) << 23;   // 2^(1-B-M): one subnormal step
+  uint32_t subnormal; float scale, value;
+  std::memcpy(&scale, &scale_bits, 4);
+  value = (float)mag * scale;
+  std::memcpy(&subnormal, &value, 4);
+  uint32_t bits = (mag >> M) == 0 ? (subnormal | sign) : normal;
+  bits = mag > MAXC ? (sign | ((int)mag == INF ? 0x7f800000u : 0x7fc00000u)) : bits;
+  bits = (!NZ && c == 0x80u) ? 0x7fc00000u : bits;
+  float f; std::memcpy(&f, &bits, 4);
+  return f;
+}
+template <int M, int B, uint32_t MAXC, uint32_t OVER, uint32_t NANC, int INF, int NZ>
+static inline float hetero_round_fp8(float f) {
+  return hetero_fp82f<M, B, MAXC, INF, NZ>(hetero_f2fp8<M, B, MAXC, OVER, NANC, NZ>(f));
+}
+
 // NaN-propagating max/min, like torch.maximum/minimum and amax/amin.  Two selects, not one on
 // `a != a || a > b`: g++ 12 vectorizes those beside strided loads (max pooling's windows).
 template <typename T> static inline T hetero_max(T a, T b) { T m = a > b ? a : b; return a != a ? a : m; }

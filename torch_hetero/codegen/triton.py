@@ -15,7 +15,7 @@ import sympy
 import torch
 
 from .. import ir, symbolic
-from ..dtypes import TL_DTYPE
+from ..dtypes import FLOAT8, TL_DTYPE
 from ..planning.loop_nest import Group, inner_ranges, node_indices
 from ..planning.plan import KernelPlan
 from ..printer import pexpr
@@ -44,6 +44,42 @@ def _min_nan(a, b):
 @triton.jit
 def _to_bf16(x):
     return x.to(tl.bfloat16)
+
+
+@triton.jit
+def _to_fp8(x, M: tl.constexpr, B: tl.constexpr, MAXC: tl.constexpr, OVER: tl.constexpr, NANC: tl.constexpr,
+            NZ: tl.constexpr):
+    """float32 → an 8-bit float's byte (dtypes.Float8Format), as the C++ prelude's hetero_f2fp8."""
+    u = x.to(tl.float32).to(tl.uint32, bitcast=True)
+    sign = (u >> 24) & 0x80
+    a = u & 0x7FFFFFFF
+    magic = tl.full([], (127 - B + 23 - M + 1) << 23, tl.uint32)
+    subnormal = (a.to(tl.float32, bitcast=True) + magic.to(tl.float32, bitcast=True)).to(tl.uint32, bitcast=True) - magic
+    normal = (a - ((127 - B) << 23) + ((1 << (22 - M)) - 1) + ((a >> (23 - M)) & 1)) >> (23 - M)
+    code = tl.where(a < ((128 - B) << 23), subnormal, normal)
+    code = tl.where(code > MAXC, OVER, code)
+    code = tl.where(a > 0x7F800000, NANC, code)
+    if not NZ:
+        sign = tl.where(code == 0, 0, sign)
+    return (code | sign).to(tl.uint8)
+
+
+@triton.jit
+def _from_fp8(c, M: tl.constexpr, B: tl.constexpr, MAXC: tl.constexpr, INF: tl.constexpr, NZ: tl.constexpr):
+    """An 8-bit float's byte → float32, as the C++ prelude's hetero_fp82f."""
+    c = c.to(tl.uint32)
+    sign = (c & 0x80) << 24
+    mag = c & 0x7F
+    normal = sign | ((mag + ((127 - B) << M)) << (23 - M))
+    scale = tl.full([], (127 + 1 - B - M) << 23, tl.uint32).to(tl.float32, bitcast=True)
+    bits = tl.where((mag >> M) == 0, (mag.to(tl.float32) * scale).to(tl.uint32, bitcast=True) | sign, normal)
+    special = sign | 0x7FC00000
+    if INF >= 0:
+        special = tl.where(mag == INF, sign | 0x7F800000, special)
+    bits = tl.where(mag > MAXC, special, bits)
+    if not NZ:
+        bits = tl.where(c == 0x80, 0x7FC00000, bits)
+    return bits.to(tl.float32, bitcast=True)
 
 
 @triton.jit
@@ -124,6 +160,7 @@ class TritonKernel:
                             # allocates (a split GEMM's partials and arrival counters) on ``like``'s device
     checks: tuple = ()      # (size, its largest value, message): what a launch needs that the plan assumed
     num_warps: Optional[int] = None  # warps per program the plan chose (None: Triton's default)
+    byte_args: tuple = ()   # buffers of 8-bit floats: passed as their bytes (dtypes.TL_DTYPE)
 
     def launch(self) -> list:
         """The wrapper's lines that launch it (none over an empty grid: an empty tensor),
@@ -131,7 +168,8 @@ class TritonKernel:
         checks = [f"assert {pexpr(size)} <= {largest}, {message!r}" for size, largest, message in self.checks]
         if any(sympy.sympify(size) == 0 for size in self.grid):
             return checks
-        args = list(self.buffer_args) + [pexpr(s) for s in self.symbol_args]
+        args = [f"{b}.view(torch.uint8)" if b in self.byte_args else b for b in self.buffer_args]
+        args += [pexpr(s) for s in self.symbol_args]
         args += [f"{name}={value}" for name, value in self.constexprs.items()]
         args += [f"num_warps={self.num_warps}"] if self.num_warps else []
         grid = [pexpr(size) for size in self.grid]
@@ -214,19 +252,21 @@ def _kernel(name: str, ops: TritonOps, body: list, constexprs: dict, grid: tuple
     symbols = sorted((s for s in ops.symbols if not s.name.startswith(("i", "x", "r", "k", "tmp"))),
                      key=lambda s: s.name)
     buffers = list(ops.stores) + [n for n in ops.loads if n not in ops.stores]
-    signature = {b: "*" + _SHORT[ops.stores.get(b, ops.loads.get(b))] for b in buffers}
+    dtypes = {b: ops.stores.get(b, ops.loads.get(b)) for b in buffers}
+    signature = {b: "*" + _SHORT[dtypes[b]] for b in buffers}
     signature.update({s.name: "fp64" if symbolic.is_float_symbol(s) else "i64" for s in symbols})
     signature.update({c: "constexpr" for c in constexprs})
     params = list(signature)
     params = [p if p not in constexprs else f"{p}: tl.constexpr" for p in params]
     source = (f"@triton.jit\ndef {name}({', '.join(params)}):\n"
               + "\n".join("    " + line for line in body) + "\n")
-    return TritonKernel(name, source, buffers, symbols, signature, grid, constexprs, origins)
+    return TritonKernel(name, source, buffers, symbols, signature, grid, constexprs, origins,
+                        byte_args=tuple(b for b in buffers if dtypes[b] in FLOAT8))
 
 
 _SHORT = {torch.float32: "fp32", torch.float64: "fp64", torch.float16: "fp16", torch.bfloat16: "bf16",
           torch.int8: "i8", torch.uint8: "u8", torch.int16: "i16", torch.int32: "i32", torch.int64: "i64",
-          torch.bool: "i1"}
+          torch.bool: "i1", **dict.fromkeys(FLOAT8, "u8")}
 
 
 def _render_matmul(name: str, group: Group, tile, wide: bool) -> TritonKernel:

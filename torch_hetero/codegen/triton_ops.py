@@ -1,9 +1,9 @@
 """The Triton ``ops`` handler: re-running an IR inner function under it emits Triton (Python)
 statements over blocks.
 
-Values are :class:`code_handler.Var` (an expression or temporary, plus its torch dtype).  float16 and
-bfloat16 are loaded and computed as float32 and rounded on explicit casts and stores, as on
-the host.  Every load and store is masked by the current mask (``xmask & rmask`` inside an
+Values are :class:`code_handler.Var` (an expression or temporary, plus its torch dtype).  float16,
+bfloat16 and the 8-bit floats are loaded and computed as float32 and rounded on explicit casts
+and stores, as on the host; an 8-bit float's buffer is its bytes (``dtypes.TL_DTYPE``).  Every load and store is masked by the current mask (``xmask & rmask`` inside an
 inner loop, plus any ``ops.masked`` condition); masked-off lanes load 0."""
 from __future__ import annotations
 
@@ -14,13 +14,13 @@ import sympy
 import torch
 
 from ..device_models import special_functions
-from ..dtypes import TL_DTYPE
+from ..dtypes import FLOAT8, TL_DTYPE
 from ..ops_protocol import SPECIAL_FUNCTIONS
 from ..printer import PythonPrinter
 from ..symbolic import simplify_index
 from .code_handler import CodeHandler, Var
 
-LOW_PRECISION = (torch.float16, torch.bfloat16)
+LOW_PRECISION = (torch.float16, torch.bfloat16, *FLOAT8)
 
 
 def compute_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -30,9 +30,21 @@ def compute_dtype(dtype: torch.dtype) -> torch.dtype:
 
 
 def narrow(text: str, dtype: torch.dtype) -> str:
-    """``text`` converted to ``dtype``; bfloat16 through the prelude's ``_to_bf16``, which the
-    interpreter replaces (it truncates instead of rounding to nearest even)."""
+    """``text`` converted to ``dtype``'s storage; bfloat16 through the prelude's ``_to_bf16``,
+    which the interpreter replaces (it truncates instead of rounding to nearest even), an 8-bit
+    float through ``_to_fp8`` (its byte)."""
+    if dtype in FLOAT8:
+        m, b, maxc, over, nanc, nz = FLOAT8[dtype].params
+        return f"_to_fp8({text}, {m}, {b}, {maxc}, {over}, {nanc}, {nz})"
     return f"_to_bf16({text})" if dtype == torch.bfloat16 else f"({text}).to({TL_DTYPE[dtype]})"
+
+
+def widen(text: str, dtype: torch.dtype) -> str:
+    """A stored ``dtype`` value (LOW_PRECISION) as the float32 it is computed in."""
+    if dtype in FLOAT8:
+        fmt = FLOAT8[dtype]
+        return f"_from_fp8({text}, {fmt.mantissa}, {fmt.bias}, {fmt.max_code}, {fmt.inf_code}, {int(fmt.negative_zero)})"
+    return f"{text}.to(tl.float32)"
 
 
 class TritonPrinter(PythonPrinter):
@@ -119,7 +131,7 @@ class TritonOps(CodeHandler):
         self.loads.setdefault(name, dtype)
         text = f"tl.load({name} + ({self.address(index)}), mask={self.mask}, other=0)"
         if dtype in LOW_PRECISION:
-            text += ".to(tl.float32)"
+            text = widen(text, dtype)
         return self._emit(text, compute_dtype(dtype))
 
     def store(self, name: str, index, value: Var, dtype, mode=None):
@@ -133,14 +145,15 @@ class TritonOps(CodeHandler):
         """A buffer's value kept in registers (a reduction's row result, a matmul's output
         tile), rounded as a store would round it."""
         var = f"{name}_v"
-        self.lines.append(f"{var} = {self._cast(value, dtype)}" + (".to(tl.float32)" if dtype in LOW_PRECISION else ""))
+        cast = self._cast(value, dtype)
+        self.lines.append(f"{var} = {widen(cast, dtype) if dtype in LOW_PRECISION else cast}")
         self.locals[name] = Var(var, compute_dtype(dtype))
 
     def _cast(self, value: Var, dtype) -> str:
         """A literal is made a scalar of its type first: a Python float has no ``.to``."""
         if value.dtype == dtype:
             return str(value)
-        text = str(value)
+        text = self._unrounded(value, dtype)
         if text in self.constants:
             text = f"tl.full([], {text}, {TL_DTYPE[value.dtype]})"
         return narrow(text, dtype)
@@ -181,9 +194,9 @@ class TritonOps(CodeHandler):
             return x
         if x.name in self.constants:  # a Python literal: convert it here (rounded like a cast)
             value = torch.tensor(self.constants[x.name]).to(dtype).item()
-            return self.constant(value, dtype)
+            return self.constant(value, torch.float32 if dtype in FLOAT8 else dtype)  # never a byte literal
         if dtype in LOW_PRECISION:  # round through the 16-bit type, keep computing in fp32
-            return self._emit(f"{narrow(str(x), dtype)}.to(tl.float32)", torch.float32)
+            return self._note_rounding(self._emit(widen(narrow(str(x), dtype), dtype), torch.float32), dtype, x)
         if dtype == torch.bool:
             return self._emit(f"({x}) != 0", dtype)
         return self._emit(f"({x}).to({TL_DTYPE[dtype]})", dtype)
