@@ -216,9 +216,16 @@ def edit(old, new):
      "matrix-instruction tile BM=64 BN=16 BK=16 in 2 stages needs 10 KiB, got 1 KiB (1024 bytes)"),
     (edit("local_sram_kib = 228 ", "local_sram_kib = 0.0001 "),
      "mine.toml: memory.local_sram_kib must hold the smallest matmul tile a Triton target stages: "),
+    (edit('fp8_encodings = ["float8_e4m3fn", "float8_e5m2"]', 'fp8_encodings = ["float8_e4m3"]'),
+     "mine.toml: compute.fp8_encodings must be a list of distinct fp8 encodings among float8_e4m3fn, float8_e5m2, "
+     "float8_e4m3fnuz, float8_e5m2fnuz, got ['float8_e4m3']"),
+    (edit('fp8_encodings = ["float8_e4m3fn", "float8_e5m2"]', ''),
+     "mine.toml: compute.fp8_encodings must name the fp8 encodings the matrix units take (float8_e4m3fn, "
+     "float8_e5m2, float8_e4m3fnuz, float8_e5m2fnuz) exactly when compute.matrix_shapes has an fp8 entry"),
 ], ids=["wrong-type", "negative", "float-count", "missing", "bad-shape", "unknown-key", "unknown-dtype",
         "bad-codegen", "bad-target", "target-without-triton", "bad-assumed", "no-fp32-vector",
-        "shapes-vs-peaks", "toml-syntax", "bytes-overflow", "tiny-local-sram", "zero-local-sram"])
+        "shapes-vs-peaks", "toml-syntax", "bytes-overflow", "tiny-local-sram", "zero-local-sram",
+        "unknown-fp8-encoding", "fp8-shape-without-encodings"])
 def test_broken_file_error_names_file_and_field(text, message, tmp_path):
     path = tmp_path / "mine.toml"
     path.write_text(text)

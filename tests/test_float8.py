@@ -129,3 +129,92 @@ def test_float8_kernels_build_for_the_real_targets(device, dtype):
                                          get_profile(device).triton_target)
     assert set(resources) == {k.name for k in kernels} and all(r.spill_bytes == 0 for r in resources.values())
     torch._dynamo.reset()
+
+
+def scaled_mm_inputs(encoding, rowwise: bool, m=48, n=80, k=96):
+    """fp8 operands as a quantizing recipe makes them (B column-major, as ``_scaled_mm`` needs),
+    with tensor-wise or row-wise (A's rows, B's columns) scales."""
+    torch.manual_seed(0)
+    a = (torch.randn(m, k) * 4).to(encoding)
+    b = (torch.randn(n, k) * 4).to(encoding).t()
+    scales = (torch.rand(m, 1) + 0.5, torch.rand(1, n) + 0.5) if rowwise else (torch.tensor(0.75), torch.tensor(1.5))
+    return a, b, *scales
+
+
+def scaled_linear(out_dtype, with_bias: bool):
+    def fn(a, b, scale_a, scale_b, bias):
+        out = torch._scaled_mm(a, b, scale_a=scale_a, scale_b=scale_b, bias=bias if with_bias else None,
+                               out_dtype=out_dtype)
+        return torch.nn.functional.silu(out.float()) if out_dtype != torch.float8_e4m3fn else out.float()
+    return fn
+
+
+# (profile, its encoding): native fp8 (h100, mi300x's fnuz), dtype debt (a100), the host's library
+SCALED_TARGETS = [pytest.param("h100", torch.float8_e4m3fn, id="h100"),
+                  pytest.param("h100", torch.float8_e5m2, id="h100-e5m2"),
+                  pytest.param("mi300x", torch.float8_e4m3fnuz, id="mi300x"),
+                  pytest.param("a100", torch.float8_e4m3fn, id="a100"),
+                  pytest.param("cpu", torch.float8_e4m3fn, id="cpu")]
+
+
+@pytest.mark.parametrize("device, encoding", SCALED_TARGETS)
+@pytest.mark.parametrize("out_dtype", [torch.bfloat16, torch.float32, torch.float8_e4m3fn], ids=str)
+@pytest.mark.parametrize("rowwise", [False, True], ids=["tensorwise", "rowwise"])
+def test_scaled_mm_matches_eager_with_no_fallback(device, encoding, out_dtype, rowwise):
+    """Within a matmul's tolerance (eager's CPU kernel scales the operands, GPUs the
+    accumulator: the two differ by an ulp of the output format)."""
+    a, b, scale_a, scale_b = scaled_mm_inputs(encoding, rowwise)
+    bias = torch.randn(80).to(torch.bfloat16) if out_dtype == torch.bfloat16 else None
+    options = {"device": device} if device == "cpu" else {"device": device, "executor": "interpret"}
+    tol = {torch.float32: 1e-5, torch.bfloat16: 1e-2, torch.float8_e4m3fn: 0.13}[out_dtype]
+    check(scaled_linear(out_dtype, bias is not None), a, b, scale_a, scale_b, bias, atol=tol * 50, rtol=tol,
+          options=options, native=True)
+
+
+@pytest.mark.parametrize("device, operand, says", [
+    ("h100", "_fp8_operand(tl.load(arg0", "fp8 operands into the matrix units"),
+    ("mi300x", "_fp8_operand(tl.load(arg0", "fp8 operands into the matrix units"),
+    ("a100", "a = _to_bf16(", "dtype debt, a100's matrix units take no float8_e4m3fn: the operands run as "
+                                    "bfloat16")])
+def test_scaled_mm_feeds_fp8_to_matrix_units_that_take_it_and_reports_the_debt_elsewhere(device, operand, says):
+    encoding = torch.float8_e4m3fnuz if device == "mi300x" else torch.float8_e4m3fn
+    inputs = scaled_mm_inputs(encoding, rowwise=True)
+    _, (kernel,) = compiled_kernels(lambda *t: scaled_linear(torch.bfloat16, False)(*t, None), inputs,
+                                    {"device": device, "executor": "interpret"}, native=True)
+    assert operand in kernel.source and "acc += _dot(a, b, False)" in kernel.source, kernel.source
+    report = torch_hetero.explain(lambda *t: scaled_linear(torch.bfloat16, False)(*t, None), *inputs, device=device)
+    assert any(says in line for line in report.schedule.splitlines()), report.schedule
+
+
+def test_scaled_mm_on_h100_is_a_wgmma_of_e4m3_in_k32_steps():
+    """Built ahead of time for sm_90: the fp8 operands reach Hopper's fp8 warpgroup MMA, whose
+    K step is 32 (the profile's fp8 instruction shape), and the tile's BK is a multiple of it."""
+    import re
+    inputs = scaled_mm_inputs(torch.float8_e4m3fn, rowwise=True, m=256, n=384, k=512)
+    with torch_hetero.backend.collect_compiled_graphs() as graphs:
+        torch.compile(lambda *t: scaled_linear(torch.bfloat16, False)(*t, None), backend="hetero",
+                      options={"device": "h100", "executor": "interpret", "strict": True})(*inputs)
+    (_, graph, _), = graphs
+    kernel, = graph.rendered["triton"]
+    module = triton_run.load_module(graph.code["inference.triton.py"], interpret=False)
+    built = triton_run.aot_compile(getattr(module, kernel.name), kernel.signature, kernel.constexprs, "cuda:90",
+                                   kernel.num_warps)
+    assert set(re.findall(r"wgmma\.mma_async\.sync\.aligned\.m64n\d+k(\d+)\.f32\.(\w+)\.(\w+)", built.asm["ptx"])) \
+        == {("32", "e4m3", "e4m3")}
+    assert kernel.constexprs["BK"] % 32 == 0
+    torch._dynamo.reset()
+
+
+def test_the_report_lists_fp8_matmuls_a_device_lacks_the_units_for_as_dtype_debt():
+    inputs = scaled_mm_inputs(torch.float8_e4m3fn, rowwise=False, m=256, n=512, k=1024)
+    class Quantized(torch.nn.Module):
+        def forward(self, a, b, scale_a, scale_b):
+            return torch._scaled_mm(a, b, scale_a=scale_a, scale_b=scale_b, out_dtype=torch.bfloat16).relu()
+    reports = torch_hetero.explain(Quantized(), *inputs, device=["h100", "a100", "cpu"])
+    assert reports["h100"].dtype_debt == []
+    (a100,), (cpu,) = reports["a100"].dtype_debt, reports["cpu"].dtype_debt
+    assert (a100.op, a100.wanted, a100.runs_as) == ("aten._scaled_mm", "float8_e4m3fn", "bfloat16")
+    assert (cpu.wanted, cpu.runs_as) == ("float8_e4m3fn", "float32")
+    # 2*256*512*1024 FLOPs at half a100's 312 TFLOP/s bf16 rate
+    assert a100.lost_us == pytest.approx(2 * 256 * 512 * 1024 / (2 * 312e12) * 1e6, rel=1e-3)
+    assert "float8_e4m3fn as bfloat16" in str(reports["a100"])

@@ -19,7 +19,9 @@ kernel in the profile's own tile where the profile declares no BLAS, and where i
 the cost model's choice, with both estimates (``matmul``: cuBLAS on h100/h200, the template on
 a100/mi300x); a convolution is a library call where the profile
 declares one and elsewhere an implicit GEMM in the profile's tile (``conv3x3``, ``conv1x1``) or a
-direct reduction (``conv_depthwise``); a user profile differing in one field plans differently."""
+direct reduction (``conv_depthwise``); an fp8 matmul's operands reach the matrix units in fp8 only
+where the profile lists the encoding (``fp8_linear``); a user profile differing in one field
+plans differently."""
 import math
 import os
 import re
@@ -55,6 +57,16 @@ def moe_router(logits):
     return weights / weights.sum(-1, keepdim=True), experts
 
 
+def fp8_linear(x, w8, w_scale):
+    """A float8 linear with dynamic per-row activation scaling (torchao's float8 recipe): the
+    activation's row amax sets its scale, it is cast to e4m3fn, and ``_scaled_mm`` multiplies
+    it by the fp8 weight with both scales and a GELU in its epilogue."""
+    scale = 448.0 / x.abs().amax(-1, keepdim=True).clamp(min=1e-12)
+    x8 = (x * scale).clamp(-448.0, 448.0).to(torch.float8_e4m3fn)
+    return F.gelu(torch._scaled_mm(x8, w8.t(), scale_a=scale.reciprocal(), scale_b=w_scale,
+                                   out_dtype=torch.bfloat16).float())
+
+
 def graphs():
     torch.manual_seed(0)
     mlp = nn.Sequential(nn.Linear(256, 1024), nn.GELU()).to(torch.bfloat16)
@@ -76,6 +88,10 @@ def graphs():
         "conv_depthwise": (lambda x, w: F.conv2d(x, w, padding=1, groups=32),
                            (torch.randn(2, 32, 14, 14), torch.randn(32, 1, 3, 3))),
         "moe_router": (moe_router, (torch.randn(256, 8),)),
+        # fp8 operands into the matrix units on h100/h200/rivos-sim (k32 instruction tiles), as
+        # bf16 where they lack e4m3fn (a100, mtia, mi300x's fnuz units): the dtype debt
+        "fp8_linear": (fp8_linear, (torch.randn(256, 512), torch.randn(1024, 512).to(torch.float8_e4m3fn),
+                                    torch.rand(1, 1024) + 0.5)),
     }
 
 

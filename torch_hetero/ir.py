@@ -347,6 +347,7 @@ def as_strided(value: TensorValue) -> Optional[StridedValue]:
 MATMULS = {torch.ops.aten.mm.default, torch.ops.aten.addmm.default, torch.ops.aten.bmm.default}
 # One GEMM per group (an MoE's experts) in one call; no epilogue joins it
 GROUPED_MATMUL = torch.ops.aten._grouped_mm.default
+SCALED_MATMUL = torch.ops.aten._scaled_mm.default
 # the fused attention ops AOTAutograd keeps whole (SDPA on CPU inputs): a library call where the
 # profile declares an attention library, else our generated flash attention (``AttentionShape``)
 ATTENTIONS = {torch.ops.aten._scaled_dot_product_flash_attention_for_cpu.default,
@@ -375,7 +376,9 @@ class GemmOperands:
     for ``g < batch`` (None: not batched), ``i < m``, ``j < n``, ``kk < k``: ``a`` and ``b`` are
     inner functions (index → ``ops`` value, like a loader), so an operand may be computed from
     loads inside the K loop — a convolution's im2col gather with its padding masks — and never
-    materialized.  ``output`` is the output buffer's logical index of element (g, i, j)."""
+    materialized.  ``output`` is the output buffer's logical index of element (g, i, j);
+    ``epilogue`` (g, i, j, accumulator) → the output value before its rounding (a scaled
+    matmul's scales and bias), None: the accumulator as it is."""
     batch: Optional[sympy.Expr]
     m: sympy.Expr
     n: sympy.Expr
@@ -384,6 +387,7 @@ class GemmOperands:
     a: Callable
     b: Callable
     output: Callable
+    epilogue: Optional[Callable] = None
 
 
 @dataclasses.dataclass

@@ -24,7 +24,7 @@ from . import triton_sort
 from .code_handler import Var
 from .triton_attention import render_attention
 from .triton_grouped_mm import grouped_mm_body
-from .triton_ops import TritonOps, compute_dtype, literal, narrow
+from .triton_ops import TritonOps, compute_dtype, dot_operand, literal, narrow
 
 PRELUDE = '''import triton
 import triton.language as tl
@@ -80,6 +80,13 @@ def _from_fp8(c, M: tl.constexpr, B: tl.constexpr, MAXC: tl.constexpr, INF: tl.c
     if not NZ:
         bits = tl.where(c == 0x80, 0x7FC00000, bits)
     return bits.to(tl.float32, bitcast=True)
+
+
+@triton.jit
+def _fp8_operand(bits, FP8: tl.constexpr, M: tl.constexpr, B: tl.constexpr, MAXC: tl.constexpr, INF: tl.constexpr,
+                 NZ: tl.constexpr):
+    """An fp8 operand's bytes as the matrix units' fp8 type (the interpreter decodes them)."""
+    return bits.to(FP8, bitcast=True)
 
 
 @triton.jit
@@ -322,6 +329,9 @@ def _render_matmul(name: str, group: Group, tile, wide: bool) -> TritonKernel:
             bias_vars = ([rm, rn])[-len(bias.layout.size):] if bias.layout.size else []  # size-1 dims: no stride
             loaded = ops.load(bias.buffer.name, bias.layout.index(bias_vars), bias.get_dtype())
             value = ops.add(value, ops.mul(loaded, ops.constant(beta, torch.float32)) if beta != 1 else loaded)
+        if gemm.epilogue is not None:
+            with set_ops_handler(ops):
+                value = gemm.epilogue(g, rm, rn, value)
         out = call.result
         output = gemm.output(g, rm, rn)
         ops.define_local(out.name, value, out.get_dtype())  # rounded to the output dtype, as eager's epilogue sees it
@@ -391,16 +401,18 @@ def _grouped_tiles(m: str, n: str, group_m: int) -> list:
 def _operand(ops: TritonOps, load, mask: str, block: str, symbols: set, dtype: torch.dtype) -> tuple:
     """(lines, value) of one operand block: ``load()`` run under ``mask`` (its edges) with
     ``block`` (spanned by ``symbols``) its index shape, the value rounded to the dtype the matrix
-    units take; a plain load (a strided operand) is taken as stored, with no round trip through fp32."""
+    units take; a plain load (a strided operand) is taken as stored, with no round trip through
+    fp32 (an fp8 one: its bytes, as the dot's fp8 type)."""
     saved = ops.masks, ops.block, ops.block_symbols
     counter, ops.masks, ops.block, ops.block_symbols = ops.counter, [mask], block, frozenset(symbols)
     with ops.scope() as lines, set_ops_handler(ops):
         value = load()
     ops.masks, ops.block, ops.block_symbols = saved
-    if len(lines) == 1 and lines[0].startswith(f"{value} = tl.load("):
+    stored = ops.plain_loads.pop(str(value), None)  # its name may be used again (no temporary)
+    if len(lines) == 1 and stored is not None and (stored[1] == dtype or stored[1] not in FLOAT8):
         ops.counter = counter  # no temporary
-        return [], lines[0].split(" = ", 1)[1].removesuffix(".to(tl.float32)")
-    return lines, (narrow(str(value), dtype) if value.dtype != dtype else str(value))
+        return [], dot_operand(stored[0], dtype)
+    return lines, dot_operand(narrow(str(value), dtype) if value.dtype != dtype else str(value), dtype)
 
 
 def _split_index(ops: TritonOps, flat: str, variables: list, ranges) -> list:

@@ -39,6 +39,21 @@ def narrow(text: str, dtype: torch.dtype) -> str:
     return f"_to_bf16({text})" if dtype == torch.bfloat16 else f"({text}).to({TL_DTYPE[dtype]})"
 
 
+# the matrix units' type of each fp8 encoding (an operand is passed to tl.dot in it)
+TL_FP8 = {torch.float8_e4m3fn: "tl.float8e4nv", torch.float8_e5m2: "tl.float8e5",
+          torch.float8_e4m3fnuz: "tl.float8e4b8", torch.float8_e5m2fnuz: "tl.float8e5b16"}
+
+
+def dot_operand(text: str, dtype: torch.dtype) -> str:
+    """A ``tl.dot`` operand in ``dtype`` from ``text`` as stored: an fp8 one's bytes become
+    the fp8 type (the prelude's ``_fp8_operand``), others are used as they are."""
+    if dtype not in FLOAT8:
+        return text
+    fmt = FLOAT8[dtype]
+    return (f"_fp8_operand({text}, {TL_FP8[dtype]}, {fmt.mantissa}, {fmt.bias}, {fmt.max_code}, {fmt.inf_code}, "
+            f"{int(fmt.negative_zero)})")
+
+
 def widen(text: str, dtype: torch.dtype) -> str:
     """A stored ``dtype`` value (LOW_PRECISION) as the float32 it is computed in."""
     if dtype in FLOAT8:
@@ -98,6 +113,7 @@ class TritonOps(CodeHandler):
         self.constants: dict = {}         # literal text → its Python value
         self.block = "xindex"             # an index of the program's block shape (constant addresses broadcast over it)
         self.block_symbols = frozenset()  # the symbols spanning the block: a store's address lacking one is broadcast
+        self.plain_loads: dict = {}       # variable → (its tl.load text, the stored dtype): a matmul operand's
 
     # ---------------------------------------------------------------- plumbing
     def _assignment(self, name: str, expr: str, dtype: torch.dtype) -> str:
@@ -129,10 +145,10 @@ class TritonOps(CodeHandler):
         if name in self.locals:
             return self.locals[name]
         self.loads.setdefault(name, dtype)
-        text = f"tl.load({name} + ({self.address(index)}), mask={self.mask}, other=0)"
-        if dtype in LOW_PRECISION:
-            text = widen(text, dtype)
-        return self._emit(text, compute_dtype(dtype))
+        stored = f"tl.load({name} + ({self.address(index)}), mask={self.mask}, other=0)"
+        var = self._emit(widen(stored, dtype) if dtype in LOW_PRECISION else stored, compute_dtype(dtype))
+        self.plain_loads.setdefault(var.name, (stored, dtype))
+        return var
 
     def store(self, name: str, index, value: Var, dtype, mode=None):
         """``mode`` sum/amax/amin: an atomic combine (a scatter-reduce from parallel programs)."""

@@ -25,6 +25,9 @@ except ModuleNotFoundError:  # Python 3.10
 
 DTYPE_BYTES = {"fp32": 4, "tf32": 4, "bf16": 2, "fp16": 2, "fp8": 1, "int8": 1}  # the profile's dtype names
 DTYPES = tuple(DTYPE_BYTES)
+# the fp8 encodings a profile's matrix units may take: OCP's (NVIDIA Hopper/Blackwell, AMD
+# CDNA4) and AMD CDNA3's "fnuz" variants (torch dtype names)
+FP8_ENCODINGS = ("float8_e4m3fn", "float8_e5m2", "float8_e4m3fnuz", "float8_e5m2fnuz")
 FIELDS = tuple(f.name for f in dataclasses.fields(DeviceProfile))
 _TARGET = re.compile(r"cuda:\d+|hip:gfx[0-9a-f]+")
 
@@ -58,6 +61,11 @@ def _target(value):
 def _texts(value):
     _require(isinstance(value, list) and all(isinstance(v, str) and v for v in value))
     return tuple(value)
+
+
+def _encodings(value):
+    _require(set(_texts(value)) <= set(FP8_ENCODINGS) and len(set(value)) == len(value))
+    return tuple(sorted(value))
 
 
 def _field_names(value):
@@ -139,6 +147,8 @@ SCHEMA = {
     "compute.simd_width": ("simd_width", _count, "a positive integer (32-bit lanes, or warp size)", _REQUIRED),
     "compute.matrix_shapes": ("matrix_shapes", _PerDtype(_shape), "3 positive integers [m, n, k]", {}),
     "compute.peak_tflops_matrix": ("peak_tflops_matrix", _PerDtype(_number), "a positive number (TFLOP/s)", {}),
+    "compute.fp8_encodings": ("fp8_encodings", _encodings,  # a Target field (make_target)
+                              f"a list of distinct fp8 encodings among {', '.join(FP8_ENCODINGS)}", ()),
     "compute.peak_tflops_vector": ("peak_tflops_vector", _PerDtype(_number), "a positive number (TFLOP/s)",
                                    _REQUIRED),
     "memory.local_sram_kib": ("local_sram_bytes", _bytes(2**10), "a positive number (KiB)", _REQUIRED),
@@ -207,7 +217,8 @@ def _fields(table: dict) -> dict:
             raise ProfileError(f"missing {key}: expected {kind}")
         else:
             fields[field] = default
-    fields["target"] = make_target(fields.pop("codegen"), fields.pop("capabilities"), fields["matrix_shapes"])
+    fields["target"] = make_target(fields.pop("codegen"), fields.pop("capabilities"), fields["matrix_shapes"],
+                                   fields.pop("fp8_encodings"))
     _check_together(fields)
     return fields
 
@@ -258,6 +269,9 @@ def _check_together(fields: dict) -> None:
     if shapes != peaks:
         raise ProfileError("compute.matrix_shapes and compute.peak_tflops_matrix must list the same dtypes; "
                            f"only in one of them: {', '.join(sorted(shapes ^ peaks))}")
+    if ("fp8" in shapes) != bool(fields["target"].fp8_encodings):
+        raise ProfileError("compute.fp8_encodings must name the fp8 encodings the matrix units take "
+                           f"({', '.join(FP8_ENCODINGS)}) exactly when compute.matrix_shapes has an fp8 entry")
     target = fields["target"]
     if fields["triton_target"] is not None and target.language != "triton":
         raise ProfileError('triton_target is only meaningful with codegen = "triton"')

@@ -38,11 +38,21 @@ class Target:
     convolution: tuple[str, ...]  # with one, convolution is an extern call; without, generated where
                                   # matmul_epilogue (implicit GEMM, lowering/convolution.py)
     matrix_dtypes: tuple[str, ...]  # dtypes its matrix units take (the profile's matrix_shapes)
+    fp8_encodings: tuple[str, ...] = ()  # the torch fp8 dtypes (by name) its "fp8" matrix shape takes
 
     @property
     def attention_op(self) -> str:
         """The ATen op (no overload) that reaches the device's attention library; "" without one."""
         return ATTENTION_OPS[self.attention[0]] if self.attention else ""
+
+    def matrix_format(self, dtype) -> str | None:
+        """The ``matrix_dtypes`` entry its matrix units take a torch ``dtype`` as ("bf16",
+        "fp8", …); None where they do not take it (an fp8 encoding they lack included)."""
+        name = str(dtype).removeprefix("torch.")
+        if name in self.fp8_encodings:
+            return "fp8"
+        short = {"bfloat16": "bf16", "float16": "fp16", "int8": "int8"}.get(name)
+        return short if short in self.matrix_dtypes else None
 
     @property
     def generates_gemm(self) -> bool:
@@ -77,7 +87,7 @@ ATTENTION_OPS = {"flash attention": "aten._scaled_dot_product_flash_attention",
 DECLARABLE = RENDERER_FLAGS + DEVICE_FLAGS + LIBRARIES  # the keys of a profile's [capabilities] table
 
 
-def make_target(language: str, declared: dict, matrix_dtypes) -> Target:
+def make_target(language: str, declared: dict, matrix_dtypes, fp8_encodings=()) -> Target:
     """The language's capabilities, with a profile's ``[capabilities]`` (checked values) applied."""
     for flag in RENDERER_FLAGS:
         if declared.get(flag) and not LANGUAGES[language][flag]:
@@ -88,4 +98,5 @@ def make_target(language: str, declared: dict, matrix_dtypes) -> Target:
         raise ProfileError(f"capabilities.attention names {unknown}: known attention libraries are "
                            f"{sorted(ATTENTION_OPS)} (target.ATTENTION_OPS: the ATen op that reaches each)")
     values = {**LANGUAGES[language], **DEVICE_DEFAULTS[language], **dict.fromkeys(LIBRARIES, ()), **declared}
-    return Target(language=language, matrix_dtypes=tuple(sorted(matrix_dtypes)), **values)
+    return Target(language=language, matrix_dtypes=tuple(sorted(matrix_dtypes)), fp8_encodings=tuple(fp8_encodings),
+                  **values)

@@ -146,7 +146,7 @@ def convolution(x, weight, bias, stride, padding, dilation, transposed, output_p
     elif graph.target.matmul_epilogue:
         out = graph.call_aten(aten.convolution.default, (x, weight, None, stride, padding, dilation, transposed,
                                                          output_padding, groups), {}, kind="extern",
-                              gemm=lambda args, outputs: _forward_gemm(geo, args[0], args[1]))
+                              gemm=lambda args, kwargs, outputs: _forward_gemm(geo, args[0], args[1]))
     else:
         raise NotImplementedError("the profile declares no convolution library and the target generates no GEMM")
     if bias is None:
@@ -199,7 +199,7 @@ def convolution_backward(grad, x, weight, bias_sizes, stride, padding, dilation,
         mask = [index == position for index in range(3)]
         results[position] = graph.call_aten(
             aten.convolution_backward.default, tuple(args + [mask]), {}, kind="extern", output=position,
-            gemm=lambda realized, outputs, gemm=gemm: gemm(geo, *realized[:3]))[position]
+            gemm=lambda realized, kwargs, outputs, gemm=gemm: gemm(geo, *realized[:3]))[position]
     if output_mask[2]:
         results[2] = reduce(grad, [0] + list(range(2, grad.dim())), False, "sum", metas[2].dtype)
     return tuple(results)

@@ -32,11 +32,12 @@ import math
 import torch
 
 from ..device_models import special_functions
+from ..dtypes import FLOAT8
 from .kernel_analysis import DIVMOD_INDEX, KernelCost
 from .online import CAPABILITY
 
 _DTYPE_NAMES = {torch.float16: "fp16", torch.bfloat16: "bf16", torch.float32: "fp32",
-                torch.float64: "fp64", torch.int8: "int8"}
+                torch.float64: "fp64", torch.int8: "int8", **dict.fromkeys(FLOAT8, "fp8")}
 
 
 @dataclasses.dataclass(frozen=True)

@@ -185,7 +185,7 @@ class _Planner:
         if not libraries(call, self.profile):
             # the template is the only GEMM: the epilogue saves a launch and the output's trip
             group.matmul = call
-            return True, ""
+            return True, call.note
         choice = choose(call, self.tiles, self.profile, self.hints,
                         epilogue_us=self.time_us([([node], default_outer(node))]))
         if choice.template:

@@ -11,6 +11,7 @@ from ..ir import ATTENTIONS, GROUPED_MATMUL, MATMULS, Sort
 from ..lowering.extern import grouped_mm_problem
 from ..lowering.onednn import FUSED_CONVOLUTIONS, PACKED_LINEAR
 from . import scheduler
+from .dtype_debt import dtype_debt
 from .estimates import estimate_steps, peak_memory
 from .gemm_choice import choose, choose_attention, libraries
 from .kernel_analysis import analyze
@@ -46,7 +47,8 @@ def build_plan(graph: GraphLowering, profile, target: str, fuse: bool = True, es
     if estimate:
         work = [dataclasses.replace(item, estimate=e) for item, e in zip(work, estimate_steps(graph, work, profile))]
     steps = scheduler.plan_memory(graph, work, loads)
-    return Plan(tuple(steps), peak_memory(graph, steps) if estimate else None, notes)
+    return Plan(tuple(steps), peak_memory(graph, steps) if estimate else None, notes,
+                dtype_debt(work, profile, graph.size_hints))
 
 
 def _library_reason(call, profile, tiles, hints: dict) -> str:

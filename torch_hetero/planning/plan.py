@@ -88,6 +88,7 @@ class Plan:
     steps: tuple                   # Step, in execution order
     peak_bytes: Optional[int] = None  # activations live at once at the peak (with estimates only)
     notes: tuple = ()              # whole-graph decisions made before lowering (the host's layout)
+    dtype_debt: tuple = ()         # dtype_debt.DtypeDebt: matmuls in a format the matrix units lack
 
     @property
     def kernels(self) -> list:

@@ -113,9 +113,18 @@ def _bind_interpreter(module) -> None:
     module.hmath = _InterpreterMath()
     module._dot = _interpreter_dot
     module._to_bf16 = _interpreter_to_bf16
+    module._fp8_operand = _interpreter_fp8_operand(module._from_fp8)
     module._add = standard._sum_combine
     module._maximum = standard._elementwise_max
     module._minimum = standard._elementwise_min
+
+
+def _interpreter_fp8_operand(from_fp8):
+    """The interpreter has no fp8 arithmetic: an operand's bytes are decoded to float32 (the
+    module's ``from_fp8``, exact), so its dot multiplies the same values."""
+    def operand(bits, fp8, m, b, max_code, inf, nz):
+        return from_fp8(bits, m, b, max_code, inf, nz)
+    return operand
 
 
 def _interpreter_dot(a, b, ieee):

@@ -58,6 +58,9 @@ def summary_text(audit) -> str:
     for d in audit.devices:
         for debt in d.debt:
             lines.append(f"  debt on {d.label}: {debt.op} × {debt.calls} in {_layers(debt.layers)}")
+        for debt in d.report.dtype_debt if d.error is None else ():
+            lines.append(f"  dtype debt on {d.label}: {debt.op} {debt.wanted} as {debt.runs_as} in "
+                         f"{_layers([debt.layer])}")
         if d.error is not None:
             lines.append(f"  error on {d.label}: {d.error}")
         elif d.aot is not None and d.aot.errors:
@@ -82,6 +85,11 @@ def markdown(audit, roofline: str | None = "roofline.png") -> str:
         out += ["", "### Portability debt (ATen fallbacks)", ""]
         out += _table(("op", "calls", "layers"), [(x.op, str(x.calls), _layers(x.layers)) for x in d.debt]) \
             if d.debt else ["None: every op has a native kernel on this device."]
+        if d.report.dtype_debt:
+            out += ["", "### Dtype debt (formats the matrix units lack, run in a wider one)", ""]
+            out += _table(("where", "op", "format", "runs as", "compute lost (est.)", "layer"),
+                          [(x.name, x.op, x.wanted, x.runs_as, _time(x.lost_us), x.layer or "-")
+                           for x in d.report.dtype_debt])
         out += ["", "### Kernels", ""]
         out += _table(("kernel", "fuses", "tiling", "estimate", "bound", "fusion decisions"),
                       [(k.name, ", ".join(k.aten_ops) or "(copy)", k.tiling, _time(k.estimate_us), k.bound or "-",
@@ -119,6 +127,7 @@ def to_json(audit) -> dict:
                            "peak_activations": d.peak_activation_bytes, "need": audit.need_bytes(d),
                            "capacity": d.capacity_bytes, "fits": audit.fits(d)},
                 "debt": [{"op": x.op, "calls": x.calls, "layers": x.layers} for x in d.debt],
+                "dtype_debt": [dataclasses.asdict(x) for x in report.dtype_debt],
                 "kernels": [{"name": k.name, "target": k.target, "fuses": k.aten_ops, "tiling": k.tiling,
                              "estimate_us": k.estimate_us, "bound": k.bound, "flops": k.flops, "bytes": k.bytes,
                              "fusion": list(k.fusion)} for k in report.kernels],

@@ -41,6 +41,18 @@ class ExternInfo:
 
 
 @dataclasses.dataclass(frozen=True)
+class DtypeDebt:
+    """A matmul in a format the device's matrix units lack, run in a wider one
+    (``planning/dtype_debt.py``: how ``lost_us`` is estimated)."""
+    name: str                      # the kernel or call: "inference.kernel0", "inference: aten._scaled_mm.default"
+    op: str                        # "aten._scaled_mm"
+    layer: str
+    wanted: str                    # the operands' format: "float8_e4m3fn"
+    runs_as: str                   # what the matrix units take instead: "bfloat16" (the host's ATen: "float32")
+    lost_us: Optional[float]       # None: its sizes are symbolic (a dynamic-shape graph)
+
+
+@dataclasses.dataclass(frozen=True)
 class EagerInfo:
     name: str                      # the graph's report name: "inference", "backward_1"
     cause: str                     # why it could not be compiled, in one line
@@ -58,6 +70,7 @@ class Report:
     fallback_calls: list = dataclasses.field(default_factory=list)  # ExternInfo per fallback call
     schedule: str = ""             # the plan as stable text: kernels, nodes, tiling, fusion reasons
     eager: list = dataclasses.field(default_factory=list)  # EagerInfo per graph that ran eagerly
+    dtype_debt: list = dataclasses.field(default_factory=list)  # DtypeDebt per matmul in a format the device lacks
 
     @property
     def estimate_us(self) -> Optional[float]:
@@ -87,6 +100,11 @@ class Report:
             lines += [f"    {op}: {count}" for op, count in sorted(self.fallbacks.items())]
         elif not self.eager:
             lines.append("  no fallbacks")
+        if self.dtype_debt:
+            lines.append("  dtype debt (formats the matrix units lack, run in a wider one):")
+            lines += [f"    {d.name}: {d.op}{f' in {d.layer}' if d.layer else ''}, {d.wanted} as {d.runs_as}, "
+                      + (f"~{d.lost_us:.3g} us lost" if d.lost_us is not None else "symbolic sizes")
+                      for d in self.dtype_debt]
         for graph in self.eager:
             lines.append(f"  {graph.name} ran eagerly: {graph.cause}")
             lines.append(f"  {'':<24} its ATen ops: "
@@ -125,7 +143,7 @@ def compile_and_run(fn, args, kwargs, options: dict) -> list:
 
 def report_of(graphs: list, default_device: str) -> Report:
     """The Report of graphs from ``compile_and_run`` (``default_device`` names it if none was compiled)."""
-    kernels, externs, fallback_calls, code, schedule, eager = [], [], [], {}, [], []
+    kernels, externs, fallback_calls, code, schedule, eager, dtype_debt = [], [], [], {}, [], [], []
     fallbacks: collections.Counter = collections.Counter()
     device_name = None
     for prefix, (kind, graph, profile_name) in zip(graph_prefixes(graphs), graphs):
@@ -134,6 +152,9 @@ def report_of(graphs: list, default_device: str) -> Report:
             eager.append(EagerInfo(prefix, graph.cause, dict(graph.ops), graph.layers))
             continue
         fused_ops = graph.fused_ops
+        dtype_debt += [DtypeDebt(f"{prefix}.{d.step}" if d.generated else f"{prefix}: {d.step}",
+                                 d.op, d.layer, str(d.wanted).removeprefix("torch."),
+                                 str(d.runs_as).removeprefix("torch."), d.lost_us) for d in graph.plan.dtype_debt]
         for kernel in graph.plan.kernels:
             kernels.append(KernelInfo(f"{prefix}.{kernel.name}", kernel.target, list(fused_ops[kernel.name]),
                                       **_estimate_fields(kernel.estimate),
@@ -148,7 +169,7 @@ def report_of(graphs: list, default_device: str) -> Report:
         fallbacks.update(graph.fallbacks)
         code.update({f"{prefix}{name[len(kind):]}": source for name, source in graph.code.items()})
     return Report(kernels, externs, dict(fallbacks), code, device_name or default_device, fallback_calls,
-                  "\n".join(schedule), eager)
+                  "\n".join(schedule), eager, dtype_debt)
 
 
 def graph_prefixes(graphs: list) -> list:
