@@ -348,6 +348,9 @@ MATMULS = {torch.ops.aten.mm.default, torch.ops.aten.addmm.default, torch.ops.at
 # One GEMM per group (an MoE's experts) in one call; no epilogue joins it
 GROUPED_MATMUL = torch.ops.aten._grouped_mm.default
 SCALED_MATMUL = torch.ops.aten._scaled_mm.default
+INT8_WEIGHT_MATMUL = torch.ops.aten._weight_int8pack_mm.default
+# matmuls whose generated operands are converted as they are loaded (planning.tiling sizes them apart)
+CONVERTED_OPERANDS = (SCALED_MATMUL, INT8_WEIGHT_MATMUL)
 # the fused attention ops AOTAutograd keeps whole (SDPA on CPU inputs): a library call where the
 # profile declares an attention library, else our generated flash attention (``AttentionShape``)
 ATTENTIONS = {torch.ops.aten._scaled_dot_product_flash_attention_for_cpu.default,

@@ -63,11 +63,11 @@ class CodeHandler(OpsHandler, abc.ABC, abstract=True):
         return f"{expr}:{dtype}"
 
     def _note_rounding(self, rounded: Var, dtype: torch.dtype, source) -> Var:
-        """``rounded`` is ``source`` cast to the narrow float ``dtype`` (see ``_unrounded``)."""
+        """``rounded`` is ``source`` cast to the narrow float ``dtype`` (see ``unrounded``)."""
         self._rounded.setdefault(rounded.name, (dtype, source))
         return rounded
 
-    def _unrounded(self, value, dtype: torch.dtype) -> str:
+    def unrounded(self, value, dtype: torch.dtype) -> str:
         """What storing ``value`` as ``dtype`` may narrow: the value a cast to ``dtype`` rounded,
         where it is one.  Narrowing rounds the same way, so rounding first is a wasted
         conversion (storing an fp8 cast ran 3x slower)."""

@@ -157,7 +157,7 @@ class CppOps(CodeHandler):
             current = f"{LOW_PRECISION[dtype][0]}({target})" if dtype in LOW_PRECISION else target
             text = self._narrow(_COMBINE[mode].format(current, text), dtype)
         if dtype in LOW_PRECISION:
-            text = f"{LOW_PRECISION[dtype][1]}({self._unrounded(value, dtype) if mode is None else text})"
+            text = f"{LOW_PRECISION[dtype][1]}({self.unrounded(value, dtype) if mode is None else text})"
         self.lines.append(f"{self.indent}{target} = {text};")
 
     def define_local(self, name: str, value: Var, dtype, variable: str | None = None) -> Var:

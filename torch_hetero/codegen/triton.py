@@ -412,7 +412,7 @@ def _operand(ops: TritonOps, load, mask: str, block: str, symbols: set, dtype: t
     if len(lines) == 1 and stored is not None and (stored[1] == dtype or stored[1] not in FLOAT8):
         ops.counter = counter  # no temporary
         return [], dot_operand(stored[0], dtype)
-    return lines, dot_operand(narrow(str(value), dtype) if value.dtype != dtype else str(value), dtype)
+    return lines, dot_operand(narrow(ops.unrounded(value, dtype), dtype) if value.dtype != dtype else str(value), dtype)
 
 
 def _split_index(ops: TritonOps, flat: str, variables: list, ranges) -> list:

@@ -169,7 +169,7 @@ class TritonOps(CodeHandler):
         """A literal is made a scalar of its type first: a Python float has no ``.to``."""
         if value.dtype == dtype:
             return str(value)
-        text = self._unrounded(value, dtype)
+        text = self.unrounded(value, dtype)
         if text in self.constants:
             text = f"tl.full([], {text}, {TL_DTYPE[value.dtype]})"
         return narrow(text, dtype)

@@ -1,7 +1,7 @@
 """Dtype debt: matmuls in a number format the device's matrix units lack, run in a wider one.
 
 A scaled (fp8) matmul on a target without the encoding is rounded to bf16 in our template
-(``lowering/scaled_matmul.py``); on the host ATen converts it to float.  Each is listed with
+(``lowering/quantized_matmul.py``); on the host ATen converts it to float.  Each is listed with
 the compute time the wider format costs: its FLOPs at the wider format's peak, minus the time
 at twice that rate — what fp8 units run at over 16-bit ones on every profile here that has them
 (h100/h200 1979 vs 989, mi300x 2615 vs 1307, rivos-sim 419 vs 210 TFLOP/s)."""

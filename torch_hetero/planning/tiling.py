@@ -35,6 +35,7 @@ import sympy
 import torch
 
 from ..device_models.matmul_tiles import STAGES, VECTOR_MATMUL_TILE, smallest_dim, staged_bytes
+from ..ir import CONVERTED_OPERANDS
 from .cost_model import (PARTIAL_BYTES, attention_work, dtype_name, online, parallel_efficiency, row_fits,
                          split_k_seconds)
 from .kernel_analysis import KernelCost
@@ -47,10 +48,13 @@ MIN_SPLIT_STEPS = 4      # BK steps each K slice runs at least, so that its pipe
 # registers: larger ones spill on cuda:80 (ahead-of-time builds, tests/test_aot_resources.py:
 # BM=16 BN=64 BK=128 and BM=BN=128 spill, BM=BN=64 BK=32 does not)
 MAX_FMA_TILE = (64, 64, 32)
-# fp8 operands reach tl.dot through a bitcast of their bytes, which keeps more of each tile in
-# registers: at Triton's default 4 warps BM=64 BN=128 spills on cuda:90 (104-144 B per thread at
-# BK=64-128) and BM=BN=64 BK=128 does not (124 registers); ahead-of-time builds, test_triton.py
-MAX_FP8_TILE = (64, 64, 128)
+# A GEMM whose operands are converted as they are loaded (``ir.CONVERTED_OPERANDS``: fp8 bytes
+# bitcast, int8 weights rounded to bf16) holds them in registers on their way to tl.dot, which
+# the device model does not size.  Ahead-of-time builds at Triton's default 4 warps, with a SiLU
+# epilogue: BM=64 BN=128 spills on cuda:90 (fp8 128 B per thread at BK=64) and cuda:80 (int8
+# weights, 24 B), BM=128 BN=64 spills 568-672 B, and BM=BN=64 spills at BK=32 (cuda:80, 16 B)
+# while at BK=128 it takes 124-164 registers on both (test_int8.py, test_float8.py build them).
+CONVERTED_OPERAND_TILE = (64, 64, 128)   # the largest BM and BN, and the only BK
 
 
 @dataclasses.dataclass(frozen=True)
@@ -170,23 +174,31 @@ class MatmulTiles:
         shape = call.matmul_shape(self.hints)
         if shape is None:
             return None
-        if shape not in self._tiles:
+        key = (shape, call.op in CONVERTED_OPERANDS)
+        if key not in self._tiles:
             timed = self.timed(call)
-            self._tiles[shape] = timed.tile if timed is not None else plan_matmul(*shape, self.profile)
-        return self._tiles[shape]
+            self._tiles[key] = timed.tile if timed is not None else plan_matmul(*shape, self.profile, key[1])
+        return self._tiles[key]
 
     def timed(self, call):
         """What max-autotune measured for ``call``'s shape (``gemm_choice.Timed``), or None."""
         return None if self.tuning is None else self.tuning.timed.get(call.matmul_shape(self.hints))
 
 
-def plan_matmul(batch: int, m: int, n: int, k: int, dtype: torch.dtype, profile) -> Optional[MatmulTiling]:
-    """The best tile for ``profile``, or None where the GEMM is a library call (the host: ATen's)."""
+def plan_matmul(batch: int, m: int, n: int, k: int, dtype: torch.dtype, profile,
+                converted: bool = False) -> Optional[MatmulTiling]:
+    """The best tile for ``profile``, or None where the GEMM is a library call (the host: ATen's);
+    ``converted``: its operands are converted as they are loaded (``CONVERTED_OPERAND_TILE``)."""
     if not profile.target.matmul_epilogue:
         return None
     best = None
+    largest = largest_tile(dtype, profile)
+    if converted:
+        largest = tuple(min(a, b) for a, b in zip(largest, CONVERTED_OPERAND_TILE))
     for bm, bn, bk in itertools.product(*(_multiples(b, top) for b, top in zip(instruction_tile(dtype, profile),
-                                                                             largest_tile(dtype, profile)))):
+                                                                             largest))):
+        if converted and bk != largest[2]:
+            continue
         for stages in STAGES:
             tile = _priced_tile(bm, bn, bk, stages, batch, m, n, k, dtype, profile)
             if tile is None:
@@ -345,7 +357,7 @@ def largest_tile(dtype: torch.dtype, profile) -> tuple:
     name = dtype_name(dtype)
     if name not in profile.matrix_shapes:
         return MAX_FMA_TILE
-    return MAX_FP8_TILE if name == "fp8" else MAX_TILE
+    return MAX_TILE
 
 
 def _multiples(base: int, top: int) -> list:

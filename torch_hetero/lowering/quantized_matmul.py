@@ -1,15 +1,22 @@
-"""``aten._scaled_mm``: an fp8 matmul whose fp32 accumulator is multiplied by a scale per
-tensor or per row of A and column of B, plus an optional bias, rounded to ``out_dtype``.
+"""Quantized matmuls: each is our matmul template on a target that generates GEMMs (Triton),
+its dequantization in the operand loads and its scales in the epilogue, so no float copy of a
+quantized operand reaches memory; on the host it is ATen's CPU kernel, a library call as the
+host's other GEMMs are.
 
-On a target that generates GEMMs (Triton) it is our matmul template: each operand is loaded
-as its bytes and fed to ``tl.dot`` in its own fp8 encoding where the profile's matrix units
-take it (``Target.matrix_format``: Hopper's OCP e4m3fn/e5m2, MI300X's fnuz variants),
+``aten._scaled_mm``: an fp8 matmul whose fp32 accumulator is multiplied by a scale per tensor
+or per row of A and column of B, plus an optional bias, rounded to ``out_dtype``.  Each operand
+is loaded as its bytes and fed to ``tl.dot`` in its own fp8 encoding where the profile's matrix
+units take it (``Target.matrix_format``: Hopper's OCP e4m3fn/e5m2, MI300X's fnuz variants),
 else decoded and rounded to the widest 16-bit format they take (exact: every fp8 value is a
-bf16 and an fp16 value) — the target's *dtype debt*, said in the call's note.  The scales and
-bias are the template's epilogue, and it always accumulates in fp32 (``use_fast_accum``, which
-lets Hopper's fp8 MMA keep fewer accumulator bits, asks for less).  On the host it is ATen's
-CPU kernel, a library call as the host's other GEMMs are (it converts the operands to float and
-calls the BLAS)."""
+bf16 and an fp16 value) — the target's *dtype debt*, said in the call's note.  It always
+accumulates in fp32 (``use_fast_accum``, which lets Hopper's fp8 MMA keep fewer accumulator
+bits, asks for less).  On the host ATen converts the operands to float and calls the BLAS.
+
+``aten._weight_int8pack_mm(x, w, scales)``: weight-only int8, ``x @ w.T * scales`` with an
+int8 weight ``[n, k]`` and a scale per output channel (what torchao's int8 weight-only
+quantization calls on the CPU).  The weight is converted to x's dtype as it is loaded (exact:
+every int8 is a bf16, fp16 and fp32 value) and multiplied in x's format; the scales multiply
+the fp32 accumulator."""
 from __future__ import annotations
 
 import torch
@@ -83,3 +90,24 @@ def _operands(named: dict, dot_dtype: torch.dtype) -> ir.GemmOperands:
 
     return ir.GemmOperands(None, m, n, k, dot_dtype, lambda g, i, kk: load_a([i, kk]),
                            lambda g, kk, j: load_b([kk, j]), lambda g, i, j: [i, j], epilogue)
+
+
+@register_lowering(aten._weight_int8pack_mm)
+def _weight_int8pack_mm(x, w, scales):
+    graph = current_graph()
+    if not graph.target.matmul_epilogue:
+        return graph.call_aten(graph.current_node.target, (x, w, scales), {}, kind="extern")
+    if len(x.get_size()) != 2 or w.get_dtype() != torch.int8:
+        raise NotImplementedError("the generated weight-only int8 matmul takes a 2-d input and an int8 weight")
+    return graph.call_aten(graph.current_node.target, (x, w, scales), {}, kind="extern",
+                           note="generated weight-only int8 matmul: the weight converted in the operand load",
+                           gemm=lambda realized, kwargs, outputs: _int8_weight_operands(*realized))
+
+
+def _int8_weight_operands(x: ir.StridedValue, w: ir.StridedValue, scales: ir.StridedValue) -> ir.GemmOperands:
+    load_x, load_w, load_scale = x.make_loader(), w.make_loader(), scales.make_loader()
+    dtype = x.get_dtype()
+    (m, k), n = x.get_size(), w.get_size()[0]
+    return ir.GemmOperands(None, m, n, k, dtype, lambda g, i, kk: load_x([i, kk]),
+                           lambda g, kk, j: ops.to_dtype(load_w([j, kk]), dtype), lambda g, i, j: [i, j],
+                           lambda g, i, j, acc: ops.mul(acc, ops.to_dtype(load_scale([j]), torch.float32)))
