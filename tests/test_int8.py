@@ -1,7 +1,9 @@
-"""int8 weights: ``aten._weight_int8pack_mm`` (weight-only int8 with a scale per output
-channel, what torchao's int8 weight-only quantization calls on the CPU) is our matmul template
-on Triton profiles, the weight converted to the input's format in the operand load (never
-written to memory as floats) and its scales in the epilogue; on the host, ATen's kernel."""
+"""int8: ``aten._weight_int8pack_mm`` (weight-only int8 with a scale per output channel, what
+torchao's int8 weight-only quantization calls on the CPU) is our matmul template on Triton
+profiles, the weight converted to the input's format in the operand load (never written to
+memory as floats) and its scales in the epilogue; ``aten._int_mm`` (int8 x int8, exact int32
+sums, with dynamically quantized activations) is the template with an int32 accumulator.  On
+the host both are ATen's kernels."""
 import pytest
 import torch
 import torch.nn.functional as F
@@ -56,6 +58,53 @@ def test_weight_only_int8_kernels_build_for_the_real_targets(device):
             *inputs(torch.bfloat16, m=256, n=1024, k=512))
     (_, graph, _), = graphs
     kernels = graph.rendered["triton"]
+    built = triton_run.compile_ahead(graph.code["inference.triton.py"], kernels, get_profile(device).triton_target)
+    assert all(r.spill_bytes == 0 for r in built.values()), built
+    torch._dynamo.reset()
+
+
+def quantize_rows(x):
+    """Dynamic per-row int8 activation quantization (torchao's int8 dynamic activation recipe
+    written in plain torch): scale by the row's amax, round, clamp to [-128, 127]."""
+    scale = x.abs().amax(-1, keepdim=True).clamp(min=1e-12) / 127
+    return (x / scale).round().clamp(-128, 127).to(torch.int8), scale
+
+
+def int8_dynamic_linear(x, w8, w_scale):
+    x8, x_scale = quantize_rows(x)
+    return torch._int_mm(x8, w8).float() * x_scale * w_scale
+
+
+@pytest.mark.parametrize("options", TARGETS)
+def test_int_mm_is_exact(options):
+    """int32 sums over a K of 4 BK steps, the int8 extremes included: equal, not close."""
+    torch.manual_seed(0)
+    a = torch.randint(-128, 128, (40, 512), dtype=torch.int8)
+    b = torch.randint(-128, 128, (512, 72), dtype=torch.int8)
+    a[0], b[:, 0] = -128, -128    # the largest product sum: 512 * 2**14
+    check(lambda a, b: (torch._int_mm(a, b), torch._int_mm(a, b) // 3), a, b, options=options, native=True)
+
+
+@pytest.mark.parametrize("options", TARGETS)
+def test_dynamic_int8_activations_with_int8_weights_compile_with_no_fallback(options):
+    torch.manual_seed(0)
+    x, w8 = torch.randn(64, 256), torch.randint(-128, 128, (256, 96), dtype=torch.int8)
+    x[2] = 0                      # an all-zero row: the clamped amax keeps its scale finite
+    check(int8_dynamic_linear, x, w8, torch.rand(1, 96) / 100, atol=1e-5, rtol=1e-5, options=options, native=True)
+
+
+@pytest.mark.parametrize("device", ["h100", "a100", "mi300x"])
+def test_int8_matmuls_build_for_the_real_targets_with_int32_sums_unsplit(device):
+    """A long K that would split a float GEMM's sum: the int8 one is never split (its partials
+    would be fp32), and it builds with no spill."""
+    torch.manual_seed(0)
+    a, b = torch.randint(-128, 128, (64, 8192), dtype=torch.int8), torch.randint(-128, 128, (8192, 64), dtype=torch.int8)
+    with torch_hetero.backend.collect_compiled_graphs() as graphs:
+        torch.compile(lambda a, b: torch._int_mm(a, b).relu(), backend="hetero",
+                      options={"device": device, "executor": "interpret", "strict": True})(a, b)
+    (_, graph, _), = graphs
+    kernels = graph.rendered["triton"]
+    assert all("SPLIT_K" not in k.constexprs for k in kernels) and "tl.full([BM, BN], 0, tl.int32)" in kernels[0].source
     built = triton_run.compile_ahead(graph.code["inference.triton.py"], kernels, get_profile(device).triton_target)
     assert all(r.spill_bytes == 0 for r in built.values()), built
     torch._dynamo.reset()

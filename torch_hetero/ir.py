@@ -349,6 +349,8 @@ MATMULS = {torch.ops.aten.mm.default, torch.ops.aten.addmm.default, torch.ops.at
 GROUPED_MATMUL = torch.ops.aten._grouped_mm.default
 SCALED_MATMUL = torch.ops.aten._scaled_mm.default
 INT8_WEIGHT_MATMUL = torch.ops.aten._weight_int8pack_mm.default
+INT8_MATMUL = torch.ops.aten._int_mm.default
+QUANTIZED_MATMULS = (SCALED_MATMUL, INT8_WEIGHT_MATMUL, INT8_MATMUL)   # lowering/quantized_matmul.py
 # matmuls whose generated operands are converted as they are loaded (planning.tiling sizes them apart)
 CONVERTED_OPERANDS = (SCALED_MATMUL, INT8_WEIGHT_MATMUL)
 # the fused attention ops AOTAutograd keeps whole (SDPA on CPU inputs): a library call where the

@@ -313,7 +313,8 @@ def _render_matmul(name: str, group: Group, tile, wide: bool) -> TritonKernel:
                           "(rm + ka)", {rm, ka}, gemm.dtype)
     b_lines, b = _operand(ops, lambda: gemm.b(g, kb, rn), f"(kb < {ops.index(k)}) & (rn < {ops.index(n)})",
                           "(kb + rn)", {kb, rn}, gemm.dtype)
-    body += ["acc = tl.full([BM, BN], 0, tl.float32)",
+    acc_dtype = torch.int32 if gemm.dtype == torch.int8 else torch.float32  # tl.dot of int8 sums in int32
+    body += [f"acc = tl.full([BM, BN], 0, {TL_DTYPE[acc_dtype]})",
              f"for koffset in range({k_range}, BK):",
              "    ka = koffset + tl.arange(0, BK)[None, :]",
              "    kb = koffset + tl.arange(0, BK)[:, None]"]
@@ -321,7 +322,7 @@ def _render_matmul(name: str, group: Group, tile, wide: bool) -> TritonKernel:
     body += [f"    acc += _dot(a, b, {ieee})"]
     origins: dict = {}
     with ops.scope() as epilogue:
-        value = Var("acc", torch.float32)
+        value = Var("acc", acc_dtype)
         alpha, beta = call.kwargs.get("alpha", 1), call.kwargs.get("beta", 1)
         if alpha != 1:
             value = ops.mul(value, ops.constant(alpha, torch.float32))

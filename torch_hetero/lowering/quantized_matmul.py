@@ -16,7 +16,11 @@ bits, asks for less).  On the host ATen converts the operands to float and calls
 int8 weight ``[n, k]`` and a scale per output channel (what torchao's int8 weight-only
 quantization calls on the CPU).  The weight is converted to x's dtype as it is loaded (exact:
 every int8 is a bf16, fp16 and fp32 value) and multiplied in x's format; the scales multiply
-the fp32 accumulator."""
+the fp32 accumulator.
+
+``aten._int_mm(a, b)``: int8 × int8 summed in int32, exactly; on Triton profiles whose matrix
+units take int8 (all of them here) the template with int8 operands and an int32 accumulator
+(never split along K: the partials would be fp32); elsewhere it falls back."""
 from __future__ import annotations
 
 import torch
@@ -111,3 +115,22 @@ def _int8_weight_operands(x: ir.StridedValue, w: ir.StridedValue, scales: ir.Str
     return ir.GemmOperands(None, m, n, k, dtype, lambda g, i, kk: load_x([i, kk]),
                            lambda g, kk, j: ops.to_dtype(load_w([j, kk]), dtype), lambda g, i, j: [i, j],
                            lambda g, i, j, acc: ops.mul(acc, ops.to_dtype(load_scale([j]), torch.float32)))
+
+
+@register_lowering(aten._int_mm)
+def _int_mm(a, b):
+    graph = current_graph()
+    if not graph.target.matmul_epilogue:
+        return graph.call_aten(graph.current_node.target, (a, b), {}, kind="extern")
+    if graph.target.matrix_format(torch.int8) != "int8":
+        raise NotImplementedError(f"the {graph.profile_name} matrix units take no int8: int32 sums would not be exact")
+    return graph.call_aten(graph.current_node.target, (a, b), {}, kind="extern",
+                           note="generated int8 matmul: int32 accumulator",
+                           gemm=lambda realized, kwargs, outputs: _int8_operands(*realized))
+
+
+def _int8_operands(a: ir.StridedValue, b: ir.StridedValue) -> ir.GemmOperands:
+    load_a, load_b = a.make_loader(), b.make_loader()
+    (m, k), n = a.get_size(), b.get_size()[1]
+    return ir.GemmOperands(None, m, n, k, torch.int8, lambda g, i, kk: load_a([i, kk]),
+                           lambda g, kk, j: load_b([kk, j]), lambda g, i, j: [i, j])

@@ -24,7 +24,7 @@ from typing import Optional
 
 from ..device_models.matmul_tiles import STAGES, smallest_dim, staged_bytes
 from ..dtypes import FLOAT8
-from ..ir import INT8_WEIGHT_MATMUL, SCALED_MATMUL
+from ..ir import INT8_WEIGHT_MATMUL, QUANTIZED_MATMULS, SCALED_MATMUL
 from ..lowering.extern import attention_dropout, generated_attention_problem
 from .cost_model import MemoryModel, estimate_attention, estimate_library_attention, estimate_matmul
 from .kernel_analysis import extern_traffic
@@ -82,12 +82,14 @@ def candidates(tile, dtype, profile) -> list:
 def libraries(call, profile) -> tuple:
     """The profile's libraries that could run the GEMM ``call`` instead of our template: its
     convolution library for a convolution the lowering made a GEMM (``call.gemm``), BLAS for a
-    matmul, and for a scaled (fp8) matmul BLAS only where the matrix units take its format."""
+    matmul (an int8 one too), for a scaled (fp8) matmul BLAS only where the matrix units take its
+    format, and none for a weight-only int8 one."""
     if call.op == SCALED_MATMUL:
         return profile.target.blas if call.gemm.dtype in FLOAT8 else ()
     if call.op == INT8_WEIGHT_MATMUL:
         return ()  # BLAS libraries have no int8-weight x float GEMM: our template or nothing
-    return profile.target.convolution if call.gemm is not None else profile.target.blas
+    return profile.target.convolution if call.gemm is not None and call.op not in QUANTIZED_MATMULS \
+        else profile.target.blas
 
 
 def choose(call, tiles, profile, hints: dict, epilogue_us: float = 0.0) -> GemmChoice:
@@ -95,7 +97,7 @@ def choose(call, tiles, profile, hints: dict, epilogue_us: float = 0.0) -> GemmC
     ``epilogue_us``: the estimate of the pointwise kernel the template would take in as its
     epilogue (0: none).  Timed by max-autotune, the measured times decide; else estimates."""
     timed = tiles.timed(call)
-    convolution = call.gemm is not None and call.op not in (SCALED_MATMUL, INT8_WEIGHT_MATMUL)
+    convolution = call.gemm is not None and call.op not in QUANTIZED_MATMULS
     ours = ("generated as an implicit GEMM in the device model's tile" if convolution else
             "generated in the device model's tile") + (f" ({call.note})" if call.note else "")
     if not libraries(call, profile):

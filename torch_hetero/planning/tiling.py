@@ -199,8 +199,9 @@ def plan_matmul(batch: int, m: int, n: int, k: int, dtype: torch.dtype, profile,
                                                                              largest))):
         if converted and bk != largest[2]:
             continue
-        for stages in STAGES:
-            tile = _priced_tile(bm, bn, bk, stages, batch, m, n, k, dtype, profile)
+        for stages in STAGES:  # integer sums are not split: the partials are fp32
+            tile = _priced_tile(bm, bn, bk, stages, batch, m, n, k, dtype, profile,
+                                None if dtype.is_floating_point else (1,))
             if tile is None:
                 continue
             key = (tile.seconds, tile.split_k, stages, -bm * bn, -bk, bm, bn)

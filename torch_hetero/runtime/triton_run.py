@@ -128,8 +128,11 @@ def _interpreter_fp8_operand(from_fp8):
 
 
 def _interpreter_dot(a, b, ieee):
-    """The interpreter multiplies 16-bit floats as raw integers: widen them first (exact)."""
+    """The interpreter multiplies 16-bit floats as raw integers: widen them first (exact).
+    Its int8 dot is exact as it is (int32 sums)."""
     from triton import language as tl
+    if a.dtype.is_int():
+        return tl.dot(a, b)
     return tl.dot(a.to(tl.float32), b.to(tl.float32))
 
 
