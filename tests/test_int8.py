@@ -108,3 +108,16 @@ def test_int8_matmuls_build_for_the_real_targets_with_int32_sums_unsplit(device)
     built = triton_run.compile_ahead(graph.code["inference.triton.py"], kernels, get_profile(device).triton_target)
     assert all(r.spill_bytes == 0 for r in built.values()), built
     torch._dynamo.reset()
+
+
+def test_an_unsigned_int8_input_is_atens_on_triton_profiles_and_native_on_the_host():
+    """ATen's CPU kernel takes uint8 x int8 (torchao's asymmetric activations); tl.dot takes
+    no mix, so on a Triton profile it is a fallback that says why."""
+    torch.manual_seed(0)
+    a, b = torch.randint(0, 256, (32, 64), dtype=torch.uint8), torch.randint(-128, 128, (64, 48), dtype=torch.int8)
+    check(torch._int_mm, a, b, options={"device": "cpu"}, native=True)
+    check(torch._int_mm, a, b, options={"device": "h100", "executor": "interpret"})
+    assert torch_hetero.explain(torch._int_mm, a, b, device="h100").fallbacks == {"aten._int_mm": 1}
+    torch._dynamo.reset()
+    with pytest.raises(Exception, match="takes int8 x int8, not torch.uint8 x torch.int8"):
+        torch.compile(torch._int_mm, backend="hetero", options={"device": "h100", "strict": True})(a, b)

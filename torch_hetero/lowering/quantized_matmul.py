@@ -20,7 +20,10 @@ the fp32 accumulator.
 
 ``aten._int_mm(a, b)``: int8 × int8 summed in int32, exactly; on Triton profiles whose matrix
 units take int8 (all of them here) the template with int8 operands and an int32 accumulator
-(never split along K: the partials would be fp32); elsewhere it falls back."""
+(never split along K: the partials would be fp32); elsewhere it falls back.  So does an
+unsigned A (ATen's CPU kernel takes uint8 × int8: torchao's asymmetric activations on the
+CPU): ``tl.dot`` takes no mix, and the exact rewrite, ``(a - 128) @ b + 128 × b``'s column
+sums, needs a second input the ATen call does not have."""
 from __future__ import annotations
 
 import torch
@@ -122,6 +125,8 @@ def _int_mm(a, b):
     graph = current_graph()
     if not graph.target.matmul_epilogue:
         return graph.call_aten(graph.current_node.target, (a, b), {}, kind="extern")
+    if (a.get_dtype(), b.get_dtype()) != (torch.int8, torch.int8):
+        raise NotImplementedError(f"the generated int8 matmul takes int8 x int8, not {a.get_dtype()} x {b.get_dtype()}")
     if graph.target.matrix_format(torch.int8) != "int8":
         raise NotImplementedError(f"the {graph.profile_name} matrix units take no int8: int32 sums would not be exact")
     return graph.call_aten(graph.current_node.target, (a, b), {}, kind="extern",
