@@ -17,7 +17,7 @@ H100 = {"device": "h100", "executor": "interpret"}
 
 def quantized_mlp(config):
     torch.manual_seed(0)
-    model = torch.nn.Sequential(torch.nn.Linear(256, 512), torch.nn.GELU(), torch.nn.Linear(512, 128))
+    model = torch.nn.Sequential(torch.nn.Linear(64, 128), torch.nn.GELU(), torch.nn.Linear(128, 32))
     quantize_(model.to(torch.bfloat16), config)
     return model
 
@@ -26,12 +26,12 @@ def quantized_mlp(config):
 def test_int8_weight_only_compiles_with_no_fallback(options):
     model = quantized_mlp(Int8WeightOnlyConfig())
     with torch.no_grad():
-        check(model, torch.randn(32, 256, dtype=torch.bfloat16), atol=2e-2, rtol=2e-2, options=options, native=True)
+        check(model, torch.randn(16, 64, dtype=torch.bfloat16), atol=2e-2, rtol=2e-2, options=options, native=True)
 
 
 def test_int8_dynamic_activations_are_exact_on_the_host_and_reported_on_triton_profiles():
     model = quantized_mlp(Int8DynamicActivationInt8WeightConfig())
-    x = torch.randn(32, 256, dtype=torch.bfloat16)
+    x = torch.randn(16, 64, dtype=torch.bfloat16)
     with torch.no_grad():
         check(model, x, atol=0, rtol=0, options=HOST, native=True)
         check(model, x, atol=0, rtol=0, options=H100)
