@@ -217,3 +217,10 @@ def test_the_report_lists_fp8_matmuls_a_device_lacks_the_units_for_as_dtype_debt
     # 2*256*512*1024 FLOPs at half a100's 312 TFLOP/s bf16 rate
     assert a100.lost_us == pytest.approx(2 * 256 * 512 * 1024 / (2 * 312e12) * 1e6, rel=1e-3)
     assert "float8_e4m3fn as bfloat16" in str(reports["a100"])
+
+
+def test_scaled_mm_with_dynamic_rows():
+    """One compile serves every batch size: the rows, the row-wise scales and the grid are symbolic."""
+    for m in (48, 33):
+        check(lambda *t: scaled_linear(torch.bfloat16, False)(*t, None), *scaled_mm_inputs(torch.float8_e4m3fn, True, m=m),
+              dynamic=True, atol=1e-2, rtol=1e-2, options={"device": "h100", "executor": "interpret"}, native=True)

@@ -121,3 +121,10 @@ def test_an_unsigned_int8_input_is_atens_on_triton_profiles_and_native_on_the_ho
     torch._dynamo.reset()
     with pytest.raises(Exception, match="takes int8 x int8, not torch.uint8 x torch.int8"):
         torch.compile(torch._int_mm, backend="hetero", options={"device": "h100", "strict": True})(a, b)
+
+
+@pytest.mark.parametrize("options", TARGETS[:2])
+def test_weight_only_int8_with_dynamic_rows(options):
+    for m in (48, 33):
+        check(int8_linear, *inputs(torch.bfloat16, m=m), dynamic=True, atol=1e-2, rtol=1e-2, options=options,
+              native=True)
