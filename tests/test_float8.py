@@ -224,3 +224,24 @@ def test_scaled_mm_with_dynamic_rows():
     for m in (48, 33):
         check(lambda *t: scaled_linear(torch.bfloat16, False)(*t, None), *scaled_mm_inputs(torch.float8_e4m3fn, True, m=m),
               dynamic=True, atol=1e-2, rtol=1e-2, options={"device": "h100", "executor": "interpret"}, native=True)
+
+
+@pytest.mark.parametrize("options", TARGETS)
+def test_weights_kept_as_bytes_are_read_through_dtype_views(options):
+    """A quantized weight stored as uint8 and viewed as fp8 or int8 (``aten.view.dtype``, the
+    same size): read in the new dtype where it is used, returned as a view, with no copy."""
+    torch.manual_seed(0)
+    w_bytes = torch.randn(96, 128).to(torch.float8_e4m3fn).view(torch.uint8)
+    a = (torch.randn(64, 128) * 3).to(torch.float8_e4m3fn)
+
+    def fp8_matmul(a, wb):
+        return torch._scaled_mm(a, wb.view(torch.float8_e4m3fn).t(), scale_a=torch.tensor(0.5),
+                                scale_b=torch.tensor(2.0), out_dtype=torch.float32).relu()
+
+    def int8_reads(x, wb):  # one kernel reading the same buffer as int8 and (its column) again
+        return x @ wb.view(torch.int8).t().float() + wb.view(torch.int8)[:, 0].float() + wb[:, 1].float()
+
+    check(fp8_matmul, a, w_bytes, options=options, native=True)
+    check(int8_reads, torch.randn(8, 128), w_bytes, atol=1e-3, rtol=1e-5, options=options, native=True)
+    check(lambda wb: (wb.view(torch.float8_e4m3fn), wb.view(torch.int8).t()), w_bytes, atol=0, rtol=0,
+          options=options, native=True)

@@ -64,5 +64,5 @@ TL_DTYPE = {
     torch.float32: "tl.float32", torch.float64: "tl.float64", torch.float16: "tl.float16",
     torch.bfloat16: "tl.bfloat16", torch.int8: "tl.int8", torch.uint8: "tl.uint8", torch.int16: "tl.int16",
     torch.int32: "tl.int32", torch.int64: "tl.int64", torch.bool: "tl.int1",
-    **dict.fromkeys(FLOAT8, "tl.uint8"),   # a launch passes the tensor's bytes (TritonKernel.byte_args)
+    **dict.fromkeys(FLOAT8, "tl.uint8"),   # a launch passes the tensor's bytes (TritonKernel.arg_views)
 }

@@ -137,7 +137,8 @@ class CppOps(CodeHandler):
             return self.locals[name]
         self.loads.setdefault(name, dtype)
         index_text = self.index(index)
-        text = f"{name}[{index_text}]"
+        pointer = name if self.loads[name] == dtype else f"reinterpret_cast<const {STORAGE_CTYPE[dtype]}*>({name})"
+        text = f"{pointer}[{index_text}]"  # the kernel's parameter has its first load's type (a dtype view)
         if dtype in LOW_PRECISION:
             text = f"{LOW_PRECISION[dtype][0]}({text})"
         if any(depends & self.dependencies(index_text) for _, depends in self._guards):

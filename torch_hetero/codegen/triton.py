@@ -167,7 +167,9 @@ class TritonKernel:
                             # allocates (a split GEMM's partials and arrival counters) on ``like``'s device
     checks: tuple = ()      # (size, its largest value, message): what a launch needs that the plan assumed
     num_warps: Optional[int] = None  # warps per program the plan chose (None: Triton's default)
-    byte_args: tuple = ()   # buffers of 8-bit floats: passed as their bytes (dtypes.TL_DTYPE)
+    read_as: dict = dataclasses.field(default_factory=dict)  # buffer → the dtype its pointer has here
+    arg_views: tuple = ()   # (buffer, torch dtype name): passed as ``.view(dtype)``, where that
+                            # differs from how it is stored (an 8-bit float as its bytes, a dtype view)
 
     def launch(self) -> list:
         """The wrapper's lines that launch it (none over an empty grid: an empty tensor),
@@ -175,7 +177,8 @@ class TritonKernel:
         checks = [f"assert {pexpr(size)} <= {largest}, {message!r}" for size, largest, message in self.checks]
         if any(sympy.sympify(size) == 0 for size in self.grid):
             return checks
-        args = [f"{b}.view(torch.uint8)" if b in self.byte_args else b for b in self.buffer_args]
+        views = dict(self.arg_views)
+        args = [f"{b}.view(torch.{views[b]})" if b in views else b for b in self.buffer_args]
         args += [pexpr(s) for s in self.symbol_args]
         args += [f"{name}={value}" for name, value in self.constexprs.items()]
         args += [f"num_warps={self.num_warps}"] if self.num_warps else []
@@ -207,6 +210,15 @@ def needs_int64(kernel: KernelPlan, storage: dict) -> bool:
 
 
 def render_kernel(kernel: KernelPlan, storage: dict) -> TritonKernel:
+    """``_render``, each buffer passed as the dtype its pointer has (``TritonKernel.arg_views``)."""
+    rendered = _render(kernel, storage)
+    stored = {b: storage[b][1] if b in storage else None for b in rendered.read_as}  # None: a constant
+    views = tuple((b, str(want).removeprefix("torch.")) for b, want in rendered.read_as.items()
+                  if stored[b] != want and (stored[b] is not None or want == torch.uint8))
+    return dataclasses.replace(rendered, arg_views=views)
+
+
+def _render(kernel: KernelPlan, storage: dict) -> TritonKernel:
     """With the kernel's tiling; when its group is a matmul's epilogue, the matmul template
     with it fused, in the plan's matmul tile; indices in int64 where ``storage`` (buffer name →
     elements, dtype) says they may pass int32 (``needs_int64``)."""
@@ -268,7 +280,7 @@ def _kernel(name: str, ops: TritonOps, body: list, constexprs: dict, grid: tuple
     source = (f"@triton.jit\ndef {name}({', '.join(params)}):\n"
               + "\n".join("    " + line for line in body) + "\n")
     return TritonKernel(name, source, buffers, symbols, signature, grid, constexprs, origins,
-                        byte_args=tuple(b for b in buffers if dtypes[b] in FLOAT8))
+                        read_as={b: torch.uint8 if d in FLOAT8 else d for b, d in dtypes.items()})
 
 
 _SHORT = {torch.float32: "fp32", torch.float64: "fp64", torch.float16: "fp16", torch.bfloat16: "bf16",

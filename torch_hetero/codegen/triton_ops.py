@@ -145,7 +145,8 @@ class TritonOps(CodeHandler):
         if name in self.locals:
             return self.locals[name]
         self.loads.setdefault(name, dtype)
-        stored = f"tl.load({name} + ({self.address(index)}), mask={self.mask}, other=0)"
+        pointer = name if self.loads[name] == dtype else f"{name}.to(tl.pointer_type({TL_DTYPE[dtype]}), bitcast=True)"
+        stored = f"tl.load({pointer} + ({self.address(index)}), mask={self.mask}, other=0)"
         var = self._emit(widen(stored, dtype) if dtype in LOW_PRECISION else stored, compute_dtype(dtype))
         self.plain_loads.setdefault(var.name, (stored, dtype))
         return var

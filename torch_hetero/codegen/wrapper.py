@@ -2,6 +2,8 @@
 kernels and extern ATen ops in order, free dead buffers, return the outputs."""
 from __future__ import annotations
 
+import dataclasses
+
 import sympy
 import torch
 
@@ -146,11 +148,14 @@ def _arg(value) -> str:
 
 
 def _view_expr(value: ir.StridedValue) -> str:
-    if value.is_whole_buffer():
-        return value.buffer.name
-    layout = value.layout
-    return (f"reinterpret({value.buffer.name}, {_tuple(layout.size)}, {_tuple(layout.stride)}, "
-            f"{pexpr(layout.offset)})")
+    """The tensor a strided value is: its buffer, read as the value's dtype (``aten.view.dtype``,
+    the same size), reinterpreted to its sizes and strides."""
+    layout, base = value.layout, value.buffer.name
+    if layout.dtype != value.buffer.layout.dtype:
+        base = f"{base}.view({_dtype(layout.dtype)})"
+    if dataclasses.replace(layout, dtype=value.buffer.layout.dtype) == value.buffer.layout:
+        return base
+    return f"reinterpret({base}, {_tuple(layout.size)}, {_tuple(layout.stride)}, {pexpr(layout.offset)})"
 
 
 def _output_expr(value) -> str:

@@ -5,6 +5,8 @@ same buffer (so extern calls and outputs receive real strided tensors); anything
 :class:`~torch_hetero.ir.IndexView` that consumers read through."""
 from __future__ import annotations
 
+import dataclasses
+
 import sympy
 import torch
 
@@ -208,3 +210,17 @@ def _strided_reshape(layout: ir.Layout, groups, new):
         for k, st in enumerate(symbolic.contiguous_strides(new[b0:b1])):
             strides[b0 + k] = sympy.expand(st * inner)
     return ir.Layout(tuple(new), tuple(strides), layout.dtype, layout.offset)
+
+
+@register_lowering(aten.view.dtype)
+def view_dtype(x, dtype):
+    """The same bytes read as another dtype of the same size (a quantized weight kept as uint8
+    and read as fp8 or int8): the buffer itself, its loads in the new dtype.  Only of a graph
+    input: a computed buffer may be kept in a kernel's registers (``define_local``) in its
+    own dtype, where a view would have to reinterpret the bits."""
+    if x.get_dtype().itemsize != dtype.itemsize:
+        raise NotImplementedError(f"a view of {x.get_dtype()} as {dtype}, a dtype of another size")
+    strided = ir.as_strided(x)
+    if strided is None or not isinstance(strided.buffer, ir.InputBuffer):
+        raise NotImplementedError("a dtype view of a computed value (only a graph input's is generated)")
+    return ir.StridedValue(strided.buffer, dataclasses.replace(strided.layout, dtype=dtype))
