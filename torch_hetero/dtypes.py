@@ -34,10 +34,19 @@ class Float8Format:
         return _overflow_code(self.dtype)
 
     @property
-    def params(self) -> tuple:
-        """The conversion functions' template / constexpr arguments, in their order."""
-        return (self.mantissa, self.bias, self.max_code, self.overflow_code, self.nan_code,
-                int(self.negative_zero))
+    def encode_params(self) -> str:
+        """The float → byte conversion's template / constexpr arguments, in their order."""
+        return _joined(self.mantissa, self.bias, self.max_code, self.overflow_code, self.nan_code,
+                       int(self.negative_zero))
+
+    @property
+    def decode_params(self) -> str:
+        """The byte → float conversion's template / constexpr arguments, in their order."""
+        return _joined(self.mantissa, self.bias, self.max_code, self.inf_code, int(self.negative_zero))
+
+
+def _joined(*values) -> str:
+    return ", ".join(str(v) for v in values)
 
 
 FLOAT8 = {fmt.dtype: fmt for fmt in (

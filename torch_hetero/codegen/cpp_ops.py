@@ -21,10 +21,8 @@ from .code_handler import CodeHandler, Var
 
 def _float8_functions(fmt) -> tuple:
     """The prelude's conversions of one 8-bit float format, instantiated for its layout."""
-    m, b, maxc, over, nanc, nz = fmt.params
-    return (f"hetero_fp82f<{m}, {b}, {maxc}, {fmt.inf_code}, {nz}>",
-            f"hetero_f2fp8<{m}, {b}, {maxc}, {over}, {nanc}, {nz}>",
-            f"hetero_round_fp8<{m}, {b}, {maxc}, {over}, {nanc}, {fmt.inf_code}, {nz}>")
+    return (f"hetero_fp82f<{fmt.decode_params}>", f"hetero_f2fp8<{fmt.encode_params}>",
+            f"hetero_round_fp8<{fmt.encode_params.rsplit(', ', 1)[0]}, {fmt.inf_code}, {int(fmt.negative_zero)}>")
 
 
 # dtype → (widen a stored value to float, narrow a float to storage, round a float as a store would)

@@ -34,8 +34,7 @@ def narrow(text: str, dtype: torch.dtype) -> str:
     which the interpreter replaces (it truncates instead of rounding to nearest even), an 8-bit
     float through ``_to_fp8`` (its byte)."""
     if dtype in FLOAT8:
-        m, b, maxc, over, nanc, nz = FLOAT8[dtype].params
-        return f"_to_fp8({text}, {m}, {b}, {maxc}, {over}, {nanc}, {nz})"
+        return f"_to_fp8({text}, {FLOAT8[dtype].encode_params})"
     return f"_to_bf16({text})" if dtype == torch.bfloat16 else f"({text}).to({TL_DTYPE[dtype]})"
 
 
@@ -49,16 +48,13 @@ def dot_operand(text: str, dtype: torch.dtype) -> str:
     the fp8 type (the prelude's ``_fp8_operand``), others are used as they are."""
     if dtype not in FLOAT8:
         return text
-    fmt = FLOAT8[dtype]
-    return (f"_fp8_operand({text}, {TL_FP8[dtype]}, {fmt.mantissa}, {fmt.bias}, {fmt.max_code}, {fmt.inf_code}, "
-            f"{int(fmt.negative_zero)})")
+    return f"_fp8_operand({text}, {TL_FP8[dtype]}, {FLOAT8[dtype].decode_params})"
 
 
 def widen(text: str, dtype: torch.dtype) -> str:
     """A stored ``dtype`` value (LOW_PRECISION) as the float32 it is computed in."""
     if dtype in FLOAT8:
-        fmt = FLOAT8[dtype]
-        return f"_from_fp8({text}, {fmt.mantissa}, {fmt.bias}, {fmt.max_code}, {fmt.inf_code}, {int(fmt.negative_zero)})"
+        return f"_from_fp8({text}, {FLOAT8[dtype].decode_params})"
     return f"{text}.to(tl.float32)"
 
 

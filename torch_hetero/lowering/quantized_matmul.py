@@ -52,14 +52,17 @@ def _scaled_mm(*args, **kwargs):
     target = graph.target
     native = a == b and target.matrix_format(a) == "fp8"
     dot_dtype = a if native else next((d for name, d in _WIDER if name in target.matrix_dtypes), torch.float32)
+    wanted = _short(a) if a == b else f"mix of {_short(a)} and {_short(b)}"
     note = "generated scaled matmul: fp8 operands into the matrix units" if native else (
-        f"generated scaled matmul: dtype debt, {graph.profile_name}'s matrix units take no "
-        f"{'mix of ' if a != b else ''}{str(a).removeprefix('torch.')}"
-        f"{' and ' + str(b).removeprefix('torch.') if a != b else ''}: the operands run as "
-        f"{str(dot_dtype).removeprefix('torch.')}")
+        f"generated scaled matmul: dtype debt, {graph.profile_name}'s matrix units take no {wanted}: "
+        f"the operands run as {_short(dot_dtype)}")
     return graph.call_aten(graph.current_node.target, args, kwargs, kind="extern", note=note,
                            gemm=lambda realized, realized_kwargs, outputs: _operands(
                                {**dict(zip(_ARGUMENTS, realized)), **realized_kwargs}, dot_dtype))
+
+
+def _short(dtype: torch.dtype) -> str:
+    return str(dtype).removeprefix("torch.")
 
 
 def scaled_mm_problem(named: dict):
