@@ -128,3 +128,76 @@ def test_weight_only_int8_with_dynamic_rows(options):
     for m in (48, 33):
         check(int8_linear, *inputs(torch.bfloat16, m=m), dynamic=True, atol=1e-2, rtol=1e-2, options=options,
               native=True)
+
+
+def torchao_int8_weight_only(x, w, scales):
+    """What torchao 0.18's int8 weight-only linear traces to: the transposed int8 weight
+    converted to x's dtype into a plain mm, the scales after it."""
+    return torch.mm(x, w.t().to(x.dtype)) * scales
+
+
+def dequantized_linear(x, w, scales):
+    """The same written with a dequantized float weight, transposed by ``F.linear`` (an addmm:
+    the scales double as its bias)."""
+    return F.linear(x, w.to(x.dtype) * scales[:, None], scales)
+
+
+DEQUANTIZED = [torchao_int8_weight_only, dequantized_linear]
+
+
+@pytest.mark.parametrize("options", TARGETS + [pytest.param({"device": "h100"}, id="h100-host-executor")])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
+@pytest.mark.parametrize("fn", DEQUANTIZED)
+def test_a_dequantized_weight_matches_eager(fn, dtype, options):
+    tol = 1e-5 if dtype == torch.float32 else 1e-2
+    check(fn, *inputs(dtype), atol=tol, rtol=tol, options=options, native=True)
+
+
+@pytest.mark.parametrize("fn", DEQUANTIZED)
+def test_a_dequantized_weight_is_computed_in_the_operand_load_never_written(fn):
+    """Where the template runs the matmul, the int8 weight is what its K loop loads and the
+    float weight has neither a kernel nor a buffer; the host executor (ATen's GEMM) still
+    writes it, in a kernel the plan says the template would not need."""
+    options = {"device": "h100", "executor": "interpret"}
+    _, graphs = _compiled(fn, inputs(torch.bfloat16), options)
+    (_, graph, _), = graphs
+    (kernel,) = graph.rendered["triton"]
+    loop = kernel.source[kernel.source.index("for koffset"):kernel.source.index("acc += _dot")]
+    assert "tl.load(arg1" in loop and "b = _to_bf16(" in loop, kernel.source   # arg1: the int8 weight
+    (template,) = graph.plan.kernels
+    (weight,) = template.group.dequantized
+    assert weight not in graph.code["inference.py"], graph.code["inference.py"]
+    _, graphs = _compiled(fn, inputs(torch.bfloat16), {"device": "h100"})
+    (_, graph, _), = graphs
+    dequantize, _ = graph.plan.kernels
+    assert "computed in the operand loads of aten" in dequantize.group.decisions[0]
+    assert dequantize.name in [k.name for k in graph.rendered["cpp"]]
+    assert dequantize.name not in [k.name for k in graph.rendered["triton"]]
+
+
+def test_a_dequantized_weight_read_elsewhere_is_written():
+    """The float weight is also returned: it is written once and the template reads it."""
+    def also_returned(x, w, scales):
+        weight = w.t().to(x.dtype)
+        return torch.mm(x, weight) * scales, weight
+    _, graphs = _compiled(also_returned, inputs(torch.bfloat16), {"device": "h100", "executor": "interpret"})
+    (_, graph, _), = graphs
+    assert not any(k.group.in_template or k.group.dequantized for k in graph.plan.kernels)
+
+
+def _compiled(fn, inputs_, options):
+    torch._dynamo.reset()
+    with torch.no_grad(), torch_hetero.backend.collect_compiled_graphs() as graphs:
+        out = torch.compile(fn, backend="hetero", options={"strict": True, **options})(*inputs_)
+    return out, graphs
+
+
+@pytest.mark.parametrize("device", ["h100", "a100", "mi300x"])
+def test_dequantized_weight_kernels_build_for_the_real_targets_without_spills(device):
+    _, graphs = _compiled(dequantized_linear, inputs(torch.bfloat16, m=256, n=1024, k=512),
+                          {"device": device, "executor": "interpret"})
+    (_, graph, _), = graphs
+    built = triton_run.compile_ahead(graph.code["inference.triton.py"], graph.rendered["triton"],
+                                     get_profile(device).triton_target)
+    assert all(r.spill_bytes == 0 for r in built.values()), built
+    torch._dynamo.reset()

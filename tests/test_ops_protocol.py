@@ -12,7 +12,7 @@ from torch_hetero.codegen.triton_ops import TritonOps
 from torch_hetero.lowering import pointwise, special
 from torch_hetero.ops_protocol import OPS, OpsHandler
 from torch_hetero.planning.kernel_analysis import CountingOps
-from torch_hetero.planning.loop_nest import _LoadRecorder
+from torch_hetero.ops_protocol import LoadRecorder
 from torch_hetero.virtualized import ops, set_ops_handler
 
 
@@ -109,8 +109,8 @@ def test_a_scope_emits_apart_and_restores_the_enclosing_one(handler):
 
 
 def test_a_generated_op_takes_the_protocols_defaults_and_keywords():
-    recorder = _LoadRecorder()
+    recorder = LoadRecorder()
     assert recorder.store("buf0", 0, None, torch.float32) is None
     assert recorder.store("buf0", 0, None, torch.float32, mode="sum") is None
-    with pytest.raises(TypeError, match=r"_LoadRecorder\.store: got an unexpected keyword argument 'how'"):
+    with pytest.raises(TypeError, match=r"LoadRecorder\.store: got an unexpected keyword argument 'how'"):
         recorder.store("buf0", 0, None, torch.float32, how="sum")

@@ -67,6 +67,12 @@ def fp8_linear(x, w8, w_scale):
                                    out_dtype=torch.bfloat16).float())
 
 
+def int8_weight_linear(x, w8, w_scale):
+    """torchao's int8 weight-only linear as it traces: the int8 weight converted into a plain
+    mm (computed in the template's operand loads where a template runs it), then its scales."""
+    return F.silu(torch.mm(x, w8.t().to(x.dtype)) * w_scale)
+
+
 def graphs():
     torch.manual_seed(0)
     mlp = nn.Sequential(nn.Linear(256, 1024), nn.GELU()).to(torch.bfloat16)
@@ -92,6 +98,9 @@ def graphs():
         # bf16 where they lack e4m3fn (a100, mtia, mi300x's fnuz units): the dtype debt
         "fp8_linear": (fp8_linear, (torch.randn(256, 512), torch.randn(1024, 512).to(torch.float8_e4m3fn),
                                     torch.rand(1, 1024) + 0.5)),
+        "int8_weight_linear": (int8_weight_linear, (torch.randn(256, 512, dtype=torch.bfloat16),
+                                                    torch.randint(-128, 128, (1024, 512), dtype=torch.int8),
+                                                    (torch.rand(1024) / 50).to(torch.bfloat16))),
     }
 
 

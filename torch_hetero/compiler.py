@@ -137,8 +137,7 @@ def compile_graph(gm: torch.fx.GraphModule, options, name: str = "graph", estima
         tuning = _tuning(graph, profile, options, runs)
     plan = build_plan(graph, profile, language, options.fusion, estimate, tuning, notes)
     storage = graph.storage()
-    rendered = {lang: tuple(renderers.render(k, lang, storage) for k in plan.kernels
-                            if not (lang == language and k.library_only))  # nothing of its own to run here
+    rendered = {lang: tuple(renderers.render(k, lang, storage) for k in plan.kernels if k.rendered_in(lang))
                 for lang in dict.fromkeys([profile.target.language, language])}
     code = {f"{name}.{renderers.RENDERERS[lang].suffix}": renderers.RENDERERS[lang].module(k.source for k in kernels)
             for lang, kernels in rendered.items() if kernels}

@@ -199,12 +199,13 @@ class GraphLowering:
         return self.add_computed(copy, layout)
 
     def call_aten(self, op, args, kwargs, kind: str, device_op: str = "", note: str = "",
-                  output: Optional[int] = None, gemm=None):
+                  output: Optional[int] = None, gemm=None, dequantized=None):
         """An ATen call on realized inputs in eager's layouts: ATen picks its outputs' strides
         from its inputs' (attention keeps the query's order), and the outputs are declared
         with the strides the traced metadata gives them.  ``output``: the one output a call
         split per output computes (the others None); ``gemm``: (realized args, kwargs, outputs) → the
-        ``ir.GemmOperands`` the target generates the call as."""
+        ``ir.GemmOperands`` the target generates the call as; ``dequantized``: realized args → its
+        ``ir.Dequantized`` operands."""
         node = self.current_node
         args, kwargs = _map_with_metas((args, kwargs), (node.args, node.kwargs), self.in_eager_layout)
         meta = self.current_node.meta["val"]
@@ -215,7 +216,8 @@ class GraphLowering:
                    if isinstance(m, torch.Tensor) and output in (None, position) else None
                    for position, m in enumerate(metas)]
         self.nodes.append(ExternCall(op, args, kwargs, outputs, kind, isinstance(meta, (tuple, list)),
-                                     module_path(node), device_op, note, gemm(args, kwargs, outputs) if gemm else None))
+                                     module_path(node), device_op, note, gemm(args, kwargs, outputs) if gemm else None,
+                                     dequantized(args) if dequantized else ()))
         values = [ir.StridedValue(b) if b is not None else None for b in outputs]
         return tuple(values) if isinstance(meta, (tuple, list)) else values[0]
 

@@ -134,6 +134,10 @@ class Pointwise:
             logical[dim] = index[position]
         return logical
 
+    def value_at(self, logical: Index):
+        """The value of the buffer's element at ``logical`` (its own dims' index)."""
+        return self.inner_fn(logical if self.order is None else [logical[d] for d in self.order])
+
     def store_to(self, buffer: ComputedBuffer, index: Index):
         return ops.store(buffer.name, buffer.layout.index(self.logical(index)), self.inner_fn(index),
                          buffer.get_dtype())
@@ -395,6 +399,18 @@ class GemmOperands:
     epilogue: Optional[Callable] = None
 
 
+@dataclasses.dataclass(frozen=True)
+class Dequantized:
+    """A matmul operand in a buffer that one pointwise node computes from narrower data (an
+    int8 or fp8 weight converted and scaled): ``load`` (g, row, col) → its element computed from
+    that data, so that a generated GEMM may compute its tiles as it loads them and the buffer
+    ``name`` is never written.  ``planning.fusion`` decides: only where the template runs the
+    call and nothing else reads the buffer."""
+    name: str
+    operand: str        # "a" or "b": the ``GemmOperands`` loader it stands for
+    load: Callable
+
+
 @dataclasses.dataclass
 class ExternCall:
     """An ATen op run by the wrapper on realized tensors: a native extern (matmul, conv) or a
@@ -411,6 +427,7 @@ class ExternCall:
     note: str = ""           # why it is this call: for reports and the schedule
     gemm: Optional[GemmOperands] = None   # a call the target generates as a GEMM of these operands
                                           # (a convolution); the host executor still calls ``op``
+    dequantized: tuple = ()  # ``Dequantized`` operands its template may compute as it loads them
 
     @property
     def name(self) -> str:
@@ -433,8 +450,21 @@ class ExternCall:
         """A chosen matmul: an mm/addmm/bmm extern, or a call generated as a GEMM."""
         return self.kind == "extern" and (self.op in MATMULS or self.gemm is not None)
 
-    def operands(self) -> GemmOperands:
-        """Its GEMM: the lowering's (``gemm``), or an mm/addmm/bmm's strided A and B."""
+    @property
+    def converts_operands(self) -> bool:
+        """Its generated operands are converted as they are loaded (``planning.tiling`` sizes
+        the tiles of such GEMMs apart)."""
+        return self.op in CONVERTED_OPERANDS or bool(self.dequantized)
+
+    def operands(self, computed: frozenset = frozenset()) -> GemmOperands:
+        """Its GEMM, each operand in ``computed`` (``Dequantized`` names) computed as it is
+        loaded rather than read from its buffer."""
+        gemm = self._operands()
+        inline = {d.operand: d.load for d in self.dequantized if d.name in computed}
+        return dataclasses.replace(gemm, **inline) if inline else gemm
+
+    def _operands(self) -> GemmOperands:
+        """The lowering's GEMM (``gemm``), or an mm/addmm/bmm's strided A and B."""
         if self.gemm is not None:
             return self.gemm
         a, b = [t for t in self.args if isinstance(t, StridedValue)][-2:]

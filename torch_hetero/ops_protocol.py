@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import inspect
 
+import sympy
+
 from .device_models import special_functions
 from .device_models.host_ops import TRANSCENDENTAL_PRICED
 
@@ -113,3 +115,28 @@ def _check(cls) -> None:
         if got != params:
             raise TypeError(f"ops handler {cls.__name__}.{name} takes ({', '.join(got)}); "
                             f"the ops protocol says ({', '.join(params)})")
+
+
+class LoadRecorder(OpsHandler):
+    """An ``ops`` handler that only records loads (name, index, and each buffer's dtype as
+    loaded); every other op computes nothing."""
+    GENERATED = {"_nothing": tuple(sorted(set(OPS) - {"load", "indirect_indexing", "masked"}))}
+
+    def __init__(self):
+        self.loads: list = []
+        self.dtypes: dict = {}
+        self.indirect = 0
+
+    def load(self, name, index, dtype):
+        self.loads.append((name, sympy.sympify(index)))
+        self.dtypes[name] = dtype
+
+    def indirect_indexing(self, value, size):
+        self.indirect += 1
+        return sympy.Symbol(f"indirect{self.indirect}", integer=True)
+
+    def masked(self, mask, body, other, dtype):
+        return body()
+
+    def _nothing(self, name, *args):
+        return None

@@ -298,7 +298,7 @@ def _render_matmul(name: str, group: Group, tile, wide: bool) -> TritonKernel:
     grid's last axis is the slice, and the tile's last slice to finish joins the partials before
     the epilogue (``_split_k_join``)."""
     call = group.matmul
-    gemm = call.operands()
+    gemm = call.operands(group.dequantized)
     tensors = [a for a in call.args if isinstance(a, ir.StridedValue)]
     bias = tensors[0] if call.gemm is None and len(tensors) == 3 else None
     batched = gemm.batch is not None

@@ -12,6 +12,7 @@ import torch
 
 from ..ir import ATTENTIONS
 from ..virtualized import current_graph
+from .quantized_matmul import dequantized_operands
 from .registry import register_lowering
 
 aten = torch.ops.aten
@@ -32,7 +33,8 @@ def _extern(*args, **kwargs):
         if dtype not in GEMM_DTYPES:
             raise NotImplementedError(f"{op}: the target has no BLAS library and its generated GEMM "
                                       f"takes {', '.join(str(d) for d in GEMM_DTYPES)}, not {dtype}")
-    return graph.call_aten(op, args, kwargs, kind="extern")
+    dequantized = dequantized_operands if graph.target.matmul_epilogue and op.overloadpacket in MATMUL_OPS else None
+    return graph.call_aten(op, args, kwargs, kind="extern", dequantized=dequantized)
 
 
 @register_lowering(aten._grouped_mm)

@@ -23,14 +23,22 @@ units take int8 (all of them here) the template with int8 operands and an int32 
 (never split along K: the partials would be fp32); elsewhere it falls back.  So does an
 unsigned A (ATen's CPU kernel takes uint8 × int8: torchao's asymmetric activations on the
 CPU): ``tl.dot`` takes no mix, and the exact rewrite, ``(a - 128) @ b + 128 × b``'s column
-sums, needs a second input the ATen call does not have."""
+sums, needs a second input the ATen call does not have.
+
+A plain mm/addmm/bmm whose operand a pointwise node computes from narrower data — the int8
+weight-only linear ``x @ (w_int8.to(x.dtype) * scale).t()`` torchao traces to, an int4 weight
+unpacked from bytes with its group's scale and zero — has ``dequantized_operands``: the
+template may compute that operand as it loads each tile, so the float weight never reaches
+memory (``planning.fusion`` decides where the template runs the call)."""
 from __future__ import annotations
 
+import sympy
 import torch
 
 from .. import ir
 from ..dtypes import FLOAT8
-from ..virtualized import current_graph, ops
+from ..ops_protocol import LoadRecorder
+from ..virtualized import current_graph, ops, record_origins, set_ops_handler
 from .registry import register_lowering
 
 aten = torch.ops.aten
@@ -142,3 +150,58 @@ def _int8_operands(a: ir.StridedValue, b: ir.StridedValue) -> ir.GemmOperands:
     (m, k), n = a.get_size(), b.get_size()[1]
     return ir.GemmOperands(None, m, n, k, torch.int8, lambda g, i, kk: load_a([i, kk]),
                            lambda g, kk, j: load_b([kk, j]), lambda g, i, j: [i, j])
+
+
+def dequantized_operands(args) -> tuple:
+    """The ``ir.Dequantized`` operands of a realized mm/addmm/bmm call: each that is a whole
+    pointwise node's buffer (its dims maybe permuted: a transposed weight) computed, without
+    gathers, from data of a narrower dtype than its own."""
+    operands = [a for a in args if isinstance(a, ir.StridedValue)][-2:]
+    lead = (lambda g: [g]) if len(operands[0].layout.size) == 3 else (lambda g: [])
+    found = []
+    for which, value in zip("ab", operands):
+        index_of = _producer_index(value)
+        if index_of is None or not _narrower_sources(value.buffer.data):
+            continue
+        data = value.buffer.data
+
+        def load(g, row, col, data=data, index_of=index_of):
+            record_origins(data.origins)
+            return data.value_at(index_of(lead(g) + [row, col]))
+        found.append(ir.Dequantized(value.buffer.name, which, load))
+    return tuple(found)
+
+
+def _producer_index(value: ir.StridedValue):
+    """operand index → the index of the pointwise node that writes ``value``'s buffer, where
+    ``value`` views that whole buffer with its dims maybe permuted; else None."""
+    buffer = value.buffer
+    if not isinstance(buffer, ir.ComputedBuffer) or type(buffer.data) is not ir.Pointwise:
+        return None
+    own, view = buffer.layout, value.layout
+    if view.offset != own.offset:
+        return None
+    dims = []
+    for size, stride in zip(view.size, view.stride):
+        matches = [d for d, (s, st) in enumerate(zip(own.size, own.stride)) if s == size and st == stride]
+        if size != 1 and len(matches) != 1:
+            return None
+        dims.append(None if size == 1 else matches[0])
+    if sorted(d for d in dims if d is not None) != [d for d, s in enumerate(own.size) if s != 1]:
+        return None
+
+    def index(operand_index):
+        out = [sympy.Integer(0)] * len(own.size)
+        for position, dim in enumerate(dims):
+            if dim is not None:
+                out[dim] = operand_index[position]
+        return out
+    return index
+
+
+def _narrower_sources(data: ir.Pointwise) -> bool:
+    """Does ``data`` read, without gathers, a buffer of a narrower dtype than it writes?"""
+    recorder = LoadRecorder()
+    with set_ops_handler(recorder):
+        data.inner_fn([sympy.Symbol(f"x{d}", integer=True, nonnegative=True) for d in range(len(data.ranges))])
+    return not recorder.indirect and any(d.itemsize < data.dtype.itemsize for d in recorder.dtypes.values())

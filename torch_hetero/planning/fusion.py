@@ -41,6 +41,7 @@ def group_nodes(graph, profile, tiles, loads: dict, storage: dict, readers: dict
     a kernel of its own, with no nodes.  Nodes that do not read a matmul's output (a batch
     norm's per-channel scale) may run before it: it waits for the first node that reads it."""
     planner = _Planner(profile, tiles, loads, storage, graph.size_hints)
+    computed = planner.dequantizations(graph, readers, pinned) if enabled else {}
     groups: list = []
     current: Optional[_Draft] = None
     matmul = None  # the extern matmul just before, whose epilogue the next node may become
@@ -55,11 +56,17 @@ def group_nodes(graph, profile, tiles, loads: dict, storage: dict, readers: dict
             return
         if call.op == GROUPED_MATMUL and grouped_mm_problem(call.args, call.kwargs):
             return  # the library's (without one the lowering made it a fallback)
-        choice = choose(call, tiles, profile, graph.size_hints)
+        choice = planner.gemm_choice(call)
         if choice.template:
             groups.insert(matmul_at, _Draft([], (), [f"{call.result.name}: {call.name} {choice.reason}"], matmul=call))
 
     for node in graph.nodes:
+        if isinstance(node, ir.ComputedBuffer) and node.name in computed:
+            call = computed[node.name]
+            groups.append(_Draft([node], default_outer(node), [
+                f"{node.name}: computed in the operand loads of {call.name} ({call.result.name}), never written "
+                "where the template runs it (here a kernel only for a library GEMM: the host's)"], in_template=True))
+            continue
         if not isinstance(node, ir.ComputedBuffer):
             alone(matmul)
             current, matmul, matmul_at = None, node if node.is_matmul else None, len(groups)
@@ -112,7 +119,7 @@ def group_nodes(graph, profile, tiles, loads: dict, storage: dict, readers: dict
         groups.append(current)
         matmul = None
     alone(matmul)
-    return [_frozen(draft, planner, readers, pinned) for draft in groups]
+    return [_frozen(draft, planner, readers, pinned, computed) for draft in groups]
 
 
 @dataclasses.dataclass
@@ -123,13 +130,14 @@ class _Draft:
     decisions: list
     matmul: object = None
     column: bool = False
+    in_template: bool = False
 
     @property
     def names(self) -> list:
         return [n.name for n in self.nodes]
 
 
-def _frozen(draft: _Draft, planner: "_Planner", readers: dict, pinned: set) -> Group:
+def _frozen(draft: _Draft, planner: "_Planner", readers: dict, pinned: set, computed: dict) -> Group:
     """The finished group, with what it keeps on chip."""
     inside = collections.Counter(name for n in draft.nodes for name in set(planner.loaded(n)))
     local = {n.name for n in draft.nodes if isinstance(n.data, ir.Reduction) and n.name not in pinned
@@ -138,8 +146,9 @@ def _frozen(draft: _Draft, planner: "_Planner", readers: dict, pinned: set) -> G
     if draft.matmul is not None:  # on its target, the matmul output tile never leaves the kernel
         out = draft.matmul.result.name
         local |= {out} if out not in pinned and readers.get(out, 0) == inside[out] > 0 else set()
+    dequantized = frozenset(name for name, call in computed.items() if call is draft.matmul)
     return Group(tuple(draft.nodes), draft.outer, frozenset(local), frozenset(reread), tuple(draft.decisions),
-                 draft.matmul, draft.column)
+                 draft.matmul, draft.column, dequantized, draft.in_template)
 
 
 class _Planner:
@@ -149,6 +158,29 @@ class _Planner:
         self.profile, self.tiles, self.loads, self.storage, self.hints = profile, tiles, loads, storage, hints
         self._costs: dict = {}
         self._counts: dict = {}   # per-node analysis, shared by every candidate kernel
+        self._prologue_us: dict = {}   # id(call) → the dequantization kernels its template saves
+
+    def dequantizations(self, graph, readers: dict, pinned: set) -> dict:
+        """Buffer name → the matmul whose template computes it as it loads its tiles
+        (``ir.Dequantized``): a buffer that call alone reads and the graph does not return,
+        where the template runs the call — priced against the library with the dequantization
+        kernel on the library's side."""
+        nodes = {n.name: n for n in graph.nodes if isinstance(n, ir.ComputedBuffer)}
+        computed = {}
+        for call in graph.nodes:
+            if not isinstance(call, ir.ExternCall) or not call.dequantized:
+                continue
+            names = [d.name for d in call.dequantized if readers.get(d.name, 0) == 1 and d.name not in pinned]
+            if not names:
+                continue
+            self._prologue_us[id(call)] = self.time_us([([nodes[n]], default_outer(nodes[n])) for n in names])
+            if self.gemm_choice(call).template:
+                computed.update(dict.fromkeys(names, call))
+        return computed
+
+    def gemm_choice(self, call, epilogue_us: float = 0.0):
+        """``gemm_choice.choose`` for ``call``, its dequantization kernels on the library's side."""
+        return choose(call, self.tiles, self.profile, self.hints, epilogue_us, self._prologue_us.get(id(call), 0.0))
 
     def try_join(self, group: _Draft, node) -> Optional[str]:
         """Add ``node`` to ``group`` and return None, or return why not."""
@@ -186,8 +218,7 @@ class _Planner:
             # the template is the only GEMM: the epilogue saves a launch and the output's trip
             group.matmul = call
             return True, call.note
-        choice = choose(call, self.tiles, self.profile, self.hints,
-                        epilogue_us=self.time_us([([node], default_outer(node))]))
+        choice = self.gemm_choice(call, epilogue_us=self.time_us([([node], default_outer(node))]))
         if choice.template:
             group.matmul = call
         return choice.template, choice.reason

@@ -92,10 +92,11 @@ def libraries(call, profile) -> tuple:
         else profile.target.blas
 
 
-def choose(call, tiles, profile, hints: dict, epilogue_us: float = 0.0) -> GemmChoice:
+def choose(call, tiles, profile, hints: dict, epilogue_us: float = 0.0, prologue_us: float = 0.0) -> GemmChoice:
     """Template or library for the matmul ``call`` (its tile: ``tiles.of(call)``);
     ``epilogue_us``: the estimate of the pointwise kernel the template would take in as its
-    epilogue (0: none).  Timed by max-autotune, the measured times decide; else estimates."""
+    epilogue, ``prologue_us``: of the dequantization kernels whose operands it would compute as
+    it loads them (0: none).  Timed by max-autotune, the measured times decide; else estimates."""
     timed = tiles.timed(call)
     convolution = call.gemm is not None and call.op not in QUANTIZED_MATMULS
     ours = ("generated as an implicit GEMM in the device model's tile" if convolution else
@@ -114,9 +115,11 @@ def choose(call, tiles, profile, hints: dict, epilogue_us: float = 0.0) -> GemmC
         template = estimate_matmul(*shape, reads, writes, profile, MemoryModel(profile),
                                    tiles.of(call).seconds).time_us
         how = "est."
-    theirs = f"{names} {library:.3g} us" + (f" + its epilogue kernel {epilogue_us:.3g} us (est.)" if epilogue_us else "")
+    theirs = f"{names} {library:.3g} us" + (
+        f" + its dequantization kernel {prologue_us:.3g} us (est.)" if prologue_us else "") + (
+        f" + its epilogue kernel {epilogue_us:.3g} us (est.)" if epilogue_us else "")
     after = f"; {timed.summary}" if timed else _untimed(tiles)
-    if template < library + epilogue_us:
+    if template < library + prologue_us + epilogue_us:
         return GemmChoice(True, f"{ours}: {how} {template:.3g} us vs {theirs}{after}")
     return GemmChoice(False, f"library call: {names}, declared by the profile; {how} {theirs} vs the template's "
                              f"{template:.3g} us{after}")

@@ -12,7 +12,7 @@ from typing import Optional
 import sympy
 
 from .. import ir, symbolic
-from ..ops_protocol import OPS, OpsHandler
+from ..ops_protocol import LoadRecorder
 from ..virtualized import set_ops_handler
 
 PARALLEL_MIN_ELEMENTS = 32768   # below this, OpenMP fork/join costs more than it saves
@@ -30,6 +30,9 @@ class Group:
     matmul: object = None       # the ExternCall this kernel generates: a matmul (the nodes, if any, its
                                 # epilogue) or a fused attention (alone, ``KernelPlan.attention_tile``)
     column: bool = False        # one column reduction (host): reduction loop outside, outputs vectorized
+    dequantized: frozenset = frozenset()  # its matmul's operands the template computes as it loads
+                                          # them (``ir.Dequantized``), never written
+    in_template: bool = False   # one such operand's node: a kernel only where the GEMM is a library's
 
     @property
     def names(self) -> list:
@@ -123,34 +126,12 @@ def same(a, b) -> bool:
         sympy.expand(x - y) == 0 for x, y in zip(a, b))
 
 
-class _LoadRecorder(OpsHandler):
-    """An ``ops`` handler that only records loads (name, index); every other op computes nothing."""
-    GENERATED = {"_nothing": tuple(sorted(set(OPS) - {"load", "indirect_indexing", "masked"}))}
-
-    def __init__(self):
-        self.loads: list = []
-        self.indirect = 0
-
-    def load(self, name, index, dtype):
-        self.loads.append((name, sympy.sympify(index)))
-
-    def indirect_indexing(self, value, size):
-        self.indirect += 1
-        return sympy.Symbol(f"indirect{self.indirect}", integer=True)
-
-    def masked(self, mask, body, other, dtype):
-        return body()
-
-    def _nothing(self, name, *args):
-        return None
-
-
 def loads_of(node: ir.ComputedBuffer, outer: tuple, outer_vars: list) -> list:
     """(buffer, index, inner ranges by variable) of every load of ``node`` in a group."""
     inner = inner_ranges(node, outer)
     inner_vars = list(symbolic.index_symbols("x", len(inner)))
     index, rindex = node_indices(node, outer_vars, outer, inner_vars)
-    recorder = _LoadRecorder()
+    recorder = LoadRecorder()
     with set_ops_handler(recorder):
         if isinstance(node.data, ir.Reduction):
             node.data.inner_fn(index, rindex)

@@ -6,6 +6,7 @@ import dataclasses
 
 import torch
 
+from ..device_models.target import LANGUAGES
 from ..graph import GraphLowering
 from ..ir import ATTENTIONS, GROUPED_MATMUL, MATMULS, Sort
 from ..lowering.extern import grouped_mm_problem
@@ -30,7 +31,9 @@ def build_plan(graph: GraphLowering, profile, target: str, fuse: bool = True, es
     whole-graph decisions made before lowering (the host's layout, ``host_library``)."""
     tiles = MatmulTiles(profile, graph.size_hints, tuning)
     loads = loads_by_node(graph.nodes)
-    groups = scheduler.fuse(graph, profile, tiles, loads, fuse)
+    generates_gemm = LANGUAGES[target]["matmul_epilogue"]
+    groups = [group for group in scheduler.fuse(graph, profile, tiles, loads, fuse)
+              if not (group.in_template and generates_gemm)]   # computed in their matmul's operand loads
     storage, memo = graph.storage(), {}
     kernels = []
     for k, group in enumerate(groups):
@@ -38,8 +41,9 @@ def build_plan(graph: GraphLowering, profile, target: str, fuse: bool = True, es
         matmul_tile = tiles.of(group.matmul) if group.matmul is not None else None
         attention = group.matmul.attention_shape(graph.size_hints) if group.matmul is not None else None
         tiling = plan_kernel(cost, profile, cost.reduction, _sort_row(group))
-        kernels.append(KernelPlan(f"kernel{k}", group, tuple(name for n in group.nodes for name in loads[n.name]),
-                                  target, cost, tiling, matmul_tile,
+        loaded = [name for n in group.nodes for name in loads[n.name]] + [
+            name for n in sorted(group.dequantized) for name in loads[n]]
+        kernels.append(KernelPlan(f"kernel{k}", group, tuple(loaded), target, cost, tiling, matmul_tile,
                                   attention_tile=plan_attention(attention, profile) if attention else None))
     work = [item if isinstance(item, KernelPlan)
             else ExternPlan(item, tiles.of(item), reason=_library_reason(item, profile, tiles, graph.size_hints))

@@ -26,7 +26,8 @@ class KernelPlan:
     """One generated kernel."""
     name: str
     group: Group                  # its nodes, outer loops, buffers kept on chip, fusion reasons, fused matmul
-    loads: tuple                  # the buffers its nodes load (loop_nest.loaded_buffers), in node order
+    loads: tuple                  # the buffers its nodes load (loop_nest.loaded_buffers), in node order,
+                                  # then those its template's dequantized operands load
     target: str                   # the language of the code that runs it (the executor's choice)
     cost: KernelCost              # the device-independent analysis (FLOPs, bytes, parallel work)
     tiling: KernelTiling          # strategy and block sizes on the profile
@@ -46,6 +47,12 @@ class KernelPlan:
         library GEMM (the host): the ATen call is the whole step, with no kernel to launch."""
         return self.library_gemm and not self.group.nodes
 
+    def rendered_in(self, language: str) -> bool:
+        """Has code of its own in ``language``: not a library GEMM alone where that language
+        is the one running it, not a dequantization a template computes in that language."""
+        return not ((language == self.target and self.library_only) or
+                    (self.group.in_template and LANGUAGES[language]["matmul_epilogue"]))
+
     @property
     def buffers(self) -> list:
         """The buffers this kernel writes to memory (a generated matmul writes its output
@@ -57,14 +64,15 @@ class KernelPlan:
 
     @property
     def reads(self) -> list:
-        """Names of the buffers it reads from memory: what its nodes load, less what it
-        computes itself, plus its matmul's operands (loaded by the GEMM it generates, or read
-        by ATen's in the same step)."""
+        """Names of the buffers it reads from memory: what its nodes load (and its template's
+        dequantized operands, ``loads``), less what it computes itself, plus its matmul's
+        operands (loaded by the GEMM it generates, or read by ATen's in the same step)."""
         own = set(self.group.names)
-        if self.group.matmul is not None and not self.library_gemm:
-            own.add(self.group.matmul.result.name)   # the accumulator tile, never reloaded
+        matmul = self.group.matmul
+        if matmul is not None and not self.library_gemm:
+            own |= {matmul.result.name} | self.group.dequantized   # the accumulator tile, never reloaded
         names = [name for name in self.loads if name not in own]
-        return names + (self.group.matmul.input_names() if self.group.matmul is not None else [])
+        return names + [name for name in (matmul.input_names() if matmul is not None else []) if name not in own]
 
 
 @dataclasses.dataclass(frozen=True)

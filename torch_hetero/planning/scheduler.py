@@ -34,8 +34,8 @@ def execution_order(graph: GraphLowering, kernels: list) -> list:
     order, placed = [], set()
     for node in graph.nodes:
         if isinstance(node, ir.ComputedBuffer):
-            kernel = by_node[node.name]
-            if kernel.name not in placed:
+            kernel = by_node.get(node.name)   # None: computed in its matmul's operand loads
+            if kernel is not None and kernel.name not in placed:
                 placed.add(kernel.name)
                 order.append(kernel)
         elif id(node) in alone:

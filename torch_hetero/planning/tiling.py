@@ -35,7 +35,6 @@ import sympy
 import torch
 
 from ..device_models.matmul_tiles import STAGES, VECTOR_MATMUL_TILE, smallest_dim, staged_bytes
-from ..ir import CONVERTED_OPERANDS
 from .cost_model import (PARTIAL_BYTES, attention_work, dtype_name, online, parallel_efficiency, row_fits,
                          split_k_seconds)
 from .kernel_analysis import KernelCost
@@ -48,8 +47,8 @@ MIN_SPLIT_STEPS = 4      # BK steps each K slice runs at least, so that its pipe
 # registers: larger ones spill on cuda:80 (ahead-of-time builds, tests/test_aot_resources.py:
 # BM=16 BN=64 BK=128 and BM=BN=128 spill, BM=BN=64 BK=32 does not)
 MAX_FMA_TILE = (64, 64, 32)
-# A GEMM whose operands are converted as they are loaded (``ir.CONVERTED_OPERANDS``: fp8 bytes
-# bitcast, int8 weights rounded to bf16) holds them in registers on their way to tl.dot, which
+# A GEMM whose operands are converted as they are loaded (``ExternCall.converts_operands``: fp8
+# bytes bitcast, int8 weights rounded to bf16) holds them in registers on their way to tl.dot, which
 # the device model does not size.  Ahead-of-time builds at Triton's default 4 warps, with a SiLU
 # epilogue: BM=64 BN=128 spills on cuda:90 (fp8 128 B per thread at BK=64) and cuda:80 (int8
 # weights, 24 B), BM=128 BN=64 spills 568-672 B, and BM=BN=64 spills at BK=32 (cuda:80, 16 B)
@@ -174,7 +173,7 @@ class MatmulTiles:
         shape = call.matmul_shape(self.hints)
         if shape is None:
             return None
-        key = (shape, call.op in CONVERTED_OPERANDS)
+        key = (shape, call.converts_operands)
         if key not in self._tiles:
             timed = self.timed(call)
             self._tiles[key] = timed.tile if timed is not None else plan_matmul(*shape, self.profile, key[1])
