@@ -78,6 +78,11 @@ def test_as_strided_of_an_input_is_relative_to_its_storage_offset():
                  id="diagonal_scatter"),
     pytest.param(lambda x, w: torch.nn.functional.group_norm(x, 3, w), lambda: (torch.randn(2, 6, 5), torch.randn(6)),
                  id="group_norm_as_strided"),
+    pytest.param(lambda x, y: (x >> 4, x << 3, x >> y, x << y),
+                 lambda: (torch.randint(0, 256, (5, 6), dtype=torch.uint8), torch.randint(0, 8, (5, 6), dtype=torch.uint8)),
+                 id="shift_operators_uint8"),
+    pytest.param(lambda x: (x >> 3, x << 2), lambda: (torch.randint(-2**31, 2**31 - 1, (5, 6), dtype=torch.int32),),
+                 id="shift_operators_int32"),
 ])
 def test_composed_lowerings_are_native_and_match(fn, make_inputs, options):
     inputs = make_inputs()

@@ -141,7 +141,8 @@ for _op, _name in {aten.mul: "mul", aten.maximum: "maximum", aten.minimum: "mini
                    aten.atan2: "atan2", aten.fmod: "fmod", aten.remainder: "mod",
                    aten.bitwise_and: "bitwise_and", aten.bitwise_or: "bitwise_or",
                    aten.bitwise_xor: "bitwise_xor", aten.bitwise_left_shift: "lshift",
-                   aten.bitwise_right_shift: "rshift", aten.copysign: "copysign",
+                   aten.bitwise_right_shift: "rshift", aten.__lshift__: "lshift", aten.__rshift__: "rshift",
+                   aten.copysign: "copysign",
                    aten.hypot: "hypot", aten.nextafter: "nextafter"}.items():
     register_lowering(_op)(_binary(_name))
 

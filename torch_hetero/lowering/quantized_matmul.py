@@ -25,6 +25,12 @@ unsigned A (ATen's CPU kernel takes uint8 × int8: torchao's asymmetric activati
 CPU): ``tl.dot`` takes no mix, and the exact rewrite, ``(a - 128) @ b + 128 × b``'s column
 sums, needs a second input the ATen call does not have.
 
+``aten._weight_int4pack_mm_for_cpu(x, w, group_size, scales_and_zeros)``: ATen's CPU int4
+kernel, ``(nibble - 8) * scale + zero`` per group of K, a library call on the host.  Its weight
+is packed in blocks of rows as wide as the packing CPU's vectors (64 on AVX-512, 32 on AVX2),
+a layout of that host only: on Triton profiles it falls back, saying so.  An int4 weight that
+a generated kernel reads is bytes unpacked with shifts and masks in plain torch, below.
+
 A plain mm/addmm/bmm whose operand a pointwise node computes from narrower data — the int8
 weight-only linear ``x @ (w_int8.to(x.dtype) * scale).t()`` torchao traces to, an int4 weight
 unpacked from bytes with its group's scale and zero — has ``dequantized_operands``: the
@@ -129,6 +135,16 @@ def _int8_weight_operands(x: ir.StridedValue, w: ir.StridedValue, scales: ir.Str
     return ir.GemmOperands(None, m, n, k, dtype, lambda g, i, kk: load_x([i, kk]),
                            lambda g, kk, j: ops.to_dtype(load_w([j, kk]), dtype), lambda g, i, j: [i, j],
                            lambda g, i, j, acc: ops.mul(acc, ops.to_dtype(load_scale([j]), torch.float32)))
+
+
+@register_lowering(aten._weight_int4pack_mm_for_cpu)
+def _weight_int4pack_mm_for_cpu(x, w, group_size, scales_and_zeros):
+    graph = current_graph()
+    if graph.target.matmul_epilogue:
+        raise NotImplementedError(
+            "its weight is packed in the host CPU's vector layout (ATen's _convert_weight_to_int4pack_for_cpu); "
+            "a generated kernel reads an int4 weight kept as bytes and unpacked with shifts and masks")
+    return graph.call_aten(graph.current_node.target, (x, w, group_size, scales_and_zeros), {}, kind="extern")
 
 
 @register_lowering(aten._int_mm)
