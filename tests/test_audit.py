@@ -113,7 +113,7 @@ def test_report_files_exist_and_parse(tmp_path):
     markdown = open(paths["markdown"]).read()
     summary = [line for line in markdown.splitlines() if line.startswith("| cpu") or line.startswith("| mi300x")
                or line.startswith("| mtia-v2")]
-    assert len(summary) == 3 and all(line.count("|") == 12 for line in summary)
+    assert len(summary) == 3 and all(line.count("|") == 13 for line in summary)
     assert "![roofline" in markdown and "| aten.cummax | 2 | tail.0, tail.1 |" in markdown
     image = matplotlib.image.imread(paths["roofline"])
     assert image.shape[0] > 100 and image.shape[1] > 300

@@ -7,10 +7,10 @@ from .calibration import calibrate as _calibrate
 from .device_models import get_profile, list_devices
 from .device_models import host as _host
 from .errors import HeteroCompileError, ProfileError
-from .tools.audit import Audit, audit
+from .tools.audit import Audit, FormatAudit, audit, audit_formats
 from .tools.report import Report, explain
 
-__all__ = ["audit", "Audit", "explain", "Report", "HeteroCompileError", "ProfileError", "get_profile", "list_devices"]
+__all__ = ["audit", "Audit", "audit_formats", "FormatAudit", "explain", "Report", "HeteroCompileError", "ProfileError", "get_profile", "list_devices"]
 __version__ = "0.1.0"
 
 # the host profile's measured figures come from the calibration, a layer above the profiles

@@ -17,8 +17,11 @@ def main(argv=None) -> int:
     audit.add_argument("factory", metavar="MODULE:FACTORY",
                        help="a function (in a module on the path, or a .py file) returning (model, example_inputs)")
     audit.add_argument("--devices", help="comma-separated profile names or .toml files (default: all)")
-    audit.add_argument("--dtype", choices=sorted(DTYPES), help="convert the model and inputs first")
-    audit.add_argument("--out", default="audit-report", help="directory for audit.md, audit.json, roofline.png")
+    audit.add_argument("--dtype", help="number formats, comma-separated (fp32, bf16, fp16, fp8, int8wo): the model "
+                                       "is converted to each and its accuracy measured against fp32")
+    audit.add_argument("--out", default="audit-report",
+                       help="directory for audit.md, audit.json, roofline.png (several formats: formats.md, "
+                            "formats.json, formats.png and a directory per format)")
     audit.add_argument("--no-aot", action="store_true", help="skip the ahead-of-time Triton builds")
     commands.add_parser("devices", help="list the device profiles (the cpu row is this host, measured)")
     commands.add_parser("calibrate", help="re-measure this host's memory bandwidth and FLOP/s for the cpu profile")
@@ -37,18 +40,19 @@ def main(argv=None) -> int:
     return run_demo(args.model, args.show_code)
 
 
-DTYPES = {"float32": "float32", "bfloat16": "bfloat16", "float16": "float16"}
-
-
 def _audit(args) -> int:
     """Bad arguments (devices, the output directory, the factory) exit 2 before any compiling."""
-    import torch
-    from .tools.audit import audit, load_factory
+    from .tools.audit import audit, audit_formats, load_factory
     from .tools.audit_report import check_directory
+    from .tools.formats import format_name
     devices = args.devices.split(",") if args.devices is not None else None
     if devices is not None and not all(devices):
         return _usage_error(f"--devices {args.devices!r} has an empty name; give comma-separated profile names "
                             "or .toml files (python -m torch_hetero devices lists them)")
+    try:
+        formats = [format_name(f) for f in args.dtype.split(",")] if args.dtype is not None else []
+    except ValueError as error:
+        return _usage_error(f"--dtype: {error}")
     try:
         check_directory(args.out)
     except OSError as error:
@@ -57,12 +61,17 @@ def _audit(args) -> int:
         model, inputs = load_factory(args.factory)
     except ValueError as error:
         return _usage_error(str(error))
-    result = audit(model, *inputs, devices=devices, dtype=getattr(torch, args.dtype) if args.dtype else None,
-                   ahead_of_time=not args.no_aot)
+    if len(formats) > 1:
+        result = audit_formats(model, *inputs, devices=devices, formats=formats, ahead_of_time=not args.no_aot)
+        audits = result.audits
+    else:
+        result = audit(model, *inputs, devices=devices, dtype=formats[0] if formats else None,
+                       ahead_of_time=not args.no_aot)
+        audits = [result]
     print(result)
     paths = result.write(args.out)
     print("\nreport: " + ", ".join(paths.values()))
-    return 0 if all(d.error is None for d in result.devices) else 1
+    return 0 if all(d.error is None for a in audits for d in a.devices) else 1
 
 
 def _usage_error(message: str) -> int:

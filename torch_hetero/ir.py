@@ -354,6 +354,7 @@ GROUPED_MATMUL = torch.ops.aten._grouped_mm.default
 SCALED_MATMUL = torch.ops.aten._scaled_mm.default
 INT8_WEIGHT_MATMUL = torch.ops.aten._weight_int8pack_mm.default
 INT8_MATMUL = torch.ops.aten._int_mm.default
+INT4_WEIGHT_MATMUL_CPU = torch.ops.aten._weight_int4pack_mm_for_cpu.default   # the host's library only
 QUANTIZED_MATMULS = (SCALED_MATMUL, INT8_WEIGHT_MATMUL, INT8_MATMUL)   # lowering/quantized_matmul.py
 # matmuls whose generated operands are converted as they are loaded (planning.tiling sizes them apart)
 CONVERTED_OPERANDS = (SCALED_MATMUL, INT8_WEIGHT_MATMUL)
@@ -481,7 +482,7 @@ class ExternCall:
         if self.op == GROUPED_MATMUL:
             return self._grouped_shape(hints)
         if self.op not in MATMULS and self.gemm is None:
-            return None
+            return self._library_quantized_shape(hints)
         gemm = self.operands()
         batch, m, n, k = (int(sympy.sympify(s).subs(hints)) for s in (gemm.batch or 1, gemm.m, gemm.n, gemm.k))
         return batch, m, n, k, gemm.dtype
@@ -496,6 +497,18 @@ class ExternCall:
         batch, heads, queries, head_dim = [int(sympy.sympify(s).subs(hints)) for s in q.layout.size]
         kv_heads, keys = [int(sympy.sympify(s).subs(hints)) for s in k.layout.size[1:3]]
         return AttentionShape(batch, heads, kv_heads, queries, keys, head_dim, q.get_dtype(), bool(causal), backward)
+
+    def _library_quantized_shape(self, hints: dict):
+        """A quantized matmul ATen's CPU kernel runs as the host's library call: its shape and
+        the format it multiplies in (fp8 operands converted to float32, int8 and int4 weights
+        to the input's format), else None."""
+        if self.kind != "extern" or self.op not in QUANTIZED_MATMULS + (INT4_WEIGHT_MATMUL_CPU,):
+            return None
+        a, b = [t for t in self.args if isinstance(t, StridedValue)][:2]
+        m, k = a.layout.size
+        n = b.layout.size[1] if self.op in (SCALED_MATMUL, INT8_MATMUL) else b.layout.size[0]
+        dtype = {SCALED_MATMUL: torch.float32, INT8_MATMUL: torch.int8}.get(self.op, a.get_dtype())
+        return (1, *(int(sympy.sympify(s).subs(hints)) for s in (m, n, k)), dtype)
 
     def _grouped_shape(self, hints: dict):
         """``_grouped_mm(a, b, offs)``: offs splits a's rows among b's groups (2-d x 3-d, an

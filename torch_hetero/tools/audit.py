@@ -1,14 +1,17 @@
 """The portability audit: one model compiled for several device profiles, without their
 hardware, and compared.  Per device: the kernels generated (what each fused, its tiling and
-why), the portability debt (ATen ops with no native kernel there, by op and layer), the cost
-model's latency and energy, whether weights and activations fit its memory, and, for a profile
-with a real Triton target, whether every kernel compiles for it ahead of time.
+why), the portability debt (ATen ops with no native kernel there, by op and layer), the dtype
+debt (formats its matrix units lack), the cost model's latency and energy, whether weights and
+activations fit its memory, the accuracy of the compiled model's outputs against the fp32
+model's in eager, and, for a profile with a real Triton target, whether every kernel compiles
+for it ahead of time.
 
-``audit(model, *inputs, devices=[...])`` returns an ``Audit``; ``python -m torch_hetero audit
-MODULE:FACTORY`` prints its summary and writes the report files (``audit_report.py``)."""
+``audit(model, *inputs, devices=[...], dtype=...)`` returns an ``Audit`` of the model in one
+number format (``formats.py``); ``audit_formats(..., formats=[...])`` one per format, compared
+in one table (``FormatAudit``).  ``python -m torch_hetero audit MODULE:FACTORY`` prints either
+summary and writes the report files (``audit_report.py``)."""
 from __future__ import annotations
 
-import copy
 import dataclasses
 import importlib
 import importlib.util
@@ -23,8 +26,9 @@ import torch
 from ..device_models import get_profile, list_profiles
 from ..errors import FallbackWarning, GraphFallbackWarning, ProfileError
 from ..planning.cost_model import dtype_name
-from .report import Report, compile_and_run, graph_prefixes, report_of
 from ..runtime import triton_run
+from .formats import Accuracy, accuracy, convert, format_name
+from .report import Report, graph_prefixes, report_of, run_compiled
 
 
 @dataclasses.dataclass
@@ -69,6 +73,7 @@ class DeviceAudit:
     compile_s: float = 0.0         # compiling (and running once on this host) for the device
     error: Optional[str] = None    # why the device could not be audited
     file: Optional[str] = None     # the user's profile file it was read from (None: shipped, or the host)
+    accuracy: Optional[Accuracy] = None  # its outputs (run here) against the fp32 model's in eager
 
     @property
     def label(self) -> str:
@@ -96,6 +101,7 @@ class Audit:
     inputs: list                   # "int64[2, 128]" per tensor input
     batch: int                     # the first input's leading dim: samples per call
     devices: list                  # DeviceAudit, in the order asked for
+    format: str = ""               # the number format it was converted to (``formats.FORMATS``; "": as given)
 
     def need_bytes(self, device: DeviceAudit) -> int:
         return self.weight_bytes + self.input_bytes + device.peak_activation_bytes
@@ -118,31 +124,69 @@ class Audit:
         return write_files(self, directory)
 
 
-def audit(model, *inputs, devices=None, dtype: Optional[torch.dtype] = None, ahead_of_time: bool = True,
-          progress: bool = True) -> Audit:
+def audit(model, *inputs, devices=None, dtype=None, ahead_of_time: bool = True, progress: bool = True) -> Audit:
     """Compile ``model`` (a module or function) for each of ``devices`` (a profile name or
     file, or a list of them; default: the host and every shipped profile), run it once here
-    on ``inputs`` in inference mode, and collect what each device would run.  ``dtype`` converts
-    the model's floating parameters and inputs first (on a copy).  A device that fails is
-    reported with its error; the others still run.  ``progress`` prints a line per stage."""
+    on ``inputs`` in inference mode, and collect what each device would run.  ``dtype`` (a
+    ``torch.dtype`` or a format of ``formats.FORMATS``: "bf16", "int8wo", "fp8") converts a copy
+    of the model and its inputs first.  Each device's outputs are compared with the fp32
+    model's in eager.  A device that fails is reported with its error; the others still run.
+    ``progress`` prints a line per stage."""
     devices = _device_list(devices)
-    if dtype is not None:
-        model, inputs = _converted(model, inputs, dtype)
-    tensors = [t for t in inputs if isinstance(t, torch.Tensor)]
+    fmt = format_name(dtype) if dtype is not None else ""
+    reference = _fp32_eager(model, inputs)
     is_module = isinstance(model, torch.nn.Module)
+    count = sum(p.numel() for p in model.parameters()) if is_module else 0   # before quantization makes buffers of them
+    if fmt:
+        model, inputs = convert(model, inputs, fmt)
+    tensors = [t for t in inputs if isinstance(t, torch.Tensor)]
     parameters = list(model.parameters()) if is_module else []
     floating = [t.dtype for t in parameters + tensors if t.is_floating_point()]
     result = Audit(model=type(model).__name__ if is_module else getattr(model, "__name__", "fn"),
                    dtype=dtype_name(floating[0] if floating else torch.float32),
-                   parameters=sum(p.numel() for p in parameters),
+                   parameters=count,
                    weight_bytes=sum(s.nbytes() for s in _unique_storages(model)) if is_module else 0,
                    input_bytes=sum(t.untyped_storage().nbytes() for t in tensors),
                    inputs=[f"{str(t.dtype).replace('torch.', '')}{list(t.shape)}" for t in tensors],
-                   batch=int(tensors[0].shape[0]) if tensors and tensors[0].dim() else 1, devices=[])
+                   batch=int(tensors[0].shape[0]) if tensors and tensors[0].dim() else 1, devices=[], format=fmt)
     for position, device in enumerate(devices, 1):
-        say = _progress(f"[{position}/{len(devices)}] {device}", progress)
-        result.devices.append(_audit_device(model, inputs, device, ahead_of_time, say))
+        say = _progress(f"[{position}/{len(devices)}]{' ' + fmt if fmt else ''} {device}", progress)
+        result.devices.append(_audit_device(model, inputs, device, ahead_of_time, say, reference))
     return result
+
+
+@dataclasses.dataclass
+class FormatAudit:
+    """One model audited in several number formats on the same devices (``audit_formats``)."""
+    audits: list                   # Audit per format, in the order asked for
+
+    def __str__(self) -> str:
+        from .audit_report import formats_text
+        return formats_text(self)
+
+    def write(self, directory: str) -> dict:
+        """Writes formats.md, formats.json, formats.png and each format's audit files (in a
+        directory named after it) into ``directory``: kind → path."""
+        from .audit_report import write_format_files
+        return write_format_files(self, directory)
+
+
+def audit_formats(model, *inputs, devices=None, formats=("fp32", "bf16", "fp8", "int8wo"), ahead_of_time: bool = True,
+                  progress: bool = True) -> FormatAudit:
+    """``audit`` of ``model`` in each of ``formats`` (``formats.FORMATS``) on ``devices``: the
+    latency, memory need, portability and dtype debt and accuracy per format and device."""
+    names = [format_name(f) for f in ([formats] if isinstance(formats, str) else formats)]
+    if not names:
+        raise ValueError("formats is empty: give one or more of fp32, bf16, fp16, fp8, int8wo")
+    return FormatAudit([audit(model, *inputs, devices=devices, dtype=name, ahead_of_time=ahead_of_time,
+                              progress=progress) for name in names])
+
+
+def _fp32_eager(model, inputs: tuple):
+    """What the fp32 model returns in eager on ``inputs``: every audit's reference."""
+    model, inputs = convert(model, inputs, "fp32")
+    with torch.no_grad():
+        return model(*inputs)
 
 
 def _device_list(devices) -> list:
@@ -194,7 +238,7 @@ def load_factory(spec: str):
     return model, tuple(inputs) if isinstance(inputs, (tuple, list)) else (inputs,)
 
 
-def _audit_device(model, inputs, device, ahead_of_time: bool, say) -> DeviceAudit:
+def _audit_device(model, inputs, device, ahead_of_time: bool, say, reference) -> DeviceAudit:
     try:
         profile = get_profile(device)
     except ProfileError as error:  # it names the file or name, and the fix
@@ -212,7 +256,7 @@ def _audit_device(model, inputs, device, ahead_of_time: bool, say) -> DeviceAudi
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore", FallbackWarning)
             warnings.simplefilter("ignore", GraphFallbackWarning)
-            graphs = compile_and_run(model, inputs, {}, {"device": device, "strict": False})
+            graphs, output = run_compiled(model, inputs, {}, {"device": device, "strict": False})
     except Exception as error:  # one device's failure is its result; the others go on
         entry.error = _first_lines(error)
         say(f"error: {entry.error.splitlines()[0]}")
@@ -228,6 +272,7 @@ def _audit_device(model, inputs, device, ahead_of_time: bool, say) -> DeviceAudi
         say(f"error: {entry.error.splitlines()[0]}")
         return entry
     entry.report = report
+    entry.accuracy = accuracy(output, reference)
     entry.debt = _debt(entry.report)
     entry.peak_activation_bytes = max((graph.plan.peak_bytes or 0 for _, graph, _ in graphs), default=0)
     say(f"{len(entry.report.kernels)} kernel(s), {len(entry.debt)} op(s) of debt, {entry.compile_s:.1f} s")
@@ -271,14 +316,6 @@ def _compile_ahead(graphs: list, profile) -> AheadOfTime:
             except Exception as error:
                 result.errors[name] = _first_lines(error)
     return result
-
-
-def _converted(model, inputs: tuple, dtype: torch.dtype):
-    """A copy of the model with floating parameters and buffers in ``dtype``, and the inputs likewise."""
-    if isinstance(model, torch.nn.Module):
-        model = copy.deepcopy(model).to(dtype)
-    return model, tuple(t.to(dtype) if isinstance(t, torch.Tensor) and t.is_floating_point() else t
-                        for t in inputs)
 
 
 def _unique_storages(model: torch.nn.Module) -> list:

@@ -12,11 +12,13 @@ from ..device_models import get_profile
 from ..device_models.table import format_bytes
 
 SUMMARY_HEADERS = ("device", "code", "kernels", "externs", "debt ops (calls)", "latency", "energy/call",
-                   "samples/s/W", "memory need / capacity", "ahead-of-time", "status")
+                   "samples/s/W", "memory need / capacity", "error vs fp32 (max, mean)", "ahead-of-time", "status")
 NOTES = ("Latency and energy are the device model's estimates (no hardware was used): energy is "
          "latency × the profile's TDP, an upper bound on power. A fallback (debt) op is costed as if it "
          "ran on the device at memory speed, a lower bound: without a native kernel it would run on a "
          "host. Memory need is weights + inputs + the activations live at the plan's peak (inference). "
+         "The error is the outputs of the device's plan, run on this host, against the fp32 model's in "
+         "eager: the largest absolute error over the largest magnitude, and the mean over the mean. "
          "Profiles marked * include assumed figures (see `python -m torch_hetero devices`).")
 
 
@@ -28,14 +30,18 @@ def _summary_row(audit, d) -> tuple:
     name = d.label + ("*" if d.assumed else "")
     code = f"{d.codegen} {d.triton_target or ''}".strip() if d.codegen else "-"
     if d.error is not None:
-        return (name, code, "-", "-", "-", "-", "-", "-", "-", "-", "error: " + d.error.splitlines()[0][:80])
+        return (name, code, "-", "-", "-", "-", "-", "-", "-", "-", "-", "error: " + d.error.splitlines()[0][:80])
     calls = sum(debt.calls for debt in d.debt)
     per_watt = audit.samples_per_joule(d)
     memory = (f"{format_bytes(audit.need_bytes(d))} / {format_bytes(d.capacity_bytes)} "
               f"{'fits' if audit.fits(d) else 'DOES NOT FIT'}")
     return (name, code, str(len(d.report.kernels)), str(len(d.report.externs)), f"{len(d.debt)} ({calls})",
             _time(d.latency_us), _energy(d.energy_uj), f"{per_watt:,.0f}" if per_watt else "-", memory,
-            _aot_cell(d), "ok")
+            _accuracy(d.accuracy), _aot_cell(d), "ok")
+
+
+def _accuracy(value) -> str:
+    return f"{value.max_rel:.2g}, {value.mean_rel:.2g}" if value is not None else "-"
 
 
 def _aot_cell(d) -> str:
@@ -128,6 +134,7 @@ def to_json(audit) -> dict:
                            "capacity": d.capacity_bytes, "fits": audit.fits(d)},
                 "debt": [{"op": x.op, "calls": x.calls, "layers": x.layers} for x in d.debt],
                 "dtype_debt": [dataclasses.asdict(x) for x in report.dtype_debt],
+                "accuracy": dataclasses.asdict(d.accuracy) if d.accuracy is not None else None,
                 "kernels": [{"name": k.name, "target": k.target, "fuses": k.aten_ops, "tiling": k.tiling,
                              "estimate_us": k.estimate_us, "bound": k.bound, "flops": k.flops, "bytes": k.bytes,
                              "fusion": list(k.fusion)} for k in report.kernels],
@@ -140,7 +147,7 @@ def to_json(audit) -> dict:
                                 for k, r in d.aot.resources.items()},
                     "limit_bytes": d.aot.limit_bytes, "ok": d.aot.ok}})
         devices.append(entry)
-    return {"model": audit.model, "dtype": audit.dtype, "parameters": audit.parameters, "weight_bytes": audit.weight_bytes,
+    return {"model": audit.model, "format": audit.format, "dtype": audit.dtype, "parameters": audit.parameters, "weight_bytes": audit.weight_bytes,
             "input_bytes": audit.input_bytes, "inputs": audit.inputs, "batch": audit.batch, "devices": devices}
 
 
@@ -230,8 +237,8 @@ def write_files(audit, directory: str) -> dict:
 
 
 def _model_line(audit) -> str:
-    return (f"{audit.model}, {audit.parameters / 1e6:.2f} M parameters ({format_bytes(audit.weight_bytes)} of "
-            f"{audit.dtype} weights), "
+    return (f"{audit.model}{' in ' + audit.format if audit.format else ''}, {audit.parameters / 1e6:.2f} M "
+            f"parameters ({format_bytes(audit.weight_bytes)} of weights, {audit.dtype} compute), "
             f"inputs {', '.join(audit.inputs) or '-'}, batch {audit.batch}")
 
 
@@ -256,3 +263,95 @@ def _energy(uj) -> str:
     if uj is None:
         return "-"
     return f"{uj / 1000:.2f} mJ" if uj >= 1000 else f"{uj:.1f} uJ"
+
+
+# ---------------------------------------------------------------- several formats (FormatAudit)
+FORMAT_HEADERS = ("format", "device", "latency", "memory need / capacity", "debt ops (calls)",
+                  "dtype debt (matmuls)", "error vs fp32 (max, mean)", "status")
+ERROR_FLOOR = 1e-8   # where the chart puts an exact output (a log axis has no zero)
+
+
+def format_rows(result) -> list:
+    rows = []
+    for audit in result.audits:
+        for d in audit.devices:
+            if d.error is not None:
+                rows.append((audit.format, d.label, "-", "-", "-", "-", "-", "error: " + d.error.splitlines()[0][:80]))
+                continue
+            memory = (f"{format_bytes(audit.need_bytes(d))} / {format_bytes(d.capacity_bytes)}"
+                      + ("" if audit.fits(d) else " DOES NOT FIT"))
+            rows.append((audit.format, d.label, _time(d.latency_us), memory,
+                         f"{len(d.debt)} ({sum(x.calls for x in d.debt)})", _dtype_debt(d.report.dtype_debt),
+                         _accuracy(d.accuracy), "ok"))
+    return rows
+
+
+def _dtype_debt(debts) -> str:
+    kinds = sorted({f"{x.wanted} as {x.runs_as}" for x in debts})
+    return f"{len(debts)} ({'; '.join(kinds)})" if debts else "0"
+
+
+def formats_text(result) -> str:
+    rows = [FORMAT_HEADERS] + format_rows(result)
+    widths = [max(len(row[i]) for row in rows) for i in range(len(FORMAT_HEADERS))]
+    first = result.audits[0]
+    lines = [f"format audit: {first.model}, {first.parameters / 1e6:.2f} M parameters, inputs "
+             f"{', '.join(first.inputs) or '-'}; the error is against the fp32 model in eager"]
+    lines += ["  " + "  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
+    return "\n".join(lines)
+
+
+def formats_png(result, path: str) -> None:
+    """Each (format, device) at (estimated latency, mean error against fp32): the trade-off a
+    format buys on each device; a marker per format, a colour per device."""
+    import matplotlib
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+    figure, ax = plt.subplots(figsize=(7, 4.5))
+    devices = list(dict.fromkeys(d.label for a in result.audits for d in a.devices if d.error is None))
+    colors = {label: plt.get_cmap("tab10")(i % 10) for i, label in enumerate(devices)}
+    markers = "osD^v<>px*"
+    for position, audit in enumerate(result.audits):
+        shown = [d for d in audit.devices if d.error is None]
+        ax.scatter([d.latency_us for d in shown], [max(d.accuracy.mean_rel, ERROR_FLOOR) for d in shown],
+                   marker=markers[position % len(markers)], c=[colors[d.label] for d in shown], s=40,
+                   label=audit.format, edgecolors="black", linewidths=0.4, zorder=3)
+    for label, color in colors.items():
+        ax.scatter([], [], color=color, label=label, s=40)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("estimated latency per call (us)")
+    ax.set_ylabel(f"mean error vs fp32 eager (exact shown at {ERROR_FLOOR:g})")
+    ax.set_title(f"{result.audits[0].model}: latency and accuracy per format and device")
+    ax.legend(fontsize=7, ncol=2, loc="best")
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def write_format_files(result, directory: str) -> dict:
+    """formats.md, formats.json, formats.png (with matplotlib) and each format's audit files
+    in ``directory/<format>``: kind → path."""
+    check_directory(directory)
+    os.makedirs(directory, exist_ok=True)
+    paths = {"markdown": os.path.join(directory, "formats.md"), "json": os.path.join(directory, "formats.json")}
+    try:
+        formats_png(result, os.path.join(directory, "formats.png"))
+        paths["chart"] = os.path.join(directory, "formats.png")
+    except ImportError:
+        warnings.warn("torch_hetero audit: formats.png not written: matplotlib is not installed "
+                      "(pip install matplotlib, or torch_hetero[demo])", stacklevel=3)
+    for audit in result.audits:
+        write_files(audit, os.path.join(directory, audit.format))
+    first = result.audits[0]
+    text = [f"# Format audit: {first.model}", "", f"{first.parameters / 1e6:.2f} M parameters, inputs "
+            f"{', '.join(first.inputs) or '-'}, batch {first.batch}.", "", NOTES, "", "## Summary", ""]
+    text += _table(FORMAT_HEADERS, format_rows(result))
+    if "chart" in paths:
+        text += ["", "![latency and accuracy per format and device](formats.png)"]
+    text += ["", "Each format's full audit: " + ", ".join(f"[{a.format}]({a.format}/audit.md)" for a in result.audits)]
+    with open(paths["markdown"], "w") as f:
+        f.write("\n".join(text) + "\n")
+    with open(paths["json"], "w") as f:
+        json.dump({"model": first.model, "formats": [to_json(a) for a in result.audits]}, f, indent=1)
+    return paths

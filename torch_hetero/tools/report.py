@@ -133,12 +133,17 @@ def explain(fn, *args, device=None, **kwargs):
 def compile_and_run(fn, args, kwargs, options: dict) -> list:
     """Compile ``fn`` with the hetero backend and ``options``, run it once on ``args``: the
     (graph kind, CompiledGraph, profile name) of every graph compiled on the way."""
+    return run_compiled(fn, args, kwargs, options)[0]
+
+
+def run_compiled(fn, args, kwargs, options: dict) -> tuple:
+    """``compile_and_run``'s graphs, and what the compiled ``fn`` returned."""
     def backend(gm, example_inputs):
         return hetero_backend(gm, example_inputs, options=options)
     compiled = torch.compile(fn, backend=backend)
     with collect_compiled_graphs() as graphs:
-        compiled(*args, **kwargs)
-    return graphs
+        output = compiled(*args, **kwargs)
+    return graphs, output
 
 
 def report_of(graphs: list, default_device: str) -> Report:
