@@ -120,3 +120,13 @@ def test_a_quantized_transformers_llm_compiles_with_no_fallback(fmt):
         a100 = torch_hetero.explain(model, *inputs, device="a100")
         assert len(a100.dtype_debt) == (matmuls if fmt == "fp8" else 0) and not a100.fallbacks
     torch._dynamo.reset()
+
+
+def test_fp8_is_audited_in_each_devices_own_encoding():
+    """MI300X's fp8 units take e4m3fnuz: its fp8 model is converted to that, with no dtype
+    debt; h100's to e4m3fn; a100 (no fp8 units) gets OCP's e4m3fn, as debt."""
+    model, x = mlp()
+    result = audit(model, x, devices=["mi300x", "h100", "a100"], dtype="fp8", ahead_of_time=False, progress=False)
+    debt = {d.device: {(x.wanted, x.runs_as) for x in d.report.dtype_debt} for d in result.devices}
+    assert debt == {"mi300x": set(), "h100": set(), "a100": {("float8_e4m3fn", "bfloat16")}}
+    assert all(d.accuracy.mean_rel < 0.1 for d in result.devices)

@@ -50,11 +50,13 @@ def test_gpt2_style_block_runs_under_the_interpreter(options, model, example, gr
     check(model, example, grad=grad, atol=1e-4, rtol=1e-4, options=options)
 
 
-def test_matmul_template_with_fused_epilogue():
-    """Linear + GELU on h100: one Triton kernel (tl.dot over the chosen tile, GELU on the tile)."""
+@pytest.mark.parametrize("shape", [(40, 64), (2, 20, 64)], ids=["rows", "batch_sequence"])
+def test_matmul_template_with_fused_epilogue(shape):
+    """Linear + GELU on h100: one Triton kernel (tl.dot over the chosen tile, GELU on the tile),
+    also where the GELU iterates the matmul's rows split in two dims ([batch, sequence, n])."""
     torch.manual_seed(0)
     mlp = torch.nn.Sequential(torch.nn.Linear(64, 96), torch.nn.GELU())
-    x = torch.randn(40, 64)
+    x = torch.randn(*shape)
     for dtype, tol in ((torch.float32, 1e-5), (torch.bfloat16, 2e-2)):
         model, inputs = mlp.to(dtype), (x.to(dtype),)
         out, [kernel] = compiled_kernels(model, inputs, INTERPRET)

@@ -16,7 +16,7 @@ import torch
 
 from .. import ir, symbolic
 from ..dtypes import FLOAT8, TL_DTYPE
-from ..planning.loop_nest import Group, inner_ranges, node_indices
+from ..planning.loop_nest import Group, inner_ranges, node_indices, unravel
 from ..planning.plan import KernelPlan
 from ..printer import pexpr
 from ..virtualized import collect_origins, in_order, set_ops_handler
@@ -351,8 +351,9 @@ def _render_matmul(name: str, group: Group, tile, wide: bool) -> TritonKernel:
         if out.name not in group.local:
             ops.store(out.name, out.layout.index(output), ops.locals[out.name], out.get_dtype())
         for node in group.nodes:
-            if call.gemm is None:
-                index, _ = node_indices(node, output[:-1], group.outer, [rn])
+            if call.gemm is None:  # over the output's rows, or (fusion checked) its rows split in several dims
+                rows = output[:-1] if len(group.outer) == len(output) - 1 else unravel(output[-2], group.outer)
+                index, _ = node_indices(node, rows, group.outer, [rn])
             else:  # over the output's dims (fusion checked), in the node's loop order
                 index = [output[d] for d in node.data.order] if node.data.order else output
             with set_ops_handler(ops), collect_origins() as inlined:

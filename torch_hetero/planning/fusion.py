@@ -26,7 +26,7 @@ from ..lowering.extern import grouped_mm_problem
 from .cost_model import MemoryModel, estimate_kernel
 from .gemm_choice import choose, choose_attention, libraries
 from .kernel_analysis import analyze, column_reduction
-from .loop_nest import Group, default_outer, dims, inner_ranges, loads_of, node_indices, same
+from .loop_nest import Group, default_outer, dims, inner_ranges, loads_of, node_indices, rows_split, same
 
 
 def group_nodes(graph, profile, tiles, loads: dict, storage: dict, readers: dict, pinned: set,
@@ -228,7 +228,8 @@ class _Planner:
         out = call.result
         if not self.profile.target.matmul_epilogue:
             return "the target's GEMM is a library call"
-        if not isinstance(node.data, ir.Pointwise) or not same(dims(node.data.ranges), dims(out.layout.size)):
+        split = isinstance(node.data, ir.Pointwise) and call.gemm is None and rows_split(node, out.layout.size)
+        if not isinstance(node.data, ir.Pointwise) or not (split or same(dims(node.data.ranges), dims(out.layout.size))):
             return f"iterates {_fmt(dims(node.data.ranges))}, the matmul output is {_fmt(dims(out.layout.size))}"
         if call.gemm is not None and not same(node.data.logical(list(node.data.ranges)), out.layout.size):
             return f"iterates {_fmt(node.data.ranges)}, not the output's dims {_fmt(out.layout.size)}"
@@ -236,6 +237,11 @@ class _Planner:
         outer_vars = list(symbolic.index_symbols("o", len(outer)))
         inner_vars = list(symbolic.index_symbols("x", len(inner_ranges(node, outer))))
         index, _ = node_indices(node, outer_vars, outer, inner_vars)
+        if split:  # the output's row: the leading dims combined row-major
+            row = sympy.Integer(0)
+            for size, i in zip(node.data.ranges[:-1], index[:-1]):
+                row = row * size + i
+            index = [row, index[-1]]
         for name, load_index, ranges in loads_of(node, outer, outer_vars):
             ranges = {**ranges, **dict(zip(outer_vars, outer))}
             if name == out.name and sympy.expand(symbolic.simplify_index(load_index, ranges)

@@ -121,6 +121,22 @@ def _cover(own: tuple, outer: tuple) -> Optional[list]:
     return blocks if j == len(outer) else None
 
 
+def rows_split(node: ir.ComputedBuffer, size) -> bool:
+    """Does ``node`` iterate a 2-d matmul output of ``size`` with its rows split in several
+    dims (a linear layer's [tokens, n] output viewed as [batch, sequence, n])?"""
+    own = dims(node.data.ranges)
+    return len(size) == 2 and len(own) > 2 and same((symbolic.product(own[:-1]), own[-1]), tuple(size))
+
+
+def unravel(row, sizes: tuple) -> list:
+    """The row-major indices over ``sizes`` of the flat index ``row``."""
+    out = []
+    for position in range(len(sizes)):
+        inner = symbolic.product(sizes[position + 1:])
+        out.append(symbolic.ModularIndexing(row, inner, sizes[position]) if position else symbolic.FloorDiv(row, inner))
+    return out
+
+
 def same(a, b) -> bool:
     return a is not None and b is not None and len(a) == len(b) and all(
         sympy.expand(x - y) == 0 for x, y in zip(a, b))

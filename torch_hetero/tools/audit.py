@@ -27,7 +27,7 @@ from ..device_models import get_profile, list_profiles
 from ..errors import FallbackWarning, GraphFallbackWarning, ProfileError
 from ..planning.cost_model import dtype_name
 from ..runtime import triton_run
-from .formats import Accuracy, accuracy, convert, format_name
+from .formats import Accuracy, accuracy, convert, format_name, fp8_encoding
 from .report import Report, graph_prefixes, report_of, run_compiled
 
 
@@ -129,16 +129,19 @@ def audit(model, *inputs, devices=None, dtype=None, ahead_of_time: bool = True, 
     file, or a list of them; default: the host and every shipped profile), run it once here
     on ``inputs`` in inference mode, and collect what each device would run.  ``dtype`` (a
     ``torch.dtype`` or a format of ``formats.FORMATS``: "bf16", "int8wo", "fp8") converts a copy
-    of the model and its inputs first.  Each device's outputs are compared with the fp32
-    model's in eager.  A device that fails is reported with its error; the others still run.
+    of the model and its inputs first (fp8 in each device's own e4m3 encoding,
+    ``formats.fp8_encoding``).  Each device's outputs are compared with the fp32 model's in eager.  A device that fails is reported with its error; the others still run.
     ``progress`` prints a line per stage."""
     devices = _device_list(devices)
     fmt = format_name(dtype) if dtype is not None else ""
     reference = _fp32_eager(model, inputs)
     is_module = isinstance(model, torch.nn.Module)
     count = sum(p.numel() for p in model.parameters()) if is_module else 0   # before quantization makes buffers of them
+    encodings = {device: fp8_encoding(_profile_or_none(device)) if fmt == "fp8" else torch.float8_e4m3fn
+                 for device in devices}
+    converted = {e: convert(model, inputs, fmt, e) for e in dict.fromkeys(encodings.values())} if fmt else {}
     if fmt:
-        model, inputs = convert(model, inputs, fmt)
+        model, inputs = next(iter(converted.values()))
     tensors = [t for t in inputs if isinstance(t, torch.Tensor)]
     parameters = list(model.parameters()) if is_module else []
     floating = [t.dtype for t in parameters + tensors if t.is_floating_point()]
@@ -151,8 +154,17 @@ def audit(model, *inputs, devices=None, dtype=None, ahead_of_time: bool = True, 
                    batch=int(tensors[0].shape[0]) if tensors and tensors[0].dim() else 1, devices=[], format=fmt)
     for position, device in enumerate(devices, 1):
         say = _progress(f"[{position}/{len(devices)}]{' ' + fmt if fmt else ''} {device}", progress)
-        result.devices.append(_audit_device(model, inputs, device, ahead_of_time, say, reference))
+        mine = converted[encodings[device]] if fmt else (model, inputs)
+        result.devices.append(_audit_device(*mine, device, ahead_of_time, say, reference))
     return result
+
+
+def _profile_or_none(device):
+    """The device's profile, or None where it does not load (``_audit_device`` reports why)."""
+    try:
+        return get_profile(device)
+    except ProfileError:
+        return None
 
 
 @dataclasses.dataclass

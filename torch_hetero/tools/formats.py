@@ -6,9 +6,11 @@ outputs against the fp32 model's eager outputs.
 - ``int8wo``: bf16, with each linear layer's weight int8 and a bf16 scale per output channel
   (symmetric, absmax / 127), computed as ``(x @ w.t().to(x.dtype)) * scale + bias`` — what
   torchao's ``Int8WeightOnlyConfig`` traces to.
-- ``fp8``: bf16, with each linear layer's weight float8_e4m3fn and an fp32 scale per output
-  channel, its input quantized per row on each call (absmax / 448, torchao's dynamic float8
-  recipe), multiplied by ``torch._scaled_mm`` into bf16.
+- ``fp8``: bf16, with each linear layer's weight in an e4m3 encoding and an fp32 scale per
+  output channel, its input quantized per row on each call (absmax over the encoding's largest
+  value, torchao's dynamic float8 recipe), multiplied by ``torch._scaled_mm`` into bf16.  The
+  encoding is the device's (``fp8_encoding``: MI300X's units take e4m3fnuz, Hopper's e4m3fn),
+  so a team's choice per device is what is audited.
 
 A linear layer is an ``nn.Linear`` or a ``transformers`` ``Conv1D`` (GPT-2's, whose weight is
 stored transposed) with an input dim a multiple of 16 (what ``_scaled_mm`` takes); others stay
@@ -27,7 +29,13 @@ QUANTIZED_FORMATS = ("int8wo", "fp8")
 FORMATS = tuple(FLOAT_FORMATS) + QUANTIZED_FORMATS
 # the names torch gives the float formats, which ``format_name`` also takes
 _ALIASES = {"float32": "fp32", "bfloat16": "bf16", "float16": "fp16"}
-FP8_MAX = torch.finfo(torch.float8_e4m3fn).max
+
+
+def fp8_encoding(profile) -> torch.dtype:
+    """The e4m3 encoding a device's fp8 matrix units take (its ``Target.fp8_encodings``),
+    else OCP's float8_e4m3fn (what a device without fp8 units is handed)."""
+    names = [name for name in (profile.target.fp8_encodings if profile is not None else ()) if "e4m3" in name]
+    return getattr(torch, names[0]) if names else torch.float8_e4m3fn
 
 
 def format_name(value) -> str:
@@ -40,16 +48,18 @@ def format_name(value) -> str:
     return name
 
 
-def convert(model, inputs: tuple, fmt: str):
+def convert(model, inputs: tuple, fmt: str, fp8: torch.dtype = torch.float8_e4m3fn):
     """(a copy of ``model`` in format ``fmt``, ``inputs`` with their floating tensors in the
-    format's activation dtype).  ``model`` may be a module or a function (a function's inputs
-    are converted, nothing else)."""
+    format's activation dtype); ``fp8``: the encoding of the ``fp8`` format.  ``model`` may be a
+    module or a function (a function's inputs are converted, nothing else)."""
     fmt = format_name(fmt)
     dtype = FLOAT_FORMATS.get(fmt, torch.bfloat16)
     if isinstance(model, nn.Module):
         model = copy.deepcopy(model).to(dtype)
-        if fmt in QUANTIZED_FORMATS:
-            _replace_linears(model, Int8WeightOnlyLinear if fmt == "int8wo" else Float8DynamicLinear)
+        if fmt == "int8wo":
+            _replace_linears(model, Int8WeightOnlyLinear)
+        elif fmt == "fp8":
+            _replace_linears(model, lambda weight, bias: Float8DynamicLinear(weight, bias, fp8))
     return model, tuple(t.to(dtype) if isinstance(t, torch.Tensor) and t.is_floating_point() else t for t in inputs)
 
 
@@ -87,20 +97,21 @@ class Int8WeightOnlyLinear(nn.Module):
 
 
 class Float8DynamicLinear(nn.Module):
-    """A linear layer with a float8_e4m3fn weight and a scale per output channel, its input
-    quantized per row on each call."""
+    """A linear layer with an fp8 weight (``encoding``) and a scale per output channel, its
+    input quantized per row on each call."""
 
-    def __init__(self, weight: torch.Tensor, bias):
+    def __init__(self, weight: torch.Tensor, bias, encoding: torch.dtype = torch.float8_e4m3fn):
         super().__init__()
-        scale = weight.float().abs().amax(1).clamp(min=1e-12) / FP8_MAX
-        self.register_buffer("weight", (weight.float() / scale[:, None]).to(torch.float8_e4m3fn))
+        self.largest = torch.finfo(encoding).max
+        scale = weight.float().abs().amax(1).clamp(min=1e-12) / self.largest
+        self.register_buffer("weight", (weight.float() / scale[:, None]).to(encoding))
         self.register_buffer("scale", scale[None, :].contiguous())
         self.register_buffer("bias", None if bias is None else bias.to(torch.bfloat16))
 
     def forward(self, x):
         rows = x.reshape(-1, x.shape[-1])
-        scale = rows.float().abs().amax(-1, keepdim=True).clamp(min=1e-12) / FP8_MAX
-        quantized = (rows.float() / scale).clamp(-FP8_MAX, FP8_MAX).to(torch.float8_e4m3fn)
+        scale = rows.float().abs().amax(-1, keepdim=True).clamp(min=1e-12) / self.largest
+        quantized = (rows.float() / scale).clamp(-self.largest, self.largest).to(self.weight.dtype)
         out = torch._scaled_mm(quantized, self.weight.t(), scale_a=scale, scale_b=self.scale, bias=self.bias,
                                out_dtype=x.dtype)
         return out.reshape(*x.shape[:-1], out.shape[-1])
