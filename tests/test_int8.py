@@ -2,8 +2,9 @@
 torchao's int8 weight-only quantization calls on the CPU) is our matmul template on Triton
 profiles, the weight converted to the input's format in the operand load (never written to
 memory as floats) and its scales in the epilogue; ``aten._int_mm`` (int8 x int8, exact int32
-sums, with dynamically quantized activations) is the template with an int32 accumulator.  On
-the host both are ATen's kernels."""
+sums, with dynamically quantized activations; uint8 activations fed as A - 128 with B's column
+sums added back) is the template with an int32 accumulator.  On the host both are ATen's
+kernels."""
 import pytest
 import torch
 import torch.nn.functional as F
@@ -110,17 +111,30 @@ def test_int8_matmuls_build_for_the_real_targets_with_int32_sums_unsplit(device)
     torch._dynamo.reset()
 
 
-def test_an_unsigned_int8_input_is_atens_on_triton_profiles_and_native_on_the_host():
-    """ATen's CPU kernel takes uint8 x int8 (torchao's asymmetric activations); tl.dot takes
-    no mix, so on a Triton profile it is a fallback that says why."""
+@pytest.mark.parametrize("options", TARGETS)
+def test_an_unsigned_int8_input_is_exact(options):
+    """ATen's CPU kernel takes uint8 x int8 (torchao's asymmetric activations); the template
+    feeds tl.dot A - 128 as int8 and adds 128 x B's column sums back: exact, the uint8
+    extremes included."""
     torch.manual_seed(0)
     a, b = torch.randint(0, 256, (32, 64), dtype=torch.uint8), torch.randint(-128, 128, (64, 48), dtype=torch.int8)
-    check(torch._int_mm, a, b, options={"device": "cpu"}, native=True)
-    check(torch._int_mm, a, b, options={"device": "h100", "executor": "interpret"})
-    assert torch_hetero.explain(torch._int_mm, a, b, device="h100").fallbacks == {"aten._int_mm": 1}
+    a[0, :3] = torch.tensor([0, 255, 128], dtype=torch.uint8)
+    b[:, 0] = -128
+    check(torch._int_mm, a, b, atol=0, rtol=0, options=options, native=True)
+
+
+@pytest.mark.parametrize("device", ["h100", "a100", "mi300x"])
+def test_unsigned_int8_matmuls_build_for_the_real_targets(device):
+    torch.manual_seed(0)
+    a, b = torch.randint(0, 256, (256, 512), dtype=torch.uint8), torch.randint(-128, 128, (512, 256), dtype=torch.int8)
+    with torch_hetero.backend.collect_compiled_graphs() as graphs:
+        torch.compile(torch._int_mm, backend="hetero", options={"device": device, "executor": "interpret", "strict": True})(a, b)
+    (_, graph, _), = graphs
+    (kernel,) = graph.rendered["triton"]
+    assert "b_sums += tl.reduce(b.to(tl.int32), 0, _add)" in kernel.source
+    built = triton_run.compile_ahead(graph.code["inference.triton.py"], [kernel], get_profile(device).triton_target)
+    assert all(r.spill_bytes == 0 for r in built.values()), built
     torch._dynamo.reset()
-    with pytest.raises(Exception, match="takes int8 x int8, not torch.uint8 x torch.int8"):
-        torch.compile(torch._int_mm, backend="hetero", options={"device": "h100", "strict": True})(a, b)
 
 
 @pytest.mark.parametrize("options", TARGETS[:2])

@@ -388,7 +388,9 @@ class GemmOperands:
     loads inside the K loop — a convolution's im2col gather with its padding masks — and never
     materialized.  ``output`` is the output buffer's logical index of element (g, i, j);
     ``epilogue`` (g, i, j, accumulator) → the output value before its rounding (a scaled
-    matmul's scales and bias), None: the accumulator as it is."""
+    matmul's scales and bias), None: the accumulator as it is.  ``column_sums`` c: the sum
+    over kk of c × b(g, kk, j) is added to the accumulator before the epilogue (an unsigned A
+    fed to ``tl.dot`` as A − c, exactly: ``(a − c) @ b + c × colsum(b) = a @ b``)."""
     batch: Optional[sympy.Expr]
     m: sympy.Expr
     n: sympy.Expr
@@ -398,6 +400,7 @@ class GemmOperands:
     b: Callable
     output: Callable
     epilogue: Optional[Callable] = None
+    column_sums: int = 0
 
 
 @dataclasses.dataclass(frozen=True)

@@ -326,12 +326,15 @@ def _render_matmul(name: str, group: Group, tile, wide: bool) -> TritonKernel:
     b_lines, b = _operand(ops, lambda: gemm.b(g, kb, rn), f"(kb < {ops.index(k)}) & (rn < {ops.index(n)})",
                           "(kb + rn)", {kb, rn}, gemm.dtype)
     acc_dtype = torch.int32 if gemm.dtype == torch.int8 else torch.float32  # tl.dot of int8 sums in int32
-    body += [f"acc = tl.full([BM, BN], 0, {TL_DTYPE[acc_dtype]})",
-             f"for koffset in range({k_range}, BK):",
+    body += [f"acc = tl.full([BM, BN], 0, {TL_DTYPE[acc_dtype]})"]
+    body += ["b_sums = tl.full([1, BN], 0, tl.int32)"] if gemm.column_sums else []
+    body += [f"for koffset in range({k_range}, BK):",
              "    ka = koffset + tl.arange(0, BK)[None, :]",
              "    kb = koffset + tl.arange(0, BK)[:, None]"]
     body += ["    " + line for line in a_lines + [f"a = {a}"] + b_lines + [f"b = {b}"]]
     body += [f"    acc += _dot(a, b, {ieee})"]
+    if gemm.column_sums:  # masked rows load 0: the sums are over K only
+        body += ["    b_sums += tl.reduce(b.to(tl.int32), 0, _add)[None, :]", f"acc += {gemm.column_sums} * b_sums"]
     origins: dict = {}
     with ops.scope() as epilogue:
         value = Var("acc", acc_dtype)

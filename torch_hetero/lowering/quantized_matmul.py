@@ -20,10 +20,10 @@ the fp32 accumulator.
 
 ``aten._int_mm(a, b)``: int8 × int8 summed in int32, exactly; on Triton profiles whose matrix
 units take int8 (all of them here) the template with int8 operands and an int32 accumulator
-(never split along K: the partials would be fp32); elsewhere it falls back.  So does an
-unsigned A (ATen's CPU kernel takes uint8 × int8: torchao's asymmetric activations on the
-CPU): ``tl.dot`` takes no mix, and the exact rewrite, ``(a - 128) @ b + 128 × b``'s column
-sums, needs a second input the ATen call does not have.
+(never split along K: the partials would be fp32); elsewhere it falls back.  An unsigned A
+(ATen's CPU kernel takes uint8 × int8: torchao's asymmetric activations on the CPU) is fed to
+``tl.dot`` as ``a - 128`` (an int8) and 128 × B's column sums, summed by the template as it
+loads B's tiles, are added back: exact (``GemmOperands.column_sums``).
 
 ``aten._weight_int4pack_mm_for_cpu(x, w, group_size, scales_and_zeros)``: ATen's CPU int4
 kernel, ``(nibble - 8) * scale + zero`` per group of K, a library call on the host.  Its weight
@@ -152,18 +152,23 @@ def _int_mm(a, b):
     graph = current_graph()
     if not graph.target.matmul_epilogue:
         return graph.call_aten(graph.current_node.target, (a, b), {}, kind="extern")
-    if (a.get_dtype(), b.get_dtype()) != (torch.int8, torch.int8):
-        raise NotImplementedError(f"the generated int8 matmul takes int8 x int8, not {a.get_dtype()} x {b.get_dtype()}")
+    if a.get_dtype() not in (torch.int8, torch.uint8) or b.get_dtype() != torch.int8:
+        raise NotImplementedError(f"the generated int8 matmul takes int8 or uint8 x int8, not {a.get_dtype()} x {b.get_dtype()}")
     if graph.target.matrix_format(torch.int8) != "int8":
         raise NotImplementedError(f"the {graph.profile_name} matrix units take no int8: int32 sums would not be exact")
-    return graph.call_aten(graph.current_node.target, (a, b), {}, kind="extern",
-                           note="generated int8 matmul: int32 accumulator",
+    note = "generated int8 matmul: int32 accumulator" if a.get_dtype() == torch.int8 else \
+        "generated uint8 x int8 matmul: A - 128 into the int8 units, 128 x B's column sums added to the int32 accumulator"
+    return graph.call_aten(graph.current_node.target, (a, b), {}, kind="extern", note=note,
                            gemm=lambda realized, kwargs, outputs: _int8_operands(*realized))
 
 
 def _int8_operands(a: ir.StridedValue, b: ir.StridedValue) -> ir.GemmOperands:
     load_a, load_b = a.make_loader(), b.make_loader()
     (m, k), n = a.get_size(), b.get_size()[1]
+    if a.get_dtype() == torch.uint8:   # a - 128 in int8, and 128 x b's column sums added back
+        return ir.GemmOperands(None, m, n, k, torch.int8, lambda g, i, kk: ops.to_dtype(ops.sub(
+            ops.to_dtype(load_a([i, kk]), torch.int32), ops.constant(128, torch.int32)), torch.int8),
+            lambda g, kk, j: load_b([kk, j]), lambda g, i, j: [i, j], column_sums=128)
     return ir.GemmOperands(None, m, n, k, torch.int8, lambda g, i, kk: load_a([i, kk]),
                            lambda g, kk, j: load_b([kk, j]), lambda g, i, j: [i, j])
 

@@ -83,11 +83,11 @@ def libraries(call, profile) -> tuple:
     """The profile's libraries that could run the GEMM ``call`` instead of our template: its
     convolution library for a convolution the lowering made a GEMM (``call.gemm``), BLAS for a
     matmul (an int8 one too), for a scaled (fp8) matmul BLAS only where the matrix units take its
-    format, and none for a weight-only int8 one."""
+    format, and none for a weight-only int8 one or an int8 one with unsigned activations."""
     if call.op == SCALED_MATMUL:
         return profile.target.blas if call.gemm.dtype in FLOAT8 else ()
-    if call.op == INT8_WEIGHT_MATMUL:
-        return ()  # BLAS libraries have no int8-weight x float GEMM: our template or nothing
+    if call.op == INT8_WEIGHT_MATMUL or (call.gemm is not None and call.gemm.column_sums):
+        return ()  # BLAS libraries have no int8-weight x float or uint8 x int8 GEMM: our template or nothing
     return profile.target.convolution if call.gemm is not None and call.op not in QUANTIZED_MATMULS \
         else profile.target.blas
 
@@ -103,6 +103,7 @@ def choose(call, tiles, profile, hints: dict, epilogue_us: float = 0.0, prologue
             "generated in the device model's tile") + (f" ({call.note})" if call.note else "")
     if not libraries(call, profile):
         reason = ours if call.op in (SCALED_MATMUL, INT8_WEIGHT_MATMUL) else \
+            f"{ours} (no BLAS library takes uint8 x int8)" if call.gemm is not None and call.gemm.column_sums else \
             f"{ours} (the profile declares no {'convolution' if convolution else 'BLAS'} library)"
         return GemmChoice(True, reason + (f"; {timed.summary}" if timed else _untimed(tiles)))
     names = ", ".join(libraries(call, profile))
