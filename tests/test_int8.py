@@ -187,6 +187,12 @@ def test_a_dequantized_weight_is_computed_in_the_operand_load_never_written(fn):
     assert "computed in the operand loads of aten" in dequantize.group.decisions[0]
     assert dequantize.name in [k.name for k in graph.rendered["cpp"]]
     assert dequantize.name not in [k.name for k in graph.rendered["triton"]]
+    # the device's estimate: no such kernel, and the template reads the int8 weight's bytes
+    torch._dynamo.reset()
+    report = torch_hetero.explain(fn, *inputs(torch.bfloat16), device="h100")
+    (template,) = report.kernels
+    x, w, scales = inputs(torch.bfloat16)
+    assert template.bytes < x.nbytes + 2 * w.numel() + 2 * 48 * 80, template
 
 
 def test_a_dequantized_weight_read_elsewhere_is_written():

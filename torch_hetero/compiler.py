@@ -77,6 +77,11 @@ class CompiledGraph:
         return self.call(args)
 
     @property
+    def target_language(self) -> str:
+        """The language of the profile's target (``rendered`` holds it first)."""
+        return next(iter(self.rendered))
+
+    @property
     def kernels(self) -> tuple:
         """The rendered kernels that run here (their source, fused ATen ops, arguments)."""
         language = self.loadable.language

@@ -14,6 +14,7 @@ from ..ir import ExternCall
 from .cost_model import (Estimate, MemoryModel, estimate_attention, estimate_kernel, estimate_library_attention,
                          estimate_matmul, estimate_memory_op, sort_flops)
 from .kernel_analysis import extern_traffic
+from .loop_nest import loaded_buffers
 from .plan import KernelPlan
 from .scheduler import peak_bytes
 
@@ -28,12 +29,15 @@ def estimate_steps(graph: GraphLowering, work: list, profile) -> list:
     inputs = {value.name: storage[value.name][0] * storage[value.name][1].itemsize
               for kind, value, _ in graph.placeholders if kind == "tensor"}
     memory = MemoryModel(profile, {name: _value(n, hints) for name, n in inputs.items()})
+    nodes = {n.name: n for n in graph.nodes if isinstance(n, ir.ComputedBuffer)}
     out = []
     for item in work:
-        if isinstance(item, KernelPlan) and item.attention_tile is not None:
+        if isinstance(item, KernelPlan) and item.group.in_template and profile.target.matmul_epilogue:
+            out.append(Estimate(0.0, 0.0, 0.0, 0.0, 0.0, 0.0))   # the device's template computes it as it loads
+        elif isinstance(item, KernelPlan) and item.attention_tile is not None:
             out.append(_estimate_attention_kernel(item.group.matmul, item.attention_tile, hints, profile, memory))
         elif isinstance(item, KernelPlan) and item.group.matmul is not None:
-            out.append(_estimate_epilogue_kernel(item, hints, profile, memory))
+            out.append(_estimate_epilogue_kernel(item, hints, profile, memory, storage, nodes))
         elif isinstance(item, KernelPlan):
             cost = dataclasses.replace(item.cost, flops=item.cost.flops + sort_flops(item.cost, item.tiling))
             out.append(estimate_kernel(cost, profile, memory, item.group.nodes[-1].get_dtype()))
@@ -54,13 +58,20 @@ def peak_memory(graph: GraphLowering, steps: list) -> int:
     return peak_bytes(steps, sizes)
 
 
-def _estimate_epilogue_kernel(kernel: KernelPlan, hints, profile, memory) -> Estimate:
+def _estimate_epilogue_kernel(kernel: KernelPlan, hints, profile, memory, storage: dict, nodes: dict) -> Estimate:
     """A matmul with its epilogue (if any) applied to each output tile: one launch; the matmul
-    output reaches memory only if something else reads it."""
+    output reaches memory only if something else reads it, and an operand its template
+    computes as it loads (``Group.dequantized``) is read as the buffers it is computed from."""
     call = kernel.group.matmul
     out = call.result.name
-    matmul = _estimate_extern(call, hints, profile, memory, keep_output=out not in kernel.group.local,
-                              tile=kernel.matmul_tile)
+    reads, writes = extern_traffic(call, hints, keep_output=out not in kernel.group.local)
+    for name in sorted(kernel.group.dequantized):
+        del reads[name]
+        for source in loaded_buffers(nodes[name]):
+            elements, dtype = storage[source]
+            reads[source] = _value(elements, hints) * dtype.itemsize
+    tile = kernel.matmul_tile
+    matmul = estimate_matmul(*call.matmul_shape(hints), reads, writes, profile, memory, tile.seconds if tile else None)
     if not kernel.group.nodes:  # a matmul generated alone
         return matmul
     cost = dataclasses.replace(kernel.cost, reads={n: b for n, b in kernel.cost.reads.items() if n != out})
@@ -79,13 +90,13 @@ def _estimate_attention_kernel(call: ExternCall, tile, hints, profile, memory) -
     return estimate_attention(call.attention_shape(hints), tile, *extern_traffic(call, hints), profile, memory)
 
 
-def _estimate_extern(call: ExternCall, hints, profile, memory, keep_output: bool = True, tile=None):
-    """An ATen call, or (``tile``: the template's tile) a matmul we generate."""
+def _estimate_extern(call: ExternCall, hints, profile, memory):
+    """An ATen call."""
     tensors = [a for a in call.args if isinstance(a, ir.StridedValue)]
-    reads, writes = extern_traffic(call, hints, keep_output)
+    reads, writes = extern_traffic(call, hints)
     shape = call.matmul_shape(hints)
     if shape:
-        return estimate_matmul(*shape, reads, writes, profile, memory, tile.seconds if tile else None)
+        return estimate_matmul(*shape, reads, writes, profile, memory)
     if call.attention_shape(hints) is not None and profile.attention_efficiency:
         return estimate_library_attention(call.attention_shape(hints), reads, writes, profile, memory)
     if call.op == aten.convolution.default:  # an implicit GEMM: (N·H·W) × Cout × (Cin/groups·kh·kw)

@@ -161,6 +161,8 @@ def report_of(graphs: list, default_device: str) -> Report:
                                  d.op, d.layer, str(d.wanted).removeprefix("torch."),
                                  str(d.runs_as).removeprefix("torch."), d.lost_us) for d in graph.plan.dtype_debt]
         for kernel in graph.plan.kernels:
+            if kernel.group.in_template and not kernel.rendered_in(graph.target_language):
+                continue   # here the host's, for ATen's GEMM: on the device its template computes it
             kernels.append(KernelInfo(f"{prefix}.{kernel.name}", kernel.target, list(fused_ops[kernel.name]),
                                       **_estimate_fields(kernel.estimate),
                                       tiling=_kernel_tiling(kernel), fusion=tuple(kernel.group.decisions)))
