@@ -221,3 +221,41 @@ def test_dequantized_weight_kernels_build_for_the_real_targets_without_spills(de
                                      get_profile(device).triton_target)
     assert all(r.spill_bytes == 0 for r in built.values()), built
     torch._dynamo.reset()
+
+
+def test_on_the_host_an_int8_weight_only_linear_is_atens_int8_kernel():
+    """The traced form (convert the whole weight, BLAS, scale) becomes ATen's CPU kernel that
+    reads the int8 weight; a K it would crash on (bf16, K not a multiple of 16) and a converted
+    weight read elsewhere keep the traced form."""
+    def schedule(fn, *args):
+        torch._dynamo.reset()
+        return torch_hetero.explain(fn, *args, device="cpu").schedule
+    assert "extern aten._weight_int8pack_mm" in schedule(torchao_int8_weight_only, *inputs(torch.bfloat16))
+    odd = inputs(torch.bfloat16, k=40)
+    check(torchao_int8_weight_only, *odd, atol=1e-2, rtol=1e-2, options={"device": "cpu"}, native=True)
+    assert "_weight_int8pack_mm" not in schedule(torchao_int8_weight_only, *odd)
+
+    def also_returned(x, w, scales):
+        weight = w.t().to(x.dtype)
+        return torch.mm(x, weight) * scales, weight
+    assert "_weight_int8pack_mm" not in schedule(also_returned, *inputs(torch.bfloat16))
+    torch._dynamo.reset()
+
+
+@pytest.mark.parametrize("device", ["cpu", "h100"])
+def test_freezing_keeps_an_int8_weight_int8(device):
+    """Constant folding converts no quantized weight to floats: the frozen layer still reads
+    its int8 weight (ATen's int8 kernel on the host, the template's operand loads on h100)."""
+    from torch_hetero.tools.formats import Int8WeightOnlyLinear
+    torch.manual_seed(0)
+    layer = Int8WeightOnlyLinear(torch.randn(80, 96), torch.randn(80)).eval()
+    x = torch.randn(48, 96, dtype=torch.bfloat16)
+    with torch.no_grad():
+        check(layer, x, atol=2e-2, rtol=2e-2, options={"device": device, "freeze": True}, native=True)
+        _, graphs = _compiled(layer, (x,), {"device": device, "freeze": True})
+    (_, graph, _), = graphs
+    constants = graph.loadable.constants
+    assert constants and all(t.dtype != torch.bfloat16 or t.numel() < 80 * 96 for t in constants.values()), \
+        {name: (t.dtype, tuple(t.shape)) for name, t in constants.items()}
+    if device == "cpu":
+        assert [e.call.name for e in graph.plan.externs] == ["aten._weight_int8pack_mm.default"]

@@ -17,6 +17,7 @@ from .errors import HeteroCompileError, one_line
 from .graph import GraphLowering, module_path, op_name, warn_fallback
 from .lowering.attention_pattern import rewrite_attention
 from .lowering.freezing import fold_padding
+from .lowering.int8_weight_pattern import rewrite_int8_weight_only
 from .planning.gemm_choice import LIBRARY, UNTIMED, Timed, Tuning
 from .planning import host_library
 from .planning.passes import build_plan
@@ -135,6 +136,8 @@ def compile_graph(gm: torch.fx.GraphModule, options, name: str = "graph", estima
         notes = tuple(note for note in (layout, gemms) if note)
     if not profile.target.attention:  # written-out attention and repeated KV heads: our flash attention
         gm = rewrite_attention(gm)
+    if not profile.target.matmul_epilogue:  # the host: int8 weights read by ATen's CPU kernel
+        gm = rewrite_int8_weight_only(gm)
     graph = GraphLowering(gm, profile.target, profile.name, options.strict).run()
     runs = choose_executor(options.executor, profile, graph)
     language = renderers.HOST if runs == "host" else profile.target.language

@@ -13,7 +13,9 @@ Passes, in order, each on an FX graph of ATen ops, each leaving the graph's outp
 1. ``freeze``: the placeholders of parameters and buffers → ``get_attr`` constants;
 2. ``fold_constants``: an op whose inputs are all constants is run once, here, and its result is
    a new constant (the per-channel views and ``rsqrt(var + eps)`` of a batch norm, a linear's
-   transposed weight);
+   transposed weight) — except the conversion of a quantized constant (int8, uint8, fp8) to a
+   wider type: the weight stays quantized in memory, read by a matmul that converts it as it
+   loads (ATen's int8 kernel on the host, the template's operand loads on Triton targets);
 3. ``fold_affine_into_convolution``: a per-output-channel ``mul``/``div``/``add``/``sub`` by
    constants after a convolution with constant weights (inference batch norm after constant
    folding: ``(y - mean) · invstd · weight + bias``) becomes the convolution's weight and bias.
@@ -25,6 +27,8 @@ from __future__ import annotations
 import operator
 
 import torch
+
+from ..dtypes import FLOAT8
 
 aten = torch.ops.aten
 CONVOLUTION = aten.convolution.default
@@ -76,7 +80,7 @@ def fold_constants(gm: torch.fx.GraphModule) -> None:
         inputs = node.all_input_nodes
         if not inputs or any(n.op != "get_attr" for n in inputs):
             continue
-        if not isinstance(node.meta.get("val"), torch.Tensor):
+        if not isinstance(node.meta.get("val"), torch.Tensor) or _widens_quantized(node):
             continue
         args, kwargs = torch.fx.node.map_arg((node.args, node.kwargs), lambda n: getattr(gm, n.target))
         meta = node.meta["val"]
@@ -85,6 +89,15 @@ def fold_constants(gm: torch.fx.GraphModule) -> None:
         value = node.target(*args, **kwargs)
         _replace_by_constant(gm, node, value, f"_folded{count}")
         count += 1
+
+
+def _widens_quantized(node) -> bool:
+    """Is ``node`` a conversion of an int8, uint8 or fp8 tensor to a wider type?"""
+    if node.target not in (aten._to_copy.default, torch.ops.prims.convert_element_type.default):
+        return False
+    source = node.args[0].meta.get("val")
+    narrow = isinstance(source, torch.Tensor) and (source.dtype in (torch.int8, torch.uint8) or source.dtype in FLOAT8)
+    return narrow and node.meta["val"].dtype.itemsize > source.dtype.itemsize
 
 
 def _impure(op) -> bool:

@@ -37,7 +37,7 @@ def estimate_steps(graph: GraphLowering, work: list, profile) -> list:
         elif isinstance(item, KernelPlan) and item.attention_tile is not None:
             out.append(_estimate_attention_kernel(item.group.matmul, item.attention_tile, hints, profile, memory))
         elif isinstance(item, KernelPlan) and item.group.matmul is not None:
-            out.append(_estimate_epilogue_kernel(item, hints, profile, memory, storage, nodes))
+            out.append(_estimate_epilogue_kernel(item, hints, profile, memory, storage, nodes, graph.constants))
         elif isinstance(item, KernelPlan):
             cost = dataclasses.replace(item.cost, flops=item.cost.flops + sort_flops(item.cost, item.tiling))
             out.append(estimate_kernel(cost, profile, memory, item.group.nodes[-1].get_dtype()))
@@ -58,7 +58,8 @@ def peak_memory(graph: GraphLowering, steps: list) -> int:
     return peak_bytes(steps, sizes)
 
 
-def _estimate_epilogue_kernel(kernel: KernelPlan, hints, profile, memory, storage: dict, nodes: dict) -> Estimate:
+def _estimate_epilogue_kernel(kernel: KernelPlan, hints, profile, memory, storage: dict, nodes: dict,
+                              constants: dict) -> Estimate:
     """A matmul with its epilogue (if any) applied to each output tile: one launch; the matmul
     output reaches memory only if something else reads it, and an operand its template
     computes as it loads (``Group.dequantized``) is read as the buffers it is computed from."""
@@ -68,8 +69,11 @@ def _estimate_epilogue_kernel(kernel: KernelPlan, hints, profile, memory, storag
     for name in sorted(kernel.group.dequantized):
         del reads[name]
         for source in loaded_buffers(nodes[name]):
-            elements, dtype = storage[source]
-            reads[source] = _value(elements, hints) * dtype.itemsize
+            if source in storage:
+                elements, dtype = storage[source]
+                reads[source] = _value(elements, hints) * dtype.itemsize
+            else:   # a frozen constant
+                reads[source] = constants[source].numel() * constants[source].element_size()
     tile = kernel.matmul_tile
     matmul = estimate_matmul(*call.matmul_shape(hints), reads, writes, profile, memory, tile.seconds if tile else None)
     if not kernel.group.nodes:  # a matmul generated alone

@@ -250,7 +250,8 @@ class _Planner:
         if out.name not in self.loaded(node):
             return f"does not read {out.name}"
         tile = self.tiles.of(call)
-        extra = sum(self.storage[n][1].itemsize for n in self.loaded(node) if n != out.name)
+        extra = sum(self.storage[n][1].itemsize if n in self.storage else 4   # a frozen constant: at most 4 B
+                    for n in self.loaded(node) if n != out.name)
         epilogue_bytes = tile.bm * tile.bn * (4 + extra)  # the fp32 accumulator tile and the other operands
         if tile.smem + epilogue_bytes > self.profile.local_sram_bytes:
             return (f"the output tile's epilogue ({epilogue_bytes} B) and the staged operands "
