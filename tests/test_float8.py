@@ -245,3 +245,37 @@ def test_weights_kept_as_bytes_are_read_through_dtype_views(options):
     check(int8_reads, torch.randn(8, 128), w_bytes, atol=1e-3, rtol=1e-5, options=options, native=True)
     check(lambda wb: (wb.view(torch.float8_e4m3fn), wb.view(torch.int8).t()), w_bytes, atol=0, rtol=0,
           options=options, native=True)
+
+
+class DelayedScaling(torch.nn.Module):
+    """A float8 linear with delayed scaling (the recipe of Transformer Engine and torchao's
+    delayed float8): the activation's scale comes from the largest amax of the previous calls,
+    kept in a history buffer this call shifts, writing its own amax in front."""
+
+    def __init__(self, weight: torch.Tensor, history: int = 4):
+        super().__init__()
+        self.register_buffer("weight", weight.to(torch.float8_e4m3fn))
+        self.register_buffer("amax_history", torch.full((history,), 1.0))
+
+    def forward(self, x):
+        scale = 448.0 / self.amax_history.max().clamp(min=1e-12)
+        x8 = (x * scale).clamp(-448.0, 448.0).to(torch.float8_e4m3fn)
+        self.amax_history.copy_(torch.cat([x.abs().amax()[None], self.amax_history[:-1]]))
+        return torch._scaled_mm(x8, self.weight.t(), scale_a=scale.reciprocal(), scale_b=torch.ones(()),
+                                out_dtype=torch.bfloat16)
+
+
+@pytest.mark.parametrize("options", TARGETS)
+def test_delayed_scaling_updates_its_amax_history_as_eager(options):
+    torch.manual_seed(0)
+    weight = torch.randn(80, 96)
+    eager, compiled = DelayedScaling(weight), DelayedScaling(weight)
+    step = torch.compile(compiled, backend="hetero", options={**options, "strict": True})
+    torch._dynamo.reset()
+    with torch.no_grad():
+        for call in range(3):
+            x = torch.randn(48, 96) * (call + 1)
+            want, got = eager(x), step(x)
+            torch.testing.assert_close(got, want, atol=1e-2, rtol=1e-2)
+            assert torch.equal(compiled.amax_history, eager.amax_history), call
+    torch._dynamo.reset()

@@ -33,7 +33,7 @@ def test_quantized_formats_convert_a_copy_of_every_linear_layer():
 def test_accuracy_is_relative_to_the_references_magnitude_and_checks_structure():
     reference = (torch.tensor([1.0, -2.0, 4.0]), torch.tensor([0.0]))
     exact = formats.accuracy(reference, reference)
-    assert exact.max_rel == exact.mean_rel == 0
+    assert exact.max_rel == exact.mean_rel == 0 and formats.accuracy(torch.zeros(0), torch.zeros(0)) is None
     error = formats.accuracy((torch.tensor([1.0, -2.0, 5.0]), torch.tensor([0.0])), reference)
     assert error.max_rel == pytest.approx(1 / 4) and error.mean_rel == pytest.approx((1 / 4) / (7 / 4))
     with pytest.raises(ValueError, match="differ in structure"):

@@ -308,11 +308,12 @@ def formats_png(result, path: str) -> None:
     matplotlib.use("Agg")
     from matplotlib import pyplot as plt
     figure, ax = plt.subplots(figsize=(7, 4.5))
-    devices = list(dict.fromkeys(d.label for a in result.audits for d in a.devices if d.error is None))
+    devices = list(dict.fromkeys(d.label for a in result.audits for d in a.devices
+                                 if d.error is None and d.accuracy is not None))
     colors = {label: plt.get_cmap("tab10")(i % 10) for i, label in enumerate(devices)}
     markers = "osD^v<>px*"
     for position, audit in enumerate(result.audits):
-        shown = [d for d in audit.devices if d.error is None]
+        shown = [d for d in audit.devices if d.error is None and d.accuracy is not None]
         ax.scatter([d.latency_us for d in shown], [max(d.accuracy.mean_rel, ERROR_FLOOR) for d in shown],
                    marker=markers[position % len(markers)], c=[colors[d.label] for d in shown], s=40,
                    label=audit.format, edgecolors="black", linewidths=0.4, zorder=3)

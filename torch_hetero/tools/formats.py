@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+from typing import Optional
 
 import torch
 from torch import nn
@@ -126,13 +127,15 @@ class Accuracy:
     mean_rel: float
 
 
-def accuracy(outputs, reference) -> Accuracy:
+def accuracy(outputs, reference) -> Optional[Accuracy]:
     """``outputs`` (any nesting of tensors, a ``transformers`` output included) against
-    ``reference``, in float64."""
+    ``reference``, in float64; None where they hold no floating element (an empty batch)."""
     got, want = _floating_leaves(outputs), _floating_leaves(reference)
     if len(got) != len(want) or any(a.shape != b.shape for a, b in zip(got, want)):
         raise ValueError("the outputs and the reference differ in structure: "
                          f"{[tuple(t.shape) for t in got]} vs {[tuple(t.shape) for t in want]}")
+    if not sum(t.numel() for t in want):
+        return None
     errors = torch.cat([(a.double() - b.double()).abs().flatten() for a, b in zip(got, want)])
     magnitudes = torch.cat([b.double().abs().flatten() for b in want])
     return Accuracy(float(errors.max() / magnitudes.max().clamp(min=1e-300)),
