@@ -113,6 +113,9 @@ def test_a_quantized_transformers_llm_compiles_with_no_fallback(fmt):
             assert all(not g.fallbacks for _, g, _ in graphs)
             debt = [d for _, g, _ in graphs for d in g.plan.dtype_debt]
             assert len(debt) == (matmuls if fmt == "fp8" and device == "cpu" else 0)
+            if fmt == "int8wo" and device == "cpu":   # every layer, its rows split in [batch, sequence] too
+                calls = [e.call.name for _, g, _ in graphs for e in g.plan.externs if "mm" in e.call.name]
+                assert calls == ["aten._weight_int8pack_mm.default"] * matmuls, calls
             ours, theirs = formats.accuracy(compiled, reference), formats.accuracy(eager, reference)
             assert ours.mean_rel < 1.2 * theirs.mean_rel and ours.max_rel < 1.5 * theirs.max_rel, (device, ours, theirs)
             if fmt == "int8wo":

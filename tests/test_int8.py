@@ -212,17 +212,6 @@ def _compiled(fn, inputs_, options):
     return out, graphs
 
 
-@pytest.mark.parametrize("device", ["h100", "a100", "mi300x"])
-def test_dequantized_weight_kernels_build_for_the_real_targets_without_spills(device):
-    _, graphs = _compiled(dequantized_linear, inputs(torch.bfloat16, m=256, n=1024, k=512),
-                          {"device": device, "executor": "interpret"})
-    (_, graph, _), = graphs
-    built = triton_run.compile_ahead(graph.code["inference.triton.py"], graph.rendered["triton"],
-                                     get_profile(device).triton_target)
-    assert all(r.spill_bytes == 0 for r in built.values()), built
-    torch._dynamo.reset()
-
-
 def test_on_the_host_an_int8_weight_only_linear_is_atens_int8_kernel():
     """The traced form (convert the whole weight, BLAS, scale) becomes ATen's CPU kernel that
     reads the int8 weight; a K it would crash on (bf16, K not a multiple of 16) and a converted

@@ -1,5 +1,6 @@
 """On the host, an int8 weight-only linear layer as torchao traces it — ``mm(x, w.t().to(x.dtype))
-* scale`` with an int8 weight ``w`` [n, k] and a scale per output channel — is rewritten,
+* scale`` with an int8 weight ``w`` [n, k] and a scale per output channel, the product maybe
+viewed with its rows split (a [batch, sequence, k] input's) before the scale — is rewritten,
 before lowering, as ATen's CPU kernel for it, ``_weight_int8pack_mm(x, w, scale)``: the
 library reads the int8 weight directly, where the traced form converts the whole weight to
 floats on every call and multiplies it by the BLAS (14x slower for one row of 4096 x 4096 in
@@ -20,6 +21,7 @@ aten = torch.ops.aten
 _CONVERSIONS = (aten._to_copy.default, torch.ops.prims.convert_element_type.default)
 _TRANSPOSES = (aten.t.default, aten.permute.default, aten.transpose.int)
 _FLOATS = (torch.float32, torch.bfloat16, torch.float16)
+_VIEWS = (aten.view.default, aten._unsafe_view.default, aten.reshape.default)
 
 
 def rewrite_int8_weight_only(gm: torch.fx.GraphModule) -> torch.fx.GraphModule:
@@ -29,12 +31,15 @@ def rewrite_int8_weight_only(gm: torch.fx.GraphModule) -> torch.fx.GraphModule:
         return gm
     graph = torch.fx.Graph()
     graph.output(graph.graph_copy(gm.graph, {}))
-    for mul, (x, weight, scale, transposed) in [(node, match) for node in graph.nodes if (match := _match(node))]:
+    for mul, (x, weight, scale, transposed, view) in [(node, match) for node in graph.nodes if (match := _match(node))]:
         with graph.inserting_before(mul):
             if transposed:
                 weight = graph.call_function(aten.t.default, (weight,))
                 weight.meta["val"] = weight.args[0].meta["val"].t()
             call = graph.call_function(aten._weight_int8pack_mm.default, (x, weight, scale))
+            if view is not None:   # the rows split as the product's view had them
+                call.meta["val"] = view.args[0].meta["val"]
+                call = graph.call_function(view.target, (call, *view.args[1:]))
         call.meta = dict(mul.meta)
         mul.replace_all_uses_with(call)
         graph.erase_node(mul)
@@ -43,11 +48,13 @@ def rewrite_int8_weight_only(gm: torch.fx.GraphModule) -> torch.fx.GraphModule:
 
 
 def _match(node):
-    """(x, int8 weight, scale, whether the weight is the transpose of the node given) of
-    ``mul(mm(x, w.t().to(x.dtype)), scale)``, else None."""
+    """(x, int8 weight, scale, whether the weight is the transpose of the node given, the view
+    of the product or None) of ``mul(mm(x, w.t().to(x.dtype)), scale)``, else None."""
     if node.op != "call_function" or node.target is not aten.mul.Tensor or len(node.args) != 2:
         return None
     for product, scale in (node.args, node.args[::-1]):
+        view = product if _is(product, *_VIEWS) and len(product.users) == 1 else None
+        product = product.args[0] if view is not None else product
         if not _is(product, aten.mm.default) or len(product.users) != 1 or not isinstance(scale, torch.fx.Node):
             continue
         x, converted = product.args
@@ -68,7 +75,8 @@ def _match(node):
         if w_meta.dtype == torch.int8 and x_meta.dtype in _FLOATS and x_meta.dim() == 2 and \
                 s_meta.dtype == x_meta.dtype and tuple(s_meta.shape) == (n,) and isinstance(k, int) and k % 16 == 0 \
                 and w_meta.is_contiguous() and s_meta.is_contiguous():
-            return x, weight, scale, folded
+            if view is None or tuple(view.meta["val"].shape[-1:]) == (n,):   # rows split, columns kept
+                return x, weight, scale, folded, view
     return None
 
 

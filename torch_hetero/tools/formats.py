@@ -88,7 +88,8 @@ class Int8WeightOnlyLinear(nn.Module):
     def __init__(self, weight: torch.Tensor, bias):
         super().__init__()
         scale = weight.float().abs().amax(1).clamp(min=1e-12) / 127
-        self.register_buffer("weight", (weight.float() / scale[:, None]).round().clamp(-128, 127).to(torch.int8))
+        self.register_buffer("weight", (weight.float() / scale[:, None]).round().clamp(-128, 127).to(torch.int8)
+                             .contiguous())   # [out, in] row-major, as torchao keeps it (a Conv1D's is transposed)
         self.register_buffer("scale", scale.to(torch.bfloat16))
         self.register_buffer("bias", None if bias is None else bias.to(torch.bfloat16))
 
@@ -105,7 +106,7 @@ class Float8DynamicLinear(nn.Module):
         super().__init__()
         self.largest = torch.finfo(encoding).max
         scale = weight.float().abs().amax(1).clamp(min=1e-12) / self.largest
-        self.register_buffer("weight", (weight.float() / scale[:, None]).to(encoding))
+        self.register_buffer("weight", (weight.float() / scale[:, None]).to(encoding).contiguous())
         self.register_buffer("scale", scale[None, :].contiguous())
         self.register_buffer("bias", None if bias is None else bias.to(torch.bfloat16))
 
