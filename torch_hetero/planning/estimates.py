@@ -46,15 +46,19 @@ def estimate_steps(graph: GraphLowering, work: list, profile) -> list:
     return out
 
 
-def peak_memory(graph: GraphLowering, steps: list) -> int:
+def peak_memory(graph: GraphLowering, steps: list, profile) -> int:
     """Bytes of intermediate and output buffers live at once at the plan's peak (the
-    activations a run of this graph needs beyond its inputs)."""
+    activations a run of this graph needs beyond its inputs) on the profile's device: a
+    dequantized operand its template computes as it loads takes none there."""
     hints = graph.size_hints
     sizes = {}
     for node in graph.nodes:
         buffers = [node] if isinstance(node, ir.ComputedBuffer) else [b for b in node.outputs if b is not None]
         sizes.update((b.name, _value(b.layout.storage_extent(), hints) * b.get_dtype().itemsize)
                      for b in buffers if b.owns_storage)
+    if profile.target.matmul_epilogue:
+        sizes.update((n.name, 0) for step in steps if isinstance(step.work, KernelPlan) and step.work.group.in_template
+                     for n in step.work.group.nodes)
     return peak_bytes(steps, sizes)
 
 

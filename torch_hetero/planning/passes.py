@@ -51,7 +51,7 @@ def build_plan(graph: GraphLowering, profile, target: str, fuse: bool = True, es
     if estimate:
         work = [dataclasses.replace(item, estimate=e) for item, e in zip(work, estimate_steps(graph, work, profile))]
     steps = scheduler.plan_memory(graph, work, loads)
-    return Plan(tuple(steps), peak_memory(graph, steps) if estimate else None, notes,
+    return Plan(tuple(steps), peak_memory(graph, steps, profile) if estimate else None, notes,
                 dtype_debt(work, profile, graph.size_hints))
 
 
