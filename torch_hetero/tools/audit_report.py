@@ -314,9 +314,12 @@ def formats_png(result, path: str) -> None:
     markers = "osD^v<>px*"
     for position, audit in enumerate(result.audits):
         shown = [d for d in audit.devices if d.error is None and d.accuracy is not None]
+        marker = markers[position % len(markers)]
         ax.scatter([d.latency_us for d in shown], [max(d.accuracy.mean_rel, ERROR_FLOOR) for d in shown],
-                   marker=markers[position % len(markers)], c=[colors[d.label] for d in shown], s=40,
-                   label=audit.format, edgecolors="black", linewidths=0.4, zorder=3)
+                   marker=marker, c=[colors[d.label] for d in shown], s=40, edgecolors="black", linewidths=0.4,
+                   zorder=3)
+        ax.scatter([], [], marker=marker, color="lightgray", edgecolors="black", linewidths=0.4, s=40,
+                   label=audit.format)   # the legend's format entry, in no device's colour
     for label, color in colors.items():
         ax.scatter([], [], color=color, label=label, s=40)
     ax.set_xscale("log")
