@@ -27,9 +27,10 @@ import operator
 
 import torch
 
+from .common import RESHAPES, is_call
+
 aten = torch.ops.aten
 FUSED = aten._scaled_dot_product_flash_attention_for_cpu.default
-_VIEWS = (aten.view.default, aten._unsafe_view.default, aten.reshape.default)
 _FLOATS = (torch.float32, torch.float16, torch.bfloat16)
 
 
@@ -54,7 +55,7 @@ def rewrite_attention(gm: torch.fx.GraphModule) -> torch.fx.GraphModule:
 
 def _shared_kv(node):
     """(k, v) with fewer heads for a fused op reading repeated KV heads, else None."""
-    if not _is(node, FUSED):
+    if not is_call(node, FUSED):
         return None
     shared = [_unrepeated(node.args[i]) for i in (1, 2)]
     return tuple(shared) if all(x is not None for x in shared) else None
@@ -62,7 +63,7 @@ def _shared_kv(node):
 
 def _unrepeated(node):
     """x for ``_unsafe_view(clone(expand(unsqueeze(x, 2), [B, Hkv, n, S, D])), [B, Hkv * n, S, D])``."""
-    if not (_is(node, *_VIEWS) and len(node.users) == 1):
+    if not (is_call(node, *RESHAPES) and len(node.users) == 1):
         return None
     clone = _only_input(node, aten.clone.default)
     expand = _only_input(clone, aten.expand.default) if clone is not None else None
@@ -83,7 +84,7 @@ def _unrepeated(node):
 
 def _match(out):
     """(q, k, v, mask, scale) if ``out`` ends the pattern, else None."""
-    if not _is(out, *_VIEWS):
+    if not is_call(out, *RESHAPES):
         return None
     pv = _only_input(out, aten.bmm.default)
     if pv is None:
@@ -95,10 +96,10 @@ def _match(out):
     if scores is None:
         return None
     scaled, mask = scores, None
-    if _is(scores, aten.add.Tensor) and isinstance(scores.args[1], torch.fx.Node):
+    if is_call(scores, aten.add.Tensor) and isinstance(scores.args[1], torch.fx.Node):
         scaled, mask = scores.args
     scale, raw = _scale(scaled)
-    qk = _only_input(raw, aten.bmm.default) if _is(raw, *_VIEWS) else None
+    qk = _only_input(raw, aten.bmm.default) if is_call(raw, *RESHAPES) else None
     if qk is None or not _single_use(*{n: None for n in (raw, scaled) if n is not scores}):
         return None
     q, kt = _batched(qk.args[0]), _batched(qk.args[1])
@@ -150,14 +151,10 @@ def _replace(graph: torch.fx.Graph, out, q, k, v, mask, scale) -> None:
     out.replace_all_uses_with(first)
 
 
-def _is(node, *targets) -> bool:
-    return isinstance(node, torch.fx.Node) and node.op == "call_function" and node.target in targets
-
-
 def _only_input(node, *targets):
     """``node``'s first argument if it is one of ``targets`` read only by ``node``."""
     source = node.args[0] if node.args else None
-    return source if _is(source, *targets) and len(source.users) == 1 else None
+    return source if is_call(source, *targets) and len(source.users) == 1 else None
 
 
 def _single_use(*nodes) -> bool:
@@ -166,10 +163,10 @@ def _single_use(*nodes) -> bool:
 
 def _batched(node):
     """The 4-d tensor a bmm operand views: ``view(expand(x))`` with the expand a no-op."""
-    if not _is(node, *_VIEWS):
+    if not is_call(node, *RESHAPES):
         return None
     expand = node.args[0]
-    if _is(expand, aten.expand.default) and len(expand.users) == 1:
+    if is_call(expand, aten.expand.default) and len(expand.users) == 1:
         source = expand.args[0]
         if not isinstance(source, torch.fx.Node) or list(source.meta["val"].shape) != list(expand.args[1]):
             return None
@@ -179,26 +176,26 @@ def _batched(node):
 
 def _transposed(node):
     """k for k^T: a transpose or permute of the last two dims."""
-    if _is(node, aten.transpose.int) and len(node.users) == 1 and sorted(d % 4 for d in node.args[1:3]) == [2, 3]:
+    if is_call(node, aten.transpose.int) and len(node.users) == 1 and sorted(d % 4 for d in node.args[1:3]) == [2, 3]:
         return node.args[0]
-    if _is(node, aten.permute.default) and len(node.users) == 1 and [d % 4 for d in node.args[1]] == [0, 1, 3, 2]:
+    if is_call(node, aten.permute.default) and len(node.users) == 1 and [d % 4 for d in node.args[1]] == [0, 1, 3, 2]:
         return node.args[0]
     return None
 
 
 def _softmax_input(probs):
     """x for ``div(exp(x - amax(x)), sum(exp(x - amax(x))))`` over the last dim, keepdim."""
-    if not _is(probs, aten.div.Tensor) or not _single_use(probs):
+    if not is_call(probs, aten.div.Tensor) or not _single_use(probs):
         return None
     exp, total = probs.args
-    if not (_is(exp, aten.exp.default) and _is(total, aten.sum.dim_IntList) and total.args[0] is exp
+    if not (is_call(exp, aten.exp.default) and is_call(total, aten.sum.dim_IntList) and total.args[0] is exp
             and _last_dim_keepdim(total) and len(exp.users) == 2 and len(total.users) == 1):
         return None
     sub = exp.args[0]
-    if not (_is(sub, aten.sub.Tensor) and len(sub.users) == 1):
+    if not (is_call(sub, aten.sub.Tensor) and len(sub.users) == 1):
         return None
     x, amax = sub.args
-    if not (_is(amax, aten.amax.default) and amax.args[0] is x and _last_dim_keepdim(amax)
+    if not (is_call(amax, aten.amax.default) and amax.args[0] is x and _last_dim_keepdim(amax)
             and len(amax.users) == 1 and len(x.users) == 2):
         return None
     return x
@@ -212,7 +209,7 @@ def _last_dim_keepdim(node) -> bool:
 
 def _scale(node) -> tuple:
     """(scale, the unscaled scores) of ``node`` = scores * c or scores / c; (1.0, node) else."""
-    if _is(node, aten.mul.Tensor, aten.div.Tensor) and isinstance(node.args[1], numbers.Real) \
+    if is_call(node, aten.mul.Tensor, aten.div.Tensor) and isinstance(node.args[1], numbers.Real) \
             and not isinstance(node.args[1], bool):
         c = float(node.args[1])
         if node.target is aten.div.Tensor:

@@ -17,6 +17,15 @@ def is_tensor(value) -> bool:
     return isinstance(value, ir.TensorValue)
 
 
+# the ATen reshapes an FX graph may hold (what the graph rewrites look through)
+RESHAPES = (torch.ops.aten.view.default, torch.ops.aten._unsafe_view.default, torch.ops.aten.reshape.default)
+
+
+def is_call(node, *targets) -> bool:
+    """Is ``node`` an FX node calling one of ``targets`` (the graph rewrites before lowering)?"""
+    return isinstance(node, torch.fx.Node) and node.op == "call_function" and node.target in targets
+
+
 def meta_val():
     """The FakeTensor (or tuple of them) the node being lowered produces."""
     return current_graph().current_node.meta["val"]

@@ -17,21 +17,24 @@ from __future__ import annotations
 
 import torch
 
+from .common import RESHAPES, is_call
+
 aten = torch.ops.aten
 _CONVERSIONS = (aten._to_copy.default, torch.ops.prims.convert_element_type.default)
 _TRANSPOSES = (aten.t.default, aten.permute.default, aten.transpose.int)
 _FLOATS = (torch.float32, torch.bfloat16, torch.float16)
-_VIEWS = (aten.view.default, aten._unsafe_view.default, aten.reshape.default)
 
 
 def rewrite_int8_weight_only(gm: torch.fx.GraphModule) -> torch.fx.GraphModule:
     """``gm`` (a copy if changed) with each int8 weight-only matmul ATen's CPU kernel can run
     made that call."""
-    if not any(_match(node) for node in gm.graph.nodes):
+    found = [(node, match) for node in gm.graph.nodes if (match := _match(node))]
+    if not found:
         return gm
-    graph = torch.fx.Graph()
-    graph.output(graph.graph_copy(gm.graph, {}))
-    for mul, (x, weight, scale, transposed, view) in [(node, match) for node in graph.nodes if (match := _match(node))]:
+    graph, copied = torch.fx.Graph(), {}
+    graph.output(graph.graph_copy(gm.graph, copied))
+    for node, (*nodes, transposed) in found:
+        mul, (x, weight, scale, view) = copied[node], [copied.get(n) for n in nodes]   # view may be None
         with graph.inserting_before(mul):
             if transposed:
                 weight = graph.call_function(aten.t.default, (weight,))
@@ -48,20 +51,20 @@ def rewrite_int8_weight_only(gm: torch.fx.GraphModule) -> torch.fx.GraphModule:
 
 
 def _match(node):
-    """(x, int8 weight, scale, whether the weight is the transpose of the node given, the view
-    of the product or None) of ``mul(mm(x, w.t().to(x.dtype)), scale)``, else None."""
+    """(x, int8 weight, scale, the view of the product or None, whether the weight is the
+    transpose of the node given) of ``mul(mm(x, w.t().to(x.dtype)), scale)``, else None."""
     if node.op != "call_function" or node.target is not aten.mul.Tensor or len(node.args) != 2:
         return None
     for product, scale in (node.args, node.args[::-1]):
-        view = product if _is(product, *_VIEWS) and len(product.users) == 1 else None
+        view = product if is_call(product, *RESHAPES) and len(product.users) == 1 else None
         product = product.args[0] if view is not None else product
-        if not _is(product, aten.mm.default) or len(product.users) != 1 or not isinstance(scale, torch.fx.Node):
+        if not is_call(product, aten.mm.default) or len(product.users) != 1 or not isinstance(scale, torch.fx.Node):
             continue
         x, converted = product.args
-        if not _is(converted, *_CONVERSIONS) or len(converted.users) != 1:
+        if not is_call(converted, *_CONVERSIONS) or len(converted.users) != 1:
             continue
         source = converted.args[0]
-        folded = not (_is(source, *_TRANSPOSES) and (source.target is not aten.permute.default or
+        folded = not (is_call(source, *_TRANSPOSES) and (source.target is not aten.permute.default or
                                                      list(source.args[1]) == [1, 0]))
         weight = source if folded else source.args[0]   # folded: a transposed weight, a frozen constant
         x_meta, w_meta, s_meta = (getattr(n, "meta", {}).get("val") for n in (x, weight, scale))
@@ -76,9 +79,5 @@ def _match(node):
                 s_meta.dtype == x_meta.dtype and tuple(s_meta.shape) == (n,) and isinstance(k, int) and k % 16 == 0 \
                 and w_meta.is_contiguous() and s_meta.is_contiguous():
             if view is None or tuple(view.meta["val"].shape[-1:]) == (n,):   # rows split, columns kept
-                return x, weight, scale, folded, view
+                return x, weight, scale, view, folded
     return None
-
-
-def _is(node, *targets) -> bool:
-    return isinstance(node, torch.fx.Node) and node.op == "call_function" and node.target in targets

@@ -223,17 +223,25 @@ def write_files(audit, directory: str) -> dict:
     check_directory(directory)
     os.makedirs(directory, exist_ok=True)
     paths = {"markdown": os.path.join(directory, "audit.md"), "json": os.path.join(directory, "audit.json")}
-    try:
-        roofline_png(audit, os.path.join(directory, "roofline.png"))
-        paths["roofline"] = os.path.join(directory, "roofline.png")
-    except ImportError:  # matplotlib: only the chart needs it
-        warnings.warn("torch_hetero audit: roofline.png not written: matplotlib is not installed "
-                      "(pip install matplotlib, or torch_hetero[demo])", stacklevel=3)
+    paths.update(_chart(roofline_png, audit, directory, "roofline"))
     with open(paths["markdown"], "w") as f:
         f.write(markdown(audit, "roofline.png" if "roofline" in paths else None))
     with open(paths["json"], "w") as f:
         json.dump(to_json(audit), f, indent=1)
     return paths
+
+
+def _chart(draw, what, directory: str, name: str) -> dict:
+    """{name: path} of ``name``.png drawn by ``draw(what, path)``; {} with a warning where
+    matplotlib (which only the charts need) is not installed."""
+    path = os.path.join(directory, f"{name}.png")
+    try:
+        draw(what, path)
+    except ImportError:
+        warnings.warn(f"torch_hetero audit: {name}.png not written: matplotlib is not installed "
+                      "(pip install matplotlib, or torch_hetero[demo])", stacklevel=4)
+        return {}
+    return {name: path}
 
 
 def _model_line(audit) -> str:
@@ -339,12 +347,7 @@ def write_format_files(result, directory: str) -> dict:
     check_directory(directory)
     os.makedirs(directory, exist_ok=True)
     paths = {"markdown": os.path.join(directory, "formats.md"), "json": os.path.join(directory, "formats.json")}
-    try:
-        formats_png(result, os.path.join(directory, "formats.png"))
-        paths["chart"] = os.path.join(directory, "formats.png")
-    except ImportError:
-        warnings.warn("torch_hetero audit: formats.png not written: matplotlib is not installed "
-                      "(pip install matplotlib, or torch_hetero[demo])", stacklevel=3)
+    paths.update({"chart": path for path in _chart(formats_png, result, directory, "formats").values()})
     for audit in result.audits:
         write_files(audit, os.path.join(directory, audit.format))
     first = result.audits[0]
