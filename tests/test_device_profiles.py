@@ -24,7 +24,7 @@ from torch_hetero.__main__ import main as cli
 from torch_hetero.calibration import calibrate
 from torch_hetero.device_models import DeviceProfile, get_profile, host, list_devices, list_profiles
 from torch_hetero.device_models.host_ops import INFINITE_PRICED, SCALAR_PRICED, VECTOR_PRICED
-from torch_hetero.device_models.loader import DTYPES, FIELDS, from_table
+from torch_hetero.device_models.loader import DTYPES, FIELDS, LINK_FIELDS, from_table
 from torch_hetero.errors import HeteroCompileError, ProfileError
 from torch_hetero.planning.tiling import plan_matmul
 from torch_hetero.runtime import cpp_build
@@ -78,7 +78,7 @@ def check_profile(p):
     assert set(p.matrix_shapes) == set(p.peak_tflops_matrix)
     for shape in p.matrix_shapes.values():
         assert isinstance(shape, tuple) and len(shape) == 3 and all(isinstance(d, int) and d > 0 for d in shape)
-    assert p.sources and set(p.assumed) <= set(FIELDS)
+    assert p.sources and set(p.assumed) <= set(FIELDS) | {f"interconnect.{f}" for f in LINK_FIELDS}
     hash(p)
 
 
@@ -96,6 +96,7 @@ def test_shipped_profile_loads_and_validates(name):
     check_profile(p)
     assert p.codegen == "triton"
     assert get_profile(name) is p  # parsed once
+    assert p.interconnect is not None and p.interconnect.link_gbps > 0   # every shipped device states its links
 
 
 def test_gpu_profiles_have_their_triton_targets():
@@ -123,7 +124,8 @@ def test_rivos_is_an_assumption_set():
     numbers = {f.name for f in dataclasses.fields(torch_hetero.get_profile("rivos-sim"))} - {
         "name", "description", "target", "triton_target", "sources", "assumed",
         "vector_op_ns", "scalar_op_ns", "vector_inf_op_ns", "host_call_us", "extern_call_us",  # the host C++ target's, empty here
-        "gemm_efficiency", "attention_efficiency", "channels_last_speedup", "convolution_efficiency"}  # its libraries', none here
+        "gemm_efficiency", "attention_efficiency", "channels_last_speedup", "convolution_efficiency",  # its libraries', none here
+        "interconnect"} | {f"interconnect.{f}" for f in LINK_FIELDS if f != "call_us"}  # a call: its launch's
     assert set(get_profile("rivos-sim").assumed) == numbers
     assert "assumption set" in get_profile("rivos-sim").description
 
@@ -222,10 +224,19 @@ def edit(old, new):
     (edit('fp8_encodings = ["float8_e4m3fn", "float8_e5m2"]', ''),
      "mine.toml: compute.fp8_encodings must name the fp8 encodings the matrix units take (float8_e4m3fn, "
      "float8_e5m2, float8_e4m3fnuz, float8_e5m2fnuz) exactly when compute.matrix_shapes has an fp8 entry"),
+    (edit('topology = "switch"', 'topology = "torus"'),
+     'mine.toml: interconnect.topology must be "switch" or "mesh" or "ring" or "pcie" or "host", got \'torus\''),
+    (edit("links = 18\n", ""),
+     "mine.toml: missing interconnect.links: an [interconnect] table states every scale-up key"),
+    (edit("nic_latency_us = 5.0\n", ""),
+     "mine.toml: interconnect.nic_gbps and interconnect.nic_latency_us go together"),
+    (edit("link_gbps = 25\n", "link_gbps = 0\n"),
+     "mine.toml: interconnect.link_gbps must be a positive number (GB/s per link, one direction), got 0"),
 ], ids=["wrong-type", "negative", "float-count", "missing", "bad-shape", "unknown-key", "unknown-dtype",
         "bad-codegen", "bad-target", "target-without-triton", "bad-assumed", "no-fp32-vector",
         "shapes-vs-peaks", "toml-syntax", "bytes-overflow", "tiny-local-sram", "zero-local-sram",
-        "unknown-fp8-encoding", "fp8-shape-without-encodings"])
+        "unknown-fp8-encoding", "fp8-shape-without-encodings", "unknown-topology", "link-key-missing",
+        "nic-half-stated", "zero-link-bandwidth"])
 def test_broken_file_error_names_file_and_field(text, message, tmp_path):
     path = tmp_path / "mine.toml"
     path.write_text(text)

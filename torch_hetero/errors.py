@@ -12,6 +12,12 @@ class ProfileError(ValueError):
     """A device profile could not be found or is malformed; the message names the file and field."""
 
 
+class PlanError(ValueError):
+    """A deployment plan was asked with options it cannot meet (an empty sweep, world size 0,
+    a cost objective without prices, more devices than the profile's links join); the message
+    says what to give instead."""
+
+
 class FallbackWarning(UserWarning):
     """An op has no native lowering on the profile and runs through ATen (once per op and profile)."""
 

@@ -15,6 +15,7 @@ import re
 from ..errors import ProfileError
 from .matmul_tiles import STAGES, VECTOR_MATMUL_TILE, WIDEST_ELEMENT_BYTES, smallest_staged_bytes, smallest_tile
 from .host_ops import INFINITE_PRICED, SCALAR_PRICED, VECTOR_PRICED
+from .interconnect import TOPOLOGIES, Interconnect
 from .profile import DeviceProfile
 from .target import DECLARABLE, LANGUAGES, LIBRARIES, make_target
 
@@ -29,6 +30,7 @@ DTYPES = tuple(DTYPE_BYTES)
 # CDNA4) and AMD CDNA3's "fnuz" variants (torch dtype names)
 FP8_ENCODINGS = ("float8_e4m3fn", "float8_e5m2", "float8_e4m3fnuz", "float8_e5m2fnuz")
 FIELDS = tuple(f.name for f in dataclasses.fields(DeviceProfile))
+LINK_FIELDS = tuple(f.name for f in dataclasses.fields(Interconnect))
 _TARGET = re.compile(r"cuda:\d+|hip:gfx[0-9a-f]+")
 
 
@@ -69,7 +71,7 @@ def _encodings(value):
 
 
 def _field_names(value):
-    _require(set(_texts(value)) <= set(FIELDS))
+    _require(set(_texts(value)) <= set(FIELDS) | {f"interconnect.{name}" for name in LINK_FIELDS})
     return tuple(value)
 
 
@@ -141,7 +143,8 @@ SCHEMA = {
     "triton_target": ("triton_target", _target,
                       'a Triton target such as "cuda:90" or "hip:gfx942" (leave the key out if none)', None),
     "sources": ("sources", _texts, "a list of strings", _REQUIRED),
-    "assumed": ("assumed", _field_names, f"a list of DeviceProfile field names ({', '.join(FIELDS)})", ()),
+    "assumed": ("assumed", _field_names, f"a list of DeviceProfile field names ({', '.join(FIELDS)}) or "
+                f"interconnect.<key> ({', '.join(LINK_FIELDS)})", ()),
     "compute.units": ("compute_units", _count, "a positive integer (SMs, CUs, PEs or cores)", _REQUIRED),
     "compute.clock_ghz": ("clock_ghz", _number, "a positive number (GHz)", _REQUIRED),
     "compute.simd_width": ("simd_width", _count, "a positive integer (32-bit lanes, or warp size)", _REQUIRED),
@@ -172,7 +175,19 @@ SCHEMA = {
     "compute.scalar_op_ns": ("scalar_op_ns", _PerOp(_time), "a number >= 0 (ns per element, one core)", {}),
     "compute.vector_inf_op_ns": ("vector_inf_op_ns", _PerOp(_time), "a number >= 0 (ns per element, one core)", {}),
     "capabilities": ("capabilities", _Capabilities(), "a table of capability = value", {}),
+    # scale-up links within a node and the scale-out network (device_models/interconnect.py)
+    "interconnect.topology": ("link_topology", _choice(*TOPOLOGIES), " or ".join(f'"{t}"' for t in TOPOLOGIES),
+                              None),
+    "interconnect.link_gbps": ("link_link_gbps", _number, "a positive number (GB/s per link, one direction)", None),
+    "interconnect.links": ("link_links", _count, "a positive integer (links per device)", None),
+    "interconnect.domain": ("link_domain", _count, "a positive integer (devices per scale-up domain)", None),
+    "interconnect.latency_us": ("link_latency_us", _number, "a positive number (µs per message)", None),
+    "interconnect.call_us": ("link_call_us", _number,
+                             "a positive number (µs per collective call; default: runtime.launch_overhead_us)", None),
+    "interconnect.nic_gbps": ("link_nic_gbps", _number, "a positive number (GB/s per device, one direction)", None),
+    "interconnect.nic_latency_us": ("link_nic_latency_us", _number, "a positive number (µs per message)", None),
 }
+LINK_REQUIRED = ("topology", "link_gbps", "links", "domain", "latency_us")
 
 
 def load_file(path: str, label: str) -> DeviceProfile:
@@ -219,8 +234,28 @@ def _fields(table: dict) -> dict:
             fields[field] = default
     fields["target"] = make_target(fields.pop("codegen"), fields.pop("capabilities"), fields["matrix_shapes"],
                                    fields.pop("fp8_encodings"))
+    fields["interconnect"] = _interconnect({name: fields.pop(f"link_{name}") for name in LINK_FIELDS},
+                                           fields["launch_overhead_us"])
     _check_together(fields)
     return fields
+
+
+def _interconnect(values: dict, launch_us: float) -> Interconnect | None:
+    """The [interconnect] table as an Interconnect: absent altogether, or with every scale-up
+    key (the network's two keys together or not at all); a collective call costs a kernel
+    launch unless the table says otherwise."""
+    if all(value is None for value in values.values()):
+        return None
+    if values["call_us"] is None:
+        values["call_us"] = launch_us
+    missing = [f"interconnect.{name}" for name in LINK_REQUIRED if values[name] is None]
+    if missing:
+        raise ProfileError(f"missing {', '.join(missing)}: an [interconnect] table states every scale-up key "
+                           f"({', '.join(LINK_REQUIRED)})")
+    if (values["nic_gbps"] is None) != (values["nic_latency_us"] is None):
+        raise ProfileError("interconnect.nic_gbps and interconnect.nic_latency_us go together: the scale-out "
+                           "network's bandwidth and its per-message latency")
+    return Interconnect(**values)
 
 
 def _flatten(table: dict, prefix: str = ""):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 
+from .interconnect import Interconnect
 from .target import Target
 
 
@@ -40,6 +41,7 @@ class DeviceProfile:
                                          # measured, calibration; planning.host_library)
     convolution_efficiency: float | None  # the library's NCHW convolutions: roofline time over theirs
     tdp_w: float                     # W
+    interconnect: Interconnect | None  # links between devices of this profile (None: not stated)
     vector_op_ns: dict[str, float]   # host C++: op → ns per element on one core in a vectorized loop (host_ops)
     scalar_op_ns: dict[str, float]   # the same in a scalar loop; serial_combine: a serial reduction's step
     vector_inf_op_ns: dict[str, float]  # a vectorized libm call whose argument is half -inf (host_ops.INFINITE_PRICED)
