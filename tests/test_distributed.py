@@ -1,34 +1,36 @@
 """Distributed training through torch.distributed, not through us: two processes on gloo over
-loopback train a small transformer with torch.compile(DistributedDataParallel(model),
-backend="hetero") for a few steps; the parameters match the same run in eager."""
-import datetime
+loopback train a small transformer compiled with backend="hetero" under DistributedDataParallel
+and under FSDP2 (``fully_shard`` per block) for a few steps; the parameters match the same run
+in eager.  The planner's estimate of such a step beside its measured time:
+benchmarks/distributed_step.py."""
 import os
-import socket
 
+import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch.nn.parallel import DistributedDataParallel
 
+from torch_hetero.calibration.links import free_port, init_gloo
 from torch_hetero.tools.examples import TinyGPT
 from utils import compile_hetero
 
 STEPS = 3
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def _wrap(model, parallelism: str):
+    if parallelism == "ddp":
+        return DistributedDataParallel(model)
+    from torch.distributed.fsdp import fully_shard
+    for block in model.blocks:
+        fully_shard(block)
+    return fully_shard(model)
 
 
-def _train(rank: int, world: int, port: int, compiled: bool, out_dir: str) -> None:
-    os.environ["GLOO_SOCKET_IFNAME"] = "lo"  # loopback: the hostname may resolve elsewhere
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world,
-                            timeout=datetime.timedelta(seconds=120))
+def _train(rank: int, world: int, port: int, parallelism: str, compiled: bool, out_dir: str) -> None:
+    init_gloo(rank, world, port)
     torch.manual_seed(0)
-    torch.set_num_threads(1)
-    model = DistributedDataParallel(TinyGPT(vocab=64, dim=32, heads=2, layers=2, max_seq=16))
+    model = _wrap(TinyGPT(vocab=64, dim=32, heads=2, layers=2, max_seq=16), parallelism)
     step_fn = compile_hetero(model, native=True) if compiled else model
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
     generator = torch.Generator().manual_seed(100 + rank)  # each rank sees its own data
@@ -39,9 +41,10 @@ def _train(rank: int, world: int, port: int, compiled: bool, out_dir: str) -> No
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
+    state = model.module.state_dict() if parallelism == "ddp" else model.state_dict()
+    state = {k: (v.full_tensor() if hasattr(v, "full_tensor") else v).detach() for k, v in state.items()}
     if rank == 0:
-        torch.save({k: v.detach() for k, v in model.module.state_dict().items()},
-                   os.path.join(out_dir, "compiled.pt" if compiled else "eager.pt"))
+        torch.save(state, os.path.join(out_dir, f"{'compiled' if compiled else 'eager'}.pt"))
     # every rank done, and DDP's pending Python callbacks gone, before the process group joins
     # its threads (destroying it with work in flight can deadlock on the GIL)
     dist.barrier()
@@ -49,10 +52,11 @@ def _train(rank: int, world: int, port: int, compiled: bool, out_dir: str) -> No
     dist.destroy_process_group()
 
 
-def test_ddp_training_matches_eager(tmp_path):
+@pytest.mark.parametrize("parallelism", ["ddp", "fsdp"])
+def test_distributed_training_matches_eager(parallelism, tmp_path):
     for compiled in (False, True):
-        mp.start_processes(_train, args=(2, _free_port(), compiled, str(tmp_path)), nprocs=2, join=True,
-                           start_method="spawn")
+        mp.start_processes(_train, args=(2, free_port(), parallelism, compiled, str(tmp_path)), nprocs=2,
+                           join=True, start_method="spawn")
     eager, compiled = torch.load(tmp_path / "eager.pt"), torch.load(tmp_path / "compiled.pt")
     assert eager.keys() == compiled.keys()
     for name in eager:

@@ -127,18 +127,7 @@ def compile_graph(gm: torch.fx.GraphModule, options, name: str = "graph", estima
     choices given (``gemm_choice.Tuning``: what ``gpu_timer`` compiles), not timed here."""
     start = time.perf_counter()
     profile = options.profile
-    gm, notes = fold_padding(gm), ()
-    if host_library.applies(profile):   # oneDNN's layout, post-ops and prepacked weights
-        gm, gemms = host_library.convolutions_as_gemm(gm)
-        gm, layout = host_library.plan_layout(gm, profile)
-        gm = host_library.fuse_epilogues(gm, profile)
-        gm = host_library.prepack_weights(gm)
-        notes = tuple(note for note in (layout, gemms) if note)
-    if not profile.target.attention:  # written-out attention and repeated KV heads: our flash attention
-        gm = rewrite_attention(gm)
-    if not profile.target.matmul_epilogue:  # the host: int8 weights read by ATen's CPU kernel
-        gm = rewrite_int8_weight_only(gm)
-    graph = GraphLowering(gm, profile.target, profile.name, options.strict).run()
+    graph, notes = lower_graph(gm, options)
     runs = choose_executor(options.executor, profile, graph)
     language = renderers.HOST if runs == "host" else profile.target.language
     if tuning is None and options.autotune:
@@ -159,6 +148,36 @@ def compile_graph(gm: torch.fx.GraphModule, options, name: str = "graph", estima
                         graph.fallback_notes)
     return CompiledGraph(loadable.load(), loadable, plan, rendered, graph.fallback_counts, code,
                          time.perf_counter() - start)
+
+
+def lower_graph(gm: torch.fx.GraphModule, options) -> tuple:
+    """(GraphLowering, notes): ``gm`` rewritten for the profile (zero padding folded; on the host,
+    oneDNN's layout, post-ops and prepacked weights, its notes; elsewhere, written-out attention
+    as ours) and lowered."""
+    profile = options.profile
+    gm, notes = fold_padding(gm), ()
+    if host_library.applies(profile):   # oneDNN's layout, post-ops and prepacked weights
+        gm, gemms = host_library.convolutions_as_gemm(gm)
+        gm, layout = host_library.plan_layout(gm, profile)
+        gm = host_library.fuse_epilogues(gm, profile)
+        gm = host_library.prepack_weights(gm)
+        notes = tuple(note for note in (layout, gemms) if note)
+    if not profile.target.attention:  # written-out attention and repeated KV heads: our flash attention
+        gm = rewrite_attention(gm)
+    if not profile.target.matmul_epilogue:  # the host: int8 weights read by ATen's CPU kernel
+        gm = rewrite_int8_weight_only(gm)
+    return GraphLowering(gm, profile.target, profile.name, options.strict).run(), notes
+
+
+def plan_graph(gm: torch.fx.GraphModule, options):
+    """``gm``'s plan on the options' profile, estimated, without code: lowered and planned as
+    ``compile_graph`` does for the profile's own target (its language; the host's C++), never
+    rendered, built or run, so its inputs may be on the meta device (the deployment planner
+    estimates models too large for this host)."""
+    graph, notes = lower_graph(gm, options)
+    profile = options.profile
+    language = renderers.HOST if profile.target.host_threads else profile.target.language
+    return build_plan(graph, profile, language, options.fusion, True, None, notes)
 
 
 def _tuning(graph: GraphLowering, profile, options, runs: str) -> Tuning:

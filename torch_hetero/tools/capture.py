@@ -1,0 +1,167 @@
+"""Models traced for the deployment planner without running them: the model and its inputs live
+on the meta device (shapes and dtypes, no storage), TorchDynamo and AOTAutograd trace them with
+our decompositions as ``torch.compile(backend="hetero")`` would, and the graphs are kept for
+``compiler.plan_graph`` to plan and estimate on each profile.  So a model too large for this
+host (a 70B LLM) is planned as readily as a small one.
+
+A phase is what a deployment runs: ``train`` (forward and backward of a step), ``prefill`` (a
+prompt of S tokens) and ``decode`` (one token against a KV cache of S tokens; the model must
+take Hugging Face's ``cache`` (``past_key_values`` before transformers 5), built by running the
+prompt on the meta device first).  ``infer`` is a plain forward of a model that is not a language model."""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import inspect
+import time
+
+import torch
+from torch._dynamo.backends.common import aot_autograd
+from torch._functorch.partitioners import min_cut_rematerialization_partition
+
+from ..decompositions import decomposition_table
+from ..errors import PlanError
+
+PHASES = ("train", "prefill", "decode", "infer")
+META = torch.device("meta")
+
+
+@dataclasses.dataclass
+class Captured:
+    """One phase of a model at one (batch, sequence length), traced."""
+    phase: str
+    batch: int
+    seq: int | None
+    graphs: list                    # (kind, GraphModule): forward and backward, or inference
+    saved_bytes: int = 0            # train: activations the forward saves for the backward
+    kv_cache_bytes: int = 0         # decode: the KV cache read at each step
+    seconds: float = 0.0            # tracing time
+
+
+def on_meta(model: torch.nn.Module) -> torch.nn.Module:
+    """A copy of ``model`` whose parameters and buffers are on the meta device, made without
+    copying their data (a model on the meta device already is returned as it is)."""
+    tensors = list(model.parameters()) + list(model.buffers())
+    if all(t.device == META for t in tensors):
+        return model
+    memo = {}
+    for tensor in tensors:
+        meta = tensor.detach().to(META)
+        memo[id(tensor)] = torch.nn.Parameter(meta, tensor.requires_grad) if isinstance(
+            tensor, torch.nn.Parameter) else meta
+    return copy.deepcopy(model, memo)
+
+
+def takes(model, name: str) -> bool:
+    """Whether the model's forward accepts the keyword ``name``."""
+    try:
+        return name in inspect.signature(model.forward).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def capture(model: torch.nn.Module, inputs: tuple, phase: str, activation_budget: float | None = None) -> Captured:
+    """Trace ``phase`` of ``model`` (on the meta device) on ``inputs`` (meta tensors; the first
+    is the batch of token ids or samples).  ``activation_budget``: AOTAutograd's activation
+    memory budget for the training step (1: save what the partitioner saves by default; less:
+    recompute in the backward)."""
+    if phase not in PHASES:
+        raise PlanError(f"unknown phase {phase!r}; phases are {', '.join(PHASES)}")
+    graphs: list = []
+
+    def keep(kind):
+        def compile_fn(gm, _example_inputs):
+            graphs.append((kind, gm))
+            return gm   # runs on the meta device: shapes only
+        return compile_fn
+    backend = aot_autograd(fw_compiler=keep("forward"), bw_compiler=keep("backward"),
+                           inference_compiler=keep("inference"), decompositions=decomposition_table(),
+                           partition_fn=min_cut_rematerialization_partition)
+    batch = int(inputs[0].shape[0]) if inputs[0].dim() else 1
+    seq = int(inputs[0].shape[1]) if inputs[0].dim() > 1 and not inputs[0].is_floating_point() else None
+    kwargs = {"use_cache": False} if takes(model, "use_cache") else {}
+    start = time.perf_counter()
+    torch._dynamo.reset()
+    extra = {}
+    try:
+        if phase == "train":
+            _train(model, inputs, kwargs, backend, activation_budget)
+            extra["saved_bytes"] = saved_bytes(graphs)
+        elif phase == "decode":
+            extra["kv_cache_bytes"] = _decode(model, inputs, backend)
+        else:
+            with torch.no_grad():
+                torch.compile(model.eval(), backend=backend, dynamic=False)(*inputs, **kwargs)
+    finally:
+        torch._dynamo.reset()
+    return Captured(phase, batch, seq, graphs, seconds=time.perf_counter() - start, **extra)
+
+
+def _train(model, inputs, kwargs, backend, budget) -> None:
+    import torch._functorch.config as functorch_config
+    model.train()
+    with functorch_config.patch(activation_memory_budget=1.0 if budget is None else budget):
+        out = torch.compile(model, backend=backend, dynamic=False)(*inputs, **kwargs)
+        loss = _loss(out)
+        loss.backward()
+    model.zero_grad(set_to_none=True)
+
+
+def saved_bytes(graphs: list) -> int:
+    """What the forward graphs save for their backward: the backward graphs' inputs other than
+    the parameters and inputs (``primals``) and the incoming gradients (``tangents``)."""
+    total = 0
+    for kind, gm in graphs:
+        if kind != "backward":
+            continue
+        for node in gm.graph.find_nodes(op="placeholder"):
+            value = node.meta.get("val")
+            if isinstance(value, torch.Tensor) and not node.name.startswith(("primals", "tangents")):
+                total += value.numel() * value.element_size()
+    return total
+
+
+def _loss(out):
+    """The scalar a training step differentiates: the mean of the model's first floating output
+    (a Hugging Face model's logits).  Not its own loss: that needs the labels' values (a count
+    of the tokens not ignored), which the meta device does not have; a cross entropy costs
+    about what a mean over the logits does."""
+    first = out[0] if isinstance(out, (tuple, list)) else getattr(out, "logits", out)
+    if hasattr(first, "last_hidden_state"):
+        first = first.last_hidden_state
+    if not isinstance(first, torch.Tensor) or not first.is_floating_point():
+        raise PlanError("train: the model returns no floating tensor to differentiate; return a loss or logits")
+    return first.float().mean()
+
+
+def _decode(model, inputs, backend) -> int:
+    """One token for each sequence of the batch against a KV cache holding the prompt
+    ``inputs[0]`` (built by running the prompt, on the meta device); returns the cache's bytes."""
+    keyword = next((k for k in ("cache", "past_key_values") if takes(model, k)), None)
+    if keyword is None or not takes(model, "use_cache"):
+        raise PlanError(f"decode needs a model with a KV cache: {type(model).__name__}.forward takes no "
+                        "cache/past_key_values and use_cache (Hugging Face's causal LMs do); plan mode='serve' "
+                        "with such a model, or plan its forward alone with phase 'infer'")
+    model.eval()
+    with torch.no_grad():
+        out = model(*inputs, use_cache=True)
+        cache = getattr(out, "cache", None) or out.past_key_values
+        cache_bytes = sum(t.numel() * t.element_size() for t in _tensors(cache))
+        token = inputs[0][:, -1:]
+        torch.compile(model, backend=backend, dynamic=False)(token, use_cache=True, **{keyword: cache})
+    return cache_bytes
+
+
+def _tensors(value) -> list:
+    """The tensors inside a cache object (Hugging Face's DynamicCache keeps layers of keys and values)."""
+    if isinstance(value, torch.Tensor):
+        return [value]
+    if isinstance(value, (list, tuple)):
+        return [t for v in value for t in _tensors(v)]
+    if isinstance(value, dict):
+        return [t for v in value.values() for t in _tensors(v)]
+    layers = getattr(value, "layers", None)   # Hugging Face's Cache: layers of keys and values
+    if layers is None:
+        raise PlanError(f"decode: cannot find the KV cache's tensors in a {type(value).__name__}")
+    return [t for layer in layers for t in (getattr(layer, "keys", None), getattr(layer, "values", None))
+            if isinstance(t, torch.Tensor)]
