@@ -222,6 +222,11 @@ def load_factory(spec: str):
     """``MODULE:FACTORY`` (a dotted module on the path, or a ``.py`` file) → the model and its
     example inputs, from calling FACTORY with no arguments.  It may return ``(model, inputs)``
     (inputs a tuple, or one tensor) or an object with ``.model`` and ``.inputs`` (a ZooModel)."""
+    return factory_output(find_factory(spec)(), spec)
+
+
+def find_factory(spec: str):
+    """The function ``MODULE:FACTORY`` names, not called (the planner calls it per sweep point)."""
     module_name, sep, factory_name = spec.rpartition(":")
     if not sep or not module_name or not factory_name:
         raise ValueError(f"expected MODULE:FACTORY (e.g. mypackage.models:make_model or models.py:make_model), "
@@ -241,7 +246,11 @@ def load_factory(spec: str):
     factory = getattr(module, factory_name, None)
     if not callable(factory):
         raise ValueError(f"{module_name} has no function {factory_name!r}")
-    made = factory()
+    return factory
+
+
+def factory_output(made, spec: str) -> tuple:
+    """(model, inputs tuple) from what a factory returned, or a ValueError naming ``spec``."""
     if hasattr(made, "model") and hasattr(made, "inputs"):
         made = (made.model, made.inputs)
     if not (isinstance(made, (tuple, list)) and len(made) == 2 and callable(made[0])):

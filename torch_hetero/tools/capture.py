@@ -10,13 +10,16 @@ take Hugging Face's ``cache`` (``past_key_values`` before transformers 5), built
 prompt on the meta device first).  ``infer`` is a plain forward of a model that is not a language model."""
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import inspect
+import math
 import time
 
 import torch
 from torch._dynamo.backends.common import aot_autograd
+from torch._functorch.aot_autograd import make_boxed_func
 from torch._functorch.partitioners import min_cut_rematerialization_partition
 
 from ..decompositions import decomposition_table
@@ -72,7 +75,7 @@ def capture(model: torch.nn.Module, inputs: tuple, phase: str, activation_budget
     def keep(kind):
         def compile_fn(gm, _example_inputs):
             graphs.append((kind, gm))
-            return gm   # runs on the meta device: shapes only
+            return make_boxed_func(gm)   # runs on the meta device: shapes only
         return compile_fn
     backend = aot_autograd(fw_compiler=keep("forward"), bw_compiler=keep("backward"),
                            inference_compiler=keep("inference"), decompositions=decomposition_table(),
@@ -84,17 +87,41 @@ def capture(model: torch.nn.Module, inputs: tuple, phase: str, activation_budget
     torch._dynamo.reset()
     extra = {}
     try:
-        if phase == "train":
-            _train(model, inputs, kwargs, backend, activation_budget)
-            extra["saved_bytes"] = saved_bytes(graphs)
-        elif phase == "decode":
-            extra["kv_cache_bytes"] = _decode(model, inputs, backend)
-        else:
-            with torch.no_grad():
-                torch.compile(model.eval(), backend=backend, dynamic=False)(*inputs, **kwargs)
+        with _fused_attention():
+            if phase == "train":
+                _train(model, inputs, kwargs, backend, activation_budget)
+                extra["saved_bytes"] = saved_bytes(graphs)
+            elif phase == "decode":
+                extra["kv_cache_bytes"] = _decode(model, inputs, backend)
+            else:
+                with torch.no_grad():
+                    torch.compile(model.eval(), backend=backend, dynamic=False)(*inputs, **kwargs)
     finally:
         torch._dynamo.reset()
     return Captured(phase, batch, seq, graphs, seconds=time.perf_counter() - start, **extra)
+
+
+@contextlib.contextmanager
+def _fused_attention():
+    """``F.scaled_dot_product_attention`` traced as the fused op a CPU trace has
+    (``_scaled_dot_product_flash_attention_for_cpu``, what the compiler prices as the device's
+    attention library or its own flash attention): on the meta device the dispatcher would
+    pick SDPA's math form instead, written-out matmuls and softmax in fp32 that no device's
+    plan runs.  As on the CPU, a boolean mask becomes an additive one and grouped-query
+    attention reads the fewer KV heads."""
+    functional = torch.nn.functional
+    original = functional.scaled_dot_product_attention
+
+    def fused(query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None, enable_gqa=False):
+        if attn_mask is not None and attn_mask.dtype == torch.bool:
+            attn_mask = torch.zeros_like(attn_mask, dtype=query.dtype).masked_fill(~attn_mask, -math.inf)
+        return torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(
+            query, key, value, dropout_p, is_causal, attn_mask=attn_mask, scale=scale)[0]
+    functional.scaled_dot_product_attention = fused
+    try:
+        yield
+    finally:
+        functional.scaled_dot_product_attention = original
 
 
 def _train(model, inputs, kwargs, backend, budget) -> None:

@@ -173,13 +173,15 @@ def serving(prefill: GraphCost, decode: GraphCost, kv_bytes: int, weight_bytes: 
 
 
 def unit_bytes(model: torch.nn.Module) -> int:
-    """FSDP2's unit: the largest block of the model's largest ``ModuleList`` (a transformer's
-    layers), as ``fully_shard`` is applied per block; the whole model where it has none."""
-    lists = [m for m in model.modules() if isinstance(m, torch.nn.ModuleList) and len(m)]
-    if not lists:
+    """FSDP2's largest unit, as ``fully_shard`` is applied per block and then to the model: the
+    largest block of its largest ``ModuleList`` or ``Sequential`` (a transformer's layers), or
+    the parameters outside them (embeddings, head) where those weigh more; the whole model
+    where it has no such blocks."""
+    containers = [m for m in model.modules() if isinstance(m, (torch.nn.ModuleList, torch.nn.Sequential)) and len(m) > 1]
+    if not containers:
         return _bytes(model)
-    largest = max(lists, key=lambda m: sum(_bytes(b) for b in m))
-    return max(_bytes(block) for block in largest)
+    blocks = max(containers, key=_bytes)
+    return max(max(_bytes(block) for block in blocks), _bytes(model) - _bytes(blocks))
 
 
 def _bytes(module: torch.nn.Module) -> int:

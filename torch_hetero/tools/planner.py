@@ -26,11 +26,12 @@ from ..device_models import get_profile
 from ..device_models.table import format_bytes
 from ..errors import FallbackWarning, PlanError
 from . import jobs
+from .audit import factory_output
 from .capture import META, capture, on_meta
+from .formats import FLOAT_FORMATS, FORMATS, QUANTIZED_FORMATS, convert, fp8_encoding
 
 MODES = ("train", "serve")
 OBJECTIVES = ("throughput", "latency", "perf_per_watt", "cost")
-DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 BUDGETS = (0.5, 0.25, 0.1, 0.0)    # activation memory budgets tried, in order, where a step does not fit
 
 
@@ -128,12 +129,11 @@ def plan(model, *inputs, devices, batch_sizes=None, seq_lens=None, mode: str = "
     for dtype, batch, seq in itertools.product(dtypes, batch_sizes, seq_lens):
         say(f"{dtype}, batch {batch}" + (f", sequence {seq}" if seq else "") + ": tracing on the meta device")
         try:
-            meta_model, meta_inputs = build(batch, seq, DTYPES[dtype])
             if mode == "train":
+                meta_model, meta_inputs = build(batch, seq, FLOAT_FORMATS[dtype])
                 configs += _train_configs(meta_model, meta_inputs, profiles, dtype, batch, seq, world_sizes, say)
             else:
-                configs += _serve_configs(meta_model, meta_inputs, profiles, dtype, batch, seq, world_sizes,
-                                          output_len, say)
+                configs += _serve_configs(build, profiles, dtype, batch, seq, world_sizes, output_len, say)
         except Exception as error:   # this point fails; the others go on
             say(f"error: {_first_line(error)}")
             configs += [Config(d, 1, dtype, batch, seq, "-", error=_first_line(error)) for d in devices]
@@ -163,9 +163,11 @@ def _checked(devices, batch_sizes, seq_lens, mode, world_sizes, dtypes, objectiv
     seq_lens = [None] if seq_lens is None else _sizes("seq_lens", seq_lens)
     world_sizes = _sizes("world_sizes", world_sizes)
     dtypes = [dtypes] if isinstance(dtypes, str) else list(dtypes)
-    unknown = [d for d in dtypes if d not in DTYPES]
+    allowed = FORMATS if mode == "serve" else tuple(FLOAT_FORMATS)
+    unknown = [d for d in dtypes if d not in allowed]
     if not dtypes or unknown:
-        raise PlanError(f"dtypes must be one or more of {', '.join(DTYPES)}, got {dtypes!r}")
+        raise PlanError(f"dtypes for {mode} must be one or more of {', '.join(allowed)}, got {dtypes!r}"
+                        + (" (the quantized formats serve; training keeps float weights)" if mode == "train" else ""))
     if objective == "cost":
         missing = [d for d in devices if not prices or get_profile(d).name not in prices]
         if missing:
@@ -200,10 +202,7 @@ def _builder(model, inputs: tuple):
         def from_factory(batch, seq, dtype):
             kwargs = {k: v for k, v in (("batch_size", batch), ("seq_len", seq)) if k in accepted and v is not None}
             with torch.device(META):
-                made = model(**kwargs)
-            made = (made.model, made.inputs) if hasattr(made, "model") and hasattr(made, "inputs") else made
-            built, example = made
-            example = tuple(example) if isinstance(example, (tuple, list)) else (example,)
+                built, example = factory_output(model(**kwargs), getattr(model, "__name__", "the factory"))
             fixed = {k for k in ("batch_size", "seq_len") if k not in accepted}
             return _cast(on_meta(built), dtype), _resized(example, batch if "batch_size" in fixed else None,
                                                           seq if "seq_len" in fixed else None, dtype)
@@ -263,7 +262,7 @@ def _links(profile):
 
 def _train_configs(model, inputs, profiles, dtype, batch, seq, worlds, say) -> list:
     captured = {1.0: capture(model, inputs, "train")}
-    weights = sum(p.numel() * p.element_size() for p in model.parameters())
+    weights = _state_bytes(model)
     unit = jobs.unit_bytes(model)
     configs = []
     for name, profile in profiles.items():
@@ -325,28 +324,43 @@ def _train_config(profile, dtype, batch, seq, world, parallelism, step, budget, 
                   memory_bytes=memory.total, capacity_bytes=profile.dram_bytes, reasons=reasons)
 
 
-def _serve_configs(model, inputs, profiles, dtype, batch, seq, worlds, output_len, say) -> list:
-    prefill, decode = capture(model, inputs, "prefill"), capture(model, inputs, "decode")
-    weights = sum(p.numel() * p.element_size() for p in model.parameters())
-    costs, configs = {}, []
-    for name, profile in profiles.items():
-        say(f"{dtype}, batch {batch}, sequence {seq}: {profile.name}")
-        try:
-            costs[name] = (_cost(prefill, name), _cost(decode, name))
-        except Exception as error:
-            say(f"{profile.name}: error: {_first_line(error)}")
-            configs.append(Config(profile.name, 1, dtype, batch, seq, "-", error=_first_line(error)))
+def _serve_configs(build, profiles, dtype, batch, seq, worlds, output_len, say) -> list:
+    """Every serving configuration at one sweep point: each device alone as replicas, and each
+    ordered pair of devices as split prefill/decode pairs.  The model is traced once per number
+    encoding (fp8 takes each device's own, ``formats.fp8_encoding``)."""
+    costs, weights, configs, kv_bytes = {}, {}, [], 0
+    encodings = {name: fp8_encoding(p) if dtype == "fp8" else None for name, p in profiles.items()}
+    for encoding in dict.fromkeys(encodings.values()):
+        model, inputs = build(batch, seq, FLOAT_FORMATS.get(dtype, torch.bfloat16))
+        if dtype in QUANTIZED_FORMATS:
+            model, inputs = convert(model, inputs, dtype, encoding)
+        prefill, decode = capture(model, inputs, "prefill"), capture(model, inputs, "decode")
+        kv_bytes = decode.kv_cache_bytes
+        for name in (n for n, e in encodings.items() if e == encoding):
+            say(f"{dtype}, batch {batch}, sequence {seq}: {profiles[name].name}")
+            weights[name] = _state_bytes(model)
+            try:
+                costs[name] = (_cost(prefill, name), _cost(decode, name))
+            except Exception as error:
+                say(f"{profiles[name].name}: error: {_first_line(error)}")
+                configs.append(Config(profiles[name].name, 1, dtype, batch, seq, "-", error=_first_line(error)))
     for name, (p, d) in costs.items():
-        serving = jobs.serving(p, d, decode.kv_cache_bytes, weights, batch, seq, output_len)
+        serving = jobs.serving(p, d, kv_bytes, weights[name], batch, seq, output_len)
         configs += [_serve_config(profiles[name].name, [profiles[name]], world, dtype, serving) for world in worlds]
     for (first, (p, _)), (second, (_, d)) in itertools.permutations(costs.items(), 2):
         link = _pair_link(profiles[first], profiles[second])
-        serving = jobs.serving(p, d, decode.kv_cache_bytes, weights, batch, seq, output_len,
+        serving = jobs.serving(p, d, kv_bytes, weights[second], batch, seq, output_len,
                                (link, profiles[first].dram_gbps))
         configs += [_serve_config(f"{profiles[first].name} → {profiles[second].name}",
                                   [profiles[first], profiles[second]], world, dtype, serving)
                     for world in worlds if world % 2 == 0]
     return configs
+
+
+def _state_bytes(model) -> int:
+    """Parameters and buffers (a quantized model's int8 or fp8 weights are buffers); a tied
+    weight is one parameter."""
+    return sum(t.numel() * t.element_size() for t in [*model.parameters(), *model.buffers()])
 
 
 def _serve_config(label: str, pair: list, world: int, dtype: str, serving) -> Config:
