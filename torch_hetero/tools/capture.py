@@ -174,9 +174,32 @@ def _decode(model, inputs, backend) -> int:
         out = model(*inputs, use_cache=True)
         cache = getattr(out, "cache", None) or out.past_key_values
         cache_bytes = sum(t.numel() * t.element_size() for t in _tensors(cache))
+        written = _in_place(cache)
         token = inputs[0][:, -1:]
-        torch.compile(model, backend=backend, dynamic=False)(token, use_cache=True, **{keyword: cache})
+
+        def step(token):
+            logits = model(token, use_cache=True, **{keyword: cache}).logits
+            return (logits, *written)   # the new token's keys and values, stored once
+        torch.compile(step, backend=backend, dynamic=False)(token)
     return cache_bytes
+
+
+def _in_place(cache) -> list:
+    """Make the cache's layers behave as a serving engine's (a paged or static cache): the new
+    token's keys and values are written into room already there, and attention reads the
+    whole cache, rather than Hugging Face's DynamicCache growing by concatenation (a copy of
+    the cache per step, which no engine pays).  Returns the list each layer appends the new
+    keys and values to (the step returns them: stored, not dead code)."""
+    written: list = []
+    for layer in cache.layers:
+        keys, values = layer.keys, layer.values
+        grown = [keys.new_empty((*t.shape[:-2], t.shape[-2] + 1, t.shape[-1])) for t in (keys, values)]
+
+        def update(key_states, value_states, *args, grown=grown, **kwargs):
+            written.extend((key_states, value_states))
+            return tuple(grown)
+        layer.update = update
+    return written
 
 
 def _tensors(value) -> list:

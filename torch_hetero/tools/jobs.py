@@ -16,9 +16,14 @@ How the parts combine (each one a stated assumption, as in the docstrings below)
 * Adam's step reads parameters, gradients and both states and writes three of them: memory
   bound, at the device's DRAM bandwidth, on each device's shard.
 * N "devices" of the host profile are N processes on this host (what gloo runs here): they
-  share its cores and memory, so each computes N times slower than the host alone.
+  share its cores and memory, so each computes N times slower than the host alone, and their
+  collectives (copies by the same cores) hide under nothing.
 * Serving: a request's prompt is one prefill; each output token one decode step against the
-  KV cache; replicas serve independently, tensor parallelism is not modelled."""
+  KV cache, every step estimated at the cache's mean length while generating (the prompt and
+  half the output), the new token's keys and values written into room already in the cache
+  as a serving engine's paged or static cache does (``capture._in_place``); replicas serve
+  independently, tensor parallelism is not modelled; each decode step pays its kernels'
+  launches (no CUDA graph replay)."""
 from __future__ import annotations
 
 import dataclasses
@@ -115,6 +120,8 @@ def train_step(cost: GraphCost, saved_bytes: int, weight_bytes: int, unit_bytes:
         memory = Memory(weight_bytes, weight_bytes, ADAM_STATES * weight_bytes, activations)
     else:   # a shard of everything persistent, two blocks gathered at once (one prefetched)
         memory = Memory(share + 2 * unit_bytes, share + 2 * unit_bytes, ADAM_STATES * share, activations)
+    if link is not None and link.topology == "host":   # the same cores copy: nothing hides under compute
+        exposed = comm
     compute = forward + backward
     seconds = compute + optimizer_seconds + exposed
     bound = "link" if exposed > 0.5 * compute else cost.bound
@@ -165,8 +172,12 @@ def serving(prefill: GraphCost, decode: GraphCost, kv_bytes: int, weight_bytes: 
     if split_link is not None:
         link, reduce_gbps = split_link
         transfer = collective("send", kv_bytes, 2, link, reduce_gbps).seconds
-    decode_memory = Memory(weight_bytes, 0, 0, decode.peak_bytes, kv_bytes)
-    prefill_memory = Memory(weight_bytes, 0, 0, prefill.peak_bytes, kv_bytes) if split_link else decode_memory
+    if split_link is None:   # one device runs both phases: the larger of their activations
+        decode_memory = prefill_memory = Memory(weight_bytes, 0, 0, max(prefill.peak_bytes, decode.peak_bytes),
+                                                kv_bytes)
+    else:
+        decode_memory = Memory(weight_bytes, 0, 0, decode.peak_bytes, kv_bytes)
+        prefill_memory = Memory(weight_bytes, 0, 0, prefill.peak_bytes, kv_bytes)
     bound = decode.bound if output * decode.seconds >= prefill.seconds else prefill.bound
     return Serving(batch, seq, output, prefill.seconds, decode.seconds, transfer, decode_memory, prefill_memory,
                    bound, split_link is not None)

@@ -116,4 +116,4 @@ def _seq(c) -> str:
 def _ms(seconds) -> str:
     if seconds is None:
         return "-"
-    return f"{seconds * 1e3:,.3g} ms" if seconds < 10 else f"{seconds:,.1f} s"
+    return f"{seconds * 1e3:,.3g} ms" if seconds < 1 else f"{seconds:,.3g} s"

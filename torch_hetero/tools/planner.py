@@ -330,12 +330,12 @@ def _serve_configs(build, profiles, dtype, batch, seq, worlds, output_len, say) 
     encoding (fp8 takes each device's own, ``formats.fp8_encoding``)."""
     costs, weights, configs, kv_bytes = {}, {}, [], 0
     encodings = {name: fp8_encoding(p) if dtype == "fp8" else None for name, p in profiles.items()}
+    middle = seq + output_len // 2    # decode is estimated at the cache's mean length while generating
     for encoding in dict.fromkeys(encodings.values()):
-        model, inputs = build(batch, seq, FLOAT_FORMATS.get(dtype, torch.bfloat16))
-        if dtype in QUANTIZED_FORMATS:
-            model, inputs = convert(model, inputs, dtype, encoding)
-        prefill, decode = capture(model, inputs, "prefill"), capture(model, inputs, "decode")
-        kv_bytes = decode.kv_cache_bytes
+        model, inputs = _formatted(build, batch, seq, dtype, encoding)
+        prefill = capture(model, inputs, "prefill")
+        decode = capture(*_formatted(build, batch, middle, dtype, encoding), "decode")
+        kv_bytes = decode.kv_cache_bytes * (seq + output_len) // middle   # the cache when the last token is made
         for name in (n for n, e in encodings.items() if e == encoding):
             say(f"{dtype}, batch {batch}, sequence {seq}: {profiles[name].name}")
             weights[name] = _state_bytes(model)
@@ -357,6 +357,12 @@ def _serve_configs(build, profiles, dtype, batch, seq, worlds, output_len, say) 
     return configs
 
 
+def _formatted(build, batch, seq, dtype, encoding) -> tuple:
+    """The model and inputs at one point in the number format ``dtype`` (fp8 in ``encoding``)."""
+    model, inputs = build(batch, seq, FLOAT_FORMATS.get(dtype, torch.bfloat16))
+    return convert(model, inputs, dtype, encoding) if dtype in QUANTIZED_FORMATS else (model, inputs)
+
+
 def _state_bytes(model) -> int:
     """Parameters and buffers (a quantized model's int8 or fp8 weights are buffers); a tied
     weight is one parameter."""
@@ -367,11 +373,13 @@ def _serve_config(label: str, pair: list, world: int, dtype: str, serving) -> Co
     """``world`` devices as replicas of one (``pair`` of one profile) or ``world / 2`` split pairs."""
     split = len(pair) == 2
     replicas = world // 2 if split else world
-    memory = max(serving.memory.total, serving.prefill_memory.total)
-    capacity = min(p.dram_bytes for p in pair)
+    # the device with the least room left: the prefill device holds its activations, the decode device its own
+    busier, capacity = max(((serving.prefill_memory, pair[0].dram_bytes), (serving.memory, pair[-1].dram_bytes)),
+                           key=lambda held: held[0].total / held[1])
+    memory = busier.total
     reasons = [f"{serving.bound}-bound",
-               f"memory {_gib(memory)} of {_gib(capacity)} (weights {_gib(serving.memory.weights)}, "
-               f"KV cache {_gib(serving.memory.kv_cache)}, activations {_gib(serving.memory.activations)})"]
+               f"memory {_gib(memory)} of {_gib(capacity)} (weights {_gib(busier.weights)}, "
+               f"KV cache {_gib(busier.kv_cache)}, activations {_gib(busier.activations)})"]
     if split:
         reasons.append(f"link: the KV cache ({_gib(serving.memory.kv_cache)}) moves in "
                        f"{serving.transfer_seconds * 1e3:.2f} ms")
