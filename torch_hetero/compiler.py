@@ -174,7 +174,12 @@ def plan_graph(gm: torch.fx.GraphModule, options):
     ``compile_graph`` does for the profile's own target (its language; the host's C++), never
     rendered, built or run, so its inputs may be on the meta device (the deployment planner
     estimates models too large for this host)."""
-    graph, notes = lower_graph(gm, options)
+    return plan_lowered(*lower_graph(gm, options), options)
+
+
+def plan_lowered(graph: GraphLowering, notes: tuple, options):
+    """``plan_graph`` of a graph already lowered (``lower_graph``): the planner lowers a
+    symbolic graph once and plans it at each size (its ``size_hints`` set to the point's)."""
     profile = options.profile
     language = renderers.HOST if profile.target.host_threads else profile.target.language
     return build_plan(graph, profile, language, options.fusion, True, None, notes)

@@ -31,7 +31,8 @@ META = torch.device("meta")
 
 @dataclasses.dataclass
 class Captured:
-    """One phase of a model at one (batch, sequence length), traced."""
+    """One phase of a model traced at one (batch, sequence length); with ``symbols``, traced
+    with those two sizes symbolic, so one trace serves every point of a sweep (``at``)."""
     phase: str
     batch: int
     seq: int | None
@@ -39,6 +40,20 @@ class Captured:
     saved_bytes: int = 0            # train: activations the forward saves for the backward
     kv_cache_bytes: int = 0         # decode: the KV cache read at each step
     seconds: float = 0.0            # tracing time
+    symbols: dict = dataclasses.field(default_factory=dict)   # "batch"/"seq" → its size symbols
+    lowered: dict = dataclasses.field(default_factory=dict)   # (graph index, profile) → lowered graph: a cache
+
+    def at(self, batch: int, seq: int | None) -> dict:
+        """The size hints of a point: each symbol → its value there (empty when traced static);
+        decode's symbol is the cache's length, the prompt and the new token."""
+        values = {"batch": batch, "seq": None if seq is None else seq + (self.phase == "decode")}
+        return {symbol: values[name] for name, symbols in self.symbols.items() for symbol in symbols}
+
+    def bytes_at(self, nbytes: int, batch: int, seq: int | None) -> int:
+        """A size measured at the traced point (activations saved, the KV cache: proportional
+        to batch x sequence) scaled to another point."""
+        scale = batch / self.batch * ((seq / self.seq) if seq and self.seq and "seq" in self.symbols else 1)
+        return round(nbytes * scale)
 
 
 def on_meta(model: torch.nn.Module) -> torch.nn.Module:
@@ -63,11 +78,14 @@ def takes(model, name: str) -> bool:
         return False
 
 
-def capture(model: torch.nn.Module, inputs: tuple, phase: str, activation_budget: float | None = None) -> Captured:
+def capture(model: torch.nn.Module, inputs: tuple, phase: str, activation_budget: float | None = None,
+            dynamic: bool = False) -> Captured:
     """Trace ``phase`` of ``model`` (on the meta device) on ``inputs`` (meta tensors; the first
     is the batch of token ids or samples).  ``activation_budget``: AOTAutograd's activation
     memory budget for the training step (1: save what the partitioner saves by default; less:
-    recompute in the backward)."""
+    recompute in the backward).  ``dynamic``: the batch and sequence dims symbolic (the
+    returned ``symbols`` name them; empty where the model specialized them, so the caller
+    traces each point instead)."""
     if phase not in PHASES:
         raise PlanError(f"unknown phase {phase!r}; phases are {', '.join(PHASES)}")
     graphs: list = []
@@ -83,22 +101,50 @@ def capture(model: torch.nn.Module, inputs: tuple, phase: str, activation_budget
     batch = int(inputs[0].shape[0]) if inputs[0].dim() else 1
     seq = int(inputs[0].shape[1]) if inputs[0].dim() > 1 and not inputs[0].is_floating_point() else None
     kwargs = {"use_cache": False} if takes(model, "use_cache") else {}
+    if dynamic:
+        _mark_dynamic(inputs[0], seq is not None)
     start = time.perf_counter()
     torch._dynamo.reset()
     extra = {}
     try:
         with _fused_attention():
             if phase == "train":
-                _train(model, inputs, kwargs, backend, activation_budget)
+                _train(model, inputs, kwargs, backend, activation_budget, dynamic)
                 extra["saved_bytes"] = saved_bytes(graphs)
             elif phase == "decode":
-                extra["kv_cache_bytes"] = _decode(model, inputs, backend)
+                extra["kv_cache_bytes"] = _decode(model, inputs, backend, dynamic)
             else:
                 with torch.no_grad():
-                    torch.compile(model.eval(), backend=backend, dynamic=False)(*inputs, **kwargs)
+                    torch.compile(model.eval(), backend=backend, dynamic=None if dynamic else False)(*inputs, **kwargs)
     finally:
         torch._dynamo.reset()
-    return Captured(phase, batch, seq, graphs, seconds=time.perf_counter() - start, **extra)
+    symbols = _symbols(graphs, batch, None if seq is None else seq + (phase == "decode")) if dynamic else {}
+    return Captured(phase, batch, seq, graphs, seconds=time.perf_counter() - start, symbols=symbols, **extra)
+
+
+def _mark_dynamic(tensor: torch.Tensor, sequence: bool, seq_dim: int = 1) -> None:
+    torch._dynamo.mark_dynamic(tensor, 0)
+    if sequence:
+        torch._dynamo.mark_dynamic(tensor, seq_dim % tensor.dim())
+
+
+def _symbols(graphs: list, batch: int, seq: int | None) -> dict:
+    """{"batch": symbols, "seq": symbols} from the graphs' symbolic sizes, by their traced values
+    (the planner traces at sizes no other dim has; each cache tensor's batch may have a symbol
+    of its own); {} where either was specialized."""
+    found: dict = {}
+    for _, gm in graphs:
+        for node in gm.graph.find_nodes(op="placeholder"):
+            value = node.meta.get("val")
+            sizes = [value] if isinstance(value, torch.SymInt) else list(value.shape) if isinstance(
+                value, torch.Tensor) else []
+            for size in sizes:
+                if isinstance(size, torch.SymInt) and size.node.expr.is_Symbol and size.node.has_hint():
+                    found.setdefault(int(size.node.hint), set()).add(size.node.expr)
+    wanted = {"batch": batch, **({"seq": seq} if seq is not None else {})}
+    if not all(value in found for value in wanted.values()) or len(set(wanted.values())) < len(wanted):
+        return {}
+    return {name: tuple(sorted(found[value], key=str)) for name, value in wanted.items()}
 
 
 @contextlib.contextmanager
@@ -124,11 +170,11 @@ def _fused_attention():
         functional.scaled_dot_product_attention = original
 
 
-def _train(model, inputs, kwargs, backend, budget) -> None:
+def _train(model, inputs, kwargs, backend, budget, dynamic: bool) -> None:
     import torch._functorch.config as functorch_config
     model.train()
     with functorch_config.patch(activation_memory_budget=1.0 if budget is None else budget):
-        out = torch.compile(model, backend=backend, dynamic=False)(*inputs, **kwargs)
+        out = torch.compile(model, backend=backend, dynamic=None if dynamic else False)(*inputs, **kwargs)
         loss = _loss(out)
         loss.backward()
     model.zero_grad(set_to_none=True)
@@ -161,7 +207,7 @@ def _loss(out):
     return first.float().mean()
 
 
-def _decode(model, inputs, backend) -> int:
+def _decode(model, inputs, backend, dynamic: bool) -> int:
     """One token for each sequence of the batch against a KV cache holding the prompt
     ``inputs[0]`` (built by running the prompt, on the meta device); returns the cache's bytes."""
     keyword = next((k for k in ("cache", "past_key_values") if takes(model, k)), None)
@@ -174,17 +220,19 @@ def _decode(model, inputs, backend) -> int:
         out = model(*inputs, use_cache=True)
         cache = getattr(out, "cache", None) or out.past_key_values
         cache_bytes = sum(t.numel() * t.element_size() for t in _tensors(cache))
-        written = _in_place(cache)
-        token = inputs[0][:, -1:]
+        written = _in_place(cache, dynamic)
+        token = inputs[0][:, -1:].clone()
+        if dynamic:
+            _mark_dynamic(token, False)
 
         def step(token):
             logits = model(token, use_cache=True, **{keyword: cache}).logits
             return (logits, *written)   # the new token's keys and values, stored once
-        torch.compile(step, backend=backend, dynamic=False)(token)
+        torch.compile(step, backend=backend, dynamic=None if dynamic else False)(token)
     return cache_bytes
 
 
-def _in_place(cache) -> list:
+def _in_place(cache, dynamic: bool) -> list:
     """Make the cache's layers behave as a serving engine's (a paged or static cache): the new
     token's keys and values are written into room already there, and attention reads the
     whole cache, rather than Hugging Face's DynamicCache growing by concatenation (a copy of
@@ -194,7 +242,8 @@ def _in_place(cache) -> list:
     for layer in cache.layers:
         keys, values = layer.keys, layer.values
         grown = [keys.new_empty((*t.shape[:-2], t.shape[-2] + 1, t.shape[-1])) for t in (keys, values)]
-
+        for tensor in grown if dynamic else ():
+            _mark_dynamic(tensor, True, seq_dim=-2)
         def update(key_states, value_states, *args, grown=grown, **kwargs):
             written.extend((key_states, value_states))
             return tuple(grown)

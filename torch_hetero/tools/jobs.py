@@ -31,7 +31,7 @@ import math
 
 import torch
 
-from ..compiler import plan_graph
+from ..compiler import lower_graph, plan_lowered
 from ..planning.collectives import collective
 
 DDP_BUCKET_BYTES = 25 * 2**20      # torch DDP's default bucket_cap_mb
@@ -49,11 +49,18 @@ class GraphCost:
     peak_by_kind: dict             # graph kind → its largest graph's peak
 
 
-def graph_cost(captured, options) -> GraphCost:
-    """Plan and estimate each of ``captured``'s graphs on the options' profile."""
+def graph_cost(captured, options, batch: int | None = None, seq: int | None = None) -> GraphCost:
+    """Plan and estimate each of ``captured``'s graphs on the options' profile; a graph traced
+    with symbolic sizes is lowered once per profile and planned at (``batch``, ``seq``)."""
     by_kind, peaks, parts = {}, {}, {"compute": 0.0, "memory": 0.0, "launch": 0.0}
-    for kind, gm in captured.graphs:
-        plan = plan_graph(gm, options)
+    hints = captured.at(batch, seq) if batch is not None else {}
+    for index, (kind, gm) in enumerate(captured.graphs):
+        key = (index, options.profile.name, options.profile.target)
+        if key not in captured.lowered:
+            captured.lowered[key] = lower_graph(gm, options)
+        graph, notes = captured.lowered[key]
+        graph.size_hints.update((symbol, value) for symbol, value in hints.items() if symbol in graph.size_hints)
+        plan = plan_lowered(graph, notes, options)
         estimates = [step.work.estimate for step in plan.steps if step.work.estimate is not None]
         by_kind[kind] = by_kind.get(kind, 0.0) + sum(e.time_us for e in estimates) * 1e-6
         for estimate in estimates:

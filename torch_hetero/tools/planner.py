@@ -1,9 +1,10 @@
 """The deployment planner: which device, how many, in which number format, at which batch and
 sequence length, for training or for serving, searched and ranked by an objective.
 
-``plan(model, *inputs, devices=[...], mode="serve", ...)`` traces the model once per phase and
-sweep point on the meta device (``capture.py``: nothing runs, so a 70B model plans as readily
-as a small one), plans and estimates its graphs on every profile (``compiler.plan_graph``: the
+``plan(model, *inputs, devices=[...], mode="serve", ...)`` traces the model on the meta device
+(``capture.py``: nothing runs, so a 70B model plans as readily as a small one) once per phase
+with the batch and sequence sizes symbolic where the sweep has several points and the model
+allows it (else once per point), plans and estimates its graphs on every profile at every point (``compiler.plan_graph``: the
 same lowering, fusion, tiling and cost model a compile uses), and combines them into whole-job
 estimates (``jobs.py``) at every world size, parallelism and placement: a ranked table of
 configurations with the reasons (what bounds them, memory, links) and the Pareto front of
@@ -13,6 +14,7 @@ flags.  A configuration that fails is reported with its error; the others go on.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import inspect
 import itertools
 import os
@@ -33,6 +35,11 @@ from .formats import FLOAT_FORMATS, FORMATS, QUANTIZED_FORMATS, convert, fp8_enc
 MODES = ("train", "serve")
 OBJECTIVES = ("throughput", "latency", "perf_per_watt", "cost")
 BUDGETS = (0.5, 0.25, 0.1, 0.0)    # activation memory budgets tried, in order, where a step does not fit
+# A symbolic trace costs ~2.4x a static one and each point's plan ~2.5x (an 8-layer Llama-3-8B
+# prefill: 16.6 s and 1.8 s against 6.9 s and 0.7 s): worth it from 3 points.  Not for decode,
+# whose every KV-cache tensor brings its own batch and length symbols (6 s a plan against 0.4 s).
+SYMBOLIC_FROM_POINTS = 3
+SYMBOLIC_PHASES = ("train", "prefill", "infer")
 
 
 @dataclasses.dataclass
@@ -126,17 +133,21 @@ def plan(model, *inputs, devices, batch_sizes=None, seq_lens=None, mode: str = "
     build = _builder(model, inputs)
     profiles = {d: get_profile(d) for d in devices}
     configs: list = []
-    for dtype, batch, seq in itertools.product(dtypes, batch_sizes, seq_lens):
-        say(f"{dtype}, batch {batch}" + (f", sequence {seq}" if seq else "") + ": tracing on the meta device")
-        try:
-            if mode == "train":
-                meta_model, meta_inputs = build(batch, seq, FLOAT_FORMATS[dtype])
-                configs += _train_configs(meta_model, meta_inputs, profiles, dtype, batch, seq, world_sizes, say)
-            else:
-                configs += _serve_configs(build, profiles, dtype, batch, seq, world_sizes, output_len, say)
-        except Exception as error:   # this point fails; the others go on
-            say(f"error: {_first_line(error)}")
-            configs += [Config(d, 1, dtype, batch, seq, "-", error=_first_line(error)) for d in devices]
+    for dtype in dtypes:
+        encodings = {name: fp8_encoding(p) if dtype == "fp8" else None for name, p in profiles.items()}
+        traces = {e: _Traces(build, dtype, e, batch_sizes, seq_lens, output_len if mode == "serve" else 0)
+                  for e in dict.fromkeys(encodings.values())}
+        for batch, seq in itertools.product(batch_sizes, seq_lens):
+            say(f"{dtype}, batch {batch}" + (f", sequence {seq}" if seq else "") + ": tracing on the meta device")
+            try:
+                if mode == "train":
+                    configs += _train_configs(traces[None], profiles, dtype, batch, seq, world_sizes, say)
+                else:
+                    configs += _serve_configs(traces, encodings, profiles, dtype, batch, seq, world_sizes,
+                                              output_len, say)
+            except Exception as error:   # this point fails; the others go on
+                say(f"error: {_first_line(error)}")
+                configs += [Config(d, 1, dtype, batch, seq, "-", error=_first_line(error)) for d in devices]
     for config in configs:
         config.price_per_hour = _price(config, prices)
     configs.sort(key=lambda c: (c.error is not None, not c.fits, -c.objective(objective)))
@@ -242,11 +253,63 @@ def _resized(inputs: tuple, batch, seq, dtype) -> tuple:
     return tuple(out)
 
 
-def _cost(captured, profile_name: str):
-    """The captured phase's GraphCost on a profile (fallbacks are the audit's business: quiet here)."""
+class _Traces:
+    """The phases of one model in one number format, traced once with symbolic batch and
+    sequence sizes (``capture(dynamic=True)``) where the sweep has ``SYMBOLIC_FROM_POINTS`` or
+    more points, the phase is one of ``SYMBOLIC_PHASES`` and the model allows it, each point
+    then planned from the same graphs; else traced at each point."""
+
+    def __init__(self, build, dtype: str, encoding, batch_sizes: list, seq_lens: list, output_len: int):
+        self.build, self.dtype, self.encoding, self.output_len = build, dtype, encoding, output_len
+        self.several = len(batch_sizes) * len(seq_lens) >= SYMBOLIC_FROM_POINTS
+        self.largest = (max(batch_sizes), seq_lens[-1])
+        self.symbolic: dict = {}       # (phase, budget) → Captured with symbols, or None: the model specialized
+        self.points: dict = {}         # (phase, budget, batch, seq) → Captured
+
+    def model_at(self, batch: int, seq):
+        return _formatted(self.build, batch, seq, self.dtype, self.encoding)
+
+    @functools.cached_property
+    def weights(self) -> tuple:
+        """(the model's parameter and buffer bytes, FSDP's largest unit): the same at every point."""
+        model, _ = self.model_at(*self._probe("prefill"))
+        return _state_bytes(model), jobs.unit_bytes(model)
+
+    def length(self, phase: str, seq):
+        """The sequence length a phase is traced and planned at: decode at the cache's mean
+        length while generating (the prompt and half the output)."""
+        return None if seq is None else seq + self.output_len // 2 if phase == "decode" else seq
+
+    def get(self, phase: str, batch: int, seq, budget=None):
+        key = (phase, budget)
+        if self.several and phase in SYMBOLIC_PHASES and key not in self.symbolic:
+            probe_batch, probe_seq = self._probe(phase)
+            traced = capture(*self.model_at(probe_batch, probe_seq), phase, budget, dynamic=True)
+            self.symbolic[key] = traced if traced.symbols else None
+        if self.symbolic.get(key) is not None:
+            return self.symbolic[key]
+        point = (phase, budget, batch, seq)
+        if point not in self.points:
+            self.points[point] = capture(*self.model_at(batch, self.length(phase, seq)), phase, budget)
+        return self.points[point]
+
+    def _probe(self, phase: str) -> tuple:
+        """Sizes to trace at: the sweep's largest, at least 2 (Dynamo specializes 0 and 1), the
+        batch unequal to the sequence symbol's value (one symbol would stand for both)."""
+        batch, seq = max(self.largest[0], 2), self.length(phase, self.largest[1])
+        if seq is not None:
+            seq = max(seq, 2)
+            while batch == seq + (phase == "decode"):
+                batch += 1
+        return batch, seq
+
+
+def _cost(captured, profile_name: str, batch: int, seq):
+    """The captured phase's GraphCost on a profile at a point (fallbacks are the audit's
+    business: quiet here)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FallbackWarning)
-        return jobs.graph_cost(captured, options_mod.resolve({"device": profile_name, "strict": False}))
+        return jobs.graph_cost(captured, options_mod.resolve({"device": profile_name, "strict": False}), batch, seq)
 
 
 def _links(profile):
@@ -260,46 +323,41 @@ def _links(profile):
                     "one device")
 
 
-def _train_configs(model, inputs, profiles, dtype, batch, seq, worlds, say) -> list:
-    captured = {1.0: capture(model, inputs, "train")}
-    weights = _state_bytes(model)
-    unit = jobs.unit_bytes(model)
+def _train_configs(traces, profiles, dtype, batch, seq, worlds, say) -> list:
+    weights, unit = traces.weights
     configs = []
     for name, profile in profiles.items():
         say(f"{dtype}, batch {batch}: {profile.name}")
         try:
-            costs = {1.0: _cost(captured[1.0], name)}
+            costs = {}
             for world, parallelism in itertools.product(worlds, ("ddp", "fsdp")):
                 if world == 1 and parallelism == "fsdp":
                     continue   # one device: nothing to shard or reduce
                 parallelism = "single" if world == 1 else parallelism
                 link = _links(profile) if world > 1 else None
-                step, budget = _fitting_step(model, inputs, captured, costs, name, profile, link, weights, unit,
-                                             world, parallelism)
+                step, budget = _fitting_step(traces, costs, name, profile, link, weights, unit, batch, seq, world,
+                                             parallelism)
                 configs.append(_train_config(profile, dtype, batch, seq, world, parallelism, step, budget,
-                                             costs[1.0]))
+                                             costs[1.0][0]))
         except Exception as error:
             say(f"{profile.name}: error: {_first_line(error)}")
             configs.append(Config(profile.name, 1, dtype, batch, seq, "-", error=_first_line(error)))
     return configs
 
 
-def _fitting_step(model, inputs, captured, costs, name, profile, link, weights, unit, world, parallelism):
+def _fitting_step(traces, costs, name, profile, link, weights, unit, batch, seq, world, parallelism):
     """The step at the default activation memory; where it does not fit, at the first budget
     of ``BUDGETS`` that fits (traced again: the partitioner recomputes in the backward what it
-    no longer saves), or the smallest one tried."""
-    step = jobs.train_step(costs[1.0], captured[1.0].saved_bytes, weights, unit, profile, link, world, parallelism)
-    budget = 1.0
-    for candidate in BUDGETS:
-        if step.memory.total <= profile.dram_bytes:
+    no longer saves), or the smallest one tried.  ``costs``: budget → (GraphCost, saved bytes)."""
+    step, budget = None, 1.0
+    for candidate in (1.0, *BUDGETS):
+        if step is not None and step.memory.total <= profile.dram_bytes:
             break
-        if candidate not in captured:
-            captured[candidate] = capture(model, inputs, "train", activation_budget=candidate)
         if candidate not in costs:
-            costs[candidate] = _cost(captured[candidate], name)
-        step = jobs.train_step(costs[candidate], captured[candidate].saved_bytes, weights, unit, profile, link,
-                               world, parallelism)
-        budget = candidate
+            captured = traces.get("train", batch, seq, None if candidate == 1.0 else candidate)
+            costs[candidate] = (_cost(captured, name, batch, seq), captured.bytes_at(captured.saved_bytes, batch, seq))
+        cost, saved = costs[candidate]
+        step, budget = jobs.train_step(cost, saved, weights, unit, profile, link, world, parallelism), candidate
     return step, budget
 
 
@@ -324,23 +382,22 @@ def _train_config(profile, dtype, batch, seq, world, parallelism, step, budget, 
                   memory_bytes=memory.total, capacity_bytes=profile.dram_bytes, reasons=reasons)
 
 
-def _serve_configs(build, profiles, dtype, batch, seq, worlds, output_len, say) -> list:
+def _serve_configs(traces, encodings, profiles, dtype, batch, seq, worlds, output_len, say) -> list:
     """Every serving configuration at one sweep point: each device alone as replicas, and each
-    ordered pair of devices as split prefill/decode pairs.  The model is traced once per number
+    ordered pair of devices as split prefill/decode pairs.  The model is traced per number
     encoding (fp8 takes each device's own, ``formats.fp8_encoding``)."""
     costs, weights, configs, kv_bytes = {}, {}, [], 0
-    encodings = {name: fp8_encoding(p) if dtype == "fp8" else None for name, p in profiles.items()}
-    middle = seq + output_len // 2    # decode is estimated at the cache's mean length while generating
-    for encoding in dict.fromkeys(encodings.values()):
-        model, inputs = _formatted(build, batch, seq, dtype, encoding)
-        prefill = capture(model, inputs, "prefill")
-        decode = capture(*_formatted(build, batch, middle, dtype, encoding), "decode")
-        kv_bytes = decode.kv_cache_bytes * (seq + output_len) // middle   # the cache when the last token is made
+    for encoding, traced in traces.items():
+        prefill, decode = traced.get("prefill", batch, seq), traced.get("decode", batch, seq)
+        middle = traced.length("decode", seq)
+        # the cache when the last token is made
+        kv_bytes = decode.bytes_at(decode.kv_cache_bytes, batch, middle) * (seq + output_len) // middle
+        state = traced.weights[0]
         for name in (n for n, e in encodings.items() if e == encoding):
             say(f"{dtype}, batch {batch}, sequence {seq}: {profiles[name].name}")
-            weights[name] = _state_bytes(model)
+            weights[name] = state
             try:
-                costs[name] = (_cost(prefill, name), _cost(decode, name))
+                costs[name] = (_cost(prefill, name, batch, seq), _cost(decode, name, batch, middle))
             except Exception as error:
                 say(f"{profiles[name].name}: error: {_first_line(error)}")
                 configs.append(Config(profiles[name].name, 1, dtype, batch, seq, "-", error=_first_line(error)))
