@@ -2,6 +2,7 @@
 deployment planner's estimate of the same step for the host profile at world size 2.
 
     python benchmarks/distributed_step.py [--steps 8] [--batch 8] [--seq 128]
+        [--out benchmarks/results/distributed_step.md]
 
 Each process trains a TinyGPT (4 blocks, width 256) compiled with backend="hetero" on one
 thread; the step is the median of ``--steps`` after two warm-up steps (forward, backward with
@@ -12,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import pathlib
 import statistics
 import sys
 import tempfile
@@ -78,17 +80,24 @@ def main(argv=None) -> None:
     parser.add_argument("--steps", type=int, default=8)
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--seq", type=int, default=128)
+    parser.add_argument("--out", default=str(pathlib.Path(__file__).parent / "results" / "distributed_step.md"))
     args = parser.parse_args(argv)
     model = model_of(args.seq)
     estimated = plan(model, torch.zeros(args.batch, args.seq, dtype=torch.int64), devices=["cpu"], mode="train",
                      batch_sizes=[args.batch], world_sizes=[2], dtypes=["fp32"], progress=False)
-    print(f"TinyGPT {LAYERS}x{DIM}, batch {args.batch} x {args.seq} per process, 2 gloo processes, fp32, Adam")
-    print(f"{'':6} {'measured':>10} {'estimated':>10} {'error':>7}  estimate's parts")
+    lines = [f"TinyGPT {LAYERS}x{DIM}, batch {args.batch} x {args.seq} per process, 2 gloo processes, fp32, Adam",
+             "", "| | measured | estimated | error | the estimate's parts |", "|---|---|---|---|---|"]
+    print(lines[0])
     for parallelism in ("ddp", "fsdp"):
         config = next(c for c in estimated.configs if c.parallelism == parallelism)
         seconds = measure(parallelism, args.batch, args.seq, args.steps)
-        print(f"{parallelism:6} {seconds * 1e3:8.1f} ms {config.latency_s * 1e3:8.1f} ms "
-              f"{config.latency_s / seconds - 1:+7.0%}  {'; '.join(config.reasons)}", flush=True)
+        lines.append(f"| {parallelism} | {seconds * 1e3:.1f} ms | {config.latency_s * 1e3:.1f} ms | "
+                     f"{config.latency_s / seconds - 1:+.0%} | {'; '.join(config.reasons)} |")
+        print(lines[-1], flush=True)
+    os.makedirs(os.path.dirname(args.out), exist_ok=True)
+    with open(args.out, "w") as f:
+        f.write("\n".join(["# A compiled DDP and FSDP2 step on 2 gloo processes against the planner", "", *lines,
+                           "", "`python benchmarks/distributed_step.py`", ""]))
 
 
 if __name__ == "__main__":

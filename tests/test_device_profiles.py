@@ -532,13 +532,13 @@ def test_list_devices_is_the_profiles_and_prints_as_the_table():
 class TestListDevices(expecttest.TestCase):
     def test_table_without_the_host(self):
         self.assertExpectedInline(str(list_devices(include_host=False)), """\
-name        codegen  target      units  GHz   matrix bf16/fp16 TFLOP/s  vector fp32 TFLOP/s  local SRAM per unit  LLC                 DRAM                  launch us  TDP W
-a100*       triton   cuda:80     108    1.41  312                       19.5                 164 KiB @ 180 GB/s   40 MiB @ 4.5 TB/s   80 GiB @ 2.039 TB/s   5          400
-h100*       triton   cuda:90     132    1.83  989.4                     66.9                 228 KiB @ 234 GB/s   50 MiB @ 5.5 TB/s   80 GiB @ 3.35 TB/s    5          700
-h200*       triton   cuda:90     132    1.83  989.4                     66.9                 228 KiB @ 234 GB/s   50 MiB @ 5.5 TB/s   141 GiB @ 4.8 TB/s    5          700
-mi300x*     triton   hip:gfx942  304    2.1   1307.4                    163.4                64 KiB @ 269 GB/s    256 MiB @ 17 TB/s   192 GiB @ 5.3 TB/s    5          750
-mtia-v1*    triton   -           64     0.8   51.2                      0.8                  128 KiB @ 400 GB/s   128 MiB @ 800 GB/s  64 GiB @ 176 GB/s     1          25
-mtia-v2*    triton   -           64     1.35  177                       2.76                 384 KiB @ 1 TB/s     256 MiB @ 2.7 TB/s  128 GiB @ 204.8 GB/s  1          90
-rivos-sim*  triton   -           64     1.6   209.7                     13.1                 192 KiB @ 205 GB/s   64 MiB @ 4 TB/s     96 GiB @ 2.4 TB/s     3          350
+name        codegen  target      units  GHz   matrix bf16/fp16 TFLOP/s  vector fp32 TFLOP/s  local SRAM per unit  LLC                 DRAM                  launch us  TDP W  links (scale-up x devices; NIC)
+a100*       triton   cuda:80     108    1.41  312                       19.5                 164 KiB @ 180 GB/s   40 MiB @ 4.5 TB/s   80 GiB @ 2.039 TB/s   5          400    switch 300 GB/s x8; NIC 25 GB/s
+h100*       triton   cuda:90     132    1.83  989.4                     66.9                 228 KiB @ 234 GB/s   50 MiB @ 5.5 TB/s   80 GiB @ 3.35 TB/s    5          700    switch 450 GB/s x8; NIC 50 GB/s
+h200*       triton   cuda:90     132    1.83  989.4                     66.9                 228 KiB @ 234 GB/s   50 MiB @ 5.5 TB/s   141 GiB @ 4.8 TB/s    5          700    switch 450 GB/s x8; NIC 50 GB/s
+mi300x*     triton   hip:gfx942  304    2.1   1307.4                    163.4                64 KiB @ 269 GB/s    256 MiB @ 17 TB/s   192 GiB @ 5.3 TB/s    5          750    mesh 448 GB/s x8; NIC 50 GB/s
+mtia-v1*    triton   -           64     0.8   51.2                      0.8                  128 KiB @ 400 GB/s   128 MiB @ 800 GB/s  64 GiB @ 176 GB/s     1          25     pcie 16 GB/s x12
+mtia-v2*    triton   -           64     1.35  177                       2.76                 384 KiB @ 1 TB/s     256 MiB @ 2.7 TB/s  128 GiB @ 204.8 GB/s  1          90     pcie 32 GB/s x24
+rivos-sim*  triton   -           64     1.6   209.7                     13.1                 192 KiB @ 205 GB/s   64 MiB @ 4 TB/s     96 GiB @ 2.4 TB/s     3          350    pcie 64 GB/s x8; NIC 25 GB/s
 * some figures are assumed (estimates or unknown-filled): see get_profile(name).assumed
 """)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from .profile import DeviceProfile
 
 COLUMNS = ("name", "codegen", "target", "units", "GHz", "matrix bf16/fp16 TFLOP/s", "vector fp32 TFLOP/s",
-           "local SRAM per unit", "LLC", "DRAM", "launch us", "TDP W")
+           "local SRAM per unit", "LLC", "DRAM", "launch us", "TDP W", "links (scale-up x devices; NIC)")
 FOOTNOTE = "* some figures are assumed (estimates or unknown-filled): see get_profile(name).assumed"
 
 
@@ -30,7 +30,17 @@ def _row(p: DeviceProfile) -> tuple[str, ...]:
     return (p.name + ("*" if p.assumed else ""), p.codegen, p.triton_target or "-", str(p.compute_units),
             _num(p.clock_ghz), _matrix_16bit(p), _num(p.peak_tflops_vector["fp32"]),
             _memory(p.local_sram_bytes, p.local_sram_gbps), _memory(p.llc_bytes, p.llc_gbps),
-            _memory(p.dram_bytes, p.dram_gbps), _num(p.launch_overhead_us), _num(p.tdp_w))
+            _memory(p.dram_bytes, p.dram_gbps), _num(p.launch_overhead_us), _num(p.tdp_w), _links(p))
+
+
+def _links(p: DeviceProfile) -> str:
+    """A device's scale-up bandwidth (one direction, all its links) over its topology, the
+    devices one domain joins, and its NIC: "switch 450 GB/s x8; NIC 50 GB/s"."""
+    link = p.interconnect
+    if link is None:
+        return "-"
+    up = f"{link.topology} {_bandwidth(link.link_gbps * link.links)} x{link.domain}"
+    return up + (f"; NIC {_bandwidth(link.nic_gbps)}" if link.scale_out else "")
 
 
 def _num(value: float) -> str:
