@@ -5,7 +5,7 @@ our decompositions as ``torch.compile(backend="hetero")`` would, and the graphs 
 host (a 70B LLM) is planned as readily as a small one.
 
 A phase is what a deployment runs: ``train`` (forward and backward of a step), ``prefill`` (a
-prompt of S tokens) and ``decode`` (one token against a KV cache of S tokens; the model must
+prompt of S tokens, the next token's logits only, as a server computes them) and ``decode`` (one token against a KV cache of S tokens; the model must
 take Hugging Face's ``cache`` (``past_key_values`` before transformers 5), built by running the
 prompt on the meta device first).  ``infer`` is a plain forward of a model that is not a language model."""
 from __future__ import annotations
@@ -114,6 +114,8 @@ def capture(model: torch.nn.Module, inputs: tuple, phase: str, activation_budget
             elif phase == "decode":
                 extra["kv_cache_bytes"] = _decode(model, inputs, backend, dynamic)
             else:
+                if phase == "prefill" and takes(model, "logits_to_keep"):
+                    kwargs["logits_to_keep"] = 1   # a server needs the last position's logits only
                 with torch.no_grad():
                     torch.compile(model.eval(), backend=backend, dynamic=None if dynamic else False)(*inputs, **kwargs)
     finally:
