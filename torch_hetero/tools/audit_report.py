@@ -220,14 +220,21 @@ def check_directory(directory: str) -> None:
 
 def write_files(audit, directory: str) -> dict:
     """audit.md, audit.json and, where matplotlib is installed, roofline.png: kind → path."""
+    return write_report(audit, directory, "audit", markdown, to_json, roofline_png, "roofline")
+
+
+def write_report(what, directory: str, stem: str, markdown_of, record_of, draw, chart: str) -> dict:
+    """``stem``.md (``markdown_of(what, the chart's file or None)``), ``stem``.json
+    (``record_of(what)``) and, where matplotlib is installed, ``chart``.png drawn by
+    ``draw(what, path)``, in ``directory``: kind → path."""
     check_directory(directory)
     os.makedirs(directory, exist_ok=True)
-    paths = {"markdown": os.path.join(directory, "audit.md"), "json": os.path.join(directory, "audit.json")}
-    paths.update(_chart(roofline_png, audit, directory, "roofline"))
+    paths = {"markdown": os.path.join(directory, f"{stem}.md"), "json": os.path.join(directory, f"{stem}.json")}
+    paths.update(_chart(draw, what, directory, chart))
     with open(paths["markdown"], "w") as f:
-        f.write(markdown(audit, "roofline.png" if "roofline" in paths else None))
+        f.write(markdown_of(what, f"{chart}.png" if chart in paths else None))
     with open(paths["json"], "w") as f:
-        json.dump(to_json(audit), f, indent=1)
+        json.dump(record_of(what), f, indent=1)
     return paths
 
 
@@ -238,8 +245,8 @@ def _chart(draw, what, directory: str, name: str) -> dict:
     try:
         draw(what, path)
     except ImportError:
-        warnings.warn(f"torch_hetero audit: {name}.png not written: matplotlib is not installed "
-                      "(pip install matplotlib, or torch_hetero[demo])", stacklevel=4)
+        warnings.warn(f"torch_hetero: {name}.png not written: matplotlib is not installed "
+                      "(pip install matplotlib, or torch_hetero[demo])", stacklevel=5)
         return {}
     return {name: path}
 

@@ -3,10 +3,8 @@ Pareto chart of latency against performance per watt."""
 from __future__ import annotations
 
 import dataclasses
-import json
-import os
 
-from .audit_report import _chart, _table, check_directory
+from .audit_report import _table, write_report
 
 NOTES = ("Estimates of the device model (no hardware was used): every graph planned as a compile "
          "would plan it, communication by the collective model (rated link bandwidths), power at the "
@@ -93,15 +91,8 @@ def pareto_png(result, path: str) -> None:
 
 
 def write_files(result, directory: str) -> dict:
-    check_directory(directory)
-    os.makedirs(directory, exist_ok=True)
-    paths = {"markdown": os.path.join(directory, "plan.md"), "json": os.path.join(directory, "plan.json")}
-    paths.update(_chart(pareto_png, result, directory, "pareto"))
-    with open(paths["markdown"], "w") as f:
-        f.write(markdown(result, "pareto.png" if "pareto" in paths else None))
-    with open(paths["json"], "w") as f:
-        json.dump(to_json(result), f, indent=1)
-    return paths
+    """plan.md, plan.json and, where matplotlib is installed, pareto.png: kind → path."""
+    return write_report(result, directory, "plan", markdown, to_json, pareto_png, "pareto")
 
 
 def _title(result) -> str:
