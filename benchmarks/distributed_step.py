@@ -1,5 +1,7 @@
 """A compiled training step under DDP and FSDP2 on 2 gloo processes here, measured, beside the
-deployment planner's estimate of the same step for the host profile at world size 2.
+deployment planner's estimate of the same step for the host profile at world size 2; and the
+same step in this one process (all threads, no collectives) beside the estimate at world size
+1, which separates the host cost model's error from the communication's.
 
     python benchmarks/distributed_step.py [--steps 8] [--batch 8] [--seq 128]
         [--out benchmarks/results/distributed_step.md]
@@ -75,6 +77,23 @@ def measure(parallelism: str, batch: int, seq: int, steps: int) -> float:
             return statistics.median(json.load(f))
 
 
+def measure_here(model, tokens, steps: int) -> float:
+    """The median compiled step in this process, on all its threads."""
+    import torch_hetero  # noqa: F401
+    step = torch.compile(model, backend="hetero")
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
+    times = []
+    for i in range(steps + 2):
+        start = time.perf_counter()
+        loss = step(tokens).float().mean()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        if i >= 2:
+            times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=8)
@@ -83,14 +102,17 @@ def main(argv=None) -> None:
     parser.add_argument("--out", default=str(pathlib.Path(__file__).parent / "results" / "distributed_step.md"))
     args = parser.parse_args(argv)
     model = model_of(args.seq)
-    estimated = plan(model, torch.zeros(args.batch, args.seq, dtype=torch.int64), devices=["cpu"], mode="train",
-                     batch_sizes=[args.batch], world_sizes=[2], dtypes=["fp32"], progress=False)
-    lines = [f"TinyGPT {LAYERS}x{DIM}, batch {args.batch} x {args.seq} per process, 2 gloo processes, fp32, Adam",
+    tokens = torch.randint(0, VOCAB, (args.batch, args.seq), generator=torch.Generator().manual_seed(0))
+    estimated = plan(model, tokens, devices=["cpu"], mode="train", batch_sizes=[args.batch], world_sizes=[1, 2],
+                     dtypes=["fp32"], progress=False)
+    lines = [f"TinyGPT {LAYERS}x{DIM}, batch {args.batch} x {args.seq} per process, fp32, Adam; single: this "
+             f"process on {torch.get_num_threads()} threads; ddp, fsdp: 2 gloo processes of 1 thread",
              "", "| | measured | estimated | error | the estimate's parts |", "|---|---|---|---|---|"]
     print(lines[0])
-    for parallelism in ("ddp", "fsdp"):
+    for parallelism in ("single", "ddp", "fsdp"):
         config = next(c for c in estimated.configs if c.parallelism == parallelism)
-        seconds = measure(parallelism, args.batch, args.seq, args.steps)
+        seconds = (measure_here(model, tokens, args.steps) if parallelism == "single"
+                   else measure(parallelism, args.batch, args.seq, args.steps))
         lines.append(f"| {parallelism} | {seconds * 1e3:.1f} ms | {config.latency_s * 1e3:.1f} ms | "
                      f"{config.latency_s / seconds - 1:+.0%} | {'; '.join(config.reasons)} |")
         print(lines[-1], flush=True)

@@ -187,6 +187,22 @@ def test_training_memory_chooses_checkpointing_then_sharding(tmp_path):
     assert any("shard more" in r for r in by["ddp"].reasons)
 
 
+class CumulativeMax(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.proj = torch.nn.Linear(16, 16)
+
+    def forward(self, x):
+        return torch.cummax(self.proj(x), dim=-1).values
+
+
+def test_an_op_without_a_native_kernel_is_named_in_the_reasons():
+    result = plan(CumulativeMax(), torch.randn(4, 16), devices=["h100"], mode="train", world_sizes=[1],
+                  dtypes=["fp32"], progress=False)
+    reasons = result.configs[0].reasons
+    assert any(r.startswith("fallbacks (no native kernel") and "aten.cummax" in r for r in reasons), reasons
+
+
 def test_data_parallel_communication_hides_under_the_backward_except_the_last_bucket():
     cost = jobs.GraphCost(3e-3, "compute", 0, {"forward": 1e-3, "backward": 2e-3}, {"forward": 0, "backward": 0})
     link = torch_hetero.get_profile("h100").interconnect

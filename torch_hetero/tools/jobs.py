@@ -26,6 +26,7 @@ How the parts combine (each one a stated assumption, as in the docstrings below)
   launches (no CUDA graph replay)."""
 from __future__ import annotations
 
+import collections
 import dataclasses
 import math
 
@@ -47,18 +48,20 @@ class GraphCost:
     peak_bytes: int                # intermediates live at once at the largest graph's peak
     seconds_by_kind: dict          # graph kind ("forward", "backward", "inference") → seconds
     peak_by_kind: dict             # graph kind → its largest graph's peak
+    fallbacks: dict = dataclasses.field(default_factory=dict)   # ATen op → calls with no native kernel there
 
 
 def graph_cost(captured, options, batch: int | None = None, seq: int | None = None) -> GraphCost:
     """Plan and estimate each of ``captured``'s graphs on the options' profile; a graph traced
     with symbolic sizes is lowered once per profile and planned at (``batch``, ``seq``)."""
-    by_kind, peaks, parts = {}, {}, {"compute": 0.0, "memory": 0.0, "launch": 0.0}
+    by_kind, peaks, parts, fallbacks = {}, {}, {"compute": 0.0, "memory": 0.0, "launch": 0.0}, collections.Counter()
     hints = captured.at(batch, seq) if batch is not None else {}
     for index, (kind, gm) in enumerate(captured.graphs):
         key = (index, options.profile.name, options.profile.target)
         if key not in captured.lowered:
             captured.lowered[key] = lower_graph(gm, options)
         graph, notes = captured.lowered[key]
+        fallbacks.update(graph.fallback_counts)
         graph.size_hints.update((symbol, value) for symbol, value in hints.items() if symbol in graph.size_hints)
         plan = plan_lowered(graph, notes, options)
         estimates = [step.work.estimate for step in plan.steps if step.work.estimate is not None]
@@ -67,7 +70,7 @@ def graph_cost(captured, options, batch: int | None = None, seq: int | None = No
             parts[estimate.bound] += estimate.time_us
         peaks[kind] = max(peaks.get(kind, 0), plan.peak_bytes or 0)
     return GraphCost(sum(by_kind.values()), max(parts, key=parts.get), max(peaks.values(), default=0), by_kind,
-                     peaks)
+                     peaks, dict(fallbacks))
 
 
 @dataclasses.dataclass(frozen=True)

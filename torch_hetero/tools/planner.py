@@ -13,6 +13,7 @@ pareto.png).  ``python -m torch_hetero plan MODULE:FACTORY`` is the same with th
 flags.  A configuration that fails is reported with its error; the others go on."""
 from __future__ import annotations
 
+import collections
 import dataclasses
 import functools
 import inspect
@@ -26,7 +27,7 @@ import torch
 from .. import options as options_mod
 from ..device_models import get_profile
 from ..device_models.table import format_bytes
-from ..errors import FallbackWarning, PlanError
+from ..errors import FallbackWarning, PlanError, one_line
 from . import jobs
 from .audit import factory_output
 from .capture import META, capture, on_meta
@@ -35,9 +36,10 @@ from .formats import FLOAT_FORMATS, FORMATS, QUANTIZED_FORMATS, convert, fp8_enc
 MODES = ("train", "serve")
 OBJECTIVES = ("throughput", "latency", "perf_per_watt", "cost")
 BUDGETS = (0.5, 0.25, 0.1, 0.0)    # activation memory budgets tried, in order, where a step does not fit
-# A symbolic trace costs ~2.4x a static one and each point's plan ~2.5x (an 8-layer Llama-3-8B
-# prefill: 16.6 s and 1.8 s against 6.9 s and 0.7 s): worth it from 3 points.  Not for decode,
-# whose every KV-cache tensor brings its own batch and length symbols (6 s a plan against 0.4 s).
+# A symbolic trace costs ~2.2x a static one and each point's plan ~2.7x (an 8-layer Llama-3-8B
+# prefill: 14.1 s and 1.0 s against 6.3 s and 0.37 s, benchmarks/symbolic_sweep.py): worth it
+# from 3 points.  Not for decode, whose every KV-cache tensor brings its own batch and length
+# symbols (7.2 s a point's plan against 0.26 s).
 SYMBOLIC_FROM_POINTS = 3
 SYMBOLIC_PHASES = ("train", "prefill", "infer")
 
@@ -146,8 +148,8 @@ def plan(model, *inputs, devices, batch_sizes=None, seq_lens=None, mode: str = "
                     configs += _serve_configs(traces, encodings, profiles, dtype, batch, seq, world_sizes,
                                               output_len, say)
             except Exception as error:   # this point fails; the others go on
-                say(f"error: {_first_line(error)}")
-                configs += [Config(d, 1, dtype, batch, seq, "-", error=_first_line(error)) for d in devices]
+                say(f"error: {one_line(error)}")
+                configs += [Config(d, 1, dtype, batch, seq, "-", error=one_line(error)) for d in devices]
     for config in configs:
         config.price_per_hour = _price(config, prices)
     configs.sort(key=lambda c: (c.error is not None, not c.fits, -c.objective(objective)))
@@ -305,8 +307,8 @@ class _Traces:
 
 
 def _cost(captured, profile_name: str, batch: int, seq):
-    """The captured phase's GraphCost on a profile at a point (fallbacks are the audit's
-    business: quiet here)."""
+    """The captured phase's GraphCost on a profile at a point (its fallbacks are a reason of the
+    configurations, not a warning per trace)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FallbackWarning)
         return jobs.graph_cost(captured, options_mod.resolve({"device": profile_name, "strict": False}), batch, seq)
@@ -340,8 +342,8 @@ def _train_configs(traces, profiles, dtype, batch, seq, worlds, say) -> list:
                 configs.append(_train_config(profile, dtype, batch, seq, world, parallelism, step, budget,
                                              costs[1.0][0]))
         except Exception as error:
-            say(f"{profile.name}: error: {_first_line(error)}")
-            configs.append(Config(profile.name, 1, dtype, batch, seq, "-", error=_first_line(error)))
+            say(f"{profile.name}: error: {one_line(error)}")
+            configs.append(Config(profile.name, 1, dtype, batch, seq, "-", error=one_line(error)))
     return configs
 
 
@@ -361,11 +363,23 @@ def _fitting_step(traces, costs, name, profile, link, weights, unit, batch, seq,
     return step, budget
 
 
+def _fallbacks(*costs) -> list:
+    """The reason naming the ATen ops the device has no native kernel for (its portability
+    debt, estimated as if the device ran them at memory speed), if any."""
+    counts = collections.Counter()
+    for cost in costs:
+        counts.update(cost.fallbacks)
+    if not counts:
+        return []
+    return ["fallbacks (no native kernel, estimated at memory speed): "
+            + ", ".join(f"{op} x{n}" for op, n in sorted(counts.items()))]
+
+
 def _train_config(profile, dtype, batch, seq, world, parallelism, step, budget, baseline) -> Config:
     memory = step.memory
-    reasons = [f"{step.bound}-bound",
-               f"memory {_gib(memory.total)} of {_gib(profile.dram_bytes)} (weights {_gib(memory.weights)}, "
-               f"grads {_gib(memory.gradients)}, Adam {_gib(memory.optimizer)}, activations {_gib(memory.activations)})"]
+    reasons = [f"{step.bound}-bound", *_fallbacks(baseline),
+               f"memory {format_bytes(memory.total)} of {format_bytes(profile.dram_bytes)} (weights {format_bytes(memory.weights)}, "
+               f"grads {format_bytes(memory.gradients)}, Adam {format_bytes(memory.optimizer)}, activations {format_bytes(memory.activations)})"]
     if world > 1:
         reasons.append(f"link: {step.comm_seconds * 1e3:.2f} ms of {parallelism.upper()} communication, "
                        f"{step.exposed_comm_seconds * 1e3:.2f} ms exposed")
@@ -399,17 +413,18 @@ def _serve_configs(traces, encodings, profiles, dtype, batch, seq, worlds, outpu
             try:
                 costs[name] = (_cost(prefill, name, batch, seq), _cost(decode, name, batch, middle))
             except Exception as error:
-                say(f"{profiles[name].name}: error: {_first_line(error)}")
-                configs.append(Config(profiles[name].name, 1, dtype, batch, seq, "-", error=_first_line(error)))
+                say(f"{profiles[name].name}: error: {one_line(error)}")
+                configs.append(Config(profiles[name].name, 1, dtype, batch, seq, "-", error=one_line(error)))
     for name, (p, d) in costs.items():
         serving = jobs.serving(p, d, kv_bytes, weights[name], batch, seq, output_len)
-        configs += [_serve_config(profiles[name].name, [profiles[name]], world, dtype, serving) for world in worlds]
+        configs += [_serve_config(profiles[name].name, [profiles[name]], world, dtype, serving, _fallbacks(p, d))
+                    for world in worlds]
     for (first, (p, _)), (second, (_, d)) in itertools.permutations(costs.items(), 2):
         link = _pair_link(profiles[first], profiles[second])
         serving = jobs.serving(p, d, kv_bytes, weights[second], batch, seq, output_len,
                                (link, profiles[first].dram_gbps))
         configs += [_serve_config(f"{profiles[first].name} → {profiles[second].name}",
-                                  [profiles[first], profiles[second]], world, dtype, serving)
+                                  [profiles[first], profiles[second]], world, dtype, serving, _fallbacks(p, d))
                     for world in worlds if world % 2 == 0]
     return configs
 
@@ -426,7 +441,7 @@ def _state_bytes(model) -> int:
     return sum(t.numel() * t.element_size() for t in [*model.parameters(), *model.buffers()])
 
 
-def _serve_config(label: str, pair: list, world: int, dtype: str, serving) -> Config:
+def _serve_config(label: str, pair: list, world: int, dtype: str, serving, fallbacks: list) -> Config:
     """``world`` devices as replicas of one (``pair`` of one profile) or ``world / 2`` split pairs."""
     split = len(pair) == 2
     replicas = world // 2 if split else world
@@ -434,11 +449,11 @@ def _serve_config(label: str, pair: list, world: int, dtype: str, serving) -> Co
     busier, capacity = max(((serving.prefill_memory, pair[0].dram_bytes), (serving.memory, pair[-1].dram_bytes)),
                            key=lambda held: held[0].total / held[1])
     memory = busier.total
-    reasons = [f"{serving.bound}-bound",
-               f"memory {_gib(memory)} of {_gib(capacity)} (weights {_gib(busier.weights)}, "
-               f"KV cache {_gib(busier.kv_cache)}, activations {_gib(busier.activations)})"]
+    reasons = [f"{serving.bound}-bound", *fallbacks,
+               f"memory {format_bytes(memory)} of {format_bytes(capacity)} (weights {format_bytes(busier.weights)}, "
+               f"KV cache {format_bytes(busier.kv_cache)}, activations {format_bytes(busier.activations)})"]
     if split:
-        reasons.append(f"link: the KV cache ({_gib(serving.memory.kv_cache)}) moves in "
+        reasons.append(f"link: the KV cache ({format_bytes(serving.memory.kv_cache)}) moves in "
                        f"{serving.transfer_seconds * 1e3:.2f} ms")
     return Config(label, world, dtype, serving.batch, serving.seq, "split" if split else "replicas",
                   throughput=replicas * serving.tokens_per_second, latency_s=serving.request_seconds,
@@ -465,15 +480,3 @@ def _price(config: Config, prices: dict | None) -> float | None:
         return None
     per_replica = sum(prices[name] for name in names)
     return per_replica * (config.count // len(names))
-
-
-def _gib(nbytes: float) -> str:
-    return format_bytes(nbytes)
-
-
-def _first_line(error: Exception) -> str:
-    text = f"{type(error).__name__}: {error}".strip()
-    return text.splitlines()[0][:300]
-
-
-
