@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 
 import torch_hetero
+from torch_hetero.errors import one_line
 
 PROFILES = pathlib.Path(torch_hetero.__file__).parent / "device_models" / "profiles"
 # (m, k, n): square powers of two, LLM-like projections, and sizes no tile divides
@@ -64,19 +65,30 @@ def bench(fn) -> float:
     return do_bench(fn)
 
 
+def progress(row: tuple) -> tuple:
+    """Each row is printed as it is measured: a run cut short by its time limit still shows them."""
+    print(" | ".join(row), file=sys.stderr, flush=True)
+    return row
+
+
 def matmul_rows(profile_file: str, shapes, device: str, dry: bool) -> list:
     rows = []
     for m, k, n in shapes:
         a = torch.randn(m, k, device=device).to(torch.bfloat16)
         b = torch.randn(k, n, device=device).to(torch.bfloat16)
-        ours = compiled(torch.mm, profile_file, "interpret" if dry else "native")
-        with torch.no_grad():
-            error = (ours(a, b).float() - torch.mm(a, b).float()).abs().max().item()
+        label = f"{m}x{k}x{n}"
+        try:
+            ours = compiled(torch.mm, profile_file, "interpret" if dry else "native")
+            with torch.no_grad():
+                error = (ours(a, b).float() - torch.mm(a, b).float()).abs().max().item()
+        except Exception as failure:
+            rows.append(progress((label, "-", "-", "-", f"failed: {one_line(failure)}")))
+            continue
         if dry:
-            rows.append((f"{m}x{k}x{n}", "-", "-", "-", f"{error:.1e}"))
+            rows.append(progress((label, "-", "-", "-", f"{error:.1e}")))
             continue
         library, mine = bench(lambda: torch.mm(a, b)), bench(lambda: ours(a, b))
-        rows.append((f"{m}x{k}x{n}", f"{library:.3f}", f"{mine:.3f}", f"{library / mine:.2f}", f"{error:.1e}"))
+        rows.append(progress((label, f"{library:.3f}", f"{mine:.3f}", f"{library / mine:.2f}", f"{error:.1e}")))
     return rows
 
 
@@ -92,11 +104,11 @@ def attention_rows(profile_file: str, shapes, device: str, dry: bool) -> list:
             ours = compiled(sdpa, profile_file, "interpret" if dry else "native")
             with torch.no_grad():
                 error = (ours(q, k, v).float() - sdpa(q, k, v).float()).abs().max().item()
-        except Exception as failure:  # the generated attention may not exist yet: say why, go on
-            rows.append((label, "-", "-", "-", f"failed: {str(failure).splitlines()[0][:100]}"))
+        except Exception as failure:
+            rows.append(progress((label, "-", "-", "-", f"failed: {one_line(failure)}")))
             continue
         if dry:
-            rows.append((label, "-", "-", "-", f"{error:.1e}"))
+            rows.append(progress((label, "-", "-", "-", f"{error:.1e}")))
             continue
         from torch.nn.attention import SDPBackend, sdpa_kernel
 
@@ -104,7 +116,7 @@ def attention_rows(profile_file: str, shapes, device: str, dry: bool) -> list:
             with sdpa_kernel(SDPBackend.FLASH_ATTENTION):
                 return sdpa(q, k, v)
         library, mine = bench(flash), bench(lambda: ours(q, k, v))
-        rows.append((label, f"{library:.3f}", f"{mine:.3f}", f"{library / mine:.2f}", f"{error:.1e}"))
+        rows.append(progress((label, f"{library:.3f}", f"{mine:.3f}", f"{library / mine:.2f}", f"{error:.1e}")))
     return rows
 
 
