@@ -48,11 +48,11 @@ def report(label: str, graph, kind: str, tiles: list, names: tuple, target: str)
     planned = plan.attention_tile or plan.matmul_tile
     candidates = [("planned", kernel)] + [
         ("given", dataclasses.replace(kernel, constexprs={**kernel.constexprs, **dict(zip(names, tile[:-1]))},
-                                      num_warps=tile[-1])) for tile in tiles]
+                                      launch_options=(("num_warps", tile[-1]),))) for tile in tiles]
     for origin, candidate in candidates:
         [resources] = triton_run.compile_ahead(source, [candidate], target).values()
         tile = "x".join(str(candidate.constexprs[n]) for n in names)
-        print(f"| {label} | {kind} | {origin} | {tile} | {candidate.num_warps or 4} | {resources.registers} "
+        print(f"| {label} | {kind} | {origin} | {tile} | {dict(candidate.launch_options).get('num_warps', 4)} | {resources.registers} "
               f"| {resources.spill_bytes} | {resources.shared_bytes} |"
               + (f" {planned}" if origin == "planned" else ""))
 

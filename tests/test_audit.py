@@ -144,10 +144,10 @@ def test_a_device_that_fails_is_reported_and_the_others_still_run(tmp_path, monk
 def test_a_kernel_that_does_not_build_ahead_of_time_is_reported(monkeypatch):
     real = triton_run.aot_compile
 
-    def failing_first(kernel, signature, constexprs, target, num_warps=None):
+    def failing_first(kernel, signature, constexprs, target, launch_options=()):
         if kernel.__name__ == "kernel0":
             raise HeteroCompileError(f"Triton could not compile kernel0 for {target}: simulated")
-        return real(kernel, signature, constexprs, target, num_warps)
+        return real(kernel, signature, constexprs, target, launch_options)
     monkeypatch.setattr(triton_run, "aot_compile", failing_first)
     model, inputs = small_model()
     [h100] = audit(model, *inputs, devices=["h100"], progress=False).devices

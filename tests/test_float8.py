@@ -197,7 +197,7 @@ def test_scaled_mm_on_h100_is_a_wgmma_of_e4m3_in_k32_steps():
     kernel, = graph.rendered["triton"]
     module = triton_run.load_module(graph.code["inference.triton.py"], interpret=False)
     built = triton_run.aot_compile(getattr(module, kernel.name), kernel.signature, kernel.constexprs, "cuda:90",
-                                   kernel.num_warps)
+                                   kernel.launch_options)
     assert set(re.findall(r"wgmma\.mma_async\.sync\.aligned\.m64n\d+k(\d+)\.f32\.(\w+)\.(\w+)", built.asm["ptx"])) \
         == {("32", "e4m3", "e4m3")}
     assert kernel.constexprs["BK"] % 32 == 0

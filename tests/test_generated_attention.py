@@ -4,6 +4,7 @@ around the plan's blocks, 16-bit dtypes, head dims, causal, boolean (with a full
 and additive masks, GQA and an empty batch; the same plan on the host executor; one kernel
 each way, never an [L, S] buffer; tiles that follow the profile's local SRAM."""
 import dataclasses
+import operator
 
 import pytest
 import torch
@@ -155,7 +156,7 @@ def test_gpu_attention_tiles_build_without_spills(tmp_path, dtype, dim):
         source = graph.code[f"{kind}.triton.py"]
         for br, bc, warps in tiles:
             candidate = dataclasses.replace(kernel, constexprs={**kernel.constexprs, "BR": br, "BC": bc},
-                                            num_warps=warps)
+                                            launch_options=(("num_warps", warps),))
             [resources] = triton_run.compile_ahead(source, [candidate], "cuda:90").values()
             assert not resources.problems(get_profile("h100").local_sram_bytes), (kind, br, bc, warps, resources)
             built += 1
@@ -231,3 +232,53 @@ def test_every_bf16_rounding_goes_through_the_prelude():
     sources = [code for _, graph, _ in graphs for name, code in graph.code.items() if name.endswith(".triton.py")]
     assert len(sources) == 2 and all("_to_bf16(" in s for s in sources)
     assert not any(".to(tl.bfloat16)" in s[s.index("def kernel"):] for s in sources)
+
+
+def _gpu_traced_sdpa(op, tail: tuple, read: tuple = (0,)):
+    """SDPA as AOTAutograd traces it on GPU inputs (``ir.DEVICE_ATTENTIONS``), built as an FX
+    graph over fake CPU tensors (the ops' meta kernels): its outputs ``read`` are returned."""
+    from torch._subclasses.fake_tensor import FakeTensorMode
+    from torch.fx.passes.fake_tensor_prop import FakeTensorProp
+    graph = torch.fx.Graph()
+    q, k, v = (graph.placeholder(name) for name in "qkv")
+    call = graph.call_function(op, (q, k, v, *tail), {"scale": 0.3})
+    graph.output(tuple(graph.call_function(operator.getitem, (call, i)) for i in read))
+    gm = torch.fx.GraphModule({}, graph)
+    mode = FakeTensorMode()
+    with mode:  # [B, H, L, D] as a model's heads are: a transposed [B, L, H, D]
+        FakeTensorProp(gm, mode).propagate(*(torch.empty(2, 8, 3, 16).transpose(1, 2) for _ in range(3)))
+    return gm
+
+
+_ATEN = torch.ops.aten
+GPU_SDPA = [(_ATEN._scaled_dot_product_flash_attention.default, (0.0, True)),
+            (_ATEN._scaled_dot_product_efficient_attention.default, (None, False, 0.0, True)),
+            (_ATEN._scaled_dot_product_cudnn_attention.default, (None, False, 0.0, True))]
+
+
+@pytest.mark.parametrize("op, tail", GPU_SDPA, ids=lambda x: str(x).split(".")[1] if not isinstance(x, tuple) else "")
+def test_sdpa_traced_on_a_gpu_becomes_the_fused_op(op, tail):
+    from torch_hetero.lowering.attention_pattern import FUSED, rewrite_attention
+    rewritten = rewrite_attention(_gpu_traced_sdpa(op, tail))
+    assert [n.target for n in rewritten.graph.nodes if n.op == "call_function"][0] == FUSED
+    q, k, v = (torch.randn(2, 8, 3, 16).transpose(1, 2) for _ in range(3))
+    [out] = rewritten(q, k, v)
+    torch.testing.assert_close(out, F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=0.3))
+
+
+@pytest.mark.parametrize("op, tail, read", [
+    (GPU_SDPA[1][0], (None, True, 0.0, True), (0, 1)),     # its statistics read (a training graph saves them)
+    (GPU_SDPA[0][0], (0.1, True), (0,)),                   # dropout
+], ids=["statistics_read", "dropout"])
+def test_sdpa_traced_on_a_gpu_stays_where_ours_differs(op, tail, read):
+    from torch_hetero.lowering.attention_pattern import rewrite_attention
+    gm = _gpu_traced_sdpa(op, tail, read)
+    assert rewrite_attention(gm) is gm
+
+
+def test_sdpa_traced_on_a_gpu_is_the_library_where_the_profile_declares_one():
+    from torch_hetero.compiler import lower_graph
+    from torch_hetero.options import resolve
+    for op, tail in GPU_SDPA:
+        graph, _ = lower_graph(_gpu_traced_sdpa(op, tail), resolve({"device": "h200"}))
+        assert [(n.op, n.kind) for n in graph.nodes if hasattr(n, "kind")] == [(op, "extern")]

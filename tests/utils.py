@@ -22,7 +22,7 @@ def _copy(x, requires_grad):
     strided and expanded inputs stay non-contiguous); pass other values."""
     if not isinstance(x, torch.Tensor):
         return x
-    y = torch.empty(0, dtype=x.dtype).set_(
+    y = torch.empty(0, dtype=x.dtype, device=x.device).set_(
         x.untyped_storage().clone(), x.storage_offset(), x.size(), x.stride()
     )
     return y.requires_grad_(requires_grad and y.is_floating_point())

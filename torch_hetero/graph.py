@@ -130,7 +130,8 @@ class GraphLowering:
             return self._define_scalar(SCALAR_OPS[node.target].format(*[_python_scalar(a) for a in args]))
         if node.target is operator.getitem:
             return args[0][args[1]]
-        foreign = _ungenerated_dtypes(args, kwargs, meta)
+        # an attention library's call passes its random state (uint64) through, untouched
+        foreign = _ungenerated_dtypes(args, kwargs, meta) if node.target not in ir.DEVICE_ATTENTION_CALLS else ()
         if foreign:
             return self.fallback(node, args, kwargs, reason=f"no code is generated for {', '.join(foreign)} values")
         lowering = LOWERINGS.get(node.target)

@@ -362,6 +362,17 @@ CONVERTED_OPERANDS = (SCALED_MATMUL, INT8_WEIGHT_MATMUL)
 # profile declares an attention library, else our generated flash attention (``AttentionShape``)
 ATTENTIONS = {torch.ops.aten._scaled_dot_product_flash_attention_for_cpu.default,
               torch.ops.aten._scaled_dot_product_flash_attention_for_cpu_backward.default}
+# SDPA traced on GPU inputs: the kernel PyTorch's dispatcher chose (flash, memory-efficient or
+# cuDNN), its positions of (attn mask, dropout, is_causal); a library call where the profile
+# declares an attention library, else rewritten as ``ATTENTIONS`` where it can be
+# (``lowering.attention_pattern``)
+DEVICE_ATTENTIONS = {torch.ops.aten._scaled_dot_product_flash_attention.default: (None, 3, 4),
+                     torch.ops.aten._scaled_dot_product_efficient_attention.default: (3, 5, 6),
+                     torch.ops.aten._scaled_dot_product_cudnn_attention.default: (3, 5, 6)}
+DEVICE_ATTENTION_BACKWARDS = {torch.ops.aten._scaled_dot_product_flash_attention_backward.default,
+                              torch.ops.aten._scaled_dot_product_efficient_attention_backward.default,
+                              torch.ops.aten._scaled_dot_product_cudnn_attention_backward.default}
+DEVICE_ATTENTION_CALLS = set(DEVICE_ATTENTIONS) | DEVICE_ATTENTION_BACKWARDS
 
 
 @dataclasses.dataclass(frozen=True)

@@ -166,7 +166,7 @@ class TritonKernel:
     scratch: tuple = ()     # (name, elements, torch dtype name, like, zeroed): buffers the launch
                             # allocates (a split GEMM's partials and arrival counters) on ``like``'s device
     checks: tuple = ()      # (size, its largest value, message): what a launch needs that the plan assumed
-    num_warps: Optional[int] = None  # warps per program the plan chose (None: Triton's default)
+    launch_options: tuple = ()  # (name, value): the plan's num_warps and num_stages (absent: Triton's defaults)
     read_as: dict = dataclasses.field(default_factory=dict)  # buffer → the dtype its pointer has here
     arg_views: tuple = ()   # (buffer, torch dtype name): passed as ``.view(dtype)``, where that
                             # differs from how it is stored (an 8-bit float as its bytes, a dtype view)
@@ -181,7 +181,7 @@ class TritonKernel:
         args = [f"{b}.view(torch.{views[b]})" if b in views else b for b in self.buffer_args]
         args += [pexpr(s) for s in self.symbol_args]
         args += [f"{name}={value}" for name, value in self.constexprs.items()]
-        args += [f"num_warps={self.num_warps}"] if self.num_warps else []
+        args += [f"{name}={value}" for name, value in self.launch_options]
         grid = [pexpr(size) for size in self.grid]
         scratch = [f"{name} = {like}.{'new_zeros' if zeroed else 'new_empty'}(({pexpr(size)},), dtype=torch.{dtype})"
                    for name, size, dtype, like, zeroed in self.scratch]
@@ -226,12 +226,14 @@ def _render(kernel: KernelPlan, storage: dict) -> TritonKernel:
     if kernel.attention_tile is not None:
         ops, body, constexprs, grid, checks = render_attention(kernel, lambda axis: _program_id(axis, wide))
         rendered = _kernel(name, ops, body, constexprs, grid, [])  # its origin is its call's (renderers.render)
-        return dataclasses.replace(rendered, checks=checks, num_warps=kernel.attention_tile.warps)
+        warps = kernel.attention_tile.warps
+        return dataclasses.replace(rendered, checks=checks, launch_options=(('num_warps', warps),) if warps else ())
     if group.matmul is not None and group.matmul.op == ir.GROUPED_MATMUL:
         ops = TritonOps()
         body, grid = grouped_mm_body(ops, group.matmul, kernel.matmul_tile, lambda axis: _program_id(axis, wide))
         tile = kernel.matmul_tile
-        return _kernel(name, ops, body, {"BM": tile.bm, "BN": tile.bn, "BK": tile.bk}, grid, [])
+        rendered = _kernel(name, ops, body, {"BM": tile.bm, "BN": tile.bn, "BK": tile.bk}, grid, [])
+        return dataclasses.replace(rendered, launch_options=tile.launch_options)
     if group.matmul is not None and kernel.matmul_tile is not None:
         return _render_matmul(name, group, kernel.matmul_tile, wide)
     ops = TritonOps()
@@ -378,7 +380,7 @@ def _render_matmul(name: str, group: Group, tile, wide: bool) -> TritonKernel:
         grid, constexprs = grid + (tile.split_k,), {**constexprs, "SPLIT_K": tile.split_k}
     body += epilogue
     kernel = _kernel(name, ops, body, constexprs, grid, list(origins))
-    return dataclasses.replace(kernel, scratch=scratch)
+    return dataclasses.replace(kernel, scratch=scratch, launch_options=tile.launch_options)
 
 
 def _split_k_join(tiles: str, batched: bool, partials: str, arrivals: str) -> list:

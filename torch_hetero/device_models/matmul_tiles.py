@@ -11,6 +11,18 @@ MIN_DOT = 16                      # tl.dot needs every tile dim >= 16
 VECTOR_MATMUL_TILE = (16, 16, 8)  # matmuls without a matrix instruction for the dtype: FMA tiles
 STAGES = (2, 3, 4)
 WIDEST_ELEMENT_BYTES = 8          # float64 (and int64): the widest elements an FMA tile stages
+# A program's [BM, BN] fp32 accumulator lives in its registers: 128 x 256 is 128 KiB, half of an
+# NVIDIA SM's 256 KiB register file (64K 32-bit registers), at 128 per thread over 8 warps.
+# 256 x 256 would take the whole file and spills (seen on an H200: 0.08x cuBLAS at 4096^3).
+MAX_ACCUMULATOR = 128 * 256
+ACCUMULATOR_PER_WARP = 32 * 128   # elements: 32 threads x 128 registers each
+MIN_WARPS = 4                     # one warp group: Hopper's wgmma is issued by 4 warps
+
+
+def matmul_warps(bm: int, bn: int) -> int:
+    """Warps per program for a BM×BN tile: enough that each thread holds at most 128
+    accumulator registers (128x128: 4, 128x256: 8)."""
+    return max(MIN_WARPS, bm * bn // ACCUMULATOR_PER_WARP)
 
 
 def smallest_dim(base: int) -> int:

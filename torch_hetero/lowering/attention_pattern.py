@@ -19,7 +19,11 @@ lowering so that a target without an attention library runs our flash attention 
    ``_unsafe_view(clone(expand(unsqueeze(x, 2))), [B, Hkv * n, S, D])``) as a fused op's key or
    value: the op reads x itself, query head h from KV head h // n (the fused op takes fewer KV
    heads), when both key and value are so repeated and each copy is read only by the op (in a
-   training graph the copies are saved for the backward, so they stay)."""
+   training graph the copies are saved for the backward, so they stay).
+3. SDPA traced on GPU inputs (``ir.DEVICE_ATTENTIONS``: the flash, memory-efficient or cuDNN
+   kernel the dispatcher chose) becomes the fused op when only its output is read (an inference
+   graph: a training graph saves the kernel's own statistics for its backward), without dropout,
+   with a mask (if any) of the query's dtype, and the fused op gives the output its strides."""
 from __future__ import annotations
 
 import numbers
@@ -27,7 +31,9 @@ import operator
 
 import torch
 
+from ..ir import DEVICE_ATTENTIONS
 from .common import RESHAPES, is_call
+from .extern import generated_attention_problem
 
 aten = torch.ops.aten
 FUSED = aten._scaled_dot_product_flash_attention_for_cpu.default
@@ -37,12 +43,12 @@ _FLOATS = (torch.float32, torch.float16, torch.bfloat16)
 def rewrite_attention(gm: torch.fx.GraphModule) -> torch.fx.GraphModule:
     """``gm`` with both rewrites applied (a new module; ``gm`` itself is left as it is, for
     running eagerly if the compile fails), or ``gm`` if neither applies."""
-    if not any(_match(node) or _shared_kv(node) for node in gm.graph.nodes):
+    if not any(_match(node) or _shared_kv(node) or _device_fused(node) for node in gm.graph.nodes):
         return gm
     graph = torch.fx.Graph()
     graph.output(graph.graph_copy(gm.graph, {}))
     for node in list(graph.nodes):
-        found = _match(node)
+        found = _match(node) or _device_fused(node)
         if found is not None:
             _replace(graph, node, *found)
     for node in list(graph.nodes):
@@ -50,7 +56,27 @@ def rewrite_attention(gm: torch.fx.GraphModule) -> torch.fx.GraphModule:
         if shared is not None:
             node.args = (node.args[0], *shared, *node.args[3:])
     graph.eliminate_dead_code()
+    for node in [n for n in graph.nodes if n.target in DEVICE_ATTENTIONS and not n.users]:
+        graph.erase_node(node)  # seeded random kernels, which dead-code elimination keeps
     return torch.fx.GraphModule(gm, graph)
+
+
+def _device_fused(out):
+    """(q, k, v, mask, scale, causal) if ``out`` reads the output of SDPA traced on GPU inputs
+    that the fused op computes alike (rewrite 3), else None."""
+    call = out.args[0] if out.op == "call_function" and out.target is operator.getitem and out.args[1] == 0 else None
+    if not isinstance(call, torch.fx.Node) or call.target not in DEVICE_ATTENTIONS or len(call.users) != 1:
+        return None
+    mask_at, dropout_at, causal_at = DEVICE_ATTENTIONS[call.target]
+    args = list(call.args)
+    given = lambda at, default: args[at] if at is not None and at < len(args) else default
+    mask, dropout, causal = given(mask_at, None), given(dropout_at, 0.0), given(causal_at, False)
+    q, k, v = args[:3]
+    query, dim = q.meta["val"], q.meta["val"].shape[-1]
+    if dropout or (mask is not None and mask.meta["val"].dtype != query.dtype) or generated_attention_problem(
+            query.dtype, 0.0, dim if isinstance(dim, int) else dim.node.hint):  # else it runs its own kernel
+        return None
+    return _checked(out, q, k, v, mask, call.kwargs.get("scale"), causal)
 
 
 def _shared_kv(node):
@@ -109,7 +135,7 @@ def _match(out):
     return _checked(out, q, k, v, mask, scale)
 
 
-def _checked(out, q, k, v, mask, scale):
+def _checked(out, q, k, v, mask, scale, causal=False):
     qv, kv, vv, ov = (n.meta.get("val") for n in (q, k, v, out))
     if not all(isinstance(t, torch.Tensor) and t.dim() == 4 for t in (qv, kv, vv, ov)):
         return None
@@ -124,27 +150,27 @@ def _checked(out, q, k, v, mask, scale):
         if not isinstance(mv, torch.Tensor) or mv.dtype != qv.dtype or mv.dim() > 4 or any(
                 size not in (1, full) for size, full in zip(reversed(mv.shape), reversed(target))):
             return None
-    fused = _fused_values(q, k, v, mask, scale)
+    fused = _fused_values(q, k, v, mask, scale, causal)
     if fused is None or fused[0].stride() != ov.stride() or fused[0].shape != ov.shape:
         return None
-    return q, k, v, mask, scale
+    return q, k, v, mask, scale, causal
 
 
-def _fused_values(q, k, v, mask, scale):
+def _fused_values(q, k, v, mask, scale, causal):
     """The fused op's (output, logsumexp) metadata, computed in the graph's fake mode."""
     values = [n.meta["val"] for n in (q, k, v)]
     mode = torch._guards.detect_fake_mode(values)
     if mode is None:
         return None
     with mode:
-        return FUSED(*values, 0.0, False, attn_mask=mask.meta["val"] if mask is not None else None, scale=scale)
+        return FUSED(*values, 0.0, causal, attn_mask=mask.meta["val"] if mask is not None else None, scale=scale)
 
 
-def _replace(graph: torch.fx.Graph, out, q, k, v, mask, scale) -> None:
+def _replace(graph: torch.fx.Graph, out, q, k, v, mask, scale, causal) -> None:
     with graph.inserting_before(out):
-        fused = graph.call_function(FUSED, (q, k, v, 0.0, False), {"attn_mask": mask, "scale": scale})
+        fused = graph.call_function(FUSED, (q, k, v, 0.0, causal), {"attn_mask": mask, "scale": scale})
         first = graph.call_function(operator.getitem, (fused, 0))
-    values = _fused_values(q, k, v, mask, scale)
+    values = _fused_values(q, k, v, mask, scale, causal)
     meta = {key: value for key, value in out.meta.items() if key != "val"}
     fused.meta.update(meta, val=values)
     first.meta.update(meta, val=values[0])

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from ..ir import ATTENTIONS
+from ..ir import ATTENTIONS, DEVICE_ATTENTION_CALLS
 from ..virtualized import current_graph
 from .quantized_matmul import dequantized_operands
 from .registry import register_lowering
@@ -71,6 +71,17 @@ def _attention(*args, **kwargs):
     return graph.call_aten(op, args, kwargs, kind="extern", device_op=device_op, note=note)
 
 
+def _device_attention(*args, **kwargs):
+    """SDPA traced on GPU inputs (``ir.DEVICE_ATTENTIONS``): the kernel the dispatcher chose is
+    the device's attention library.  Without one, ``attention_pattern`` rewrote what our flash
+    attention can compute; what is left (dropout, a training graph's saved statistics) falls back."""
+    graph = current_graph()
+    if not graph.target.attention:
+        raise NotImplementedError("generated attention takes SDPA traced on GPU inputs only without dropout, "
+                                  "when only its output is read (an inference graph)")
+    return graph.call_aten(graph.current_node.target, args, kwargs, kind="extern")
+
+
 def _generated_attention(graph, op, args, kwargs, backward: bool):
     """Our flash attention (the profile declares no attention library): planned as a kernel of
     its own (``planning.fusion``), named by SDPA rather than by the CPU op it was traced as.
@@ -112,3 +123,5 @@ for _op in MATMUL_OPS:
     register_lowering(_op)(_extern)
 for _op in ATTENTIONS:
     register_lowering(_op)(_attention)
+for _op in DEVICE_ATTENTION_CALLS:
+    register_lowering(_op)(_device_attention)

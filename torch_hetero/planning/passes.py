@@ -8,7 +8,7 @@ import torch
 
 from ..device_models.target import LANGUAGES
 from ..graph import GraphLowering
-from ..ir import ATTENTIONS, GROUPED_MATMUL, MATMULS, Sort
+from ..ir import ATTENTIONS, DEVICE_ATTENTION_CALLS, GROUPED_MATMUL, MATMULS, Sort
 from ..lowering.extern import grouped_mm_problem
 from ..lowering.onednn import FUSED_CONVOLUTIONS, PACKED_LINEAR
 from . import scheduler
@@ -77,7 +77,7 @@ def _library_reason(call, profile, tiles, hints: dict) -> str:
 
 
 # an extern call's op family → the profile's libraries for it (``Target``)
-_FAMILIES = ((MATMULS | {GROUPED_MATMUL, PACKED_LINEAR}, "blas"), (ATTENTIONS, "attention"),
+_FAMILIES = ((MATMULS | {GROUPED_MATMUL, PACKED_LINEAR}, "blas"), (ATTENTIONS | DEVICE_ATTENTION_CALLS, "attention"),
              ({torch.ops.aten.convolution.default, torch.ops.aten.convolution_backward.default} | FUSED_CONVOLUTIONS,
               "convolution"))
 

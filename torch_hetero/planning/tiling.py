@@ -16,7 +16,10 @@ benchmarking.
   leave units idle and K is long, K is split: each of ``split_k`` programs per output tile
   sums one slice of K into fp32 partials, and the last of them to finish adds the partials
   in slice order (deterministic, no float atomics) and applies the epilogue; the split is a
-  candidate of the same search, priced with its partials' traffic.
+  candidate of the same search, priced with its partials' traffic.  The fp32 accumulator
+  bounds BM·BN (``MAX_ACCUMULATOR``: registers) and sets the launch's warps; the K step
+  spans at least ``MIN_K_STEP_BYTES``; ties go to the deeper pipeline, launched with its
+  stages (``MatmulTiling.launch_options``).
 * A generated flash attention gets (BR, BC, stages): BR query rows per program, BC keys per
   step, multiples of the matrix-instruction shape; what one program holds (its query rows, the
   staged key/value blocks, the fp32 accumulator and score block; backward: the key/value rows,
@@ -34,7 +37,8 @@ from typing import Optional
 import sympy
 import torch
 
-from ..device_models.matmul_tiles import STAGES, VECTOR_MATMUL_TILE, smallest_dim, staged_bytes
+from ..device_models.matmul_tiles import (MAX_ACCUMULATOR, STAGES, VECTOR_MATMUL_TILE, matmul_warps, smallest_dim,
+                                          staged_bytes)
 from .cost_model import (PARTIAL_BYTES, attention_work, dtype_name, online, parallel_efficiency, row_fits,
                          split_k_seconds)
 from .kernel_analysis import KernelCost
@@ -43,6 +47,11 @@ MAX_PROGRAM_ELEMENTS = 4096    # XBLOCK·RBLOCK a Triton program steps through a
 MAX_TILE = (256, 256, 128)
 SPLITS = (1, 2, 4, 8, 16, 32, 64)  # K slices per output tile a split GEMM may run
 MIN_SPLIT_STEPS = 4      # BK steps each K slice runs at least, so that its pipeline fills
+# A matrix-instruction tile's K step spans at least 64 bytes of each operand row: narrower steps
+# load half-used 32-byte sectors and lose the 64/128-byte shared-memory swizzles, which the
+# K padding they save does not repay (the model prices neither; an H200 run's slowest tile,
+# 0.03x cuBLAS, was a BK=16 one)
+MIN_K_STEP_BYTES = 64
 # FMA tiles (no matrix instruction for the dtype: fp32 stays IEEE) hold their operands in
 # registers: larger ones spill on cuda:80 (ahead-of-time builds, tests/test_aot_resources.py:
 # BM=16 BN=64 BK=128 and BM=BN=128 spill, BM=BN=64 BK=32 does not)
@@ -88,6 +97,16 @@ class MatmulTiling:
         split = f", split-K {self.split_k} ({self.split_why})" if self.split_k > 1 else ""
         return (f"BM={self.bm} BN={self.bn} BK={self.bk} stages={self.stages} smem {_kib(self.smem)}, "
                 f"{self.waves:.2f} waves, {self.padding:.0%} padding, GROUP_M={self.group_m} ({self.group_why}){split}")
+
+    @property
+    def warps(self) -> int:
+        return matmul_warps(self.bm, self.bn)
+
+    @property
+    def launch_options(self) -> tuple:
+        """What the launch passes Triton: the warps the accumulator needs and the stages the
+        SRAM budget was priced at (Triton's defaults, 4 and 3, can overflow shared memory)."""
+        return (("num_warps", self.warps), ("num_stages", self.stages))
 
     def partial_bytes(self, batch: int, m: int, n: int) -> int:
         """The fp32 partials a split GEMM writes and its last programs read back (0: no split)."""
@@ -192,18 +211,19 @@ def plan_matmul(batch: int, m: int, n: int, k: int, dtype: torch.dtype, profile,
         return None
     best = None
     largest = largest_tile(dtype, profile)
+    matrix = dtype_name(dtype) in profile.matrix_shapes
     if converted:
         largest = tuple(min(a, b) for a, b in zip(largest, CONVERTED_OPERAND_TILE))
     for bm, bn, bk in itertools.product(*(_multiples(b, top) for b, top in zip(instruction_tile(dtype, profile),
                                                                              largest))):
-        if converted and bk != largest[2]:
+        if (converted and bk != largest[2]) or (matrix and bk * dtype.itemsize < MIN_K_STEP_BYTES):
             continue
         for stages in STAGES:  # integer sums are not split: the partials are fp32
             tile = _priced_tile(bm, bn, bk, stages, batch, m, n, k, dtype, profile,
                                 None if dtype.is_floating_point else (1,))
             if tile is None:
                 continue
-            key = (tile.seconds, tile.split_k, stages, -bm * bn, -bk, bm, bn)
+            key = (tile.seconds, tile.split_k, -stages, -bm * bn, -bk, bm, bn)
             if best is None or key < best[0]:
                 best = (key, tile)
     return _in_launch_order(best[1], batch, m, n, k, dtype, profile) if best else None
@@ -232,7 +252,7 @@ def _priced_tile(bm: int, bn: int, bk: int, stages: int, batch: int, m: int, n: 
     peak = profile.peak_flops(name if matrix else "fp32", matrix=matrix)
     itemsize = dtype.itemsize
     smem = staged_bytes(bm, bn, bk, itemsize, stages)
-    if smem > profile.local_sram_bytes:
+    if smem > profile.local_sram_bytes or bm * bn > MAX_ACCUMULATOR:
         return None
     tiles = batch * math.ceil(m / bm) * math.ceil(n / bn)
     padded_k = max(math.ceil(k / bk), 1) * bk  # k == 0 still zeroes and stores each output tile

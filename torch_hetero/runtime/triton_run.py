@@ -141,7 +141,7 @@ def compile_ahead(source: str, kernels: list, target: str) -> dict:
     kernel name → its KernelResources."""
     module = load_module(source, interpret=False)
     return {k.name: kernel_resources(aot_compile(getattr(module, k.name), k.signature, k.constexprs, target,
-                                                 k.num_warps), target)
+                                                 k.launch_options), target)
             for k in kernels}
 
 
@@ -218,9 +218,10 @@ def _interpreter_to_bf16(x):
     return tl.where(x != x, x, rounded.to(tl.float32, bitcast=True)).to(tl.bfloat16)
 
 
-def aot_compile(kernel, signature: dict, constexprs: dict, target: str, num_warps=None):
+def aot_compile(kernel, signature: dict, constexprs: dict, target: str, launch_options: tuple = ()):
     """Compile ``kernel`` (a JITFunction) for ``target`` ("cuda:90", "hip:gfx942") without a
-    GPU, with ``num_warps`` (None: Triton's default).  Returns Triton's compiled kernel
+    GPU, with the ``launch_options`` it is launched with (``TritonKernel.launch_options``: num_warps,
+    num_stages; absent: Triton's defaults).  Returns Triton's compiled kernel
     (``.metadata.shared``: bytes of shared memory)."""
     import triton
     from triton.backends.compiler import GPUTarget
@@ -229,6 +230,6 @@ def aot_compile(kernel, signature: dict, constexprs: dict, target: str, num_warp
     gpu = GPUTarget("cuda", int(arch), 32) if backend == "cuda" else GPUTarget("hip", arch, 64)
     try:
         return triton.compile(ASTSource(fn=kernel, signature=signature, constexprs=constexprs), target=gpu,
-                              options={"num_warps": num_warps} if num_warps else None)
+                              options=dict(launch_options) or None)
     except Exception as error:  # Triton's errors name the line; keep them, say which target
         raise HeteroCompileError(f"Triton could not compile {kernel.__name__} for {target}: {error}") from error

@@ -332,7 +332,7 @@ def _compile_ahead(graphs: list, profile) -> AheadOfTime:
             name = f"{prefix}.{triton.name}"
             try:
                 compiled = triton_run.aot_compile(getattr(module, triton.name), triton.signature,
-                                                  triton.constexprs, profile.triton_target, triton.num_warps)
+                                                  triton.constexprs, profile.triton_target, triton.launch_options)
                 result.resources[name] = triton_run.kernel_resources(compiled, profile.triton_target)
             except Exception as error:
                 result.errors[name] = _first_lines(error)
