@@ -193,6 +193,7 @@ INT_BOOL = [
          lambda a, b: (a.abs(), -a, a.sign(), a.clamp(-2, 3), torch.maximum(a, b), torch.minimum(a, b)),
          lambda: (ints(*S), ints(*S))),
     Case("int_pow", lambda a: (a.pow(2), a**3), lambda: (ints(*S),)),
+    Case("int_pow_tensor_exponent", lambda a, e: (a**e, torch.pow(3, e)), lambda: (ints(*S), ints(*S, lo=-2, hi=30))),
     Case("int_where_compare", lambda a, b: (torch.where(a > b, a, b * 2), a == b, a < 0),
          lambda: (ints(*S), ints(*S, lo=-3, hi=3))),
     Case("uint8_wraparound", lambda u, v: (u + v, u * 3, u - v),

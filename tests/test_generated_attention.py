@@ -282,3 +282,25 @@ def test_sdpa_traced_on_a_gpu_is_the_library_where_the_profile_declares_one():
     for op, tail in GPU_SDPA:
         graph, _ = lower_graph(_gpu_traced_sdpa(op, tail), resolve({"device": "h200"}))
         assert [(n.op, n.kind) for n in graph.nodes if hasattr(n, "kind")] == [(op, "extern")]
+
+
+def test_a_mask_passed_to_a_gpu_attention_library_has_aligned_rows():
+    """The memory-efficient kernel refuses a bias whose strides are not multiples of 16 bytes."""
+    from torch_hetero.compiler import lower_graph
+    from torch_hetero.options import resolve
+    from torch._subclasses.fake_tensor import FakeTensorMode
+    from torch.fx.passes.fake_tensor_prop import FakeTensorProp
+    graph = torch.fx.Graph()
+    q, k, v, mask = (graph.placeholder(name) for name in ("q", "k", "v", "mask"))
+    call = graph.call_function(_ATEN._scaled_dot_product_efficient_attention.default,
+                               (q, k, v, graph.call_function(_ATEN.expand.default, (mask, [2, 3, 5, 6])), False))
+    graph.output((graph.call_function(operator.getitem, (call, 0)),))
+    gm = torch.fx.GraphModule({}, graph)
+    mode = FakeTensorMode()
+    with mode:
+        FakeTensorProp(gm, mode).propagate(torch.empty(2, 3, 5, 4), torch.empty(2, 3, 6, 4), torch.empty(2, 3, 6, 4),
+                                           torch.empty(5, 6))
+    lowered, _ = lower_graph(gm, resolve({"device": "h200"}))
+    [call] = [n for n in lowered.nodes if getattr(n, "kind", None) == "extern"]
+    bias = call.args[3].buffer.layout
+    assert [int(s) % 16 for s in bias.stride[:-1]] == [0, 0, 0] and int(bias.stride[-1]) == 1, bias

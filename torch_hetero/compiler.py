@@ -144,7 +144,10 @@ def compile_graph(gm: torch.fx.GraphModule, options, name: str = "graph", estima
     code[f"{name}.py"] = wrapper_source
     kernels = [(k.name, k.source, len(k.buffer_args), [symbolic.is_float_symbol(s) for s in k.symbol_args])
                for k in running]
-    loadable = Loadable(wrapper_source, language, kernels, runs == "interpret", graph.constants, profile.name,
+    constants = graph.constants
+    if runs == "native":  # kernels read the constants where they read the inputs (a lifted CPU scalar too)
+        constants = {name: value.to(_device(graph)) for name, value in constants.items()}
+    loadable = Loadable(wrapper_source, language, kernels, runs == "interpret", constants, profile.name,
                         graph.fallback_notes)
     return CompiledGraph(loadable.load(), loadable, plan, rendered, graph.fallback_counts, code,
                          time.perf_counter() - start)

@@ -107,6 +107,23 @@ def _prod(a, b):
 
 
 @triton.jit
+def _ipow(base, exp):
+    """An integer power by squaring, exact as ATen's (a float pow rounds 5 ** 3 to 124.99..., which
+    truncates to 124); a negative exponent gives ATen's 1 for base 1, +-1 for base -1, else 0."""
+    b = base + exp * 0
+    e = exp + base * 0
+    result = b * 0 + 1
+    for _ in range(63):  # the bits of an int64 exponent
+        result = tl.where((e & 1) != 0, result * b, result)
+        b = b * b
+        e = e >> 1
+    zero = base * 0
+    one, minus_one = zero + 1, zero - 1
+    negative = tl.where(base == one, one, tl.where(base == minus_one, tl.where((exp & 1) != 0, minus_one, one), zero))
+    return tl.where(exp < 0, negative, result)
+
+
+@triton.jit
 def _welford(mean_a, m2_a, n_a, mean_b, m2_b, n_b):
     """Chan's merge of two lanes' (mean, sum of squared deviations, count); an empty lane
     adds nothing (not even an overflowing delta² times its zero weight)."""

@@ -141,6 +141,8 @@ class TritonOps(CodeHandler):
         if name in self.locals:
             return self.locals[name]
         self.loads.setdefault(name, dtype)
+        if name in self.stores:  # written earlier in this kernel by other threads of the program
+            self.lines.append("tl.debug_barrier()")
         pointer = name if self.loads[name] == dtype else f"{name}.to(tl.pointer_type({TL_DTYPE[dtype]}), bitcast=True)"
         stored = f"tl.load({pointer} + ({self.address(index)}), mask={self.mask}, other=0)"
         var = self._emit(widen(stored, dtype) if dtype in LOW_PRECISION else stored, compute_dtype(dtype))
@@ -301,7 +303,7 @@ class TritonOps(CodeHandler):
     def pow(self, a, b):
         if a.dtype.is_floating_point:
             return self._emit(f"hmath.pow({a}, {self._float(b)})", a.dtype)
-        return self._emit(f"hmath.pow({self._float(a)}, {self._float(b)}).to({TL_DTYPE[a.dtype]})", a.dtype)
+        return self._emit(f"_ipow({a}, {b}).to({TL_DTYPE[a.dtype]})", a.dtype)
 
     def maximum(self, a, b):
         return self._emit(f"tl.where(({a} != {a}) | ({a} > {b}), {a}, {b})", a.dtype)

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import torch
 
-from ..ir import ATTENTIONS, DEVICE_ATTENTION_CALLS
+from .. import ir, symbolic
+from ..ir import ATTENTIONS, DEVICE_ATTENTION_CALLS, DEVICE_ATTENTIONS
 from ..virtualized import current_graph
 from .quantized_matmul import dequantized_operands
 from .registry import register_lowering
@@ -79,7 +80,27 @@ def _device_attention(*args, **kwargs):
     if not graph.target.attention:
         raise NotImplementedError("generated attention takes SDPA traced on GPU inputs only without dropout, "
                                   "when only its output is read (an inference graph)")
-    return graph.call_aten(graph.current_node.target, args, kwargs, kind="extern")
+    op = graph.current_node.target
+    mask_at = DEVICE_ATTENTIONS.get(op, (None,))[0]
+    if mask_at is not None and len(args) > mask_at and args[mask_at] is not None:
+        args = (*args[:mask_at], _aligned_rows(graph, args[mask_at]), *args[mask_at + 1:])
+    return graph.call_aten(op, args, kwargs, kind="extern")
+
+
+MASK_ROW_ALIGNMENT = 16   # elements: ATen's SDPA pads a mask's rows so (memory-efficient, cuDNN kernels)
+
+
+def _aligned_rows(graph, mask):
+    """An attention mask realized with its rows padded to ``MASK_ROW_ALIGNMENT`` elements, as
+    eager's SDPA pads it: the memory-efficient kernel refuses strides that are not multiples
+    of 16 bytes, which a mask we computed (an expanded one, say) need not have."""
+    size = tuple(mask.get_size())
+    padded = (*size[:-1], (size[-1] + MASK_ROW_ALIGNMENT - 1) // MASK_ROW_ALIGNMENT * MASK_ROW_ALIGNMENT)
+    layout = ir.Layout(size, tuple(symbolic.contiguous_strides(padded)), mask.get_dtype())
+    strided = ir.as_strided(mask)
+    if strided is not None:  # a buffer or a view of one: copied into the padded rows
+        mask = ir.Lazy(ir.Pointwise(layout.dtype, size, strided.make_loader()), graph)
+    return graph.realize(mask, layout)
 
 
 def _generated_attention(graph, op, args, kwargs, backward: bool):
