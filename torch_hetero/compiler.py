@@ -9,6 +9,7 @@ import linecache
 import time
 
 import torch
+from torch._subclasses.fake_tensor import unset_fake_temporarily
 
 from . import symbolic
 from .codegen import renderers
@@ -146,7 +147,8 @@ def compile_graph(gm: torch.fx.GraphModule, options, name: str = "graph", estima
                for k in running]
     constants = graph.constants
     if runs == "native":  # kernels read the constants where they read the inputs (a lifted CPU scalar too)
-        constants = {name: value.to(_device(graph)) for name, value in constants.items()}
+        with unset_fake_temporarily():  # AOTAutograd compiles under its fake mode: these are real tensors
+            constants = {name: value.to(_device(graph)) for name, value in constants.items()}
     loadable = Loadable(wrapper_source, language, kernels, runs == "interpret", constants, profile.name,
                         graph.fallback_notes)
     return CompiledGraph(loadable.load(), loadable, plan, rendered, graph.fallback_counts, code,
