@@ -9,6 +9,8 @@ import functools
 import torch
 from torch._decomp import get_decompositions
 
+from . import embedding_bag
+
 aten = torch.ops.aten
 
 DECOMPOSED_OPS = [
@@ -105,7 +107,8 @@ def _put(x, index, source, accumulate=False):
 
 
 # Our own decompositions, for ops torch has none for.
-OWN_DECOMPOSITIONS = {aten.addbmm.default: _addbmm, aten._trilinear.default: _trilinear, aten.put.default: _put}
+OWN_DECOMPOSITIONS = {aten.addbmm.default: _addbmm, aten._trilinear.default: _trilinear, aten.put.default: _put,
+                      **embedding_bag.DECOMPOSITIONS}
 
 
 @functools.lru_cache(maxsize=None)

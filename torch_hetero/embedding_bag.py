@@ -1,0 +1,84 @@
+"""EmbeddingBag (``aten._embedding_bag``, sum and mean pooling) decomposed into ops we lower
+natively, so that recommendation models run without an ATen fallback on every target:
+
+* forward: each index's row gathered from the table, scaled by its per-sample weight, and
+  added into its bag's output row (one fused gather, multiply and scatter-add kernel: serial
+  adds on the host, atomic adds on Triton, accumulated in float32 as ATen's CPU kernel does);
+  the mean divides by the bag's count of indices that are not ``padding_idx``;
+* backward: the table's gradient is the scatter-add of each index's bag gradient (the dense
+  backward; ``sparse=True`` returns a sparse tensor, left to ATen), and the per-sample
+  weights' gradient is the dot product of the bag's gradient with the index's row.
+
+``offset2bag`` (the bag of each index) is computed from ``offsets``: a 1 at each bag's start
+after the first, summed along the indices.  A 2-d input arrives here already flattened, with
+``offsets`` every row (``F.embedding_bag``).  Max pooling (its argmax indices),
+``scale_grad_by_freq`` and sparse gradients are not decomposed: ATen runs them, reported as
+fallbacks."""
+from __future__ import annotations
+
+import torch
+
+aten = torch.ops.aten
+SUM, MEAN, MAX = 0, 1, 2
+
+
+def _offset2bag(indices, offsets, bags: int):
+    """The bag of each index: how many bag starts after the first lie at or before it."""
+    starts = indices.new_zeros(indices.numel() + 1, dtype=offsets.dtype)  # a start may equal numel (empty bags)
+    starts = starts.index_add(0, offsets[1:bags], torch.ones_like(offsets[1:bags]))
+    return starts[:-1].cumsum(0).to(offsets.dtype)
+
+
+def _embedding_bag(weight, indices, offsets, scale_grad_by_freq=False, mode=SUM, sparse=False,
+                   per_sample_weights=None, include_last_offset=False, padding_idx=-1):
+    if mode == MAX:
+        return NotImplemented
+    bags = offsets.numel() - 1 if include_last_offset else offsets.numel()
+    offset2bag = _offset2bag(indices, offsets, bags)
+    kept = indices != padding_idx
+    accumulate = torch.float32 if weight.dtype in (torch.float16, torch.bfloat16) else weight.dtype
+    rows = weight[indices].to(accumulate)
+    if per_sample_weights is not None:
+        rows = rows * per_sample_weights.to(accumulate).unsqueeze(1)
+    rows = torch.where(kept.unsqueeze(1), rows, 0)
+    output = rows.new_zeros(bags, weight.shape[1]).index_add(0, offset2bag, rows)
+    bag_size = offsets.new_zeros(bags).index_add(0, offset2bag, kept.to(offsets.dtype))
+    if mode == MEAN:
+        output = output / bag_size.clamp(min=1).to(accumulate).unsqueeze(1)
+    return output.to(weight.dtype), offset2bag, bag_size, offsets.new_zeros(bags)
+
+
+def _dense_backward(grad, indices, offset2bag, bag_size, maximum_indices, num_weights, scale_grad_by_freq,
+                    mode, per_sample_weights, padding_idx=-1):
+    if mode == MAX or scale_grad_by_freq:
+        return NotImplemented
+    accumulate = torch.float32 if grad.dtype in (torch.float16, torch.bfloat16) else grad.dtype
+    rows = grad[offset2bag].to(accumulate)
+    if mode == MEAN:
+        rows = rows / bag_size[offset2bag].clamp(min=1).to(accumulate).unsqueeze(1)
+    if per_sample_weights is not None:
+        rows = rows * per_sample_weights.to(accumulate).unsqueeze(1)
+    rows = torch.where((indices != padding_idx).unsqueeze(1), rows, 0)
+    return rows.new_zeros(num_weights, grad.shape[1]).index_add(0, indices, rows).to(grad.dtype)
+
+
+def _backward(grad, indices, offsets, offset2bag, bag_size, maximum_indices, num_weights, scale_grad_by_freq, mode,
+              sparse, per_sample_weights, padding_idx=-1):
+    """The table's gradient as autograd asks for it: dense, unless ``sparse``."""
+    if sparse:
+        return NotImplemented
+    return _dense_backward(grad, indices, offset2bag, bag_size, maximum_indices, num_weights, scale_grad_by_freq,
+                           mode, per_sample_weights, padding_idx)
+
+
+def _per_sample_weights_backward(grad, weight, indices, offsets, offset2bag, mode, padding_idx=-1):
+    if mode != SUM:
+        return NotImplemented
+    accumulate = torch.float32 if grad.dtype in (torch.float16, torch.bfloat16) else grad.dtype
+    dots = (grad[offset2bag].to(accumulate) * weight[indices].to(accumulate)).sum(1)
+    return torch.where(indices != padding_idx, dots, 0).to(grad.dtype)
+
+
+DECOMPOSITIONS = {aten._embedding_bag.default: _embedding_bag, aten._embedding_bag_forward_only.default: _embedding_bag,
+                  aten._embedding_bag_backward.default: _backward, aten._embedding_bag_dense_backward.default: _dense_backward,
+                  aten._embedding_bag_per_sample_weights_backward.default: _per_sample_weights_backward}
