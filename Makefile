@@ -10,6 +10,9 @@ $(VENV)/.installed: pyproject.toml
 	# torch first, pinned to the CPU wheel on this machine's disk: never a multi-GB CUDA build
 	$(PY) -m pip install --quiet torch==2.13.0
 	$(PY) -m pip install --quiet -e '.[test,demo]'
+	# timm for the coverage run, with the one torchvision served for torch 2.13 (a CUDA build whose
+	# ops cannot load here), kept out of the environment: see tools/model_catalog._import_timm
+	$(PY) -m pip install --quiet --no-deps --target $(VENV)/timm-site timm==1.0.29 torchvision==0.28.0
 	touch $@
 
 demo: $(VENV)/.installed

@@ -66,3 +66,17 @@ def test_max_pooling_is_an_aten_fallback_and_correct():
     table, indices, offsets, _ = _bags()
     with pytest.warns(torch_hetero.errors.FallbackWarning, match="_embedding_bag"):
         check(lambda t, i, o: F.embedding_bag(i, t, o, mode="max"), table, indices, offsets[:-1], grad=True)
+
+
+@pytest.mark.parametrize("dtype, padding", [(torch.float32, None), (torch.float32, 7), (torch.float64, None)],
+                         ids=["fast_path", "padding", "float64"])
+def test_indices_past_the_last_offset_as_eager_treats_them(dtype, padding):
+    """With ``include_last_offset`` ATen's CPU kernel drops the indices past the last offset from
+    the last bag's sum on its fast path, and sums them elsewhere; a mean divides by them either
+    way.  On the fast path eager's gradient is not comparable: its backward reads them as part of
+    the last bag (a sum's per-sample weights' gradient there is uninitialized memory, torch 2.13)."""
+    table, indices, offsets, _ = _bags()
+    ends = torch.tensor([0, 3, 3, 7, 16])   # 8 indices after the last offset
+    for mode in ("sum", "mean"):
+        check(lambda t, i, o: F.embedding_bag(i, t, o, mode=mode, include_last_offset=True, padding_idx=padding),
+              table.to(dtype), indices, ends, grad=padding is not None or dtype == torch.float64, native=True)

@@ -10,10 +10,11 @@ natively, so that recommendation models run without an ATen fallback on every ta
   weights' gradient is the dot product of the bag's gradient with the index's row.
 
 ``offset2bag`` (the bag of each index) is computed from ``offsets``: a 1 at each bag's start
-after the first, summed along the indices.  A 2-d input arrives here already flattened, with
+after the first, summed along the indices.  Indices past the last offset (``include_last_offset``)
+are treated as ATen's CPU kernel treats them (``_ends_at_last_offset``).  A 2-d input arrives here already flattened, with
 ``offsets`` every row (``F.embedding_bag``).  Max pooling (its argmax indices),
-``scale_grad_by_freq`` and sparse gradients are not decomposed: ATen runs them, reported as
-fallbacks."""
+``scale_grad_by_freq`` and sparse gradients are not decomposed: ATen runs them (forward and
+backward, on ATen's own bookkeeping), reported as fallbacks."""
 from __future__ import annotations
 
 import torch
@@ -22,27 +23,44 @@ aten = torch.ops.aten
 SUM, MEAN, MAX = 0, 1, 2
 
 
-def _offset2bag(indices, offsets, bags: int):
-    """The bag of each index: how many bag starts after the first lie at or before it."""
-    starts = indices.new_zeros(indices.numel() + 1, dtype=offsets.dtype)  # a start may equal numel (empty bags)
-    starts = starts.index_add(0, offsets[1:bags], torch.ones_like(offsets[1:bags]))
-    return starts[:-1].cumsum(0).to(offsets.dtype)
+def _offset2bag(indices, starts):
+    """The bag of each index: how many of ``starts`` (the bags' starts after the first) lie at
+    or before it."""
+    counts = indices.new_zeros(indices.numel() + 1, dtype=starts.dtype)  # a start may equal numel (empty bags)
+    return counts.index_add(0, starts, torch.ones_like(starts))[:-1].cumsum(0).to(starts.dtype)
+
+
+def _ends_at_last_offset(weight, per_sample_weights, padding_idx) -> bool:
+    """Does ATen's CPU kernel end the last bag at the last offset (``include_last_offset``)?
+    Its index-select fast path does (float32, float16 or bfloat16 rows, unit strides, no padding
+    index; seen on torch 2.13: float64 sums them);
+    its other path sums the indices past it into the last bag.  Both count them in the bag's
+    size, which a mean divides by.  The indices past it are then added into a dropped row."""
+    return (weight.dtype in (torch.float32, torch.float16, torch.bfloat16) and weight.stride(1) == 1 and padding_idx < 0
+            and (per_sample_weights is None or per_sample_weights.stride(0) == 1))
+
+
+def _dropped(x, fill):
+    """``x`` [bags, ...] with a row for the indices past the last bag (``_offset2bag``)."""
+    return torch.cat([x, x.new_full((1, *x.shape[1:]), fill)])
 
 
 def _embedding_bag(weight, indices, offsets, scale_grad_by_freq=False, mode=SUM, sparse=False,
                    per_sample_weights=None, include_last_offset=False, padding_idx=-1):
-    if mode == MAX:
+    if mode == MAX or scale_grad_by_freq:  # ATen's backward reads ATen's bookkeeping, not ours
         return NotImplemented
     bags = offsets.numel() - 1 if include_last_offset else offsets.numel()
-    offset2bag = _offset2bag(indices, offsets, bags)
+    last_ends = include_last_offset and _ends_at_last_offset(weight, per_sample_weights, padding_idx)
+    offset2bag = _offset2bag(indices, offsets[1:] if last_ends else offsets[1:bags])
     kept = indices != padding_idx
     accumulate = torch.float32 if weight.dtype in (torch.float16, torch.bfloat16) else weight.dtype
     rows = weight[indices].to(accumulate)
     if per_sample_weights is not None:
         rows = rows * per_sample_weights.to(accumulate).unsqueeze(1)
     rows = torch.where(kept.unsqueeze(1), rows, 0)
-    output = rows.new_zeros(bags, weight.shape[1]).index_add(0, offset2bag, rows)
-    bag_size = offsets.new_zeros(bags).index_add(0, offset2bag, kept.to(offsets.dtype))
+    output = rows.new_zeros(bags + 1, weight.shape[1]).index_add(0, offset2bag, rows)[:bags]
+    counts = offsets.new_zeros(bags + 1).index_add(0, offset2bag, kept.to(offsets.dtype))
+    bag_size = torch.cat([counts[:bags - 1], counts[bags - 1:].sum(0, keepdim=True)]) if bags else counts[:0]
     if mode == MEAN:
         output = output / bag_size.clamp(min=1).to(accumulate).unsqueeze(1)
     return output.to(weight.dtype), offset2bag, bag_size, offsets.new_zeros(bags)
@@ -53,9 +71,9 @@ def _dense_backward(grad, indices, offset2bag, bag_size, maximum_indices, num_we
     if mode == MAX or scale_grad_by_freq:
         return NotImplemented
     accumulate = torch.float32 if grad.dtype in (torch.float16, torch.bfloat16) else grad.dtype
-    rows = grad[offset2bag].to(accumulate)
+    rows = _dropped(grad, 0)[offset2bag].to(accumulate)
     if mode == MEAN:
-        rows = rows / bag_size[offset2bag].clamp(min=1).to(accumulate).unsqueeze(1)
+        rows = rows / _dropped(bag_size, 1)[offset2bag].clamp(min=1).to(accumulate).unsqueeze(1)
     if per_sample_weights is not None:
         rows = rows * per_sample_weights.to(accumulate).unsqueeze(1)
     rows = torch.where((indices != padding_idx).unsqueeze(1), rows, 0)
@@ -75,7 +93,7 @@ def _per_sample_weights_backward(grad, weight, indices, offsets, offset2bag, mod
     if mode != SUM:
         return NotImplemented
     accumulate = torch.float32 if grad.dtype in (torch.float16, torch.bfloat16) else grad.dtype
-    dots = (grad[offset2bag].to(accumulate) * weight[indices].to(accumulate)).sum(1)
+    dots = (_dropped(grad, 0)[offset2bag].to(accumulate) * weight[indices].to(accumulate)).sum(1)
     return torch.where(indices != padding_idx, dots, 0).to(grad.dtype)
 
 
