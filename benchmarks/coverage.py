@@ -36,17 +36,22 @@ def child(name: str, limit: float, timed: bool, rounds: int) -> None:
     from torch_hetero.errors import one_line
     try:
         record = coverage_checks.check(name)
-        if timed:
-            coverage_checks.stage("timing")
-            record["ms"] = timing(name, rounds)
     except Exception as error:
         record = {"name": name, "status": "error", "cause": one_line(error)}
+    if timed:
+        coverage_checks.stage("timing")
+        try:
+            record["ms"], record["inductor_error"] = timing(name, rounds)
+        except Exception as error:   # Inductor's failure, or ours: the record says which
+            record["timing_failed"] = one_line(error)
     faulthandler.cancel_dump_traceback_later()
     print(json.dumps(record))
 
 
-def timing(name: str, rounds: int) -> dict:
-    """Median ms per inference call, 1 thread, eager vs hetero vs Inductor, interleaved."""
+def timing(name: str, rounds: int) -> tuple:
+    """(median ms per inference call, 1 thread, eager vs hetero vs Inductor, interleaved;
+    Inductor's output against eager's, as ``check`` measures ours)."""
+    import coverage_checks
     import torch
     from timing import interleaved_ms
 
@@ -55,7 +60,11 @@ def timing(name: str, rounds: int) -> dict:
     zoo = model_catalog.build(name)
     torch._dynamo.reset()
     variants = {"eager": zoo.model, "hetero": torch.compile(zoo.model, backend="hetero"), "inductor": torch.compile(zoo.model)}
-    return {k: round(v, 4) for k, v in interleaved_ms(variants, zoo.inputs, rounds, no_grad=True).items()}
+    with torch.no_grad():
+        error = coverage_checks.relative_error(zoo.main_output(variants["inductor"](*zoo.inputs)).float(),
+                                               zoo.main_output(zoo.model(*zoo.inputs)).float())
+    ms = interleaved_ms(variants, zoo.inputs, rounds, no_grad=True)
+    return {k: round(v, 4) for k, v in ms.items()}, error
 
 
 def run_one(name: str, limit: float, timed: bool, rounds: int) -> dict:
@@ -101,13 +110,13 @@ def geomean(values) -> float:
 def markdown(data: dict) -> str:
     records = data["models"]
     lines = [f"# Model coverage: {data['host']}", "",
-             f"{len(records)} models ({', '.join(f'{n} {s}' for s, n in collections.Counter(r.get('suite', '?') for r in records).items())}); "
+             f"{len(records)} models ({', '.join(f'{n} {s}' for s, n in collections.Counter(r['suite'] for r in records).items())}); "
              f"run {data['date']}, {data['seconds']:.0f} s; limit {data['limit_s']:.0f} s per model; tolerance "
              f"{data['tolerance']:.0e} relative to the largest eager value.", "",
              "## Pass rates (inference and one training step on the host, against eager)", "",
              "| suite | models | pass | eager fallback | mismatch | error | timeout | pass rate |", "|---|---|---|---|---|---|---|---|"]
-    for suite in ["all", *sorted({r.get("suite", "?") for r in records})]:
-        rows = [r for r in records if suite == "all" or r.get("suite") == suite]
+    for suite in ["all", *sorted({r["suite"] for r in records})]:
+        rows = [r for r in records if suite == "all" or r["suite"] == suite]
         counts = collections.Counter(r["status"] for r in rows)
         lines.append(f"| {suite} | {len(rows)} | {counts['pass']} | {counts['eager fallback']} | {counts['mismatch']} | "
                      f"{counts['error']} | {counts['timeout']} | {counts['pass'] / len(rows):.0%} |")
@@ -128,7 +137,13 @@ def markdown(data: dict) -> str:
             lines.append(f"| {r['name']} | {ms['eager']:.3f} | {ms['hetero']:.3f} | {ms['inductor']:.3f} | "
                          f"{ms['eager'] / ms['hetero']:.2f} | {ms['eager'] / ms['inductor']:.2f} |")
         ours, theirs = (geomean([r["ms"]["eager"] / r["ms"][k] for r in timed]) for k in ("hetero", "inductor"))
-        lines += [f"| **geomean** ({len(timed)}) | | | | **{ours:.2f}** | **{theirs:.2f}** |"]
+        lines += [f"| **geomean** ({len(timed)}) | | | | **{ours:.2f}** | **{theirs:.2f}** |", "",
+                  f"Pass rate on these (inference, against eager): hetero "
+                  f"{sum(r['status'] == 'pass' for r in timed)}/{len(timed)}, Inductor "
+                  f"{sum(r['inductor_error'] <= data['tolerance'] for r in timed)}/{len(timed)}."]
+    failed = [r for r in records if r.get("timing_failed")]
+    if failed:
+        lines += ["", "Not timed: " + "; ".join(f"{r['name']} ({r['timing_failed']})" for r in failed)]
     lines += ["", "## Per model", "", "| model | suite | family | status | inference err | training err | graph breaks | "
               "ATen fallbacks (host) | compile s (inf / train) |", "|---|---|---|---|---|---|---|---|---|"]
     for r in records:
@@ -179,7 +194,8 @@ def main():
         if time.perf_counter() - start > args.budget_s:
             print(f"budget spent: {len(names) - len(records)} models not run", file=sys.stderr)
             break
-        record = run_one(name, args.limit_s, name in timed, args.rounds)
+        entry = model_catalog.ENTRIES[name]
+        record = {"suite": entry.suite, "family": entry.family, **run_one(name, args.limit_s, name in timed, args.rounds)}
         records.append(record)
         print(f"{name}: {record['status']} {record.get('cause', '')} ({record['seconds']} s)", file=sys.stderr, flush=True)
     data = {"host": f"{platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}",

@@ -16,6 +16,7 @@ from torch_hetero.device_models import PROFILES_DIR, get_profile, list_profiles
 from torch_hetero.errors import HeteroCompileError
 from torch_hetero.runtime import triton_run
 from torch_hetero.tools.audit import Audit, audit, load_factory
+from torch_hetero.tools.audit_report import to_json
 
 
 class Block(torch.nn.Module):
@@ -273,3 +274,14 @@ def test_an_out_without_write_permission_exits_2(tmp_path, capsys):
     locked.chmod(0o500)
     assert main(["audit", f"{tmp_path / 'models.py'}:make", "--out", str(locked / "report")]) == 2
     assert f"{locked} is not writable; choose another --out" in capsys.readouterr().err
+
+
+def test_embedding_tables_fit_on_chip_or_off():
+    """A recommender's tables (77 MiB) fit MTIA v2's 256 MiB of on-chip memory, not an H100's 50 MiB L2."""
+    bag = torch.nn.EmbeddingBag(300_000, 64, mode="sum")
+    indices, offsets = torch.randint(0, 300_000, (40,)), torch.arange(0, 40, 5)
+    result = torch_hetero.audit(bag, indices, offsets, devices=["h100", "mtia-v2"], ahead_of_time=False, progress=False)
+    assert result.embedding_bytes == 300_000 * 64 * 4
+    assert [result.tables_fit(d) for d in result.devices] == ["off chip", "on chip"]
+    assert "tables 73.24 MiB: on chip" in str(result)
+    assert to_json(result)["devices"][1]["memory"]["tables_fit"] == "on chip"

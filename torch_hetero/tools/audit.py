@@ -66,6 +66,7 @@ class DeviceAudit:
     assumed: tuple = ()            # profile fields that are estimates, not published figures
     tdp_w: float = 0.0
     capacity_bytes: int = 0        # off-chip memory
+    on_chip_bytes: int = 0         # the largest on-chip memory: last-level cache or SRAM (MTIA's 128-256 MiB)
     report: Optional[Report] = None
     debt: list = dataclasses.field(default_factory=list)
     peak_activation_bytes: int = 0  # intermediates and outputs live at once, at the largest graph's peak
@@ -102,12 +103,20 @@ class Audit:
     batch: int                     # the first input's leading dim: samples per call
     devices: list                  # DeviceAudit, in the order asked for
     format: str = ""               # the number format it was converted to (``formats.FORMATS``; "": as given)
+    embedding_bytes: int = 0       # the embedding tables (nn.Embedding, nn.EmbeddingBag): a recommender's weights
 
     def need_bytes(self, device: DeviceAudit) -> int:
         return self.weight_bytes + self.input_bytes + device.peak_activation_bytes
 
     def fits(self, device: DeviceAudit) -> bool:
         return self.need_bytes(device) <= device.capacity_bytes
+
+    def tables_fit(self, device: DeviceAudit) -> str:
+        """Where the embedding tables can live: "on chip" (within the device's largest on-chip
+        memory, what an MTIA's SRAM is sized for), "off chip" or "no"."""
+        if self.embedding_bytes <= device.on_chip_bytes:
+            return "on chip"
+        return "off chip" if self.fits(device) else "no"
 
     def samples_per_joule(self, device: DeviceAudit) -> Optional[float]:
         """Throughput per watt: (samples / s) / W at the estimated latency and TDP."""
@@ -151,7 +160,8 @@ def audit(model, *inputs, devices=None, dtype=None, ahead_of_time: bool = True, 
                    weight_bytes=sum(s.nbytes() for s in _unique_storages(model)) if is_module else 0,
                    input_bytes=sum(t.untyped_storage().nbytes() for t in tensors),
                    inputs=[f"{str(t.dtype).replace('torch.', '')}{list(t.shape)}" for t in tensors],
-                   batch=int(tensors[0].shape[0]) if tensors and tensors[0].dim() else 1, devices=[], format=fmt)
+                   batch=int(tensors[0].shape[0]) if tensors and tensors[0].dim() else 1, devices=[], format=fmt,
+                   embedding_bytes=_embedding_bytes(model) if is_module else 0)
     for position, device in enumerate(devices, 1):
         say = _progress(f"[{position}/{len(devices)}]{' ' + fmt if fmt else ''} {device}", progress)
         mine = converted[encodings[device]] if fmt else (model, inputs)
@@ -266,7 +276,7 @@ def _audit_device(model, inputs, device, ahead_of_time: bool, say, reference) ->
         say(f"error: {error}")
         return DeviceAudit(str(device), error=str(error))
     entry = DeviceAudit(profile.name, profile.description, profile.codegen, profile.triton_target,
-                        tuple(profile.assumed), profile.tdp_w, profile.dram_bytes,
+                        tuple(profile.assumed), profile.tdp_w, profile.dram_bytes, profile.llc_bytes,
                         file=None if os.fspath(device) in list_profiles() else os.fspath(device))
     say("compiling, running once on this host")
     start = time.perf_counter()
@@ -337,6 +347,12 @@ def _compile_ahead(graphs: list, profile) -> AheadOfTime:
             except Exception as error:
                 result.errors[name] = _first_lines(error)
     return result
+
+
+def _embedding_bytes(model: torch.nn.Module) -> int:
+    tables = {m.weight.untyped_storage().data_ptr(): m.weight.untyped_storage().nbytes() for m in model.modules()
+              if isinstance(m, (torch.nn.Embedding, torch.nn.EmbeddingBag))}
+    return sum(tables.values())
 
 
 def _unique_storages(model: torch.nn.Module) -> list:

@@ -19,7 +19,9 @@ NOTES = ("Latency and energy are the device model's estimates (no hardware was u
          "host. Memory need is weights + inputs + the activations live at the plan's peak (inference). "
          "The error is the outputs of the device's plan, run on this host, against the fp32 model's in "
          "eager: the largest absolute error over the largest magnitude, and the mean over the mean. "
-         "Profiles marked * include assumed figures (see `python -m torch_hetero devices`).")
+         "Profiles marked * include assumed figures (see `python -m torch_hetero devices`). A model "
+         "with embedding tables shows where they fit: on chip (the device's largest on-chip memory, its "
+         "last-level cache or SRAM), off chip, or no.")
 
 
 def summary_rows(audit) -> list:
@@ -35,6 +37,8 @@ def _summary_row(audit, d) -> tuple:
     per_watt = audit.samples_per_joule(d)
     memory = (f"{format_bytes(audit.need_bytes(d))} / {format_bytes(d.capacity_bytes)} "
               f"{'fits' if audit.fits(d) else 'DOES NOT FIT'}")
+    if audit.embedding_bytes:
+        memory += f"; tables {format_bytes(audit.embedding_bytes)}: {audit.tables_fit(d)}"
     return (name, code, str(len(d.report.kernels)), str(len(d.report.externs)), f"{len(d.debt)} ({calls})",
             _time(d.latency_us), _energy(d.energy_uj), f"{per_watt:,.0f}" if per_watt else "-", memory,
             _accuracy(d.accuracy), _aot_cell(d), "ok")
@@ -131,7 +135,9 @@ def to_json(audit) -> dict:
                 "samples_per_joule": audit.samples_per_joule(d),
                 "memory": {"weights": audit.weight_bytes, "inputs": audit.input_bytes,
                            "peak_activations": d.peak_activation_bytes, "need": audit.need_bytes(d),
-                           "capacity": d.capacity_bytes, "fits": audit.fits(d)},
+                           "capacity": d.capacity_bytes, "fits": audit.fits(d),
+                           "embedding_tables": audit.embedding_bytes, "on_chip": d.on_chip_bytes,
+                           "tables_fit": audit.tables_fit(d)},
                 "debt": [{"op": x.op, "calls": x.calls, "layers": x.layers} for x in d.debt],
                 "dtype_debt": [dataclasses.asdict(x) for x in report.dtype_debt],
                 "accuracy": dataclasses.asdict(d.accuracy) if d.accuracy is not None else None,
