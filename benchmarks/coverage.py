@@ -95,11 +95,12 @@ def run_one(name: str, limit: float, timed: bool, rounds: int) -> dict:
 
 
 def timed_subset(names: list, count: int, rotation: int) -> set:
-    """``count`` models, a different slice each rotation (default: the ISO week)."""
+    """``count`` models spread over the list (every k-th, so each suite and family has its
+    share), starting at a different one each rotation (default: the ISO week)."""
     if not names or count <= 0:
         return set()
-    start = (rotation * count) % len(names)
-    return {names[(start + i) % len(names)] for i in range(min(count, len(names)))}
+    step = max(len(names) // count, 1)
+    return set(names[rotation % step::step][:count])
 
 
 def geomean(values) -> float:
