@@ -139,6 +139,7 @@ POINTWISE = [
     Case("hardtanh", lambda x: F.hardtanh(x * 3, -1.5, 2.0), f3),
     Case("softplus", lambda x: F.softplus(x * 3) + F.softplus(x * 3, beta=2, threshold=5), f3),
     Case("mish", lambda x: F.mish(x * 3), f3),
+    Case("hardswish_hardsigmoid", lambda x: F.hardswish(x * 4) + F.hardsigmoid(x * 4), f3),
 ]
 
 CASTS = [

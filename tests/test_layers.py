@@ -22,7 +22,7 @@ LAYERS = [
     ("errors", ["errors"]),
     ("profiles", ["device_models"]),
     ("IR", ["symbolic", "ops_protocol", "virtualized", "printer", "dtypes", "ir"]),
-    ("lowering", ["decompositions", "lowering", "graph"]),
+    ("lowering", ["decompositions", "embedding_bag", "lowering", "graph"]),
     ("planning", ["planning"]),
     ("codegen", ["codegen"]),
     ("runtime", ["runtime"]),

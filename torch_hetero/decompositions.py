@@ -25,7 +25,7 @@ DECOMPOSED_OPS = [
     # activations and their backwards
     aten.silu, aten.silu_backward, aten.sigmoid_backward, aten.tanh_backward,
     aten.softplus, aten.softplus_backward, aten.mish, aten.hardsigmoid, aten.hardswish,
-    aten.hardtanh_backward, aten.leaky_relu_backward, aten.elu_backward, aten.log_sigmoid_forward,
+    aten.hardtanh_backward, aten.hardswish_backward, aten.hardsigmoid_backward, aten.leaky_relu_backward, aten.elu_backward, aten.log_sigmoid_forward,
     aten.glu, aten.celu, aten.logit, aten.hardshrink, aten.softshrink, aten.threshold,
     aten._prelu_kernel, aten.native_dropout_backward,
     # arithmetic helpers

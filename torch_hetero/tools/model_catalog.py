@@ -196,11 +196,11 @@ def _build_transformers(entry: Entry):
 def _build_timm(entry: Entry):
     timm = _import_timm()
     kwargs = {k: v for k, v in entry.spec.items() if k != "input_size"}
-    try:  # dropout and stochastic depth off, where the model takes them (some default to 0.1)
+    try:  # dropout and stochastic depth off, where the model takes them (some default to 0.1 or 0.2)
         model = timm.create_model(entry.name, pretrained=False, num_classes=16, drop_rate=0.0, drop_path_rate=0.0,
                                   **kwargs)
-    except TypeError:
-        model = timm.create_model(entry.name, pretrained=False, num_classes=16, **kwargs)
+    except TypeError:   # no stochastic depth
+        model = timm.create_model(entry.name, pretrained=False, num_classes=16, drop_rate=0.0, **kwargs)
     side = entry.spec.get("input_size", entry.spec.get("img_size", 64))
     return model, (torch.randn(BATCH, 3, side, side),), lambda out: out
 
