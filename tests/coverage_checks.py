@@ -50,7 +50,7 @@ def _loss(zoo, model):
     return zoo.main_output(model(*zoo.inputs)).float().pow(2).mean()
 
 
-def _compiled_run(fn, training: bool):
+def _compiled_run(fn):
     """(value, eager graph causes, op fallbacks, graph breaks) of ``fn()`` under a fresh Dynamo."""
     torch._dynamo.reset()
     torch._dynamo.utils.counters.clear()
@@ -80,7 +80,7 @@ def check(name: str, training: bool = True, debt: bool = True) -> dict:
         with torch.no_grad():
             return zoo.main_output(compiled(*zoo.inputs)).float()
     start = time.perf_counter()
-    actual, eager, fallbacks, breaks = _compiled_run(infer, False)
+    actual, eager, fallbacks, breaks = _compiled_run(infer)
     result["compile_s"]["inference"] = round(time.perf_counter() - start, 2)
     result["error"]["inference"] = relative_error(actual, expected)
     result["eager_graphs"] += eager
@@ -92,8 +92,7 @@ def check(name: str, training: bool = True, debt: bool = True) -> dict:
         twin = copy.deepcopy(reference)
         _loss(zoo, reference).backward()
         start = time.perf_counter()
-        _, eager, fallbacks, breaks = _compiled_run(lambda: _loss(zoo, torch.compile(twin, backend="hetero")).backward(),
-                                                    True)
+        _, eager, fallbacks, breaks = _compiled_run(lambda: _loss(zoo, torch.compile(twin, backend="hetero")).backward())
         result["compile_s"]["training"] = round(time.perf_counter() - start, 2)
         pairs = [(_grad(q), _grad(p)) for p, q in zip(reference.parameters(), twin.parameters())]
         scale = max((e.abs().max().item() for _, e in pairs if e.numel()), default=0.0) or 1.0

@@ -141,11 +141,12 @@ class TritonOps(CodeHandler):
         if name in self.locals:
             return self.locals[name]
         self.loads.setdefault(name, dtype)
-        if name in self.stores:  # written earlier in this kernel by other threads of the program
-            self.lines.append("tl.debug_barrier()")
         pointer = name if self.loads[name] == dtype else f"{name}.to(tl.pointer_type({TL_DTYPE[dtype]}), bitcast=True)"
         stored = f"tl.load({pointer} + ({self.address(index)}), mask={self.mask}, other=0)"
-        var = self._emit(widen(stored, dtype) if dtype in LOW_PRECISION else stored, compute_dtype(dtype))
+        expr = widen(stored, dtype) if dtype in LOW_PRECISION else stored
+        if name in self.stores and self._cse_key(expr, compute_dtype(dtype)) not in self.cse:
+            self.lines.append("tl.debug_barrier()")  # written earlier in this kernel by other threads of the program
+        var = self._emit(expr, compute_dtype(dtype))
         self.plain_loads.setdefault(var.name, (stored, dtype))
         return var
 
