@@ -86,6 +86,33 @@ def test_convolutional_block_matches_eager(monkeypatch, speedup, freeze):
         assert sum(c.is_mkldnn for c in constants.values()) == (7 if speedup > 1 else 0)
 
 
+class CrossStage(torch.nn.Module):
+    """CSPNet's stage entry: a convolution's output split in two along the channels, one half
+    through an in-place activation (functionalized, the split becomes ``as_strided`` with the
+    NCHW strides eager traced)."""
+
+    def __init__(self):
+        super().__init__()
+        self.expand = torch.nn.Conv2d(64, 256, 1, bias=False)
+        self.act = torch.nn.LeakyReLU(inplace=True)
+
+    def forward(self, x):
+        a, b = self.expand(x).split(128, dim=1)
+        return self.act(b), a
+
+
+@pytest.mark.parametrize("freeze", [False, True], ids=["parameters", "frozen"])
+def test_split_of_a_channels_last_convolution(monkeypatch, freeze):
+    """cspresnet50's wrong result: the explicit strides read the channels-last output as NCHW."""
+    torch.manual_seed(0)
+    model, x = CrossStage().eval(), torch.randn(2, 64, 8, 8)
+    (out,), graphs = _run(model, [x], {"freeze": freeze}, 100.0, monkeypatch)
+    with torch.no_grad():
+        expected = model(x)
+    assert graphs[0][1].plan.notes[0].startswith("layout: channels-last")
+    torch.testing.assert_close(out, expected, atol=2e-5, rtol=2e-5)
+
+
 def test_post_op_reason_in_the_schedule():
     model, x = _model(), torch.randn(2, 3, 20, 20)
     _, graphs = _run(model, [x], {"freeze": True})

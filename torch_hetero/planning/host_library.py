@@ -43,6 +43,7 @@ from .cost_model import MemoryModel, estimate_memory_op
 aten = torch.ops.aten
 CONVOLUTION = aten.convolution.default
 TO_CHANNELS_LAST = "channels-last conversion"   # the meta tag of a conversion this pass inserts
+EXPLICIT_STRIDES = (aten.as_strided.default, aten.as_strided_scatter.default, aten.as_strided_copy.default)
 
 # ATen op → (oneDNN post-op name, its scalars from the op's arguments, its algorithm)
 _UNARY = {
@@ -166,6 +167,7 @@ def _channels_last(gm):
     graph.output(graph.graph_copy(gm.graph, {}))
     output = graph.find_nodes(op="output")[0]
     eager = [a.meta.get("val") if isinstance(a, torch.fx.Node) else None for a in output.args[0]]
+    eager_values = {node: node.meta.get("val") for node in graph.nodes}
     for conv in [n for n in graph.nodes if _is_2d_convolution(n)]:
         # the input, and a weight that is no constant (a frozen one is prepacked instead): ATen
         # reorders an NCHW weight for a channels-last input on every call
@@ -181,7 +183,10 @@ def _channels_last(gm):
         _propagate(graph)
     except Exception:   # noqa: BLE001 - a shape or view error of the new layout: keep NCHW
         return None
-    conversions = []
+    restored = _restore_explicit_strides(graph, eager_values)
+    if restored is None:
+        return None
+    conversions = restored
     for node in list(graph.nodes):
         if node.meta.get(TO_CHANNELS_LAST):
             source = node.args[0].meta["val"]
@@ -206,6 +211,32 @@ def _channels_last(gm):
     output.args = (tuple(outputs),) + output.args[1:]
     graph.eliminate_dead_code()
     return torch.fx.GraphModule(gm, graph), conversions
+
+
+def _restore_explicit_strides(graph: torch.fx.Graph, eager_values: dict):
+    """Each ``as_strided`` (how functionalization writes a ``split`` or ``chunk`` of a tensor
+    later mutated or returned) reading a tensor whose layout changed reads it converted back
+    to its eager layout: its strides are absolute, traced for the NCHW storage, and would read
+    the channels-last one at the wrong places.  The eager metas of the tensors so converted,
+    or None where one was not a dense NCHW tensor (no conversion reproduces its storage): the
+    graph stays NCHW."""
+    converted: dict = {}   # source -> its conversion back, one per tensor
+    for node in list(graph.nodes):
+        if node.op != "call_function" or node.target not in EXPLICIT_STRIDES:
+            continue
+        for source in [a for a in node.args if isinstance(a, torch.fx.Node)]:
+            before = eager_values.get(source)
+            if _same_layout(before, source.meta.get("val")):
+                continue
+            if not (isinstance(before, torch.Tensor) and before.is_contiguous() and before.storage_offset() == 0):
+                return None
+            if source not in converted:
+                with graph.inserting_after(source):
+                    converted[source] = graph.call_function(aten.clone.default, (source,),
+                                                            {"memory_format": torch.contiguous_format})
+                converted[source].meta["val"] = before
+            node.replace_input_with(source, converted[source])
+    return [eager_values[source] for source in converted]
 
 
 def _weights_follow_inputs(gm: torch.fx.GraphModule) -> torch.fx.GraphModule:
