@@ -172,10 +172,25 @@ def test_convolutions_of_1x1_maps_run_as_gemms(freeze):
     (out,), graphs = _run(model, [x], {"freeze": freeze})
     with torch.no_grad():
         torch.testing.assert_close(out, model(x), atol=1e-5, rtol=1e-5)
-    assert "2 convolutions of 1x1 maps by 1x1 kernels run as GEMMs" in graphs[0][1].plan.notes
+    assert "2 convolutions with kernels the size of their maps run as GEMMs" in graphs[0][1].plan.notes
     code = _wrapper(graphs)
     assert code.count("addmm") == 1 and code.count(".mm.") == 1
     assert code.count("convolution") == 1, code   # the 3x3 one
+
+
+@pytest.mark.parametrize("freeze", [False, True], ids=["parameters", "frozen"])
+def test_a_kernel_covering_its_map_runs_as_a_gemm(freeze):
+    """VGG's head: a 7x7 convolution of the 7x7 pooled map is a linear layer over the flattened
+    map; as a convolution its channels-last weight (411 MB in vgg11) was converted every call."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(5),
+                                torch.nn.Conv2d(8, 16, 5), torch.nn.ReLU()).eval()
+    x = torch.randn(2, 3, 9, 9)
+    (out,), graphs = _run(model, [x], {"freeze": freeze})
+    with torch.no_grad():
+        torch.testing.assert_close(out, model(x), atol=1e-5, rtol=1e-5)
+    assert "1 convolutions with kernels the size of their maps run as GEMMs" in graphs[0][1].plan.notes
+    assert _wrapper(graphs).count("convolution") == 1   # the 3x3 one
 
 
 def test_frozen_linear_layers_use_packed_weights():

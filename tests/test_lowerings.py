@@ -162,11 +162,34 @@ def test_scatter_prod_has_no_triton_kernel():
                  id="avg_pool2d_global_ceil"),
     pytest.param(lambda x: torch.nn.functional.avg_pool2d(x, 6, 4, 2, ceil_mode=True, count_include_pad=False),
                  (2, 3, 13, 11), id="avg_pool2d_large_padded"),
+    # overlapping windows larger than the input (VGG's 7x7 head on a small image), and uneven ones
+    pytest.param(lambda x: torch.nn.functional.adaptive_avg_pool2d(x, 7), (2, 3, 2, 3), id="adaptive_avg_pool2d_up"),
+    pytest.param(lambda x: torch.nn.functional.adaptive_avg_pool2d(x, (3, 5)), (2, 3, 10, 7),
+                 id="adaptive_avg_pool2d_uneven"),
 ])
 def test_average_pooling_is_native_with_gradients(fn, shape, options):
     x = torch.randn(shape)
     check(fn, x, grad=True, atol=1e-5, rtol=1e-5, options=options, native=True)
     assert not explain(fn, x, device=options.get("device", "cpu")).fallbacks
+
+
+def _weight_normed(dim):
+    torch.manual_seed(0)
+    layer = torch.nn.utils.parametrizations.weight_norm(torch.nn.Conv1d(4, 6, 3), dim=dim)
+    return lambda x: layer(x)
+
+
+@pytest.mark.parametrize("options", [{}, {"device": "h100", "executor": "interpret"}], ids=["host", "interpret"])
+@pytest.mark.parametrize("fn,make_inputs", [
+    pytest.param(_weight_normed(0), lambda: (torch.randn(2, 4, 9),), id="weight_norm_dim0"),   # wav2vec2's
+    pytest.param(_weight_normed(2), lambda: (torch.randn(2, 4, 9),), id="weight_norm_dim2"),
+    pytest.param(lambda x, s: torch.as_strided_scatter(x * 2, s, (2, 3), (6, 2), 1) * 3,
+                 lambda: (torch.randn(4, 6), torch.randn(2, 3)), id="as_strided_scatter"),
+])
+def test_decompositions_are_native_with_gradients(fn, make_inputs, options):
+    inputs = make_inputs()
+    check(fn, *inputs, grad=True, atol=1e-5, rtol=1e-5, options=options, native=True)
+    assert not explain(fn, *inputs, device=options.get("device", "cpu")).fallbacks
 
 
 def _pooling_input(shape):

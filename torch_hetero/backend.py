@@ -56,7 +56,7 @@ def hetero_backend(gm: torch.fx.GraphModule, example_inputs, options=None, mode=
 
     backend = aot_autograd(fw_compiler=compiler_for("forward"), bw_compiler=compiler_for("backward"),
                            inference_compiler=compiler_for("inference"),
-                           decompositions=decomposition_table(),
+                           decompositions=decomposition_table(opts.profile.target.float64_statistics),
                            partition_fn=min_cut_rematerialization_partition)
     with aot_cache.caching(opts) if cache else contextlib.nullcontext():
         return backend(gm, example_inputs)

@@ -9,7 +9,7 @@ import functools
 import torch
 from torch._decomp import get_decompositions
 
-from . import embedding_bag
+from . import batch_norm, embedding_bag
 
 aten = torch.ops.aten
 
@@ -65,7 +65,7 @@ DECOMPOSED_OPS = [
     aten.mvlgamma, aten.nansum, aten.linalg_cross, aten.isposinf, aten.isneginf, aten.special_xlog1py,
     aten.special_entr, aten.renorm, aten.isin, aten.dist, aten.count_nonzero, aten.bucketize,
     aten.aminmax, aten.take, aten.index_add, aten.index_copy, aten.index_fill,
-    aten._batch_norm_with_update_functional,
+    aten._batch_norm_with_update_functional, aten._weight_norm_interface,
 ]
 
 
@@ -106,11 +106,63 @@ def _put(x, index, source, accumulate=False):
     return flat.view(x.shape)
 
 
+def _as_strided_scatter(x, src, size, stride, storage_offset=None):
+    """``src`` written where ``as_strided`` views ``x``: an ``index_put`` into ``x`` flattened at
+    the view's element offsets; ``x`` must be dense and start its storage (what the offsets are
+    relative to), else ATen runs it.  (Swin's and ConvNeXt's shifted windows, functionalized.)"""
+    if not x.is_contiguous() or x.storage_offset() != 0:
+        return NotImplemented
+    offsets = torch.full((), storage_offset or 0, dtype=torch.int64, device=x.device)
+    for extent, step in zip(size, stride):
+        offsets = offsets.unsqueeze(-1) + torch.arange(extent, device=x.device) * step
+    flat = aten.index_put(x.reshape(-1), [offsets.reshape(-1)], src.reshape(-1))
+    return flat.view(x.shape)
+
+
+def _window_weights(length, windows, dtype, device):
+    """[windows, length]: adaptive pooling's weight of each input position in each window
+    (1/the window's length where the position lies in it: windows [floor(i L/n), ceil((i+1) L/n)))."""
+    i = torch.arange(windows, device=device).unsqueeze(1)
+    position = torch.arange(length, device=device)
+    start, end = (i * length) // windows, ((i + 1) * length + windows - 1) // windows
+    inside = (position >= start) & (position < end)
+    return inside.to(dtype) / (end - start).to(dtype)
+
+
+def _adaptive_avg_pool2d_backward(grad, x):
+    """Each window's gradient spread evenly over its positions: separable in height and width,
+    grad_in = Hᵀ · grad · W with H, W the window weights (two batched matmuls)."""
+    compute = torch.float32 if grad.dtype in (torch.float16, torch.bfloat16) else grad.dtype
+    heights = _window_weights(x.shape[-2], grad.shape[-2], compute, grad.device)
+    widths = _window_weights(x.shape[-1], grad.shape[-1], compute, grad.device)
+    return (heights.t() @ grad.to(compute) @ widths).to(x.dtype)
+
+
+def _weight_norm_interface_backward(grad_w, v, g, norms, dim):
+    """Weight norm's gradients, w = g v / |v| (norms over every dim but ``dim``):
+    grad_g = Σ grad_w·v / |v|, grad_v = g/|v| · (grad_w − v · Σ grad_w·v / |v|²)."""
+    dim = dim % v.dim()
+    others = [d for d in range(v.dim()) if d != dim]
+    shape = [-1 if d == dim else 1 for d in range(v.dim())]
+    compute = torch.float32 if v.dtype in (torch.float16, torch.bfloat16) else v.dtype
+    grad_w, v32, norms32 = grad_w.to(compute), v.to(compute), norms.to(compute).reshape(shape)
+    dot = (grad_w * v32).sum(others, keepdim=True)
+    grad_g = (dot / norms32).reshape(g.shape)
+    grad_v = g.to(compute).reshape(shape) / norms32 * (grad_w - v32 * (dot / (norms32 * norms32)))
+    return grad_v.to(v.dtype), grad_g.to(g.dtype)
+
+
 # Our own decompositions, for ops torch has none for.
 OWN_DECOMPOSITIONS = {aten.addbmm.default: _addbmm, aten._trilinear.default: _trilinear, aten.put.default: _put,
+                      aten.as_strided_scatter.default: _as_strided_scatter,
+                      aten._adaptive_avg_pool2d_backward.default: _adaptive_avg_pool2d_backward,
+                      aten._weight_norm_interface_backward.default: _weight_norm_interface_backward,
                       **embedding_bag.DECOMPOSITIONS}
 
 
 @functools.lru_cache(maxsize=None)
-def decomposition_table() -> dict:
-    return {**get_decompositions(DECOMPOSED_OPS), **OWN_DECOMPOSITIONS}
+def decomposition_table(float64_statistics: bool = False) -> dict:
+    """The table; ``float64_statistics``: training batch norm's statistics accumulated in float64
+    (``batch_norm``), as the host's eager kernel does (``Target.float64_statistics``)."""
+    table = {**get_decompositions(DECOMPOSED_OPS), **OWN_DECOMPOSITIONS}
+    return {**table, **batch_norm.DECOMPOSITIONS} if float64_statistics else table

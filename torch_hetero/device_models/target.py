@@ -31,6 +31,9 @@ class Target:
     online_norm: bool           # a looped mean → sum of (x - mean)² is one pass (running sum and
                                 # Welford's mean and squared deviations, ``planning.online``)
     special_functions: str      # the library the special functions come from (special_functions)
+    float64_statistics: bool    # training batch norm's mean and variance of a float32 input are
+                                # accumulated in float64, as the eager kernel it stands in for (ATen's
+                                # CPU kernel; a GPU's accumulates in float32): ``batch_norm``
     blas: tuple[str, ...]       # vendor kernel libraries the device has, per op family (GEMM: with
                                 # one, a plain matmul calls it; without, generates_gemm)
     attention: tuple[str, ...]  # fused SDPA: with one, SDPA is an extern call reported under the
@@ -66,10 +69,10 @@ class Target:
 LANGUAGES = {
     "triton": dict(host_threads=False, matmul_epilogue=True, column_reductions=False, scatter_add_16bit=False,
                    scatter_multiply=False, sorting=True, running_extremes=False, online_softmax=True,
-                   online_norm=True, special_functions="libdevice"),
+                   online_norm=True, special_functions="libdevice", float64_statistics=False),
     "cpp": dict(host_threads=True, matmul_epilogue=False, column_reductions=True, scatter_add_16bit=True,
                 scatter_multiply=True, sorting=True, running_extremes=True, online_softmax=False,
-                online_norm=False, special_functions="aten_math"),
+                online_norm=False, special_functions="aten_math", float64_statistics=True),
 }
 RENDERER_FLAGS = ("matmul_epilogue", "column_reductions", "scatter_add_16bit", "scatter_multiply", "sorting",
                   "running_extremes", "online_softmax", "online_norm")

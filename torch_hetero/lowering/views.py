@@ -12,7 +12,7 @@ import torch
 
 from .. import ir, symbolic
 from ..symbolic import FloorDiv, ModularIndexing
-from ..virtualized import current_origin
+from ..virtualized import current_graph, current_origin
 from .common import canonical_dim, is_one, meta_val, size_of
 from .registry import register_lowering
 
@@ -127,8 +127,12 @@ def select(x, dim, index):
 @register_lowering(aten.as_strided)
 def as_strided(x, size, stride, storage_offset=None):
     """Over memory we allocated (storage offset 0 is its data pointer) or a graph input
-    (offsets relative to its traced one); not over an ATen op's result, which may be a view."""
+    (offsets relative to its traced one); not over an ATen op's result, which may be a view.
+    A value that is no stride view of memory (a view of a computed value) is copied into a
+    buffer of its own where eager's tensor fills its storage from offset 0 in that order."""
     base = ir.as_strided(x.realize() if isinstance(x, ir.Lazy) else x)
+    if base is None and _fills_its_storage(current_graph().current_node.args[0].meta.get("val")):
+        base = current_graph().realize(x)
     if base is None or not (base.buffer.owns_storage or isinstance(base.buffer, ir.InputBuffer)):
         raise NotImplementedError("as_strided of memory an ATen op returned")
     origin = getattr(base.buffer, "storage_offset", 0)
@@ -136,6 +140,12 @@ def as_strided(x, size, stride, storage_offset=None):
     layout = ir.Layout(tuple(symbolic.sym(s) for s in size), tuple(symbolic.sym(s) for s in stride),
                        base.get_dtype(), offset)
     return ir.StridedValue(base.buffer, layout)
+
+
+def _fills_its_storage(value) -> bool:
+    """Is the traced tensor contiguous, at storage offset 0, its storage no larger than it?"""
+    return isinstance(value, torch.Tensor) and value.is_contiguous() and value.storage_offset() == 0 \
+        and value.untyped_storage().nbytes() == value.numel() * value.element_size()
 
 
 @register_lowering(aten.view.default, aten._unsafe_view, aten.reshape, aten.view_copy.default)

@@ -68,8 +68,9 @@ def applies(profile: DeviceProfile) -> bool:
 
 # ---------------------------------------------------------------- 0. GEMMs
 def convolutions_as_gemm(gm: torch.fx.GraphModule) -> tuple:
-    """(graph, note): ``gm`` (a copy if changed) with each convolution that is a GEMM — a 1x1
-    kernel over a 1x1 map, unpadded, one group — written as ``addmm``/``mm``, and how many."""
+    """(graph, note): ``gm`` (a copy if changed) with each convolution that is a GEMM — a kernel
+    the size of its map (1x1 over 1x1, or VGG's 7x7 head over 7x7: one output pixel), unpadded,
+    one group — written as ``addmm``/``mm`` over the flattened map, and how many."""
     found = [n for n in gm.graph.nodes if _is_gemm(n)]
     if not found:
         return gm, ""
@@ -77,7 +78,8 @@ def convolutions_as_gemm(gm: torch.fx.GraphModule) -> tuple:
     graph.output(graph.graph_copy(gm.graph, {}))
     for conv in [n for n in graph.nodes if _is_gemm(n)]:
         x, weight, bias = conv.args[:3]
-        (batch, channels), outputs = x.meta["val"].shape[:2], weight.meta["val"].shape[0]
+        batch, outputs = x.meta["val"].shape[0], weight.meta["val"].shape[0]
+        channels = math.prod(x.meta["val"].shape[1:])
         with graph.inserting_before(conv):
             rows = graph.call_function(aten.view.default, (x, [batch, channels]))
             columns = graph.call_function(aten.t.default, (graph.call_function(aten.view.default, (weight, [outputs, channels])),))
@@ -87,17 +89,17 @@ def convolutions_as_gemm(gm: torch.fx.GraphModule) -> tuple:
         conv.replace_all_uses_with(out)
         graph.erase_node(conv)
     _propagate(graph)
-    return torch.fx.GraphModule(gm, graph), f"{len(found)} convolutions of 1x1 maps by 1x1 kernels run as GEMMs"
+    return torch.fx.GraphModule(gm, graph), f"{len(found)} convolutions with kernels the size of their maps run as GEMMs"
 
 
 def _is_gemm(node) -> bool:
     if not _is_2d_convolution(node):
         return False
     x, weight = node.args[0].meta["val"], node.args[1].meta["val"]
-    padding, groups = node.args[4], node.args[8]
-    return tuple(x.shape[2:]) == (1, 1) and tuple(weight.shape[2:]) == (1, 1) and groups == 1 \
-        and not any(padding) and weight.is_contiguous() and x.is_contiguous() \
-        and not any(isinstance(s, torch.SymInt) for s in x.shape[:2])
+    padding, dilation, groups = node.args[4], node.args[5], node.args[8]
+    return tuple(x.shape[2:]) == tuple(weight.shape[2:]) and groups == 1 and not any(padding) \
+        and all(d == 1 for d in dilation) and weight.is_contiguous() and x.is_contiguous() \
+        and not any(isinstance(s, torch.SymInt) for s in x.shape)
 
 
 # ---------------------------------------------------------------- 1. layout
