@@ -34,8 +34,16 @@ FLOAT64_MULTIPLIER = 2.0
 # Past that too, the model is compiled in float64: matching eager float64 to this, its kernels are
 # right and the float32 difference is rounding the model amplifies (a ReLU's mask flipping on a
 # value within rounding of its kink, then summed into every earlier layer's gradient): the
-# status is "rounding", counted apart from a pass and from a wrong result
+# status is "rounding", counted apart from a pass and from a wrong result.  The bound grows with
+# the amplification measured in float32, scaled to float64's unit roundoff (2^-52 / 2^-23):
+# inception_v3's training step, 1.4 from float64 in eager float32, compiles to 4e-9 in float64
 FLOAT64_COMPILED_TOLERANCE = 1e-9
+FLOAT64_OVER_FLOAT32_ROUNDOFF = 2.0 ** -29
+
+
+def float64_compiled_bound(eager_distance: float) -> float:
+    """How far a float64 compile may be from eager float64, given eager float32's distance."""
+    return max(FLOAT64_COMPILED_TOLERANCE, FLOAT64_MULTIPLIER * eager_distance * FLOAT64_OVER_FLOAT32_ROUNDOFF)
 TRITON_PROFILES = tuple(p.name for p in torch_hetero.list_devices() if p.target.language == "triton")
 
 
@@ -189,7 +197,7 @@ def check(name: str, training: bool = True, debt: bool = True) -> dict:
         text = f"{phase} {result['error'][phase]:.1e} (from float64: ours {verdict['hetero']:.1e}, eager's {verdict['eager']:.1e}"
         if "hetero compiled in float64" not in verdict:
             continue
-        if verdict["hetero compiled in float64"] <= FLOAT64_COMPILED_TOLERANCE:
+        if verdict["hetero compiled in float64"] <= float64_compiled_bound(verdict["eager"]):
             rounding.append(f"{text}; compiled in float64: {verdict['hetero compiled in float64']:.1e})")
         else:
             wrong.append(f"{text}; compiled in float64: {verdict['hetero compiled in float64']:.1e})")
