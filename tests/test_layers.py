@@ -22,7 +22,7 @@ LAYERS = [
     ("errors", ["errors"]),
     ("profiles", ["device_models"]),
     ("IR", ["symbolic", "ops_protocol", "virtualized", "printer", "dtypes", "ir"]),
-    ("lowering", ["decompositions", "embedding_bag", "lowering", "graph"]),
+    ("lowering", ["decompositions", "batch_norm", "embedding_bag", "lowering", "graph"]),
     ("planning", ["planning"]),
     ("codegen", ["codegen"]),
     ("runtime", ["runtime"]),
