@@ -8,21 +8,16 @@ statistics, where ATen's CPU kernel accumulates in double), not a kernel of ours
     python benchmarks/training_numerics.py mnasnet_050 ghostnet_050"""
 from __future__ import annotations
 
-import copy
+import pathlib
 import sys
 import warnings
 
 import torch
 
-from torch_hetero.tools import model_catalog
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "tests"))   # coverage_checks
+from coverage_checks import gradient_error, in_float64, run_model  # noqa: E402
 
-
-def gradients(zoo, model, inputs, backend=None) -> list:
-    model = copy.deepcopy(model).train()
-    run = torch.compile(model, backend=backend) if backend else model
-    zoo.main_output(run(*inputs)).double().pow(2).mean().backward()
-    return [p.grad.double() if p.grad is not None else torch.zeros(p.shape, dtype=torch.float64)
-            for p in model.parameters()]
+from torch_hetero.tools import model_catalog  # noqa: E402
 
 
 def main():
@@ -31,12 +26,8 @@ def main():
     print(f"{'model':<24}{'eager fp32':>12}{'hetero':>12}{'inductor':>12}   (gradient error vs eager float64)")
     for name in sys.argv[1:]:
         zoo = model_catalog.build(name)
-        reference = gradients(zoo, zoo.model.double(), tuple(x.double() if x.is_floating_point() else x
-                                                              for x in zoo.inputs))
-        zoo.model.float()
-        scale = max(r.abs().max().item() for r in reference) or 1.0
-        errors = [max((a - r).abs().max().item() for a, r in zip(gradients(zoo, zoo.model, zoo.inputs, backend),
-                                                                   reference)) / scale
+        reference = run_model(zoo, "training", torch.float64, *in_float64(zoo))
+        errors = [gradient_error(run_model(zoo, "training", torch.float64, backend=backend), reference)
                   for backend in (None, "hetero", "inductor")]
         print(f"{name:<24}" + "".join(f"{e:>12.1e}" for e in errors))
 

@@ -68,22 +68,22 @@ def _loss(zoo, model, inputs=None, dtype=torch.float32):
     return zoo.main_output(model(*(inputs or zoo.inputs))).to(dtype).pow(2).mean()
 
 
-def _in_float64(zoo):
+def in_float64(zoo):
     """(the model in float64, its inputs in float64)."""
     return (copy.deepcopy(zoo.model).double(),
             tuple(x.double() if isinstance(x, torch.Tensor) and x.is_floating_point() else x for x in zoo.inputs))
 
 
-def _gradient_error(actual: list, expected: list) -> float:
+def gradient_error(actual: list, expected: list) -> float:
     """Over all gradients, relative to the largest: a gradient that is zero in exact arithmetic
     (an attention key's bias) is rounding noise on both sides, not a relative error of 1."""
     scale = max((e.abs().max().item() for e in expected if e.numel()), default=0.0) or 1.0
     return max(((a - e).abs().max().item() for a, e in zip(actual, expected) if e.numel()), default=0.0) / scale
 
 
-def _eager(zoo, phase: str, dtype=torch.float32, model=None, inputs=None, backend=None):
-    """Eager's output (inference) or parameter gradients (training) in ``dtype``; compiled
-    with ``backend`` if given."""
+def run_model(zoo, phase: str, dtype=torch.float32, model=None, inputs=None, backend=None):
+    """The model's output (inference) or parameter gradients (training) in ``dtype``, eager or
+    compiled with ``backend`` (also ``benchmarks/training_numerics.py``'s)."""
     model = copy.deepcopy(model if model is not None else zoo.model)
     if backend:
         torch._dynamo.reset()
@@ -99,7 +99,7 @@ def _eager(zoo, phase: str, dtype=torch.float32, model=None, inputs=None, backen
 def _distance(phase: str, value, exact) -> float:
     if phase == "inference":
         return relative_error(value.double(), exact)
-    return _gradient_error([g.double() for g in value], exact)
+    return gradient_error([g.double() for g in value], exact)
 
 
 def _perturbed(zoo, seed: int) -> tuple:
@@ -116,22 +116,22 @@ def _float64_verdict(zoo, phase: str, eager, ours) -> dict:
     unit in the last place (two draws).  Where a ReLU's mask flips on rounding (a value within
     float32's error of the kink), each lands elsewhere: xception41's training step is 8.6e-5
     from float64 as given and 1.7e-3 for one input in two so perturbed; ours is held to that."""
-    model, inputs = _in_float64(zoo)
-    exact = _eager(zoo, phase, torch.float64, model, inputs)
+    model, inputs = in_float64(zoo)
+    exact = run_model(zoo, phase, torch.float64, model, inputs)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        serial = _eager(zoo, phase)
+        serial = run_model(zoo, phase)
     finally:
         torch.set_num_threads(threads)
-    roundings = [eager, serial] + [_eager(zoo, phase, inputs=_perturbed(zoo, seed)) for seed in (0, 1)
+    roundings = [eager, serial] + [run_model(zoo, phase, inputs=_perturbed(zoo, seed)) for seed in (0, 1)
                                    if any(isinstance(x, torch.Tensor) and x.is_floating_point() for x in zoo.inputs)]
     verdict = {"eager": max(_distance(phase, value, exact) for value in roundings),
                "hetero": _distance(phase, ours, exact)}
     if verdict["hetero"] > max(TOLERANCE, FLOAT64_MULTIPLIER * verdict["eager"]):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            compiled = _eager(zoo, phase, torch.float64, model, inputs, backend="hetero")
+            compiled = run_model(zoo, phase, torch.float64, model, inputs, backend="hetero")
         verdict["hetero compiled in float64"] = _distance(phase, compiled, exact)
     return verdict
 
@@ -181,7 +181,7 @@ def check(name: str, training: bool = True, debt: bool = True) -> dict:
         _, eager, fallbacks, breaks = _compiled_run(lambda: _loss(zoo, torch.compile(twin, backend="hetero")).backward())
         result["compile_s"]["training"] = round(time.perf_counter() - start, 2)
         gradients = ([_grad(p) for p in reference.parameters()], [_grad(q) for q in twin.parameters()])
-        result["error"]["training"] = _gradient_error(gradients[1], gradients[0])
+        result["error"]["training"] = gradient_error(gradients[1], gradients[0])
         result["eager_graphs"] += eager
         result["graph_breaks"] += breaks
         for op, count in fallbacks.items():

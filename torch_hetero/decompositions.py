@@ -8,6 +8,7 @@ import functools
 
 import torch
 from torch._decomp import get_decompositions
+from torch._prims_common import get_computation_dtype
 
 from . import batch_norm, embedding_bag
 
@@ -132,7 +133,7 @@ def _window_weights(length, windows, dtype, device):
 def _adaptive_avg_pool2d_backward(grad, x):
     """Each window's gradient spread evenly over its positions: separable in height and width,
     grad_in = Hᵀ · grad · W with H, W the window weights (two batched matmuls)."""
-    compute = torch.float32 if grad.dtype in (torch.float16, torch.bfloat16) else grad.dtype
+    compute = get_computation_dtype(grad.dtype)
     heights = _window_weights(x.shape[-2], grad.shape[-2], compute, grad.device)
     widths = _window_weights(x.shape[-1], grad.shape[-1], compute, grad.device)
     return (heights.t() @ grad.to(compute) @ widths).to(x.dtype)
@@ -144,7 +145,7 @@ def _weight_norm_interface_backward(grad_w, v, g, norms, dim):
     dim = dim % v.dim()
     others = [d for d in range(v.dim()) if d != dim]
     shape = [-1 if d == dim else 1 for d in range(v.dim())]
-    compute = torch.float32 if v.dtype in (torch.float16, torch.bfloat16) else v.dtype
+    compute = get_computation_dtype(v.dtype)
     grad_w, v32, norms32 = grad_w.to(compute), v.to(compute), norms.to(compute).reshape(shape)
     dot = (grad_w * v32).sum(others, keepdim=True)
     grad_g = (dot / norms32).reshape(g.shape)

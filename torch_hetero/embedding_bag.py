@@ -18,14 +18,10 @@ backward, on ATen's own bookkeeping), reported as fallbacks."""
 from __future__ import annotations
 
 import torch
+from torch._prims_common import get_computation_dtype   # 16-bit rows summed in float32, as ATen's CPU kernel
 
 aten = torch.ops.aten
 SUM, MEAN, MAX = 0, 1, 2
-
-
-def _accumulation(dtype: torch.dtype) -> torch.dtype:
-    """16-bit rows are summed in float32, as ATen's CPU kernel does."""
-    return torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
 
 
 def _offset2bag(indices, starts):
@@ -58,7 +54,7 @@ def _embedding_bag(weight, indices, offsets, scale_grad_by_freq=False, mode=SUM,
     last_ends = include_last_offset and _ends_at_last_offset(weight, per_sample_weights, padding_idx)
     offset2bag = _offset2bag(indices, offsets[1:] if last_ends else offsets[1:bags])
     kept = indices != padding_idx
-    accumulate = _accumulation(weight.dtype)
+    accumulate = get_computation_dtype(weight.dtype)
     rows = weight[indices].to(accumulate)
     if per_sample_weights is not None:
         rows = rows * per_sample_weights.to(accumulate).unsqueeze(1)
@@ -75,7 +71,7 @@ def _dense_backward(grad, indices, offset2bag, bag_size, maximum_indices, num_we
                     mode, per_sample_weights, padding_idx=-1):
     if mode == MAX or scale_grad_by_freq:
         return NotImplemented
-    accumulate = _accumulation(grad.dtype)
+    accumulate = get_computation_dtype(grad.dtype)
     rows = _dropped(grad, 0)[offset2bag].to(accumulate)
     if mode == MEAN:
         rows = rows / _dropped(bag_size, 1)[offset2bag].clamp(min=1).to(accumulate).unsqueeze(1)
@@ -97,7 +93,7 @@ def _backward(grad, indices, offsets, offset2bag, bag_size, maximum_indices, num
 def _per_sample_weights_backward(grad, weight, indices, offsets, offset2bag, mode, padding_idx=-1):
     if mode != SUM:
         return NotImplemented
-    accumulate = _accumulation(grad.dtype)
+    accumulate = get_computation_dtype(grad.dtype)
     dots = (_dropped(grad, 0)[offset2bag].to(accumulate) * weight[indices].to(accumulate)).sum(1)
     return torch.where(indices != padding_idx, dots, 0).to(grad.dtype)
 
